@@ -1,0 +1,304 @@
+//! The store connection: one sqlx `Any` pool over SQLite (embedded default, WAL, one writer
+//! connection) or PostgreSQL (production, shared by several nodes), the schema migrations for
+//! both engines, and the few SQL spellings that differ between them.
+
+use std::path::Path;
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions as _, Connection as _, Executor as _};
+
+/// A write transaction.
+pub type Tx = sqlx::Transaction<'static, Any>;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("invalid database url: {0}")]
+    InvalidUrl(String),
+    #[error("migration {version} failed: {source}")]
+    Migration {
+        version: i64,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+impl StoreError {
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Self::Corrupt(message.into())
+    }
+
+    /// Whether the error is a unique-constraint violation (a lost race on an insert).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                e.kind() == sqlx::error::ErrorKind::UniqueViolation
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Which engine the store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// Limits of the connection pools.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolOptions {
+    pub connections_max: u32,
+    pub acquire_timeout: Duration,
+    pub statement_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            connections_max: 16,
+            acquire_timeout: Duration::from_secs(30),
+            statement_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The store: a pool for reads and a pool for writes (the same pool on PostgreSQL; a single
+/// connection on SQLite, which has one writer anyway, so writers queue instead of failing with
+/// SQLITE_BUSY).
+#[derive(Debug, Clone)]
+pub struct Db {
+    readers: AnyPool,
+    writer: AnyPool,
+    backend: Backend,
+}
+
+/// The SQLite URL of the embedded store inside `data_dir`.
+pub fn sqlite_url_in(data_dir: &Path) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("companyos.db").display()
+    )
+}
+
+impl Db {
+    /// Connects and migrates. `url` is `sqlite://...` or `postgres://...`.
+    pub async fn connect(url: &str, options: PoolOptions) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::InvalidUrl(
+                "the database URL must start with sqlite:// or postgres://".to_owned(),
+            ));
+        };
+        let connect_options = AnyConnectOptions::from_str(url)
+            .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
+            .disable_statement_logging();
+        let statement_timeout_ms = options.statement_timeout.as_millis();
+        let pool_options = move || {
+            AnyPoolOptions::new()
+                .acquire_timeout(options.acquire_timeout)
+                .after_connect(move |conn: &mut AnyConnection, _meta| {
+                    Box::pin(async move {
+                        configure_connection(conn, backend, statement_timeout_ms).await
+                    })
+                })
+        };
+        let (readers, writer) = match backend {
+            Backend::Sqlite => {
+                let writer = pool_options()
+                    .max_connections(1)
+                    .connect_with(connect_options.clone())
+                    .await?;
+                let readers = pool_options()
+                    .max_connections(options.connections_max.clamp(1, 64))
+                    .connect_with(connect_options)
+                    .await?;
+                (readers, writer)
+            }
+            Backend::Postgres => {
+                let pool = pool_options()
+                    .max_connections(options.connections_max.clamp(1, 256))
+                    .connect_with(connect_options)
+                    .await?;
+                (pool.clone(), pool)
+            }
+        };
+        let db = Db {
+            readers,
+            writer,
+            backend,
+        };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool for reads.
+    pub fn readers(&self) -> &AnyPool {
+        &self.readers
+    }
+
+    /// Begins a write transaction.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(self.writer.begin().await?)
+    }
+
+    /// ` FOR UPDATE` on PostgreSQL (row locks serialise writers across nodes); nothing on
+    /// SQLite, where the single writer connection already serialises them.
+    pub fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.readers).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.readers.close().await;
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Two nodes starting at once must not both run a migration.
+            sqlx::query("SELECT pg_advisory_xact_lock(7263537)")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations \
+             (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *tx)
+            .await?;
+        for (version, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            let sql = match self.backend {
+                Backend::Sqlite => sql.replace("BLOB_TYPE", "BLOB"),
+                Backend::Postgres => sql.replace("BLOB_TYPE", "BYTEA"),
+            };
+            for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+                tx.execute(statement)
+                    .await
+                    .map_err(|source| StoreError::Migration {
+                        version: *version,
+                        source,
+                    })?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                .bind(*version)
+                .bind(crate::clock::system_now_micros())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn configure_connection(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    statement_timeout_ms: u128,
+) -> Result<(), sqlx::Error> {
+    match backend {
+        Backend::Sqlite => {
+            // WAL lets readers run beside the writer; synchronous=FULL makes an acknowledged
+            // commit durable across power loss, not only across a process crash.
+            for pragma in [
+                "PRAGMA journal_mode = WAL",
+                "PRAGMA synchronous = FULL",
+                "PRAGMA busy_timeout = 10000",
+                "PRAGMA foreign_keys = ON",
+                "PRAGMA cache_size = -65536",
+                "PRAGMA temp_store = MEMORY",
+            ] {
+                conn.execute(pragma).await?;
+            }
+        }
+        Backend::Postgres => {
+            conn.execute(format!("SET statement_timeout = {statement_timeout_ms}").as_str())
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates a fresh PostgreSQL database (for tests and benchmarks) and returns its URL.
+pub async fn create_postgres_database(server_url: &str, name: &str) -> Result<String, StoreError> {
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(server_url).await?;
+    conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+        .await?;
+    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+        .await?;
+    conn.close().await?;
+    let base = server_url
+        .rsplit_once('/')
+        .map_or(server_url, |(base, _)| base);
+    Ok(format!("{base}/{name}"))
+}
+
+/// Builds `($1, $2, ...), (...)` for a multi-row insert of `rows` rows of `columns` columns.
+pub fn values_placeholders(rows: usize, columns: usize) -> String {
+    let mut sql = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(row * columns + column + 1).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+/// `$first, $first+1, ...` for an `IN (...)` list of `count` values.
+pub fn list_placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The schema, one entry per version. `BLOB_TYPE` is BLOB on SQLite and BYTEA on PostgreSQL;
+/// everything else is spelled the same on both engines.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];

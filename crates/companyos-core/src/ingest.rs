@@ -1,0 +1,1325 @@
+//! Usage ingestion (MET-1, MET-2; CONTRACT §5): validation of every rule, dedupe by
+//! (tenant_id, event_id) with no expiry, the late window, signatures, the coverage gate, and the
+//! append of each accepted or late event to its tenant's ledger — all in one transaction with
+//! the rollups, the reconciliation counters and the audit record.
+//!
+//! Requests are validated in their own tasks, then handed to one writer task per node that
+//! commits many requests in one transaction (group commit): one fsync for many batches.
+//! Several nodes on one PostgreSQL database serialise per tenant on the ledger head row lock,
+//! so each tenant's tree stays gap-free and duplicate-free.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use companyos_domain::metering::{CoverageMode, MeteringDeclaration};
+use companyos_domain::time_util::{day_number, to_micros, utc_day};
+use companyos_domain::usage::{InvalidEvent, UsageEvent};
+use companyos_domain::{FieldError, TenantId, TenantStatus};
+use companyos_ledger::leaf::{EventClass, UsageLeaf};
+use companyos_ledger::usage_event;
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Row as _};
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::app::{Actor, App};
+use crate::audit::{self, NewAudit};
+use crate::authz::Resource;
+use crate::db::{StoreError, Tx, list_placeholders, values_placeholders};
+use crate::error::ServiceError;
+use crate::ledger_store::{self, LogHead};
+use crate::settings::SignatureRequirement;
+use crate::tenants::usage_log_id;
+use crate::util::new_id;
+
+/// Rows per multi-row statement.
+const ROWS_PER_STATEMENT: usize = 256;
+/// Keys per dedupe lookup.
+const KEYS_PER_LOOKUP: usize = 500;
+
+/// How one event of a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventStatus {
+    Accepted,
+    Duplicate,
+    Late,
+    Rejected,
+    Conflict,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Accepted => "accepted",
+            EventStatus::Duplicate => "duplicate",
+            EventStatus::Late => "late",
+            EventStatus::Rejected => "rejected",
+            EventStatus::Conflict => "conflict",
+        }
+    }
+}
+
+/// The result row of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventResult {
+    pub index: usize,
+    pub event_id: Option<String>,
+    pub status: EventStatus,
+    pub seq: Option<u64>,
+    pub digest: Option<String>,
+    pub errors: Vec<FieldError>,
+    pub flags: Vec<&'static str>,
+}
+
+impl EventResult {
+    pub fn to_json(&self) -> Value {
+        let mut object = json!({
+            "index": self.index,
+            "event_id": self.event_id,
+            "status": self.status.as_str(),
+        });
+        if let Some(seq) = self.seq {
+            object["seq"] = json!(seq);
+        }
+        if let Some(digest) = &self.digest {
+            object["digest"] = json!(digest);
+        }
+        if !self.errors.is_empty() {
+            let text: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+            object["error"] = json!(text.join("; "));
+            object["errors"] = json!(self.errors);
+        }
+        if !self.flags.is_empty() {
+            object["flags"] = json!(self.flags);
+        }
+        object
+    }
+}
+
+/// The answer to one ingestion request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestOutcome {
+    pub results: Vec<EventResult>,
+}
+
+impl IngestOutcome {
+    pub fn count(&self, status: EventStatus) -> usize {
+        self.results.iter().filter(|r| r.status == status).count()
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "accepted": self.count(EventStatus::Accepted),
+            "duplicates": self.count(EventStatus::Duplicate),
+            "late": self.count(EventStatus::Late),
+            "rejected": self.count(EventStatus::Rejected),
+            "conflicts": self.count(EventStatus::Conflict),
+            "results": self.results.iter().map(EventResult::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// One event of a request, as read from the body.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    /// The event's JSON text (kept, bounded, for rejections and conflicts).
+    pub raw: String,
+    pub parsed: Result<UsageEvent, InvalidEvent>,
+}
+
+impl RawEvent {
+    /// Parses one event's JSON text.
+    pub fn parse(raw: &str) -> RawEvent {
+        RawEvent {
+            raw: raw.to_owned(),
+            parsed: UsageEvent::parse_bytes(raw.as_bytes()),
+        }
+    }
+
+    /// Parses an already-parsed JSON value (an element of an array body).
+    pub fn from_value(value: &Value) -> RawEvent {
+        RawEvent {
+            raw: value.to_string(),
+            parsed: UsageEvent::parse(value),
+        }
+    }
+}
+
+/// An event that passed every check that needs no lock, ready for the writer.
+#[derive(Debug, Clone)]
+struct Checked {
+    index: usize,
+    event: UsageEvent,
+    raw: String,
+    late_by_age: bool,
+    flags: Vec<&'static str>,
+    undeclared: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Rejected {
+    index: usize,
+    tenant_id: Option<String>,
+    event_id: Option<String>,
+    day: i64,
+    errors: Vec<FieldError>,
+    raw: String,
+}
+
+/// One request waiting for the writer.
+#[derive(Debug)]
+struct Job {
+    actor: Actor,
+    checked: Vec<Checked>,
+    rejected: Vec<Rejected>,
+    reply: oneshot::Sender<Result<IngestOutcome, String>>,
+}
+
+impl Job {
+    fn len(&self) -> usize {
+        self.checked.len() + self.rejected.len()
+    }
+}
+
+/// The bounded queue in front of the writer task.
+#[derive(Debug)]
+pub struct IngestQueue {
+    sender: mpsc::Sender<Job>,
+    receiver: Mutex<Option<mpsc::Receiver<Job>>>,
+    started: AtomicBool,
+}
+
+impl IngestQueue {
+    pub fn new(capacity: usize) -> Self {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        Self {
+            sender,
+            receiver: Mutex::new(Some(receiver)),
+            started: AtomicBool::new(false),
+        }
+    }
+}
+
+fn truncate(raw: &str, bytes_max: usize) -> (String, bool) {
+    if raw.len() <= bytes_max {
+        return (raw.to_owned(), false);
+    }
+    let mut end = bytes_max;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    (raw[..end].to_owned(), true)
+}
+
+/// Exact decimal addition: `None` when the sum would lose digits.
+fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let sum = a.checked_add(b)?;
+    (sum.checked_sub(b) == Some(a)).then_some(sum)
+}
+
+/// A registered source.
+#[derive(Debug, Clone)]
+struct SourceKey {
+    service: String,
+    key: ed25519_dalek::VerifyingKey,
+}
+
+impl App {
+    /// Ingests a batch of events (`POST /v1/events`, `companyos usage send`).
+    pub async fn ingest(
+        &self,
+        actor: &Actor,
+        events: Vec<RawEvent>,
+    ) -> Result<IngestOutcome, ServiceError> {
+        if events.len() > self.settings().batch_events_max {
+            return Err(ServiceError::TooLarge(format!(
+                "a batch holds at most {} events, this one has {}",
+                self.settings().batch_events_max,
+                events.len()
+            )));
+        }
+        self.authorize_read(actor, "usage.ingest", Resource::Deployment, "usage", None)
+            .await?;
+        if events.is_empty() {
+            return Ok(IngestOutcome::default());
+        }
+        let (checked, rejected) = self.check_events(events).await?;
+        self.ensure_writer();
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            actor: actor.clone(),
+            checked,
+            rejected,
+            reply,
+        };
+        self.inner.ingest.sender.send(job).await.map_err(|_| {
+            ServiceError::Unavailable("the ingestion writer has stopped".to_owned())
+        })?;
+        let outcome = answer
+            .await
+            .map_err(|_| ServiceError::Unavailable("the ingestion writer has stopped".to_owned()))?
+            .map_err(|e| ServiceError::Unavailable(format!("ingestion failed, retry: {e}")))?;
+        Ok(outcome)
+    }
+
+    /// Checks that need no lock: parsing, windows, sources and signatures, coverage.
+    async fn check_events(
+        &self,
+        events: Vec<RawEvent>,
+    ) -> Result<(Vec<Checked>, Vec<Rejected>), ServiceError> {
+        let settings = self.settings();
+        let now = self.now();
+        let received_day = day_number(utc_day(now));
+        let sources = self.load_sources(&events).await?;
+        let declarations = self.load_declarations(&events).await?;
+        let (deployment_mode, service_modes) = self.coverage_modes().await?;
+        let mut checked = Vec::with_capacity(events.len());
+        let mut rejected = Vec::new();
+        for (index, raw_event) in events.into_iter().enumerate() {
+            let RawEvent { raw, parsed } = raw_event;
+            let event = match parsed {
+                Ok(event) => event,
+                Err(invalid) => {
+                    rejected.push(Rejected {
+                        index,
+                        tenant_id: invalid.tenant_id.map(TenantId::into_string),
+                        event_id: invalid.event_id,
+                        day: invalid
+                            .timestamp
+                            .map_or(received_day, |t| day_number(utc_day(t))),
+                        errors: invalid.errors.into_vec(),
+                        raw,
+                    });
+                    continue;
+                }
+            };
+            let mut errors = Vec::new();
+            let mut flags = Vec::new();
+            if event.timestamp > now + settings.future_tolerance {
+                errors.push(FieldError::new(
+                    "timestamp",
+                    format!(
+                        "is more than {} minutes in the future",
+                        settings.future_tolerance.whole_minutes()
+                    ),
+                ));
+            }
+            if event.timestamp < now - settings.backdate_max {
+                errors.push(FieldError::new(
+                    "timestamp",
+                    format!(
+                        "is older than the maximum backdate of {} days",
+                        settings.backdate_max.whole_days()
+                    ),
+                ));
+            }
+            match (&event.source, &event.source_signature) {
+                (Some(source), signature) => match sources.get(source.as_str()) {
+                    None => errors.push(FieldError::new("source", "is not a registered source")),
+                    Some(registered) => {
+                        if registered.service != event.service.as_str() {
+                            errors.push(FieldError::new(
+                                "source",
+                                format!("is registered for service {:?}", registered.service),
+                            ));
+                        }
+                        match signature {
+                            Some(signature) => {
+                                if let Err(e) = usage_event::verify(
+                                    &registered.key,
+                                    event.canonical.as_bytes(),
+                                    signature,
+                                ) {
+                                    errors.push(FieldError::new("source_signature", e.to_string()));
+                                }
+                            }
+                            None => flags.push("unsigned"),
+                        }
+                    }
+                },
+                (None, _) => flags.push("unsigned"),
+            }
+            if flags.contains(&"unsigned")
+                && settings.require_signature == SignatureRequirement::Enforce
+            {
+                errors.push(FieldError::new(
+                    "source_signature",
+                    "is required (require_signature = enforce)",
+                ));
+            }
+            let coverage = companyos_domain::metering::Coverage::of(
+                declarations.get(event.service.as_str()),
+                &event.metric,
+                &event.unit,
+            );
+            let mode = service_modes
+                .get(event.service.as_str())
+                .copied()
+                .unwrap_or(deployment_mode);
+            let mut undeclared = false;
+            if let Some(problem) = coverage.problem() {
+                match mode {
+                    CoverageMode::Enforce => errors.push(FieldError::new(
+                        problem.field,
+                        format!("{} (coverage mode enforce)", problem.message),
+                    )),
+                    CoverageMode::Warn => {
+                        undeclared = true;
+                        if let Some(flag) = coverage.flag() {
+                            flags.push(flag);
+                        }
+                    }
+                }
+            }
+            if errors.is_empty() {
+                checked.push(Checked {
+                    index,
+                    late_by_age: event.timestamp < now - settings.late_window,
+                    event,
+                    raw,
+                    flags,
+                    undeclared,
+                });
+            } else {
+                rejected.push(Rejected {
+                    index,
+                    tenant_id: Some(event.tenant_id.as_str().to_owned()),
+                    event_id: Some(event.event_id.as_str().to_owned()),
+                    day: day_number(utc_day(event.timestamp)),
+                    errors,
+                    raw,
+                });
+            }
+        }
+        Ok((checked, rejected))
+    }
+
+    async fn load_sources(
+        &self,
+        events: &[RawEvent],
+    ) -> Result<HashMap<String, SourceKey>, ServiceError> {
+        let ids: BTreeSet<&str> = events
+            .iter()
+            .filter_map(|e| e.parsed.as_ref().ok())
+            .filter_map(|e| e.source.as_ref().map(|s| s.as_str()))
+            .collect();
+        let mut sources = HashMap::new();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        for chunk in ids.chunks(KEYS_PER_LOOKUP) {
+            let sql = format!(
+                "SELECT id, service, public_key FROM sources WHERE id IN ({})",
+                list_placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(self.db().readers()).await? {
+                let key: String = row.try_get("public_key")?;
+                let key = usage_event::parse_public_key(&key)
+                    .ok_or_else(|| StoreError::corrupt("stored source key"))?;
+                sources.insert(
+                    row.try_get("id")?,
+                    SourceKey {
+                        service: row.try_get("service")?,
+                        key,
+                    },
+                );
+            }
+        }
+        Ok(sources)
+    }
+
+    async fn load_declarations(
+        &self,
+        events: &[RawEvent],
+    ) -> Result<HashMap<String, MeteringDeclaration>, ServiceError> {
+        let services: BTreeSet<&str> = events
+            .iter()
+            .filter_map(|e| e.parsed.as_ref().ok())
+            .map(|e| e.service.as_str())
+            .collect();
+        let mut declarations = HashMap::new();
+        for service in services {
+            if let Some(declaration) = self.declaration(service).await? {
+                declarations.insert(service.to_owned(), declaration);
+            }
+        }
+        Ok(declarations)
+    }
+
+    fn ensure_writer(&self) {
+        if self.inner.ingest.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let receiver = self
+            .inner
+            .ingest
+            .receiver
+            .lock()
+            .ok()
+            .and_then(|mut r| r.take());
+        let Some(receiver) = receiver else { return };
+        let app = self.clone();
+        tokio::spawn(async move { app.run_writer(receiver).await });
+    }
+
+    async fn run_writer(self, mut receiver: mpsc::Receiver<Job>) {
+        let group_max = self.settings().group_commit_events_max;
+        while let Some(first) = receiver.recv().await {
+            let mut total = first.len();
+            let mut jobs = vec![first];
+            while total < group_max {
+                match receiver.try_recv() {
+                    Ok(job) => {
+                        total += job.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            match self.commit_group(&jobs).await {
+                Ok(outcomes) => {
+                    for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                        let _ = job.reply.send(Ok(outcome));
+                    }
+                }
+                Err(error) if jobs.len() > 1 => {
+                    // Isolate: commit each request alone so one cannot fail the others.
+                    tracing::warn!(%error, jobs = jobs.len(), "group commit failed; retrying requests one by one");
+                    for job in jobs {
+                        let result = self
+                            .commit_group(std::slice::from_ref(&job))
+                            .await
+                            .map(|mut o| o.pop().unwrap_or_default())
+                            .map_err(|e| e.to_string());
+                        let _ = job.reply.send(result);
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "ingestion commit failed");
+                    for job in jobs {
+                        let _ = job.reply.send(Err(error.to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit_group(&self, jobs: &[Job]) -> Result<Vec<IngestOutcome>, ServiceError> {
+        let now = self.now();
+        let mut tx = self.db().begin().await?;
+        let outcomes = self.write_group(&mut tx, jobs, now).await?;
+        tx.commit().await?;
+        self.inner
+            .metrics
+            .increment("companyos_ingest_commits_total", Vec::new(), 1);
+        Ok(outcomes)
+    }
+
+    async fn write_group(
+        &self,
+        tx: &mut Tx,
+        jobs: &[Job],
+        now: OffsetDateTime,
+    ) -> Result<Vec<IngestOutcome>, ServiceError> {
+        let now_micros = to_micros(now);
+        let raw_max = self.settings().rejected_raw_bytes_max;
+        // Tenants of every checked event, with their status.
+        let tenant_ids: BTreeSet<String> = jobs
+            .iter()
+            .flat_map(|j| {
+                j.checked
+                    .iter()
+                    .map(|c| c.event.tenant_id.as_str().to_owned())
+            })
+            .collect();
+        let statuses = tenant_statuses(tx, &tenant_ids).await?;
+        // Lock the ledger heads of the tenants that can take events, in a fixed order.
+        let mut heads: BTreeMap<String, LogHead> = BTreeMap::new();
+        for tenant_id in &tenant_ids {
+            if statuses.get(tenant_id).is_some_and(|s| accepts_usage(*s)) {
+                let head = ledger_store::lock_head(self.db(), tx, &usage_log_id(tenant_id)).await?;
+                heads.insert(tenant_id.clone(), head);
+            }
+        }
+        let closed = closed_days(tx, &heads).await?;
+        let existing = existing_keys(tx, jobs, &heads).await?;
+        let mut state = GroupState::default();
+        let mut outcomes = Vec::with_capacity(jobs.len());
+        let mut audits = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let mut results: Vec<EventResult> = Vec::with_capacity(job.len());
+            for rejected in &job.rejected {
+                state.reject(rejected, raw_max);
+                results.push(EventResult {
+                    index: rejected.index,
+                    event_id: rejected.event_id.clone(),
+                    status: EventStatus::Rejected,
+                    seq: None,
+                    digest: None,
+                    errors: rejected.errors.clone(),
+                    flags: Vec::new(),
+                });
+            }
+            for checked in &job.checked {
+                let event = &checked.event;
+                let tenant_id = event.tenant_id.as_str();
+                let day = day_number(utc_day(event.timestamp));
+                let tenant_problem = match statuses.get(tenant_id) {
+                    None => Some("is not a known tenant".to_owned()),
+                    Some(status) if !accepts_usage(*status) => Some(format!(
+                        "tenant is {status}: its usage is no longer accepted"
+                    )),
+                    Some(_) => None,
+                };
+                if let Some(message) = tenant_problem {
+                    let rejected = Rejected {
+                        index: checked.index,
+                        tenant_id: Some(tenant_id.to_owned()),
+                        event_id: Some(event.event_id.as_str().to_owned()),
+                        day,
+                        errors: vec![FieldError::new("tenant_id", message)],
+                        raw: checked.raw.clone(),
+                    };
+                    state.reject(&rejected, raw_max);
+                    results.push(EventResult {
+                        index: checked.index,
+                        event_id: rejected.event_id.clone(),
+                        status: EventStatus::Rejected,
+                        seq: None,
+                        digest: None,
+                        errors: rejected.errors,
+                        flags: Vec::new(),
+                    });
+                    continue;
+                }
+                let mut flags = checked.flags.clone();
+                if statuses.get(tenant_id) == Some(&TenantStatus::Suspended) {
+                    flags.push("tenant_suspended");
+                }
+                let key = (tenant_id.to_owned(), event.event_id.as_str().to_owned());
+                let digest = event.digest.to_string();
+                if let Some((seq, original_digest)) = existing
+                    .get(&key)
+                    .cloned()
+                    .or_else(|| state.new_keys.get(&key).cloned())
+                {
+                    let status = if original_digest == digest {
+                        state.count(tenant_id, day).duplicates += 1;
+                        *state
+                            .metric_counts
+                            .entry((tenant_id.to_owned(), "duplicate"))
+                            .or_default() += 1;
+                        EventStatus::Duplicate
+                    } else {
+                        *state
+                            .metric_counts
+                            .entry((tenant_id.to_owned(), "conflict"))
+                            .or_default() += 1;
+                        state.count(tenant_id, day).conflicts += 1;
+                        state.conflicts.push(ConflictRow {
+                            tenant_id: tenant_id.to_owned(),
+                            event_id: event.event_id.as_str().to_owned(),
+                            original_seq: seq,
+                            digest: digest.clone(),
+                            day,
+                            raw: truncate(&checked.raw, raw_max).0,
+                        });
+                        EventStatus::Conflict
+                    };
+                    results.push(EventResult {
+                        index: checked.index,
+                        event_id: Some(key.1),
+                        status,
+                        seq: Some(seq),
+                        digest: Some(original_digest),
+                        errors: Vec::new(),
+                        flags: Vec::new(),
+                    });
+                    continue;
+                }
+                let late = checked.late_by_age || closed.contains(&(tenant_id.to_owned(), day));
+                let class = if late {
+                    EventClass::Late
+                } else {
+                    EventClass::OnTime
+                };
+                // The rollup must stay exact; a sum that would lose digits is refused.
+                if let Err(message) = state.add_to_rollup(tenant_id, day, event, late) {
+                    let rejected = Rejected {
+                        index: checked.index,
+                        tenant_id: Some(tenant_id.to_owned()),
+                        event_id: Some(event.event_id.as_str().to_owned()),
+                        day,
+                        errors: vec![FieldError::new("quantity", message)],
+                        raw: checked.raw.clone(),
+                    };
+                    state.reject(&rejected, raw_max);
+                    results.push(EventResult {
+                        index: checked.index,
+                        event_id: rejected.event_id.clone(),
+                        status: EventStatus::Rejected,
+                        seq: None,
+                        digest: None,
+                        errors: rejected.errors,
+                        flags: Vec::new(),
+                    });
+                    continue;
+                }
+                let head = heads
+                    .get_mut(tenant_id)
+                    .ok_or_else(|| ServiceError::Internal("missing ledger head".to_owned()))?;
+                let seq = head.next_index();
+                let leaf = UsageLeaf {
+                    tenant_id: tenant_id.to_owned(),
+                    leaf_index: seq,
+                    event_id: event.event_id.as_str().to_owned(),
+                    digest: event.digest,
+                    class,
+                };
+                let appended = head.append(leaf.to_bytes());
+                assert_eq!(appended, seq);
+                {
+                    let counters = state.count(tenant_id, day);
+                    if late {
+                        counters.late += 1;
+                    } else {
+                        counters.accepted += 1;
+                    }
+                    if flags.contains(&"unsigned") {
+                        counters.unsigned += 1;
+                    }
+                    if checked.undeclared {
+                        counters.undeclared += 1;
+                    }
+                }
+                let status_name = if late { "late" } else { "accepted" };
+                *state
+                    .metric_counts
+                    .entry((tenant_id.to_owned(), status_name))
+                    .or_default() += 1;
+                if let (Some(source), Some(source_seq)) = (&event.source, event.source_seq) {
+                    state
+                        .source_seqs
+                        .entry((source.as_str().to_owned(), tenant_id.to_owned()))
+                        .or_default()
+                        .push((source_seq, day));
+                }
+                let seen = state
+                    .seen
+                    .entry((
+                        event.service.as_str().to_owned(),
+                        event.metric.as_str().to_owned(),
+                        event.unit.as_str().to_owned(),
+                    ))
+                    .or_default();
+                *seen += 1;
+                state.new_keys.insert(key.clone(), (seq, digest.clone()));
+                state.events.push(EventRow {
+                    tenant_id: tenant_id.to_owned(),
+                    event_id: key.1.clone(),
+                    seq,
+                    digest: digest.clone(),
+                    service: event.service.as_str().to_owned(),
+                    metric: event.metric.as_str().to_owned(),
+                    unit: event.unit.as_str().to_owned(),
+                    quantity: event.quantity.to_string(),
+                    event_time: to_micros(event.timestamp),
+                    day,
+                    class,
+                    flags: flags.clone(),
+                    source: event.source.as_ref().map(|s| s.as_str().to_owned()),
+                    source_seq: event.source_seq,
+                    canonical: event.canonical.clone(),
+                    signature: event.source_signature.clone(),
+                });
+                results.push(EventResult {
+                    index: checked.index,
+                    event_id: Some(key.1),
+                    status: if late {
+                        EventStatus::Late
+                    } else {
+                        EventStatus::Accepted
+                    },
+                    seq: Some(seq),
+                    digest: Some(digest),
+                    errors: Vec::new(),
+                    flags,
+                });
+            }
+            results.sort_by_key(|r| r.index);
+            let outcome = IngestOutcome { results };
+            audits.push(ingest_audit(&job.actor, &outcome));
+            outcomes.push(outcome);
+        }
+        state.write(tx, &mut heads, now_micros).await?;
+        audit::append(
+            self.db(),
+            tx,
+            self.authorizer().policy_sha256(),
+            now,
+            audits,
+        )
+        .await?;
+        for ((tenant, status), n) in &state.metric_counts {
+            self.inner.metrics.increment(
+                "companyos_usage_events_total",
+                vec![("tenant", tenant.clone()), ("status", (*status).to_owned())],
+                *n,
+            );
+        }
+        Ok(outcomes)
+    }
+}
+
+fn ingest_audit(actor: &Actor, outcome: &IngestOutcome) -> NewAudit {
+    let mut entry = NewAudit::new(
+        &actor.principal,
+        actor.request_id.as_deref(),
+        "usage.ingest",
+        "usage",
+    )
+    .details(json!({
+        "accepted": outcome.count(EventStatus::Accepted),
+        "duplicates": outcome.count(EventStatus::Duplicate),
+        "late": outcome.count(EventStatus::Late),
+        "rejected": outcome.count(EventStatus::Rejected),
+        "conflicts": outcome.count(EventStatus::Conflict),
+    }));
+    if outcome.results.is_empty() {
+        return entry;
+    }
+    let rejected = outcome.count(EventStatus::Rejected);
+    if rejected == outcome.results.len() {
+        entry.outcome = companyos_domain::audit::AuditOutcome::Failed;
+        entry.reason = Some("every event was rejected".to_owned());
+    }
+    entry
+}
+
+/// Whether a tenant in `status` takes usage. A suspended tenant does (usage emitted before the
+/// suspension arrives late, and must be billed); a deleted or unprovisioned one does not.
+fn accepts_usage(status: TenantStatus) -> bool {
+    matches!(status, TenantStatus::Active | TenantStatus::Suspended)
+}
+
+async fn tenant_statuses(
+    conn: &mut AnyConnection,
+    tenant_ids: &BTreeSet<String>,
+) -> Result<HashMap<String, TenantStatus>, StoreError> {
+    let mut statuses = HashMap::new();
+    let ids: Vec<&String> = tenant_ids.iter().collect();
+    for chunk in ids.chunks(KEYS_PER_LOOKUP) {
+        let sql = format!(
+            "SELECT id, status FROM tenants WHERE id IN ({})",
+            list_placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let status: String = row.try_get("status")?;
+            statuses.insert(
+                row.try_get("id")?,
+                TenantStatus::parse(&status)
+                    .ok_or_else(|| StoreError::corrupt(format!("tenant status {status:?}")))?,
+            );
+        }
+    }
+    Ok(statuses)
+}
+
+async fn closed_days(
+    conn: &mut AnyConnection,
+    heads: &BTreeMap<String, LogHead>,
+) -> Result<BTreeSet<(String, i64)>, StoreError> {
+    let mut closed = BTreeSet::new();
+    for tenant_id in heads.keys() {
+        let days: Vec<i64> =
+            sqlx::query_scalar("SELECT day FROM usage_days_closed WHERE tenant_id = $1")
+                .bind(tenant_id.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
+        closed.extend(days.into_iter().map(|d| (tenant_id.clone(), d)));
+    }
+    Ok(closed)
+}
+
+async fn existing_keys(
+    conn: &mut AnyConnection,
+    jobs: &[Job],
+    heads: &BTreeMap<String, LogHead>,
+) -> Result<HashMap<(String, String), (u64, String)>, StoreError> {
+    let mut by_tenant: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for checked in jobs.iter().flat_map(|j| &j.checked) {
+        let tenant = checked.event.tenant_id.as_str();
+        if heads.contains_key(tenant) {
+            by_tenant
+                .entry(tenant)
+                .or_default()
+                .insert(checked.event.event_id.as_str());
+        }
+    }
+    let mut existing = HashMap::new();
+    for (tenant, ids) in by_tenant {
+        let ids: Vec<&str> = ids.into_iter().collect();
+        for chunk in ids.chunks(KEYS_PER_LOOKUP) {
+            let sql = format!(
+                "SELECT event_id, seq, digest FROM usage_events WHERE tenant_id = $1 \
+                 AND event_id IN ({})",
+                list_placeholders(2, chunk.len())
+            );
+            let mut query = sqlx::query(&sql).bind(tenant);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&mut *conn).await? {
+                let seq = u64::try_from(row.try_get::<i64, _>("seq")?)
+                    .map_err(|_| StoreError::corrupt("negative seq"))?;
+                existing.insert(
+                    (tenant.to_owned(), row.try_get("event_id")?),
+                    (seq, row.try_get("digest")?),
+                );
+            }
+        }
+    }
+    Ok(existing)
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    accepted: i64,
+    duplicates: i64,
+    late: i64,
+    invalid: i64,
+    conflicts: i64,
+    unsigned: i64,
+    undeclared: i64,
+}
+
+#[derive(Debug, Clone)]
+struct Rollup {
+    sum: Decimal,
+    max: Decimal,
+    events: i64,
+}
+
+#[derive(Debug)]
+struct EventRow {
+    tenant_id: String,
+    event_id: String,
+    seq: u64,
+    digest: String,
+    service: String,
+    metric: String,
+    unit: String,
+    quantity: String,
+    event_time: i64,
+    day: i64,
+    class: EventClass,
+    flags: Vec<&'static str>,
+    source: Option<String>,
+    source_seq: Option<u64>,
+    canonical: String,
+    signature: Option<String>,
+}
+
+#[derive(Debug)]
+struct ConflictRow {
+    tenant_id: String,
+    event_id: String,
+    original_seq: u64,
+    digest: String,
+    day: i64,
+    raw: String,
+}
+
+#[derive(Debug)]
+struct RejectionRow {
+    tenant_id: Option<String>,
+    event_id: Option<String>,
+    day: i64,
+    errors: String,
+    raw: String,
+    truncated: bool,
+}
+
+type RollupKey = (String, i64, String, String, String);
+
+/// Everything one group commit writes, accumulated in memory and written in bulk.
+#[derive(Debug, Default)]
+struct GroupState {
+    new_keys: HashMap<(String, String), (u64, String)>,
+    events: Vec<EventRow>,
+    conflicts: Vec<ConflictRow>,
+    rejections: Vec<RejectionRow>,
+    counters: BTreeMap<(String, i64), Counters>,
+    /// Deltas of this group: (sum, max, events) per key, on-time and late apart.
+    rollups: BTreeMap<RollupKey, Rollup>,
+    late_rollups: BTreeMap<RollupKey, Rollup>,
+    source_seqs: BTreeMap<(String, String), Vec<(u64, i64)>>,
+    seen: BTreeMap<(String, String, String), i64>,
+    metric_counts: BTreeMap<(String, &'static str), u64>,
+}
+
+impl GroupState {
+    fn count(&mut self, tenant_id: &str, day: i64) -> &mut Counters {
+        self.counters
+            .entry((tenant_id.to_owned(), day))
+            .or_default()
+    }
+
+    fn reject(&mut self, rejected: &Rejected, raw_max: usize) {
+        if let Some(tenant_id) = &rejected.tenant_id {
+            self.count(tenant_id, rejected.day).invalid += 1;
+        }
+        let tenant = rejected
+            .tenant_id
+            .clone()
+            .unwrap_or_else(|| "unknown".to_owned());
+        *self.metric_counts.entry((tenant, "rejected")).or_default() += 1;
+        let (raw, truncated) = truncate(&rejected.raw, raw_max);
+        self.rejections.push(RejectionRow {
+            tenant_id: rejected.tenant_id.clone(),
+            event_id: rejected.event_id.clone(),
+            day: rejected.day,
+            errors: json!(rejected.errors).to_string(),
+            raw,
+            truncated,
+        });
+    }
+
+    fn add_to_rollup(
+        &mut self,
+        tenant_id: &str,
+        day: i64,
+        event: &UsageEvent,
+        late: bool,
+    ) -> Result<(), String> {
+        let key = (
+            tenant_id.to_owned(),
+            day,
+            event.service.as_str().to_owned(),
+            event.metric.as_str().to_owned(),
+            event.unit.as_str().to_owned(),
+        );
+        let map = if late {
+            &mut self.late_rollups
+        } else {
+            &mut self.rollups
+        };
+        let quantity = event.quantity.as_decimal();
+        let entry = map.entry(key).or_insert(Rollup {
+            sum: Decimal::ZERO,
+            max: Decimal::ZERO,
+            events: 0,
+        });
+        let sum = exact_add(entry.sum, quantity)
+            .ok_or("the day's total would exceed the exact decimal range")?;
+        entry.sum = sum;
+        entry.max = entry.max.max(quantity);
+        entry.events += 1;
+        Ok(())
+    }
+
+    async fn write(
+        &mut self,
+        tx: &mut Tx,
+        heads: &mut BTreeMap<String, LogHead>,
+        now_micros: i64,
+    ) -> Result<(), ServiceError> {
+        for head in heads.values_mut() {
+            ledger_store::write_appends(tx, head, now_micros).await?;
+        }
+        for chunk in self.events.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO usage_events (tenant_id, event_id, seq, digest, service, metric, unit, \
+                 quantity, event_time, event_day, class, flags, source, source_seq, received_at, \
+                 canonical, source_signature) VALUES {}",
+                values_placeholders(chunk.len(), 17)
+            );
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query
+                    .bind(row.tenant_id.as_str())
+                    .bind(row.event_id.as_str())
+                    .bind(to_i64(row.seq)?)
+                    .bind(row.digest.as_str())
+                    .bind(row.service.as_str())
+                    .bind(row.metric.as_str())
+                    .bind(row.unit.as_str())
+                    .bind(row.quantity.as_str())
+                    .bind(row.event_time)
+                    .bind(row.day)
+                    .bind(row.class.as_str())
+                    .bind(json!(row.flags).to_string())
+                    .bind(row.source.as_deref())
+                    .bind(row.source_seq.map(to_i64).transpose()?)
+                    .bind(now_micros)
+                    .bind(row.canonical.as_str())
+                    .bind(row.signature.as_deref());
+            }
+            query.execute(&mut **tx).await?;
+        }
+        let now = companyos_domain::time_util::from_micros(now_micros);
+        for row in &self.rejections {
+            sqlx::query(
+                "INSERT INTO usage_rejections (id, tenant_id, event_id, event_day, received_at, \
+                 errors, raw, raw_truncated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(new_id("rej", now))
+            .bind(row.tenant_id.as_deref())
+            .bind(row.event_id.as_deref())
+            .bind(row.day)
+            .bind(now_micros)
+            .bind(row.errors.as_str())
+            .bind(row.raw.as_str())
+            .bind(i64::from(row.truncated))
+            .execute(&mut **tx)
+            .await?;
+        }
+        for row in &self.conflicts {
+            sqlx::query(
+                "INSERT INTO usage_conflicts (id, tenant_id, event_id, original_seq, digest, \
+                 event_day, received_at, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(new_id("cfl", now))
+            .bind(row.tenant_id.as_str())
+            .bind(row.event_id.as_str())
+            .bind(to_i64(row.original_seq)?)
+            .bind(row.digest.as_str())
+            .bind(row.day)
+            .bind(now_micros)
+            .bind(row.raw.as_str())
+            .execute(&mut **tx)
+            .await?;
+        }
+        for ((tenant_id, day), c) in &self.counters {
+            sqlx::query(
+                "INSERT INTO usage_counters (tenant_id, day, accepted, duplicates, late, invalid, \
+                 conflicts, unsigned_events, undeclared) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT (tenant_id, day) DO UPDATE SET \
+                 accepted = usage_counters.accepted + excluded.accepted, \
+                 duplicates = usage_counters.duplicates + excluded.duplicates, \
+                 late = usage_counters.late + excluded.late, \
+                 invalid = usage_counters.invalid + excluded.invalid, \
+                 conflicts = usage_counters.conflicts + excluded.conflicts, \
+                 unsigned_events = usage_counters.unsigned_events + excluded.unsigned_events, \
+                 undeclared = usage_counters.undeclared + excluded.undeclared",
+            )
+            .bind(tenant_id.as_str())
+            .bind(*day)
+            .bind(c.accepted)
+            .bind(c.duplicates)
+            .bind(c.late)
+            .bind(c.invalid)
+            .bind(c.conflicts)
+            .bind(c.unsigned)
+            .bind(c.undeclared)
+            .execute(&mut **tx)
+            .await?;
+        }
+        write_rollups(tx, "usage_daily", &self.rollups).await?;
+        write_rollups(tx, "usage_late", &self.late_rollups).await?;
+        for ((source, tenant_id), seqs) in &self.source_seqs {
+            merge_source_ranges(tx, source, tenant_id, seqs).await?;
+        }
+        for ((service, metric, unit), events) in &self.seen {
+            sqlx::query(
+                "INSERT INTO metering_seen (service, metric, unit, first_seen, last_seen, events) \
+                 VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (service, metric, unit) DO UPDATE SET \
+                 last_seen = excluded.last_seen, events = metering_seen.events + excluded.events",
+            )
+            .bind(service.as_str())
+            .bind(metric.as_str())
+            .bind(unit.as_str())
+            .bind(now_micros)
+            .bind(*events)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+fn to_i64(value: u64) -> Result<i64, ServiceError> {
+    i64::try_from(value).map_err(|_| ServiceError::Internal("value out of range".to_owned()))
+}
+
+/// Adds a group's rollup deltas to the stored rows (read, add exactly, write back).
+async fn write_rollups(
+    tx: &mut Tx,
+    table: &str,
+    deltas: &BTreeMap<RollupKey, Rollup>,
+) -> Result<(), ServiceError> {
+    for ((tenant_id, day, service, metric, unit), delta) in deltas {
+        let row = sqlx::query(&format!(
+            "SELECT quantity_sum, quantity_max, events FROM {table} WHERE tenant_id = $1 \
+             AND day = $2 AND service = $3 AND metric = $4 AND unit = $5"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(*day)
+        .bind(service.as_str())
+        .bind(metric.as_str())
+        .bind(unit.as_str())
+        .fetch_optional(&mut **tx)
+        .await?;
+        let (sum, max, events) = match row {
+            Some(row) => {
+                let sum: String = row.try_get("quantity_sum")?;
+                let max: String = row.try_get("quantity_max")?;
+                let sum: Decimal = sum
+                    .parse()
+                    .map_err(|_| StoreError::corrupt("rollup quantity"))?;
+                let max: Decimal = max
+                    .parse()
+                    .map_err(|_| StoreError::corrupt("rollup quantity"))?;
+                (
+                    exact_add(sum, delta.sum).ok_or_else(|| {
+                        ServiceError::Internal(
+                            "rollup total exceeds the exact decimal range".to_owned(),
+                        )
+                    })?,
+                    max.max(delta.max),
+                    row.try_get::<i64, _>("events")? + delta.events,
+                )
+            }
+            None => (delta.sum, delta.max, delta.events),
+        };
+        sqlx::query(&format!(
+            "INSERT INTO {table} (tenant_id, day, service, metric, unit, quantity_sum, \
+             quantity_max, events) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (tenant_id, day, service, metric, unit) DO UPDATE SET \
+             quantity_sum = excluded.quantity_sum, quantity_max = excluded.quantity_max, \
+             events = excluded.events"
+        ))
+        .bind(tenant_id.as_str())
+        .bind(*day)
+        .bind(service.as_str())
+        .bind(metric.as_str())
+        .bind(unit.as_str())
+        .bind(sum.normalize().to_string())
+        .bind(max.normalize().to_string())
+        .bind(events)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Merges received `source_seq` values into the stored disjoint ranges of a (source, tenant).
+async fn merge_source_ranges(
+    tx: &mut Tx,
+    source: &str,
+    tenant_id: &str,
+    seqs: &[(u64, i64)],
+) -> Result<(), ServiceError> {
+    let (Some(low), Some(high)) = (
+        seqs.iter().map(|(s, _)| *s).min(),
+        seqs.iter().map(|(s, _)| *s).max(),
+    ) else {
+        return Ok(());
+    };
+    let rows = sqlx::query(
+        "SELECT from_seq, to_seq, first_day FROM source_seq_ranges WHERE source = $1 \
+         AND tenant_id = $2 AND to_seq >= $3 AND from_seq <= $4",
+    )
+    .bind(source)
+    .bind(tenant_id)
+    .bind(to_i64(low.saturating_sub(1))?)
+    .bind(to_i64(high + 1)?)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut ranges: Vec<(u64, u64, i64)> = Vec::with_capacity(rows.len() + seqs.len());
+    for row in &rows {
+        ranges.push((
+            u64::try_from(row.try_get::<i64, _>("from_seq")?)
+                .map_err(|_| StoreError::corrupt("seq"))?,
+            u64::try_from(row.try_get::<i64, _>("to_seq")?)
+                .map_err(|_| StoreError::corrupt("seq"))?,
+            row.try_get("first_day")?,
+        ));
+    }
+    for (seq, day) in seqs {
+        ranges.push((*seq, *seq, *day));
+    }
+    ranges.sort_by_key(|r| (r.0, std::cmp::Reverse(r.1)));
+    let mut merged: Vec<(u64, u64, i64)> = Vec::new();
+    for (from, to, day) in ranges {
+        match merged.last_mut() {
+            Some(last) if from <= last.1.saturating_add(1) => {
+                last.1 = last.1.max(to);
+            }
+            _ => merged.push((from, to, day)),
+        }
+    }
+    sqlx::query(
+        "DELETE FROM source_seq_ranges WHERE source = $1 AND tenant_id = $2 \
+         AND to_seq >= $3 AND from_seq <= $4",
+    )
+    .bind(source)
+    .bind(tenant_id)
+    .bind(to_i64(low.saturating_sub(1))?)
+    .bind(to_i64(high + 1)?)
+    .execute(&mut **tx)
+    .await?;
+    for (from, to, day) in merged {
+        sqlx::query(
+            "INSERT INTO source_seq_ranges (source, tenant_id, from_seq, to_seq, first_day) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(source)
+        .bind(tenant_id)
+        .bind(to_i64(from)?)
+        .bind(to_i64(to)?)
+        .bind(day)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Splits a request body into events: a JSON array, or NDJSON (one object per line).
+pub fn split_body(
+    body: &[u8],
+    ndjson: bool,
+    events_max: usize,
+) -> Result<Vec<RawEvent>, ServiceError> {
+    if ndjson {
+        let text =
+            std::str::from_utf8(body).map_err(|_| ServiceError::invalid("body", "is not UTF-8"))?;
+        let mut events = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            if events.len() == events_max {
+                return Err(ServiceError::TooLarge(format!(
+                    "a batch holds at most {events_max} events"
+                )));
+            }
+            events.push(RawEvent::parse(line));
+        }
+        return Ok(events);
+    }
+    let value = companyos_ledger::jcs::parse_strict(body)
+        .map_err(|e| ServiceError::invalid("body", e.to_string()))?;
+    let Value::Array(items) = value else {
+        return Err(ServiceError::invalid(
+            "body",
+            "must be a JSON array of events (or application/x-ndjson)",
+        ));
+    };
+    if items.len() > events_max {
+        return Err(ServiceError::TooLarge(format!(
+            "a batch holds at most {events_max} events, this one has {}",
+            items.len()
+        )));
+    }
+    Ok(items.iter().map(RawEvent::from_value).collect())
+}

@@ -1,0 +1,143 @@
+//! Background jobs: checkpoint signing, day close, the purge timer, approval expiry and outbox
+//! delivery. Each run of each job holds a lease row, so with several nodes on one database
+//! exactly one node runs a job at a time; a node that dies loses its lease when it expires.
+
+use std::time::Duration as StdDuration;
+
+use companyos_domain::LifecycleAction;
+use companyos_domain::time_util::to_micros;
+use sqlx::Row as _;
+use tokio::sync::watch;
+
+use crate::app::{Actor, App};
+use crate::error::ServiceError;
+use crate::tenants::LifecycleRequest;
+
+/// The jobs, in the order a tick runs them.
+pub const JOBS: [&str; 5] = [
+    "checkpoints",
+    "day-close",
+    "purge-timer",
+    "approval-expiry",
+    "outbox",
+];
+/// Tenants purged per run of the purge timer.
+pub const PURGES_PER_RUN_MAX: i64 = 50;
+
+impl App {
+    /// Takes or renews the lease of `job` for this node; false when another node holds it.
+    pub async fn acquire_lease(&self, job: &str) -> Result<bool, ServiceError> {
+        let now = self.now();
+        let expires = to_micros(now + self.settings().job_lease);
+        sqlx::query(
+            "INSERT INTO job_leases (job, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE job_leases.expires_at < $4 OR job_leases.holder = $2",
+        )
+        .bind(job)
+        .bind(self.node_id())
+        .bind(expires)
+        .bind(to_micros(now))
+        .execute(self.db().readers())
+        .await?;
+        let holder: String = sqlx::query_scalar("SELECT holder FROM job_leases WHERE job = $1")
+            .bind(job)
+            .fetch_one(self.db().readers())
+            .await?;
+        Ok(holder == self.node_id())
+    }
+
+    /// Runs one job now if this node holds (or takes) its lease. Returns the work done.
+    pub async fn run_job(
+        &self,
+        job: &str,
+        http: &reqwest::Client,
+    ) -> Result<Option<usize>, ServiceError> {
+        if !self.acquire_lease(job).await? {
+            return Ok(None);
+        }
+        let done = match job {
+            "checkpoints" => self.sign_all_checkpoints().await?,
+            "day-close" => self.close_days().await?,
+            "purge-timer" => self.purge_due_tenants().await?,
+            "approval-expiry" => self.expire_approvals().await?,
+            "outbox" => self.deliver_outbox(http).await?,
+            other => return Err(ServiceError::Internal(format!("unknown job {other}"))),
+        };
+        Ok(Some(done))
+    }
+
+    /// Runs every job once (a tick).
+    pub async fn run_jobs_once(&self, http: &reqwest::Client) {
+        for job in JOBS {
+            let outcome = match self.run_job(job, http).await {
+                Ok(Some(_)) => "ok",
+                Ok(None) => "skipped",
+                Err(error) => {
+                    tracing::error!(job, %error, "background job failed");
+                    "failed"
+                }
+            };
+            self.metrics().increment(
+                "companyos_jobs_runs_total",
+                vec![("job", job.to_owned()), ("outcome", outcome.to_owned())],
+                1,
+            );
+        }
+    }
+
+    /// Runs the jobs every `job_interval` until `shutdown` turns true.
+    pub async fn run_jobs(&self, mut shutdown: watch::Receiver<bool>) {
+        let http = match reqwest::Client::builder()
+            .timeout(self.settings().outbox_timeout)
+            .connect_timeout(StdDuration::from_secs(5))
+            .build()
+        {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "cannot build the HTTP client of the jobs");
+                return;
+            }
+        };
+        let mut interval = tokio::time::interval(self.settings().job_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => self.run_jobs_once(&http).await,
+                _ = shutdown.changed() => {
+                    if *shutdown.borrow() { break; }
+                }
+            }
+        }
+    }
+
+    /// Purges tenants whose tombstone period is over (the purge timer), as the system.
+    pub async fn purge_due_tenants(&self) -> Result<usize, ServiceError> {
+        let rows = sqlx::query(
+            "SELECT id FROM tenants WHERE status IN ('deleting', 'purge_failed') \
+             AND purge_after IS NOT NULL AND purge_after <= $1 AND legal_hold = 0 \
+             AND hard_delete_allowed = 1 ORDER BY purge_after LIMIT $2",
+        )
+        .bind(self.now_micros())
+        .bind(PURGES_PER_RUN_MAX)
+        .fetch_all(self.db().readers())
+        .await?;
+        let system = Actor::system("purge-timer");
+        let mut purged = 0;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let request = LifecycleRequest {
+                reason: Some("tombstone period over (retention policy)".to_owned()),
+                confirm: Some(id.clone()),
+            };
+            match self
+                .lifecycle(&system, &id, LifecycleAction::Purge, request)
+                .await
+            {
+                Ok(_) => purged += 1,
+                Err(error) => tracing::error!(tenant = %id, %error, "timed purge failed"),
+            }
+        }
+        Ok(purged)
+    }
+}

@@ -1,0 +1,578 @@
+//! The tenant-facing side of the usage ledger (CONTRACT §7): signed checkpoints (on an interval
+//! and on demand), inclusion and consistency proofs, and `ledger verify`, which checks every
+//! stored leaf, node, root, checkpoint and payload against each other.
+
+use std::collections::BTreeMap;
+
+use companyos_ledger::leaf::{EventClass, UsageLeaf};
+use companyos_ledger::usage_event::EventDigest;
+use companyos_ledger::{Hash, encoding::base64_encode};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Row as _};
+
+use crate::app::{Actor, App};
+use crate::audit::AUDIT_LOG_ID;
+use crate::db::StoreError;
+use crate::error::ServiceError;
+use crate::ledger_store::{self, LogProblem, StoredCheckpoint};
+use crate::tenants::{TenantRow, usage_log_id};
+
+/// A proof of inclusion, as served.
+#[derive(Debug, Clone)]
+pub struct InclusionProof {
+    pub log_id: String,
+    pub origin: String,
+    pub event_id: String,
+    pub leaf_index: u64,
+    pub tree_size: u64,
+    pub leaf_data: Vec<u8>,
+    pub leaf_hash: Hash,
+    pub proof: Vec<Hash>,
+    pub checkpoint: Option<String>,
+}
+
+impl InclusionProof {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "log_id": self.log_id,
+            "origin": self.origin,
+            "event_id": self.event_id,
+            "leaf_index": self.leaf_index,
+            "tree_size": self.tree_size,
+            "leaf_data": base64_encode(&self.leaf_data),
+            "leaf_hash": self.leaf_hash.to_hex(),
+            "proof": self.proof.iter().map(Hash::to_hex).collect::<Vec<_>>(),
+            "checkpoint": self.checkpoint,
+        })
+    }
+}
+
+impl App {
+    /// Signs a checkpoint of a log if it grew since the last one; returns the latest.
+    pub async fn sign_checkpoint(
+        &self,
+        log_id: &str,
+        origin: &str,
+    ) -> Result<Option<StoredCheckpoint>, ServiceError> {
+        ledger_store::sign_checkpoint(
+            self.db(),
+            &self.keys().checkpoint,
+            log_id,
+            origin,
+            self.now_micros(),
+        )
+        .await
+        .map_err(|e| match e {
+            ledger_store::SignError::Store(s) => ServiceError::Store(s),
+            refused => ServiceError::Internal(refused.to_string()),
+        })
+    }
+
+    /// Signs checkpoints of every log that grew (the checkpoint job).
+    pub async fn sign_all_checkpoints(&self) -> Result<usize, ServiceError> {
+        let mut conn = self.db().readers().acquire().await?;
+        let ids = ledger_store::log_ids(&mut conn).await?;
+        drop(conn);
+        let mut signed = 0;
+        for log_id in ids {
+            let origin = self.origin_of(&log_id);
+            let before = {
+                let mut conn = self.db().readers().acquire().await?;
+                ledger_store::latest_checkpoint(&mut conn, &log_id)
+                    .await?
+                    .map(|c| c.tree_size)
+            };
+            let after = self
+                .sign_checkpoint(&log_id, &origin)
+                .await?
+                .map(|c| c.tree_size);
+            if after != before {
+                signed += 1;
+            }
+        }
+        Ok(signed)
+    }
+
+    pub(crate) fn origin_of(&self, log_id: &str) -> String {
+        match log_id.strip_prefix("tenant/") {
+            Some(tenant) => self.settings().tenant_origin(tenant),
+            None => self.settings().audit_origin(),
+        }
+    }
+
+    /// The latest signed checkpoint of a tenant's ledger (signed now if the tree grew).
+    pub async fn tenant_checkpoint(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+    ) -> Result<String, ServiceError> {
+        let mut conn = self.db().readers().acquire().await?;
+        let tenant = self
+            .readable_tenant(&mut conn, actor, tenant_id, "ledger.read")
+            .await?;
+        drop(conn);
+        let origin = self.settings().tenant_origin(&tenant.id);
+        let log_id = usage_log_id(&tenant.id);
+        match self.sign_checkpoint(&log_id, &origin).await? {
+            Some(checkpoint) => Ok(checkpoint.note),
+            None => Ok(self.empty_checkpoint(&origin)?),
+        }
+    }
+
+    /// A signed checkpoint of the empty tree (not stored: it commits to nothing).
+    fn empty_checkpoint(&self, origin: &str) -> Result<String, ServiceError> {
+        let checkpoint =
+            companyos_ledger::Checkpoint::new(origin, 0, companyos_ledger::hash::empty_tree_root())
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(self
+            .keys()
+            .checkpoint
+            .sign_note(&checkpoint.to_note_text())
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .to_string())
+    }
+
+    /// The latest checkpoint of the audit log (signed now if it grew).
+    pub async fn audit_checkpoint(&self, actor: &Actor) -> Result<String, ServiceError> {
+        self.authorize_read(
+            actor,
+            "audit.read",
+            crate::authz::Resource::Deployment,
+            "audit",
+            None,
+        )
+        .await?;
+        let origin = self.settings().audit_origin();
+        match self.sign_checkpoint(AUDIT_LOG_ID, &origin).await? {
+            Some(checkpoint) => Ok(checkpoint.note),
+            None => self.empty_checkpoint(&origin),
+        }
+    }
+
+    /// The inclusion proof of one event, in the latest checkpoint or at `tree_size`.
+    pub async fn inclusion_proof(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        event_id: &str,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, ServiceError> {
+        let event_id = companyos_domain::EventId::parse(event_id)?;
+        let mut conn = self.db().readers().acquire().await?;
+        let tenant = self
+            .readable_tenant(&mut conn, actor, tenant_id, "ledger.read")
+            .await?;
+        let log_id = usage_log_id(&tenant.id);
+        let seq: Option<i64> = sqlx::query_scalar(
+            "SELECT seq FROM usage_events WHERE tenant_id = $1 AND event_id = $2",
+        )
+        .bind(tenant.id.as_str())
+        .bind(event_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(seq) = seq else {
+            return Err(ServiceError::NotFound(format!(
+                "event {event_id} in the ledger of tenant {}",
+                tenant.id
+            )));
+        };
+        let leaf_index = u64::try_from(seq).map_err(|_| StoreError::corrupt("negative seq"))?;
+        drop(conn);
+        let origin = self.settings().tenant_origin(&tenant.id);
+        let latest = self.sign_checkpoint(&log_id, &origin).await?;
+        let mut conn = self.db().readers().acquire().await?;
+        let head_size = ledger_store::read_head(&mut conn, &log_id)
+            .await?
+            .map_or(0, |(size, _)| size);
+        let (tree_size, checkpoint) = match tree_size {
+            None => match latest {
+                Some(c) => (c.tree_size, Some(c.note)),
+                None => (head_size, None),
+            },
+            Some(size) => {
+                if size <= leaf_index || size > head_size {
+                    return Err(ServiceError::invalid(
+                        "tree_size",
+                        format!(
+                            "must be above the leaf index {leaf_index} and at most the tree size {head_size}"
+                        ),
+                    ));
+                }
+                let checkpoint = ledger_store::checkpoint_at(&mut conn, &log_id, size)
+                    .await?
+                    .map(|c| c.note);
+                (size, checkpoint)
+            }
+        };
+        let (leaf_hash, leaf_data) = ledger_store::read_leaf(&mut conn, &log_id, leaf_index)
+            .await?
+            .ok_or_else(|| {
+                StoreError::corrupt(format!("leaf {leaf_index} of {log_id} is missing"))
+            })?;
+        let proof =
+            ledger_store::inclusion_proof(&mut conn, &log_id, leaf_index, tree_size).await?;
+        Ok(InclusionProof {
+            log_id,
+            origin,
+            event_id: event_id.into_string(),
+            leaf_index,
+            tree_size,
+            leaf_data,
+            leaf_hash,
+            proof,
+            checkpoint,
+        })
+    }
+
+    /// The consistency proof between two sizes of a tenant's ledger.
+    pub async fn consistency_proof(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Value, ServiceError> {
+        let mut conn = self.db().readers().acquire().await?;
+        let tenant = self
+            .readable_tenant(&mut conn, actor, tenant_id, "ledger.read")
+            .await?;
+        let log_id = usage_log_id(&tenant.id);
+        let head_size = ledger_store::read_head(&mut conn, &log_id)
+            .await?
+            .map_or(0, |(size, _)| size);
+        if from > to {
+            return Err(ServiceError::invalid("from", "must not be larger than to"));
+        }
+        if to > head_size {
+            return Err(ServiceError::invalid(
+                "to",
+                format!("must be at most the tree size {head_size}"),
+            ));
+        }
+        let proof = ledger_store::consistency_proof(&mut conn, &log_id, from, to).await?;
+        Ok(json!({
+            "from": from,
+            "to": to,
+            "proof": proof.iter().map(Hash::to_hex).collect::<Vec<_>>(),
+        }))
+    }
+
+    /// Verifies tenant ledgers from the store (`companyos ledger verify`): the tree, its
+    /// checkpoints, each payload against its leaf, the payload's columns against the payload,
+    /// and the daily rollups against a recomputation from the ledger.
+    pub async fn verify_ledgers(
+        &self,
+        tenant_id: Option<&str>,
+    ) -> Result<Vec<LogProblem>, ServiceError> {
+        let mut conn = self.db().readers().acquire().await?;
+        let tenants: Vec<String> = match tenant_id {
+            Some(id) => vec![id.to_owned()],
+            None => {
+                sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
+                    .fetch_all(&mut *conn)
+                    .await?
+            }
+        };
+        let verifier = self.keys().checkpoint_verifier();
+        let mut problems = Vec::new();
+        for tenant in tenants {
+            let log_id = usage_log_id(&tenant);
+            let origin = self.settings().tenant_origin(&tenant);
+            let tenant_for_leaf = tenant.clone();
+            problems.extend(
+                ledger_store::verify_log(&mut conn, &log_id, &verifier, &origin, |index, data| {
+                    match UsageLeaf::parse(data) {
+                        Err(e) => Some(format!("leaf data is not a usage leaf: {e}")),
+                        Ok(leaf)
+                            if leaf.tenant_id != tenant_for_leaf || leaf.leaf_index != index =>
+                        {
+                            Some("leaf names another tenant or position".to_owned())
+                        }
+                        Ok(_) => None,
+                    }
+                })
+                .await?,
+            );
+            problems.extend(self.verify_payloads(&mut conn, &tenant).await?);
+            problems.extend(self.verify_rollups(&mut conn, &tenant).await?);
+        }
+        Ok(problems)
+    }
+
+    async fn verify_payloads(
+        &self,
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+    ) -> Result<Vec<LogProblem>, ServiceError> {
+        let log_id = usage_log_id(tenant_id);
+        let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let purged = purged.as_deref() == Some("purged");
+        let mut problems = Vec::new();
+        let problem = |leaf_index: u64, message: String| LogProblem {
+            log_id: log_id.clone(),
+            leaf_index: Some(leaf_index),
+            message,
+        };
+        let mut next: i64 = 0;
+        loop {
+            let rows = sqlx::query(
+                "SELECT l.leaf_index, l.leaf_data, e.event_id, e.digest, e.canonical, e.service, \
+                 e.metric, e.unit, e.quantity, e.event_time, e.class FROM ledger_leaves l \
+                 LEFT JOIN usage_events e ON e.tenant_id = $1 AND e.seq = l.leaf_index \
+                 WHERE l.log_id = $2 AND l.leaf_index >= $3 ORDER BY l.leaf_index LIMIT 5000",
+            )
+            .bind(tenant_id)
+            .bind(log_id.as_str())
+            .bind(next)
+            .fetch_all(&mut *conn)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let index: i64 = row.try_get("leaf_index")?;
+                next = index + 1;
+                let index = u64::try_from(index).map_err(|_| StoreError::corrupt("index"))?;
+                let data: Vec<u8> = row.try_get("leaf_data")?;
+                let Ok(leaf) = UsageLeaf::parse(&data) else {
+                    continue;
+                };
+                let canonical: Option<String> = row.try_get("canonical")?;
+                let Some(canonical) = canonical else {
+                    if !purged {
+                        problems.push(problem(index, "event payload is missing".to_owned()));
+                    }
+                    continue;
+                };
+                if let Some(message) = check_payload(row, &leaf, &canonical)? {
+                    problems.push(problem(index, message));
+                }
+            }
+        }
+        let events: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage_events WHERE tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_one(&mut *conn)
+                .await?;
+        let leaves: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM ledger_leaves WHERE log_id = $1")
+                .bind(log_id.as_str())
+                .fetch_one(&mut *conn)
+                .await?;
+        if events > leaves {
+            problems.push(LogProblem {
+                log_id: log_id.clone(),
+                leaf_index: u64::try_from(leaves).ok(),
+                message: format!("{events} stored events but only {leaves} leaves"),
+            });
+        }
+        Ok(problems)
+    }
+
+    /// Recomputes the on-time daily rollups of a tenant from its ledger payloads and compares
+    /// them with the stored rollups.
+    pub(crate) async fn verify_rollups(
+        &self,
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+    ) -> Result<Vec<LogProblem>, ServiceError> {
+        let log_id = usage_log_id(tenant_id);
+        let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if purged.as_deref() == Some("purged") {
+            // Payloads are gone; the rollups are retained as records, not recomputable.
+            return Ok(Vec::new());
+        }
+        let recomputed = recompute_rollups(conn, tenant_id, None).await?;
+        let stored = stored_rollups(conn, tenant_id, None).await?;
+        let mut problems = Vec::new();
+        for (key, value) in &stored {
+            if recomputed.get(key) != Some(value) {
+                problems.push(LogProblem {
+                    log_id: log_id.clone(),
+                    leaf_index: None,
+                    message: format!(
+                        "stored rollup of day {} {}/{}/{} is {} over {} events but the ledger gives {}",
+                        companyos_domain::time_util::format_day(companyos_domain::time_util::day_from_number(key.0)),
+                        key.1, key.2, key.3, value.0, value.1,
+                        recomputed.get(key).map_or("nothing".to_owned(), |v| format!("{} over {} events", v.0, v.1)),
+                    ),
+                });
+            }
+        }
+        for key in recomputed.keys() {
+            if !stored.contains_key(key) {
+                problems.push(LogProblem {
+                    log_id: log_id.clone(),
+                    leaf_index: None,
+                    message: format!(
+                        "the ledger has events of day {} {}/{}/{} but no stored rollup",
+                        companyos_domain::time_util::format_day(
+                            companyos_domain::time_util::day_from_number(key.0)
+                        ),
+                        key.1,
+                        key.2,
+                        key.3
+                    ),
+                });
+            }
+        }
+        Ok(problems)
+    }
+}
+
+/// (day, service, metric, unit) -> (sum, events).
+pub(crate) type RollupMap = BTreeMap<(i64, String, String, String), (Decimal, i64)>;
+
+/// Sums the on-time events of a tenant from the ledger payloads (not from the columns).
+pub(crate) async fn recompute_rollups(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    days: Option<(i64, i64)>,
+) -> Result<RollupMap, ServiceError> {
+    let mut map = RollupMap::new();
+    let mut next: i64 = 0;
+    loop {
+        let rows = sqlx::query(
+            "SELECT seq, canonical, class FROM usage_events WHERE tenant_id = $1 AND seq >= $2 \
+             ORDER BY seq LIMIT 10000",
+        )
+        .bind(tenant_id)
+        .bind(next)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            next = row.try_get::<i64, _>("seq")? + 1;
+            let class: String = row.try_get("class")?;
+            if class != EventClass::OnTime.as_str() {
+                continue;
+            }
+            let canonical: String = row.try_get("canonical")?;
+            let Ok(event) = companyos_domain::usage::UsageEvent::parse_bytes(canonical.as_bytes())
+            else {
+                continue;
+            };
+            let day = companyos_domain::time_util::day_number(
+                companyos_domain::time_util::utc_day(event.timestamp),
+            );
+            if let Some((from, to)) = days {
+                if day < from || day > to {
+                    continue;
+                }
+            }
+            let entry = map
+                .entry((
+                    day,
+                    event.service.into_string(),
+                    event.metric.into_string(),
+                    event.unit.into_string(),
+                ))
+                .or_insert((Decimal::ZERO, 0));
+            entry.0 = entry
+                .0
+                .checked_add(event.quantity.as_decimal())
+                .ok_or_else(|| ServiceError::Internal("rollup overflow".to_owned()))?;
+            entry.1 += 1;
+        }
+    }
+    for value in map.values_mut() {
+        value.0 = value.0.normalize();
+    }
+    Ok(map)
+}
+
+/// The stored on-time rollups of a tenant.
+pub(crate) async fn stored_rollups(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    days: Option<(i64, i64)>,
+) -> Result<RollupMap, ServiceError> {
+    let (from, to) = days.unwrap_or((i64::MIN, i64::MAX));
+    let rows = sqlx::query(
+        "SELECT day, service, metric, unit, quantity_sum, events FROM usage_daily \
+         WHERE tenant_id = $1 AND day >= $2 AND day <= $3",
+    )
+    .bind(tenant_id)
+    .bind(from)
+    .bind(to)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut map = RollupMap::new();
+    for row in &rows {
+        let sum: String = row.try_get("quantity_sum")?;
+        let sum: Decimal = sum
+            .parse()
+            .map_err(|_| StoreError::corrupt("stored rollup quantity"))?;
+        map.insert(
+            (
+                row.try_get("day")?,
+                row.try_get("service")?,
+                row.try_get("metric")?,
+                row.try_get("unit")?,
+            ),
+            (sum.normalize(), row.try_get("events")?),
+        );
+    }
+    Ok(map)
+}
+
+fn check_payload(
+    row: &sqlx::any::AnyRow,
+    leaf: &UsageLeaf,
+    canonical: &str,
+) -> Result<Option<String>, StoreError> {
+    let digest = EventDigest::of_canonical(canonical.as_bytes());
+    if digest != leaf.digest {
+        return Ok(Some(format!(
+            "event payload does not match its leaf digest (payload {digest}, leaf {})",
+            leaf.digest
+        )));
+    }
+    let event_id: Option<String> = row.try_get("event_id")?;
+    let stored_digest: Option<String> = row.try_get("digest")?;
+    if event_id.as_deref() != Some(leaf.event_id.as_str())
+        || stored_digest.as_deref() != Some(leaf.digest.to_string().as_str())
+    {
+        return Ok(Some(
+            "stored event id or digest differs from the leaf".to_owned(),
+        ));
+    }
+    let class: Option<String> = row.try_get("class")?;
+    if class.as_deref() != Some(leaf.class.as_str()) {
+        return Ok(Some("stored event class differs from the leaf".to_owned()));
+    }
+    let Ok(event) = companyos_domain::usage::UsageEvent::parse_bytes(canonical.as_bytes()) else {
+        return Ok(Some("event payload no longer parses".to_owned()));
+    };
+    let quantity: Option<String> = row.try_get("quantity")?;
+    let event_time: Option<i64> = row.try_get("event_time")?;
+    let service: Option<String> = row.try_get("service")?;
+    let metric: Option<String> = row.try_get("metric")?;
+    let unit: Option<String> = row.try_get("unit")?;
+    let columns_match = quantity.as_deref() == Some(event.quantity.to_string().as_str())
+        && event_time == Some(companyos_domain::time_util::to_micros(event.timestamp))
+        && service.as_deref() == Some(event.service.as_str())
+        && metric.as_deref() == Some(event.metric.as_str())
+        && unit.as_deref() == Some(event.unit.as_str());
+    if !columns_match {
+        return Ok(Some(
+            "stored event columns (quantity, time, service, metric or unit) differ from its payload"
+                .to_owned(),
+        ));
+    }
+    Ok(None)
+}
+
+/// A tenant row's ledger log id (re-exported for adapters).
+pub fn tenant_log_id(tenant: &TenantRow) -> String {
+    usage_log_id(&tenant.id)
+}

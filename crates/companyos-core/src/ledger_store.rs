@@ -1,0 +1,689 @@
+//! Storage of verifiable logs (per-tenant usage ledgers and the audit log) on the store: heads,
+//! leaves, complete-subtree hashes and signed checkpoints, over `companyos-ledger`'s maths.
+//!
+//! A head row holds the tree size, root and frontier, so an append reads nothing but the head.
+//! Leaves are stored whole; of the interior nodes only levels 4, 8, 12, ... are stored (one row
+//! per 16 leaves), and any other complete subtree is rebuilt from at most 16 stored hashes, so a
+//! proof over 100 million leaves costs O(log n) small range reads.
+
+use std::collections::HashMap;
+
+use companyos_ledger::checkpoint::{Checkpoint, CheckpointSigner};
+use companyos_ledger::merkle::{self, LeafRange, NodeId};
+use companyos_ledger::note::NoteSigner;
+use companyos_ledger::{Frontier, Hash, leaf_hash, node_hash};
+use sqlx::{AnyConnection, Row as _};
+
+use crate::db::{Db, StoreError, values_placeholders};
+
+/// Interior levels that are stored: multiples of this.
+pub const STORED_LEVEL_STRIDE: u8 = 4;
+/// Rows per multi-row insert.
+const INSERT_ROWS_MAX: usize = 256;
+
+/// The mutable state of one log, read and locked at the start of an append.
+#[derive(Debug, Clone)]
+pub struct LogHead {
+    pub log_id: String,
+    pub frontier: Frontier,
+    /// Whether the head row exists yet.
+    exists: bool,
+    pending_leaves: Vec<(u64, Hash, Vec<u8>)>,
+    pending_nodes: Vec<(NodeId, Hash)>,
+}
+
+impl LogHead {
+    pub fn tree_size(&self) -> u64 {
+        self.frontier.tree_size()
+    }
+
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// Appends a leaf in memory; [`write_appends`] persists it. Returns its leaf index.
+    pub fn append(&mut self, leaf_data: Vec<u8>) -> u64 {
+        let index = self.frontier.tree_size();
+        let hash = leaf_hash(&leaf_data);
+        for (id, node) in self.frontier.append(hash) {
+            if id.level > 0 && id.level % STORED_LEVEL_STRIDE == 0 {
+                self.pending_nodes.push((id, node));
+            }
+        }
+        self.pending_leaves.push((index, hash, leaf_data));
+        index
+    }
+
+    /// The leaf index the next append will get.
+    pub fn next_index(&self) -> u64 {
+        self.frontier.tree_size()
+    }
+}
+
+fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::corrupt("value out of range"))
+}
+
+fn to_u64(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::corrupt("negative size or index"))
+}
+
+fn hash_of(bytes: &[u8]) -> Result<Hash, StoreError> {
+    Hash::from_slice(bytes).ok_or_else(|| StoreError::corrupt("stored hash is not 32 bytes"))
+}
+
+/// Reads (and on PostgreSQL locks, until the transaction ends) the head of `log_id`.
+pub async fn lock_head(
+    db: &Db,
+    conn: &mut AnyConnection,
+    log_id: &str,
+) -> Result<LogHead, StoreError> {
+    let sql = format!(
+        "SELECT tree_size, frontier FROM ledger_heads WHERE log_id = $1{}",
+        db.for_update()
+    );
+    let row = sqlx::query(&sql)
+        .bind(log_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (frontier, exists) = match row {
+        Some(row) => {
+            let size = to_u64(row.try_get::<i64, _>(0)?)?;
+            let bytes: Vec<u8> = row.try_get(1)?;
+            let frontier = Frontier::from_bytes(size, &bytes)
+                .map_err(|e| StoreError::corrupt(format!("log {log_id}: {e}")))?;
+            (frontier, true)
+        }
+        None => (Frontier::empty(), false),
+    };
+    Ok(LogHead {
+        log_id: log_id.to_owned(),
+        frontier,
+        exists,
+        pending_leaves: Vec::new(),
+        pending_nodes: Vec::new(),
+    })
+}
+
+/// Reads a head without locking (for reads and proofs).
+pub async fn read_head(
+    conn: &mut AnyConnection,
+    log_id: &str,
+) -> Result<Option<(u64, Hash)>, StoreError> {
+    let row = sqlx::query("SELECT tree_size, root FROM ledger_heads WHERE log_id = $1")
+        .bind(log_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    match row {
+        Some(row) => Ok(Some((
+            to_u64(row.try_get::<i64, _>(0)?)?,
+            hash_of(&row.try_get::<Vec<u8>, _>(1)?)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// Persists the leaves and nodes appended to `head` and its new frontier.
+pub async fn write_appends(
+    conn: &mut AnyConnection,
+    head: &mut LogHead,
+    now_micros: i64,
+) -> Result<(), StoreError> {
+    if head.pending_leaves.is_empty() {
+        return Ok(());
+    }
+    let leaves = std::mem::take(&mut head.pending_leaves);
+    for chunk in leaves.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "INSERT INTO ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
+            values_placeholders(chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for (index, hash, data) in chunk {
+            query = query
+                .bind(head.log_id.as_str())
+                .bind(to_i64(*index)?)
+                .bind(hash.as_bytes().to_vec())
+                .bind(data.clone());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let nodes = std::mem::take(&mut head.pending_nodes);
+    for chunk in nodes.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "INSERT INTO ledger_nodes (log_id, level, node_index, hash) VALUES {}",
+            values_placeholders(chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for (id, hash) in chunk {
+            query = query
+                .bind(head.log_id.as_str())
+                .bind(i64::from(id.level))
+                .bind(to_i64(id.index)?)
+                .bind(hash.as_bytes().to_vec());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let size = to_i64(head.frontier.tree_size())?;
+    let root = head.frontier.root().as_bytes().to_vec();
+    let frontier = head.frontier.to_bytes();
+    if head.exists {
+        sqlx::query(
+            "UPDATE ledger_heads SET tree_size = $1, root = $2, frontier = $3, updated_at = $4 \
+             WHERE log_id = $5",
+        )
+        .bind(size)
+        .bind(root)
+        .bind(frontier)
+        .bind(now_micros)
+        .bind(head.log_id.as_str())
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        sqlx::query(
+            "INSERT INTO ledger_heads (log_id, tree_size, root, frontier, updated_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(head.log_id.as_str())
+        .bind(size)
+        .bind(root)
+        .bind(frontier)
+        .bind(now_micros)
+        .execute(&mut *conn)
+        .await?;
+        head.exists = true;
+    }
+    Ok(())
+}
+
+/// Reads the hashes of `count` consecutive stored nodes at a stored level (0 = leaves).
+async fn read_stored_range(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    level: u8,
+    first: u64,
+    count: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let rows = if level == 0 {
+        sqlx::query(
+            "SELECT leaf_hash FROM ledger_leaves WHERE log_id = $1 \
+             AND leaf_index >= $2 AND leaf_index < $3 ORDER BY leaf_index",
+        )
+        .bind(log_id)
+        .bind(to_i64(first)?)
+        .bind(to_i64(first + count)?)
+        .fetch_all(&mut *conn)
+        .await?
+    } else {
+        sqlx::query(
+            "SELECT hash FROM ledger_nodes WHERE log_id = $1 AND level = $2 \
+             AND node_index >= $3 AND node_index < $4 ORDER BY node_index",
+        )
+        .bind(log_id)
+        .bind(i64::from(level))
+        .bind(to_i64(first)?)
+        .bind(to_i64(first + count)?)
+        .fetch_all(&mut *conn)
+        .await?
+    };
+    if rows.len() as u64 != count {
+        return Err(StoreError::corrupt(format!(
+            "log {log_id}: {} of {count} stored hashes at level {level} from {first}",
+            rows.len()
+        )));
+    }
+    rows.iter()
+        .map(|row| hash_of(&row.try_get::<Vec<u8>, _>(0)?))
+        .collect()
+}
+
+/// Reads the hash of any complete subtree, rebuilding it from the nearest stored level.
+pub async fn read_node(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    id: NodeId,
+) -> Result<Hash, StoreError> {
+    let base = id.level - id.level % STORED_LEVEL_STRIDE;
+    let span = id.level - base;
+    let mut hashes = read_stored_range(conn, log_id, base, id.index << span, 1 << span).await?;
+    while hashes.len() > 1 {
+        hashes = hashes
+            .chunks_exact(2)
+            .map(|pair| node_hash(&pair[0], &pair[1]))
+            .collect();
+    }
+    hashes
+        .pop()
+        .ok_or_else(|| StoreError::corrupt("empty node range"))
+}
+
+async fn read_nodes(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    ids: &[NodeId],
+) -> Result<HashMap<NodeId, Hash>, StoreError> {
+    let mut nodes = HashMap::with_capacity(ids.len());
+    for id in ids {
+        nodes.insert(*id, read_node(conn, log_id, *id).await?);
+    }
+    Ok(nodes)
+}
+
+async fn read_plan(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    plan: &[LeafRange],
+) -> Result<Vec<Hash>, StoreError> {
+    let nodes = read_nodes(conn, log_id, &merkle::required_nodes(plan)).await?;
+    merkle::assemble_proof(plan, &nodes).map_err(|e| StoreError::corrupt(e.to_string()))
+}
+
+/// The inclusion proof of `leaf_index` in the tree of `tree_size` leaves.
+pub async fn inclusion_proof(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    leaf_index: u64,
+    tree_size: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let plan = merkle::inclusion_plan(leaf_index, tree_size)
+        .map_err(|e| StoreError::corrupt(e.to_string()))?;
+    read_plan(conn, log_id, &plan).await
+}
+
+/// The consistency proof between two sizes of a log.
+pub async fn consistency_proof(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    old_size: u64,
+    new_size: u64,
+) -> Result<Vec<Hash>, StoreError> {
+    let plan = merkle::consistency_plan(old_size, new_size)
+        .map_err(|e| StoreError::corrupt(e.to_string()))?;
+    read_plan(conn, log_id, &plan).await
+}
+
+/// The root of the first `tree_size` leaves of a log.
+pub async fn root_at(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    tree_size: u64,
+) -> Result<Hash, StoreError> {
+    let ids = merkle::root_nodes(tree_size);
+    let nodes = read_nodes(conn, log_id, &ids).await?;
+    merkle::assemble_root(tree_size, &nodes).map_err(|e| StoreError::corrupt(e.to_string()))
+}
+
+/// A leaf's data and hash.
+pub async fn read_leaf(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    leaf_index: u64,
+) -> Result<Option<(Hash, Vec<u8>)>, StoreError> {
+    let row = sqlx::query(
+        "SELECT leaf_hash, leaf_data FROM ledger_leaves WHERE log_id = $1 AND leaf_index = $2",
+    )
+    .bind(log_id)
+    .bind(to_i64(leaf_index)?)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some(row) => Ok(Some((
+            hash_of(&row.try_get::<Vec<u8>, _>(0)?)?,
+            row.try_get(1)?,
+        ))),
+        None => Ok(None),
+    }
+}
+
+/// A signed checkpoint as stored.
+#[derive(Debug, Clone)]
+pub struct StoredCheckpoint {
+    pub tree_size: u64,
+    pub root: Hash,
+    pub note: String,
+    pub signed_at_micros: i64,
+}
+
+fn checkpoint_from_row(row: &sqlx::any::AnyRow) -> Result<StoredCheckpoint, StoreError> {
+    Ok(StoredCheckpoint {
+        tree_size: to_u64(row.try_get(0)?)?,
+        root: hash_of(&row.try_get::<Vec<u8>, _>(1)?)?,
+        note: row.try_get(2)?,
+        signed_at_micros: row.try_get(3)?,
+    })
+}
+
+/// The latest signed checkpoint of a log.
+pub async fn latest_checkpoint(
+    conn: &mut AnyConnection,
+    log_id: &str,
+) -> Result<Option<StoredCheckpoint>, StoreError> {
+    let row = sqlx::query(
+        "SELECT tree_size, root, note, signed_at FROM ledger_checkpoints WHERE log_id = $1 \
+         ORDER BY tree_size DESC LIMIT 1",
+    )
+    .bind(log_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(checkpoint_from_row).transpose()
+}
+
+/// The checkpoint signed at exactly `tree_size`, if any.
+pub async fn checkpoint_at(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    tree_size: u64,
+) -> Result<Option<StoredCheckpoint>, StoreError> {
+    let row = sqlx::query(
+        "SELECT tree_size, root, note, signed_at FROM ledger_checkpoints \
+         WHERE log_id = $1 AND tree_size = $2",
+    )
+    .bind(log_id)
+    .bind(to_i64(tree_size)?)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.as_ref().map(checkpoint_from_row).transpose()
+}
+
+/// Every checkpoint of a log, oldest first.
+pub async fn all_checkpoints(
+    conn: &mut AnyConnection,
+    log_id: &str,
+) -> Result<Vec<StoredCheckpoint>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT tree_size, root, note, signed_at FROM ledger_checkpoints WHERE log_id = $1 \
+         ORDER BY tree_size",
+    )
+    .bind(log_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(checkpoint_from_row).collect()
+}
+
+/// Why a checkpoint could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("refusing to sign log {log_id}: {source}")]
+    Refused {
+        log_id: String,
+        #[source]
+        source: companyos_ledger::CheckpointError,
+    },
+}
+
+/// Signs a checkpoint of the current head of `log_id` unless the latest one already covers it,
+/// and returns the latest checkpoint. The signer checks a consistency proof from the last signed
+/// checkpoint (read from the store) first, so a tampered tree is never signed.
+pub async fn sign_checkpoint(
+    db: &Db,
+    signer: &NoteSigner,
+    log_id: &str,
+    origin: &str,
+    now_micros: i64,
+) -> Result<Option<StoredCheckpoint>, SignError> {
+    let mut tx = db.begin().await?;
+    let head = lock_head(db, &mut tx, log_id).await?;
+    let latest = latest_checkpoint(&mut tx, log_id).await?;
+    let size = head.tree_size();
+    if size == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= size) {
+        tx.commit().await.map_err(StoreError::from)?;
+        return Ok(latest);
+    }
+    let root = head.root();
+    let proof = match &latest {
+        Some(last) => consistency_proof(&mut tx, log_id, last.tree_size, size).await?,
+        None => Vec::new(),
+    };
+    let mut checkpoint_signer = CheckpointSigner::new(
+        signer.clone(),
+        origin,
+        latest.as_ref().map(|c| (c.tree_size, c.root)),
+    );
+    let checkpoint = Checkpoint::new(origin, size, root).map_err(|source| SignError::Refused {
+        log_id: log_id.to_owned(),
+        source,
+    })?;
+    let note = checkpoint_signer
+        .sign(&checkpoint, &proof)
+        .map_err(|source| SignError::Refused {
+            log_id: log_id.to_owned(),
+            source,
+        })?
+        .to_string();
+    sqlx::query(
+        "INSERT INTO ledger_checkpoints (log_id, tree_size, root, note, signed_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(log_id)
+    .bind(to_i64(size)?)
+    .bind(root.as_bytes().to_vec())
+    .bind(note.as_str())
+    .bind(now_micros)
+    .execute(&mut *tx)
+    .await
+    .map_err(StoreError::from)?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(Some(StoredCheckpoint {
+        tree_size: size,
+        root,
+        note,
+        signed_at_micros: now_micros,
+    }))
+}
+
+/// Log ids with a head, for jobs that visit every log.
+pub async fn log_ids(conn: &mut AnyConnection) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT log_id FROM ledger_heads ORDER BY log_id")
+            .fetch_all(&mut *conn)
+            .await?,
+    )
+}
+
+/// A problem found while verifying a stored log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogProblem {
+    pub log_id: String,
+    pub leaf_index: Option<u64>,
+    pub message: String,
+}
+
+/// Verifies a stored log from its leaves up: each leaf hash against its data, each stored node
+/// against its children, the head's root and frontier, and every checkpoint's root and signature.
+/// Calls `check_leaf` on each leaf so callers can also check what the leaf commits to.
+pub async fn verify_log(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    verifier: &companyos_ledger::NoteVerifier,
+    origin: &str,
+    mut check_leaf: impl FnMut(u64, &[u8]) -> Option<String>,
+) -> Result<Vec<LogProblem>, StoreError> {
+    let mut problems = Vec::new();
+    let problem = |leaf_index: Option<u64>, message: String| LogProblem {
+        log_id: log_id.to_owned(),
+        leaf_index,
+        message,
+    };
+    let head = read_head(conn, log_id).await?;
+    let head_frontier: Option<(u64, Vec<u8>)> = {
+        let row = sqlx::query("SELECT tree_size, frontier FROM ledger_heads WHERE log_id = $1")
+            .bind(log_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match row {
+            Some(row) => Some((to_u64(row.try_get(0)?)?, row.try_get(1)?)),
+            None => None,
+        }
+    };
+    let checkpoints = all_checkpoints(conn, log_id).await?;
+    let mut checkpoint_iter = checkpoints.iter().peekable();
+    let mut frontier = Frontier::empty();
+    let mut expected_index = 0u64;
+    let mut stored_nodes: HashMap<NodeId, Hash> = HashMap::new();
+    let page = 10_000i64;
+    loop {
+        let rows = sqlx::query(
+            "SELECT leaf_index, leaf_hash, leaf_data FROM ledger_leaves WHERE log_id = $1 \
+             AND leaf_index >= $2 ORDER BY leaf_index LIMIT $3",
+        )
+        .bind(log_id)
+        .bind(to_i64(expected_index)?)
+        .bind(page)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        // Stored nodes completed by this page, to compare with the recomputed ones.
+        let first = expected_index;
+        let last = first + rows.len() as u64;
+        stored_nodes.clear();
+        for level in (STORED_LEVEL_STRIDE..64).step_by(usize::from(STORED_LEVEL_STRIDE)) {
+            let (low, high) = (first >> level, last >> level);
+            if high == 0 {
+                break;
+            }
+            let node_rows = sqlx::query(
+                "SELECT node_index, hash FROM ledger_nodes WHERE log_id = $1 AND level = $2 \
+                 AND node_index >= $3 AND node_index < $4",
+            )
+            .bind(log_id)
+            .bind(i64::from(level))
+            .bind(to_i64(low)?)
+            .bind(to_i64(high)?)
+            .fetch_all(&mut *conn)
+            .await?;
+            for row in &node_rows {
+                let id = NodeId::new(level, to_u64(row.try_get(0)?)?);
+                if id.end_leaf() > first {
+                    stored_nodes.insert(id, hash_of(&row.try_get::<Vec<u8>, _>(1)?)?);
+                }
+            }
+        }
+        for row in &rows {
+            let index = to_u64(row.try_get(0)?)?;
+            let stored_hash = hash_of(&row.try_get::<Vec<u8>, _>(1)?)?;
+            let data: Vec<u8> = row.try_get(2)?;
+            if index != expected_index {
+                problems.push(problem(
+                    Some(expected_index),
+                    format!("leaf {expected_index} is missing (next stored leaf is {index})"),
+                ));
+                return Ok(problems);
+            }
+            let computed = leaf_hash(&data);
+            if computed != stored_hash {
+                problems.push(problem(
+                    Some(index),
+                    "stored leaf hash does not match the leaf data".to_owned(),
+                ));
+            }
+            if let Some(message) = check_leaf(index, &data) {
+                problems.push(problem(Some(index), message));
+            }
+            for (id, hash) in frontier.append(computed) {
+                if id.level > 0 && id.level % STORED_LEVEL_STRIDE == 0 {
+                    match stored_nodes.get(&id) {
+                        Some(stored) if *stored == hash => {}
+                        Some(_) => problems.push(problem(
+                            Some(id.first_leaf()),
+                            format!(
+                                "stored node at level {} index {} does not match its leaves",
+                                id.level, id.index
+                            ),
+                        )),
+                        None => problems.push(problem(
+                            Some(id.first_leaf()),
+                            format!(
+                                "stored node at level {} index {} is missing",
+                                id.level, id.index
+                            ),
+                        )),
+                    }
+                }
+            }
+            expected_index += 1;
+            while let Some(checkpoint) = checkpoint_iter.peek() {
+                if checkpoint.tree_size != frontier.tree_size() {
+                    break;
+                }
+                if let Some(message) = check_checkpoint(checkpoint, &frontier, verifier, origin) {
+                    problems.push(problem(Some(checkpoint.tree_size - 1), message));
+                }
+                checkpoint_iter.next();
+            }
+        }
+    }
+    for checkpoint in checkpoint_iter {
+        problems.push(problem(
+            Some(checkpoint.tree_size.saturating_sub(1)),
+            format!(
+                "checkpoint at tree size {} is beyond the {} stored leaves",
+                checkpoint.tree_size,
+                frontier.tree_size()
+            ),
+        ));
+    }
+    match (head, head_frontier) {
+        (Some((size, root)), Some((_, frontier_bytes))) => {
+            if size != frontier.tree_size() {
+                problems.push(problem(
+                    Some(size.min(frontier.tree_size())),
+                    format!(
+                        "head says {size} leaves but {} are stored",
+                        frontier.tree_size()
+                    ),
+                ));
+            } else {
+                if root != frontier.root() {
+                    problems.push(problem(
+                        size.checked_sub(1),
+                        "stored root does not match the leaves".to_owned(),
+                    ));
+                }
+                if frontier_bytes != frontier.to_bytes() {
+                    problems.push(problem(
+                        size.checked_sub(1),
+                        "stored frontier does not match the leaves".to_owned(),
+                    ));
+                }
+            }
+        }
+        _ if frontier.tree_size() > 0 => {
+            problems.push(problem(None, "log has leaves but no head".to_owned()))
+        }
+        _ => {}
+    }
+    Ok(problems)
+}
+
+fn check_checkpoint(
+    checkpoint: &StoredCheckpoint,
+    frontier: &Frontier,
+    verifier: &companyos_ledger::NoteVerifier,
+    origin: &str,
+) -> Option<String> {
+    if checkpoint.root != frontier.root() {
+        return Some(format!(
+            "checkpoint at tree size {} has a root that does not match the leaves",
+            checkpoint.tree_size
+        ));
+    }
+    match Checkpoint::open(checkpoint.note.as_bytes(), Some(origin), verifier) {
+        Ok(opened)
+            if opened.tree_size() == checkpoint.tree_size && *opened.root() == checkpoint.root =>
+        {
+            None
+        }
+        Ok(_) => Some(format!(
+            "checkpoint note at tree size {} does not state the stored size and root",
+            checkpoint.tree_size
+        )),
+        Err(e) => Some(format!(
+            "checkpoint note at tree size {} does not verify: {e}",
+            checkpoint.tree_size
+        )),
+    }
+}

@@ -1,0 +1,30 @@
+//! The CompanyOS service layer: the one place where tenants are provisioned, metered, suspended,
+//! deleted and purged, with Cedar authorization, an audit record and evidence for every step.
+//! HTTP, CLI and console are thin adapters over [`App`].
+
+pub mod app;
+pub mod approvals;
+pub mod audit;
+pub mod authz;
+pub mod clock;
+pub mod db;
+pub mod error;
+pub mod evidence;
+pub mod ingest;
+pub mod jobs;
+pub mod keys;
+pub mod ledger;
+pub mod ledger_store;
+pub mod metering;
+pub mod metrics;
+pub mod minisign;
+pub mod outbox;
+pub mod provisioning;
+pub mod reports;
+pub mod settings;
+pub mod tenants;
+pub mod util;
+
+pub use app::{Actor, App, InitReport};
+pub use error::ServiceError;
+pub use settings::Settings;

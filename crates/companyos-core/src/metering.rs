@@ -1,0 +1,388 @@
+//! Metering declarations and the coverage gate (MET-4), and usage sources: services declare what
+//! they meter; undeclared usage is flagged (`warn`) or rejected (`enforce`), for the deployment
+//! or per service; mode changes are audited.
+
+use std::collections::{BTreeMap, HashMap};
+
+use companyos_domain::metering::{CoverageMode, MeteringDeclaration, RawDeclaration};
+use companyos_domain::time_util::{format_rfc3339, from_micros};
+use companyos_domain::{FieldError, ServiceName, SourceId};
+use companyos_ledger::usage_event;
+use serde_json::{Value, json};
+use sqlx::Row as _;
+
+use crate::app::{Actor, App};
+use crate::authz::Resource;
+use crate::db::StoreError;
+use crate::error::ServiceError;
+
+const COVERAGE_SETTING: &str = "coverage_mode";
+
+fn declaration_json(declaration: &MeteringDeclaration) -> Value {
+    json!({
+        "service": declaration.service,
+        "metrics": declaration.metrics.iter().map(|m| json!({
+            "name": m.name,
+            "unit": m.unit,
+            "aggregation": m.aggregation.as_str(),
+            "description": m.description,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn parse_stored(text: &str) -> Result<MeteringDeclaration, StoreError> {
+    let raw: RawDeclaration = serde_json::from_str(text)
+        .map_err(|e| StoreError::corrupt(format!("stored declaration: {e}")))?;
+    MeteringDeclaration::parse(&raw, None)
+        .map_err(|e| StoreError::corrupt(format!("stored declaration: {e}")))
+}
+
+impl App {
+    /// The declaration of a service, if any.
+    pub(crate) async fn declaration(
+        &self,
+        service: &str,
+    ) -> Result<Option<MeteringDeclaration>, ServiceError> {
+        let text: Option<String> =
+            sqlx::query_scalar("SELECT declaration FROM metering_declarations WHERE service = $1")
+                .bind(service)
+                .fetch_optional(self.db().readers())
+                .await?;
+        Ok(text.as_deref().map(parse_stored).transpose()?)
+    }
+
+    /// The deployment's coverage mode and the per-service overrides.
+    pub(crate) async fn coverage_modes(
+        &self,
+    ) -> Result<(CoverageMode, HashMap<String, CoverageMode>), ServiceError> {
+        let deployment: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+                .bind(COVERAGE_SETTING)
+                .fetch_optional(self.db().readers())
+                .await?;
+        let deployment = deployment
+            .as_deref()
+            .and_then(CoverageMode::parse)
+            .unwrap_or(self.settings().coverage_mode_default);
+        let rows = sqlx::query(
+            "SELECT service, coverage_mode FROM metering_declarations WHERE coverage_mode IS NOT NULL",
+        )
+        .fetch_all(self.db().readers())
+        .await?;
+        let mut overrides = HashMap::new();
+        for row in rows {
+            let mode: String = row.try_get("coverage_mode")?;
+            if let Some(mode) = CoverageMode::parse(&mode) {
+                overrides.insert(row.try_get("service")?, mode);
+            }
+        }
+        Ok((deployment, overrides))
+    }
+
+    /// Declares (or replaces) what a service meters.
+    pub async fn declare_metering(
+        &self,
+        actor: &Actor,
+        service: &str,
+        raw: &RawDeclaration,
+    ) -> Result<MeteringDeclaration, ServiceError> {
+        let mut entry = self.entry(actor, "metering.declare", &format!("service:{service}"));
+        let mut tx = self.db().begin().await?;
+        let result = async {
+            self.require(actor, "metering.declare", Resource::Deployment, &[], &mut entry)?;
+            let declaration = MeteringDeclaration::parse(raw, Some(service))?;
+            let stored = declaration_json(&declaration);
+            entry.details = json!({"declaration": stored});
+            sqlx::query(
+                "INSERT INTO metering_declarations (service, declaration, coverage_mode, updated_at, \
+                 updated_by) VALUES ($1, $2, NULL, $3, $4) ON CONFLICT (service) DO UPDATE SET \
+                 declaration = excluded.declaration, updated_at = excluded.updated_at, \
+                 updated_by = excluded.updated_by",
+            )
+            .bind(declaration.service.as_str())
+            .bind(stored.to_string())
+            .bind(self.now_micros())
+            .bind(actor.principal.actor_name())
+            .execute(&mut *tx)
+            .await?;
+            Ok(declaration)
+        }
+        .await;
+        self.finish(tx, entry, result).await
+    }
+
+    /// Declared services, their modes, and what was seen of each.
+    pub async fn list_services(&self, actor: &Actor) -> Result<Value, ServiceError> {
+        self.authorize_read(
+            actor,
+            "metering.read",
+            Resource::Deployment,
+            "services",
+            None,
+        )
+        .await?;
+        let (deployment, overrides) = self.coverage_modes().await?;
+        let rows = sqlx::query(
+            "SELECT service, declaration, coverage_mode, updated_at, updated_by \
+             FROM metering_declarations ORDER BY service",
+        )
+        .fetch_all(self.db().readers())
+        .await?;
+        let mut services = Vec::new();
+        for row in &rows {
+            let service: String = row.try_get("service")?;
+            let declaration: String = row.try_get("declaration")?;
+            let declaration = parse_stored(&declaration)?;
+            services.push(json!({
+                "service": service,
+                "metrics": declaration_json(&declaration)["metrics"],
+                "coverage_mode": overrides.get(&service).copied().unwrap_or(deployment).as_str(),
+                "coverage_mode_override": overrides.get(&service).map(|m| m.as_str()),
+                "updated_at": format_rfc3339(from_micros(row.try_get("updated_at")?)),
+                "updated_by": row.try_get::<String, _>("updated_by")?,
+            }));
+        }
+        Ok(json!({
+            "coverage_mode": deployment.as_str(),
+            "services": services,
+        }))
+    }
+
+    /// Sets the coverage mode of the deployment (`service` = None) or overrides it for one
+    /// service (`mode` = None removes the override).
+    pub async fn set_coverage_mode(
+        &self,
+        actor: &Actor,
+        service: Option<&str>,
+        mode: Option<&str>,
+    ) -> Result<Value, ServiceError> {
+        let target = service.map_or("deployment".to_owned(), |s| format!("service:{s}"));
+        let mut entry = self
+            .entry(actor, "metering.coverage.update", &target)
+            .details(json!({"service": service, "mode": mode}));
+        let mut tx = self.db().begin().await?;
+        let result = async {
+            self.require(
+                actor,
+                "metering.coverage.update",
+                Resource::Deployment,
+                &[],
+                &mut entry,
+            )?;
+            let parsed = match mode {
+                Some(text) => Some(
+                    CoverageMode::parse(text)
+                        .ok_or_else(|| ServiceError::invalid("mode", "must be warn or enforce"))?,
+                ),
+                None => None,
+            };
+            let previous = self.coverage_modes().await?;
+            match service {
+                None => {
+                    let mode =
+                        parsed.ok_or_else(|| ServiceError::invalid("mode", "is required"))?;
+                    if let Value::Object(details) = &mut entry.details {
+                        details.insert("previous".to_owned(), json!(previous.0.as_str()));
+                    }
+                    sqlx::query(
+                        "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+                         ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                         updated_at = excluded.updated_at",
+                    )
+                    .bind(COVERAGE_SETTING)
+                    .bind(mode.as_str())
+                    .bind(self.now_micros())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Some(service) => {
+                    ServiceName::parse(service)?;
+                    if let Value::Object(details) = &mut entry.details {
+                        details.insert(
+                            "previous".to_owned(),
+                            json!(previous.1.get(service).map(|m| m.as_str())),
+                        );
+                    }
+                    let updated = sqlx::query(
+                        "UPDATE metering_declarations SET coverage_mode = $1, updated_at = $2 \
+                         WHERE service = $3",
+                    )
+                    .bind(parsed.map(|m| m.as_str()))
+                    .bind(self.now_micros())
+                    .bind(service)
+                    .execute(&mut *tx)
+                    .await?;
+                    if updated.rows_affected() == 0 {
+                        return Err(ServiceError::NotFound(format!(
+                            "metering declaration of service {service} (declare it first)"
+                        )));
+                    }
+                }
+            }
+            Ok(json!({"service": service, "mode": mode}))
+        }
+        .await;
+        self.finish(tx, entry, result).await
+    }
+
+    /// The coverage report: services seen without a declaration, declared metrics never seen,
+    /// and units that differ from the declaration.
+    pub async fn coverage_report(&self, actor: &Actor) -> Result<Value, ServiceError> {
+        self.authorize_read(
+            actor,
+            "metering.read",
+            Resource::Deployment,
+            "services",
+            None,
+        )
+        .await?;
+        let declared_rows = sqlx::query("SELECT service, declaration FROM metering_declarations")
+            .fetch_all(self.db().readers())
+            .await?;
+        let mut declared: BTreeMap<String, MeteringDeclaration> = BTreeMap::new();
+        for row in &declared_rows {
+            let text: String = row.try_get("declaration")?;
+            declared.insert(row.try_get("service")?, parse_stored(&text)?);
+        }
+        let seen_rows = sqlx::query(
+            "SELECT service, metric, unit, events, first_seen, last_seen FROM metering_seen \
+             ORDER BY service, metric, unit",
+        )
+        .fetch_all(self.db().readers())
+        .await?;
+        let mut undeclared_services: BTreeMap<String, i64> = BTreeMap::new();
+        let mut undeclared_metrics = Vec::new();
+        let mut unit_mismatches = Vec::new();
+        let mut seen_metrics: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for row in &seen_rows {
+            let service: String = row.try_get("service")?;
+            let metric: String = row.try_get("metric")?;
+            let unit: String = row.try_get("unit")?;
+            let events: i64 = row.try_get("events")?;
+            *seen_metrics
+                .entry((service.clone(), metric.clone()))
+                .or_default() += events;
+            match declared.get(&service) {
+                None => *undeclared_services.entry(service).or_default() += events,
+                Some(declaration) => {
+                    match declaration
+                        .metrics
+                        .iter()
+                        .find(|m| m.name.as_str() == metric)
+                    {
+                        None => undeclared_metrics
+                            .push(json!({"service": service, "metric": metric, "events": events})),
+                        Some(m) if m.unit.as_str() != unit => unit_mismatches.push(json!({
+                            "service": service, "metric": metric, "unit": unit,
+                            "declared_unit": m.unit, "events": events,
+                        })),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        let mut never_seen = Vec::new();
+        for (service, declaration) in &declared {
+            for metric in &declaration.metrics {
+                if !seen_metrics.contains_key(&(service.clone(), metric.name.as_str().to_owned())) {
+                    never_seen.push(json!({"service": service, "metric": metric.name}));
+                }
+            }
+        }
+        let (mode, _) = self.coverage_modes().await?;
+        Ok(json!({
+            "coverage_mode": mode.as_str(),
+            "services_without_declaration": undeclared_services.iter().map(|(s, e)| json!({"service": s, "events": e})).collect::<Vec<_>>(),
+            "undeclared_metrics": undeclared_metrics,
+            "unit_mismatches": unit_mismatches,
+            "declared_metrics_never_seen": never_seen,
+        }))
+    }
+
+    /// Registers a usage source and its Ed25519 public key.
+    pub async fn register_source(
+        &self,
+        actor: &Actor,
+        id: &str,
+        service: &str,
+        public_key: &str,
+    ) -> Result<Value, ServiceError> {
+        let mut entry = self
+            .entry(actor, "source.create", &format!("source:{id}"))
+            .details(json!({"service": service, "public_key": public_key}));
+        let mut tx = self.db().begin().await?;
+        let result = async {
+            self.require(
+                actor,
+                "source.create",
+                Resource::Deployment,
+                &[],
+                &mut entry,
+            )?;
+            let mut c = companyos_domain::error::Collector::new();
+            let id = c.take(SourceId::parse_field(id, "id"));
+            let service = c.take(ServiceName::parse(service));
+            if usage_event::parse_public_key(public_key).is_none() {
+                c.push(FieldError::new(
+                    "public_key",
+                    "must be the base64 of a 32-byte Ed25519 public key",
+                ));
+            }
+            c.finish()?;
+            let (Some(id), Some(service)) = (id, service) else {
+                return Err(ServiceError::invalid("id", "is required"));
+            };
+            let existing = sqlx::query("SELECT service, public_key FROM sources WHERE id = $1")
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if existing.is_some() {
+                return Err(ServiceError::conflict(format!(
+                    "source {id} is already registered; register a new source id to rotate a key"
+                )));
+            }
+            let now = self.now_micros();
+            sqlx::query(
+                "INSERT INTO sources (id, service, public_key, created_at, created_by) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id.as_str())
+            .bind(service.as_str())
+            .bind(public_key)
+            .bind(now)
+            .bind(actor.principal.actor_name())
+            .execute(&mut *tx)
+            .await?;
+            Ok(json!({
+                "id": id,
+                "service": service,
+                "public_key": public_key,
+                "created_at": format_rfc3339(from_micros(now)),
+            }))
+        }
+        .await;
+        self.finish(tx, entry, result).await
+    }
+
+    pub async fn list_sources(&self, actor: &Actor) -> Result<Vec<Value>, ServiceError> {
+        self.authorize_read(actor, "source.read", Resource::Deployment, "sources", None)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT id, service, public_key, created_at, created_by FROM sources ORDER BY id",
+        )
+        .fetch_all(self.db().readers())
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(json!({
+                    "id": row.try_get::<String, _>("id")?,
+                    "service": row.try_get::<String, _>("service")?,
+                    "public_key": row.try_get::<String, _>("public_key")?,
+                    "created_at": format_rfc3339(from_micros(row.try_get("created_at")?)),
+                    "created_by": row.try_get::<String, _>("created_by")?,
+                }))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(ServiceError::from)
+    }
+}

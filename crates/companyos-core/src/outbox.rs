@@ -1,0 +1,213 @@
+//! The transactional outbox: messages to boundary drivers and webhooks are written in the
+//! transaction of the change they announce, and delivered afterwards with retries and
+//! exponential backoff by the outbox job, so a change is never announced unless committed, and
+//! never committed without being announced.
+
+use std::time::Duration as StdDuration;
+
+use companyos_domain::time_util::{from_micros, to_micros};
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Row as _};
+use time::{Duration, OffsetDateTime};
+
+use crate::app::App;
+use crate::db::StoreError;
+use crate::error::ServiceError;
+use crate::provisioning::{tenant_dir, webhook_signature};
+use crate::settings::BoundaryDriverSettings;
+use crate::util::new_id;
+
+/// Messages delivered per job run.
+pub const DELIVERIES_PER_RUN_MAX: i64 = 100;
+/// Upper bound on the backoff between attempts.
+pub const BACKOFF_MAX_SECONDS: i64 = 3600;
+
+/// Queues a message in the caller's transaction.
+pub async fn enqueue(
+    conn: &mut AnyConnection,
+    now: OffsetDateTime,
+    topic: &str,
+    tenant_id: Option<&str>,
+    destination: &str,
+    payload: Value,
+) -> Result<String, StoreError> {
+    let id = new_id("obx", now);
+    sqlx::query(
+        "INSERT INTO outbox (id, topic, tenant_id, destination, payload, created_at, attempts, \
+         next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+    )
+    .bind(id.as_str())
+    .bind(topic)
+    .bind(tenant_id)
+    .bind(destination)
+    .bind(payload.to_string())
+    .bind(to_micros(now))
+    .bind(to_micros(now))
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+struct Message {
+    id: String,
+    topic: String,
+    tenant_id: Option<String>,
+    destination: String,
+    payload: String,
+    attempts: i64,
+}
+
+impl App {
+    /// Delivers due outbox messages (the outbox job). Returns how many were delivered.
+    pub async fn deliver_outbox(&self, http: &reqwest::Client) -> Result<usize, ServiceError> {
+        let now = self.now();
+        let rows = sqlx::query(
+            "SELECT id, topic, tenant_id, destination, payload, attempts FROM outbox \
+             WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $1 \
+             ORDER BY id LIMIT $2",
+        )
+        .bind(to_micros(now))
+        .bind(DELIVERIES_PER_RUN_MAX)
+        .fetch_all(self.db().readers())
+        .await?;
+        let mut delivered = 0;
+        for row in rows {
+            let message = Message {
+                id: row.try_get("id")?,
+                topic: row.try_get("topic")?,
+                tenant_id: row.try_get("tenant_id")?,
+                destination: row.try_get("destination")?,
+                payload: row.try_get("payload")?,
+                attempts: row.try_get("attempts")?,
+            };
+            let result = self.deliver(http, &message).await;
+            let now = self.now();
+            match result {
+                Ok(()) => {
+                    sqlx::query("UPDATE outbox SET delivered_at = $1, attempts = $2 WHERE id = $3")
+                        .bind(to_micros(now))
+                        .bind(message.attempts + 1)
+                        .bind(message.id.as_str())
+                        .execute(self.db().readers())
+                        .await?;
+                    delivered += 1;
+                }
+                Err(error) => {
+                    let attempts = message.attempts + 1;
+                    let exhausted = attempts >= i64::from(self.settings().outbox_attempts_max);
+                    let backoff = (1i64 << attempts.min(12)).min(BACKOFF_MAX_SECONDS);
+                    sqlx::query(
+                        "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3, \
+                         failed_at = $4 WHERE id = $5",
+                    )
+                    .bind(attempts)
+                    .bind(to_micros(now + Duration::seconds(backoff)))
+                    .bind(error.as_str())
+                    .bind(exhausted.then(|| to_micros(now)))
+                    .bind(message.id.as_str())
+                    .execute(self.db().readers())
+                    .await?;
+                    tracing::warn!(outbox_id = %message.id, topic = %message.topic, attempts, %error, "outbox delivery failed");
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    async fn deliver(&self, http: &reqwest::Client, message: &Message) -> Result<(), String> {
+        match message.destination.as_str() {
+            "driver" => match &self.settings().boundary_driver {
+                BoundaryDriverSettings::Webhook { url, secret } => {
+                    post_signed(http, url, secret, message, self.now()).await
+                }
+                BoundaryDriverSettings::Directory => {
+                    // The directory driver's workloads read their desired state from a file.
+                    let Some(tenant_id) = &message.tenant_id else {
+                        return Ok(());
+                    };
+                    let dir = tenant_dir(self.data_dir(), tenant_id);
+                    if !dir.exists() {
+                        return Ok(());
+                    }
+                    let file = dir.join(format!("{}.json", message.topic));
+                    tokio::fs::write(&file, &message.payload)
+                        .await
+                        .map_err(|e| format!("write {}: {e}", file.display()))
+                }
+                BoundaryDriverSettings::Postgres => Ok(()),
+            },
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                let secret = message
+                    .tenant_id
+                    .as_deref()
+                    .map(|t| self.audit_hook_secret(t))
+                    .unwrap_or_default();
+                post_signed(http, url, &secret, message, self.now()).await
+            }
+            other => Err(format!("unknown destination {other:?}")),
+        }
+    }
+
+    /// The HMAC key of a tenant's audit webhook: not stored anywhere, derived from the tenant id
+    /// and the checkpoint key, so the tenant gets it once in its dossier and we can recompute it.
+    pub fn audit_hook_secret(&self, tenant_id: &str) -> String {
+        let seed = self.keys().checkpoint.to_signer_key();
+        companyos_ledger::hash::sha256(format!("audit-hook\n{tenant_id}\n{seed}").as_bytes())
+            .to_hex()
+    }
+
+    /// Pending and failed outbox messages, for operators.
+    pub async fn outbox_backlog(&self) -> Result<Value, ServiceError> {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL",
+        )
+        .fetch_one(self.db().readers())
+        .await?;
+        let failed: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL")
+                .fetch_one(self.db().readers())
+                .await?;
+        Ok(json!({"pending": pending, "failed": failed}))
+    }
+}
+
+async fn post_signed(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    message: &Message,
+    now: OffsetDateTime,
+) -> Result<(), String> {
+    let body = json!({
+        "id": message.id,
+        "topic": message.topic,
+        "tenant_id": message.tenant_id,
+        "payload": serde_json::from_str::<Value>(&message.payload).unwrap_or(Value::Null),
+    })
+    .to_string();
+    let timestamp = now.unix_timestamp();
+    let response = http
+        .post(url)
+        .timeout(StdDuration::from_secs(10))
+        .header("content-type", "application/json")
+        .header("x-companyos-id", message.id.as_str())
+        .header("x-companyos-timestamp", timestamp.to_string())
+        .header(
+            "x-companyos-signature",
+            webhook_signature(secret, timestamp, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("POST {url}: status {}", response.status()))
+    }
+}
+
+/// When a message was created (for tests and reports).
+pub fn created_at(micros: i64) -> OffsetDateTime {
+    from_micros(micros)
+}

@@ -1,0 +1,379 @@
+//! Tenant isolation boundaries (LIFE-1) through drivers: `directory` (a per-tenant directory,
+//! mode 0700, with its own SQLite database), `postgres` (a schema and a login role that reaches
+//! only that schema), `webhook` (an external provisioner, told through the outbox). Each driver
+//! creates, suspends, reactivates and removes a boundary; the provisioner records each step.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use companyos_domain::time_util::format_rfc3339;
+use serde_json::{Value, json};
+use sqlx::{AnyConnection, Connection as _, Executor as _};
+use time::OffsetDateTime;
+
+use crate::db::{Backend, Db};
+use crate::settings::BoundaryDriverSettings;
+use crate::util::{new_token, random_bytes};
+
+/// One recorded step of a provisioning (or purge) run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub name: String,
+    pub ok: bool,
+    pub started_at: OffsetDateTime,
+    pub duration_ms: f64,
+    pub details: Value,
+}
+
+impl Step {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "name": self.name,
+            "status": if self.ok { "ok" } else { "failed" },
+            "started_at": format_rfc3339(self.started_at),
+            "duration_ms": (self.duration_ms * 1000.0).round() / 1000.0,
+            "details": self.details,
+        })
+    }
+}
+
+/// Records steps with their durations.
+#[derive(Debug, Default)]
+pub struct StepLog {
+    pub steps: Vec<Step>,
+}
+
+impl StepLog {
+    /// Runs a step and records it; its error is returned after being recorded.
+    pub async fn run<T>(
+        &mut self,
+        name: &str,
+        now: OffsetDateTime,
+        step: impl Future<Output = Result<(T, Value), String>>,
+    ) -> Result<T, String> {
+        let started = Instant::now();
+        let result = step.await;
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok((value, details)) => {
+                self.steps.push(Step {
+                    name: name.to_owned(),
+                    ok: true,
+                    started_at: now,
+                    duration_ms,
+                    details,
+                });
+                Ok(value)
+            }
+            Err(message) => {
+                self.steps.push(Step {
+                    name: name.to_owned(),
+                    ok: false,
+                    started_at: now,
+                    duration_ms,
+                    details: json!({"error": message}),
+                });
+                Err(format!("step {name} failed: {message}"))
+            }
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        Value::Array(self.steps.iter().map(Step::to_json).collect())
+    }
+
+    pub fn total_ms(&self) -> f64 {
+        self.steps.iter().map(|s| s.duration_ms).sum()
+    }
+}
+
+/// The directory of a tenant's boundary.
+pub fn tenant_dir(data_dir: &Path, tenant_id: &str) -> PathBuf {
+    data_dir.join("tenants").join(tenant_id)
+}
+
+/// PostgreSQL identifiers of a tenant: schema `tenant_<id>` and a login role whose name also
+/// carries the database, because roles are shared by every database of a cluster.
+pub fn postgres_names(database: &str, tenant_id: &str) -> (String, String) {
+    let id = tenant_id.replace('-', "_");
+    let database_tag = &companyos_ledger::hash::sha256(database.as_bytes()).to_hex()[..8];
+    let schema = format!("tenant_{id}");
+    let mut role = format!("cos_{database_tag}_{id}");
+    role.truncate(63);
+    (schema, role)
+}
+
+/// Creates a tenant's boundary. Database work happens in `conn`, the caller's transaction, so a
+/// failed provisioning leaves nothing behind in the store; files are removed by
+/// [`remove_boundary`] on failure.
+pub async fn create_boundary(
+    driver: &BoundaryDriverSettings,
+    db: &Db,
+    conn: &mut AnyConnection,
+    data_dir: &Path,
+    tenant_id: &str,
+    alert_rules: &str,
+) -> Result<Value, String> {
+    match driver {
+        BoundaryDriverSettings::Directory => {
+            let dir = tenant_dir(data_dir, tenant_id);
+            create_directory_boundary(&dir, tenant_id, alert_rules).await?;
+            Ok(json!({
+                "driver": "directory",
+                "path": dir.display().to_string(),
+                "mode": "0700",
+                "database": dir.join("tenant.db").display().to_string(),
+            }))
+        }
+        BoundaryDriverSettings::Postgres => {
+            if db.backend() != Backend::Postgres {
+                return Err("the postgres driver needs the PostgreSQL store".to_owned());
+            }
+            let database: String = sqlx::query_scalar("SELECT current_database()")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            let (schema, role) = postgres_names(&database, tenant_id);
+            let password = new_token("pw");
+            // Identifiers come from a validated tenant id ([a-z0-9_] after mapping) and the
+            // password is hex: nothing here can break out of the quoting.
+            for statement in [
+                format!(
+                    "CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}' CONNECTION LIMIT 5 \
+                     NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
+                ),
+                format!("CREATE SCHEMA \"{schema}\" AUTHORIZATION \"{role}\""),
+                format!("REVOKE ALL ON SCHEMA \"{schema}\" FROM PUBLIC"),
+                format!("ALTER ROLE \"{role}\" SET search_path = \"{schema}\""),
+                format!(
+                    "CREATE TABLE \"{schema}\".boundary (tenant_id TEXT PRIMARY KEY, created_at TEXT)"
+                ),
+                format!("ALTER TABLE \"{schema}\".boundary OWNER TO \"{role}\""),
+                format!(
+                    "INSERT INTO \"{schema}\".boundary VALUES ('{tenant_id}', '{}')",
+                    format_rfc3339(OffsetDateTime::now_utc())
+                ),
+            ] {
+                conn.execute(statement.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(json!({
+                "driver": "postgres",
+                "database": database,
+                "schema": schema,
+                "role": role,
+                "connection_limit": 5,
+                "credentials": {"user": role, "password": password},
+            }))
+        }
+        BoundaryDriverSettings::Webhook { url, .. } => Ok(json!({
+            "driver": "webhook",
+            "provisioner": url,
+            "state": "requested",
+        })),
+    }
+}
+
+async fn create_directory_boundary(
+    dir: &Path,
+    tenant_id: &str,
+    alert_rules: &str,
+) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir_owned = dir.to_owned();
+    let rules = alert_rules.to_owned();
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        std::fs::create_dir_all(&dir_owned)
+            .map_err(|e| format!("create {}: {e}", dir_owned.display()))?;
+        std::fs::set_permissions(&dir_owned, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("protect {}: {e}", dir_owned.display()))?;
+        std::fs::write(dir_owned.join("alert-rules.yml"), rules)
+            .map_err(|e| format!("write alert rules: {e}"))?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    let url = format!("sqlite://{}?mode=rwc", dir.join("tenant.db").display());
+    let mut conn = sqlx::AnyConnection::connect(&url)
+        .await
+        .map_err(|e| format!("open tenant database: {e}"))?;
+    for statement in [
+        "PRAGMA journal_mode = WAL".to_owned(),
+        "CREATE TABLE IF NOT EXISTS boundary (tenant_id TEXT PRIMARY KEY, created_at TEXT)"
+            .to_owned(),
+        format!(
+            "INSERT INTO boundary (tenant_id, created_at) VALUES ('{tenant_id}', '{}') \
+             ON CONFLICT (tenant_id) DO NOTHING",
+            format_rfc3339(OffsetDateTime::now_utc())
+        ),
+    ] {
+        conn.execute(statement.as_str())
+            .await
+            .map_err(|e| format!("initialise tenant database: {e}"))?;
+    }
+    conn.close().await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Blocks or restores access at the boundary: the `postgres` role loses LOGIN and its open
+/// sessions end; a `directory` boundary gets a `SUSPENDED` marker its workloads check.
+pub async fn set_boundary_access(
+    boundary: &Value,
+    db: &Db,
+    conn: &mut AnyConnection,
+    data_dir: &Path,
+    tenant_id: &str,
+    allowed: bool,
+    reason: &str,
+) -> Result<Value, String> {
+    match boundary.get("driver").and_then(Value::as_str) {
+        Some("postgres") => {
+            if db.backend() != Backend::Postgres {
+                return Err("the postgres driver needs the PostgreSQL store".to_owned());
+            }
+            let role = boundary
+                .get("role")
+                .and_then(Value::as_str)
+                .ok_or("boundary has no role")?;
+            let login = if allowed { "LOGIN" } else { "NOLOGIN" };
+            conn.execute(format!("ALTER ROLE \"{role}\" {login}").as_str())
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut terminated = 0i64;
+            if !allowed {
+                terminated = sqlx::query_scalar(
+                    "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                     WHERE usename = $1",
+                )
+                .bind(role)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+            Ok(json!({"role": role, "login": allowed, "sessions_terminated": terminated}))
+        }
+        Some("directory") => {
+            let marker = tenant_dir(data_dir, tenant_id).join("SUSPENDED");
+            if allowed {
+                match tokio::fs::remove_file(&marker).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+            } else {
+                tokio::fs::write(&marker, format!("{reason}\n"))
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(json!({"marker": marker.display().to_string(), "access": allowed}))
+        }
+        _ => Ok(json!({"access": allowed, "told": "outbox"})),
+    }
+}
+
+/// Removes a boundary for good (purge).
+pub async fn remove_boundary(
+    boundary: &Value,
+    db: &Db,
+    conn: &mut AnyConnection,
+    data_dir: &Path,
+    tenant_id: &str,
+) -> Result<Value, String> {
+    match boundary.get("driver").and_then(Value::as_str) {
+        Some("postgres") => {
+            if db.backend() != Backend::Postgres {
+                return Err("the postgres driver needs the PostgreSQL store".to_owned());
+            }
+            let role = boundary
+                .get("role")
+                .and_then(Value::as_str)
+                .ok_or("boundary has no role")?;
+            let schema = boundary
+                .get("schema")
+                .and_then(Value::as_str)
+                .ok_or("boundary has no schema")?;
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
+            )
+            .bind(role)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| e.to_string())?;
+            for statement in [
+                format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+                format!("DROP ROLE IF EXISTS \"{role}\""),
+            ] {
+                conn.execute(statement.as_str())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok(json!({"dropped_schema": schema, "dropped_role": role}))
+        }
+        Some("directory") => {
+            let dir = tenant_dir(data_dir, tenant_id);
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("remove {}: {e}", dir.display())),
+            }
+            Ok(json!({"removed": dir.display().to_string()}))
+        }
+        _ => Ok(json!({"told": "outbox"})),
+    }
+}
+
+/// Prometheus alert rules generated for a tenant (LIFE-1 observability).
+pub fn alert_rules(tenant_id: &str) -> String {
+    format!(
+        "# Generated by CompanyOS for tenant {tenant_id}.\n\
+         groups:\n\
+         - name: companyos-tenant-{tenant_id}\n\
+         \x20 rules:\n\
+         \x20 - alert: TenantUsageRejected\n\
+         \x20   expr: increase(companyos_usage_events_total{{tenant=\"{tenant_id}\",status=\"rejected\"}}[15m]) > 0\n\
+         \x20   labels: {{severity: warning, tenant: \"{tenant_id}\"}}\n\
+         \x20   annotations: {{summary: \"usage events of {tenant_id} are being rejected\"}}\n\
+         \x20 - alert: TenantUsageSilent\n\
+         \x20   expr: increase(companyos_usage_events_total{{tenant=\"{tenant_id}\",status=\"accepted\"}}[6h]) == 0\n\
+         \x20   labels: {{severity: info, tenant: \"{tenant_id}\"}}\n\
+         \x20   annotations: {{summary: \"no usage from {tenant_id} for 6 hours\"}}\n"
+    )
+}
+
+/// The HMAC-SHA256 signature of a webhook: `v1=<hex>` over `<timestamp>.<body>`.
+pub fn webhook_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    use hmac::{Hmac, Mac as _};
+    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "v1={}",
+        companyos_ledger::encoding::hex_encode(&mac.finalize().into_bytes())
+    )
+}
+
+/// Checks a webhook signature in constant time, and that its timestamp is within 5 minutes.
+pub fn verify_webhook_signature(
+    secret: &str,
+    timestamp: i64,
+    now_unix: i64,
+    body: &[u8],
+    signature: &str,
+) -> bool {
+    if (now_unix - timestamp).abs() > 300 {
+        return false;
+    }
+    let expected = webhook_signature(secret, timestamp, body);
+    let (a, b) = (expected.as_bytes(), signature.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A random secret for a tenant's audit webhook subscription.
+pub fn new_webhook_secret() -> String {
+    companyos_ledger::encoding::hex_encode(&random_bytes::<32>())
+}

@@ -1,0 +1,520 @@
+//! Usage reports (MET-3; CONTRACT §6): daily rollups, the reconciliation report (accepted,
+//! duplicates, late, invalid, conflicts, missing from `source_seq` gaps), day close, and the
+//! signed integrity report that proves the rollups equal what the ledger holds.
+
+use std::collections::BTreeMap;
+use std::str::FromStr as _;
+
+use companyos_domain::metering::{Aggregation, MeteringDeclaration};
+use companyos_domain::time_util::{
+    day_from_number, day_number, format_day, format_rfc3339, parse_day, utc_day,
+};
+use rust_decimal::Decimal;
+use serde_json::{Number, Value, json};
+use sqlx::Row as _;
+use time::Date;
+
+use crate::app::{Actor, App};
+use crate::db::StoreError;
+use crate::error::ServiceError;
+use crate::evidence::{EvidenceRecord, NewArtifact};
+use crate::ledger_store;
+use crate::tenants::usage_log_id;
+
+/// A report covers at most this many days.
+pub const REPORT_DAYS_MAX: i64 = 400;
+/// The sprint's target: under 1% missing events.
+pub const MISSING_RATIO_TARGET: &str = "0.01";
+
+/// One row of `GET /v1/tenants/{id}/usage/daily`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyUsage {
+    pub date: String,
+    pub service: String,
+    pub metric: String,
+    pub unit: String,
+    pub quantity: Decimal,
+    pub events: i64,
+}
+
+impl DailyUsage {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "date": self.date,
+            "service": self.service,
+            "metric": self.metric,
+            "unit": self.unit,
+            "quantity": self.quantity.normalize().to_string(),
+            "events": self.events,
+        })
+    }
+}
+
+/// One source_seq gap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub source: String,
+    pub from_seq: u64,
+    pub to_seq: u64,
+}
+
+/// One row (day) of the reconciliation report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReconciliationDay {
+    pub date: String,
+    pub accepted: i64,
+    pub duplicates: i64,
+    pub late: i64,
+    pub invalid: i64,
+    pub conflicts: i64,
+    pub missing: i64,
+    pub unsigned: i64,
+    pub undeclared: i64,
+    pub gaps: Vec<Gap>,
+    pub closed: bool,
+}
+
+impl ReconciliationDay {
+    /// missing / (accepted + late + missing), six decimals; 0 when nothing was expected.
+    pub fn missing_ratio(&self) -> Decimal {
+        let expected = self.accepted + self.late + self.missing;
+        if expected == 0 {
+            return Decimal::ZERO;
+        }
+        (Decimal::from(self.missing) / Decimal::from(expected))
+            .round_dp(6)
+            .normalize()
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "date": self.date,
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "late": self.late,
+            "invalid": self.invalid,
+            "conflicts": self.conflicts,
+            "missing": self.missing,
+            "missing_ratio": decimal_number(self.missing_ratio()),
+            "unsigned": self.unsigned,
+            "undeclared": self.undeclared,
+            "closed": self.closed,
+            "gaps": self.gaps.iter().map(|g| json!({
+                "source": g.source, "from_seq": g.from_seq, "to_seq": g.to_seq,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// A JSON number with the exact digits of a decimal (no binary float on the way).
+pub fn decimal_number(value: Decimal) -> Value {
+    Number::from_str(&value.normalize().to_string()).map_or(Value::Null, Value::Number)
+}
+
+/// Parses and bounds a `from`/`to` range of days.
+pub fn day_range(from: &str, to: &str) -> Result<(Date, Date), ServiceError> {
+    let mut c = companyos_domain::error::Collector::new();
+    let from = c.take(parse_day(from, "from"));
+    let to = c.take(parse_day(to, "to"));
+    c.finish()?;
+    let (Some(from), Some(to)) = (from, to) else {
+        return Err(ServiceError::invalid("from", "is required"));
+    };
+    if from > to {
+        return Err(ServiceError::invalid("from", "must not be after to"));
+    }
+    if day_number(to) - day_number(from) >= REPORT_DAYS_MAX {
+        return Err(ServiceError::invalid(
+            "to",
+            format!("a report covers at most {REPORT_DAYS_MAX} days"),
+        ));
+    }
+    Ok((from, to))
+}
+
+impl App {
+    /// Daily usage rows of a tenant (on-time events; late ones are adjustments).
+    pub async fn daily_usage(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<DailyUsage>, ServiceError> {
+        let mut conn = self.db().readers().acquire().await?;
+        let tenant = self
+            .readable_tenant(&mut conn, actor, tenant_id, "usage.read")
+            .await?;
+        let rows = sqlx::query(
+            "SELECT day, service, metric, unit, quantity_sum, quantity_max, events FROM usage_daily \
+             WHERE tenant_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, service, metric, unit",
+        )
+        .bind(tenant.id.as_str())
+        .bind(day_number(from))
+        .bind(day_number(to))
+        .fetch_all(&mut *conn)
+        .await?;
+        drop(conn);
+        let mut declarations: BTreeMap<String, Option<MeteringDeclaration>> = BTreeMap::new();
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let service: String = row.try_get("service")?;
+            if !declarations.contains_key(&service) {
+                declarations.insert(service.clone(), self.declaration(&service).await?);
+            }
+            let metric: String = row.try_get("metric")?;
+            let aggregation = declarations
+                .get(&service)
+                .and_then(Option::as_ref)
+                .and_then(|d| d.metrics.iter().find(|m| m.name.as_str() == metric))
+                .map_or(Aggregation::Sum, |m| m.aggregation);
+            let events: i64 = row.try_get("events")?;
+            let quantity = match aggregation {
+                Aggregation::Sum => decimal_column(row, "quantity_sum")?,
+                Aggregation::Max => decimal_column(row, "quantity_max")?,
+                Aggregation::Count => Decimal::from(events),
+            };
+            out.push(DailyUsage {
+                date: format_day(day_from_number(row.try_get("day")?)),
+                service,
+                metric,
+                unit: row.try_get("unit")?,
+                quantity,
+                events,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The reconciliation report of a tenant, a row per day of the range.
+    pub async fn reconciliation(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        from: Date,
+        to: Date,
+    ) -> Result<Vec<ReconciliationDay>, ServiceError> {
+        let mut conn = self.db().readers().acquire().await?;
+        let tenant = self
+            .readable_tenant(&mut conn, actor, tenant_id, "usage.read")
+            .await?;
+        let (first, last) = (day_number(from), day_number(to));
+        let mut days: BTreeMap<i64, ReconciliationDay> = (first..=last)
+            .map(|d| {
+                (
+                    d,
+                    ReconciliationDay {
+                        date: format_day(day_from_number(d)),
+                        accepted: 0,
+                        duplicates: 0,
+                        late: 0,
+                        invalid: 0,
+                        conflicts: 0,
+                        missing: 0,
+                        unsigned: 0,
+                        undeclared: 0,
+                        gaps: Vec::new(),
+                        closed: false,
+                    },
+                )
+            })
+            .collect();
+        let rows = sqlx::query(
+            "SELECT day, accepted, duplicates, late, invalid, conflicts, unsigned_events, undeclared \
+             FROM usage_counters WHERE tenant_id = $1 AND day >= $2 AND day <= $3",
+        )
+        .bind(tenant.id.as_str())
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in &rows {
+            if let Some(day) = days.get_mut(&row.try_get::<i64, _>("day")?) {
+                day.accepted = row.try_get("accepted")?;
+                day.duplicates = row.try_get("duplicates")?;
+                day.late = row.try_get("late")?;
+                day.invalid = row.try_get("invalid")?;
+                day.conflicts = row.try_get("conflicts")?;
+                day.unsigned = row.try_get("unsigned_events")?;
+                day.undeclared = row.try_get("undeclared")?;
+            }
+        }
+        let closed: Vec<i64> = sqlx::query_scalar(
+            "SELECT day FROM usage_days_closed WHERE tenant_id = $1 AND day >= $2 AND day <= $3",
+        )
+        .bind(tenant.id.as_str())
+        .bind(first)
+        .bind(last)
+        .fetch_all(&mut *conn)
+        .await?;
+        for day in closed {
+            if let Some(row) = days.get_mut(&day) {
+                row.closed = true;
+            }
+        }
+        for (day, gap) in gaps_of(&mut conn, &tenant.id).await? {
+            if let Some(row) = days.get_mut(&day) {
+                row.missing += i64::try_from(gap.to_seq - gap.from_seq + 1).unwrap_or(i64::MAX);
+                row.gaps.push(gap);
+            }
+        }
+        Ok(days.into_values().collect())
+    }
+
+    /// Closes every day whose late window has passed: seals its rollup (hash and the ledger's
+    /// tree size at close). Later events of a closed day are late adjustments.
+    pub async fn close_days(&self) -> Result<usize, ServiceError> {
+        let cutoff = day_number(utc_day(self.now() - self.settings().late_window)) - 1;
+        let pending = sqlx::query(
+            "SELECT c.tenant_id, c.day FROM usage_counters c LEFT JOIN usage_days_closed d \
+             ON d.tenant_id = c.tenant_id AND d.day = c.day \
+             WHERE d.day IS NULL AND c.day <= $1 ORDER BY c.tenant_id, c.day LIMIT 1000",
+        )
+        .bind(cutoff)
+        .fetch_all(self.db().readers())
+        .await?;
+        let mut closed = 0;
+        for row in &pending {
+            let tenant_id: String = row.try_get("tenant_id")?;
+            let day: i64 = row.try_get("day")?;
+            let mut tx = self.db().begin().await?;
+            // Serialise with ingestion of this tenant.
+            let head =
+                ledger_store::lock_head(self.db(), &mut tx, &usage_log_id(&tenant_id)).await?;
+            let rollup =
+                crate::ledger::stored_rollups(&mut tx, &tenant_id, Some((day, day))).await?;
+            let document: Vec<Value> = rollup
+                .iter()
+                .map(|((_, service, metric, unit), (sum, events))| {
+                    json!({"service": service, "metric": metric, "unit": unit,
+                           "quantity": sum.to_string(), "events": events})
+                })
+                .collect();
+            let canonical = companyos_ledger::jcs::canonicalize(&json!({
+                "tenant_id": tenant_id,
+                "date": format_day(day_from_number(day)),
+                "rollups": document,
+            }))
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            let hash = companyos_ledger::hash::sha256(canonical.as_bytes()).to_hex();
+            let inserted = sqlx::query(
+                "INSERT INTO usage_days_closed (tenant_id, day, closed_at, tree_size, rollup_sha256) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, day) DO NOTHING",
+            )
+            .bind(tenant_id.as_str())
+            .bind(day)
+            .bind(self.now_micros())
+            .bind(i64::try_from(head.tree_size()).map_err(|_| StoreError::corrupt("size"))?)
+            .bind(hash.as_str())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            closed += usize::try_from(inserted.rows_affected()).unwrap_or(0);
+        }
+        Ok(closed)
+    }
+
+    /// Builds, signs and stores the integrity report of a tenant and period.
+    pub async fn integrity_report(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        from: Date,
+        to: Date,
+    ) -> Result<(Value, EvidenceRecord), ServiceError> {
+        let mut conn = self.db().readers().acquire().await?;
+        let tenant = self
+            .readable_tenant(&mut conn, actor, tenant_id, "usage.read")
+            .await?;
+        drop(conn);
+        let days = (day_number(from), day_number(to));
+        let reconciliation = self.reconciliation(actor, &tenant.id, from, to).await?;
+        let log_id = usage_log_id(&tenant.id);
+        let origin = self.settings().tenant_origin(&tenant.id);
+        let checkpoint = self.sign_checkpoint(&log_id, &origin).await?;
+        let mut conn = self.db().readers().acquire().await?;
+        let recomputed =
+            crate::ledger::recompute_rollups(&mut conn, &tenant.id, Some(days)).await?;
+        let stored = crate::ledger::stored_rollups(&mut conn, &tenant.id, Some(days)).await?;
+        let rollups_match = recomputed == stored;
+        let mismatches: Vec<Value> = stored
+            .keys()
+            .chain(recomputed.keys())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .filter(|k| stored.get(*k) != recomputed.get(*k))
+            .map(|k| json!({
+                "date": format_day(day_from_number(k.0)), "service": k.1, "metric": k.2, "unit": k.3,
+                "stored": stored.get(k).map(|v| json!({"quantity": v.0.to_string(), "events": v.1})),
+                "recomputed": recomputed.get(k).map(|v| json!({"quantity": v.0.to_string(), "events": v.1})),
+            }))
+            .collect();
+        let tree_problems = ledger_store::verify_log(
+            &mut conn,
+            &log_id,
+            &self.keys().checkpoint_verifier(),
+            &origin,
+            |_, _| None,
+        )
+        .await?;
+        let tree_verifies = tree_problems.is_empty();
+        let mut totals = ReconciliationDay {
+            date: String::new(),
+            accepted: 0,
+            duplicates: 0,
+            late: 0,
+            invalid: 0,
+            conflicts: 0,
+            missing: 0,
+            unsigned: 0,
+            undeclared: 0,
+            gaps: Vec::new(),
+            closed: false,
+        };
+        for day in &reconciliation {
+            totals.accepted += day.accepted;
+            totals.duplicates += day.duplicates;
+            totals.late += day.late;
+            totals.invalid += day.invalid;
+            totals.conflicts += day.conflicts;
+            totals.missing += day.missing;
+            totals.unsigned += day.unsigned;
+            totals.undeclared += day.undeclared;
+        }
+        let ratio = totals.missing_ratio();
+        let target = Decimal::from_str(MISSING_RATIO_TARGET).unwrap_or(Decimal::ONE);
+        let missing_ok = ratio < target;
+        let pass = rollups_match && tree_verifies && missing_ok;
+        let rollup_rows: Vec<Value> = stored
+            .iter()
+            .map(|(k, v)| json!({
+                "date": format_day(day_from_number(k.0)), "service": k.1, "metric": k.2, "unit": k.3,
+                "quantity": v.0.to_string(), "events": v.1,
+            }))
+            .collect();
+        let report = json!({
+            "kind": "integrity-report",
+            "version": 1,
+            "tenant_id": tenant.id,
+            "from": format_day(from),
+            "to": format_day(to),
+            "generated_at": format_rfc3339(self.now()),
+            "generated_by": actor.principal.actor_name(),
+            "result": if pass { "pass" } else { "fail" },
+            "checks": {
+                "rollups_equal_ledger": {"pass": rollups_match, "rollups_compared": stored.len().max(recomputed.len()), "mismatches": mismatches},
+                "tree_verifies_against_checkpoint": {
+                    "pass": tree_verifies,
+                    "problems": tree_problems.iter().map(|p| json!({"leaf_index": p.leaf_index, "message": p.message})).collect::<Vec<_>>(),
+                },
+                "missing_ratio_below_target": {
+                    "pass": missing_ok,
+                    "missing_ratio": decimal_number(ratio),
+                    "target": decimal_number(target),
+                },
+            },
+            "totals": {
+                "accepted": totals.accepted,
+                "duplicates": totals.duplicates,
+                "late": totals.late,
+                "invalid": totals.invalid,
+                "conflicts": totals.conflicts,
+                "missing": totals.missing,
+                "unsigned": totals.unsigned,
+                "undeclared": totals.undeclared,
+            },
+            "checkpoint": checkpoint.as_ref().map(|c| c.note.clone()),
+            "ledger_verifier_key": self.ledger_verifier_key(),
+            "rollups": rollup_rows,
+            "reconciliation": reconciliation.iter().map(ReconciliationDay::to_json).collect::<Vec<_>>(),
+        });
+        drop(conn);
+        let bytes = serde_json::to_vec_pretty(&report)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let mut entry = self
+            .entry(actor, "evidence.create", &format!("tenant:{}", tenant.id))
+            .tenant(&tenant.id)
+            .details(json!({"kind": "integrity-report", "from": format_day(from), "to": format_day(to), "result": report["result"]}));
+        let mut tx = self.db().begin().await?;
+        let result = async {
+            self.require(
+                actor,
+                "evidence.create",
+                crate::authz::Resource::Deployment,
+                &[],
+                &mut entry,
+            )?;
+            let record = self
+                .store_evidence_in(
+                    &mut tx,
+                    actor,
+                    NewArtifact {
+                        kind: "integrity-report",
+                        tenant_id: Some(tenant.id.clone()),
+                        file_name: format!(
+                            "integrity-report-{}-{}-{}.json",
+                            tenant.id,
+                            format_day(from),
+                            format_day(to)
+                        ),
+                        content_type: "application/json",
+                        bytes,
+                        metadata: json!({"result": report["result"], "from": format_day(from), "to": format_day(to)}),
+                    },
+                )
+                .await?;
+            entry.target = format!("evidence:{}", record.id);
+            Ok(record)
+        }
+        .await;
+        let record = self.finish(tx, entry, result).await?;
+        Ok((report, record))
+    }
+}
+
+fn decimal_column(row: &sqlx::any::AnyRow, column: &str) -> Result<Decimal, ServiceError> {
+    let text: String = row.try_get(column)?;
+    Ok(text
+        .parse()
+        .map_err(|_| StoreError::corrupt(format!("stored {column}")))?)
+}
+
+/// Every gap of a tenant's sources with the day it is reported on.
+async fn gaps_of(
+    conn: &mut sqlx::AnyConnection,
+    tenant_id: &str,
+) -> Result<Vec<(i64, Gap)>, ServiceError> {
+    let rows = sqlx::query(
+        "SELECT source, from_seq, to_seq, first_day FROM source_seq_ranges WHERE tenant_id = $1 \
+         ORDER BY source, from_seq",
+    )
+    .bind(tenant_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut gaps = Vec::new();
+    let mut previous: Option<(String, u64)> = None;
+    for row in &rows {
+        let source: String = row.try_get("source")?;
+        let from = u64::try_from(row.try_get::<i64, _>("from_seq")?)
+            .map_err(|_| StoreError::corrupt("seq"))?;
+        let to = u64::try_from(row.try_get::<i64, _>("to_seq")?)
+            .map_err(|_| StoreError::corrupt("seq"))?;
+        let day: i64 = row.try_get("first_day")?;
+        let expected_next = match &previous {
+            Some((prev_source, prev_to)) if *prev_source == source => prev_to + 1,
+            _ => 1,
+        };
+        if from > expected_next {
+            gaps.push((
+                day,
+                Gap {
+                    source: source.clone(),
+                    from_seq: expected_next,
+                    to_seq: from - 1,
+                },
+            ));
+        }
+        previous = Some((source, to));
+    }
+    Ok(gaps)
+}

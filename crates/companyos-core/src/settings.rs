@@ -1,0 +1,155 @@
+//! The settings of the service layer, already validated: limits, time windows, catalogs,
+//! approvals and drivers. The binary builds them from flags, `COMPANYOS_*` variables and
+//! `companyos.toml`; tests build them directly.
+
+use std::path::PathBuf;
+use std::time::Duration as StdDuration;
+
+use companyos_domain::metering::CoverageMode;
+use companyos_domain::plan::{Plan, default_plans, default_regions};
+use companyos_domain::{LifecycleAction, PlanName, RegionName};
+use time::Duration;
+
+/// What to do with usage events that carry no `source_signature`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignatureRequirement {
+    /// Accept them, flagged `unsigned` and counted.
+    #[default]
+    Warn,
+    /// Reject them.
+    Enforce,
+}
+
+impl SignatureRequirement {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "warn" => Some(Self::Warn),
+            "enforce" => Some(Self::Enforce),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Warn => "warn",
+            Self::Enforce => "enforce",
+        }
+    }
+}
+
+/// Where tenant boundaries are created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BoundaryDriverSettings {
+    /// A directory per tenant (mode 0700) with its own SQLite database.
+    Directory,
+    /// A schema and a login role per tenant on the PostgreSQL store.
+    Postgres,
+    /// An external provisioner called with HMAC-signed webhooks through the outbox.
+    Webhook { url: String, secret: String },
+}
+
+impl BoundaryDriverSettings {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Directory => "directory",
+            Self::Postgres => "postgres",
+            Self::Webhook { .. } => "webhook",
+        }
+    }
+}
+
+/// Where evidence bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EvidenceStoreKind {
+    #[default]
+    FileSystem,
+    Database,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; `None` is the SQLite file in the data dir.
+    pub database_url: Option<String>,
+    pub pool_connections_max: u32,
+    /// Name of the deployment's logs: the checkpoint key name and the origin prefix.
+    pub log_name: String,
+    /// Events older than this when received are `late`.
+    pub late_window: Duration,
+    /// Events older than this are rejected.
+    pub backdate_max: Duration,
+    /// Events further in the future than this are rejected.
+    pub future_tolerance: Duration,
+    pub require_signature: SignatureRequirement,
+    /// The deployment's coverage mode until an operator changes it through the API.
+    pub coverage_mode_default: CoverageMode,
+    /// Lifecycle actions that need a second person's approval.
+    pub approval_required: Vec<LifecycleAction>,
+    pub approval_ttl: Duration,
+    pub regions: Vec<RegionName>,
+    pub plans: Vec<Plan>,
+    pub boundary_driver: BoundaryDriverSettings,
+    pub evidence_store: EvidenceStoreKind,
+    /// Events per ingestion request.
+    pub batch_events_max: usize,
+    /// Events committed in one group commit across requests.
+    pub group_commit_events_max: usize,
+    /// Requests waiting for the ingestion writer.
+    pub ingest_queue_capacity: usize,
+    /// Bytes of a rejected event's body kept for the reconciliation report.
+    pub rejected_raw_bytes_max: usize,
+    /// How often background jobs run.
+    pub job_interval: StdDuration,
+    /// How long a job lease lasts without renewal.
+    pub job_lease: Duration,
+    /// Outbox deliveries are retried at most this many times.
+    pub outbox_attempts_max: u32,
+    pub outbox_timeout: StdDuration,
+}
+
+impl Settings {
+    /// Defaults for a data dir: embedded store, the sprint's windows and limits.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            database_url: None,
+            pool_connections_max: 16,
+            log_name: "companyos.local".to_owned(),
+            late_window: Duration::hours(48),
+            backdate_max: Duration::days(35),
+            future_tolerance: Duration::minutes(5),
+            require_signature: SignatureRequirement::Warn,
+            coverage_mode_default: CoverageMode::Warn,
+            approval_required: vec![LifecycleAction::Delete, LifecycleAction::Purge],
+            approval_ttl: Duration::hours(72),
+            regions: default_regions(),
+            plans: default_plans(),
+            boundary_driver: BoundaryDriverSettings::Directory,
+            evidence_store: EvidenceStoreKind::FileSystem,
+            batch_events_max: 10_000,
+            group_commit_events_max: 50_000,
+            ingest_queue_capacity: 256,
+            rejected_raw_bytes_max: 4096,
+            job_interval: StdDuration::from_secs(5),
+            job_lease: Duration::seconds(30),
+            outbox_attempts_max: 10,
+            outbox_timeout: StdDuration::from_secs(10),
+        }
+    }
+
+    pub fn plan(&self, name: &PlanName) -> Option<&Plan> {
+        self.plans.iter().find(|p| &p.name == name)
+    }
+
+    pub fn needs_approval(&self, action: LifecycleAction) -> bool {
+        self.approval_required.contains(&action)
+    }
+
+    pub fn tenant_origin(&self, tenant_id: &str) -> String {
+        format!("{}/tenants/{tenant_id}", self.log_name)
+    }
+
+    pub fn audit_origin(&self) -> String {
+        format!("{}/audit", self.log_name)
+    }
+}

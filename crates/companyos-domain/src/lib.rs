@@ -1,0 +1,18 @@
+//! CompanyOS domain types: validated ids, roles, the tenant lifecycle state machine, plans and
+//! regions, usage events and metering declarations. Pure types and rules, no I/O: the service
+//! layer and every adapter share them, so an invariant is checked in exactly one place.
+
+pub mod audit;
+pub mod error;
+pub mod ids;
+pub mod metering;
+pub mod plan;
+pub mod role;
+pub mod tenant;
+pub mod time_util;
+pub mod usage;
+
+pub use error::{FieldError, ValidationErrors};
+pub use ids::*;
+pub use role::Role;
+pub use tenant::{LifecycleAction, TenantStatus};

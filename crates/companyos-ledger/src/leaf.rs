@@ -1,0 +1,170 @@
+//! The `leaf_data` layouts of CompanyOS logs: what each leaf of a usage ledger or of the audit
+//! log commits to. Both are short UTF-8 texts, one `name:value` line each, so that a verifier in
+//! any language can rebuild and read them (`docs/spec/ledger.md`).
+
+use std::fmt;
+
+use crate::usage_event::EventDigest;
+
+/// First line of a usage ledger leaf.
+pub const USAGE_LEAF_TAG: &str = "companyos/usage-leaf/v1";
+/// First line of an audit log leaf.
+pub const AUDIT_LEAF_TAG: &str = "companyos/audit-leaf/v1";
+
+/// How ingestion classified an event; bound into the leaf so it cannot be changed afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventClass {
+    /// Arrived within the late window: counts in its day's rollup.
+    OnTime,
+    /// Arrived after the late window or after its day closed: a late adjustment.
+    Late,
+}
+
+impl EventClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OnTime => "on_time",
+            Self::Late => "late",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "on_time" => Some(Self::OnTime),
+            "late" => Some(Self::Late),
+            _ => None,
+        }
+    }
+}
+
+/// The contents of a usage ledger leaf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageLeaf {
+    pub tenant_id: String,
+    pub leaf_index: u64,
+    pub event_id: String,
+    pub digest: EventDigest,
+    pub class: EventClass,
+}
+
+/// A leaf did not have the expected layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed leaf data: {0}")]
+pub struct LeafParseError(&'static str);
+
+fn field<'a>(lines: &mut std::str::Split<'a, char>, name: &str) -> Result<&'a str, LeafParseError> {
+    let line = lines.next().ok_or(LeafParseError("missing line"))?;
+    line.strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .ok_or(LeafParseError("unexpected field"))
+}
+
+fn parse_index(text: &str) -> Result<u64, LeafParseError> {
+    if text.is_empty() || (text.len() > 1 && text.starts_with('0')) {
+        return Err(LeafParseError("leaf_index"));
+    }
+    text.parse().map_err(|_| LeafParseError("leaf_index"))
+}
+
+impl UsageLeaf {
+    /// The leaf_data bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_string().into_bytes()
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Self, LeafParseError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| LeafParseError("not UTF-8"))?;
+        let body = text
+            .strip_suffix('\n')
+            .ok_or(LeafParseError("no final newline"))?;
+        let mut lines = body.split('\n');
+        if lines.next() != Some(USAGE_LEAF_TAG) {
+            return Err(LeafParseError("not a usage leaf"));
+        }
+        let tenant_id = field(&mut lines, "tenant_id")?.to_owned();
+        let leaf_index = parse_index(field(&mut lines, "leaf_index")?)?;
+        let event_id = field(&mut lines, "event_id")?.to_owned();
+        let digest = field(&mut lines, "digest")?
+            .parse()
+            .map_err(|_| LeafParseError("digest"))?;
+        let class =
+            EventClass::parse(field(&mut lines, "class")?).ok_or(LeafParseError("class"))?;
+        if lines.next().is_some() {
+            return Err(LeafParseError("trailing lines"));
+        }
+        let leaf = Self {
+            tenant_id,
+            leaf_index,
+            event_id,
+            digest,
+            class,
+        };
+        // Only the canonical layout is accepted, so one leaf has exactly one encoding.
+        if leaf.to_string() != text {
+            return Err(LeafParseError("not canonical"));
+        }
+        Ok(leaf)
+    }
+}
+
+impl fmt::Display for UsageLeaf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{USAGE_LEAF_TAG}\ntenant_id:{}\nleaf_index:{}\nevent_id:{}\ndigest:{}\nclass:{}\n",
+            self.tenant_id,
+            self.leaf_index,
+            self.event_id,
+            self.digest,
+            self.class.as_str()
+        )
+    }
+}
+
+/// The contents of an audit log leaf: the record's id and the digest of its canonical JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditLeaf {
+    pub leaf_index: u64,
+    pub audit_id: String,
+    pub digest: EventDigest,
+}
+
+impl AuditLeaf {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.to_string().into_bytes()
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Self, LeafParseError> {
+        let text = std::str::from_utf8(bytes).map_err(|_| LeafParseError("not UTF-8"))?;
+        let body = text
+            .strip_suffix('\n')
+            .ok_or(LeafParseError("no final newline"))?;
+        let mut lines = body.split('\n');
+        if lines.next() != Some(AUDIT_LEAF_TAG) {
+            return Err(LeafParseError("not an audit leaf"));
+        }
+        let leaf_index = parse_index(field(&mut lines, "leaf_index")?)?;
+        let audit_id = field(&mut lines, "audit_id")?.to_owned();
+        let digest = field(&mut lines, "digest")?
+            .parse()
+            .map_err(|_| LeafParseError("digest"))?;
+        if lines.next().is_some() {
+            return Err(LeafParseError("trailing lines"));
+        }
+        Ok(Self {
+            leaf_index,
+            audit_id,
+            digest,
+        })
+    }
+}
+
+impl fmt::Display for AuditLeaf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{AUDIT_LEAF_TAG}\nleaf_index:{}\naudit_id:{}\ndigest:{}\n",
+            self.leaf_index, self.audit_id, self.digest
+        )
+    }
+}
