@@ -189,9 +189,9 @@ impl Authorizer {
                 policy_text.push('\n');
             }
         }
-        let policies = PolicySet::from_str(&policy_text).map_err(|e| PolicyError::Parse {
+        let policies = named_policies(&policy_text, "").map_err(|message| PolicyError::Parse {
             file: "policies/".to_owned(),
-            message: e.to_string(),
+            message,
         })?;
         let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA_TEXT)
             .map_err(|e| PolicyError::Schema(e.to_string()))?;
@@ -225,9 +225,9 @@ impl Authorizer {
 
     /// Validates a tenant's baseline policy text against the schema.
     pub fn validate_tenant_policies(&self, text: &str) -> Result<(), PolicyError> {
-        let policies = PolicySet::from_str(text).map_err(|e| PolicyError::Parse {
+        let policies = named_policies(text, "tenant:").map_err(|message| PolicyError::Parse {
             file: "tenant baseline".to_owned(),
-            message: e.to_string(),
+            message,
         })?;
         let validation =
             Validator::new(self.schema.clone()).validate(&policies, ValidationMode::Strict);
@@ -254,7 +254,7 @@ impl Authorizer {
             return Ok(set.clone());
         }
         let mut combined = self.policies.clone();
-        let tenant_set = PolicySet::from_str(text).map_err(|e| e.to_string())?;
+        let tenant_set = named_policies(text, "tenant:")?;
         for policy in tenant_set.policies() {
             combined.add(policy.clone()).map_err(|e| e.to_string())?;
         }
@@ -400,6 +400,21 @@ impl Authorizer {
             errors,
         })
     }
+}
+
+/// Parses policies and names each by its `@id` annotation (with `prefix`), so decisions and
+/// audit records cite readable policy ids and two sets can be combined without id clashes.
+fn named_policies(text: &str, prefix: &str) -> Result<PolicySet, String> {
+    let parsed = PolicySet::from_str(text).map_err(|e| e.to_string())?;
+    let mut named = PolicySet::new();
+    for policy in parsed.policies() {
+        let id = policy
+            .annotation("id")
+            .map_or_else(|| policy.id().to_string(), str::to_owned);
+        let policy = policy.new_id(cedar_policy::PolicyId::new(format!("{prefix}{id}")));
+        named.add(policy).map_err(|e| e.to_string())?;
+    }
+    Ok(named)
 }
 
 fn uid_role(role: Role) -> EntityUid {

@@ -205,6 +205,12 @@ impl Db {
             if applied.contains(version) {
                 continue;
             }
+            // Comment lines go first: they may hold semicolons.
+            let sql: String = sql
+                .lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
             let sql = match self.backend {
                 Backend::Sqlite => sql.replace("BLOB_TYPE", "BLOB"),
                 Backend::Postgres => sql.replace("BLOB_TYPE", "BYTEA"),

@@ -1755,6 +1755,122 @@ impl App {
         self.finish(tx, entry, result).await
     }
 
+    /// The webhook driver's callback: the external provisioner confirms (or fails) a tenant's
+    /// boundary. Authenticated by the HMAC of the driver secret over `<timestamp>.<body>`.
+    pub async fn provisioning_callback(
+        &self,
+        tenant_id: &str,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Value, ServiceError> {
+        let system = Actor::system("webhook-driver");
+        let mut entry = self.entry(
+            &system,
+            "tenant.provision.confirm",
+            &format!("tenant:{tenant_id}"),
+        );
+        let BoundaryDriverSettings::Webhook { secret, .. } = &self.settings().boundary_driver
+        else {
+            return Err(ServiceError::NotFound(
+                "provisioning callbacks (the boundary driver is not webhook)".to_owned(),
+            ));
+        };
+        let verified = match (timestamp.and_then(|t| t.parse::<i64>().ok()), signature) {
+            (Some(ts), Some(sig)) => provisioning::verify_webhook_signature(
+                secret,
+                ts,
+                self.now().unix_timestamp(),
+                body,
+                sig,
+            ),
+            _ => false,
+        };
+        if !verified {
+            let error = ServiceError::Unauthenticated(
+                "missing, stale or wrong x-companyos-signature".to_owned(),
+            );
+            self.audit_failure(entry, &error).await?;
+            return Err(error);
+        }
+        let parsed: Value = serde_json::from_slice(body)
+            .map_err(|e| ServiceError::invalid("body", format!("is not JSON: {e}")))?;
+        let succeeded = match parsed.get("status").and_then(Value::as_str) {
+            Some("succeeded") => true,
+            Some("failed") => false,
+            _ => {
+                return Err(ServiceError::invalid(
+                    "status",
+                    "must be succeeded or failed",
+                ));
+            }
+        };
+        let details = parsed.get("details").cloned().unwrap_or(json!({}));
+        if TenantId::parse(tenant_id).is_ok() {
+            entry.tenant_id = Some(tenant_id.to_owned());
+        }
+        let audit_id = new_id("aud", self.now());
+        entry.id = Some(audit_id.clone());
+        let mut tx = self.db().begin().await?;
+        let result = async {
+            let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;
+            let attributes = self.attributes_of(&tenant);
+            self.require(&system, "tenant.create", Resource::Tenant(&attributes), &[], &mut entry)?;
+            if tenant.status != TenantStatus::Provisioning {
+                return Err(ServiceError::Conflict {
+                    message: format!("tenant {} is {}, not provisioning", tenant.id, tenant.status),
+                    current_status: Some(tenant.status.as_str().to_owned()),
+                });
+            }
+            let mut steps = StepLog::default();
+            steps.steps.push(provisioning::Step {
+                name: "boundary-confirmed".to_owned(),
+                ok: succeeded,
+                started_at: self.now(),
+                duration_ms: 0.0,
+                details: details.clone(),
+            });
+            if let Value::Object(boundary) = &mut tenant.boundary {
+                boundary.insert("state".to_owned(), json!(if succeeded { "ready" } else { "failed" }));
+                boundary.insert("provisioner_details".to_owned(), details.clone());
+            }
+            if succeeded {
+                tenant.status = TenantStatus::Active;
+                let fingerprint: String = sqlx::query_scalar(
+                    "SELECT fingerprint FROM tenant_keys WHERE tenant_id = $1 AND revoked_at IS NULL \
+                     ORDER BY created_at DESC LIMIT 1",
+                )
+                .bind(tenant.id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?
+                .unwrap_or_default();
+                let dossier = self
+                    .write_dossier(&mut tx, &system, &tenant, &mut steps, &fingerprint, &audit_id)
+                    .await?;
+                tenant.dossier_evidence_id = Some(dossier.id);
+            } else {
+                tenant.status = TenantStatus::ProvisioningFailed;
+            }
+            tenant.updated_at = self.now_micros();
+            update_tenant(&mut tx, &tenant).await?;
+            sqlx::query(
+                "INSERT INTO provisioning_runs (id, tenant_id, status, started_at, finished_at, steps) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(new_id("prv", self.now()))
+            .bind(tenant.id.as_str())
+            .bind(if succeeded { "succeeded" } else { "failed" })
+            .bind(self.now_micros())
+            .bind(self.now_micros())
+            .bind(steps.to_json().to_string())
+            .execute(&mut *tx)
+            .await?;
+            Ok(tenant.to_json())
+        }
+        .await;
+        self.finish(tx, entry, result).await
+    }
+
     /// The provisioning runs of a tenant, newest first.
     pub async fn provisioning_runs(
         &self,

@@ -100,6 +100,8 @@ fn hex_hashes(object: &Value, field: &str, path: &str) -> Result<Vec<Hash>, Stri
 /// What a leaf names: its index and the digest it commits to, and the id it carries.
 struct LeafFacts {
     kind: &'static str,
+    /// The origin suffix of the log such a leaf belongs to.
+    log: String,
     leaf_index: u64,
     id: String,
     digest: EventDigest,
@@ -109,6 +111,7 @@ fn parse_leaf(bytes: &[u8]) -> Result<LeafFacts, String> {
     if let Ok(leaf) = UsageLeaf::parse(bytes) {
         return Ok(LeafFacts {
             kind: "usage",
+            log: format!("/tenants/{}", leaf.tenant_id),
             leaf_index: leaf.leaf_index,
             id: leaf.event_id,
             digest: leaf.digest,
@@ -117,6 +120,7 @@ fn parse_leaf(bytes: &[u8]) -> Result<LeafFacts, String> {
     if let Ok(leaf) = AuditLeaf::parse(bytes) {
         return Ok(LeafFacts {
             kind: "audit",
+            log: "/audit".to_owned(),
             leaf_index: leaf.leaf_index,
             id: leaf.audit_id,
             digest: leaf.digest,
@@ -175,6 +179,14 @@ fn run(args: &Args) -> Result<(), String> {
         return Err(format!(
             "leaf_data names leaf index {}, the proof is for {leaf_index}",
             leaf.leaf_index
+        ));
+    }
+    if !checkpoint.origin().ends_with(&leaf.log) {
+        return Err(format!(
+            "a {} leaf of log \"...{}\" cannot be in the log {:?}",
+            leaf.kind,
+            leaf.log,
+            checkpoint.origin()
         ));
     }
     println!(

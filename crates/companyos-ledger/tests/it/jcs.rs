@@ -175,3 +175,34 @@ fn serde_json_number_token_is_an_ordinary_member_name() {
     );
     assert!(parse_strict(format!(r#"{{"{token}":1,"{token}":2}}"#).as_bytes()).is_err());
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 4096, ..Default::default() })]
+
+    /// For any finite double: the ECMAScript form reads back as the same double, uses as few
+    /// significant digits as Rust's shortest round-trip form, and is a fixed point of JCS.
+    #[test]
+    fn ecmascript_form_round_trips_with_shortest_digits(bits in proptest::prelude::any::<u64>()) {
+        let value = f64::from_bits(bits);
+        let Some(text) = format_ecmascript_number(value) else {
+            proptest::prop_assert!(!value.is_finite());
+            return Ok(());
+        };
+        let parsed: f64 = text.parse().unwrap();
+        proptest::prop_assert!(parsed == value, "{} -> {} -> {}", value, text, parsed);
+        let significant = |s: &str| {
+            let mantissa = s.split(['e', 'E']).next().unwrap();
+            mantissa
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect::<String>()
+                .trim_start_matches('0')
+                .trim_end_matches('0')
+                .len()
+        };
+        if value != 0.0 {
+            proptest::prop_assert_eq!(significant(&text), significant(&format!("{:e}", value.abs())));
+        }
+        proptest::prop_assert_eq!(canonical(&text), text);
+    }
+}

@@ -375,7 +375,7 @@ fn checkpoint_text_edge_cases() {
         format!("example.com/log\n42\n{}\n", &r[..r.len() - 1]), // short base64
         format!("example.com/log\n42\n{}\n", root.to_hex()), // hex root
         format!("example.com/log\n42\n{r}\n\n"), // empty extension line
-        format!("example.com/log\n42\n"),    // no root
+        "example.com/log\n42\n".to_owned(),  // no root
         format!("example.com/log\n42\n{r}\r\n"), // CR
         format!("example.com/log\t\n42\n{r}\n"), // control char in origin
     ];

@@ -132,6 +132,12 @@ fn verify_steps(
     if leaf.leaf_index != leaf_index {
         return Err("leaf index differs".into());
     }
+    if !checkpoint
+        .origin()
+        .ends_with(&format!("/tenants/{}", leaf.tenant_id))
+    {
+        return Err("the leaf is another tenant's".into());
+    }
     verify_inclusion(
         &leaf_hash(&leaf_data),
         leaf_index,
@@ -255,6 +261,38 @@ fn every_tampering_is_caught() {
         None,
         None,
         "another event's leaf",
+    );
+    // Another tenant's leaf (even with a valid proof in a tree the log signed) is not this
+    // tenant's.
+    let foreign = UsageLeaf {
+        tenant_id: "other".into(),
+        ..usage_leaf(2, &f.events[2])
+    };
+    let foreign_tree = MemoryTree::from_leaf_hashes((0..4).map(|i| {
+        if i == 2 {
+            leaf_hash(&foreign.to_bytes())
+        } else {
+            leaf_hash(format!("x{i}").as_bytes())
+        }
+    }));
+    let foreign_note = log_key
+        .sign_note(
+            &Checkpoint::new(ORIGIN, 4, foreign_tree.root())
+                .unwrap()
+                .to_note_text(),
+        )
+        .unwrap()
+        .to_string();
+    let foreign_proof = edit(&f.proof_json, |v| {
+        v["leaf_data"] = json!(base64_encode(&foreign.to_bytes()));
+        let proof = inclusion_proof(&foreign_tree, 2, 4).unwrap();
+        v["proof"] = json!(proof.iter().map(Hash::to_hex).collect::<Vec<_>>());
+        v["checkpoint"] = json!(foreign_note);
+    });
+    assert!(
+        verify_steps(&foreign_proof, &f.key, None, None, None)
+            .unwrap_err()
+            .contains("another tenant")
     );
     let late = UsageLeaf {
         class: EventClass::Late,

@@ -1,0 +1,201 @@
+//! The HTTP edge's one error type: every failure becomes an RFC 9457 `application/problem+json`
+//! body with `type`, `title`, `status`, `detail` (and `errors` naming fields for bad input).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use companyos_core::ServiceError;
+use companyos_domain::FieldError;
+use serde_json::{Value, json};
+
+/// An error answered as problem+json (boxed: it travels through every `Result`).
+#[derive(Debug)]
+pub struct AppError(Box<Problem>);
+
+/// The fields of a problem+json body.
+#[derive(Debug)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub slug: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub errors: Vec<FieldError>,
+    pub extra: Option<(&'static str, Value)>,
+}
+
+impl std::ops::Deref for AppError {
+    type Target = Problem;
+    fn deref(&self) -> &Problem {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for AppError {
+    fn deref_mut(&mut self) -> &mut Problem {
+        &mut self.0
+    }
+}
+
+impl AppError {
+    pub fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self(Box::new(Problem {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+            errors: Vec::new(),
+            extra: None,
+        }))
+    }
+
+    /// Bad input: 400 naming the field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let mut error = Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation-error",
+            "Invalid request",
+            format!("{field}: {message}"),
+        );
+        error.errors.push(FieldError::new(field, message));
+        error
+    }
+
+    pub fn malformed(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-request",
+            "Malformed request",
+            detail,
+        )
+    }
+
+    pub fn too_large(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Payload too large",
+            detail,
+        )
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+}
+
+impl From<ServiceError> for AppError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::Unauthenticated(detail) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+                format!("send Authorization: Bearer <operator token or tenant API key> ({detail})"),
+            ),
+            ServiceError::Forbidden(detail) => Self::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "Forbidden by policy",
+                detail,
+            ),
+            ServiceError::NotFound(what) => Self::not_found(format!("{what} not found")),
+            ServiceError::Validation(errors) => {
+                let mut error = Self::new(
+                    StatusCode::BAD_REQUEST,
+                    "validation-error",
+                    "Invalid request",
+                    errors.to_string(),
+                );
+                error.errors = errors.into_vec();
+                error
+            }
+            ServiceError::Conflict {
+                message,
+                current_status,
+            } => {
+                let mut error = Self::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    "Conflict with the current state",
+                    message,
+                );
+                if let Some(status) = current_status {
+                    error.extra = Some(("current_status", json!(status)));
+                }
+                error
+            }
+            ServiceError::TooLarge(detail) => Self::too_large(detail),
+            ServiceError::Unavailable(detail) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Temporarily unavailable",
+                detail,
+            ),
+            ServiceError::Store(store) => {
+                tracing::error!(error = %store, "store error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal-error",
+                    "Internal error",
+                    "the store failed; nothing was changed by this request (see the server log)",
+                )
+            }
+            ServiceError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal-error",
+                    "Internal error",
+                    detail,
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let problem = *self.0;
+        problem.into_response()
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": format!("/problems/{}", self.slug),
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if !self.errors.is_empty() {
+            body["errors"] = json!(self.errors);
+        }
+        if let Some((key, value)) = self.extra {
+            body[key] = value;
+        }
+        let mut response = (self.status, body.to_string()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, AppError>;

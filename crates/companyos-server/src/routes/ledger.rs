@@ -1,0 +1,79 @@
+//! The verifiable ledger (CONTRACT §7): checkpoints, proofs and the verifier key.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::ApiResult;
+use crate::extract::{Authed, QueryParams};
+use crate::routes::ok;
+
+fn text(body: String) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+pub async fn checkpoint(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(text(state.app.tenant_checkpoint(&actor, &id).await?))
+}
+
+/// The note verifier key (public: it is what lets anyone check our checkpoints).
+pub async fn verifier_key(State(state): State<AppState>) -> Response {
+    text(format!("{}\n", state.app.ledger_verifier_key()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProofQuery {
+    pub event_id: String,
+    pub tree_size: Option<u64>,
+}
+
+pub async fn proof(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<ProofQuery>,
+) -> ApiResult<Response> {
+    let proof = state
+        .app
+        .inclusion_proof(&actor, &id, &query.event_id, query.tree_size)
+        .await?;
+    Ok(ok(proof.to_json()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    pub from: u64,
+    pub to: u64,
+}
+
+pub async fn consistency(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<ConsistencyQuery>,
+) -> ApiResult<Response> {
+    Ok(ok(state
+        .app
+        .consistency_proof(&actor, &id, query.from, query.to)
+        .await?))
+}
+
+pub async fn audit_checkpoint(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+) -> ApiResult<Response> {
+    Ok(text(state.app.audit_checkpoint(&actor).await?))
+}

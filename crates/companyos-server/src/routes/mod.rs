@@ -1,0 +1,27 @@
+//! Route handlers, grouped by resource. Each one authenticates, decodes, calls the service
+//! layer and encodes: nothing else.
+
+pub mod approvals;
+pub mod audit;
+pub mod evidence;
+pub mod ledger;
+pub mod metering;
+pub mod operators;
+pub mod system;
+pub mod tenants;
+pub mod usage;
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+/// A JSON response with a status.
+pub fn json(status: StatusCode, value: Value) -> Response {
+    (status, Json(value)).into_response()
+}
+
+/// 200 with a JSON body.
+pub fn ok(value: Value) -> Response {
+    json(StatusCode::OK, value)
+}

@@ -1,0 +1,59 @@
+//! Operators and policies (CONTRACT §3).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::ApiResult;
+use crate::extract::{Authed, JsonBody};
+use crate::routes::{json, ok};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOperator {
+    pub name: String,
+    pub role: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    JsonBody(body): JsonBody<CreateOperator>,
+) -> ApiResult<Response> {
+    let created = state
+        .app
+        .create_operator(&actor, &body.name, &body.role)
+        .await?;
+    let mut value = created.operator.to_json();
+    value["token"] = json!(created.token);
+    Ok(json(StatusCode::CREATED, value))
+}
+
+pub async fn list(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Response> {
+    let operators = state.app.list_operators(&actor).await?;
+    Ok(ok(json!(
+        operators.iter().map(|o| o.to_json()).collect::<Vec<_>>()
+    )))
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    state.app.revoke_operator(&actor, &id).await?;
+    Ok(ok(json!({"id": id, "revoked": true})))
+}
+
+pub async fn policies(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Response> {
+    let (text, sha256) = state.app.policies(&actor).await?;
+    Ok(ok(json!({
+        "sha256": sha256,
+        "policies": text,
+        "schema": companyos_core::authz::SCHEMA_TEXT,
+        "approval_required": state.app.settings().approval_required.iter().map(|a| format!("tenant.{a}")).collect::<Vec<_>>(),
+    })))
+}

@@ -1,0 +1,212 @@
+//! Usage events, sources, daily rollups, reconciliation and integrity reports (CONTRACT §5, §6).
+
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use companyos_core::ingest::split_body;
+use companyos_core::reports::{ReconciliationDay, day_range};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::csv::{self, Format};
+use crate::error::{ApiResult, AppError};
+use crate::extract::{Authed, JsonBody, QueryParams, read_body};
+use crate::routes::{json, ok};
+
+/// `POST /v1/events`: a JSON array or NDJSON; per-event results.
+pub async fn ingest(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    request: Request,
+) -> ApiResult<Response> {
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let ndjson = content_type.starts_with("application/x-ndjson")
+        || content_type.starts_with("application/jsonl")
+        || content_type.starts_with("application/ndjson");
+    if !ndjson && !content_type.starts_with("application/json") {
+        return Err(AppError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send a JSON array (application/json) or NDJSON (application/x-ndjson)",
+        ));
+    }
+    let body = read_body(request, state.body_bytes_max).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(AppError::malformed(
+            "the body is empty; send a JSON array of events",
+        ));
+    }
+    let events_max = state.app.settings().batch_events_max;
+    let events = match split_body(&body, ndjson, events_max) {
+        Ok(events) => events,
+        Err(companyos_core::ServiceError::Validation(errors)) => {
+            let detail = errors.to_string();
+            let mut error = AppError::malformed(detail);
+            error.errors = errors.into_vec();
+            return Err(error);
+        }
+        Err(other) => return Err(other.into()),
+    };
+    let outcome = state.app.ingest(&actor, events).await?;
+    Ok(ok(outcome.to_json()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RangeQuery {
+    pub from: String,
+    pub to: String,
+    pub format: Option<String>,
+}
+
+pub async fn daily(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<RangeQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let format = csv::negotiate(query.format.as_deref(), &headers)?;
+    let (from, to) = day_range(&query.from, &query.to)?;
+    let rows = state.app.daily_usage(&actor, &id, from, to).await?;
+    Ok(match format {
+        Format::Csv => csv::response(
+            csv::render(
+                &["date", "service", "metric", "unit", "quantity", "events"],
+                &rows
+                    .iter()
+                    .map(|r| {
+                        vec![
+                            r.date.clone(),
+                            r.service.clone(),
+                            r.metric.clone(),
+                            r.unit.clone(),
+                            r.quantity.normalize().to_string(),
+                            r.events.to_string(),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            &format!("usage-{id}-{}-{}.csv", query.from, query.to),
+        ),
+        Format::Json | Format::Jsonl => {
+            ok(json!(rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()))
+        }
+    })
+}
+
+/// The CSV columns of the reconciliation report.
+pub const RECONCILIATION_COLUMNS: [&str; 12] = [
+    "date",
+    "accepted",
+    "duplicates",
+    "late",
+    "invalid",
+    "conflicts",
+    "missing",
+    "missing_ratio",
+    "unsigned",
+    "undeclared",
+    "closed",
+    "gaps",
+];
+
+pub fn reconciliation_row(day: &ReconciliationDay) -> Vec<String> {
+    vec![
+        day.date.clone(),
+        day.accepted.to_string(),
+        day.duplicates.to_string(),
+        day.late.to_string(),
+        day.invalid.to_string(),
+        day.conflicts.to_string(),
+        day.missing.to_string(),
+        day.missing_ratio().to_string(),
+        day.unsigned.to_string(),
+        day.undeclared.to_string(),
+        day.closed.to_string(),
+        day.gaps
+            .iter()
+            .map(|g| format!("{}:{}-{}", g.source, g.from_seq, g.to_seq))
+            .collect::<Vec<_>>()
+            .join(" "),
+    ]
+}
+
+pub async fn reconciliation(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<RangeQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let format = csv::negotiate(query.format.as_deref(), &headers)?;
+    let (from, to) = day_range(&query.from, &query.to)?;
+    let days = state.app.reconciliation(&actor, &id, from, to).await?;
+    Ok(match format {
+        Format::Csv => csv::response(
+            csv::render(
+                &RECONCILIATION_COLUMNS,
+                &days.iter().map(reconciliation_row).collect::<Vec<_>>(),
+            ),
+            &format!("reconciliation-{id}-{}-{}.csv", query.from, query.to),
+        ),
+        Format::Json | Format::Jsonl => {
+            ok(json!(days.iter().map(|d| d.to_json()).collect::<Vec<_>>()))
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrityBody {
+    pub from: String,
+    pub to: String,
+}
+
+pub async fn integrity_report(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<IntegrityBody>,
+) -> ApiResult<Response> {
+    let (from, to) = day_range(&body.from, &body.to)?;
+    let (report, record) = state.app.integrity_report(&actor, &id, from, to).await?;
+    Ok(json(
+        StatusCode::CREATED,
+        json!({"evidence": record.to_json(), "report": report}),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSource {
+    pub id: String,
+    pub service: String,
+    pub public_key: String,
+}
+
+pub async fn create_source(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    JsonBody(body): JsonBody<CreateSource>,
+) -> ApiResult<Response> {
+    let source = state
+        .app
+        .register_source(&actor, &body.id, &body.service, &body.public_key)
+        .await?;
+    Ok(json(StatusCode::CREATED, source))
+}
+
+pub async fn list_sources(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+) -> ApiResult<Response> {
+    Ok(ok(json!(state.app.list_sources(&actor).await?)))
+}

@@ -1,0 +1,1145 @@
+//! The subcommands: `init` and `serve`, the store commands, and the API client commands.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use companyos_core::App;
+use companyos_core::clock::{Clock, OffsetClock, SystemClock};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::client::{ApiClient, encode};
+use crate::config::{FileConfig, ResolvedServer, resolve_server};
+use crate::output::{self, OutputFormat, fields, table};
+use crate::{Cli, Command};
+
+/// Wrong usage found after parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCommand {
+    /// Create an operator; prints its token once.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
+    /// List operators.
+    List,
+    /// Revoke an operator's token.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create and provision a tenant; prints its API key once.
+    Create {
+        id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        plan: Option<String>,
+        #[arg(long)]
+        home_region: Option<String>,
+        /// Comma separated.
+        #[arg(long, value_delimiter = ',')]
+        allowed_regions: Option<Vec<String>>,
+        /// Comma separated (default: the home region).
+        #[arg(long, value_delimiter = ',')]
+        deploy_regions: Option<Vec<String>>,
+    },
+    /// List tenants.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show a tenant.
+    Show { id: String },
+    /// Suspend: block every access path and scale workloads to zero.
+    Suspend {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Reactivate a suspended tenant.
+    Reactivate {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Delete (tombstone; restorable until purge). Needs --confirm <id> and usually approval.
+    Delete {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        /// Repeat the tenant id.
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+    /// Restore a deleted tenant.
+    Restore {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Purge (irreversible). Needs --confirm <id> and usually approval.
+    Purge {
+        id: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+    /// Add or remove deploy regions.
+    Regions {
+        id: String,
+        #[arg(long, value_delimiter = ',')]
+        add: Vec<String>,
+        #[arg(long, value_delimiter = ',')]
+        remove: Vec<String>,
+    },
+    /// Set a workload's replicas, or list workloads when no name is given.
+    Workload {
+        id: String,
+        name: Option<String>,
+        #[arg(long)]
+        replicas: Option<i64>,
+    },
+    /// Change retention: tombstone days, legal hold, hard delete.
+    Retention {
+        id: String,
+        #[arg(long)]
+        tombstone_days: Option<u32>,
+        #[arg(long)]
+        legal_hold: Option<bool>,
+        #[arg(long)]
+        hard_delete_allowed: Option<bool>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Retry a failed provisioning.
+    Retry { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalCommand {
+    /// List approvals.
+    List {
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Approve (and run) a pending action.
+    Approve {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+    /// Reject a pending action.
+    Reject {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsageCommand {
+    /// Send events from a file (JSON array or NDJSON), streamed in batches.
+    Send {
+        file: PathBuf,
+        /// Events per request.
+        #[arg(long, default_value_t = 1000)]
+        batch_size: usize,
+        /// Print every rejected event, not only the first ten.
+        #[arg(long)]
+        all_errors: bool,
+    },
+    /// Daily usage and reconciliation of a tenant.
+    Report {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        /// table, json or csv.
+        #[arg(long = "output", default_value = "table")]
+        output: String,
+    },
+    /// Build and sign an integrity report; prints its evidence id.
+    Integrity {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
+    /// Register a usage source and its Ed25519 public key.
+    Source {
+        id: String,
+        #[arg(long)]
+        service: String,
+        #[arg(long)]
+        public_key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Verify every stored leaf, node, root, checkpoint and payload (reads the store directly).
+    Verify {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Fetch the inclusion proof of an event (through the API).
+    Proof {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        event_id: String,
+        #[arg(long)]
+        tree_size: Option<u64>,
+    },
+    /// Fetch a tenant's latest signed checkpoint.
+    Checkpoint {
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify the audit log (reads the store directly).
+    Verify,
+    /// Export audit records (through the API) as jsonl or csv.
+    Export {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long, default_value = "jsonl")]
+        output: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MeteringCommand {
+    /// Declare what a service meters, from a TOML file.
+    Declare { file: PathBuf },
+    /// Lint a declaration offline (for a service's CI): exit 1 naming each problem.
+    Check { file: PathBuf },
+    /// The coverage report.
+    Coverage,
+    /// Set the coverage mode of the deployment, or of one service.
+    Mode {
+        /// warn or enforce (or `inherit` to drop a service's override).
+        mode: String,
+        #[arg(long)]
+        service: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// List artifacts.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Download an artifact and its signature into a folder.
+    Get {
+        id: String,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+}
+
+fn data_dir(cli: &Cli, file: &FileConfig) -> PathBuf {
+    cli.data_dir
+        .clone()
+        .or_else(|| file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("companyos-data"))
+}
+
+fn server_settings(cli: &Cli, file: &FileConfig) -> anyhow::Result<ResolvedServer> {
+    resolve_server(
+        data_dir(cli, file),
+        cli.database_url
+            .clone()
+            .or_else(|| file.database_url.clone()),
+        &cli.server,
+        file,
+    )
+}
+
+fn clock(offset: time::Duration) -> Arc<dyn Clock> {
+    if offset.is_zero() {
+        Arc::new(SystemClock)
+    } else {
+        Arc::new(OffsetClock { offset })
+    }
+}
+
+fn api(cli: &Cli, file: &FileConfig) -> anyhow::Result<ApiClient> {
+    let url = cli
+        .url
+        .clone()
+        .or_else(|| file.url.clone())
+        .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+    ApiClient::new(&url, cli.token.clone())
+}
+
+fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(())
+}
+
+/// Runs the parsed command; returns the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let file = FileConfig::load(cli.config.as_deref())?;
+    let log_format = cli.log_format.clone().or_else(|| file.log_format.clone());
+    match &cli.command {
+        Command::Serve | Command::Init { .. } | Command::Demo { .. } | Command::Bench(_) => {
+            crate::logging(log_format.as_deref())?;
+        }
+        Command::Ledger(LedgerCommand::Verify { .. }) | Command::Audit(AuditCommand::Verify) => {
+            crate::logging(log_format.as_deref().or(Some("text")))?;
+        }
+        _ => {}
+    }
+    match &cli.command {
+        Command::Init { admin_token_file } => init(&cli, &file, admin_token_file.as_deref()).await,
+        Command::Serve => serve(&cli, &file).await,
+        Command::Operator(command) => operator(&cli, &file, command).await,
+        Command::Tenant(command) => tenant(&cli, &file, command).await,
+        Command::Approval(command) => approval(&cli, &file, command).await,
+        Command::Usage(command) => usage(&cli, &file, command).await,
+        Command::Ledger(command) => ledger(&cli, &file, command).await,
+        Command::Audit(command) => audit(&cli, &file, command).await,
+        Command::Metering(command) => metering(&cli, &file, command).await,
+        Command::Evidence(command) => evidence(&cli, &file, command).await,
+        Command::Demo { out } => crate::demo::run(out).await,
+        Command::Bench(command) => crate::bench::run(&cli, command).await,
+    }
+}
+
+async fn init(cli: &Cli, file: &FileConfig, token_file: Option<&Path>) -> anyhow::Result<u8> {
+    let resolved = server_settings(cli, file)?;
+    let dir = resolved.settings.data_dir.clone();
+    let (app, report) = App::open(resolved.settings, clock(resolved.clock_offset))
+        .await
+        .context("failed to initialise")?;
+    app.db().close().await;
+    match report.admin_token {
+        Some(token) => match token_file {
+            Some(path) => {
+                write_secret_file(path, &format!("{token}\n"))?;
+                println!(
+                    "initialised {}; the admin token is in {} (mode 0600)",
+                    dir.display(),
+                    path.display()
+                );
+            }
+            None => {
+                println!("initialised {}", dir.display());
+                println!("admin token (shown once, keep it safe): {token}");
+            }
+        },
+        None => println!("{} is already initialised; nothing changed", dir.display()),
+    }
+    Ok(0)
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = terminate.recv() => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn serve(cli: &Cli, file: &FileConfig) -> anyhow::Result<u8> {
+    let resolved = server_settings(cli, file)?;
+    let listen = cli
+        .listen
+        .clone()
+        .or_else(|| file.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let address: std::net::SocketAddr = listen.parse().map_err(|_| {
+        UsageError(format!(
+            "setting listen must be an address like 127.0.0.1:8080, got {listen:?}"
+        ))
+    })?;
+    let (app, report) = App::open(resolved.settings, clock(resolved.clock_offset))
+        .await
+        .context("failed to open the store")?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("failed to listen on {address}"))?;
+    let bound = listener.local_addr()?;
+    if let Some(token) = &report.admin_token {
+        println!("admin token (shown once, keep it safe): {token}");
+    }
+    println!("listening on http://{bound}");
+    std::io::stdout().flush()?;
+    tracing::info!(address = %bound, store = app.db().backend().as_str(), "serving");
+    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let jobs_app = app.clone();
+    let jobs = tokio::spawn(async move { jobs_app.run_jobs(jobs_stopped).await });
+    let state = companyos_server::AppState {
+        app: app.clone(),
+        body_bytes_max: resolved.body_bytes_max,
+    };
+    companyos_server::serve(state, listener, shutdown_signal())
+        .await
+        .context("the server failed")?;
+    let _ = stop_jobs.send(true);
+    let _ = jobs.await;
+    app.db().close().await;
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+/// Opens the store of an existing data dir (store commands must not create one).
+async fn open_existing(cli: &Cli, file: &FileConfig) -> anyhow::Result<App> {
+    let resolved = server_settings(cli, file)?;
+    if resolved.settings.database_url.is_none()
+        && !resolved.settings.data_dir.join("companyos.db").exists()
+    {
+        bail!(
+            "no CompanyOS store in {} (run companyos init, or pass --data-dir / --database-url)",
+            resolved.settings.data_dir.display()
+        );
+    }
+    let (app, _) = App::open(resolved.settings, clock(resolved.clock_offset)).await?;
+    Ok(app)
+}
+
+async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> anyhow::Result<u8> {
+    let api = api(cli, file)?;
+    match command {
+        OperatorCommand::Create { name, role } => {
+            let (_, value) = api
+                .call(
+                    Method::POST,
+                    "/v1/operators",
+                    Some(&json!({"name": name, "role": role})),
+                )
+                .await?;
+            output::print(cli.format, &value, |v| {
+                format!(
+                    "{}token (shown once): {}\n",
+                    fields(v, &["id", "name", "role"]),
+                    output::cell(&v["token"])
+                )
+            });
+        }
+        OperatorCommand::List => {
+            let (_, value) = api.call(Method::GET, "/v1/operators", None).await?;
+            output::print(cli.format, &value, |v| {
+                table(
+                    v.as_array().map_or(&[], Vec::as_slice),
+                    &["id", "name", "role", "revoked", "created_at"],
+                )
+            });
+        }
+        OperatorCommand::Revoke { id } => {
+            let (_, value) = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/operators/{}/revoke", encode(id)),
+                    None,
+                )
+                .await?;
+            output::print(cli.format, &value, |_| format!("revoked {id}\n"));
+        }
+    }
+    Ok(0)
+}
+
+const TENANT_COLUMNS: [&str; 6] = [
+    "id",
+    "name",
+    "status",
+    "plan",
+    "home_region",
+    "deploy_regions",
+];
+const TENANT_FIELDS: [&str; 14] = [
+    "id",
+    "name",
+    "status",
+    "plan",
+    "home_region",
+    "allowed_regions",
+    "deploy_regions",
+    "created_at",
+    "suspended_at",
+    "deleted_at",
+    "purge_after",
+    "purged_at",
+    "policy_sha256",
+    "dossier_evidence_id",
+];
+
+fn print_lifecycle(format: OutputFormat, status: u16, value: &Value) {
+    output::print(format, value, |v| {
+        let mut out = String::new();
+        for warning in v["warnings"].as_array().into_iter().flatten() {
+            out.push_str(&format!("WARNING: {}\n", output::cell(warning)));
+        }
+        if status == 202 {
+            out.push_str(&format!(
+                "approval {} is pending: a second operator with the approver role must run\n  companyos approval approve {}\n",
+                output::cell(&v["approval"]["id"]),
+                output::cell(&v["approval"]["id"])
+            ));
+        } else {
+            out.push_str(&fields(v, &TENANT_FIELDS));
+            if !v["evidence_id"].is_null() {
+                out.push_str(&format!("evidence   {}\n", output::cell(&v["evidence_id"])));
+            }
+        }
+        out
+    });
+}
+
+async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow::Result<u8> {
+    let api = api(cli, file)?;
+    match command {
+        TenantCommand::Create {
+            id,
+            name,
+            plan,
+            home_region,
+            allowed_regions,
+            deploy_regions,
+        } => {
+            let mut body = json!({"id": id, "name": name});
+            if let Some(plan) = plan {
+                body["plan"] = json!(plan);
+            }
+            if let Some(region) = home_region {
+                body["home_region"] = json!(region);
+            }
+            if let Some(regions) = allowed_regions {
+                body["allowed_regions"] = json!(regions);
+            }
+            if let Some(regions) = deploy_regions {
+                body["deploy_regions"] = json!(regions);
+            }
+            let (_, value) = api.call(Method::POST, "/v1/tenants", Some(&body)).await?;
+            output::print(cli.format, &value, |v| {
+                format!(
+                    "{}api key (shown once): {}\n",
+                    fields(v, &TENANT_FIELDS),
+                    output::cell(&v["api_key"])
+                )
+            });
+        }
+        TenantCommand::List { status } => {
+            let path = match status {
+                Some(status) => format!("/v1/tenants?status={}", encode(status)),
+                None => "/v1/tenants".to_owned(),
+            };
+            let (_, value) = api.call(Method::GET, &path, None).await?;
+            output::print(cli.format, &value, |v| {
+                table(v.as_array().map_or(&[], Vec::as_slice), &TENANT_COLUMNS)
+            });
+        }
+        TenantCommand::Show { id } => {
+            let (_, value) = api
+                .call(Method::GET, &format!("/v1/tenants/{}", encode(id)), None)
+                .await?;
+            output::print(cli.format, &value, |v| fields(v, &TENANT_FIELDS));
+        }
+        TenantCommand::Suspend { id, reason }
+        | TenantCommand::Reactivate { id, reason }
+        | TenantCommand::Restore { id, reason } => {
+            let action = match command {
+                TenantCommand::Suspend { .. } => "suspend",
+                TenantCommand::Reactivate { .. } => "reactivate",
+                _ => "restore",
+            };
+            let (status, value) = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/tenants/{}/{action}", encode(id)),
+                    Some(&json!({"reason": reason})),
+                )
+                .await?;
+            print_lifecycle(cli.format, status, &value);
+        }
+        TenantCommand::Delete {
+            id,
+            reason,
+            confirm,
+        }
+        | TenantCommand::Purge {
+            id,
+            reason,
+            confirm,
+        } => {
+            let action = if matches!(command, TenantCommand::Delete { .. }) {
+                "delete"
+            } else {
+                "purge"
+            };
+            let mut body = json!({"reason": reason});
+            if let Some(confirm) = confirm {
+                body["confirm"] = json!(confirm);
+            }
+            let (status, value) = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/tenants/{}/{action}", encode(id)),
+                    Some(&body),
+                )
+                .await?;
+            print_lifecycle(cli.format, status, &value);
+        }
+        TenantCommand::Regions { id, add, remove } => {
+            let (_, value) = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/tenants/{}/regions", encode(id)),
+                    Some(&json!({"add": add, "remove": remove})),
+                )
+                .await?;
+            output::print(cli.format, &value, |v| fields(v, &TENANT_FIELDS));
+        }
+        TenantCommand::Workload { id, name, replicas } => {
+            let value = match (name, replicas) {
+                (Some(name), Some(replicas)) => {
+                    api.call(
+                        Method::PUT,
+                        &format!("/v1/tenants/{}/workloads/{}", encode(id), encode(name)),
+                        Some(&json!({"replicas": replicas})),
+                    )
+                    .await?
+                    .1
+                }
+                (None, None) => {
+                    api.call(
+                        Method::GET,
+                        &format!("/v1/tenants/{}/workloads", encode(id)),
+                        None,
+                    )
+                    .await?
+                    .1
+                }
+                _ => {
+                    return Err(UsageError(
+                        "give both a workload name and --replicas, or neither".to_owned(),
+                    )
+                    .into());
+                }
+            };
+            output::print(cli.format, &value, |v| {
+                table(
+                    v.as_array().map_or(&[], Vec::as_slice),
+                    &["name", "replicas", "suspended_replicas", "updated_at"],
+                )
+            });
+        }
+        TenantCommand::Retention {
+            id,
+            tombstone_days,
+            legal_hold,
+            hard_delete_allowed,
+            reason,
+        } => {
+            let (_, value) = api
+                .call(
+                    Method::PUT,
+                    &format!("/v1/tenants/{}/retention", encode(id)),
+                    Some(
+                        &json!({"tombstone_days": tombstone_days, "legal_hold": legal_hold,
+                                 "hard_delete_allowed": hard_delete_allowed, "reason": reason}),
+                    ),
+                )
+                .await?;
+            output::print(cli.format, &value, |v| {
+                format!(
+                    "{}retention  {}\n",
+                    fields(v, &TENANT_FIELDS),
+                    v["retention"]
+                )
+            });
+        }
+        TenantCommand::Retry { id } => {
+            let (_, value) = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/tenants/{}/retry", encode(id)),
+                    None,
+                )
+                .await?;
+            output::print(cli.format, &value, |v| {
+                format!(
+                    "{}api key (shown once): {}\n",
+                    fields(v, &TENANT_FIELDS),
+                    output::cell(&v["api_key"])
+                )
+            });
+        }
+    }
+    Ok(0)
+}
+
+async fn approval(cli: &Cli, file: &FileConfig, command: &ApprovalCommand) -> anyhow::Result<u8> {
+    let api = api(cli, file)?;
+    match command {
+        ApprovalCommand::List { status } => {
+            let path = match status {
+                Some(status) => format!("/v1/approvals?status={}", encode(status)),
+                None => "/v1/approvals".to_owned(),
+            };
+            let (_, value) = api.call(Method::GET, &path, None).await?;
+            output::print(cli.format, &value, |v| {
+                table(
+                    v.as_array().map_or(&[], Vec::as_slice),
+                    &[
+                        "id",
+                        "action",
+                        "tenant_id",
+                        "status",
+                        "requested_by",
+                        "reason",
+                        "expires_at",
+                    ],
+                )
+            });
+        }
+        ApprovalCommand::Approve { id, comment } | ApprovalCommand::Reject { id, comment } => {
+            let decision = if matches!(command, ApprovalCommand::Approve { .. }) {
+                "approve"
+            } else {
+                "reject"
+            };
+            let (_, value) = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/approvals/{}/{decision}", encode(id)),
+                    Some(&json!({"comment": comment})),
+                )
+                .await?;
+            output::print(cli.format, &value, |v| {
+                let mut out = fields(
+                    &v["approval"],
+                    &[
+                        "id",
+                        "action",
+                        "tenant_id",
+                        "status",
+                        "requested_by",
+                        "decided_by",
+                    ],
+                );
+                for warning in v["warnings"].as_array().into_iter().flatten() {
+                    out.push_str(&format!("WARNING: {}\n", output::cell(warning)));
+                }
+                if !v["tenant"].is_null() {
+                    out.push_str(&format!(
+                        "tenant {} is now {}\n",
+                        output::cell(&v["tenant"]["id"]),
+                        output::cell(&v["tenant"]["status"])
+                    ));
+                }
+                if !v["evidence_id"].is_null() {
+                    out.push_str(&format!("evidence {}\n", output::cell(&v["evidence_id"])));
+                }
+                out
+            });
+        }
+    }
+    Ok(0)
+}
+
+async fn usage(cli: &Cli, file: &FileConfig, command: &UsageCommand) -> anyhow::Result<u8> {
+    let api = api(cli, file)?;
+    match command {
+        UsageCommand::Send {
+            file: path,
+            batch_size,
+            all_errors,
+        } => {
+            return crate::commands_usage::send(&api, path, *batch_size, *all_errors, cli.format)
+                .await;
+        }
+        UsageCommand::Report {
+            tenant,
+            from,
+            to,
+            output,
+        } => {
+            let query = format!("from={}&to={}", encode(from), encode(to));
+            match output.as_str() {
+                "csv" => {
+                    let (_, daily) = api
+                        .call_raw(
+                            Method::GET,
+                            &format!(
+                                "/v1/tenants/{}/usage/daily?{query}&format=csv",
+                                encode(tenant)
+                            ),
+                            None,
+                        )
+                        .await?;
+                    let (_, reconciliation) = api
+                        .call_raw(
+                            Method::GET,
+                            &format!(
+                                "/v1/tenants/{}/reconciliation?{query}&format=csv",
+                                encode(tenant)
+                            ),
+                            None,
+                        )
+                        .await?;
+                    print!("{daily}\r\n{reconciliation}");
+                }
+                "json" | "table" => {
+                    let (_, daily) = api
+                        .call(
+                            Method::GET,
+                            &format!("/v1/tenants/{}/usage/daily?{query}", encode(tenant)),
+                            None,
+                        )
+                        .await?;
+                    let (_, reconciliation) = api
+                        .call(
+                            Method::GET,
+                            &format!("/v1/tenants/{}/reconciliation?{query}", encode(tenant)),
+                            None,
+                        )
+                        .await?;
+                    let value = json!({"tenant_id": tenant, "from": from, "to": to, "daily": daily, "reconciliation": reconciliation});
+                    let format = if output == "json" {
+                        OutputFormat::Json
+                    } else {
+                        OutputFormat::Table
+                    };
+                    output::print(format, &value, |v| {
+                        format!(
+                            "Daily usage of {tenant}, {from} to {to}\n{}\nReconciliation\n{}",
+                            table(
+                                v["daily"].as_array().map_or(&[], Vec::as_slice),
+                                &["date", "service", "metric", "unit", "quantity", "events"]
+                            ),
+                            table(
+                                v["reconciliation"].as_array().map_or(&[], Vec::as_slice),
+                                &[
+                                    "date",
+                                    "accepted",
+                                    "duplicates",
+                                    "late",
+                                    "invalid",
+                                    "conflicts",
+                                    "missing",
+                                    "missing_ratio",
+                                    "closed"
+                                ]
+                            )
+                        )
+                    });
+                }
+                other => {
+                    return Err(UsageError(format!(
+                        "--output must be table, json or csv, got {other:?}"
+                    ))
+                    .into());
+                }
+            }
+        }
+        UsageCommand::Integrity { tenant, from, to } => {
+            let (_, value) = api
+                .call(
+                    Method::POST,
+                    &format!("/v1/tenants/{}/integrity-report", encode(tenant)),
+                    Some(&json!({"from": from, "to": to})),
+                )
+                .await?;
+            output::print(cli.format, &value, |v| {
+                format!(
+                    "integrity report {}: {}\n",
+                    output::cell(&v["evidence"]["id"]),
+                    output::cell(&v["report"]["result"])
+                )
+            });
+            if value["report"]["result"] != json!("pass") {
+                return Ok(1);
+            }
+        }
+        UsageCommand::Source {
+            id,
+            service,
+            public_key,
+        } => {
+            let (_, value) = api
+                .call(
+                    Method::POST,
+                    "/v1/sources",
+                    Some(&json!({"id": id, "service": service, "public_key": public_key})),
+                )
+                .await?;
+            output::print(cli.format, &value, |v| {
+                fields(v, &["id", "service", "public_key", "created_at"])
+            });
+        }
+    }
+    Ok(0)
+}
+
+async fn ledger(cli: &Cli, file: &FileConfig, command: &LedgerCommand) -> anyhow::Result<u8> {
+    match command {
+        LedgerCommand::Verify { tenant } => {
+            let app = open_existing(cli, file).await?;
+            let problems = app.verify_ledgers(tenant.as_deref()).await?;
+            app.db().close().await;
+            if problems.is_empty() {
+                println!("ledger verified: every leaf, node, root, checkpoint and payload matches");
+                return Ok(0);
+            }
+            for problem in &problems {
+                let tenant = problem
+                    .log_id
+                    .strip_prefix("tenant/")
+                    .unwrap_or(&problem.log_id);
+                match problem.leaf_index {
+                    Some(index) => println!("tenant {tenant} leaf {index}: {}", problem.message),
+                    None => println!("tenant {tenant}: {}", problem.message),
+                }
+            }
+            println!("ledger verification FAILED: {} problem(s)", problems.len());
+            Ok(1)
+        }
+        LedgerCommand::Proof {
+            tenant,
+            event_id,
+            tree_size,
+        } => {
+            let api = api(cli, file)?;
+            let mut path = format!(
+                "/v1/tenants/{}/ledger/proof?event_id={}",
+                encode(tenant),
+                encode(event_id)
+            );
+            if let Some(size) = tree_size {
+                path.push_str(&format!("&tree_size={size}"));
+            }
+            let (_, value) = api.call(Method::GET, &path, None).await?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(0)
+        }
+        LedgerCommand::Checkpoint { tenant } => {
+            let api = api(cli, file)?;
+            let (_, text) = api
+                .call_raw(
+                    Method::GET,
+                    &format!("/v1/tenants/{}/ledger/checkpoint", encode(tenant)),
+                    None,
+                )
+                .await?;
+            print!("{text}");
+            Ok(0)
+        }
+    }
+}
+
+async fn audit(cli: &Cli, file: &FileConfig, command: &AuditCommand) -> anyhow::Result<u8> {
+    match command {
+        AuditCommand::Verify => {
+            let app = open_existing(cli, file).await?;
+            let problems = app.verify_audit().await?;
+            app.db().close().await;
+            if problems.is_empty() {
+                println!(
+                    "audit log verified: every record matches its leaf, every checkpoint its tree"
+                );
+                return Ok(0);
+            }
+            for problem in &problems {
+                match problem.leaf_index {
+                    Some(index) => println!("audit record {index}: {}", problem.message),
+                    None => println!("audit log: {}", problem.message),
+                }
+            }
+            println!("audit verification FAILED: {} problem(s)", problems.len());
+            Ok(1)
+        }
+        AuditCommand::Export { tenant, output } => {
+            if output != "jsonl" && output != "csv" {
+                return Err(
+                    UsageError(format!("--output must be jsonl or csv, got {output:?}")).into(),
+                );
+            }
+            let api = api(cli, file)?;
+            let mut path = format!("/v1/audit?format={output}");
+            if let Some(tenant) = tenant {
+                path.push_str(&format!("&tenant_id={}", encode(tenant)));
+            }
+            let (_, text) = api.call_raw(Method::GET, &path, None).await?;
+            print!("{text}");
+            Ok(0)
+        }
+    }
+}
+
+async fn metering(cli: &Cli, file: &FileConfig, command: &MeteringCommand) -> anyhow::Result<u8> {
+    match command {
+        MeteringCommand::Check { file: path } => {
+            match crate::commands_usage::lint_declaration(path) {
+                Ok(declaration) => {
+                    println!(
+                        "{}: ok, service {} declares {} metric(s)",
+                        path.display(),
+                        declaration.service,
+                        declaration.metrics.len()
+                    );
+                    Ok(0)
+                }
+                Err(problems) => {
+                    for problem in &problems {
+                        println!("{}: {problem}", path.display());
+                    }
+                    Ok(1)
+                }
+            }
+        }
+        MeteringCommand::Declare { file: path } => {
+            let declaration =
+                crate::commands_usage::lint_declaration(path).map_err(|problems| {
+                    UsageError(format!("{}: {}", path.display(), problems.join("; ")))
+                })?;
+            let api = api(cli, file)?;
+            let body = serde_json::to_value(&declaration)?;
+            let (_, value) = api
+                .call(
+                    Method::PUT,
+                    &format!(
+                        "/v1/services/{}/metering",
+                        encode(declaration.service.as_str())
+                    ),
+                    Some(&body),
+                )
+                .await?;
+            output::print(cli.format, &value, |v| {
+                format!(
+                    "declared service {}\n{}",
+                    output::cell(&v["service"]),
+                    table(
+                        v["metrics"].as_array().map_or(&[], Vec::as_slice),
+                        &["name", "unit", "aggregation", "description"]
+                    )
+                )
+            });
+            Ok(0)
+        }
+        MeteringCommand::Coverage => {
+            let api = api(cli, file)?;
+            let (_, value) = api.call(Method::GET, "/v1/metering/coverage", None).await?;
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            Ok(0)
+        }
+        MeteringCommand::Mode { mode, service } => {
+            let api = api(cli, file)?;
+            let mode_value = if mode == "inherit" {
+                Value::Null
+            } else {
+                json!(mode)
+            };
+            let path = match service {
+                Some(service) => format!("/v1/services/{}/coverage", encode(service)),
+                None => "/v1/metering/coverage".to_owned(),
+            };
+            let (_, value) = api
+                .call(Method::PUT, &path, Some(&json!({"mode": mode_value})))
+                .await?;
+            output::print(cli.format, &value, |v| format!("coverage mode set: {v}\n"));
+            Ok(0)
+        }
+    }
+}
+
+async fn evidence(cli: &Cli, file: &FileConfig, command: &EvidenceCommand) -> anyhow::Result<u8> {
+    let api = api(cli, file)?;
+    match command {
+        EvidenceCommand::List { tenant, kind } => {
+            let mut query = Vec::new();
+            if let Some(tenant) = tenant {
+                query.push(format!("tenant_id={}", encode(tenant)));
+            }
+            if let Some(kind) = kind {
+                query.push(format!("kind={}", encode(kind)));
+            }
+            let path = if query.is_empty() {
+                "/v1/evidence".to_owned()
+            } else {
+                format!("/v1/evidence?{}", query.join("&"))
+            };
+            let (_, value) = api.call(Method::GET, &path, None).await?;
+            output::print(cli.format, &value, |v| {
+                table(
+                    v.as_array().map_or(&[], Vec::as_slice),
+                    &[
+                        "id",
+                        "kind",
+                        "tenant_id",
+                        "file_name",
+                        "size_bytes",
+                        "created_at",
+                    ],
+                )
+            });
+        }
+        EvidenceCommand::Get { id, out } => {
+            let (_, listing) = api.call(Method::GET, "/v1/evidence", None).await?;
+            let name = listing
+                .as_array()
+                .and_then(|items| items.iter().find(|i| i["id"] == json!(id)))
+                .and_then(|i| i["file_name"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| format!("{id}.bin"));
+            let (_, bytes) = api
+                .call_raw(Method::GET, &format!("/v1/evidence/{}", encode(id)), None)
+                .await?;
+            let (_, signature) = api
+                .call_raw(
+                    Method::GET,
+                    &format!("/v1/evidence/{}/signature", encode(id)),
+                    None,
+                )
+                .await?;
+            std::fs::create_dir_all(out)?;
+            let path = out.join(&name);
+            std::fs::write(&path, bytes)?;
+            std::fs::write(out.join(format!("{name}.minisig")), signature)?;
+            println!("{} and {}.minisig", path.display(), path.display());
+        }
+    }
+    Ok(0)
+}

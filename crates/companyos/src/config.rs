@@ -1,0 +1,276 @@
+//! Settings of the binary: flags, then `COMPANYOS_*` variables (both through clap), then an
+//! optional `companyos.toml`, then defaults. Everything is validated once, at start-up, with a
+//! message that names the setting.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
+
+use anyhow::{Context as _, bail};
+use companyos_core::Settings;
+use companyos_core::settings::{BoundaryDriverSettings, EvidenceStoreKind, SignatureRequirement};
+use companyos_domain::metering::CoverageMode;
+use companyos_domain::{LifecycleAction, RegionName};
+use serde::Deserialize;
+use time::Duration;
+
+/// `companyos.toml`: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub listen: Option<String>,
+    pub url: Option<String>,
+    pub log_format: Option<String>,
+    pub log_name: Option<String>,
+    pub late_window_hours: Option<i64>,
+    pub backdate_max_days: Option<i64>,
+    pub require_signature: Option<String>,
+    pub coverage_mode: Option<String>,
+    pub approval_required: Option<Vec<String>>,
+    pub approval_ttl_hours: Option<i64>,
+    pub regions: Option<Vec<String>>,
+    pub boundary_driver: Option<String>,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub evidence_store: Option<String>,
+    pub body_bytes_max: Option<usize>,
+    pub batch_events_max: Option<usize>,
+    pub pool_connections_max: Option<u32>,
+    pub job_interval_seconds: Option<u64>,
+    pub clock_offset_seconds: Option<i64>,
+}
+
+impl FileConfig {
+    /// Reads `path` if given, else `./companyos.toml` if it exists.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let (path, required) = match path {
+            Some(path) => (path.to_owned(), true),
+            None => (PathBuf::from("companyos.toml"), false),
+        };
+        if !path.exists() {
+            if required {
+                bail!("config file {} does not exist", path.display());
+            }
+            return Ok(FileConfig::default());
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("failed to parse {}", path.display()))
+    }
+}
+
+/// Server settings given on the command line or in the environment (clap fills these).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServerArgs {
+    /// Log name: the checkpoint key name and the origin prefix of every log.
+    #[arg(long, env = "COMPANYOS_LOG_NAME")]
+    pub log_name: Option<String>,
+    /// Events older than this many hours when received are `late`.
+    #[arg(long, env = "COMPANYOS_LATE_WINDOW_HOURS")]
+    pub late_window_hours: Option<i64>,
+    /// Events older than this many days are rejected.
+    #[arg(long, env = "COMPANYOS_BACKDATE_MAX_DAYS")]
+    pub backdate_max_days: Option<i64>,
+    /// `warn` accepts unsigned events (flagged), `enforce` rejects them.
+    #[arg(long, env = "COMPANYOS_REQUIRE_SIGNATURE")]
+    pub require_signature: Option<String>,
+    /// Deployment coverage mode until changed through the API: `warn` or `enforce`.
+    #[arg(long, env = "COMPANYOS_COVERAGE_MODE")]
+    pub coverage_mode: Option<String>,
+    /// Lifecycle actions that need approval, comma separated (e.g. `delete,purge,suspend`).
+    #[arg(long, env = "COMPANYOS_APPROVAL_REQUIRED", value_delimiter = ',')]
+    pub approval_required: Option<Vec<String>>,
+    /// Hours before a pending approval expires.
+    #[arg(long, env = "COMPANYOS_APPROVAL_TTL_HOURS")]
+    pub approval_ttl_hours: Option<i64>,
+    /// The region catalog, comma separated.
+    #[arg(long, env = "COMPANYOS_REGIONS", value_delimiter = ',')]
+    pub regions: Option<Vec<String>>,
+    /// Tenant boundary driver: `directory`, `postgres` or `webhook`.
+    #[arg(long, env = "COMPANYOS_BOUNDARY_DRIVER")]
+    pub boundary_driver: Option<String>,
+    /// The external provisioner of the webhook driver.
+    #[arg(long, env = "COMPANYOS_WEBHOOK_URL")]
+    pub webhook_url: Option<String>,
+    /// The HMAC secret shared with the external provisioner.
+    #[arg(long, env = "COMPANYOS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Where evidence bytes live: `fs` (under the data dir) or `database`.
+    #[arg(long, env = "COMPANYOS_EVIDENCE_STORE")]
+    pub evidence_store: Option<String>,
+    /// Upper bound of a request body, in bytes.
+    #[arg(long, env = "COMPANYOS_BODY_BYTES_MAX")]
+    pub body_bytes_max: Option<usize>,
+    /// Upper bound of events in one batch.
+    #[arg(long, env = "COMPANYOS_BATCH_EVENTS_MAX")]
+    pub batch_events_max: Option<usize>,
+    /// Database connections per pool.
+    #[arg(long, env = "COMPANYOS_POOL_CONNECTIONS_MAX")]
+    pub pool_connections_max: Option<u32>,
+    /// Seconds between background job runs.
+    #[arg(long, env = "COMPANYOS_JOB_INTERVAL_SECONDS")]
+    pub job_interval_seconds: Option<u64>,
+    /// Shifts the service clock (game days and time-rule checks); 0 in production.
+    #[arg(
+        long,
+        env = "COMPANYOS_CLOCK_OFFSET_SECONDS",
+        allow_hyphen_values = true
+    )]
+    pub clock_offset_seconds: Option<i64>,
+}
+
+/// Everything `serve` (and the store commands) need, validated.
+#[derive(Debug, Clone)]
+pub struct ResolvedServer {
+    pub settings: Settings,
+    pub body_bytes_max: usize,
+    pub clock_offset: Duration,
+}
+
+fn pick<T: Clone>(flag: &Option<T>, file: &Option<T>) -> Option<T> {
+    flag.clone().or_else(|| file.clone())
+}
+
+fn in_range(name: &str, value: i64, low: i64, high: i64) -> anyhow::Result<i64> {
+    if !(low..=high).contains(&value) {
+        bail!("setting {name} must be between {low} and {high}, got {value}");
+    }
+    Ok(value)
+}
+
+/// Combines flags/env with the file and validates.
+pub fn resolve_server(
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    args: &ServerArgs,
+    file: &FileConfig,
+) -> anyhow::Result<ResolvedServer> {
+    let mut settings = Settings::new(data_dir);
+    if let Some(url) = database_url {
+        if !(url.starts_with("postgres://")
+            || url.starts_with("postgresql://")
+            || url.starts_with("sqlite:"))
+        {
+            bail!("setting database_url must start with postgres://, postgresql:// or sqlite:");
+        }
+        settings.database_url = Some(url);
+    }
+    if let Some(name) = pick(&args.log_name, &file.log_name) {
+        companyos_ledger::note::KeyName::parse(&name)
+            .map_err(|e| anyhow::anyhow!("setting log_name: {e}"))?;
+        settings.log_name = name;
+    }
+    if let Some(hours) = pick(&args.late_window_hours, &file.late_window_hours) {
+        settings.late_window = Duration::hours(in_range("late_window_hours", hours, 1, 24 * 30)?);
+    }
+    if let Some(days) = pick(&args.backdate_max_days, &file.backdate_max_days) {
+        settings.backdate_max = Duration::days(in_range("backdate_max_days", days, 1, 366)?);
+    }
+    if settings.backdate_max < settings.late_window {
+        bail!("setting backdate_max_days must cover at least the late window");
+    }
+    if let Some(text) = pick(&args.require_signature, &file.require_signature) {
+        settings.require_signature = SignatureRequirement::parse(&text).ok_or_else(|| {
+            anyhow::anyhow!("setting require_signature must be warn or enforce, got {text:?}")
+        })?;
+    }
+    if let Some(text) = pick(&args.coverage_mode, &file.coverage_mode) {
+        settings.coverage_mode_default = CoverageMode::parse(&text).ok_or_else(|| {
+            anyhow::anyhow!("setting coverage_mode must be warn or enforce, got {text:?}")
+        })?;
+    }
+    if let Some(list) = pick(&args.approval_required, &file.approval_required) {
+        let mut actions = Vec::new();
+        for item in list
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty() && *s != "none")
+        {
+            let action = LifecycleAction::parse(item.trim_start_matches("tenant.")).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "setting approval_required: {item:?} is not one of suspend, reactivate, delete, restore, purge"
+                )
+            })?;
+            actions.push(action);
+        }
+        settings.approval_required = actions;
+    }
+    if let Some(hours) = pick(&args.approval_ttl_hours, &file.approval_ttl_hours) {
+        settings.approval_ttl = Duration::hours(in_range("approval_ttl_hours", hours, 1, 24 * 90)?);
+    }
+    if let Some(regions) = pick(&args.regions, &file.regions) {
+        let mut parsed = Vec::new();
+        for region in &regions {
+            parsed.push(
+                RegionName::parse(region.trim())
+                    .map_err(|e| anyhow::anyhow!("setting regions: {region:?} {}", e.message))?,
+            );
+        }
+        if parsed.is_empty() {
+            bail!("setting regions must name at least one region");
+        }
+        settings.regions = parsed;
+    }
+    let webhook_url = pick(&args.webhook_url, &file.webhook_url);
+    let webhook_secret = pick(&args.webhook_secret, &file.webhook_secret);
+    if let Some(driver) = pick(&args.boundary_driver, &file.boundary_driver) {
+        settings.boundary_driver = match driver.as_str() {
+            "directory" => BoundaryDriverSettings::Directory,
+            "postgres" => BoundaryDriverSettings::Postgres,
+            "webhook" => {
+                let (Some(url), Some(secret)) = (webhook_url, webhook_secret) else {
+                    bail!("boundary_driver = \"webhook\" needs webhook_url and webhook_secret");
+                };
+                if secret.len() < 16 {
+                    bail!("setting webhook_secret must be at least 16 characters");
+                }
+                BoundaryDriverSettings::Webhook { url, secret }
+            }
+            other => bail!(
+                "setting boundary_driver must be directory, postgres or webhook, got {other:?}"
+            ),
+        };
+    }
+    if let Some(store) = pick(&args.evidence_store, &file.evidence_store) {
+        settings.evidence_store = match store.as_str() {
+            "fs" => EvidenceStoreKind::FileSystem,
+            "database" => EvidenceStoreKind::Database,
+            other => bail!("setting evidence_store must be fs or database, got {other:?}"),
+        };
+    }
+    let body_bytes_max = pick(&args.body_bytes_max, &file.body_bytes_max)
+        .unwrap_or(companyos_server::BODY_BYTES_MAX_DEFAULT);
+    if !(1024..=1024 * 1024 * 1024).contains(&body_bytes_max) {
+        bail!("setting body_bytes_max must be between 1 KiB and 1 GiB");
+    }
+    if let Some(max) = pick(&args.batch_events_max, &file.batch_events_max) {
+        if !(1..=100_000).contains(&max) {
+            bail!("setting batch_events_max must be between 1 and 100000");
+        }
+        settings.batch_events_max = max;
+    }
+    if let Some(max) = pick(&args.pool_connections_max, &file.pool_connections_max) {
+        if !(1..=256).contains(&max) {
+            bail!("setting pool_connections_max must be between 1 and 256");
+        }
+        settings.pool_connections_max = max;
+    }
+    if let Some(seconds) = pick(&args.job_interval_seconds, &file.job_interval_seconds) {
+        if !(1..=3600).contains(&seconds) {
+            bail!("setting job_interval_seconds must be between 1 and 3600");
+        }
+        settings.job_interval = StdDuration::from_secs(seconds);
+    }
+    let offset = pick(&args.clock_offset_seconds, &file.clock_offset_seconds).unwrap_or(0);
+    Ok(ResolvedServer {
+        settings,
+        body_bytes_max,
+        clock_offset: Duration::seconds(in_range(
+            "clock_offset_seconds",
+            offset,
+            -10 * 365 * 86_400,
+            10 * 365 * 86_400,
+        )?),
+    })
+}
