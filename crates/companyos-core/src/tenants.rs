@@ -1299,23 +1299,28 @@ impl App {
             }
             None => None,
         };
+        // The approvals behind the deletion: the executed ones, and the one running now.
         let approvals: Vec<Value> = sqlx::query(
             "SELECT id, action, requested_by_name, requested_at, decided_by_name, decided_at, comment \
-             FROM approvals WHERE tenant_id = $1 AND status IN ('executed', 'approved') ORDER BY requested_at",
+             FROM approvals WHERE tenant_id = $1 AND (status = 'executed' OR id = $2) \
+             ORDER BY requested_at, id",
         )
         .bind(tenant.id.as_str())
+        .bind(approval_id.unwrap_or(""))
         .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|row| -> Result<Value, sqlx::Error> {
+            let id: String = row.try_get("id")?;
+            let running = Some(id.as_str()) == approval_id;
             Ok(json!({
-                "id": row.try_get::<String, _>("id")?,
                 "action": row.try_get::<String, _>("action")?,
                 "requested_by": row.try_get::<String, _>("requested_by_name")?,
                 "requested_at": format_rfc3339(from_micros(row.try_get("requested_at")?)),
-                "approved_by": row.try_get::<Option<String>, _>("decided_by_name")?,
-                "approved_at": time_or_null(row.try_get("decided_at")?),
+                "approved_by": if running { json!(actor.principal.actor_name()) } else { json!(row.try_get::<Option<String>, _>("decided_by_name")?) },
+                "approved_at": if running { json!(format_rfc3339(now)) } else { time_or_null(row.try_get("decided_at")?) },
                 "comment": row.try_get::<Option<String>, _>("comment")?,
+                "id": id,
             }))
         })
         .collect::<Result<_, _>>()?;

@@ -124,10 +124,11 @@ pub fn decode_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
         let path = error.path().to_string();
         let inner = error.into_inner().to_string();
         if let Some(field) = unknown_field(&inner) {
+            // The path already ends with the unknown key.
             let field = if path == "." || path.is_empty() {
                 field
             } else {
-                format!("{path}.{field}")
+                path
             };
             return AppError::invalid(&field, "is not a known field");
         }

@@ -1,0 +1,251 @@
+//! Test support: a real server on port 0 over a real store (a SQLite file in a temp dir, or a
+//! fresh PostgreSQL database), a manual clock, and a small JSON client.
+
+use std::sync::Arc;
+
+use companyos_core::clock::ManualClock;
+use companyos_core::settings::Settings;
+use companyos_core::{App, db};
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::macros::datetime;
+
+/// The store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Both engines: every suite runs against each.
+pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_server_url() -> String {
+    std::env::var("COMPANYOS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A fresh PostgreSQL database for one test.
+pub async fn fresh_postgres() -> String {
+    let name = format!(
+        "companyos_test_{}",
+        companyos_core::util::new_id("db", OffsetDateTime::now_utc()).replace("db_", "")
+    );
+    db::create_postgres_database(&postgres_server_url(), &name)
+        .await
+        .expect(
+            "PostgreSQL at COMPANYOS_TEST_POSTGRES_URL (default 127.0.0.1:5432) must be reachable",
+        )
+}
+
+/// The instant tests start at.
+pub const START: OffsetDateTime = datetime!(2026-03-02 12:00:00 UTC);
+
+/// A running server.
+pub struct TestServer {
+    pub backend: Backend,
+    pub url: String,
+    pub admin_token: String,
+    pub app: App,
+    pub clock: Arc<ManualClock>,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server after `configure` adjusted the settings.
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings::new(dir.path().join("data"));
+        if backend == Backend::Postgres {
+            settings.database_url = Some(fresh_postgres().await);
+        }
+        configure(&mut settings);
+        let clock = Arc::new(ManualClock::new(START));
+        let (app, report) = App::open(settings, clock.clone())
+            .await
+            .expect("open the store");
+        let admin_token = report.admin_token.expect("a fresh store creates the admin");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
+        let url = format!("http://{}", listener.local_addr().expect("bound address"));
+        let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = companyos_server::AppState {
+            app: app.clone(),
+            body_bytes_max: 1024 * 1024,
+        };
+        let handle = tokio::spawn(async move {
+            companyos_server::serve(state, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        TestServer {
+            backend,
+            url,
+            admin_token,
+            app,
+            clock,
+            dir,
+            shutdown: Some(shutdown),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn api(&self, token: &str) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            url: self.url.clone(),
+            token: Some(token.to_owned()),
+        }
+    }
+
+    pub fn admin(&self) -> Api {
+        self.api(&self.admin_token)
+    }
+
+    pub fn anonymous(&self) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            url: self.url.clone(),
+            token: None,
+        }
+    }
+
+    /// Creates an operator with `role`; returns a client with its token.
+    pub async fn operator(&self, name: &str, role: &str) -> Api {
+        let (status, body) = self
+            .admin()
+            .post("/v1/operators", json!({"name": name, "role": role}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        self.api(body["token"].as_str().expect("token"))
+    }
+
+    /// Creates an active tenant; returns its API key.
+    pub async fn tenant(&self, id: &str) -> String {
+        let (status, body) = self
+            .admin()
+            .post(
+                "/v1/tenants",
+                json!({"id": id, "name": format!("Tenant {id}"), "plan": "standard",
+                       "home_region": "eu-west-1", "allowed_regions": ["eu-west-1", "eu-central-1"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["api_key"].as_str().expect("api key").to_owned()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.await;
+        }
+        self.app.db().close().await;
+    }
+}
+
+/// A JSON client of the API.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub token: Option<String>,
+}
+
+impl Api {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+    ) -> (StatusCode, HeaderMap, String) {
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some((content_type, bytes)) = body {
+            request = request.header("content-type", content_type).body(bytes);
+        }
+        let response = request.send().await.expect("request reaches the server");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        (status, headers, text)
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let body = body.map(|b| ("application/json", serde_json::to_vec(&b).expect("json")));
+        let (status, headers, text) = self.raw(method, path, body).await;
+        if !status.is_success() {
+            let content_type = headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            assert_eq!(
+                content_type, "application/problem+json",
+                "every error is problem+json ({status} {path}: {text})"
+            );
+        }
+        let value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PUT, path, Some(body)).await
+    }
+
+    pub async fn text(&self, path: &str) -> (StatusCode, String) {
+        let (status, _, text) = self.raw(Method::GET, path, None).await;
+        (status, text)
+    }
+}
+
+/// A valid usage event at `at`.
+pub fn event(tenant: &str, event_id: &str, quantity: &str, at: OffsetDateTime) -> Value {
+    json!({
+        "event_id": event_id,
+        "tenant_id": tenant,
+        "service": "api",
+        "metric": "requests",
+        "quantity": quantity,
+        "unit": "request",
+        "timestamp": companyos_domain::time_util::format_rfc3339(at),
+        "request_id": format!("req-{event_id}"),
+    })
+}
+
+/// Audit records matching a query, read as admin.
+pub async fn audit(server: &TestServer, query: &str) -> Vec<Value> {
+    let (status, body) = server.admin().get(&format!("/v1/audit?{query}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array().cloned().unwrap_or_default()
+}
