@@ -1,6 +1,8 @@
 -- CompanyOS schema v1, shared by SQLite and PostgreSQL.
 -- Times are BIGINT microseconds since the Unix epoch (UTC), days are BIGINT days since
 -- 1970-01-01, decimals are TEXT (exact), JSON documents are TEXT, flags are BIGINT 0 or 1.
+-- CLUSTERED marks tables stored in primary key order (SQLite WITHOUT ROWID: one B-tree
+-- instead of a table and an index, for the append-heavy ledger tables).
 
 CREATE TABLE settings (
     key TEXT PRIMARY KEY,
@@ -140,7 +142,7 @@ CREATE TABLE ledger_leaves (
     leaf_hash BLOB_TYPE NOT NULL,
     leaf_data BLOB_TYPE NOT NULL,
     PRIMARY KEY (log_id, leaf_index)
-);
+) CLUSTERED;
 
 CREATE TABLE ledger_nodes (
     log_id TEXT NOT NULL,
@@ -148,7 +150,7 @@ CREATE TABLE ledger_nodes (
     node_index BIGINT NOT NULL,
     hash BLOB_TYPE NOT NULL,
     PRIMARY KEY (log_id, level, node_index)
-);
+) CLUSTERED;
 
 CREATE TABLE ledger_checkpoints (
     log_id TEXT NOT NULL,
@@ -206,10 +208,11 @@ CREATE TABLE usage_events (
     received_at BIGINT NOT NULL,
     canonical TEXT NOT NULL,
     source_signature TEXT,
-    PRIMARY KEY (tenant_id, event_id)
-);
+    PRIMARY KEY (tenant_id, seq)
+) CLUSTERED;
 
-CREATE UNIQUE INDEX usage_events_seq ON usage_events (tenant_id, seq);
+-- The dedupe key.
+CREATE UNIQUE INDEX usage_events_key ON usage_events (tenant_id, event_id);
 
 CREATE TABLE usage_rejections (
     id TEXT PRIMARY KEY,

@@ -145,6 +145,11 @@ impl App {
                 "boundary_driver = \"postgres\" needs a postgres:// database URL".to_owned(),
             ));
         }
+        if settings.evidence_store == EvidenceStoreKind::Database && !url.starts_with("postgres") {
+            return Err(StartError::Settings(
+                "evidence_store = \"database\" is for several nodes on PostgreSQL; the embedded store keeps evidence in the data dir".to_owned(),
+            ));
+        }
         let db = Db::connect(
             &url,
             PoolOptions {

@@ -382,6 +382,23 @@ impl App {
                 .ok_or_else(|| {
                     StoreError::corrupt(format!("approval action {}", approval.action))
                 })?;
+            // Nothing left to do (e.g. the purge timer purged the tenant while this purge
+            // waited): running it again would redo the purge and issue a second certificate.
+            if companyos_domain::tenant::transition(
+                tenant.status,
+                action,
+                tenant.status_before_delete,
+            )
+            .is_ok_and(|t| !t.changes())
+            {
+                return Err(ServiceError::Conflict {
+                    message: format!(
+                        "tenant {} is already {}: {} has nothing left to do",
+                        tenant.id, tenant.status, approval.action
+                    ),
+                    current_status: Some(tenant.status.as_str().to_owned()),
+                });
+            }
             // The requester must still be an active operator allowed to request the action.
             let requester = self.requester_principal(tx, &approval.requested_by).await?;
             let requester_actor = Actor {

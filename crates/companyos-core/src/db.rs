@@ -161,9 +161,20 @@ impl Db {
         &self.readers
     }
 
-    /// Begins a write transaction.
+    /// Begins a write transaction. On SQLite it takes the write lock at once (`BEGIN
+    /// IMMEDIATE`): a deferred transaction that reads first and writes later fails with
+    /// SQLITE_BUSY_SNAPSHOT, without waiting, if anything else committed in between.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
-        Ok(self.writer.begin().await?)
+        Ok(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        })
+    }
+
+    /// The pool for single-statement writes outside a transaction (the same connection as
+    /// transactions on SQLite, so writers never race each other).
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// ` FOR UPDATE` on PostgreSQL (row locks serialise writers across nodes); nothing on
@@ -212,8 +223,12 @@ impl Db {
                 .collect::<Vec<_>>()
                 .join("\n");
             let sql = match self.backend {
-                Backend::Sqlite => sql.replace("BLOB_TYPE", "BLOB"),
-                Backend::Postgres => sql.replace("BLOB_TYPE", "BYTEA"),
+                Backend::Sqlite => sql
+                    .replace("BLOB_TYPE", "BLOB")
+                    .replace(") CLUSTERED", ") WITHOUT ROWID"),
+                Backend::Postgres => sql
+                    .replace("BLOB_TYPE", "BYTEA")
+                    .replace(") CLUSTERED", ")"),
             };
             for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
                 tx.execute(statement)
@@ -277,8 +292,45 @@ pub async fn create_postgres_database(server_url: &str, name: &str) -> Result<St
     Ok(format!("{base}/{name}"))
 }
 
-/// Builds `($1, $2, ...), (...)` for a multi-row insert of `rows` rows of `columns` columns.
-pub fn values_placeholders(rows: usize, columns: usize) -> String {
+/// How bind parameters are written. SQLite gets anonymous `?` for long parameter lists: its
+/// lookup of a named parameter (`$N`) scans every name, which makes binding a 4,000-parameter
+/// multi-row insert quadratic. PostgreSQL only knows `$N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholders {
+    Numbered,
+    Positional,
+}
+
+impl Placeholders {
+    pub fn of(conn: &AnyConnection) -> Self {
+        if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+            Self::Positional
+        } else {
+            Self::Numbered
+        }
+    }
+
+    pub fn for_backend(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Self::Positional,
+            Backend::Postgres => Self::Numbered,
+        }
+    }
+
+    fn write(self, sql: &mut String, number: usize) {
+        match self {
+            Self::Positional => sql.push('?'),
+            Self::Numbered => {
+                sql.push('$');
+                sql.push_str(&number.to_string());
+            }
+        }
+    }
+}
+
+/// `(p1, p2, ...), (...)` for a multi-row insert of `rows` rows of `columns` columns. Every
+/// parameter of the statement must come from this (or [`list_placeholders`], in order).
+pub fn values_placeholders(style: Placeholders, rows: usize, columns: usize) -> String {
     let mut sql = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         if row > 0 {
@@ -289,22 +341,26 @@ pub fn values_placeholders(rows: usize, columns: usize) -> String {
             if column > 0 {
                 sql.push(',');
             }
-            sql.push('$');
-            sql.push_str(&(row * columns + column + 1).to_string());
+            style.write(&mut sql, row * columns + column + 1);
         }
         sql.push(')');
     }
     sql
 }
 
-/// `$first, $first+1, ...` for an `IN (...)` list of `count` values.
-pub fn list_placeholders(first: usize, count: usize) -> String {
-    (first..first + count)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(",")
+/// `p_first, p_first+1, ...` for an `IN (...)` list of `count` values.
+pub fn list_placeholders(style: Placeholders, first: usize, count: usize) -> String {
+    let mut sql = String::with_capacity(count * 5);
+    for i in 0..count {
+        if i > 0 {
+            sql.push(',');
+        }
+        style.write(&mut sql, first + i);
+    }
+    sql
 }
 
 /// The schema, one entry per version. `BLOB_TYPE` is BLOB on SQLite and BYTEA on PostgreSQL;
-/// everything else is spelled the same on both engines.
+/// `) CLUSTERED` is `) WITHOUT ROWID` on SQLite and nothing on PostgreSQL; everything else is
+/// spelled the same on both engines.
 const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_init.sql"))];

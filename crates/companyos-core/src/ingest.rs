@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::app::{Actor, App};
 use crate::audit::{self, NewAudit};
 use crate::authz::Resource;
-use crate::db::{StoreError, Tx, list_placeholders, values_placeholders};
+use crate::db::{Placeholders, StoreError, Tx, list_placeholders, values_placeholders};
 use crate::error::ServiceError;
 use crate::ledger_store::{self, LogHead};
 use crate::settings::SignatureRequirement;
@@ -410,7 +410,11 @@ impl App {
         for chunk in ids.chunks(KEYS_PER_LOOKUP) {
             let sql = format!(
                 "SELECT id, service, public_key FROM sources WHERE id IN ({})",
-                list_placeholders(1, chunk.len())
+                list_placeholders(
+                    Placeholders::for_backend(self.db().backend()),
+                    1,
+                    chunk.len()
+                )
             );
             let mut query = sqlx::query(&sql);
             for id in chunk {
@@ -536,16 +540,30 @@ impl App {
                     .map(|c| c.event.tenant_id.as_str().to_owned())
             })
             .collect();
-        let statuses = tenant_statuses(tx, &tenant_ids).await?;
+        // Rejected events name tenants too: their reconciliation counts need to know them.
+        let named: BTreeSet<String> = jobs
+            .iter()
+            .flat_map(|j| j.rejected.iter().filter_map(|r| r.tenant_id.clone()))
+            .chain(tenant_ids.iter().cloned())
+            .collect();
+        let statuses = tenant_statuses(tx, &named).await?;
         // Lock the ledger heads of the tenants that can take events, in a fixed order.
-        let mut heads: BTreeMap<String, LogHead> = BTreeMap::new();
-        for tenant_id in &tenant_ids {
-            if statuses.get(tenant_id).is_some_and(|s| accepts_usage(*s)) {
-                let head = ledger_store::lock_head(self.db(), tx, &usage_log_id(tenant_id)).await?;
-                heads.insert(tenant_id.clone(), head);
-            }
-        }
-        let closed = closed_days(tx, &heads).await?;
+        let log_ids: BTreeSet<String> = tenant_ids
+            .iter()
+            .filter(|t| statuses.get(*t).is_some_and(|s| accepts_usage(*s)))
+            .map(|t| usage_log_id(t))
+            .collect();
+        let mut heads: BTreeMap<String, LogHead> =
+            ledger_store::lock_heads(self.db(), tx, &log_ids, to_micros(now))
+                .await?
+                .into_iter()
+                .filter_map(|(log_id, head)| {
+                    log_id
+                        .strip_prefix("tenant/")
+                        .map(|tenant| (tenant.to_owned(), head))
+                })
+                .collect();
+        let closed = closed_days(tx, jobs, &heads).await?;
         let existing = existing_keys(tx, jobs, &heads).await?;
         let mut state = GroupState::default();
         let mut outcomes = Vec::with_capacity(jobs.len());
@@ -755,6 +773,11 @@ impl App {
             audits.push(ingest_audit(&job.actor, &outcome));
             outcomes.push(outcome);
         }
+        // Reconciliation counts only tenants that exist (an unknown tenant id is still kept in
+        // the rejection rows, for the global report).
+        state
+            .counters
+            .retain(|(tenant, _), _| statuses.contains_key(tenant));
         state.write(tx, &mut heads, now_micros).await?;
         audit::append(
             self.db(),
@@ -815,7 +838,7 @@ async fn tenant_statuses(
     for chunk in ids.chunks(KEYS_PER_LOOKUP) {
         let sql = format!(
             "SELECT id, status FROM tenants WHERE id IN ({})",
-            list_placeholders(1, chunk.len())
+            list_placeholders(Placeholders::of(conn), 1, chunk.len())
         );
         let mut query = sqlx::query(&sql);
         for id in chunk {
@@ -835,16 +858,42 @@ async fn tenant_statuses(
 
 async fn closed_days(
     conn: &mut AnyConnection,
+    jobs: &[Job],
     heads: &BTreeMap<String, LogHead>,
 ) -> Result<BTreeSet<(String, i64)>, StoreError> {
+    let days: BTreeSet<i64> = jobs
+        .iter()
+        .flat_map(|j| &j.checked)
+        .map(|c| day_number(utc_day(c.event.timestamp)))
+        .collect();
     let mut closed = BTreeSet::new();
-    for tenant_id in heads.keys() {
-        let days: Vec<i64> =
-            sqlx::query_scalar("SELECT day FROM usage_days_closed WHERE tenant_id = $1")
-                .bind(tenant_id.as_str())
-                .fetch_all(&mut *conn)
-                .await?;
-        closed.extend(days.into_iter().map(|d| (tenant_id.clone(), d)));
+    if heads.is_empty() || days.is_empty() {
+        return Ok(closed);
+    }
+    let tenants: Vec<&String> = heads.keys().collect();
+    let days: Vec<i64> = days.into_iter().collect();
+    for tenant_chunk in tenants.chunks(KEYS_PER_LOOKUP) {
+        for day_chunk in days.chunks(KEYS_PER_LOOKUP) {
+            let sql = format!(
+                "SELECT tenant_id, day FROM usage_days_closed WHERE tenant_id IN ({}) AND day IN ({})",
+                list_placeholders(Placeholders::of(conn), 1, tenant_chunk.len()),
+                list_placeholders(
+                    Placeholders::of(conn),
+                    1 + tenant_chunk.len(),
+                    day_chunk.len()
+                )
+            );
+            let mut query = sqlx::query(&sql);
+            for tenant in tenant_chunk {
+                query = query.bind(tenant.as_str());
+            }
+            for day in day_chunk {
+                query = query.bind(*day);
+            }
+            for row in query.fetch_all(&mut *conn).await? {
+                closed.insert((row.try_get("tenant_id")?, row.try_get("day")?));
+            }
+        }
     }
     Ok(closed)
 }
@@ -854,37 +903,32 @@ async fn existing_keys(
     jobs: &[Job],
     heads: &BTreeMap<String, LogHead>,
 ) -> Result<HashMap<(String, String), (u64, String)>, StoreError> {
-    let mut by_tenant: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for checked in jobs.iter().flat_map(|j| &j.checked) {
-        let tenant = checked.event.tenant_id.as_str();
-        if heads.contains_key(tenant) {
-            by_tenant
-                .entry(tenant)
-                .or_default()
-                .insert(checked.event.event_id.as_str());
-        }
-    }
+    let keys: BTreeSet<(&str, &str)> = jobs
+        .iter()
+        .flat_map(|j| &j.checked)
+        .map(|c| (c.event.tenant_id.as_str(), c.event.event_id.as_str()))
+        .filter(|(tenant, _)| heads.contains_key(*tenant))
+        .collect();
+    let keys: Vec<(&str, &str)> = keys.into_iter().collect();
     let mut existing = HashMap::new();
-    for (tenant, ids) in by_tenant {
-        let ids: Vec<&str> = ids.into_iter().collect();
-        for chunk in ids.chunks(KEYS_PER_LOOKUP) {
-            let sql = format!(
-                "SELECT event_id, seq, digest FROM usage_events WHERE tenant_id = $1 \
-                 AND event_id IN ({})",
-                list_placeholders(2, chunk.len())
+    // One lookup per chunk of keys, with row values so the (tenant_id, event_id) index serves it.
+    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+        let sql = format!(
+            "WITH k (t, e) AS (VALUES {}) SELECT u.tenant_id, u.event_id, u.seq, u.digest \
+             FROM k JOIN usage_events u ON u.tenant_id = k.t AND u.event_id = k.e",
+            values_placeholders(Placeholders::of(conn), chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (tenant, event_id) in chunk {
+            query = query.bind(*tenant).bind(*event_id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let seq = u64::try_from(row.try_get::<i64, _>("seq")?)
+                .map_err(|_| StoreError::corrupt("negative seq"))?;
+            existing.insert(
+                (row.try_get("tenant_id")?, row.try_get("event_id")?),
+                (seq, row.try_get("digest")?),
             );
-            let mut query = sqlx::query(&sql).bind(tenant);
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(&mut *conn).await? {
-                let seq = u64::try_from(row.try_get::<i64, _>("seq")?)
-                    .map_err(|_| StoreError::corrupt("negative seq"))?;
-                existing.insert(
-                    (tenant.to_owned(), row.try_get("event_id")?),
-                    (seq, row.try_get("digest")?),
-                );
-            }
         }
     }
     Ok(existing)
@@ -1032,15 +1076,13 @@ impl GroupState {
         heads: &mut BTreeMap<String, LogHead>,
         now_micros: i64,
     ) -> Result<(), ServiceError> {
-        for head in heads.values_mut() {
-            ledger_store::write_appends(tx, head, now_micros).await?;
-        }
+        ledger_store::write_many_appends(tx, heads.values_mut(), now_micros).await?;
         for chunk in self.events.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO usage_events (tenant_id, event_id, seq, digest, service, metric, unit, \
                  quantity, event_time, event_day, class, flags, source, source_seq, received_at, \
                  canonical, source_signature) VALUES {}",
-                values_placeholders(chunk.len(), 17)
+                values_placeholders(Placeholders::of(tx), chunk.len(), 17)
             );
             let mut query = sqlx::query(&sql);
             for row in chunk {
@@ -1066,42 +1108,51 @@ impl GroupState {
             query.execute(&mut **tx).await?;
         }
         let now = companyos_domain::time_util::from_micros(now_micros);
-        for row in &self.rejections {
-            sqlx::query(
+        for chunk in self.rejections.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO usage_rejections (id, tenant_id, event_id, event_day, received_at, \
-                 errors, raw, raw_truncated) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(new_id("rej", now))
-            .bind(row.tenant_id.as_deref())
-            .bind(row.event_id.as_deref())
-            .bind(row.day)
-            .bind(now_micros)
-            .bind(row.errors.as_str())
-            .bind(row.raw.as_str())
-            .bind(i64::from(row.truncated))
-            .execute(&mut **tx)
-            .await?;
+                 errors, raw, raw_truncated) VALUES {}",
+                values_placeholders(Placeholders::of(tx), chunk.len(), 8)
+            );
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query
+                    .bind(new_id("rej", now))
+                    .bind(row.tenant_id.as_deref())
+                    .bind(row.event_id.as_deref())
+                    .bind(row.day)
+                    .bind(now_micros)
+                    .bind(row.errors.as_str())
+                    .bind(row.raw.as_str())
+                    .bind(i64::from(row.truncated));
+            }
+            query.execute(&mut **tx).await?;
         }
-        for row in &self.conflicts {
-            sqlx::query(
+        for chunk in self.conflicts.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO usage_conflicts (id, tenant_id, event_id, original_seq, digest, \
-                 event_day, received_at, raw) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(new_id("cfl", now))
-            .bind(row.tenant_id.as_str())
-            .bind(row.event_id.as_str())
-            .bind(to_i64(row.original_seq)?)
-            .bind(row.digest.as_str())
-            .bind(row.day)
-            .bind(now_micros)
-            .bind(row.raw.as_str())
-            .execute(&mut **tx)
-            .await?;
+                 event_day, received_at, raw) VALUES {}",
+                values_placeholders(Placeholders::of(tx), chunk.len(), 8)
+            );
+            let mut query = sqlx::query(&sql);
+            for row in chunk {
+                query = query
+                    .bind(new_id("cfl", now))
+                    .bind(row.tenant_id.as_str())
+                    .bind(row.event_id.as_str())
+                    .bind(to_i64(row.original_seq)?)
+                    .bind(row.digest.as_str())
+                    .bind(row.day)
+                    .bind(now_micros)
+                    .bind(row.raw.as_str());
+            }
+            query.execute(&mut **tx).await?;
         }
-        for ((tenant_id, day), c) in &self.counters {
-            sqlx::query(
+        let counters: Vec<(&(String, i64), &Counters)> = self.counters.iter().collect();
+        for chunk in counters.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO usage_counters (tenant_id, day, accepted, duplicates, late, invalid, \
-                 conflicts, unsigned_events, undeclared) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 conflicts, unsigned_events, undeclared) VALUES {} \
                  ON CONFLICT (tenant_id, day) DO UPDATE SET \
                  accepted = usage_counters.accepted + excluded.accepted, \
                  duplicates = usage_counters.duplicates + excluded.duplicates, \
@@ -1110,37 +1161,47 @@ impl GroupState {
                  conflicts = usage_counters.conflicts + excluded.conflicts, \
                  unsigned_events = usage_counters.unsigned_events + excluded.unsigned_events, \
                  undeclared = usage_counters.undeclared + excluded.undeclared",
-            )
-            .bind(tenant_id.as_str())
-            .bind(*day)
-            .bind(c.accepted)
-            .bind(c.duplicates)
-            .bind(c.late)
-            .bind(c.invalid)
-            .bind(c.conflicts)
-            .bind(c.unsigned)
-            .bind(c.undeclared)
-            .execute(&mut **tx)
-            .await?;
+                values_placeholders(Placeholders::of(tx), chunk.len(), 9)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((tenant_id, day), c) in chunk {
+                query = query
+                    .bind(tenant_id.as_str())
+                    .bind(*day)
+                    .bind(c.accepted)
+                    .bind(c.duplicates)
+                    .bind(c.late)
+                    .bind(c.invalid)
+                    .bind(c.conflicts)
+                    .bind(c.unsigned)
+                    .bind(c.undeclared);
+            }
+            query.execute(&mut **tx).await?;
         }
         write_rollups(tx, "usage_daily", &self.rollups).await?;
         write_rollups(tx, "usage_late", &self.late_rollups).await?;
         for ((source, tenant_id), seqs) in &self.source_seqs {
             merge_source_ranges(tx, source, tenant_id, seqs).await?;
         }
-        for ((service, metric, unit), events) in &self.seen {
-            sqlx::query(
+        let seen: Vec<(&(String, String, String), &i64)> = self.seen.iter().collect();
+        for chunk in seen.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
                 "INSERT INTO metering_seen (service, metric, unit, first_seen, last_seen, events) \
-                 VALUES ($1, $2, $3, $4, $4, $5) ON CONFLICT (service, metric, unit) DO UPDATE SET \
+                 VALUES {} ON CONFLICT (service, metric, unit) DO UPDATE SET \
                  last_seen = excluded.last_seen, events = metering_seen.events + excluded.events",
-            )
-            .bind(service.as_str())
-            .bind(metric.as_str())
-            .bind(unit.as_str())
-            .bind(now_micros)
-            .bind(*events)
-            .execute(&mut **tx)
-            .await?;
+                values_placeholders(Placeholders::of(tx), chunk.len(), 6)
+            );
+            let mut query = sqlx::query(&sql);
+            for ((service, metric, unit), events) in chunk {
+                query = query
+                    .bind(service.as_str())
+                    .bind(metric.as_str())
+                    .bind(unit.as_str())
+                    .bind(now_micros)
+                    .bind(now_micros)
+                    .bind(**events);
+            }
+            query.execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -1150,63 +1211,93 @@ fn to_i64(value: u64) -> Result<i64, ServiceError> {
     i64::try_from(value).map_err(|_| ServiceError::Internal("value out of range".to_owned()))
 }
 
-/// Adds a group's rollup deltas to the stored rows (read, add exactly, write back).
+/// Adds a group's rollup deltas to the stored rows: one read of the affected rows, exact sums
+/// in Rust (decimals are TEXT on both engines), one multi-row upsert.
 async fn write_rollups(
     tx: &mut Tx,
     table: &str,
     deltas: &BTreeMap<RollupKey, Rollup>,
 ) -> Result<(), ServiceError> {
-    for ((tenant_id, day, service, metric, unit), delta) in deltas {
-        let row = sqlx::query(&format!(
-            "SELECT quantity_sum, quantity_max, events FROM {table} WHERE tenant_id = $1 \
-             AND day = $2 AND service = $3 AND metric = $4 AND unit = $5"
-        ))
-        .bind(tenant_id.as_str())
-        .bind(*day)
-        .bind(service.as_str())
-        .bind(metric.as_str())
-        .bind(unit.as_str())
-        .fetch_optional(&mut **tx)
-        .await?;
-        let (sum, max, events) = match row {
-            Some(row) => {
-                let sum: String = row.try_get("quantity_sum")?;
-                let max: String = row.try_get("quantity_max")?;
-                let sum: Decimal = sum
-                    .parse()
-                    .map_err(|_| StoreError::corrupt("rollup quantity"))?;
-                let max: Decimal = max
-                    .parse()
-                    .map_err(|_| StoreError::corrupt("rollup quantity"))?;
+    let keys: Vec<&RollupKey> = deltas.keys().collect();
+    let mut stored: HashMap<RollupKey, Rollup> = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH k (t, d, s, m, u) AS (VALUES {}) SELECT r.tenant_id, r.day, r.service, \
+             r.metric, r.unit, r.quantity_sum, r.quantity_max, r.events FROM k JOIN {table} r \
+             ON r.tenant_id = k.t AND r.day = k.d AND r.service = k.s AND r.metric = k.m \
+             AND r.unit = k.u",
+            values_placeholders(Placeholders::of(tx), chunk.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for (tenant_id, day, service, metric, unit) in chunk {
+            query = query
+                .bind(tenant_id.as_str())
+                .bind(*day)
+                .bind(service.as_str())
+                .bind(metric.as_str())
+                .bind(unit.as_str());
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let sum: String = row.try_get("quantity_sum")?;
+            let max: String = row.try_get("quantity_max")?;
+            stored.insert(
                 (
-                    exact_add(sum, delta.sum).ok_or_else(|| {
-                        ServiceError::Internal(
-                            "rollup total exceeds the exact decimal range".to_owned(),
-                        )
-                    })?,
-                    max.max(delta.max),
-                    row.try_get::<i64, _>("events")? + delta.events,
-                )
-            }
-            None => (delta.sum, delta.max, delta.events),
+                    row.try_get("tenant_id")?,
+                    row.try_get("day")?,
+                    row.try_get("service")?,
+                    row.try_get("metric")?,
+                    row.try_get("unit")?,
+                ),
+                Rollup {
+                    sum: sum
+                        .parse()
+                        .map_err(|_| StoreError::corrupt("rollup quantity"))?,
+                    max: max
+                        .parse()
+                        .map_err(|_| StoreError::corrupt("rollup quantity"))?,
+                    events: row.try_get("events")?,
+                },
+            );
+        }
+    }
+    let mut merged: Vec<(&RollupKey, Rollup)> = Vec::with_capacity(keys.len());
+    for (key, delta) in deltas {
+        let total = match stored.get(key) {
+            Some(old) => Rollup {
+                sum: exact_add(old.sum, delta.sum).ok_or_else(|| {
+                    ServiceError::Internal(
+                        "rollup total exceeds the exact decimal range".to_owned(),
+                    )
+                })?,
+                max: old.max.max(delta.max),
+                events: old.events + delta.events,
+            },
+            None => delta.clone(),
         };
-        sqlx::query(&format!(
+        merged.push((key, total));
+    }
+    for chunk in merged.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
             "INSERT INTO {table} (tenant_id, day, service, metric, unit, quantity_sum, \
-             quantity_max, events) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             quantity_max, events) VALUES {} \
              ON CONFLICT (tenant_id, day, service, metric, unit) DO UPDATE SET \
              quantity_sum = excluded.quantity_sum, quantity_max = excluded.quantity_max, \
-             events = excluded.events"
-        ))
-        .bind(tenant_id.as_str())
-        .bind(*day)
-        .bind(service.as_str())
-        .bind(metric.as_str())
-        .bind(unit.as_str())
-        .bind(sum.normalize().to_string())
-        .bind(max.normalize().to_string())
-        .bind(events)
-        .execute(&mut **tx)
-        .await?;
+             events = excluded.events",
+            values_placeholders(Placeholders::of(tx), chunk.len(), 8)
+        );
+        let mut query = sqlx::query(&sql);
+        for ((tenant_id, day, service, metric, unit), total) in chunk {
+            query = query
+                .bind(tenant_id.as_str())
+                .bind(*day)
+                .bind(service.as_str())
+                .bind(metric.as_str())
+                .bind(unit.as_str())
+                .bind(total.sum.normalize().to_string())
+                .bind(total.max.normalize().to_string())
+                .bind(total.events);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -1307,19 +1398,26 @@ pub fn split_body(
         }
         return Ok(events);
     }
-    let value = companyos_ledger::jcs::parse_strict(body)
-        .map_err(|e| ServiceError::invalid("body", e.to_string()))?;
-    let Value::Array(items) = value else {
-        return Err(ServiceError::invalid(
-            "body",
-            "must be a JSON array of events (or application/x-ndjson)",
-        ));
-    };
+    // Split the array into each element's own text first (no re-serialisation), then parse each
+    // element strictly: duplicate keys are refused per event, like every other event rule.
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_slice(body).map_err(|e| {
+        if e.classify() == serde_json::error::Category::Data {
+            ServiceError::invalid(
+                "body",
+                "must be a JSON array of events (or application/x-ndjson)",
+            )
+        } else {
+            ServiceError::invalid("body", format!("is not valid JSON: {e}"))
+        }
+    })?;
     if items.len() > events_max {
         return Err(ServiceError::TooLarge(format!(
             "a batch holds at most {events_max} events, this one has {}",
             items.len()
         )));
     }
-    Ok(items.iter().map(RawEvent::from_value).collect())
+    Ok(items
+        .iter()
+        .map(|item| RawEvent::parse(item.get()))
+        .collect())
 }

@@ -38,7 +38,7 @@ impl App {
         .bind(self.node_id())
         .bind(expires)
         .bind(to_micros(now))
-        .execute(self.db().readers())
+        .execute(self.db().writer())
         .await?;
         let holder: String = sqlx::query_scalar("SELECT holder FROM job_leases WHERE job = $1")
             .bind(job)

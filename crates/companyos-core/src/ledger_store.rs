@@ -14,7 +14,7 @@ use companyos_ledger::note::NoteSigner;
 use companyos_ledger::{Frontier, Hash, leaf_hash, node_hash};
 use sqlx::{AnyConnection, Row as _};
 
-use crate::db::{Db, StoreError, values_placeholders};
+use crate::db::{Db, Placeholders, StoreError, values_placeholders};
 
 /// Interior levels that are stored: multiples of this.
 pub const STORED_LEVEL_STRIDE: u8 = 4;
@@ -82,10 +82,24 @@ pub async fn lock_head(
         "SELECT tree_size, frontier FROM ledger_heads WHERE log_id = $1{}",
         db.for_update()
     );
-    let row = sqlx::query(&sql)
+    let mut row = sqlx::query(&sql)
         .bind(log_id)
         .fetch_optional(&mut *conn)
         .await?;
+    if row.is_none() && db.backend() == crate::db::Backend::Postgres {
+        // No head row to lock yet: two nodes appending the first leaf at once would both start
+        // from the empty tree and one would fail on the leaf's key. Serialise the first append
+        // on a transaction-scoped advisory lock of the log, then read again: a node that waited
+        // sees (and locks) the head the other one committed.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(log_id)
+            .execute(&mut *conn)
+            .await?;
+        row = sqlx::query(&sql)
+            .bind(log_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
     let (frontier, exists) = match row {
         Some(row) => {
             let size = to_u64(row.try_get::<i64, _>(0)?)?;
@@ -136,7 +150,7 @@ pub async fn write_appends(
     for chunk in leaves.chunks(INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
-            values_placeholders(chunk.len(), 4)
+            values_placeholders(Placeholders::of(conn), chunk.len(), 4)
         );
         let mut query = sqlx::query(&sql);
         for (index, hash, data) in chunk {
@@ -152,7 +166,7 @@ pub async fn write_appends(
     for chunk in nodes.chunks(INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO ledger_nodes (log_id, level, node_index, hash) VALUES {}",
-            values_placeholders(chunk.len(), 4)
+            values_placeholders(Placeholders::of(conn), chunk.len(), 4)
         );
         let mut query = sqlx::query(&sql);
         for (id, hash) in chunk {
@@ -686,4 +700,153 @@ fn check_checkpoint(
             checkpoint.tree_size
         )),
     }
+}
+
+/// Locks the heads of several logs at once, in log id order (so two transactions never wait on
+/// each other in a cycle), creating the heads that do not exist yet: a created head row is what
+/// later appenders of that log lock, on every node.
+pub async fn lock_heads(
+    db: &Db,
+    conn: &mut AnyConnection,
+    log_ids: &std::collections::BTreeSet<String>,
+    now_micros: i64,
+) -> Result<std::collections::BTreeMap<String, LogHead>, StoreError> {
+    let ids: Vec<&String> = log_ids.iter().collect();
+    let empty_root = companyos_ledger::hash::empty_tree_root()
+        .as_bytes()
+        .to_vec();
+    for chunk in ids.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "INSERT INTO ledger_heads (log_id, tree_size, root, frontier, updated_at) VALUES {} \
+             ON CONFLICT (log_id) DO NOTHING",
+            values_placeholders(Placeholders::of(conn), chunk.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query
+                .bind(id.as_str())
+                .bind(0_i64)
+                .bind(empty_root.clone())
+                .bind(Vec::<u8>::new())
+                .bind(now_micros);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    let mut heads = std::collections::BTreeMap::new();
+    for chunk in ids.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "SELECT log_id, tree_size, frontier FROM ledger_heads WHERE log_id IN ({}) \
+             ORDER BY log_id{}",
+            crate::db::list_placeholders(Placeholders::of(conn), 1, chunk.len()),
+            db.for_update()
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let log_id: String = row.try_get(0)?;
+            let size = to_u64(row.try_get::<i64, _>(1)?)?;
+            let bytes: Vec<u8> = row.try_get(2)?;
+            let frontier = Frontier::from_bytes(size, &bytes)
+                .map_err(|e| StoreError::corrupt(format!("log {log_id}: {e}")))?;
+            heads.insert(
+                log_id.clone(),
+                LogHead {
+                    log_id,
+                    frontier,
+                    exists: true,
+                    pending_leaves: Vec::new(),
+                    pending_nodes: Vec::new(),
+                },
+            );
+        }
+    }
+    if heads.len() != log_ids.len() {
+        return Err(StoreError::corrupt(
+            "a ledger head vanished while being locked",
+        ));
+    }
+    Ok(heads)
+}
+
+/// Persists the appends of many heads in a few multi-row statements.
+pub async fn write_many_appends<'a>(
+    conn: &mut AnyConnection,
+    heads: impl IntoIterator<Item = &'a mut LogHead>,
+    now_micros: i64,
+) -> Result<(), StoreError> {
+    let mut leaves: Vec<(String, u64, Hash, Vec<u8>)> = Vec::new();
+    let mut nodes: Vec<(String, NodeId, Hash)> = Vec::new();
+    let mut changed: Vec<(String, i64, Vec<u8>, Vec<u8>)> = Vec::new();
+    for head in heads {
+        if head.pending_leaves.is_empty() {
+            continue;
+        }
+        assert!(
+            head.exists,
+            "write_many_appends needs heads from lock_heads"
+        );
+        for (index, hash, data) in std::mem::take(&mut head.pending_leaves) {
+            leaves.push((head.log_id.clone(), index, hash, data));
+        }
+        for (id, hash) in std::mem::take(&mut head.pending_nodes) {
+            nodes.push((head.log_id.clone(), id, hash));
+        }
+        changed.push((
+            head.log_id.clone(),
+            to_i64(head.frontier.tree_size())?,
+            head.frontier.root().as_bytes().to_vec(),
+            head.frontier.to_bytes(),
+        ));
+    }
+    for chunk in leaves.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "INSERT INTO ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
+            values_placeholders(Placeholders::of(conn), chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for (log_id, index, hash, data) in chunk {
+            query = query
+                .bind(log_id.as_str())
+                .bind(to_i64(*index)?)
+                .bind(hash.as_bytes().to_vec())
+                .bind(data.clone());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    for chunk in nodes.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "INSERT INTO ledger_nodes (log_id, level, node_index, hash) VALUES {}",
+            values_placeholders(Placeholders::of(conn), chunk.len(), 4)
+        );
+        let mut query = sqlx::query(&sql);
+        for (log_id, id, hash) in chunk {
+            query = query
+                .bind(log_id.as_str())
+                .bind(i64::from(id.level))
+                .bind(to_i64(id.index)?)
+                .bind(hash.as_bytes().to_vec());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    for chunk in changed.chunks(INSERT_ROWS_MAX) {
+        let sql = format!(
+            "INSERT INTO ledger_heads (log_id, tree_size, root, frontier, updated_at) VALUES {} \
+             ON CONFLICT (log_id) DO UPDATE SET tree_size = excluded.tree_size, \
+             root = excluded.root, frontier = excluded.frontier, updated_at = excluded.updated_at",
+            values_placeholders(Placeholders::of(conn), chunk.len(), 5)
+        );
+        let mut query = sqlx::query(&sql);
+        for (log_id, size, root, frontier) in chunk {
+            query = query
+                .bind(log_id.as_str())
+                .bind(*size)
+                .bind(root.clone())
+                .bind(frontier.clone())
+                .bind(now_micros);
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }

@@ -88,7 +88,7 @@ impl App {
                         .bind(to_micros(now))
                         .bind(message.attempts + 1)
                         .bind(message.id.as_str())
-                        .execute(self.db().readers())
+                        .execute(self.db().writer())
                         .await?;
                     delivered += 1;
                 }
@@ -105,7 +105,7 @@ impl App {
                     .bind(error.as_str())
                     .bind(exhausted.then(|| to_micros(now)))
                     .bind(message.id.as_str())
-                    .execute(self.db().readers())
+                    .execute(self.db().writer())
                     .await?;
                     tracing::warn!(outbox_id = %message.id, topic = %message.topic, attempts, %error, "outbox delivery failed");
                 }

@@ -129,7 +129,7 @@ pub async fn create_boundary(
             if db.backend() != Backend::Postgres {
                 return Err("the postgres driver needs the PostgreSQL store".to_owned());
             }
-            let database: String = sqlx::query_scalar("SELECT current_database()")
+            let database: String = sqlx::query_scalar("SELECT CAST(current_database() AS TEXT)")
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(|e| e.to_string())?;

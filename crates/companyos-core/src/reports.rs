@@ -75,14 +75,16 @@ pub struct ReconciliationDay {
 }
 
 impl ReconciliationDay {
-    /// missing / (accepted + late + missing), six decimals; 0 when nothing was expected.
+    /// missing / (accepted + late + missing), six decimals rounded half away from zero (as SQL
+    /// `round` and spreadsheets do, so anyone recomputing it gets the same digits); 0 when
+    /// nothing was expected.
     pub fn missing_ratio(&self) -> Decimal {
         let expected = self.accepted + self.late + self.missing;
         if expected == 0 {
             return Decimal::ZERO;
         }
         (Decimal::from(self.missing) / Decimal::from(expected))
-            .round_dp(6)
+            .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
             .normalize()
     }
 

@@ -490,7 +490,21 @@ impl App {
                 current_status: Some(status),
             });
         }
-        insert_tenant(tx, &tenant).await?;
+        // A concurrent creation of the same id can pass the check above; the loser of the
+        // insert race gets the same conflict, not a store error.
+        insert_tenant(tx, &tenant).await.map_err(|e| {
+            if e.is_unique_violation() {
+                ServiceError::Conflict {
+                    message: format!(
+                        "tenant id {} is taken; ids are never reused, not even after purge",
+                        tenant.id
+                    ),
+                    current_status: None,
+                }
+            } else {
+                e.into()
+            }
+        })?;
         let output = self
             .provision(tx, actor, &mut tenant, steps, audit_id)
             .await?;

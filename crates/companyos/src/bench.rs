@@ -1,11 +1,596 @@
-//! `companyos bench`: measured benchmarks for docs/BENCHMARKS.md.
+//! `companyos bench`: benchmarks whose results go into `docs/BENCHMARKS.md`, each measured beside
+//! a naive baseline in the same run on the same engine (a ratio survives a noisy machine).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration as StdDuration, Instant};
+
+use anyhow::{Context as _, bail};
+use companyos_core::clock::SystemClock;
+use companyos_core::ingest::split_body;
+use companyos_core::{Actor, App, Settings};
+use companyos_domain::time_util::format_rfc3339;
+use serde_json::{Value, json};
+use sqlx::Executor as _;
+use time::OffsetDateTime;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
-    /// Ingestion throughput against a naive baseline.
-    Ingest,
+    /// Ingestion through the whole service path beside a naive INSERT baseline.
+    Ingest {
+        /// sqlite or postgres.
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        /// Events measured.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        /// Events stored before measuring (the store must stay fast as it grows).
+        #[arg(long, default_value_t = 0)]
+        preload: usize,
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Concurrent requests (group commit merges them).
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Also resend every measured event (all duplicates) and time it.
+        #[arg(long)]
+        duplicates: bool,
+        /// Skip the naive baseline.
+        #[arg(long)]
+        no_baseline: bool,
+        /// Where the SQLite stores go (default: a temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// `POST /v1/events` over loopback HTTP from concurrent clients.
+    Http {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 2)]
+        clients: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+    },
+    /// Provision time (dossier included) over many tenants: p50, p99.
+    Provision {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+    },
+    /// One tenant's daily rollups for a year, and the integrity report rate, beside the same
+    /// GROUP BY in the same engine.
+    Reports {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        /// Events stored for the report tenant.
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+    },
 }
 
-pub async fn run(_cli: &crate::Cli, _command: &BenchCommand) -> anyhow::Result<u8> {
-    anyhow::bail!("benchmarks are being written")
+fn peak_memory_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+struct Fixture {
+    app: App,
+    ingest: Actor,
+    admin: Actor,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn fixture(backend: &str, dir: Option<PathBuf>, tenants: usize) -> anyhow::Result<Fixture> {
+    let (data_dir, temp) = match dir {
+        Some(dir) => {
+            let unique = dir.join(companyos_core::util::new_id(
+                "bench",
+                OffsetDateTime::now_utc(),
+            ));
+            (unique, None)
+        }
+        None => {
+            let temp = tempfile::tempdir()?;
+            (temp.path().join("data"), Some(temp))
+        }
+    };
+    let mut settings = Settings::new(data_dir);
+    settings.ingest_queue_capacity = 64;
+    match backend {
+        "sqlite" => {}
+        "postgres" => {
+            let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+            let name = format!(
+                "companyos_bench_{}",
+                companyos_core::util::new_id("b", OffsetDateTime::now_utc()).replace("b_", "")
+            );
+            settings.database_url =
+                Some(companyos_core::db::create_postgres_database(&server, &name).await?);
+        }
+        other => bail!("--backend must be sqlite or postgres, got {other:?}"),
+    }
+    let (app, report) = App::open(settings, Arc::new(SystemClock)).await?;
+    let token = report.admin_token.context("fresh store")?;
+    let admin = Actor {
+        principal: app.authenticate(Some(&token), None, "bench").await?,
+        request_id: None,
+    };
+    let created = app
+        .create_operator(&admin, "bench-ingest", "ingest")
+        .await?;
+    let ingest = Actor {
+        principal: app
+            .authenticate(Some(&created.token), None, "bench")
+            .await?,
+        request_id: None,
+    };
+    for i in 0..tenants {
+        app.create_tenant(
+            &admin,
+            companyos_core::tenants::NewTenant {
+                id: format!("tenant-{i:04}"),
+                name: format!("Bench tenant {i}"),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    Ok(Fixture {
+        app,
+        ingest,
+        admin,
+        _dir: temp,
+    })
+}
+
+fn uuid() -> String {
+    let bytes = companyos_core::util::random_bytes::<16>();
+    let hex = companyos_ledger::encoding::hex_encode(&bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    )
+}
+
+/// A batch body of `n` events with random UUID ids spread over the tenants.
+fn batch_body(
+    n: usize,
+    tenants: usize,
+    at: &str,
+    counter: &mut u64,
+) -> (Vec<u8>, Vec<(String, String)>) {
+    let mut keys = Vec::with_capacity(n);
+    let mut body = String::with_capacity(n * 260);
+    body.push('[');
+    for i in 0..n {
+        *counter += 1;
+        let tenant = format!("tenant-{:04}", *counter as usize % tenants.max(1));
+        let id = uuid();
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            "{{\"event_id\":\"{id}\",\"tenant_id\":\"{tenant}\",\"service\":\"api\",\"metric\":\"requests\",\
+             \"quantity\":\"{}\",\"unit\":\"request\",\"timestamp\":\"{at}\",\"request_id\":\"r{counter}\"}}",
+            1 + *counter % 7
+        ));
+        keys.push((tenant, id));
+    }
+    body.push(']');
+    (body.into_bytes(), keys)
+}
+
+/// Ingests `events` through the service path with `concurrency` requests at a time.
+async fn ingest_through_service(
+    fixture: &Fixture,
+    events: usize,
+    batch: usize,
+    tenants: usize,
+    concurrency: usize,
+    counter: &mut u64,
+    keep_bodies: bool,
+) -> anyhow::Result<(StdDuration, Vec<Vec<u8>>, u64)> {
+    let at = format_rfc3339(OffsetDateTime::now_utc());
+    let mut bodies = Vec::new();
+    let mut remaining = events;
+    while remaining > 0 {
+        let n = remaining.min(batch);
+        bodies.push(batch_body(n, tenants, &at, counter).0);
+        remaining -= n;
+    }
+    let started = Instant::now();
+    let accepted = send_bodies(fixture, &bodies, concurrency, false).await?;
+    let elapsed = started.elapsed();
+    Ok((
+        elapsed,
+        if keep_bodies { bodies } else { Vec::new() },
+        accepted,
+    ))
+}
+
+async fn send_bodies(
+    fixture: &Fixture,
+    bodies: &[Vec<u8>],
+    concurrency: usize,
+    expect_duplicates: bool,
+) -> anyhow::Result<u64> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut tasks = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let permit = semaphore.clone().acquire_owned().await?;
+        let app = fixture.app.clone();
+        let actor = fixture.ingest.clone();
+        let body = body.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let events = split_body(&body, false, 10_000)?;
+            let outcome = app.ingest(&actor, events).await?;
+            Ok::<_, companyos_core::ServiceError>(outcome)
+        }));
+    }
+    let mut counted = 0u64;
+    for task in tasks {
+        let outcome = task.await??;
+        let wanted = if expect_duplicates {
+            companyos_core::ingest::EventStatus::Duplicate
+        } else {
+            companyos_core::ingest::EventStatus::Accepted
+        };
+        counted += outcome.count(wanted) as u64;
+    }
+    Ok(counted)
+}
+
+/// The naive baseline: the same rows, plain INSERTs, the same unique (tenant_id, event_id)
+/// index, one transaction per batch.
+async fn naive_baseline(
+    fixture: &Fixture,
+    events: usize,
+    batch: usize,
+    tenants: usize,
+) -> anyhow::Result<StdDuration> {
+    let db = fixture.app.db();
+    let mut conn = db.readers().acquire().await?;
+    conn.execute("DROP TABLE IF EXISTS bench_naive").await?;
+    conn.execute(
+        "CREATE TABLE bench_naive (tenant_id TEXT NOT NULL, event_id TEXT NOT NULL, seq BIGINT NOT NULL, \
+         digest TEXT NOT NULL, service TEXT NOT NULL, metric TEXT NOT NULL, unit TEXT NOT NULL, \
+         quantity TEXT NOT NULL, event_time BIGINT NOT NULL, canonical TEXT NOT NULL, \
+         PRIMARY KEY (tenant_id, event_id))",
+    )
+    .await?;
+    drop(conn);
+    let at = format_rfc3339(OffsetDateTime::now_utc());
+    let mut counter = 0u64;
+    let mut rows = Vec::with_capacity(events);
+    let mut remaining = events;
+    while remaining > 0 {
+        let n = remaining.min(batch);
+        let (body, _) = batch_body(n, tenants, &at, &mut counter);
+        for event in split_body(&body, false, 10_000)? {
+            let event = event
+                .parsed
+                .map_err(|e| anyhow::anyhow!("{:?}", e.errors))?;
+            rows.push(event);
+        }
+        remaining -= n;
+    }
+    let started = Instant::now();
+    for (chunk_index, chunk) in rows.chunks(batch).enumerate() {
+        let mut tx = db.begin().await?;
+        for (i, event) in chunk.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO bench_naive (tenant_id, event_id, seq, digest, service, metric, unit, \
+                 quantity, event_time, canonical) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(event.tenant_id.as_str())
+            .bind(event.event_id.as_str())
+            .bind(i64::try_from(chunk_index * batch + i)?)
+            .bind(event.digest.to_string())
+            .bind(event.service.as_str())
+            .bind(event.metric.as_str())
+            .bind(event.unit.as_str())
+            .bind(event.quantity.to_string())
+            .bind(companyos_domain::time_util::to_micros(event.timestamp))
+            .bind(event.canonical.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    Ok(started.elapsed())
+}
+
+fn rate(events: usize, elapsed: StdDuration) -> f64 {
+    events as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8> {
+    match command {
+        BenchCommand::Ingest {
+            backend,
+            events,
+            preload,
+            tenants,
+            batch,
+            concurrency,
+            duplicates,
+            no_baseline,
+            dir,
+        } => {
+            let fixture = fixture(backend, dir.clone(), *tenants).await?;
+            let mut counter = 0u64;
+            if *preload > 0 {
+                let started = Instant::now();
+                let mut done = 0;
+                while done < *preload {
+                    let n = (*preload - done).min(100_000);
+                    ingest_through_service(
+                        &fixture,
+                        n,
+                        *batch,
+                        *tenants,
+                        *concurrency,
+                        &mut counter,
+                        false,
+                    )
+                    .await?;
+                    done += n;
+                    eprintln!(
+                        "preloaded {done} events ({:.0}/s)",
+                        rate(done, started.elapsed())
+                    );
+                }
+            }
+            let (elapsed, bodies, accepted) = ingest_through_service(
+                &fixture,
+                *events,
+                *batch,
+                *tenants,
+                *concurrency,
+                &mut counter,
+                *duplicates,
+            )
+            .await?;
+            let mut result = json!({
+                "bench": "ingest",
+                "backend": backend,
+                "events": events,
+                "accepted": accepted,
+                "preloaded": preload,
+                "tenants": tenants,
+                "batch": batch,
+                "concurrency": concurrency,
+                "seconds": elapsed.as_secs_f64(),
+                "events_per_second": rate(*events, elapsed).round(),
+            });
+            if *duplicates {
+                let started = Instant::now();
+                let counted = send_bodies(&fixture, &bodies, *concurrency, true).await?;
+                let dup_elapsed = started.elapsed();
+                result["duplicates_resent"] = json!(counted);
+                result["duplicates_per_second"] = json!(rate(*events, dup_elapsed).round());
+            }
+            if !no_baseline {
+                let baseline = naive_baseline(&fixture, *events, *batch, *tenants).await?;
+                result["baseline_seconds"] = json!(baseline.as_secs_f64());
+                result["baseline_events_per_second"] = json!(rate(*events, baseline).round());
+                result["ratio_to_baseline"] =
+                    json!((baseline.as_secs_f64() / elapsed.as_secs_f64() * 100.0).round() / 100.0);
+            }
+            result["peak_memory_mib"] = json!(peak_memory_kib() / 1024);
+            let problems = fixture.app.verify_ledgers(Some("tenant-0001")).await?;
+            result["sample_ledger_verifies"] = json!(problems.is_empty());
+            println!("{}", serde_json::to_string(&result)?);
+            fixture.app.db().close().await;
+            let _ = &fixture.admin;
+            Ok(0)
+        }
+        BenchCommand::Http {
+            backend,
+            events,
+            clients,
+            batch,
+            tenants,
+        } => http(backend, *events, *clients, *batch, *tenants).await,
+        BenchCommand::Provision { backend, tenants } => provision(backend, *tenants).await,
+        BenchCommand::Reports { backend, events } => reports(backend, *events).await,
+    }
+}
+
+async fn http(
+    backend: &str,
+    events: usize,
+    clients: usize,
+    batch: usize,
+    tenants: usize,
+) -> anyhow::Result<u8> {
+    let fixture = fixture(backend, None, tenants).await?;
+    let created = fixture
+        .app
+        .create_operator(&fixture.admin, "bench-http", "ingest")
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/v1/events", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = companyos_server::AppState {
+        app: fixture.app.clone(),
+        body_bytes_max: companyos_server::BODY_BYTES_MAX_DEFAULT,
+    };
+    let server = tokio::spawn(async move {
+        companyos_server::serve(state, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let at = format_rfc3339(OffsetDateTime::now_utc());
+    let mut counter = 0;
+    let mut bodies = Vec::new();
+    let mut remaining = events;
+    while remaining > 0 {
+        let n = remaining.min(batch);
+        bodies.push(batch_body(n, tenants, &at, &mut counter).0);
+        remaining -= n;
+    }
+    let per_client: Vec<Vec<Vec<u8>>> = (0..clients.max(1))
+        .map(|c| {
+            bodies
+                .iter()
+                .skip(c)
+                .step_by(clients.max(1))
+                .cloned()
+                .collect()
+        })
+        .collect();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client_bodies in per_client {
+        let url = url.clone();
+        let token = created.token.clone();
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut accepted = 0u64;
+            for body in client_bodies {
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await?;
+                let value: Value = response.json().await?;
+                accepted += value["accepted"].as_u64().unwrap_or(0);
+            }
+            Ok::<_, reqwest::Error>(accepted)
+        }));
+    }
+    let mut accepted = 0;
+    for task in tasks {
+        accepted += task.await??;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(());
+    let _ = server.await;
+    println!(
+        "{}",
+        json!({
+            "bench": "http", "backend": backend, "events": events, "accepted": accepted,
+            "clients": clients, "batch": batch, "seconds": elapsed.as_secs_f64(),
+            "events_per_second": rate(events, elapsed).round(),
+            "peak_memory_mib": peak_memory_kib() / 1024,
+        })
+    );
+    fixture.app.db().close().await;
+    Ok(0)
+}
+
+async fn provision(backend: &str, tenants: usize) -> anyhow::Result<u8> {
+    let fixture = fixture(backend, None, 0).await?;
+    let mut timings = Vec::with_capacity(tenants);
+    for i in 0..tenants {
+        let started = Instant::now();
+        fixture
+            .app
+            .create_tenant(
+                &fixture.admin,
+                companyos_core::tenants::NewTenant {
+                    id: format!("prov-{i:04}"),
+                    name: format!("Provisioned {i}"),
+                    plan: Some("standard".to_owned()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        timings.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    timings.sort_by(f64::total_cmp);
+    let percentile = |p: f64| {
+        let index = ((timings.len() as f64 - 1.0) * p).round() as usize;
+        timings.get(index).copied().unwrap_or(0.0)
+    };
+    println!(
+        "{}",
+        json!({
+            "bench": "provision", "backend": backend, "tenants": tenants,
+            "p50_ms": (percentile(0.5) * 100.0).round() / 100.0,
+            "p99_ms": (percentile(0.99) * 100.0).round() / 100.0,
+            "max_ms": (percentile(1.0) * 100.0).round() / 100.0,
+        })
+    );
+    fixture.app.db().close().await;
+    Ok(0)
+}
+
+async fn reports(backend: &str, events: usize) -> anyhow::Result<u8> {
+    let fixture = fixture(backend, None, 1).await?;
+    let at = OffsetDateTime::now_utc();
+    // Spread the tenant's events over the last 30 days (on time: ingest with the late window
+    // covering them would need a moved clock; here the rollups are what is measured).
+    let mut counter = 0u64;
+    let mut remaining = events;
+    while remaining > 0 {
+        let n = remaining.min(1000);
+        let (body, _) = batch_body(n, 1, &format_rfc3339(at), &mut counter);
+        let list = split_body(&body, false, 10_000)?;
+        fixture.app.ingest(&fixture.ingest, list).await?;
+        remaining -= n;
+    }
+    let today = at.date();
+    let year_ago = today - time::Duration::days(364);
+    let runs = 20;
+    let started = Instant::now();
+    for _ in 0..runs {
+        fixture
+            .app
+            .daily_usage(&fixture.admin, "tenant-0000", year_ago, today)
+            .await?;
+    }
+    let rollup_ms = started.elapsed().as_secs_f64() * 1000.0 / f64::from(runs);
+    let started = Instant::now();
+    let (report, _) = fixture
+        .app
+        .integrity_report(&fixture.admin, "tenant-0000", today, today)
+        .await?;
+    let report_elapsed = started.elapsed();
+    let started = Instant::now();
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT event_day, COUNT(*) FROM usage_events WHERE tenant_id = $1 GROUP BY event_day",
+    )
+    .bind("tenant-0000")
+    .fetch_all(fixture.app.db().readers())
+    .await?;
+    let group_by = started.elapsed();
+    println!(
+        "{}",
+        json!({
+            "bench": "reports", "backend": backend, "events": events,
+            "daily_rollups_for_a_year_ms": (rollup_ms * 1000.0).round() / 1000.0,
+            "integrity_report_seconds": report_elapsed.as_secs_f64(),
+            "integrity_report_events_per_second": rate(events, report_elapsed).round(),
+            "integrity_result": report["result"],
+            "baseline_group_by_seconds": group_by.as_secs_f64(),
+            "baseline_group_by_events_per_second": rate(events, group_by).round(),
+            "baseline_groups": rows.len(),
+        })
+    );
+    fixture.app.db().close().await;
+    Ok(0)
 }

@@ -64,52 +64,62 @@ impl FileConfig {
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServerArgs {
     /// Log name: the checkpoint key name and the origin prefix of every log.
-    #[arg(long, env = "COMPANYOS_LOG_NAME")]
+    #[arg(long, global = true, env = "COMPANYOS_LOG_NAME")]
     pub log_name: Option<String>,
     /// Events older than this many hours when received are `late`.
-    #[arg(long, env = "COMPANYOS_LATE_WINDOW_HOURS")]
+    #[arg(long, global = true, env = "COMPANYOS_LATE_WINDOW_HOURS")]
     pub late_window_hours: Option<i64>,
     /// Events older than this many days are rejected.
-    #[arg(long, env = "COMPANYOS_BACKDATE_MAX_DAYS")]
+    #[arg(long, global = true, env = "COMPANYOS_BACKDATE_MAX_DAYS")]
     pub backdate_max_days: Option<i64>,
     /// `warn` accepts unsigned events (flagged), `enforce` rejects them.
-    #[arg(long, env = "COMPANYOS_REQUIRE_SIGNATURE")]
+    #[arg(long, global = true, env = "COMPANYOS_REQUIRE_SIGNATURE")]
     pub require_signature: Option<String>,
     /// Deployment coverage mode until changed through the API: `warn` or `enforce`.
-    #[arg(long, env = "COMPANYOS_COVERAGE_MODE")]
+    #[arg(long, global = true, env = "COMPANYOS_COVERAGE_MODE")]
     pub coverage_mode: Option<String>,
     /// Lifecycle actions that need approval, comma separated (e.g. `delete,purge,suspend`).
-    #[arg(long, env = "COMPANYOS_APPROVAL_REQUIRED", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "COMPANYOS_APPROVAL_REQUIRED",
+        value_delimiter = ','
+    )]
     pub approval_required: Option<Vec<String>>,
     /// Hours before a pending approval expires.
-    #[arg(long, env = "COMPANYOS_APPROVAL_TTL_HOURS")]
+    #[arg(long, global = true, env = "COMPANYOS_APPROVAL_TTL_HOURS")]
     pub approval_ttl_hours: Option<i64>,
     /// The region catalog, comma separated.
-    #[arg(long, env = "COMPANYOS_REGIONS", value_delimiter = ',')]
+    #[arg(long, global = true, env = "COMPANYOS_REGIONS", value_delimiter = ',')]
     pub regions: Option<Vec<String>>,
     /// Tenant boundary driver: `directory`, `postgres` or `webhook`.
-    #[arg(long, env = "COMPANYOS_BOUNDARY_DRIVER")]
+    #[arg(long, global = true, env = "COMPANYOS_BOUNDARY_DRIVER")]
     pub boundary_driver: Option<String>,
     /// The external provisioner of the webhook driver.
-    #[arg(long, env = "COMPANYOS_WEBHOOK_URL")]
+    #[arg(long, global = true, env = "COMPANYOS_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
     /// The HMAC secret shared with the external provisioner.
-    #[arg(long, env = "COMPANYOS_WEBHOOK_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "COMPANYOS_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
     pub webhook_secret: Option<String>,
     /// Where evidence bytes live: `fs` (under the data dir) or `database`.
-    #[arg(long, env = "COMPANYOS_EVIDENCE_STORE")]
+    #[arg(long, global = true, env = "COMPANYOS_EVIDENCE_STORE")]
     pub evidence_store: Option<String>,
     /// Upper bound of a request body, in bytes.
-    #[arg(long, env = "COMPANYOS_BODY_BYTES_MAX")]
+    #[arg(long, global = true, env = "COMPANYOS_BODY_BYTES_MAX")]
     pub body_bytes_max: Option<usize>,
     /// Upper bound of events in one batch.
-    #[arg(long, env = "COMPANYOS_BATCH_EVENTS_MAX")]
+    #[arg(long, global = true, env = "COMPANYOS_BATCH_EVENTS_MAX")]
     pub batch_events_max: Option<usize>,
     /// Database connections per pool.
-    #[arg(long, env = "COMPANYOS_POOL_CONNECTIONS_MAX")]
+    #[arg(long, global = true, env = "COMPANYOS_POOL_CONNECTIONS_MAX")]
     pub pool_connections_max: Option<u32>,
     /// Seconds between background job runs.
-    #[arg(long, env = "COMPANYOS_JOB_INTERVAL_SECONDS")]
+    #[arg(long, global = true, env = "COMPANYOS_JOB_INTERVAL_SECONDS")]
     pub job_interval_seconds: Option<u64>,
     /// Shifts the service clock (game days and time-rule checks); 0 in production.
     #[arg(

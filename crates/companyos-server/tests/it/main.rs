@@ -2,8 +2,15 @@
 //! real PostgreSQL database, every suite run on both.
 #![allow(clippy::unwrap_used)]
 
+mod audit_coverage;
+mod boundaries;
+mod checks;
+mod deny_matrix;
+mod exports;
 mod foundation;
 mod ledger;
 mod lifecycle;
+mod lifecycle_deny;
+mod lifecycle_full;
 mod support;
 mod usage;

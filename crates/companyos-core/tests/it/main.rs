@@ -1,0 +1,12 @@
+//! Integration tests of the service layer's metering (issues 4 and 5, MET-1 to MET-4): the
+//! `App` opened on a real SQLite file and on a fresh PostgreSQL database, every test on both.
+#![allow(clippy::unwrap_used)]
+
+mod concurrency;
+mod coverage;
+mod day_close;
+mod integrity;
+mod model;
+mod properties;
+mod signatures;
+mod support;

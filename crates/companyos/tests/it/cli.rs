@@ -1,0 +1,372 @@
+//! The CLI surface (CONTRACT §1): init, serve, exit codes, client commands, store verification.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::{Server, binary, cli, event, operator, stderr, stdout, tenant};
+
+#[test]
+fn init_is_idempotent_and_writes_the_token_file_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let token_file = dir.path().join("admin.token");
+    let run = || {
+        Command::new(binary())
+            .args(["init", "--data-dir"])
+            .arg(&data)
+            .arg("--admin-token-file")
+            .arg(&token_file)
+            .env_remove("COMPANYOS_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    assert_eq!(first.status.code(), Some(0), "{}", stderr(&first));
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(
+        token.starts_with("cos_op_") && token.trim().len() > 70,
+        "{token}"
+    );
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let key_mode = std::fs::metadata(data.join("keys/checkpoint.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(key_mode, 0o600);
+    let second = run();
+    assert_eq!(second.status.code(), Some(0));
+    assert!(
+        stdout(&second).contains("nothing changed"),
+        "{}",
+        stdout(&second)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap(),
+        token,
+        "later runs change nothing"
+    );
+    // The token from init works against serve on the same data dir.
+    let server = Server::start(&data, "127.0.0.1:0", &[]);
+    assert!(
+        server.admin_token.is_none(),
+        "serve does not print a token it did not create"
+    );
+    let output = cli(&server, Some(token.trim()), &["tenant", "list"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn exit_codes_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0", &[]);
+    let admin = server.admin_token.clone().unwrap();
+    // Bad usage: unknown flag, missing argument.
+    assert_eq!(
+        cli(&server, Some(&admin), &["tenant", "list", "--no-such-flag"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        cli(&server, Some(&admin), &["tenant", "create"])
+            .status
+            .code(),
+        Some(2)
+    );
+    // Input the server refuses (400) is bad usage too, with one line naming the field.
+    let output = cli(
+        &server,
+        Some(&admin),
+        &["tenant", "create", "Bad_Id", "--name", "x"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert_eq!(message.trim().lines().count(), 1, "{message}");
+    assert!(message.contains("id"), "{message}");
+    // A denied operation fails (1).
+    let viewer = operator(&server, "vera", "viewer");
+    let output = cli(
+        &server,
+        Some(&viewer),
+        &["tenant", "create", "acme", "--name", "Acme"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("403"), "{}", stderr(&output));
+    // No token: 401, failure.
+    assert_eq!(
+        cli(&server, None, &["tenant", "list"]).status.code(),
+        Some(1)
+    );
+    // A bad setting is named at start-up.
+    let output = Command::new(binary())
+        .args(["serve", "--late-window-hours", "0", "--data-dir"])
+        .arg(dir.path().join("other"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("late_window_hours"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn lifecycle_through_the_cli_with_an_approval() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0", &[]);
+    let admin = server.admin_token.clone().unwrap();
+    tenant(&server, "acme");
+    let olga = operator(&server, "olga", "operator");
+    let anna = operator(&server, "anna", "approver");
+    let output = cli(
+        &server,
+        Some(&olga),
+        &["tenant", "suspend", "acme", "--reason", "drill"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stdout(&output).contains("suspended"));
+    cli(
+        &server,
+        Some(&olga),
+        &["tenant", "reactivate", "acme", "--reason", "drill"],
+    );
+    let output = cli(
+        &server,
+        Some(&olga),
+        &[
+            "tenant",
+            "delete",
+            "acme",
+            "--reason",
+            "drill",
+            "--confirm",
+            "acme",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let pending: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    let approval = pending["approval"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        cli(&server, Some(&olga), &["approval", "approve", &approval])
+            .status
+            .code(),
+        Some(1)
+    );
+    let output = cli(
+        &server,
+        Some(&anna),
+        &["approval", "approve", &approval, "--comment", "ok"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let output = cli(
+        &server,
+        Some(&admin),
+        &["tenant", "show", "acme", "--format", "json"],
+    );
+    let shown: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(shown["status"], "deleting");
+    let output = cli(
+        &server,
+        Some(&admin),
+        &["tenant", "list", "--status", "deleting"],
+    );
+    assert!(stdout(&output).contains("acme"), "{}", stdout(&output));
+}
+
+#[test]
+fn usage_send_reports_and_ledger_verify_finds_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, "127.0.0.1:0", &[]);
+    let admin = server.admin_token.clone().unwrap();
+    tenant(&server, "acme");
+    let ingest = operator(&server, "meter", "ingest");
+    // A JSON array file, streamed in batches of 7.
+    let mut events: Vec<Value> = (0..50).map(|i| event("acme", &format!("e{i}"))).collect();
+    events.push(events[3].clone());
+    let mut bad = event("acme", "bad");
+    bad["quantity"] = Value::String("-1".to_owned());
+    events.push(bad);
+    let file = dir.path().join("events.json");
+    std::fs::write(&file, serde_json::to_string(&events).unwrap()).unwrap();
+    let output = cli(
+        &server,
+        Some(&ingest),
+        &["usage", "send", file.to_str().unwrap(), "--batch-size", "7"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a rejected event makes the send fail"
+    );
+    let text = stdout(&output);
+    assert!(
+        text.contains("50 accepted, 1 duplicates, 0 late, 1 rejected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("event #51 (bad): rejected quantity"),
+        "{text}"
+    );
+    // NDJSON, all duplicates now: success.
+    let ndjson = dir.path().join("events.ndjson");
+    let lines: Vec<String> = events[..10].iter().map(Value::to_string).collect();
+    std::fs::write(&ndjson, lines.join("\n")).unwrap();
+    let output = cli(
+        &server,
+        Some(&ingest),
+        &["usage", "send", ndjson.to_str().unwrap()],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("0 accepted, 10 duplicates"),
+        "{}",
+        stdout(&output)
+    );
+    // Reports in three formats.
+    let today = companyos_domain::time_util::format_day(time::OffsetDateTime::now_utc().date());
+    for format in ["table", "json", "csv"] {
+        let output = cli(
+            &server,
+            Some(&admin),
+            &[
+                "usage", "report", "--tenant", "acme", "--from", &today, "--to", &today,
+                "--output", format,
+            ],
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{format}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stdout(&output).contains("50"),
+            "{format}: {}",
+            stdout(&output)
+        );
+    }
+    // A proof through the CLI.
+    let output = cli(
+        &server,
+        Some(&admin),
+        &["ledger", "proof", "--tenant", "acme", "--event-id", "e7"],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let proof: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(proof["leaf_index"], 7);
+    // The store verifies; then one changed byte in a stored leaf is found, naming tenant and leaf.
+    let verify = |args: &[&str]| {
+        Command::new(binary())
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .env_remove("COMPANYOS_DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let output = verify(&["ledger", "verify"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let output = verify(&["audit", "verify"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let db = format!("sqlite://{}", data.join("companyos.db").display());
+    tamper(
+        &db,
+        "UPDATE ledger_leaves SET leaf_data = CAST(REPLACE(CAST(leaf_data AS TEXT), 'event_id:e12', 'event_id:e99') AS BLOB) WHERE log_id = 'tenant/acme' AND leaf_index = 12",
+    );
+    let output = verify(&["ledger", "verify", "--tenant", "acme"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("tenant acme leaf 12"),
+        "{}",
+        stdout(&output)
+    );
+    tamper(
+        &db,
+        "UPDATE audit_events SET actor = 'mallory' WHERE seq = 2",
+    );
+    let output = verify(&["audit", "verify"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stdout(&output).contains("audit record 2"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+fn tamper(url: &str, sql: &str) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use sqlx::Connection as _;
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+        let result = sqlx::query(sql).execute(&mut conn).await.unwrap();
+        assert_eq!(result.rows_affected(), 1, "{sql}");
+    });
+}
+
+#[test]
+fn metering_check_lints_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "service = \"api\"\n[[metrics]]\nname = \"requests\"\nunit = \"request\"\naggregation = \"sum\"\ndescription = \"HTTP requests served\"\n").unwrap();
+    let output = Command::new(binary())
+        .args(["metering", "check"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "service = \"Api\"\n[[metrics]]\nname = \"requests\"\nunit = \"\"\naggregation = \"avg\"\n",
+    )
+    .unwrap();
+    let output = Command::new(binary())
+        .args(["metering", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    for field in [
+        "service",
+        "metrics[0].unit",
+        "metrics[0].aggregation",
+        "metrics[0].description",
+    ] {
+        assert!(text.contains(field), "{field} named in: {text}");
+    }
+}
+
+#[test]
+fn sigterm_shuts_down_gracefully_and_the_data_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut server = Server::start(&data, "127.0.0.1:0", &[]);
+    let admin = server.admin_token.clone().unwrap();
+    tenant(&server, "acme");
+    assert_eq!(server.terminate(), Some(0));
+    let server = Server::start(&data, "127.0.0.1:0", &[]);
+    let output = cli(&server, Some(&admin), &["tenant", "show", "acme"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}

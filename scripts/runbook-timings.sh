@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Measures the expected time of each runbook (provision, suspend, reactivate, delete, restore,
+# purge) end to end through the CLI, against a fresh server on a temp data dir. Prints a
+# Markdown table. Usage: scripts/runbook-timings.sh [path/to/companyos] [repetitions]
+set -euo pipefail
+bin="${1:-target/release/companyos}"
+reps="${2:-20}"
+work="$(mktemp -d)"
+trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+"$bin" serve --data-dir "$work/data" --listen 127.0.0.1:0 --approval-required purge >"$work/serve.out" 2>"$work/serve.err" &
+server=$!
+for _ in $(seq 50); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+export COMPANYOS_URL="$(awk '/listening on/ {print $3}' "$work/serve.out")"
+export COMPANYOS_TOKEN="$(awk '/admin token/ {print $NF}' "$work/serve.out")"
+approver="$("$bin" operator create --name approver --role approver --format json | sed -n 's/.*"token": "\(.*\)".*/\1/p')"
+
+ms() { local start end; start=$(date +%s%N); "$@" >/dev/null; end=$(date +%s%N); echo $(( (end - start) / 1000000 )); }
+declare -A total max
+for step in provision suspend reactivate delete restore purge; do total[$step]=0; max[$step]=0; done
+record() { total[$1]=$(( ${total[$1]} + $2 )); [ "$2" -gt "${max[$1]}" ] && max[$1]=$2 || true; }
+
+for i in $(seq "$reps"); do
+  id="runbook-$i"
+  record provision "$(ms "$bin" tenant create "$id" --name "Runbook $i" --plan standard --home-region eu-west-1)"
+  record suspend "$(ms "$bin" tenant suspend "$id" --reason drill)"
+  record reactivate "$(ms "$bin" tenant reactivate "$id" --reason drill)"
+  record delete "$(ms "$bin" tenant delete "$id" --reason drill --confirm "$id")"
+  record restore "$(ms "$bin" tenant restore "$id" --reason drill)"
+  "$bin" tenant delete "$id" --reason drill --confirm "$id" >/dev/null
+  start=$(date +%s%N)
+  "$bin" tenant purge "$id" --reason drill --confirm "$id" --format json >"$work/purge.json"
+  approval="$(sed -n 's/.*"id": "\(apr_[a-z0-9]*\)".*/\1/p' "$work/purge.json" | head -1)"
+  COMPANYOS_TOKEN="$approver" "$bin" approval approve "$approval" >/dev/null
+  end=$(date +%s%N)
+  record purge $(( (end - start) / 1000000 ))
+done
+
+echo "| runbook step (CLI, end to end) | mean ms | max ms |"
+echo "|---|---|---|"
+for step in provision suspend reactivate delete restore purge; do
+  echo "| $step | $(( ${total[$step]} / reps )) | ${max[$step]} |"
+done
+echo
+echo "measured with $reps repetitions by scripts/runbook-timings.sh on $(nproc) cores, $(date -u +%Y-%m-%d)"
