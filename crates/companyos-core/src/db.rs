@@ -292,6 +292,16 @@ pub async fn create_postgres_database(server_url: &str, name: &str) -> Result<St
     Ok(format!("{base}/{name}"))
 }
 
+/// Drops a database created by [`create_postgres_database`] (test and benchmark clean-up).
+pub async fn drop_postgres_database(server_url: &str, name: &str) -> Result<(), StoreError> {
+    sqlx::any::install_default_drivers();
+    let mut conn = AnyConnection::connect(server_url).await?;
+    conn.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+        .await?;
+    conn.close().await?;
+    Ok(())
+}
+
 /// How bind parameters are written. SQLite gets anonymous `?` for long parameter lists: its
 /// lookup of a named parameter (`$N`) scans every name, which makes binding a 4,000-parameter
 /// multi-row insert quadratic. PostgreSQL only knows `$N`.

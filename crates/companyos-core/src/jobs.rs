@@ -14,13 +14,17 @@ use crate::error::ServiceError;
 use crate::tenants::LifecycleRequest;
 
 /// The jobs, in the order a tick runs them.
-pub const JOBS: [&str; 5] = [
+pub const JOBS: [&str; 6] = [
     "checkpoints",
     "day-close",
     "purge-timer",
     "approval-expiry",
+    "audit-hooks",
     "outbox",
 ];
+/// Audit records looked at per run of the audit-hooks job.
+pub const AUDIT_HOOK_RECORDS_PER_RUN_MAX: i64 = 1000;
+const AUDIT_HOOKS_CURSOR: &str = "audit_hooks_cursor";
 /// Tenants purged per run of the purge timer.
 pub const PURGES_PER_RUN_MAX: i64 = 50;
 
@@ -61,6 +65,7 @@ impl App {
             "day-close" => self.close_days().await?,
             "purge-timer" => self.purge_due_tenants().await?,
             "approval-expiry" => self.expire_approvals().await?,
+            "audit-hooks" => self.enqueue_audit_hooks().await?,
             "outbox" => self.deliver_outbox(http).await?,
             other => return Err(ServiceError::Internal(format!("unknown job {other}"))),
         };
@@ -109,6 +114,71 @@ impl App {
                 }
             }
         }
+    }
+
+    /// Queues each new audit record of a tenant that subscribed an audit webhook (LIFE-1 audit
+    /// hooks) in the outbox, which delivers it signed with the tenant's hook secret.
+    pub async fn enqueue_audit_hooks(&self) -> Result<usize, ServiceError> {
+        let mut tx = self.db().begin().await?;
+        let cursor: i64 =
+            sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = $1")
+                .bind(AUDIT_HOOKS_CURSOR)
+                .fetch_optional(&mut *tx)
+                .await?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(-1);
+        let hooks: std::collections::HashMap<String, String> = sqlx::query(
+            "SELECT id, audit_webhook_url FROM tenants WHERE audit_webhook_url IS NOT NULL \
+             AND status <> 'purged'",
+        )
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| Ok((row.try_get("id")?, row.try_get("audit_webhook_url")?)))
+        .collect::<Result<_, sqlx::Error>>()?;
+        let records = crate::audit::query(
+            &mut tx,
+            &crate::audit::AuditFilter {
+                after_seq: Some(cursor),
+                limit: AUDIT_HOOK_RECORDS_PER_RUN_MAX,
+                ..Default::default()
+            },
+        )
+        .await?;
+        let mut queued = 0;
+        let mut last = cursor;
+        for record in &records {
+            last = i64::try_from(record.seq).unwrap_or(last);
+            let Some(tenant) = &record.tenant_id else {
+                continue;
+            };
+            let Some(url) = hooks.get(tenant) else {
+                continue;
+            };
+            crate::outbox::enqueue(
+                &mut tx,
+                self.now(),
+                "audit.record",
+                Some(tenant),
+                url,
+                record.to_json(),
+            )
+            .await?;
+            queued += 1;
+        }
+        if last != cursor {
+            sqlx::query(
+                "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            )
+            .bind(AUDIT_HOOKS_CURSOR)
+            .bind(last.to_string())
+            .bind(self.now_micros())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(queued)
     }
 
     /// Purges tenants whose tombstone period is over (the purge timer), as the system.

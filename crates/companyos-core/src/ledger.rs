@@ -171,6 +171,15 @@ impl App {
         .bind(event_id.as_str())
         .fetch_optional(&mut *conn)
         .await?;
+        // After purge the event rows are gone but the leaves (which name the event id) stay:
+        // look the leaf up in the tree itself, so proofs keep working for purged tenants.
+        let seq = match seq {
+            Some(seq) => Some(seq),
+            None if tenant.status == companyos_domain::TenantStatus::Purged => {
+                find_leaf_by_event_id(&mut conn, &log_id, event_id.as_str()).await?
+            }
+            None => None,
+        };
         let Some(seq) = seq else {
             return Err(ServiceError::NotFound(format!(
                 "event {event_id} in the ledger of tenant {}",
@@ -570,6 +579,36 @@ fn check_payload(
         ));
     }
     Ok(None)
+}
+
+/// Scans a usage log's leaves for an event id (purged tenants only: O(n) reads in pages).
+async fn find_leaf_by_event_id(
+    conn: &mut AnyConnection,
+    log_id: &str,
+    event_id: &str,
+) -> Result<Option<i64>, ServiceError> {
+    let mut next: i64 = 0;
+    loop {
+        let rows = sqlx::query(
+            "SELECT leaf_index, leaf_data FROM ledger_leaves WHERE log_id = $1 AND leaf_index >= $2 \
+             ORDER BY leaf_index LIMIT 10000",
+        )
+        .bind(log_id)
+        .bind(next)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        for row in &rows {
+            let index: i64 = row.try_get("leaf_index")?;
+            next = index + 1;
+            let data: Vec<u8> = row.try_get("leaf_data")?;
+            if UsageLeaf::parse(&data).is_ok_and(|leaf| leaf.event_id == event_id) {
+                return Ok(Some(index));
+            }
+        }
+    }
 }
 
 /// A tenant row's ledger log id (re-exported for adapters).

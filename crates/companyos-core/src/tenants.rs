@@ -1460,6 +1460,17 @@ impl App {
         }
         let mut tx = self.db().begin().await?;
         let result = async {
+            let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;
+            let attributes = self.attributes_of(&tenant);
+            // Who may change regions at all is decided before the body is looked at, so an
+            // unauthorized caller is denied (and audited) whatever it sent.
+            self.require(
+                actor,
+                "tenant.regions.update",
+                Resource::Tenant(&attributes),
+                &[("region", ""), ("operation", "remove")],
+                &mut entry,
+            )?;
             let mut c = Collector::new();
             let add: Vec<RegionName> = add
                 .iter()
@@ -1478,8 +1489,6 @@ impl App {
                 ));
             }
             c.finish()?;
-            let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;
-            let attributes = self.attributes_of(&tenant);
             for region in &add {
                 self.require(
                     actor,
@@ -1549,13 +1558,6 @@ impl App {
         }
         let mut tx = self.db().begin().await?;
         let result = async {
-            let name = WorkloadName::parse(name)?;
-            if !(0..=WORKLOAD_REPLICAS_MAX).contains(&replicas) {
-                return Err(ServiceError::invalid(
-                    "replicas",
-                    format!("must be from 0 to {WORKLOAD_REPLICAS_MAX}"),
-                ));
-            }
             let tenant = self.lock_tenant(&mut tx, tenant_id).await?;
             let attributes = self.attributes_of(&tenant);
             self.require(
@@ -1565,6 +1567,13 @@ impl App {
                 &[],
                 &mut entry,
             )?;
+            let name = WorkloadName::parse(name)?;
+            if !(0..=WORKLOAD_REPLICAS_MAX).contains(&replicas) {
+                return Err(ServiceError::invalid(
+                    "replicas",
+                    format!("must be from 0 to {WORKLOAD_REPLICAS_MAX}"),
+                ));
+            }
             if tenant.status != TenantStatus::Active {
                 return Err(ServiceError::Conflict {
                     message: format!(
@@ -1644,6 +1653,15 @@ impl App {
         }
         let mut tx = self.db().begin().await?;
         let result = async {
+            let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;
+            let attributes = self.attributes_of(&tenant);
+            self.require(
+                actor,
+                "tenant.retention.update",
+                Resource::Tenant(&attributes),
+                &[],
+                &mut entry,
+            )?;
             if let Some(days) = tombstone_days {
                 if days > TOMBSTONE_DAYS_MAX {
                     return Err(ServiceError::invalid(
@@ -1656,15 +1674,7 @@ impl App {
             if reason.is_none() {
                 return Err(ServiceError::invalid("reason", "is required"));
             }
-            let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;
-            let attributes = self.attributes_of(&tenant);
-            self.require(
-                actor,
-                "tenant.retention.update",
-                Resource::Tenant(&attributes),
-                &[],
-                &mut entry,
-            )?;
+
             if tenant.status == TenantStatus::Purged {
                 return Err(ServiceError::Conflict {
                     message: format!("tenant {} is purged", tenant.id),
@@ -1696,10 +1706,18 @@ impl App {
     /// Forward auth (CONTRACT §4): the tenant of an active tenant key; 403 otherwise.
     pub async fn forward_auth(&self, actor: &Actor) -> Result<String, ServiceError> {
         let Principal::TenantKey { tenant, .. } = &actor.principal else {
-            let error = ServiceError::Forbidden("forward auth takes a tenant API key".to_owned());
-            self.audit_failure(self.entry(actor, "authz.check", "forward-auth"), &error)
-                .await?;
-            return Err(error);
+            // Decided by policy like everything else (`forward-auth-is-for-tenant-keys`).
+            self.authorize_read(
+                actor,
+                "authz.check",
+                Resource::Tenant(&placeholder_tenant()),
+                "forward-auth",
+                None,
+            )
+            .await?;
+            return Err(ServiceError::Internal(
+                "policy admitted forward auth without a tenant key".to_owned(),
+            ));
         };
         self.authorize_read(
             actor,

@@ -15,14 +15,25 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 
 const BASE32: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 
+/// The last id value handed out by this process (for monotonic ids within a millisecond).
+static LAST_ID: std::sync::Mutex<u128> = std::sync::Mutex::new(0);
+
 /// A time-ordered id `<prefix>_<26 base32 characters>`: 48 bits of milliseconds then 80 random
-/// bits (the ULID layout, lower case), so ids sort by creation time.
+/// bits (the ULID layout, lower case), so ids sort by creation time. Within one process ids are
+/// strictly increasing (a second id in the same millisecond is the previous one plus one), so
+/// records created in sequence (outbox messages, audit records) keep their order.
 pub fn new_id(prefix: &str, now: OffsetDateTime) -> String {
     let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     let random: [u8; 10] = random_bytes();
     let mut value: u128 = u128::from(millis & 0xffff_ffff_ffff) << 80;
     for (i, byte) in random.iter().enumerate() {
         value |= u128::from(*byte) << (72 - 8 * i);
+    }
+    if let Ok(mut last) = LAST_ID.lock() {
+        if value >> 80 <= *last >> 80 {
+            value = *last + 1;
+        }
+        *last = value;
     }
     let mut out = String::with_capacity(prefix.len() + 27);
     out.push_str(prefix);

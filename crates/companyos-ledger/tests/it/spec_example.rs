@@ -34,6 +34,20 @@ fn event_text(i: u64) -> String {
     )
 }
 
+/// The value with every object's keys in sorted order, so it prints the same whether or not
+/// serde_json keeps insertion order (a feature another crate of a workspace may turn on).
+fn sorted(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
 fn event(i: u64) -> Value {
     parse_strict(event_text(i).as_bytes()).unwrap()
 }
@@ -167,7 +181,7 @@ fn compute() -> Vec<Entry> {
     });
     put(
         "proof response",
-        serde_json::to_string_pretty(&response).unwrap(),
+        serde_json::to_string_pretty(&sorted(response.clone())).unwrap(),
     );
     // Consistency proof 3 -> 4, as GET .../ledger/consistency?from=3&to=4 answers it.
     assert_eq!(proof34, vec![hashes[2], hashes[3], n01]);
@@ -179,7 +193,7 @@ fn compute() -> Vec<Entry> {
     });
     put(
         "consistency response",
-        serde_json::to_string_pretty(&consistency).unwrap(),
+        serde_json::to_string_pretty(&sorted(consistency.clone())).unwrap(),
     );
 
     // An audit leaf.

@@ -202,10 +202,10 @@ async fn the_postgres_driver_isolates_tenants_and_follows_the_lifecycle() {
 
 /// What the external provisioner received.
 #[derive(Debug, Clone, Default)]
-struct Received(Arc<Mutex<Vec<Delivery>>>);
+pub struct Received(pub Arc<Mutex<Vec<Delivery>>>);
 
 /// One request: its headers and body.
-type Delivery = (HeaderMap, Vec<u8>);
+pub type Delivery = (HeaderMap, Vec<u8>);
 
 async fn provisioner(
     State(received): State<Received>,
@@ -217,7 +217,7 @@ async fn provisioner(
 }
 
 /// Runs the external provisioner on port 0; returns its URL and what it receives.
-async fn start_provisioner() -> (String, Received, tokio::task::JoinHandle<()>) {
+pub async fn start_provisioner() -> (String, Received, tokio::task::JoinHandle<()>) {
     let received = Received::default();
     let app = axum::Router::new()
         .route("/provision", axum::routing::post(provisioner))

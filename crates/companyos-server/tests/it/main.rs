@@ -8,6 +8,7 @@ mod checks;
 mod deny_matrix;
 mod exports;
 mod foundation;
+mod hooks;
 mod ledger;
 mod lifecycle;
 mod lifecycle_deny;

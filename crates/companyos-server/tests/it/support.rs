@@ -53,6 +53,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
+    /// The PostgreSQL database of this server, dropped by `stop`.
+    database: Option<String>,
 }
 
 impl TestServer {
@@ -67,6 +69,7 @@ impl TestServer {
         if backend == Backend::Postgres {
             settings.database_url = Some(fresh_postgres().await);
         }
+        let database = settings.database_url.clone();
         configure(&mut settings);
         let clock = Arc::new(ManualClock::new(START));
         let (app, report) = App::open(settings, clock.clone())
@@ -98,6 +101,7 @@ impl TestServer {
             dir,
             shutdown: Some(shutdown),
             handle: Some(handle),
+            database,
         }
     }
 
@@ -153,6 +157,13 @@ impl TestServer {
             let _ = handle.await;
         }
         self.app.db().close().await;
+        if let Some(name) = self
+            .database
+            .as_deref()
+            .and_then(|url| url.rsplit('/').next())
+        {
+            let _ = db::drop_postgres_database(&postgres_server_url(), name).await;
+        }
     }
 }
 
