@@ -192,6 +192,10 @@ CREATE TABLE sources (
 -- form) that purge deletes while the ledger leaf stays.
 CREATE TABLE usage_events (
     tenant_id TEXT NOT NULL,
+    -- The dedupe key, compact: the first 8 bytes of SHA-256(tenant_id "\n" event_id) as a
+    -- signed integer. Not unique (a collision only costs a second comparison of event_id);
+    -- uniqueness of (tenant_id, event_id) is kept by ingestion under the tenant's head lock.
+    event_key BIGINT NOT NULL,
     event_id TEXT NOT NULL,
     seq BIGINT NOT NULL,
     digest TEXT NOT NULL,
@@ -209,10 +213,9 @@ CREATE TABLE usage_events (
     canonical TEXT NOT NULL,
     source_signature TEXT,
     PRIMARY KEY (tenant_id, seq)
-) CLUSTERED;
+);
 
--- The dedupe key.
-CREATE UNIQUE INDEX usage_events_key ON usage_events (tenant_id, event_id);
+CREATE INDEX usage_events_key ON usage_events (event_key);
 
 CREATE TABLE usage_rejections (
     id TEXT PRIMARY KEY,

@@ -37,7 +37,7 @@ use crate::util::new_id;
 /// Rows per multi-row statement.
 const ROWS_PER_STATEMENT: usize = 256;
 /// Keys per dedupe lookup.
-const KEYS_PER_LOOKUP: usize = 500;
+const KEYS_PER_LOOKUP: usize = 256;
 
 /// How one event of a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +211,19 @@ fn truncate(raw: &str, bytes_max: usize) -> (String, bool) {
         end -= 1;
     }
     (raw[..end].to_owned(), true)
+}
+
+/// The compact dedupe key of an event: the first 8 bytes of SHA-256(tenant_id "\n" event_id).
+pub fn event_key(tenant_id: &str, event_id: &str) -> i64 {
+    let mut input = Vec::with_capacity(tenant_id.len() + event_id.len() + 1);
+    input.extend_from_slice(tenant_id.as_bytes());
+    input.push(b'\n');
+    input.extend_from_slice(event_id.as_bytes());
+    let digest = companyos_ledger::hash::sha256(&input);
+    let bytes = digest.as_bytes();
+    i64::from_be_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ])
 }
 
 /// Exact decimal addition: `None` when the sum would lose digits.
@@ -407,7 +420,7 @@ impl App {
             .collect();
         let mut sources = HashMap::new();
         let ids: Vec<&str> = ids.into_iter().collect();
-        for chunk in ids.chunks(KEYS_PER_LOOKUP) {
+        for chunk in crate::db::statement_chunks(&ids, KEYS_PER_LOOKUP) {
             let sql = format!(
                 "SELECT id, service, public_key FROM sources WHERE id IN ({})",
                 list_placeholders(
@@ -835,7 +848,7 @@ async fn tenant_statuses(
 ) -> Result<HashMap<String, TenantStatus>, StoreError> {
     let mut statuses = HashMap::new();
     let ids: Vec<&String> = tenant_ids.iter().collect();
-    for chunk in ids.chunks(KEYS_PER_LOOKUP) {
+    for chunk in crate::db::statement_chunks(&ids, KEYS_PER_LOOKUP) {
         let sql = format!(
             "SELECT id, status FROM tenants WHERE id IN ({})",
             list_placeholders(Placeholders::of(conn), 1, chunk.len())
@@ -872,8 +885,8 @@ async fn closed_days(
     }
     let tenants: Vec<&String> = heads.keys().collect();
     let days: Vec<i64> = days.into_iter().collect();
-    for tenant_chunk in tenants.chunks(KEYS_PER_LOOKUP) {
-        for day_chunk in days.chunks(KEYS_PER_LOOKUP) {
+    for tenant_chunk in crate::db::statement_chunks(&tenants, KEYS_PER_LOOKUP) {
+        for day_chunk in crate::db::statement_chunks(&days, KEYS_PER_LOOKUP) {
             let sql = format!(
                 "SELECT tenant_id, day FROM usage_days_closed WHERE tenant_id IN ({}) AND day IN ({})",
                 list_placeholders(Placeholders::of(conn), 1, tenant_chunk.len()),
@@ -909,26 +922,30 @@ async fn existing_keys(
         .map(|c| (c.event.tenant_id.as_str(), c.event.event_id.as_str()))
         .filter(|(tenant, _)| heads.contains_key(*tenant))
         .collect();
-    let keys: Vec<(&str, &str)> = keys.into_iter().collect();
+    let hashed: BTreeSet<i64> = keys.iter().map(|(t, e)| event_key(t, e)).collect();
+    let hashed: Vec<i64> = hashed.into_iter().collect();
     let mut existing = HashMap::new();
-    // One lookup per chunk of keys, with row values so the (tenant_id, event_id) index serves it.
-    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+    // One indexed lookup per chunk of compact keys; a hash match is only a candidate until its
+    // tenant and event id match too.
+    for chunk in crate::db::statement_chunks(&hashed, KEYS_PER_LOOKUP) {
         let sql = format!(
-            "WITH k (t, e) AS (VALUES {}) SELECT u.tenant_id, u.event_id, u.seq, u.digest \
-             FROM k JOIN usage_events u ON u.tenant_id = k.t AND u.event_id = k.e",
-            values_placeholders(Placeholders::of(conn), chunk.len(), 2)
+            "WITH k (h) AS (VALUES {}) SELECT u.tenant_id, u.event_id, u.seq, u.digest \
+             FROM k JOIN usage_events u ON u.event_key = k.h",
+            values_placeholders(Placeholders::of(conn), chunk.len(), 1)
         );
         let mut query = sqlx::query(&sql);
-        for (tenant, event_id) in chunk {
-            query = query.bind(*tenant).bind(*event_id);
+        for key in chunk {
+            query = query.bind(*key);
         }
         for row in query.fetch_all(&mut *conn).await? {
+            let tenant_id: String = row.try_get("tenant_id")?;
+            let event_id: String = row.try_get("event_id")?;
+            if !keys.contains(&(tenant_id.as_str(), event_id.as_str())) {
+                continue;
+            }
             let seq = u64::try_from(row.try_get::<i64, _>("seq")?)
                 .map_err(|_| StoreError::corrupt("negative seq"))?;
-            existing.insert(
-                (row.try_get("tenant_id")?, row.try_get("event_id")?),
-                (seq, row.try_get("digest")?),
-            );
+            existing.insert((tenant_id, event_id), (seq, row.try_get("digest")?));
         }
     }
     Ok(existing)
@@ -1077,17 +1094,18 @@ impl GroupState {
         now_micros: i64,
     ) -> Result<(), ServiceError> {
         ledger_store::write_many_appends(tx, heads.values_mut(), now_micros).await?;
-        for chunk in self.events.chunks(ROWS_PER_STATEMENT) {
+        for chunk in crate::db::statement_chunks(&self.events, ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO usage_events (tenant_id, event_id, seq, digest, service, metric, unit, \
-                 quantity, event_time, event_day, class, flags, source, source_seq, received_at, \
-                 canonical, source_signature) VALUES {}",
-                values_placeholders(Placeholders::of(tx), chunk.len(), 17)
+                "INSERT INTO usage_events (tenant_id, event_key, event_id, seq, digest, service, \
+                 metric, unit, quantity, event_time, event_day, class, flags, source, source_seq, \
+                 received_at, canonical, source_signature) VALUES {}",
+                values_placeholders(Placeholders::of(tx), chunk.len(), 18)
             );
             let mut query = sqlx::query(&sql);
             for row in chunk {
                 query = query
                     .bind(row.tenant_id.as_str())
+                    .bind(event_key(&row.tenant_id, &row.event_id))
                     .bind(row.event_id.as_str())
                     .bind(to_i64(row.seq)?)
                     .bind(row.digest.as_str())
@@ -1108,7 +1126,7 @@ impl GroupState {
             query.execute(&mut **tx).await?;
         }
         let now = companyos_domain::time_util::from_micros(now_micros);
-        for chunk in self.rejections.chunks(ROWS_PER_STATEMENT) {
+        for chunk in crate::db::statement_chunks(&self.rejections, ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO usage_rejections (id, tenant_id, event_id, event_day, received_at, \
                  errors, raw, raw_truncated) VALUES {}",
@@ -1128,7 +1146,7 @@ impl GroupState {
             }
             query.execute(&mut **tx).await?;
         }
-        for chunk in self.conflicts.chunks(ROWS_PER_STATEMENT) {
+        for chunk in crate::db::statement_chunks(&self.conflicts, ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO usage_conflicts (id, tenant_id, event_id, original_seq, digest, \
                  event_day, received_at, raw) VALUES {}",
@@ -1149,7 +1167,7 @@ impl GroupState {
             query.execute(&mut **tx).await?;
         }
         let counters: Vec<(&(String, i64), &Counters)> = self.counters.iter().collect();
-        for chunk in counters.chunks(ROWS_PER_STATEMENT) {
+        for chunk in crate::db::statement_chunks(&counters, ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO usage_counters (tenant_id, day, accepted, duplicates, late, invalid, \
                  conflicts, unsigned_events, undeclared) VALUES {} \
@@ -1184,7 +1202,7 @@ impl GroupState {
             merge_source_ranges(tx, source, tenant_id, seqs).await?;
         }
         let seen: Vec<(&(String, String, String), &i64)> = self.seen.iter().collect();
-        for chunk in seen.chunks(ROWS_PER_STATEMENT) {
+        for chunk in crate::db::statement_chunks(&seen, ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO metering_seen (service, metric, unit, first_seen, last_seen, events) \
                  VALUES {} ON CONFLICT (service, metric, unit) DO UPDATE SET \
@@ -1220,7 +1238,7 @@ async fn write_rollups(
 ) -> Result<(), ServiceError> {
     let keys: Vec<&RollupKey> = deltas.keys().collect();
     let mut stored: HashMap<RollupKey, Rollup> = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+    for chunk in crate::db::statement_chunks(&keys, ROWS_PER_STATEMENT) {
         let sql = format!(
             "WITH k (t, d, s, m, u) AS (VALUES {}) SELECT r.tenant_id, r.day, r.service, \
              r.metric, r.unit, r.quantity_sum, r.quantity_max, r.events FROM k JOIN {table} r \
@@ -1276,7 +1294,7 @@ async fn write_rollups(
         };
         merged.push((key, total));
     }
-    for chunk in merged.chunks(ROWS_PER_STATEMENT) {
+    for chunk in crate::db::statement_chunks(&merged, ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO {table} (tenant_id, day, service, metric, unit, quantity_sum, \
              quantity_max, events) VALUES {} \

@@ -165,8 +165,9 @@ impl App {
             .await?;
         let log_id = usage_log_id(&tenant.id);
         let seq: Option<i64> = sqlx::query_scalar(
-            "SELECT seq FROM usage_events WHERE tenant_id = $1 AND event_id = $2",
+            "SELECT seq FROM usage_events WHERE event_key = $1 AND tenant_id = $2 AND event_id = $3",
         )
+        .bind(crate::ingest::event_key(&tenant.id, event_id.as_str()))
         .bind(tenant.id.as_str())
         .bind(event_id.as_str())
         .fetch_optional(&mut *conn)

@@ -147,7 +147,7 @@ pub async fn write_appends(
         return Ok(());
     }
     let leaves = std::mem::take(&mut head.pending_leaves);
-    for chunk in leaves.chunks(INSERT_ROWS_MAX) {
+    for chunk in crate::db::statement_chunks(&leaves, INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
             values_placeholders(Placeholders::of(conn), chunk.len(), 4)
@@ -163,7 +163,7 @@ pub async fn write_appends(
         query.execute(&mut *conn).await?;
     }
     let nodes = std::mem::take(&mut head.pending_nodes);
-    for chunk in nodes.chunks(INSERT_ROWS_MAX) {
+    for chunk in crate::db::statement_chunks(&nodes, INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO ledger_nodes (log_id, level, node_index, hash) VALUES {}",
             values_placeholders(Placeholders::of(conn), chunk.len(), 4)
@@ -715,7 +715,7 @@ pub async fn lock_heads(
     let empty_root = companyos_ledger::hash::empty_tree_root()
         .as_bytes()
         .to_vec();
-    for chunk in ids.chunks(INSERT_ROWS_MAX) {
+    for chunk in crate::db::statement_chunks(&ids, INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO ledger_heads (log_id, tree_size, root, frontier, updated_at) VALUES {} \
              ON CONFLICT (log_id) DO NOTHING",
@@ -733,7 +733,7 @@ pub async fn lock_heads(
         query.execute(&mut *conn).await?;
     }
     let mut heads = std::collections::BTreeMap::new();
-    for chunk in ids.chunks(INSERT_ROWS_MAX) {
+    for chunk in crate::db::statement_chunks(&ids, INSERT_ROWS_MAX) {
         let sql = format!(
             "SELECT log_id, tree_size, frontier FROM ledger_heads WHERE log_id IN ({}) \
              ORDER BY log_id{}",
@@ -800,7 +800,7 @@ pub async fn write_many_appends<'a>(
             head.frontier.to_bytes(),
         ));
     }
-    for chunk in leaves.chunks(INSERT_ROWS_MAX) {
+    for chunk in crate::db::statement_chunks(&leaves, INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
             values_placeholders(Placeholders::of(conn), chunk.len(), 4)
@@ -815,7 +815,7 @@ pub async fn write_many_appends<'a>(
         }
         query.execute(&mut *conn).await?;
     }
-    for chunk in nodes.chunks(INSERT_ROWS_MAX) {
+    for chunk in crate::db::statement_chunks(&nodes, INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO ledger_nodes (log_id, level, node_index, hash) VALUES {}",
             values_placeholders(Placeholders::of(conn), chunk.len(), 4)
@@ -830,7 +830,7 @@ pub async fn write_many_appends<'a>(
         }
         query.execute(&mut *conn).await?;
     }
-    for chunk in changed.chunks(INSERT_ROWS_MAX) {
+    for chunk in crate::db::statement_chunks(&changed, INSERT_ROWS_MAX) {
         let sql = format!(
             "INSERT INTO ledger_heads (log_id, tree_size, root, frontier, updated_at) VALUES {} \
              ON CONFLICT (log_id) DO UPDATE SET tree_size = excluded.tree_size, \

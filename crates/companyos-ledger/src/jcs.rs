@@ -46,7 +46,19 @@ fn write_value(out: &mut String, value: &Value) -> Result<(), JcsError> {
 
 /// Writes an object with its members sorted by the UTF-16 code units of their names.
 pub(crate) fn write_object(out: &mut String, map: &Map<String, Value>) -> Result<(), JcsError> {
-    let mut members: Vec<(&String, &Value)> = map.iter().collect();
+    write_object_except(out, map, &[])
+}
+
+/// Writes an object without the members named in `skip`, the rest sorted as JCS requires.
+pub(crate) fn write_object_except(
+    out: &mut String,
+    map: &Map<String, Value>,
+    skip: &[&str],
+) -> Result<(), JcsError> {
+    let mut members: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(name, _)| !skip.contains(&name.as_str()))
+        .collect();
     members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
     out.push('{');
     for (i, (name, member)) in members.into_iter().enumerate() {

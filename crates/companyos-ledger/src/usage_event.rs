@@ -20,12 +20,8 @@ pub const UNSIGNED_FIELDS: [&str; 2] = ["source_signature", "digest"];
 
 /// The canonical form of a usage event object.
 pub fn canonical_form(event: &Map<String, Value>) -> Result<String, JcsError> {
-    let mut signed = event.clone();
-    for field in UNSIGNED_FIELDS {
-        signed.remove(field);
-    }
-    let mut out = String::new();
-    jcs::write_object(&mut out, &signed)?;
+    let mut out = String::with_capacity(320);
+    jcs::write_object_except(&mut out, event, &UNSIGNED_FIELDS)?;
     Ok(out)
 }
 
