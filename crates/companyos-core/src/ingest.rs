@@ -35,7 +35,7 @@ use crate::tenants::usage_log_id;
 use crate::util::new_id;
 
 /// Rows per multi-row statement.
-const ROWS_PER_STATEMENT: usize = 256;
+const ROWS_PER_STATEMENT: usize = 1024;
 /// Keys per dedupe lookup.
 const KEYS_PER_LOOKUP: usize = 256;
 

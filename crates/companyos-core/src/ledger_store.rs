@@ -19,7 +19,7 @@ use crate::db::{Db, Placeholders, StoreError, values_placeholders};
 /// Interior levels that are stored: multiples of this.
 pub const STORED_LEVEL_STRIDE: u8 = 4;
 /// Rows per multi-row insert.
-const INSERT_ROWS_MAX: usize = 256;
+const INSERT_ROWS_MAX: usize = 1024;
 
 /// The mutable state of one log, read and locked at the start of an append.
 #[derive(Debug, Clone)]

@@ -94,6 +94,15 @@ struct Fixture {
 }
 
 async fn fixture(backend: &str, dir: Option<PathBuf>, tenants: usize) -> anyhow::Result<Fixture> {
+    fixture_with_clock(backend, dir, tenants, Arc::new(SystemClock)).await
+}
+
+async fn fixture_with_clock(
+    backend: &str,
+    dir: Option<PathBuf>,
+    tenants: usize,
+    clock: Arc<dyn companyos_core::clock::Clock>,
+) -> anyhow::Result<Fixture> {
     let (data_dir, temp) = match dir {
         Some(dir) => {
             let unique = dir.join(companyos_core::util::new_id(
@@ -123,7 +132,7 @@ async fn fixture(backend: &str, dir: Option<PathBuf>, tenants: usize) -> anyhow:
         }
         other => bail!("--backend must be sqlite or postgres, got {other:?}"),
     }
-    let (app, report) = App::open(settings, Arc::new(SystemClock)).await?;
+    let (app, report) = App::open(settings, clock).await?;
     let token = report.admin_token.context("fresh store")?;
     let admin = Actor {
         principal: app.authenticate(Some(&token), None, "bench").await?,
@@ -266,6 +275,7 @@ async fn naive_baseline(
     events: usize,
     batch: usize,
     tenants: usize,
+    preload: usize,
 ) -> anyhow::Result<StdDuration> {
     let db = fixture.app.db();
     let mut conn = db.readers().acquire().await?;
@@ -280,6 +290,36 @@ async fn naive_baseline(
     drop(conn);
     let at = format_rfc3339(OffsetDateTime::now_utc());
     let mut counter = 0u64;
+    // The baseline table holds as many rows as the measured store before it is measured.
+    let mut loaded = 0;
+    while loaded < preload {
+        let n = (preload - loaded).min(10_000);
+        let (body, _) = batch_body(n, tenants, &at, &mut counter);
+        let mut tx = db.begin().await?;
+        for (i, event) in split_body(&body, false, 10_000)?.into_iter().enumerate() {
+            let event = event
+                .parsed
+                .map_err(|e| anyhow::anyhow!("{:?}", e.errors))?;
+            sqlx::query(
+                "INSERT INTO bench_naive (tenant_id, event_id, seq, digest, service, metric, unit, \
+                 quantity, event_time, canonical) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(event.tenant_id.as_str())
+            .bind(event.event_id.as_str())
+            .bind(-i64::try_from(loaded + i + 1)?)
+            .bind(event.digest.to_string())
+            .bind(event.service.as_str())
+            .bind(event.metric.as_str())
+            .bind(event.unit.as_str())
+            .bind(event.quantity.to_string())
+            .bind(companyos_domain::time_util::to_micros(event.timestamp))
+            .bind(event.canonical.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        loaded += n;
+    }
     let mut rows = Vec::with_capacity(events);
     let mut remaining = events;
     while remaining > 0 {
@@ -390,7 +430,8 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
                 result["duplicates_per_second"] = json!(rate(*events, dup_elapsed).round());
             }
             if !no_baseline {
-                let baseline = naive_baseline(&fixture, *events, *batch, *tenants).await?;
+                let baseline =
+                    naive_baseline(&fixture, *events, *batch, *tenants, *preload).await?;
                 result["baseline_seconds"] = json!(baseline.as_secs_f64());
                 result["baseline_events_per_second"] = json!(rate(*events, baseline).round());
                 result["ratio_to_baseline"] =
@@ -540,19 +581,34 @@ async fn provision(backend: &str, tenants: usize) -> anyhow::Result<u8> {
 }
 
 async fn reports(backend: &str, events: usize) -> anyhow::Result<u8> {
-    let fixture = fixture(backend, None, 1).await?;
-    let at = OffsetDateTime::now_utc();
-    // Spread the tenant's events over the last 30 days (on time: ingest with the late window
-    // covering them would need a moved clock; here the rollups are what is measured).
+    // A year of traffic, ingested day by day on a moving clock (so every event is on time),
+    // over 3 services x 2 metrics: the rollups hold a row per day and metric.
+    let now = OffsetDateTime::now_utc();
+    let start = now - time::Duration::days(365);
+    let clock = Arc::new(companyos_core::clock::ManualClock::new(start));
+    let fixture = fixture_with_clock(backend, None, 1, clock.clone()).await?;
+    let per_series = (events / 365 / 6).max(1);
     let mut counter = 0u64;
-    let mut remaining = events;
-    while remaining > 0 {
-        let n = remaining.min(1000);
-        let (body, _) = batch_body(n, 1, &format_rfc3339(at), &mut counter);
-        let list = split_body(&body, false, 10_000)?;
-        fixture.app.ingest(&fixture.ingest, list).await?;
-        remaining -= n;
+    for day in 0..365 {
+        let at = start + time::Duration::days(day);
+        clock.set(at);
+        for series in 0..6 {
+            let (body, _) = batch_body(per_series, 1, &format_rfc3339(at), &mut counter);
+            let body = String::from_utf8(body)?.replace(
+                "\"service\":\"api\",\"metric\":\"requests\"",
+                &format!(
+                    "\"service\":\"svc{}\",\"metric\":\"m{}\"",
+                    series % 3,
+                    series / 3
+                ),
+            );
+            let list = split_body(body.as_bytes(), false, 10_000)?;
+            fixture.app.ingest(&fixture.ingest, list).await?;
+        }
     }
+    clock.set(now);
+    let events = per_series * 6 * 365;
+    let at = now;
     let today = at.date();
     let year_ago = today - time::Duration::days(364);
     let runs = 20;
@@ -567,12 +623,19 @@ async fn reports(backend: &str, events: usize) -> anyhow::Result<u8> {
     let started = Instant::now();
     let (report, _) = fixture
         .app
-        .integrity_report(&fixture.admin, "tenant-0000", today, today)
+        .integrity_report(
+            &fixture.admin,
+            "tenant-0000",
+            year_ago - time::Duration::days(1),
+            today,
+        )
         .await?;
     let report_elapsed = started.elapsed();
     let started = Instant::now();
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT event_day, COUNT(*) FROM usage_events WHERE tenant_id = $1 GROUP BY event_day",
+    // The same grouping the report recomputes (day x service x metric x unit), in SQL.
+    let rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+        "SELECT event_day, service, metric, unit, COUNT(*) FROM usage_events WHERE tenant_id = $1 \
+         AND class = 'on_time' GROUP BY event_day, service, metric, unit",
     )
     .bind("tenant-0000")
     .fetch_all(fixture.app.db().readers())
