@@ -158,6 +158,20 @@ struct Checked {
     undeclared: bool,
 }
 
+impl Checked {
+    /// This event, rejected under the lock for `field`.
+    fn rejected(&self, day: i64, field: &str, message: impl Into<String>) -> Rejected {
+        Rejected {
+            index: self.index,
+            tenant_id: Some(self.event.tenant_id.as_str().to_owned()),
+            event_id: Some(self.event.event_id.as_str().to_owned()),
+            day,
+            errors: vec![FieldError::new(field, message)],
+            raw: self.raw.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Rejected {
     index: usize,
@@ -584,16 +598,7 @@ impl App {
         for job in jobs {
             let mut results: Vec<EventResult> = Vec::with_capacity(job.len());
             for rejected in &job.rejected {
-                state.reject(rejected, raw_max);
-                results.push(EventResult {
-                    index: rejected.index,
-                    event_id: rejected.event_id.clone(),
-                    status: EventStatus::Rejected,
-                    seq: None,
-                    digest: None,
-                    errors: rejected.errors.clone(),
-                    flags: Vec::new(),
-                });
+                results.push(state.reject(rejected, raw_max));
             }
             for checked in &job.checked {
                 let event = &checked.event;
@@ -607,24 +612,8 @@ impl App {
                     Some(_) => None,
                 };
                 if let Some(message) = tenant_problem {
-                    let rejected = Rejected {
-                        index: checked.index,
-                        tenant_id: Some(tenant_id.to_owned()),
-                        event_id: Some(event.event_id.as_str().to_owned()),
-                        day,
-                        errors: vec![FieldError::new("tenant_id", message)],
-                        raw: checked.raw.clone(),
-                    };
-                    state.reject(&rejected, raw_max);
-                    results.push(EventResult {
-                        index: checked.index,
-                        event_id: rejected.event_id.clone(),
-                        status: EventStatus::Rejected,
-                        seq: None,
-                        digest: None,
-                        errors: rejected.errors,
-                        flags: Vec::new(),
-                    });
+                    let rejected = checked.rejected(day, "tenant_id", message);
+                    results.push(state.reject(&rejected, raw_max));
                     continue;
                 }
                 let mut flags = checked.flags.clone();
@@ -680,24 +669,8 @@ impl App {
                 };
                 // The rollup must stay exact; a sum that would lose digits is refused.
                 if let Err(message) = state.add_to_rollup(tenant_id, day, event, late) {
-                    let rejected = Rejected {
-                        index: checked.index,
-                        tenant_id: Some(tenant_id.to_owned()),
-                        event_id: Some(event.event_id.as_str().to_owned()),
-                        day,
-                        errors: vec![FieldError::new("quantity", message)],
-                        raw: checked.raw.clone(),
-                    };
-                    state.reject(&rejected, raw_max);
-                    results.push(EventResult {
-                        index: checked.index,
-                        event_id: rejected.event_id.clone(),
-                        status: EventStatus::Rejected,
-                        seq: None,
-                        digest: None,
-                        errors: rejected.errors,
-                        flags: Vec::new(),
-                    });
+                    let rejected = checked.rejected(day, "quantity", message);
+                    results.push(state.reject(&rejected, raw_max));
                     continue;
                 }
                 let head = heads
@@ -1034,7 +1007,8 @@ impl GroupState {
             .or_default()
     }
 
-    fn reject(&mut self, rejected: &Rejected, raw_max: usize) {
+    /// Records a rejection for the reconciliation report; returns its result row.
+    fn reject(&mut self, rejected: &Rejected, raw_max: usize) -> EventResult {
         if let Some(tenant_id) = &rejected.tenant_id {
             self.count(tenant_id, rejected.day).invalid += 1;
         }
@@ -1052,6 +1026,15 @@ impl GroupState {
             raw,
             truncated,
         });
+        EventResult {
+            index: rejected.index,
+            event_id: rejected.event_id.clone(),
+            status: EventStatus::Rejected,
+            seq: None,
+            digest: None,
+            errors: rejected.errors.clone(),
+            flags: Vec::new(),
+        }
     }
 
     fn add_to_rollup(

@@ -216,6 +216,20 @@ async fn create_directory_boundary(
     Ok(())
 }
 
+/// The role and schema of a `postgres` boundary, on a PostgreSQL store.
+fn postgres_boundary<'a>(boundary: &'a Value, db: &Db) -> Result<(&'a str, &'a str), String> {
+    if db.backend() != Backend::Postgres {
+        return Err("the postgres driver needs the PostgreSQL store".to_owned());
+    }
+    let field = |name: &str| {
+        boundary
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| format!("boundary has no {name}"))
+    };
+    Ok((field("role")?, field("schema")?))
+}
+
 /// Blocks or restores access at the boundary: the `postgres` role loses LOGIN and its open
 /// sessions end; a `directory` boundary gets a `SUSPENDED` marker its workloads check.
 pub async fn set_boundary_access(
@@ -229,13 +243,7 @@ pub async fn set_boundary_access(
 ) -> Result<Value, String> {
     match boundary.get("driver").and_then(Value::as_str) {
         Some("postgres") => {
-            if db.backend() != Backend::Postgres {
-                return Err("the postgres driver needs the PostgreSQL store".to_owned());
-            }
-            let role = boundary
-                .get("role")
-                .and_then(Value::as_str)
-                .ok_or("boundary has no role")?;
+            let (role, _) = postgres_boundary(boundary, db)?;
             let login = if allowed { "LOGIN" } else { "NOLOGIN" };
             conn.execute(format!("ALTER ROLE \"{role}\" {login}").as_str())
                 .await
@@ -282,17 +290,7 @@ pub async fn remove_boundary(
 ) -> Result<Value, String> {
     match boundary.get("driver").and_then(Value::as_str) {
         Some("postgres") => {
-            if db.backend() != Backend::Postgres {
-                return Err("the postgres driver needs the PostgreSQL store".to_owned());
-            }
-            let role = boundary
-                .get("role")
-                .and_then(Value::as_str)
-                .ok_or("boundary has no role")?;
-            let schema = boundary
-                .get("schema")
-                .and_then(Value::as_str)
-                .ok_or("boundary has no schema")?;
+            let (role, schema) = postgres_boundary(boundary, db)?;
             sqlx::query(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
             )

@@ -75,6 +75,23 @@ pub struct ReconciliationDay {
 }
 
 impl ReconciliationDay {
+    /// A day with nothing counted yet.
+    pub fn empty(date: String) -> Self {
+        Self {
+            date,
+            accepted: 0,
+            duplicates: 0,
+            late: 0,
+            invalid: 0,
+            conflicts: 0,
+            missing: 0,
+            unsigned: 0,
+            undeclared: 0,
+            gaps: Vec::new(),
+            closed: false,
+        }
+    }
+
     /// missing / (accepted + late + missing), six decimals rounded half away from zero (as SQL
     /// `round` and spreadsheets do, so anyone recomputing it gets the same digits); 0 when
     /// nothing was expected.
@@ -202,24 +219,7 @@ impl App {
             .await?;
         let (first, last) = (day_number(from), day_number(to));
         let mut days: BTreeMap<i64, ReconciliationDay> = (first..=last)
-            .map(|d| {
-                (
-                    d,
-                    ReconciliationDay {
-                        date: format_day(day_from_number(d)),
-                        accepted: 0,
-                        duplicates: 0,
-                        late: 0,
-                        invalid: 0,
-                        conflicts: 0,
-                        missing: 0,
-                        unsigned: 0,
-                        undeclared: 0,
-                        gaps: Vec::new(),
-                        closed: false,
-                    },
-                )
-            })
+            .map(|d| (d, ReconciliationDay::empty(format_day(day_from_number(d)))))
             .collect();
         let rows = sqlx::query(
             "SELECT day, accepted, duplicates, late, invalid, conflicts, unsigned_events, undeclared \
@@ -360,19 +360,7 @@ impl App {
         )
         .await?;
         let tree_verifies = tree_problems.is_empty();
-        let mut totals = ReconciliationDay {
-            date: String::new(),
-            accepted: 0,
-            duplicates: 0,
-            late: 0,
-            invalid: 0,
-            conflicts: 0,
-            missing: 0,
-            unsigned: 0,
-            undeclared: 0,
-            gaps: Vec::new(),
-            closed: false,
-        };
+        let mut totals = ReconciliationDay::empty(String::new());
         for day in &reconciliation {
             totals.accepted += day.accepted;
             totals.duplicates += day.duplicates;

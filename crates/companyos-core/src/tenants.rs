@@ -2075,36 +2075,52 @@ pub(crate) async fn load_tenant(
     row.as_ref().map(row_to_tenant).transpose()
 }
 
+/// Binds every column of a tenant, in `TENANT_COLUMNS` order.
+fn bind_tenant<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    t: &'q TenantRow,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(t.id.as_str())
+        .bind(t.name.as_str())
+        .bind(t.plan.as_str())
+        .bind(t.status.as_str())
+        .bind(t.status_before_delete.map(|s| s.as_str()))
+        .bind(t.home_region.as_str())
+        .bind(json!(t.allowed_regions).to_string())
+        .bind(json!(t.deploy_regions).to_string())
+        .bind(t.boundary_driver.as_str())
+        .bind(t.boundary.to_string())
+        .bind(t.policy_text.as_str())
+        .bind(t.policy_sha256.as_str())
+        .bind(i64::from(t.retention.tombstone_days))
+        .bind(i64::from(t.retention.hard_delete_allowed))
+        .bind(i64::from(t.retention.legal_hold))
+        .bind(t.audit_webhook_url.as_deref())
+        .bind(t.dossier_evidence_id.as_deref())
+        .bind(t.created_at)
+        .bind(t.updated_at)
+        .bind(t.suspended_at)
+        .bind(t.deleted_at)
+        .bind(t.purge_after)
+        .bind(t.purged_at)
+}
+
+fn tenant_placeholders() -> String {
+    (1..=23)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn insert_tenant(conn: &mut AnyConnection, t: &TenantRow) -> Result<(), StoreError> {
-    sqlx::query(&format!(
-        "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
-         $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
-    ))
-    .bind(t.id.as_str())
-    .bind(t.name.as_str())
-    .bind(t.plan.as_str())
-    .bind(t.status.as_str())
-    .bind(t.status_before_delete.map(|s| s.as_str()))
-    .bind(t.home_region.as_str())
-    .bind(json!(t.allowed_regions).to_string())
-    .bind(json!(t.deploy_regions).to_string())
-    .bind(t.boundary_driver.as_str())
-    .bind(t.boundary.to_string())
-    .bind(t.policy_text.as_str())
-    .bind(t.policy_sha256.as_str())
-    .bind(i64::from(t.retention.tombstone_days))
-    .bind(i64::from(t.retention.hard_delete_allowed))
-    .bind(i64::from(t.retention.legal_hold))
-    .bind(t.audit_webhook_url.as_deref())
-    .bind(t.dossier_evidence_id.as_deref())
-    .bind(t.created_at)
-    .bind(t.updated_at)
-    .bind(t.suspended_at)
-    .bind(t.deleted_at)
-    .bind(t.purge_after)
-    .bind(t.purged_at)
-    .execute(&mut *conn)
-    .await?;
+    let sql = format!(
+        "INSERT INTO tenants ({TENANT_COLUMNS}) VALUES ({})",
+        tenant_placeholders()
+    );
+    bind_tenant(sqlx::query(&sql), t)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -2112,36 +2128,16 @@ pub(crate) async fn update_tenant(
     conn: &mut AnyConnection,
     t: &TenantRow,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "UPDATE tenants SET name = $2, plan = $3, status = $4, status_before_delete = $5, \
-         home_region = $6, allowed_regions = $7, deploy_regions = $8, boundary = $9, \
-         policy_text = $10, policy_sha256 = $11, tombstone_days = $12, hard_delete_allowed = $13, \
-         legal_hold = $14, audit_webhook_url = $15, dossier_evidence_id = $16, updated_at = $17, \
-         suspended_at = $18, deleted_at = $19, purge_after = $20, purged_at = $21 WHERE id = $1",
-    )
-    .bind(t.id.as_str())
-    .bind(t.name.as_str())
-    .bind(t.plan.as_str())
-    .bind(t.status.as_str())
-    .bind(t.status_before_delete.map(|s| s.as_str()))
-    .bind(t.home_region.as_str())
-    .bind(json!(t.allowed_regions).to_string())
-    .bind(json!(t.deploy_regions).to_string())
-    .bind(t.boundary.to_string())
-    .bind(t.policy_text.as_str())
-    .bind(t.policy_sha256.as_str())
-    .bind(i64::from(t.retention.tombstone_days))
-    .bind(i64::from(t.retention.hard_delete_allowed))
-    .bind(i64::from(t.retention.legal_hold))
-    .bind(t.audit_webhook_url.as_deref())
-    .bind(t.dossier_evidence_id.as_deref())
-    .bind(t.updated_at)
-    .bind(t.suspended_at)
-    .bind(t.deleted_at)
-    .bind(t.purge_after)
-    .bind(t.purged_at)
-    .execute(&mut *conn)
-    .await?;
+    // The same columns and binds as the insert (`id` first, matched, not changed).
+    let columns = TENANT_COLUMNS.trim_start_matches("id, ");
+    let values: Vec<String> = (2..=23).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "UPDATE tenants SET ({columns}) = ({}) WHERE id = $1",
+        values.join(", ")
+    );
+    bind_tenant(sqlx::query(&sql), t)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
