@@ -542,6 +542,18 @@ impl App {
     async fn commit_group(&self, jobs: &[Job]) -> Result<Vec<IngestOutcome>, ServiceError> {
         let now = self.now();
         let mut tx = self.db().begin().await?;
+        if self.db().backend() == crate::db::Backend::Postgres {
+            // Every lookup of the write path is a point or short-range lookup on an index.
+            // Without fresh statistics (a young or fast-growing table, autovacuum off) the
+            // planner can pick a sequential scan of all events per batch; forbid it here.
+            for setting in [
+                "SET LOCAL enable_seqscan = off",
+                "SET LOCAL enable_hashjoin = off",
+                "SET LOCAL enable_mergejoin = off",
+            ] {
+                sqlx::query(setting).execute(&mut *tx).await?;
+            }
+        }
         let outcomes = self.write_group(&mut tx, jobs, now).await?;
         tx.commit().await?;
         self.inner
@@ -902,9 +914,8 @@ async fn existing_keys(
     // tenant and event id match too.
     for chunk in crate::db::statement_chunks(&hashed, KEYS_PER_LOOKUP) {
         let sql = format!(
-            "WITH k (h) AS (VALUES {}) SELECT u.tenant_id, u.event_id, u.seq, u.digest \
-             FROM k JOIN usage_events u ON u.event_key = k.h",
-            values_placeholders(Placeholders::of(conn), chunk.len(), 1)
+            "SELECT tenant_id, event_id, seq, digest FROM usage_events WHERE event_key IN ({})",
+            list_placeholders(Placeholders::of(conn), 1, chunk.len())
         );
         let mut query = sqlx::query(&sql);
         for key in chunk {

@@ -14,14 +14,18 @@ use crate::error::ServiceError;
 use crate::tenants::LifecycleRequest;
 
 /// The jobs, in the order a tick runs them.
-pub const JOBS: [&str; 6] = [
+pub const JOBS: [&str; 7] = [
     "checkpoints",
     "day-close",
     "purge-timer",
     "approval-expiry",
     "audit-hooks",
     "outbox",
+    "analyze",
 ];
+/// How often the analyze job refreshes PostgreSQL's planner statistics.
+pub const ANALYZE_INTERVAL_SECONDS: i64 = 600;
+const ANALYZED_AT: &str = "analyzed_at";
 /// Audit records looked at per run of the audit-hooks job.
 pub const AUDIT_HOOK_RECORDS_PER_RUN_MAX: i64 = 1000;
 const AUDIT_HOOKS_CURSOR: &str = "audit_hooks_cursor";
@@ -67,6 +71,7 @@ impl App {
             "approval-expiry" => self.expire_approvals().await?,
             "audit-hooks" => self.enqueue_audit_hooks().await?,
             "outbox" => self.deliver_outbox(http).await?,
+            "analyze" => self.refresh_statistics().await?,
             other => return Err(ServiceError::Internal(format!("unknown job {other}"))),
         };
         Ok(Some(done))
@@ -114,6 +119,49 @@ impl App {
                 }
             }
         }
+    }
+
+    /// Refreshes PostgreSQL's planner statistics of the growing tables every few minutes, so
+    /// plans stay index-based even where autovacuum is off or slow (SQLite: nothing to do).
+    pub async fn refresh_statistics(&self) -> Result<usize, ServiceError> {
+        if self.db().backend() != crate::db::Backend::Postgres {
+            return Ok(0);
+        }
+        let now = self.now_micros();
+        let last: i64 =
+            sqlx::query_scalar::<_, String>("SELECT value FROM settings WHERE key = $1")
+                .bind(ANALYZED_AT)
+                .fetch_optional(self.db().readers())
+                .await?
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(i64::MIN);
+        if now.saturating_sub(last) < ANALYZE_INTERVAL_SECONDS * 1_000_000 {
+            return Ok(0);
+        }
+        let tables = [
+            "usage_events",
+            "ledger_leaves",
+            "ledger_nodes",
+            "ledger_heads",
+            "audit_events",
+            "usage_daily",
+            "usage_counters",
+        ];
+        for table in tables {
+            sqlx::query(&format!("ANALYZE {table}"))
+                .execute(self.db().writer())
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(ANALYZED_AT)
+        .bind(now.to_string())
+        .bind(now)
+        .execute(self.db().writer())
+        .await?;
+        Ok(tables.len())
     }
 
     /// Queues each new audit record of a tenant that subscribed an audit webhook (LIFE-1 audit

@@ -272,3 +272,61 @@ async fn source_gaps_are_missing_events_and_signatures_are_checked() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_suspended_tenant_keeps_its_usage_and_a_deleted_one_refuses_it() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        server.tenant("acme").await;
+        let ingest = server.operator("meter", "ingest").await;
+        let (status, _) = server
+            .admin()
+            .post("/v1/tenants/acme/suspend", json!({"reason": "unpaid"}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        // ADR 0002: usage emitted before the suspension still arrives and is billable.
+        let (_, body) = ingest
+            .post("/v1/events", json!([event("acme", "s1", "4", START)]))
+            .await;
+        assert_eq!(statuses(&body), ["accepted"], "{backend:?} {body}");
+        assert!(
+            body["results"][0]["flags"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("tenant_suspended")),
+            "{body}"
+        );
+        let approver = server.operator("anna", "approver").await;
+        let (_, body) = server
+            .admin()
+            .post(
+                "/v1/tenants/acme/delete",
+                json!({"reason": "gone", "confirm": "acme"}),
+            )
+            .await;
+        let approval = body["approval"]["id"].as_str().unwrap().to_owned();
+        approver
+            .post(&format!("/v1/approvals/{approval}/approve"), json!({}))
+            .await;
+        // A tombstoned tenant's ledger is frozen: its usage is refused, with the reason kept.
+        let (_, body) = ingest
+            .post("/v1/events", json!([event("acme", "s2", "4", START)]))
+            .await;
+        assert_eq!(statuses(&body), ["rejected"], "{body}");
+        assert_eq!(body["results"][0]["errors"][0]["field"], json!("tenant_id"));
+        assert!(
+            body["results"][0]["error"]
+                .as_str()
+                .unwrap()
+                .contains("deleting"),
+            "{body}"
+        );
+        let (_, reconciliation) = server
+            .admin()
+            .get("/v1/tenants/acme/reconciliation?from=2026-03-02&to=2026-03-02")
+            .await;
+        assert_eq!(reconciliation[0]["accepted"], json!(1));
+        assert_eq!(reconciliation[0]["invalid"], json!(1));
+        server.stop().await;
+    }
+}

@@ -13,11 +13,34 @@ const EVENTS: u64 = 100_000;
 const TENANTS: [&str; 4] = ["alpha", "bravo", "charlie", "delta"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_dash_nine_mid_send_loses_and_duplicates_nothing() {
+async fn kill_dash_nine_mid_send_loses_and_duplicates_nothing_on_sqlite() {
+    kill_dash_nine_mid_send(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_mid_send_loses_and_duplicates_nothing_on_postgres() {
+    let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let name = format!(
+        "companyos_test_{}",
+        companyos_core::util::new_id("crash", time::OffsetDateTime::now_utc())
+            .replace("crash_", "")
+    );
+    let url = companyos_core::db::create_postgres_database(&server, &name)
+        .await
+        .expect("PostgreSQL must be reachable");
+    kill_dash_nine_mid_send(Some(&url)).await;
+    let _ = companyos_core::db::drop_postgres_database(&server, &name).await;
+}
+
+async fn kill_dash_nine_mid_send(database_url: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let listen = format!("127.0.0.1:{}", free_port());
-    let mut server = Server::start(&data, &listen, &[]);
+    let env: Vec<(&str, &str)> = database_url
+        .map(|url| vec![("COMPANYOS_DATABASE_URL", url)])
+        .unwrap_or_default();
+    let mut server = Server::start(&data, &listen, &env);
     for id in TENANTS {
         tenant(&server, id);
     }
@@ -81,7 +104,7 @@ async fn kill_dash_nine_mid_send_loses_and_duplicates_nothing() {
     }
     server.kill_hard();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let restarted = Server::start(&data, &listen, &[]);
+    let restarted = Server::start(&data, &listen, &env);
     let stats = producer.await.unwrap();
     assert!(stats.accepted <= EVENTS, "{stats:?}");
     assert!(
@@ -95,12 +118,13 @@ async fn kill_dash_nine_mid_send_loses_and_duplicates_nothing() {
         Some(EVENTS)
     );
     drop(restarted);
-    let output = Command::new(binary())
-        .args(["ledger", "verify", "--data-dir"])
-        .arg(&data)
-        .env_remove("COMPANYOS_DATABASE_URL")
-        .output()
-        .unwrap();
+    let mut verify = Command::new(binary());
+    verify.args(["ledger", "verify", "--data-dir"]).arg(&data);
+    match database_url {
+        Some(url) => verify.env("COMPANYOS_DATABASE_URL", url),
+        None => verify.env_remove("COMPANYOS_DATABASE_URL"),
+    };
+    let output = verify.output().unwrap();
     assert_eq!(
         output.status.code(),
         Some(0),
