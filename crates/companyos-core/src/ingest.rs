@@ -618,9 +618,9 @@ impl App {
                 let day = day_number(utc_day(event.timestamp));
                 let tenant_problem = match statuses.get(tenant_id) {
                     None => Some("is not a known tenant".to_owned()),
-                    Some(status) if !accepts_usage(*status) => Some(format!(
-                        "tenant is {status}: its usage is no longer accepted"
-                    )),
+                    Some(status) if !accepts_usage(*status) => {
+                        Some(format!("tenant is {status}: it does not take usage"))
+                    }
                     Some(_) => None,
                 };
                 if let Some(message) = tenant_problem {

@@ -16,7 +16,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use companyos_core::App;
 use tokio::net::TcpListener;
 use tracing::Instrument as _;
@@ -25,6 +25,10 @@ use crate::extract::RequestId;
 
 /// Default upper bound of a request body (CONTRACT §2).
 pub const BODY_BYTES_MAX_DEFAULT: usize = 16 * 1024 * 1024;
+/// Upper bound on handling one request. A handler cut off here rolls its transaction back (an
+/// ingestion already handed to the writer may still commit: a retry is then answered as
+/// duplicates, never counted twice).
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// What every handler gets.
 #[derive(Debug, Clone)]
@@ -70,7 +74,22 @@ async fn observe(State(state): State<AppState>, mut request: Request, next: Next
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let span = tracing::info_span!("request", request_id = %request_id, %method, route = %route);
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response =
+        match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request).instrument(span.clone()))
+            .await
+        {
+            Ok(response) => response,
+            Err(_) => crate::error::AppError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Request timed out",
+                format!(
+                    "the request took longer than {} s; it is safe to retry",
+                    REQUEST_TIMEOUT.as_secs()
+                ),
+            )
+            .into_response(),
+        };
     let status = response.status().as_u16();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
