@@ -6,6 +6,7 @@ mod concurrency;
 mod coverage;
 mod day_close;
 mod integrity;
+mod leases;
 mod model;
 mod properties;
 mod signatures;
