@@ -53,6 +53,26 @@ pub fn response(body: String, file_name: &str) -> Response {
     response
 }
 
+/// Answers a list of records as CSV (a header row, then a row each) or as a JSON array.
+pub fn respond<T>(
+    format: Format,
+    columns: &[&str],
+    items: &[T],
+    row: impl Fn(&T) -> Vec<String>,
+    json: impl Fn(&T) -> serde_json::Value,
+    file_name: &str,
+) -> Response {
+    match format {
+        Format::Csv => response(
+            render(columns, &items.iter().map(row).collect::<Vec<_>>()),
+            file_name,
+        ),
+        Format::Json | Format::Jsonl => {
+            crate::routes::ok(serde_json::Value::Array(items.iter().map(json).collect()))
+        }
+    }
+}
+
 /// The export format asked for: `?format=` first, then the Accept header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {

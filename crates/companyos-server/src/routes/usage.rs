@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::AppState;
-use crate::csv::{self, Format};
+use crate::csv;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{Authed, JsonBody, QueryParams, read_body};
 use crate::routes::{json, ok};
@@ -76,30 +76,23 @@ pub async fn daily(
     let format = csv::negotiate(query.format.as_deref(), &headers)?;
     let (from, to) = day_range(&query.from, &query.to)?;
     let rows = state.app.daily_usage(&actor, &id, from, to).await?;
-    Ok(match format {
-        Format::Csv => csv::response(
-            csv::render(
-                &["date", "service", "metric", "unit", "quantity", "events"],
-                &rows
-                    .iter()
-                    .map(|r| {
-                        vec![
-                            r.date.clone(),
-                            r.service.clone(),
-                            r.metric.clone(),
-                            r.unit.clone(),
-                            r.quantity.normalize().to_string(),
-                            r.events.to_string(),
-                        ]
-                    })
-                    .collect::<Vec<_>>(),
-            ),
-            &format!("usage-{id}-{}-{}.csv", query.from, query.to),
-        ),
-        Format::Json | Format::Jsonl => {
-            ok(json!(rows.iter().map(|r| r.to_json()).collect::<Vec<_>>()))
-        }
-    })
+    Ok(csv::respond(
+        format,
+        &["date", "service", "metric", "unit", "quantity", "events"],
+        &rows,
+        |r| {
+            vec![
+                r.date.clone(),
+                r.service.clone(),
+                r.metric.clone(),
+                r.unit.clone(),
+                r.quantity.normalize().to_string(),
+                r.events.to_string(),
+            ]
+        },
+        |r| r.to_json(),
+        &format!("usage-{id}-{}-{}.csv", query.from, query.to),
+    ))
 }
 
 /// The CSV columns of the reconciliation report.
@@ -149,18 +142,14 @@ pub async fn reconciliation(
     let format = csv::negotiate(query.format.as_deref(), &headers)?;
     let (from, to) = day_range(&query.from, &query.to)?;
     let days = state.app.reconciliation(&actor, &id, from, to).await?;
-    Ok(match format {
-        Format::Csv => csv::response(
-            csv::render(
-                &RECONCILIATION_COLUMNS,
-                &days.iter().map(reconciliation_row).collect::<Vec<_>>(),
-            ),
-            &format!("reconciliation-{id}-{}-{}.csv", query.from, query.to),
-        ),
-        Format::Json | Format::Jsonl => {
-            ok(json!(days.iter().map(|d| d.to_json()).collect::<Vec<_>>()))
-        }
-    })
+    Ok(csv::respond(
+        format,
+        &RECONCILIATION_COLUMNS,
+        &days,
+        reconciliation_row,
+        |d| d.to_json(),
+        &format!("reconciliation-{id}-{}-{}.csv", query.from, query.to),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
