@@ -16,7 +16,7 @@ use crate::audit::AUDIT_LOG_ID;
 use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::ledger_store::{self, LogProblem, StoredCheckpoint};
-use crate::tenants::{TenantRow, usage_log_id};
+use crate::tenants::usage_log_id;
 
 /// A proof of inclusion, as served.
 #[derive(Debug, Clone)]
@@ -610,9 +610,4 @@ async fn find_leaf_by_event_id(
             }
         }
     }
-}
-
-/// A tenant row's ledger log id (re-exported for adapters).
-pub fn tenant_log_id(tenant: &TenantRow) -> String {
-    usage_log_id(&tenant.id)
 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration as StdDuration;
 
-use companyos_domain::time_util::{from_micros, to_micros};
+use companyos_domain::time_util::to_micros;
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row as _};
 use time::{Duration, OffsetDateTime};
@@ -205,9 +205,4 @@ async fn post_signed(
     } else {
         Err(format!("POST {url}: status {}", response.status()))
     }
-}
-
-/// When a message was created (for tests and reports).
-pub fn created_at(micros: i64) -> OffsetDateTime {
-    from_micros(micros)
 }

@@ -7,7 +7,7 @@ use companyos_core::audit::{AUDIT_PAGE_MAX, AuditFilter};
 use companyos_domain::audit::AuditRecord;
 use companyos_domain::time_util::{day_end, day_start, parse_day, parse_rfc3339, to_micros};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::AppState;
 use crate::csv::{self, Format};
@@ -157,5 +157,3 @@ pub async fn list(
         }
     })
 }
-
-pub type Unused = Value;

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use companyos_core::tenants::{LifecycleOutcome, LifecycleRequest, NewTenant};
 use companyos_domain::LifecycleAction;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiResult;
@@ -307,6 +307,3 @@ pub async fn provisioning_callback(
         .await?;
     Ok(ok(outcome))
 }
-
-/// Unused body type kept for the OpenAPI document.
-pub type Body = Value;
