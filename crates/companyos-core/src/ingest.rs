@@ -27,7 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::app::{Actor, App};
 use crate::audit::{self, NewAudit};
 use crate::authz::Resource;
-use crate::db::{Placeholders, StoreError, Tx, list_placeholders, values_placeholders};
+use crate::db::{Backend, Placeholders, StoreError, Tx, list_placeholders, values_placeholders};
+use crate::dedupe::{self, KeyTail};
 use crate::error::ServiceError;
 use crate::ledger_store::{self, LogHead};
 use crate::settings::SignatureRequirement;
@@ -200,6 +201,8 @@ impl Job {
 /// The bounded queue in front of the writer task.
 #[derive(Debug)]
 pub struct IngestQueue {
+    /// SQLite's in-memory dedupe tail; held by the writer for a whole group commit.
+    key_tail: tokio::sync::Mutex<KeyTail>,
     sender: mpsc::Sender<Job>,
     receiver: Mutex<Option<mpsc::Receiver<Job>>>,
     started: AtomicBool,
@@ -209,6 +212,7 @@ impl IngestQueue {
     pub fn new(capacity: usize) -> Self {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         Self {
+            key_tail: tokio::sync::Mutex::new(KeyTail::default()),
             sender,
             receiver: Mutex::new(Some(receiver)),
             started: AtomicBool::new(false),
@@ -541,8 +545,14 @@ impl App {
 
     async fn commit_group(&self, jobs: &[Job]) -> Result<Vec<IngestOutcome>, ServiceError> {
         let now = self.now();
+        // SQLite: the dedupe tail, synced inside the write transaction (which holds SQLite's
+        // write lock, so nothing else can append until the commit).
+        let mut tail = match self.db().backend() {
+            Backend::Sqlite => Some(self.inner.ingest.key_tail.lock().await),
+            Backend::Postgres => None,
+        };
         let mut tx = self.db().begin().await?;
-        if self.db().backend() == crate::db::Backend::Postgres {
+        if self.db().backend() == Backend::Postgres {
             // Every lookup of the write path is a point or short-range lookup on an index.
             // Without fresh statistics (a young or fast-growing table, autovacuum off) the
             // planner can pick a sequential scan of all events per batch; forbid it here.
@@ -554,12 +564,50 @@ impl App {
                 sqlx::query(setting).execute(&mut *tx).await?;
             }
         }
-        let outcomes = self.write_group(&mut tx, jobs, now).await?;
+        if let Some(tail) = tail.as_deref_mut() {
+            tail.sync(&mut tx).await?;
+        }
+        let (outcomes, appended) = self
+            .write_group(&mut tx, jobs, now, tail.as_deref())
+            .await?;
+        let appended = match (appended, tail.as_deref().and_then(KeyTail::last_rowid)) {
+            (Some(appended), _) => appended,
+            (None, Some(after)) => dedupe::rows_after(&mut tx, after).await?,
+            (None, None) => Vec::new(),
+        };
         tx.commit().await?;
         self.inner
             .metrics
             .increment("companyos_ingest_commits_total", Vec::new(), 1);
+        if let Some(tail) = tail.as_deref_mut() {
+            tail.committed(appended);
+            if tail.len() >= self.settings().dedupe_tail_rows_max.max(1) {
+                // The events are committed whatever happens here: a failed merge leaves the
+                // rows in the tail, to be merged by a later commit.
+                if let Err(error) = self.merge_key_tail(tail).await {
+                    tracing::warn!(%error, "merging the dedupe tail failed; retrying later");
+                    tail.invalidate();
+                }
+            }
+        }
         Ok(outcomes)
+    }
+
+    /// Merges SQLite's dedupe tail into the on-disk key index, in its own transaction.
+    async fn merge_key_tail(&self, tail: &mut KeyTail) -> Result<(), ServiceError> {
+        let started = std::time::Instant::now();
+        let rows = tail.len();
+        let mut tx = self.db().begin().await?;
+        let upto = tail.merge(&mut tx).await?;
+        tx.commit().await?;
+        tail.merged(upto);
+        tracing::info!(
+            rows,
+            upto,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "merged the dedupe tail into the key index"
+        );
+        Ok(())
     }
 
     async fn write_group(
@@ -567,7 +615,8 @@ impl App {
         tx: &mut Tx,
         jobs: &[Job],
         now: OffsetDateTime,
-    ) -> Result<Vec<IngestOutcome>, ServiceError> {
+        tail: Option<&KeyTail>,
+    ) -> Result<(Vec<IngestOutcome>, Option<Vec<(i64, i64)>>), ServiceError> {
         let now_micros = to_micros(now);
         let raw_max = self.settings().rejected_raw_bytes_max;
         // Tenants of every checked event, with their status.
@@ -603,7 +652,7 @@ impl App {
                 })
                 .collect();
         let closed = closed_days(tx, jobs, &heads).await?;
-        let existing = existing_keys(tx, jobs, &heads).await?;
+        let existing = existing_keys(tx, jobs, &heads, tail).await?;
         let mut state = GroupState::default();
         let mut outcomes = Vec::with_capacity(jobs.len());
         let mut audits = Vec::with_capacity(jobs.len());
@@ -776,7 +825,14 @@ impl App {
         state
             .counters
             .retain(|(tenant, _), _| statuses.contains_key(tenant));
-        state.write(tx, &mut heads, now_micros).await?;
+        let appended = state
+            .write(
+                tx,
+                &mut heads,
+                now_micros,
+                tail.and_then(KeyTail::last_rowid),
+            )
+            .await?;
         audit::append(
             self.db(),
             tx,
@@ -792,7 +848,7 @@ impl App {
                 *n,
             );
         }
-        Ok(outcomes)
+        Ok((outcomes, appended))
     }
 }
 
@@ -900,6 +956,7 @@ async fn existing_keys(
     conn: &mut AnyConnection,
     jobs: &[Job],
     heads: &BTreeMap<String, LogHead>,
+    tail: Option<&KeyTail>,
 ) -> Result<HashMap<(String, String), (u64, String)>, StoreError> {
     let keys: BTreeSet<(&str, &str)> = jobs
         .iter()
@@ -913,15 +970,22 @@ async fn existing_keys(
     // One indexed lookup per chunk of compact keys; a hash match is only a candidate until its
     // tenant and event id match too.
     for chunk in crate::db::statement_chunks(&hashed, KEYS_PER_LOOKUP) {
-        let sql = format!(
-            "SELECT tenant_id, event_id, seq, digest FROM usage_events WHERE event_key IN ({})",
-            list_placeholders(Placeholders::of(conn), 1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for key in chunk {
-            query = query.bind(*key);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
+        let rows = match tail {
+            Some(tail) => dedupe::lookup(conn, tail, chunk).await?,
+            None => {
+                let sql = format!(
+                    "SELECT tenant_id, event_id, seq, digest FROM usage_events \
+                     WHERE event_key IN ({})",
+                    list_placeholders(Placeholders::of(conn), 1, chunk.len())
+                );
+                let mut query = sqlx::query(&sql);
+                for key in chunk {
+                    query = query.bind(*key);
+                }
+                query.fetch_all(&mut *conn).await?
+            }
+        };
+        for row in rows {
             let tenant_id: String = row.try_get("tenant_id")?;
             let event_id: String = row.try_get("event_id")?;
             if !keys.contains(&(tenant_id.as_str(), event_id.as_str())) {
@@ -933,6 +997,48 @@ async fn existing_keys(
         }
     }
     Ok(existing)
+}
+
+impl App {
+    /// The leaf index (`seq`) of a stored event, by its tenant and event id.
+    pub(crate) async fn find_event_seq(
+        &self,
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+        event_id: &str,
+    ) -> Result<Option<i64>, ServiceError> {
+        let key = event_key(tenant_id, event_id);
+        let rows = match self.db().backend() {
+            Backend::Sqlite => {
+                let mut tail = self.inner.ingest.key_tail.lock().await;
+                if tail.last_rowid().is_none() {
+                    // Nothing ingested by this process yet: load the tail from a consistent
+                    // snapshot (the writer checks it again before it relies on it).
+                    let mut snapshot = self.db().readers().begin().await?;
+                    tail.sync(&mut snapshot).await?;
+                    snapshot.commit().await?;
+                }
+                dedupe::lookup(conn, &tail, &[key]).await?
+            }
+            Backend::Postgres => {
+                sqlx::query(
+                    "SELECT tenant_id, event_id, seq, digest FROM usage_events \
+                     WHERE event_key = $1",
+                )
+                .bind(key)
+                .fetch_all(&mut *conn)
+                .await?
+            }
+        };
+        for row in rows {
+            let found_tenant: String = row.try_get("tenant_id")?;
+            let found_event: String = row.try_get("event_id")?;
+            if found_tenant == tenant_id && found_event == event_id {
+                return Ok(Some(row.try_get("seq")?));
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -1081,18 +1187,27 @@ impl GroupState {
         Ok(())
     }
 
+    /// Writes the group's rows. With `rowids_after` (SQLite: the dedupe tail's last rowid),
+    /// also returns `(event_key, rowid)` of the appended events, or `None` when their rowids
+    /// cannot be told from the inserts and must be read back.
     async fn write(
         &mut self,
         tx: &mut Tx,
         heads: &mut BTreeMap<String, LogHead>,
         now_micros: i64,
-    ) -> Result<(), ServiceError> {
+        rowids_after: Option<i64>,
+    ) -> Result<Option<Vec<(i64, i64)>>, ServiceError> {
+        // SQLite gives a row appended under the write lock the rowid `max(rowid) + 1`, so the
+        // rows of one multi-row insert are consecutive and end at its last insert rowid; that is
+        // checked chunk by chunk, and any surprise falls back to reading the rows back.
+        let mut appended = rowids_after.map(|after| (after, Vec::with_capacity(self.events.len())));
         ledger_store::write_many_appends(tx, heads.values_mut(), now_micros).await?;
         for chunk in crate::db::statement_chunks(&self.events, ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO usage_events (tenant_id, event_key, event_id, seq, digest, service, \
+                "{} usage_events (tenant_id, event_key, event_id, seq, digest, service, \
                  metric, unit, quantity, event_time, event_day, class, flags, source, source_seq, \
                  received_at, canonical, source_signature) VALUES {}",
+                Placeholders::of(tx).bulk_insert(),
                 values_placeholders(Placeholders::of(tx), chunk.len(), 18)
             );
             let mut query = sqlx::query(&sql);
@@ -1117,13 +1232,26 @@ impl GroupState {
                     .bind(row.canonical.as_str())
                     .bind(row.signature.as_deref());
             }
-            query.execute(&mut **tx).await?;
+            let result = query.execute(&mut **tx).await?;
+            if let Some((last, keys)) = &mut appended {
+                let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+                match result.last_insert_id() {
+                    Some(end) if end.checked_sub(n) == Some(*last) => {
+                        for (offset, row) in (1..).zip(chunk) {
+                            keys.push((event_key(&row.tenant_id, &row.event_id), *last + offset));
+                        }
+                        *last = end;
+                    }
+                    _ => appended = None,
+                }
+            }
         }
         let now = companyos_domain::time_util::from_micros(now_micros);
         for chunk in crate::db::statement_chunks(&self.rejections, ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO usage_rejections (id, tenant_id, event_id, event_day, received_at, \
+                "{} usage_rejections (id, tenant_id, event_id, event_day, received_at, \
                  errors, raw, raw_truncated) VALUES {}",
+                Placeholders::of(tx).bulk_insert(),
                 values_placeholders(Placeholders::of(tx), chunk.len(), 8)
             );
             let mut query = sqlx::query(&sql);
@@ -1142,8 +1270,9 @@ impl GroupState {
         }
         for chunk in crate::db::statement_chunks(&self.conflicts, ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO usage_conflicts (id, tenant_id, event_id, original_seq, digest, \
+                "{} usage_conflicts (id, tenant_id, event_id, original_seq, digest, \
                  event_day, received_at, raw) VALUES {}",
+                Placeholders::of(tx).bulk_insert(),
                 values_placeholders(Placeholders::of(tx), chunk.len(), 8)
             );
             let mut query = sqlx::query(&sql);
@@ -1163,7 +1292,7 @@ impl GroupState {
         let counters: Vec<(&(String, i64), &Counters)> = self.counters.iter().collect();
         for chunk in crate::db::statement_chunks(&counters, ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO usage_counters (tenant_id, day, accepted, duplicates, late, invalid, \
+                "{} usage_counters (tenant_id, day, accepted, duplicates, late, invalid, \
                  conflicts, unsigned_events, undeclared) VALUES {} \
                  ON CONFLICT (tenant_id, day) DO UPDATE SET \
                  accepted = usage_counters.accepted + excluded.accepted, \
@@ -1173,6 +1302,7 @@ impl GroupState {
                  conflicts = usage_counters.conflicts + excluded.conflicts, \
                  unsigned_events = usage_counters.unsigned_events + excluded.unsigned_events, \
                  undeclared = usage_counters.undeclared + excluded.undeclared",
+                Placeholders::of(tx).bulk_insert(),
                 values_placeholders(Placeholders::of(tx), chunk.len(), 9)
             );
             let mut query = sqlx::query(&sql);
@@ -1198,9 +1328,10 @@ impl GroupState {
         let seen: Vec<(&(String, String, String), &i64)> = self.seen.iter().collect();
         for chunk in crate::db::statement_chunks(&seen, ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO metering_seen (service, metric, unit, first_seen, last_seen, events) \
+                "{} metering_seen (service, metric, unit, first_seen, last_seen, events) \
                  VALUES {} ON CONFLICT (service, metric, unit) DO UPDATE SET \
                  last_seen = excluded.last_seen, events = metering_seen.events + excluded.events",
+                Placeholders::of(tx).bulk_insert(),
                 values_placeholders(Placeholders::of(tx), chunk.len(), 6)
             );
             let mut query = sqlx::query(&sql);
@@ -1215,7 +1346,7 @@ impl GroupState {
             }
             query.execute(&mut **tx).await?;
         }
-        Ok(())
+        Ok(appended.map(|(_, keys)| keys))
     }
 }
 
@@ -1290,11 +1421,12 @@ async fn write_rollups(
     }
     for chunk in crate::db::statement_chunks(&merged, ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO {table} (tenant_id, day, service, metric, unit, quantity_sum, \
+            "{} {table} (tenant_id, day, service, metric, unit, quantity_sum, \
              quantity_max, events) VALUES {} \
              ON CONFLICT (tenant_id, day, service, metric, unit) DO UPDATE SET \
              quantity_sum = excluded.quantity_sum, quantity_max = excluded.quantity_max, \
              events = excluded.events",
+            Placeholders::of(tx).bulk_insert(),
             values_placeholders(Placeholders::of(tx), chunk.len(), 8)
         );
         let mut query = sqlx::query(&sql);

@@ -164,14 +164,9 @@ impl App {
             .readable_tenant(&mut conn, actor, tenant_id, "ledger.read")
             .await?;
         let log_id = usage_log_id(&tenant.id);
-        let seq: Option<i64> = sqlx::query_scalar(
-            "SELECT seq FROM usage_events WHERE event_key = $1 AND tenant_id = $2 AND event_id = $3",
-        )
-        .bind(crate::ingest::event_key(&tenant.id, event_id.as_str()))
-        .bind(tenant.id.as_str())
-        .bind(event_id.as_str())
-        .fetch_optional(&mut *conn)
-        .await?;
+        let seq = self
+            .find_event_seq(&mut conn, tenant.id.as_str(), event_id.as_str())
+            .await?;
         // After purge the event rows are gone but the leaves (which name the event id) stay:
         // look the leaf up in the tree itself, so proofs keep working for purged tenants.
         let seq = match seq {

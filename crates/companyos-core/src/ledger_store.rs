@@ -149,7 +149,8 @@ pub async fn write_appends(
     let leaves = std::mem::take(&mut head.pending_leaves);
     for chunk in crate::db::statement_chunks(&leaves, INSERT_ROWS_MAX) {
         let sql = format!(
-            "INSERT INTO ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
+            "{} ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
+            Placeholders::of(conn).bulk_insert(),
             values_placeholders(Placeholders::of(conn), chunk.len(), 4)
         );
         let mut query = sqlx::query(&sql);
@@ -165,7 +166,8 @@ pub async fn write_appends(
     let nodes = std::mem::take(&mut head.pending_nodes);
     for chunk in crate::db::statement_chunks(&nodes, INSERT_ROWS_MAX) {
         let sql = format!(
-            "INSERT INTO ledger_nodes (log_id, level, node_index, hash) VALUES {}",
+            "{} ledger_nodes (log_id, level, node_index, hash) VALUES {}",
+            Placeholders::of(conn).bulk_insert(),
             values_placeholders(Placeholders::of(conn), chunk.len(), 4)
         );
         let mut query = sqlx::query(&sql);
@@ -717,8 +719,9 @@ pub async fn lock_heads(
         .to_vec();
     for chunk in crate::db::statement_chunks(&ids, INSERT_ROWS_MAX) {
         let sql = format!(
-            "INSERT INTO ledger_heads (log_id, tree_size, root, frontier, updated_at) VALUES {} \
+            "{} ledger_heads (log_id, tree_size, root, frontier, updated_at) VALUES {} \
              ON CONFLICT (log_id) DO NOTHING",
+            Placeholders::of(conn).bulk_insert(),
             values_placeholders(Placeholders::of(conn), chunk.len(), 5)
         );
         let mut query = sqlx::query(&sql);
@@ -802,7 +805,8 @@ pub async fn write_many_appends<'a>(
     }
     for chunk in crate::db::statement_chunks(&leaves, INSERT_ROWS_MAX) {
         let sql = format!(
-            "INSERT INTO ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
+            "{} ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
+            Placeholders::of(conn).bulk_insert(),
             values_placeholders(Placeholders::of(conn), chunk.len(), 4)
         );
         let mut query = sqlx::query(&sql);
@@ -817,7 +821,8 @@ pub async fn write_many_appends<'a>(
     }
     for chunk in crate::db::statement_chunks(&nodes, INSERT_ROWS_MAX) {
         let sql = format!(
-            "INSERT INTO ledger_nodes (log_id, level, node_index, hash) VALUES {}",
+            "{} ledger_nodes (log_id, level, node_index, hash) VALUES {}",
+            Placeholders::of(conn).bulk_insert(),
             values_placeholders(Placeholders::of(conn), chunk.len(), 4)
         );
         let mut query = sqlx::query(&sql);
@@ -832,9 +837,10 @@ pub async fn write_many_appends<'a>(
     }
     for chunk in crate::db::statement_chunks(&changed, INSERT_ROWS_MAX) {
         let sql = format!(
-            "INSERT INTO ledger_heads (log_id, tree_size, root, frontier, updated_at) VALUES {} \
+            "{} ledger_heads (log_id, tree_size, root, frontier, updated_at) VALUES {} \
              ON CONFLICT (log_id) DO UPDATE SET tree_size = excluded.tree_size, \
              root = excluded.root, frontier = excluded.frontier, updated_at = excluded.updated_at",
+            Placeholders::of(conn).bulk_insert(),
             values_placeholders(Placeholders::of(conn), chunk.len(), 5)
         );
         let mut query = sqlx::query(&sql);

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod authz;
 pub mod clock;
 pub mod db;
+pub mod dedupe;
 pub mod error;
 pub mod evidence;
 pub mod ingest;

@@ -96,6 +96,10 @@ pub struct Settings {
     pub group_commit_events_max: usize,
     /// Requests waiting for the ingestion writer.
     pub ingest_queue_capacity: usize,
+    /// SQLite: stored events whose dedupe keys are held in memory before the writer merges them
+    /// into the on-disk key index (see `dedupe`). Bounds that memory (about 40 bytes a row) and
+    /// the time of one merge.
+    pub dedupe_tail_rows_max: usize,
     /// Bytes of a rejected event's body kept for the reconciliation report.
     pub rejected_raw_bytes_max: usize,
     /// How often background jobs run.
@@ -129,6 +133,7 @@ impl Settings {
             batch_events_max: 10_000,
             group_commit_events_max: 50_000,
             ingest_queue_capacity: 256,
+            dedupe_tail_rows_max: 1_000_000,
             rejected_raw_bytes_max: 4096,
             job_interval: StdDuration::from_secs(5),
             job_lease: Duration::seconds(30),

@@ -5,6 +5,7 @@
 mod concurrency;
 mod coverage;
 mod day_close;
+mod dedupe;
 mod integrity;
 mod leases;
 mod model;

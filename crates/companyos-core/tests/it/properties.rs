@@ -38,7 +38,9 @@ struct Context {
 
 impl Context {
     async fn open(backend: Backend) -> Context {
-        let node = Node::open(backend).await;
+        // A tiny dedupe tail: SQLite merges it into the key index every few events, so the
+        // originals of duplicates and conflicts sit in the index, the tail, or both.
+        let node = Node::open_with(backend, |s| s.dedupe_tail_rows_max = 5).await;
         let ingest = node.operator("meter", "ingest").await;
         for (id, service, seed) in SOURCES {
             node.app

@@ -1,0 +1,209 @@
+//! The dedupe key index (issue 4): duplicates and conflicts are found whether the original sits
+//! in the merged on-disk index or in SQLite's in-memory tail, after a restart, when another
+//! process wrote to the same SQLite file, and after a purge freed rowids.
+
+use companyos_core::tenants::{LifecycleOutcome, LifecycleRequest};
+use companyos_core::{Actor, App};
+
+use companyos_domain::tenant::LifecycleAction;
+use serde_json::Value;
+use time::Duration;
+
+use crate::support::{
+    BACKENDS, Backend, Node, START, actor, event, ingest, settings_for, statuses,
+};
+
+fn events(tenant: &str, prefix: &str, count: usize) -> Vec<Value> {
+    (0..count)
+        .map(|i| {
+            event(
+                tenant,
+                &format!("{prefix}-{i:04}"),
+                "2",
+                START - Duration::minutes(i as i64 % 50),
+            )
+        })
+        .collect()
+}
+
+/// The same events with another quantity: conflicts of the originals.
+fn conflicting(events: &[Value]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e["quantity"] = Value::from("3");
+            e
+        })
+        .collect()
+}
+
+async fn expect_all(app: &App, actor: &Actor, batch: &[Value], status: &str, context: &str) {
+    let outcome = ingest(app, actor, batch).await;
+    let got = statuses(&outcome);
+    assert!(
+        got.iter().all(|s| *s == status),
+        "{context}: expected every event {status}, got {got:?}"
+    );
+}
+
+/// With a tail of 7 rows, merges happen every few batches: originals are found in the merged
+/// index, in the tail, and across both, on both engines (PostgreSQL ignores the setting).
+#[tokio::test]
+async fn duplicates_and_conflicts_across_merges() {
+    for backend in BACKENDS {
+        let node = Node::open_with(backend, |s| s.dedupe_tail_rows_max = 7).await;
+        let meter = node.operator("meter", "ingest").await;
+        node.tenant("acme").await;
+        node.tenant("globex").await;
+        let mut sent = Vec::new();
+        for round in 0..6 {
+            let mut batch = events("acme", &format!("r{round}"), 5);
+            batch.extend(events("globex", &format!("r{round}"), 4));
+            expect_all(&node.app, &meter, &batch, "accepted", "first send").await;
+            // Everything sent so far, some merged and some still in the tail.
+            expect_all(&node.app, &meter, &sent, "duplicate", "resend").await;
+            expect_all(
+                &node.app,
+                &meter,
+                &conflicting(&sent),
+                "conflict",
+                "changed resend",
+            )
+            .await;
+            sent.extend(batch);
+        }
+        if backend == Backend::Sqlite {
+            let indexed: i64 =
+                sqlx::query_scalar("SELECT indexed_rowid FROM usage_key_index WHERE id = 1")
+                    .fetch_one(node.app.db().readers())
+                    .await
+                    .unwrap();
+            assert!(indexed > 40, "merges ran: indexed up to rowid {indexed}");
+        }
+        let problems = node.app.verify_ledgers(None).await.unwrap();
+        assert!(problems.is_empty(), "{backend:?}: {problems:?}");
+        node.close().await;
+    }
+}
+
+/// A restarted node rebuilds its tail from the table; a second process writing to the same
+/// SQLite file is noticed by the first before it relies on its memory.
+#[tokio::test]
+async fn tail_survives_restarts_and_other_writers() {
+    let node = Node::open_with(Backend::Sqlite, |s| s.dedupe_tail_rows_max = 1000).await;
+    let token = node.operator_token("meter", "ingest").await;
+    let meter = actor(&node.app, &token).await;
+    node.tenant("acme").await;
+    let first = events("acme", "a", 20);
+    expect_all(&node.app, &meter, &first, "accepted", "first node").await;
+
+    // A second service layer on the same file, as a second process would be.
+    let settings = settings_for(&node.data_dir(), None);
+    let (other, _) = App::open(settings, node.clock.clone()).await.unwrap();
+    let other_meter = actor(&other, &token).await;
+    expect_all(
+        &other,
+        &other_meter,
+        &first,
+        "duplicate",
+        "second node, tail",
+    )
+    .await;
+    let second = events("acme", "b", 20);
+    expect_all(&other, &other_meter, &second, "accepted", "second node").await;
+    // The first node's tail did not see these rows being written.
+    expect_all(&node.app, &meter, &second, "duplicate", "first node again").await;
+    expect_all(
+        &node.app,
+        &meter,
+        &conflicting(&second),
+        "conflict",
+        "first node, changed",
+    )
+    .await;
+    if let Err(error) = node
+        .app
+        .inclusion_proof(&node.admin, "acme", "b-0003", None)
+        .await
+    {
+        panic!("proof of an event the other node stored: {error}");
+    }
+    other.db().close().await;
+
+    // Restart: a fresh tail, loaded from the rows above the indexed rowid.
+    let data_dir = node.data_dir();
+    node.app.db().close().await;
+    let (restarted, _) = App::open(settings_for(&data_dir, None), node.clock.clone())
+        .await
+        .unwrap();
+    let meter = actor(&restarted, &token).await;
+    let mut all = first.clone();
+    all.extend(second);
+    expect_all(&restarted, &meter, &all, "duplicate", "after restart").await;
+    let problems = restarted.verify_ledgers(None).await.unwrap();
+    assert!(problems.is_empty(), "{problems:?}");
+    restarted.db().close().await;
+}
+
+/// Purging the tenant whose rows have the highest rowids frees those rowids; rows stored
+/// afterwards must still be found (they must not pass for already-indexed rows).
+#[tokio::test]
+async fn purge_frees_rowids_without_losing_dedupe() {
+    let node = Node::open_with(Backend::Sqlite, |s| s.dedupe_tail_rows_max = 10).await;
+    let meter = node.operator("meter", "ingest").await;
+    node.tenant("acme").await;
+    node.tenant("globex").await;
+    let kept = events("acme", "k", 12);
+    expect_all(&node.app, &meter, &kept, "accepted", "kept tenant").await;
+    let purged = events("globex", "p", 15);
+    expect_all(&node.app, &meter, &purged, "accepted", "tenant to purge").await;
+
+    // Delete and purge, each approved by a second admin (four eyes).
+    let second = node.operator("second-admin", "admin").await;
+    for action in [LifecycleAction::Delete, LifecycleAction::Purge] {
+        let outcome = node
+            .app
+            .lifecycle(
+                &node.admin,
+                "globex",
+                action,
+                LifecycleRequest {
+                    reason: Some("dedupe test".to_owned()),
+                    confirm: Some("globex".to_owned()),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{action:?}: {e}"));
+        if let LifecycleOutcome::PendingApproval(approval) = outcome {
+            node.app
+                .approve(&second, &approval.id, None)
+                .await
+                .unwrap_or_else(|e| panic!("approve {action:?}: {e}"));
+        }
+    }
+    let status = node.app.get_tenant(&node.admin, "globex").await.unwrap();
+    assert_eq!(status.status.as_str(), "purged");
+    let remaining: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM usage_event_keys k LEFT JOIN usage_events e \
+         ON e.rowid = k.event_rowid WHERE e.rowid IS NULL",
+    )
+    .fetch_one(node.app.db().readers())
+    .await
+    .unwrap();
+    assert_eq!(remaining, 0, "no key points at a purged row");
+
+    // New rows take the freed rowids; they are tail rows, found as such.
+    let later = events("acme", "l", 30);
+    expect_all(&node.app, &meter, &later, "accepted", "after purge").await;
+    expect_all(&node.app, &meter, &later, "duplicate", "resend after purge").await;
+    expect_all(
+        &node.app,
+        &meter,
+        &kept,
+        "duplicate",
+        "resend of older rows",
+    )
+    .await;
+    node.close().await;
+}
