@@ -157,6 +157,12 @@ struct Checked {
     late_by_age: bool,
     flags: Vec<&'static str>,
     undeclared: bool,
+    // Derived here, in the request's task, so the single writer does not spend time on them.
+    digest: String,
+    key: i64,
+    day: i64,
+    event_time_micros: i64,
+    quantity: String,
 }
 
 impl Checked {
@@ -408,6 +414,11 @@ impl App {
                 checked.push(Checked {
                     index,
                     late_by_age: event.timestamp < now - settings.late_window,
+                    digest: event.digest.to_string(),
+                    key: event_key(event.tenant_id.as_str(), event.event_id.as_str()),
+                    day: day_number(utc_day(event.timestamp)),
+                    event_time_micros: to_micros(event.timestamp),
+                    quantity: event.quantity.to_string(),
                     event,
                     raw,
                     flags,
@@ -601,6 +612,18 @@ impl App {
         let upto = tail.merge(&mut tx).await?;
         tx.commit().await?;
         tail.merged(upto);
+        let metrics = &self.inner.metrics;
+        metrics.increment("companyos_dedupe_merges_total", Vec::new(), 1);
+        metrics.increment(
+            "companyos_dedupe_merged_rows_total",
+            Vec::new(),
+            rows as u64,
+        );
+        metrics.increment(
+            "companyos_dedupe_merge_milliseconds_total",
+            Vec::new(),
+            started.elapsed().as_millis() as u64,
+        );
         tracing::info!(
             rows,
             upto,
@@ -664,7 +687,7 @@ impl App {
             for checked in &job.checked {
                 let event = &checked.event;
                 let tenant_id = event.tenant_id.as_str();
-                let day = day_number(utc_day(event.timestamp));
+                let day = checked.day;
                 let tenant_problem = match statuses.get(tenant_id) {
                     None => Some("is not a known tenant".to_owned()),
                     Some(status) if !accepts_usage(*status) => {
@@ -681,13 +704,18 @@ impl App {
                 if statuses.get(tenant_id) == Some(&TenantStatus::Suspended) {
                     flags.push("tenant_suspended");
                 }
-                let key = (tenant_id.to_owned(), event.event_id.as_str().to_owned());
-                let digest = event.digest.to_string();
-                if let Some((seq, original_digest)) = existing
-                    .get(&key)
-                    .cloned()
-                    .or_else(|| state.new_keys.get(&key).cloned())
-                {
+                let key = (tenant_id, event.event_id.as_str());
+                let digest = checked.digest.as_str();
+                let original = existing
+                    .get(&checked.key)
+                    .and_then(|found| {
+                        found
+                            .iter()
+                            .find(|(t, e, _, _)| t == key.0 && e == key.1)
+                            .map(|(_, _, seq, digest)| (*seq, digest.as_str()))
+                    })
+                    .or_else(|| state.new_keys.get(&key).copied());
+                if let Some((seq, original_digest)) = original {
                     let status = if original_digest == digest {
                         state.count(tenant_id, day).duplicates += 1;
                         *state
@@ -705,7 +733,7 @@ impl App {
                             tenant_id: tenant_id.to_owned(),
                             event_id: event.event_id.as_str().to_owned(),
                             original_seq: seq,
-                            digest: digest.clone(),
+                            digest: digest.to_owned(),
                             day,
                             raw: truncate(&checked.raw, raw_max).0,
                         });
@@ -713,10 +741,10 @@ impl App {
                     };
                     results.push(EventResult {
                         index: checked.index,
-                        event_id: Some(key.1),
+                        event_id: Some(key.1.to_owned()),
                         status,
                         seq: Some(seq),
-                        digest: Some(original_digest),
+                        digest: Some(original_digest.to_owned()),
                         errors: Vec::new(),
                         flags: Vec::new(),
                     });
@@ -773,44 +801,31 @@ impl App {
                         .or_default()
                         .push((source_seq, day));
                 }
-                let seen = state
+                *state
                     .seen
                     .entry((
-                        event.service.as_str().to_owned(),
-                        event.metric.as_str().to_owned(),
-                        event.unit.as_str().to_owned(),
+                        event.service.as_str(),
+                        event.metric.as_str(),
+                        event.unit.as_str(),
                     ))
-                    .or_default();
-                *seen += 1;
-                state.new_keys.insert(key.clone(), (seq, digest.clone()));
+                    .or_default() += 1;
+                state.new_keys.insert(key, (seq, digest));
                 state.events.push(EventRow {
-                    tenant_id: tenant_id.to_owned(),
-                    event_id: key.1.clone(),
+                    checked,
                     seq,
-                    digest: digest.clone(),
-                    service: event.service.as_str().to_owned(),
-                    metric: event.metric.as_str().to_owned(),
-                    unit: event.unit.as_str().to_owned(),
-                    quantity: event.quantity.to_string(),
-                    event_time: to_micros(event.timestamp),
-                    day,
                     class,
                     flags: flags.clone(),
-                    source: event.source.as_ref().map(|s| s.as_str().to_owned()),
-                    source_seq: event.source_seq,
-                    canonical: event.canonical.clone(),
-                    signature: event.source_signature.clone(),
                 });
                 results.push(EventResult {
                     index: checked.index,
-                    event_id: Some(key.1),
+                    event_id: Some(key.1.to_owned()),
                     status: if late {
                         EventStatus::Late
                     } else {
                         EventStatus::Accepted
                     },
                     seq: Some(seq),
-                    digest: Some(digest),
+                    digest: Some(digest.to_owned()),
                     errors: Vec::new(),
                     flags,
                 });
@@ -952,12 +967,15 @@ async fn closed_days(
     Ok(closed)
 }
 
+/// Stored events of a group's keys, by compact key: (tenant_id, event_id, seq, digest).
+type StoredKeys = HashMap<i64, Vec<(String, String, u64, String)>>;
+
 async fn existing_keys(
     conn: &mut AnyConnection,
     jobs: &[Job],
     heads: &BTreeMap<String, LogHead>,
     tail: Option<&KeyTail>,
-) -> Result<HashMap<(String, String), (u64, String)>, StoreError> {
+) -> Result<StoredKeys, StoreError> {
     let keys: BTreeSet<(&str, &str)> = jobs
         .iter()
         .flat_map(|j| &j.checked)
@@ -993,7 +1011,10 @@ async fn existing_keys(
             }
             let seq = u64::try_from(row.try_get::<i64, _>("seq")?)
                 .map_err(|_| StoreError::corrupt("negative seq"))?;
-            existing.insert((tenant_id, event_id), (seq, row.try_get("digest")?));
+            existing
+                .entry(event_key(&tenant_id, &event_id))
+                .or_insert_with(Vec::new)
+                .push((tenant_id, event_id, seq, row.try_get("digest")?));
         }
     }
     Ok(existing)
@@ -1060,23 +1081,11 @@ struct Rollup {
 }
 
 #[derive(Debug)]
-struct EventRow {
-    tenant_id: String,
-    event_id: String,
+struct EventRow<'a> {
+    checked: &'a Checked,
     seq: u64,
-    digest: String,
-    service: String,
-    metric: String,
-    unit: String,
-    quantity: String,
-    event_time: i64,
-    day: i64,
     class: EventClass,
     flags: Vec<&'static str>,
-    source: Option<String>,
-    source_seq: Option<u64>,
-    canonical: String,
-    signature: Option<String>,
 }
 
 #[derive(Debug)]
@@ -1100,24 +1109,45 @@ struct RejectionRow {
 }
 
 type RollupKey = (String, i64, String, String, String);
+/// A rollup key borrowed from the group's events (no allocation per event).
+type BorrowedRollupKey<'a> = (&'a str, i64, &'a str, &'a str, &'a str);
+
+fn owned_rollups(deltas: &BTreeMap<BorrowedRollupKey<'_>, Rollup>) -> BTreeMap<RollupKey, Rollup> {
+    deltas
+        .iter()
+        .map(|((tenant, day, service, metric, unit), rollup)| {
+            (
+                (
+                    (*tenant).to_owned(),
+                    *day,
+                    (*service).to_owned(),
+                    (*metric).to_owned(),
+                    (*unit).to_owned(),
+                ),
+                rollup.clone(),
+            )
+        })
+        .collect()
+}
 
 /// Everything one group commit writes, accumulated in memory and written in bulk.
 #[derive(Debug, Default)]
-struct GroupState {
-    new_keys: HashMap<(String, String), (u64, String)>,
-    events: Vec<EventRow>,
+struct GroupState<'a> {
+    /// Keys appended by this group: (tenant_id, event_id) -> (seq, digest).
+    new_keys: HashMap<(&'a str, &'a str), (u64, &'a str)>,
+    events: Vec<EventRow<'a>>,
     conflicts: Vec<ConflictRow>,
     rejections: Vec<RejectionRow>,
     counters: BTreeMap<(String, i64), Counters>,
     /// Deltas of this group: (sum, max, events) per key, on-time and late apart.
-    rollups: BTreeMap<RollupKey, Rollup>,
-    late_rollups: BTreeMap<RollupKey, Rollup>,
+    rollups: BTreeMap<BorrowedRollupKey<'a>, Rollup>,
+    late_rollups: BTreeMap<BorrowedRollupKey<'a>, Rollup>,
     source_seqs: BTreeMap<(String, String), Vec<(u64, i64)>>,
-    seen: BTreeMap<(String, String, String), i64>,
+    seen: BTreeMap<(&'a str, &'a str, &'a str), i64>,
     metric_counts: BTreeMap<(String, &'static str), u64>,
 }
 
-impl GroupState {
+impl<'a> GroupState<'a> {
     fn count(&mut self, tenant_id: &str, day: i64) -> &mut Counters {
         self.counters
             .entry((tenant_id.to_owned(), day))
@@ -1156,17 +1186,17 @@ impl GroupState {
 
     fn add_to_rollup(
         &mut self,
-        tenant_id: &str,
+        tenant_id: &'a str,
         day: i64,
-        event: &UsageEvent,
+        event: &'a UsageEvent,
         late: bool,
     ) -> Result<(), String> {
         let key = (
-            tenant_id.to_owned(),
+            tenant_id,
             day,
-            event.service.as_str().to_owned(),
-            event.metric.as_str().to_owned(),
-            event.unit.as_str().to_owned(),
+            event.service.as_str(),
+            event.metric.as_str(),
+            event.unit.as_str(),
         );
         let map = if late {
             &mut self.late_rollups
@@ -1212,25 +1242,27 @@ impl GroupState {
             );
             let mut query = sqlx::query(&sql);
             for row in chunk {
+                let checked = row.checked;
+                let event = &checked.event;
                 query = query
-                    .bind(row.tenant_id.as_str())
-                    .bind(event_key(&row.tenant_id, &row.event_id))
-                    .bind(row.event_id.as_str())
+                    .bind(event.tenant_id.as_str())
+                    .bind(checked.key)
+                    .bind(event.event_id.as_str())
                     .bind(to_i64(row.seq)?)
-                    .bind(row.digest.as_str())
-                    .bind(row.service.as_str())
-                    .bind(row.metric.as_str())
-                    .bind(row.unit.as_str())
-                    .bind(row.quantity.as_str())
-                    .bind(row.event_time)
-                    .bind(row.day)
+                    .bind(checked.digest.as_str())
+                    .bind(event.service.as_str())
+                    .bind(event.metric.as_str())
+                    .bind(event.unit.as_str())
+                    .bind(checked.quantity.as_str())
+                    .bind(checked.event_time_micros)
+                    .bind(checked.day)
                     .bind(row.class.as_str())
-                    .bind(json!(row.flags).to_string())
-                    .bind(row.source.as_deref())
-                    .bind(row.source_seq.map(to_i64).transpose()?)
+                    .bind(flags_json(&row.flags))
+                    .bind(event.source.as_ref().map(|s| s.as_str()))
+                    .bind(event.source_seq.map(to_i64).transpose()?)
                     .bind(now_micros)
-                    .bind(row.canonical.as_str())
-                    .bind(row.signature.as_deref());
+                    .bind(event.canonical.as_str())
+                    .bind(event.source_signature.as_deref());
             }
             let result = query.execute(&mut **tx).await?;
             if let Some((last, keys)) = &mut appended {
@@ -1238,7 +1270,7 @@ impl GroupState {
                 match result.last_insert_id() {
                     Some(end) if end.checked_sub(n) == Some(*last) => {
                         for (offset, row) in (1..).zip(chunk) {
-                            keys.push((event_key(&row.tenant_id, &row.event_id), *last + offset));
+                            keys.push((row.checked.key, *last + offset));
                         }
                         *last = end;
                     }
@@ -1320,12 +1352,12 @@ impl GroupState {
             }
             query.execute(&mut **tx).await?;
         }
-        write_rollups(tx, "usage_daily", &self.rollups).await?;
-        write_rollups(tx, "usage_late", &self.late_rollups).await?;
+        write_rollups(tx, "usage_daily", &owned_rollups(&self.rollups)).await?;
+        write_rollups(tx, "usage_late", &owned_rollups(&self.late_rollups)).await?;
         for ((source, tenant_id), seqs) in &self.source_seqs {
             merge_source_ranges(tx, source, tenant_id, seqs).await?;
         }
-        let seen: Vec<(&(String, String, String), &i64)> = self.seen.iter().collect();
+        let seen: Vec<(&(&str, &str, &str), &i64)> = self.seen.iter().collect();
         for chunk in crate::db::statement_chunks(&seen, ROWS_PER_STATEMENT) {
             let sql = format!(
                 "{} metering_seen (service, metric, unit, first_seen, last_seen, events) \
@@ -1337,9 +1369,9 @@ impl GroupState {
             let mut query = sqlx::query(&sql);
             for ((service, metric, unit), events) in chunk {
                 query = query
-                    .bind(service.as_str())
-                    .bind(metric.as_str())
-                    .bind(unit.as_str())
+                    .bind(*service)
+                    .bind(*metric)
+                    .bind(*unit)
                     .bind(now_micros)
                     .bind(now_micros)
                     .bind(**events);
@@ -1348,6 +1380,25 @@ impl GroupState {
         }
         Ok(appended.map(|(_, keys)| keys))
     }
+}
+
+/// The stored `flags` column: a JSON array of flag names (names need no escaping).
+fn flags_json(flags: &[&'static str]) -> String {
+    if flags.is_empty() {
+        return "[]".to_owned();
+    }
+    let mut out = String::with_capacity(2 + flags.iter().map(|f| f.len() + 3).sum::<usize>());
+    out.push('[');
+    for (i, flag) in flags.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(flag);
+        out.push('"');
+    }
+    out.push(']');
+    out
 }
 
 fn to_i64(value: u64) -> Result<i64, ServiceError> {

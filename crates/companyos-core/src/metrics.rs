@@ -34,6 +34,18 @@ const HELP: &[(&str, &str)] = &[
         "Group commits of the ingestion writer",
     ),
     (
+        "companyos_dedupe_merges_total",
+        "Merges of SQLite's in-memory dedupe tail into the key index",
+    ),
+    (
+        "companyos_dedupe_merged_rows_total",
+        "Event keys merged into SQLite's dedupe key index",
+    ),
+    (
+        "companyos_dedupe_merge_milliseconds_total",
+        "Time spent merging SQLite's dedupe tail",
+    ),
+    (
         "companyos_lifecycle_transitions_total",
         "Tenant lifecycle transitions by action",
     ),
@@ -53,6 +65,18 @@ impl Metrics {
             return;
         }
         *family.entry(labels).or_default() += by;
+    }
+
+    /// The sum of a counter over all its label sets (0 when never incremented).
+    pub fn total(&self, name: &str) -> u64 {
+        let Ok(counters) = self.counters.lock() else {
+            return 0;
+        };
+        counters
+            .iter()
+            .filter(|(n, _)| **n == name)
+            .flat_map(|(_, family)| family.values())
+            .sum()
     }
 
     pub fn authorization(&self, allowed: bool) {
