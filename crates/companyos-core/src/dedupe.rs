@@ -15,7 +15,8 @@
 //! and `max(rowid)`, and reloaded when another process (or a purge) changed either. PostgreSQL
 //! keeps an ordinary B-tree index: it logs tuples, not pages, and several nodes write at once.
 
-use std::collections::BTreeSet;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use sqlx::{AnyConnection, Row as _};
 
@@ -23,6 +24,69 @@ use crate::db::{Placeholders, StoreError, list_placeholders};
 
 /// Rowids per lookup statement.
 const ROWIDS_PER_LOOKUP: usize = 256;
+
+/// Compact keys are already uniform hashes (the first 8 bytes of a SHA-256): hashing them again
+/// would only cost time.
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_i64(&mut self, value: i64) {
+        self.0 = value as u64;
+    }
+}
+
+type KeyMap<V> = HashMap<i64, V, BuildHasherDefault<KeyHasher>>;
+
+/// Rowids by compact key; almost every key has one row, the rare others spill over.
+#[derive(Debug, Default)]
+struct TailKeys {
+    first: KeyMap<i64>,
+    more: KeyMap<Vec<i64>>,
+}
+
+impl TailKeys {
+    fn len(&self) -> usize {
+        self.first.len() + self.more.values().map(Vec::len).sum::<usize>()
+    }
+
+    fn insert(&mut self, key: i64, rowid: i64) {
+        match self.first.entry(key) {
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(rowid);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.more.entry(key).or_default().push(rowid);
+            }
+        }
+    }
+
+    fn rowids(&self, key: i64) -> impl Iterator<Item = i64> + '_ {
+        self.first
+            .get(&key)
+            .copied()
+            .into_iter()
+            .chain(self.more.get(&key).into_iter().flatten().copied())
+    }
+
+    fn retain_above(&mut self, rowid: i64) {
+        self.first.retain(|_, r| *r > rowid);
+        self.more.retain(|_, rows| {
+            rows.retain(|r| *r > rowid);
+            !rows.is_empty()
+        });
+    }
+}
 
 /// What the tail was loaded against; any change means another writer touched the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +106,7 @@ struct LoadedTail {
     state: IndexState,
     /// The highest rowid the tail covers (the table's `max(rowid)` when it was last synced).
     last_rowid: i64,
-    keys: BTreeSet<(i64, i64)>,
+    keys: TailKeys,
 }
 
 async fn read_state(conn: &mut AnyConnection) -> Result<IndexState, StoreError> {
@@ -110,16 +174,17 @@ impl KeyTail {
             Some(tail) if tail.state == state && tail.last_rowid <= max => {
                 if tail.last_rowid < max {
                     // Another process appended rows since; take them in.
-                    tail.keys
-                        .extend(rows_between(conn, tail.last_rowid, max).await?);
+                    for (key, rowid) in rows_between(conn, tail.last_rowid, max).await? {
+                        tail.keys.insert(key, rowid);
+                    }
                     tail.last_rowid = max;
                 }
             }
             _ => {
-                let keys: BTreeSet<(i64, i64)> = rows_between(conn, state.indexed_rowid, max)
-                    .await?
-                    .into_iter()
-                    .collect();
+                let mut keys = TailKeys::default();
+                for (key, rowid) in rows_between(conn, state.indexed_rowid, max).await? {
+                    keys.insert(key, rowid);
+                }
                 self.loaded = Some(LoadedTail {
                     state,
                     last_rowid: max.max(state.indexed_rowid),
@@ -140,15 +205,7 @@ impl KeyTail {
         let Some(tail) = &self.loaded else {
             return Vec::new();
         };
-        let mut rowids = Vec::new();
-        for key in keys {
-            rowids.extend(
-                tail.keys
-                    .range((*key, i64::MIN)..=(*key, i64::MAX))
-                    .map(|(_, r)| *r),
-            );
-        }
-        rowids
+        keys.iter().flat_map(|key| tail.keys.rowids(*key)).collect()
     }
 
     /// Takes in the rows a committed transaction appended (read back before its commit).
@@ -164,7 +221,7 @@ impl KeyTail {
                 return;
             }
             tail.last_rowid = rowid;
-            tail.keys.insert((key, rowid));
+            tail.keys.insert(key, rowid);
         }
     }
 
@@ -201,7 +258,7 @@ impl KeyTail {
     pub fn merged(&mut self, upto: i64) {
         if let Some(tail) = &mut self.loaded {
             tail.state.indexed_rowid = upto;
-            tail.keys.retain(|(_, rowid)| *rowid > upto);
+            tail.keys.retain_above(upto);
         }
     }
 }
@@ -264,4 +321,25 @@ pub async fn after_delete(conn: &mut AnyConnection) -> Result<(), StoreError> {
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TailKeys;
+
+    /// Two events whose compact keys collide both stay findable, before and after a merge.
+    #[test]
+    fn colliding_keys_keep_every_rowid() {
+        let mut keys = TailKeys::default();
+        keys.insert(42, 1);
+        keys.insert(7, 2);
+        keys.insert(42, 3);
+        keys.insert(42, 4);
+        assert_eq!(keys.len(), 4);
+        assert_eq!(keys.rowids(42).collect::<Vec<_>>(), vec![1, 3, 4]);
+        keys.retain_above(3);
+        assert_eq!(keys.rowids(42).collect::<Vec<_>>(), vec![4]);
+        assert_eq!(keys.rowids(7).count(), 0);
+        assert_eq!(keys.len(), 1);
+    }
 }
