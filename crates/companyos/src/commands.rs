@@ -277,6 +277,8 @@ fn server_settings(cli: &Cli, file: &FileConfig) -> anyhow::Result<ResolvedServe
         &cli.server,
         file,
     )
+    // A setting out of range or of an unknown value is bad usage (exit code 2).
+    .map_err(|error| UsageError(format!("{error:#}")).into())
 }
 
 fn clock(offset: time::Duration) -> Arc<dyn Clock> {

@@ -36,6 +36,7 @@ pub struct FileConfig {
     pub evidence_store: Option<String>,
     pub body_bytes_max: Option<usize>,
     pub batch_events_max: Option<usize>,
+    pub dedupe_tail_rows_max: Option<usize>,
     pub pool_connections_max: Option<u32>,
     pub job_interval_seconds: Option<u64>,
     pub clock_offset_seconds: Option<i64>,
@@ -115,6 +116,10 @@ pub struct ServerArgs {
     /// Upper bound of events in one batch.
     #[arg(long, global = true, env = "COMPANYOS_BATCH_EVENTS_MAX")]
     pub batch_events_max: Option<usize>,
+    /// SQLite: stored events whose dedupe keys stay in memory before they are merged into the
+    /// on-disk key index (about 40 bytes each).
+    #[arg(long, global = true, env = "COMPANYOS_DEDUPE_TAIL_ROWS_MAX")]
+    pub dedupe_tail_rows_max: Option<usize>,
     /// Database connections per pool.
     #[arg(long, global = true, env = "COMPANYOS_POOL_CONNECTIONS_MAX")]
     pub pool_connections_max: Option<u32>,
@@ -259,6 +264,12 @@ pub fn resolve_server(
             bail!("setting batch_events_max must be between 1 and 100000");
         }
         settings.batch_events_max = max;
+    }
+    if let Some(max) = pick(&args.dedupe_tail_rows_max, &file.dedupe_tail_rows_max) {
+        if !(1_000..=50_000_000).contains(&max) {
+            bail!("setting dedupe_tail_rows_max must be between 1000 and 50000000");
+        }
+        settings.dedupe_tail_rows_max = max;
     }
     if let Some(max) = pick(&args.pool_connections_max, &file.pool_connections_max) {
         if !(1..=256).contains(&max) {

@@ -101,13 +101,19 @@ fn exit_codes_follow_the_contract() {
         cli(&server, None, &["tenant", "list"]).status.code(),
         Some(1)
     );
-    // A bad setting is named at start-up.
+    // A bad setting is bad usage, named at start-up in one line.
     let output = Command::new(binary())
         .args(["serve", "--late-window-hours", "0", "--data-dir"])
         .arg(dir.path().join("other"))
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(
+        stderr(&output).trim().lines().count(),
+        1,
+        "{}",
+        stderr(&output)
+    );
     assert!(
         stderr(&output).contains("late_window_hours"),
         "{}",
