@@ -100,6 +100,21 @@ struct Fixture {
     ingest: Actor,
     admin: Actor,
     _dir: Option<tempfile::TempDir>,
+    /// PostgreSQL: (server URL, database name) of the database this benchmark created.
+    postgres: Option<(String, String)>,
+}
+
+impl Fixture {
+    /// Closes the store; a PostgreSQL benchmark database is dropped (benchmarks fill gigabytes).
+    async fn close(&self) -> anyhow::Result<()> {
+        self.app.db().close().await;
+        if let Some((server, name)) = &self.postgres {
+            companyos_core::db::drop_postgres_database(server, name)
+                .await
+                .with_context(|| format!("failed to drop the benchmark database {name}"))?;
+        }
+        Ok(())
+    }
 }
 
 async fn fixture(backend: &str, dir: Option<PathBuf>, tenants: usize) -> anyhow::Result<Fixture> {
@@ -127,6 +142,7 @@ async fn fixture_with_clock(
     };
     let mut settings = Settings::new(data_dir);
     settings.ingest_queue_capacity = 64;
+    let mut postgres = None;
     match backend {
         "sqlite" => {}
         "postgres" => {
@@ -138,6 +154,7 @@ async fn fixture_with_clock(
             );
             settings.database_url =
                 Some(companyos_core::db::create_postgres_database(&server, &name).await?);
+            postgres = Some((server, name));
         }
         other => bail!("--backend must be sqlite or postgres, got {other:?}"),
     }
@@ -172,6 +189,7 @@ async fn fixture_with_clock(
         ingest,
         admin,
         _dir: temp,
+        postgres,
     })
 }
 
@@ -455,7 +473,7 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
             let problems = fixture.app.verify_ledgers(Some("tenant-0001")).await?;
             result["sample_ledger_verifies"] = json!(problems.is_empty());
             println!("{}", serde_json::to_string(&result)?);
-            fixture.app.db().close().await;
+            fixture.close().await?;
             let _ = &fixture.admin;
             Ok(0)
         }
@@ -553,7 +571,7 @@ async fn http(
             "peak_memory_mib": peak_memory_kib() / 1024,
         })
     );
-    fixture.app.db().close().await;
+    fixture.close().await?;
     Ok(0)
 }
 
@@ -590,7 +608,7 @@ async fn provision(backend: &str, tenants: usize) -> anyhow::Result<u8> {
             "max_ms": (percentile(1.0) * 100.0).round() / 100.0,
         })
     );
-    fixture.app.db().close().await;
+    fixture.close().await?;
     Ok(0)
 }
 
@@ -668,6 +686,6 @@ async fn reports(backend: &str, events: usize) -> anyhow::Result<u8> {
             "baseline_groups": rows.len(),
         })
     );
-    fixture.app.db().close().await;
+    fixture.close().await?;
     Ok(0)
 }
