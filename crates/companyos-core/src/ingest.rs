@@ -1032,13 +1032,12 @@ impl App {
         let rows = match self.db().backend() {
             Backend::Sqlite => {
                 let mut tail = self.inner.ingest.key_tail.lock().await;
-                if tail.last_rowid().is_none() {
-                    // Nothing ingested by this process yet: load the tail from a consistent
-                    // snapshot (the writer checks it again before it relies on it).
-                    let mut snapshot = self.db().readers().begin().await?;
-                    tail.sync(&mut snapshot).await?;
-                    snapshot.commit().await?;
-                }
+                // Bring the tail up to the latest commit (it may not be loaded yet, or another
+                // process may have written): two small reads on a consistent snapshot; the
+                // writer checks the tail again before it relies on it.
+                let mut snapshot = self.db().readers().begin().await?;
+                tail.sync(&mut snapshot).await?;
+                snapshot.commit().await?;
                 dedupe::lookup(conn, &tail, &[key]).await?
             }
             Backend::Postgres => {
