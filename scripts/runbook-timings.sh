@@ -8,11 +8,8 @@ reps="${2:-20}"
 work="$(mktemp -d)"
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-"$bin" serve --data-dir "$work/data" --listen 127.0.0.1:0 --approval-required purge >"$work/serve.out" 2>"$work/serve.err" &
-server=$!
-for _ in $(seq 50); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-export COMPANYOS_URL="$(awk '/listening on/ {print $3}' "$work/serve.out")"
-export COMPANYOS_TOKEN="$(awk '/admin token/ {print $NF}' "$work/serve.out")"
+. "$(dirname "$0")/serve-fresh.sh"
+serve_fresh "$bin" "$work" --approval-required purge
 approver="$("$bin" operator create --name approver --role approver --format json | sed -n 's/.*"token": "\(.*\)".*/\1/p')"
 
 ms() { local start end; start=$(date +%s%N); "$@" >/dev/null; end=$(date +%s%N); echo $(( (end - start) / 1000000 )); }

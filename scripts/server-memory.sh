@@ -10,11 +10,8 @@ rounds="${2:-4}"
 work="$(mktemp -d)"
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
-"$bin" serve --data-dir "$work/data" --listen 127.0.0.1:0 >"$work/serve.out" 2>"$work/serve.err" &
-server=$!
-for _ in $(seq 100); do grep -q listening "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
-export COMPANYOS_URL="$(awk '/listening on/ {print $3}' "$work/serve.out")"
-export COMPANYOS_TOKEN="$(awk '/admin token/ {print $NF}' "$work/serve.out")"
+. "$(dirname "$0")/serve-fresh.sh"
+serve_fresh "$bin" "$work"
 for i in $(seq 0 99); do "$bin" tenant create "$(printf 'tenant-%04d' "$i")" --name "Tenant $i" >/dev/null; done
 
 kib() { awk -v key="$1:" '$1 == key {print $2}' "/proc/$server/status"; }
