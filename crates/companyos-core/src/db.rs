@@ -453,9 +453,8 @@ pub fn list_placeholders(style: Placeholders, first: usize, count: usize) -> Str
 
 /// The schema, one entry per version. `BLOB_TYPE` is BLOB on SQLite and BYTEA on PostgreSQL;
 /// `) CLUSTERED` is `) WITHOUT ROWID` on SQLite and nothing on PostgreSQL; everything else is
-/// spelled the same on both engines.
-/// Versioned migrations; a migration for one backend only is recorded as applied (and skipped)
-/// on the other.
+/// spelled the same on both engines. A migration for one engine only (`Some(backend)`) is
+/// recorded as applied, and skipped, on the other.
 const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
     (1, None, include_str!("../migrations/0001_init.sql")),
     (

@@ -976,13 +976,19 @@ async fn existing_keys(
     heads: &BTreeMap<String, LogHead>,
     tail: Option<&KeyTail>,
 ) -> Result<StoredKeys, StoreError> {
-    let keys: BTreeSet<(&str, &str)> = jobs
+    // (tenant_id, event_id) -> compact key, computed when each request was checked.
+    let keys: HashMap<(&str, &str), i64> = jobs
         .iter()
         .flat_map(|j| &j.checked)
-        .map(|c| (c.event.tenant_id.as_str(), c.event.event_id.as_str()))
-        .filter(|(tenant, _)| heads.contains_key(*tenant))
+        .map(|c| {
+            (
+                (c.event.tenant_id.as_str(), c.event.event_id.as_str()),
+                c.key,
+            )
+        })
+        .filter(|((tenant, _), _)| heads.contains_key(*tenant))
         .collect();
-    let hashed: BTreeSet<i64> = keys.iter().map(|(t, e)| event_key(t, e)).collect();
+    let hashed: BTreeSet<i64> = keys.values().copied().collect();
     let hashed: Vec<i64> = hashed.into_iter().collect();
     let mut existing = HashMap::new();
     // One indexed lookup per chunk of compact keys; a hash match is only a candidate until its
@@ -1006,15 +1012,17 @@ async fn existing_keys(
         for row in rows {
             let tenant_id: String = row.try_get("tenant_id")?;
             let event_id: String = row.try_get("event_id")?;
-            if !keys.contains(&(tenant_id.as_str(), event_id.as_str())) {
+            let Some(key) = keys.get(&(tenant_id.as_str(), event_id.as_str())).copied() else {
                 continue;
-            }
+            };
             let seq = u64::try_from(row.try_get::<i64, _>("seq")?)
                 .map_err(|_| StoreError::corrupt("negative seq"))?;
-            existing
-                .entry(event_key(&tenant_id, &event_id))
-                .or_insert_with(Vec::new)
-                .push((tenant_id, event_id, seq, row.try_get("digest")?));
+            existing.entry(key).or_insert_with(Vec::new).push((
+                tenant_id,
+                event_id,
+                seq,
+                row.try_get("digest")?,
+            ));
         }
     }
     Ok(existing)

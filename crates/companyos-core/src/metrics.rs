@@ -72,11 +72,7 @@ impl Metrics {
         let Ok(counters) = self.counters.lock() else {
             return 0;
         };
-        counters
-            .iter()
-            .filter(|(n, _)| **n == name)
-            .flat_map(|(_, family)| family.values())
-            .sum()
+        counters.get(name).map_or(0, |family| family.values().sum())
     }
 
     pub fn authorization(&self, allowed: bool) {

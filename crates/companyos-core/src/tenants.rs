@@ -1239,23 +1239,10 @@ impl App {
             .map_err(ServiceError::Internal)?;
         let payloads = steps
             .run("delete-usage-payloads", now, async {
-                let sqlite = db.backend() == crate::db::Backend::Sqlite;
-                if sqlite {
-                    crate::dedupe::forget_tenant(tx, tenant_id.as_str())
+                let deleted =
+                    crate::dedupe::delete_tenant_events(tx, db.backend(), tenant_id.as_str())
                         .await
                         .map_err(|e| e.to_string())?;
-                }
-                let deleted = sqlx::query("DELETE FROM usage_events WHERE tenant_id = $1")
-                    .bind(tenant_id.as_str())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .rows_affected();
-                if sqlite {
-                    crate::dedupe::after_delete(tx)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                }
                 sqlx::query("DELETE FROM usage_conflicts WHERE tenant_id = $1")
                     .bind(tenant_id.as_str())
                     .execute(&mut **tx)
