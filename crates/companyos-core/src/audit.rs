@@ -317,10 +317,7 @@ pub async fn verify(
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
         .fetch_one(&mut *conn)
         .await?;
-    let leaves: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ledger_leaves WHERE log_id = $1")
-        .bind(AUDIT_LOG_ID)
-        .fetch_one(&mut *conn)
-        .await?;
+    let leaves = crate::bundles::count_leaves(conn, AUDIT_LOG_ID).await?;
     if stored != leaves {
         all.push(LogProblem {
             log_id: AUDIT_LOG_ID.to_owned(),

@@ -87,6 +87,8 @@ pub struct Db {
     readers: AnyPool,
     writer: AnyPool,
     backend: Backend,
+    /// PostgreSQL: how to open the ingestion writer's own pool (see [`Db::for_ingest_writer`]).
+    postgres_writer: Option<(AnyConnectOptions, u128)>,
 }
 
 /// The SQLite URL of the embedded store inside `data_dir`.
@@ -100,6 +102,15 @@ pub fn sqlite_url_in(data_dir: &Path) -> String {
 impl Db {
     /// Connects and migrates. `url` is `sqlite://...` or `postgres://...`.
     pub async fn connect(url: &str, options: PoolOptions) -> Result<Db, StoreError> {
+        Self::connect_at_version(url, options, i64::MAX).await
+    }
+
+    /// Connects and migrates up to schema `version` (tests of the migrations stop earlier).
+    async fn connect_at_version(
+        url: &str,
+        options: PoolOptions,
+        version: i64,
+    ) -> Result<Db, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -114,6 +125,7 @@ impl Db {
             .map_err(|e| StoreError::InvalidUrl(e.to_string()))?
             .disable_statement_logging();
         let statement_timeout_ms = options.statement_timeout.as_millis();
+        let connect_options_for_writer = connect_options.clone();
         let pool_options = move |writer: bool| {
             AnyPoolOptions::new()
                 .acquire_timeout(options.acquire_timeout)
@@ -147,8 +159,10 @@ impl Db {
             readers,
             writer,
             backend,
+            postgres_writer: (backend == Backend::Postgres)
+                .then_some((connect_options_for_writer, statement_timeout_ms)),
         };
-        db.migrate().await?;
+        db.migrate(version).await?;
         if backend == Backend::Sqlite {
             tokio::spawn(checkpoint_wal(db.readers.clone()));
         }
@@ -157,6 +171,33 @@ impl Db {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The store as the ingestion writer uses it, called on the writer's own thread and
+    /// runtime. SQLite: this store (its one writer connection serialises every writer, and
+    /// its connections belong to no runtime). PostgreSQL: the same database through a small
+    /// pool of the writer's own, whose sockets are driven by the writer's runtime, so the
+    /// group commit never waits for a request task to yield a worker thread.
+    pub async fn for_ingest_writer(&self) -> Result<Db, StoreError> {
+        let Some((connect_options, statement_timeout_ms)) = self.postgres_writer.clone() else {
+            return Ok(self.clone());
+        };
+        let writer = AnyPoolOptions::new()
+            .max_connections(INGEST_WRITER_CONNECTIONS_MAX)
+            .acquire_timeout(self.writer.options().get_acquire_timeout())
+            .after_connect(move |conn: &mut AnyConnection, _meta| {
+                Box::pin(async move {
+                    configure_connection(conn, Backend::Postgres, statement_timeout_ms, true).await
+                })
+            })
+            .connect_with(connect_options)
+            .await?;
+        Ok(Db {
+            readers: writer.clone(),
+            writer,
+            backend: self.backend,
+            postgres_writer: None,
+        })
     }
 
     /// The pool for reads.
@@ -199,7 +240,7 @@ impl Db {
         self.readers.close().await;
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self, up_to_version: i64) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         if self.backend == Backend::Postgres {
             // Two nodes starting at once must not both run a migration.
@@ -216,7 +257,7 @@ impl Db {
             .fetch_all(&mut *tx)
             .await?;
         for (version, only_on, sql) in MIGRATIONS {
-            if applied.contains(version) {
+            if applied.contains(version) || *version > up_to_version {
                 continue;
             }
             let sql = if only_on.is_some_and(|backend| backend != self.backend) {
@@ -246,6 +287,11 @@ impl Db {
                         source,
                     })?;
             }
+            if *version == BUNDLES_VERSION {
+                // Not expressible in SQL on both engines: the rows of the per-entry tables are
+                // encoded into bundles, in the same transaction, then those tables go.
+                crate::bundles::convert_legacy_rows(&mut tx, self.backend).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(crate::clock::system_now_micros())
@@ -256,6 +302,10 @@ impl Db {
         Ok(())
     }
 }
+
+/// Connections of the ingestion writer's own PostgreSQL pool: one group commit at a time, plus
+/// one for a merge or retry beside it.
+const INGEST_WRITER_CONNECTIONS_MAX: u32 = 2;
 
 /// How often the background checkpointer copies the WAL into the database file.
 const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
@@ -296,9 +346,12 @@ async fn configure_connection(
             // WAL lets readers run beside the writer; synchronous=FULL makes an acknowledged
             // commit durable across power loss, not only across a process crash.
             for pragma in [
-                // Only takes effect when the file is created: larger pages hold more of the
-                // ledger's index entries per read and per WAL frame.
-                "PRAGMA page_size = 8192",
+                // Only takes effect when the file is created. A group commit dirties a page or
+                // two per tenant in each per-tenant table (bundle indexes, nodes, heads,
+                // rollups, counters) and the WAL takes whole pages, so smaller pages mean less
+                // WAL per commit; bundles spill into overflow pages written once each.
+                // Measured (docs/BENCHMARKS.md): 2 KiB beat 1, 4 and 8 KiB.
+                "PRAGMA page_size = 2048",
                 "PRAGMA journal_mode = WAL",
                 "PRAGMA synchronous = FULL",
                 "PRAGMA busy_timeout = 10000",
@@ -462,4 +515,133 @@ const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
         Some(Backend::Sqlite),
         include_str!("../migrations/0002_sqlite_key_index.sql"),
     ),
+    (
+        3,
+        Some(Backend::Sqlite),
+        include_str!("../migrations/0003_sqlite_bundles.sql"),
+    ),
+    (
+        4,
+        Some(Backend::Postgres),
+        include_str!("../migrations/0004_postgres_bundles.sql"),
+    ),
 ];
+
+/// The version after which rows of the per-entry ledger tables are converted into bundles.
+const BUNDLES_VERSION: i64 = 4;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundles;
+
+    /// A store written before bundles (schema 2: a row per leaf and per event) keeps every
+    /// leaf, payload and dedupe key through the migration, on both engines.
+    #[tokio::test]
+    async fn legacy_rows_become_bundles() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut urls = vec![(sqlite_url_in(temp.path()), None)];
+        if let Ok(server) = std::env::var("COMPANYOS_TEST_POSTGRES_URL") {
+            let name = format!("companyos_migration_{}", std::process::id());
+            let url = create_postgres_database(&server, &name)
+                .await
+                .expect("database");
+            urls.push((url, Some((server, name))));
+        }
+        for (url, postgres) in urls {
+            let old = Db::connect_at_version(&url, PoolOptions::default(), 2)
+                .await
+                .expect("schema 2");
+            let mut conn = old.writer().acquire().await.expect("connection");
+            for (log_id, index) in [("tenant/acme", 0), ("tenant/acme", 1), ("audit", 0)] {
+                let data = format!("leaf {log_id} {index}").into_bytes();
+                sqlx::query(
+                    "INSERT INTO ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(log_id)
+                .bind(index)
+                .bind(companyos_ledger::leaf_hash(&data).as_bytes().to_vec())
+                .bind(data)
+                .execute(&mut *conn)
+                .await
+                .expect("legacy leaf");
+            }
+            for (seq, event_id, flags) in [(0i64, "e-0", "[\"unsigned\"]"), (1, "e-1", "[]")] {
+                let canonical = format!("{{\"event_id\":\"{event_id}\"}}");
+                let digest =
+                    companyos_ledger::usage_event::EventDigest::of_canonical(canonical.as_bytes());
+                sqlx::query(
+                    "INSERT INTO usage_events (tenant_id, event_key, event_id, seq, digest, \
+                     service, metric, unit, quantity, event_time, event_day, class, flags, \
+                     source, source_seq, received_at, canonical, source_signature) VALUES \
+                     ($1, $2, $3, $4, $5, 'api', 'requests', 'request', '1', 0, 0, $6, $7, \
+                     NULL, NULL, 5, $8, $9)",
+                )
+                .bind("acme")
+                .bind(crate::ingest::event_key("acme", event_id))
+                .bind(event_id)
+                .bind(seq)
+                .bind(digest.to_string())
+                .bind(if seq == 0 { "on_time" } else { "late" })
+                .bind(flags)
+                .bind(canonical)
+                .bind((seq == 1).then_some("c2ln"))
+                .execute(&mut *conn)
+                .await
+                .expect("legacy event");
+            }
+            drop(conn);
+            old.close().await;
+
+            let db = Db::connect(&url, PoolOptions::default())
+                .await
+                .expect("migrated");
+            let mut conn = db.readers().acquire().await.expect("connection");
+            let leaves = bundles::read_leaves(&mut conn, "tenant/acme", 0, 10, true)
+                .await
+                .expect("leaves");
+            assert_eq!(leaves.len(), 2);
+            assert_eq!(leaves[1].data, b"leaf tenant/acme 1");
+            assert_eq!(
+                leaves[1].hash,
+                companyos_ledger::leaf_hash(b"leaf tenant/acme 1")
+            );
+            assert_eq!(
+                bundles::count_leaves(&mut conn, "audit")
+                    .await
+                    .expect("count"),
+                1
+            );
+            let events = bundles::read_events(&mut conn, "acme", 0, 10)
+                .await
+                .expect("events");
+            assert_eq!(events.len(), 2);
+            assert_eq!(events[0].flags, vec!["unsigned"]);
+            assert_eq!(events[1].event_id, "e-1");
+            assert_eq!(events[1].source_signature.as_deref(), Some("c2ln"));
+            assert_eq!(events[1].class, companyos_ledger::leaf::EventClass::Late);
+            let mut tail = crate::dedupe::KeyTail::default();
+            if db.backend() == Backend::Sqlite {
+                tail.sync(&mut conn).await.expect("tail");
+                assert!(tail.is_empty(), "converted keys are in the merged index");
+            }
+            let tail = (db.backend() == Backend::Sqlite).then_some(&tail);
+            let found =
+                crate::dedupe::lookup(&mut conn, tail, &[crate::ingest::event_key("acme", "e-1")])
+                    .await
+                    .expect("lookup");
+            assert_eq!(found.len(), 1);
+            assert_eq!((found[0].event_id.as_str(), found[0].seq), ("e-1", 1));
+            let legacy = sqlx::query("SELECT COUNT(*) FROM usage_events")
+                .fetch_one(&mut *conn)
+                .await;
+            assert!(legacy.is_err(), "the per-event table is gone");
+            drop(conn);
+            db.close().await;
+            if let Some((server, name)) = postgres {
+                drop_postgres_database(&server, &name).await.expect("drop");
+            }
+        }
+    }
+}

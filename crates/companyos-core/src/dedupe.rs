@@ -1,35 +1,42 @@
-//! The dedupe key index on SQLite: compact event keys of every stored usage event, kept as an
-//! on-disk index that is merged in bulk plus an in-memory tail of the rows appended since.
+//! The dedupe key index: compact event keys of every stored usage event, pointing at the event's
+//! bundle and position (ADR 0005, ADR 0006). On SQLite it is an on-disk index merged in bulk
+//! plus an in-memory tail of the bundles written since; on PostgreSQL an ordinary B-tree index
+//! written in the ingestion transaction.
 //!
-//! Why not a plain index on `usage_events.event_key`: event ids are random UUIDs, so each group
-//! commit writes its keys onto random pages of that index, and SQLite writes every dirtied 8 KiB
-//! page to the WAL. Once the index outgrows the keys of one commit, each event costs kilobytes
-//! of WAL and ingestion slows down as the store grows (measured: 29,997 events/s on an empty
-//! store, 18,087 with 1M events stored, 11,812 with 10M; docs/BENCHMARKS.md).
-//! Here the commit only appends rows to `usage_events`; the keys of those rows (the *tail*:
-//! every row with a rowid above `usage_key_index.indexed_rowid`) are looked up in memory, and
-//! once the tail holds `tail_rows_max` rows the writer merges it into `usage_event_keys` in one
-//! sorted bulk insert, which dirties each index page at most once per merge.
+//! Why not a plain index on SQLite: event ids are random UUIDs, so each group commit would write
+//! its keys onto random pages of that index, and SQLite writes every dirtied 8 KiB page to the
+//! WAL. Once the index outgrows the keys of one commit, each event costs kilobytes of WAL and
+//! ingestion slows down as the store grows (measured: 29,997 events/s on an empty store, 18,087
+//! with 1M events stored, 11,812 with 10M; docs/BENCHMARKS.md). Here the commit only appends
+//! bundles; the keys of bundles above `usage_key_index.indexed_bundle_id` (the *tail*) are
+//! looked up in memory, and once the tail holds `tail_rows_max` keys the writer merges it into
+//! `usage_event_keys` in one sorted bulk insert, which dirties each index page at most once per
+//! merge.
 //!
 //! Correctness does not rest on the memory: the tail is a cache of rows in the database, checked
 //! inside every write transaction (which holds SQLite's write lock) against the index state row
-//! and `max(rowid)`, and reloaded when another process (or a purge) changed either. PostgreSQL
-//! keeps an ordinary B-tree index: it logs tuples, not pages, and several nodes write at once.
+//! and the highest bundle id, and reloaded when another process (or a purge) changed either.
+//! PostgreSQL logs tuples, not pages, and several nodes write at once: it keeps the B-tree.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use companyos_ledger::usage_event::EventDigest;
 use sqlx::{AnyConnection, Row as _};
 
+use crate::bundles;
 use crate::db::{Backend, Placeholders, StoreError, list_placeholders};
 
-/// Rowids per lookup statement.
-const ROWIDS_PER_LOOKUP: usize = 256;
+/// Keys per lookup statement.
+const KEYS_PER_LOOKUP: usize = 256;
+
+/// Where a stored event is: its bundle's id and its position in the bundle.
+pub type EventPlace = (i64, i64);
 
 /// Compact keys are already uniform hashes (the first 8 bytes of a SHA-256): hashing them again
 /// would only cost time.
 #[derive(Debug, Default)]
-struct KeyHasher(u64);
+pub struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
@@ -47,13 +54,14 @@ impl Hasher for KeyHasher {
     }
 }
 
-type KeyMap<V> = HashMap<i64, V, BuildHasherDefault<KeyHasher>>;
+/// A hash map keyed by compact event keys.
+pub type KeyMap<V> = HashMap<i64, V, BuildHasherDefault<KeyHasher>>;
 
-/// Rowids by compact key; almost every key has one row, the rare others spill over.
+/// Places by compact key; almost every key has one place, the rare others spill over.
 #[derive(Debug, Default)]
 struct TailKeys {
-    first: KeyMap<i64>,
-    more: KeyMap<Vec<i64>>,
+    first: KeyMap<EventPlace>,
+    more: KeyMap<Vec<EventPlace>>,
 }
 
 impl TailKeys {
@@ -61,18 +69,18 @@ impl TailKeys {
         self.first.len() + self.more.values().map(Vec::len).sum::<usize>()
     }
 
-    fn insert(&mut self, key: i64, rowid: i64) {
+    fn insert(&mut self, key: i64, place: EventPlace) {
         match self.first.entry(key) {
             std::collections::hash_map::Entry::Vacant(vacant) => {
-                vacant.insert(rowid);
+                vacant.insert(place);
             }
             std::collections::hash_map::Entry::Occupied(_) => {
-                self.more.entry(key).or_default().push(rowid);
+                self.more.entry(key).or_default().push(place);
             }
         }
     }
 
-    fn rowids(&self, key: i64) -> impl Iterator<Item = i64> + '_ {
+    fn places(&self, key: i64) -> impl Iterator<Item = EventPlace> + '_ {
         self.first
             .get(&key)
             .copied()
@@ -80,23 +88,31 @@ impl TailKeys {
             .chain(self.more.get(&key).into_iter().flatten().copied())
     }
 
-    fn retain_above(&mut self, rowid: i64) {
-        self.first.retain(|_, r| *r > rowid);
-        self.more.retain(|_, rows| {
-            rows.retain(|r| *r > rowid);
-            !rows.is_empty()
-        });
+    /// Every `(key, bundle_id, position)`, sorted (the order of the merged index).
+    fn sorted(&self) -> Vec<(i64, i64, i64)> {
+        let mut all: Vec<(i64, i64, i64)> = self
+            .first
+            .iter()
+            .map(|(k, (b, p))| (*k, *b, *p))
+            .chain(
+                self.more
+                    .iter()
+                    .flat_map(|(k, places)| places.iter().map(move |(b, p)| (*k, *b, *p))),
+            )
+            .collect();
+        all.sort_unstable();
+        all
     }
 }
 
-/// What the tail was loaded against; any change means another writer touched the table.
+/// What the tail was loaded against; any change means another writer touched the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct IndexState {
     generation: i64,
-    indexed_rowid: i64,
+    indexed_bundle_id: i64,
 }
 
-/// The in-memory tail: `(event_key, rowid)` of every row above the indexed rowid.
+/// The in-memory tail: the keys of every bundle above the indexed bundle id.
 #[derive(Debug, Default)]
 pub struct KeyTail {
     loaded: Option<LoadedTail>,
@@ -105,59 +121,55 @@ pub struct KeyTail {
 #[derive(Debug)]
 struct LoadedTail {
     state: IndexState,
-    /// The highest rowid the tail covers (the table's `max(rowid)` when it was last synced).
-    last_rowid: i64,
+    /// The highest bundle id the tail covers (the highest stored id when it was last synced).
+    last_bundle_id: i64,
     keys: TailKeys,
 }
 
 async fn read_state(conn: &mut AnyConnection) -> Result<IndexState, StoreError> {
-    let row = sqlx::query("SELECT generation, indexed_rowid FROM usage_key_index WHERE id = 1")
+    let row = sqlx::query("SELECT generation, indexed_bundle_id FROM usage_key_index WHERE id = 1")
         .fetch_one(&mut *conn)
         .await?;
     Ok(IndexState {
         generation: row.try_get(0)?,
-        indexed_rowid: row.try_get(1)?,
+        indexed_bundle_id: row.try_get(1)?,
     })
 }
 
-async fn max_rowid(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+async fn max_bundle_id(conn: &mut AnyConnection) -> Result<i64, StoreError> {
     Ok(
-        sqlx::query_scalar("SELECT COALESCE(MAX(rowid), 0) FROM usage_events")
+        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM usage_event_bundles")
             .fetch_one(&mut *conn)
             .await?,
     )
 }
 
-/// `(event_key, rowid)` of the rows with `after < rowid <= upto`.
-async fn rows_between(
+/// `(event_key, (bundle_id, position))` of the bundles with `after < id <= upto`.
+async fn keys_between(
     conn: &mut AnyConnection,
     after: i64,
     upto: i64,
-) -> Result<Vec<(i64, i64)>, StoreError> {
+) -> Result<Vec<(i64, EventPlace)>, StoreError> {
     let rows = sqlx::query(
-        "SELECT event_key, rowid FROM usage_events WHERE rowid > $1 AND rowid <= $2 \
-         ORDER BY rowid",
+        "SELECT id, event_keys FROM usage_event_bundles WHERE id > $1 AND id <= $2 ORDER BY id",
     )
     .bind(after)
     .bind(upto)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-        .collect()
-}
-
-/// `(event_key, rowid)` of the rows above `after`: inside a write transaction, the rows it
-/// appended.
-pub async fn rows_after(
-    conn: &mut AnyConnection,
-    after: i64,
-) -> Result<Vec<(i64, i64)>, StoreError> {
-    rows_between(conn, after, i64::MAX).await
+    let mut keys = Vec::new();
+    for row in &rows {
+        let id: i64 = row.try_get(0)?;
+        let bytes: Vec<u8> = row.try_get(1)?;
+        for (position, key) in (0i64..).zip(bundles::decode_keys(&bytes)?) {
+            keys.push((key, (id, position)));
+        }
+    }
+    Ok(keys)
 }
 
 impl KeyTail {
-    /// Rows in the tail (0 when not loaded).
+    /// Keys in the tail (0 when not loaded).
     pub fn len(&self) -> usize {
         self.loaded.as_ref().map_or(0, |t| t.keys.len())
     }
@@ -166,29 +178,29 @@ impl KeyTail {
         self.len() == 0
     }
 
-    /// Brings the tail up to date with the table, on a connection that sees the latest commit
+    /// Brings the tail up to date with the store, on a connection that sees the latest commit
     /// (inside the write transaction, it cannot change until commit).
     pub async fn sync(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
         let state = read_state(conn).await?;
-        let max = max_rowid(conn).await?;
+        let max = max_bundle_id(conn).await?;
         match &mut self.loaded {
-            Some(tail) if tail.state == state && tail.last_rowid <= max => {
-                if tail.last_rowid < max {
-                    // Another process appended rows since; take them in.
-                    for (key, rowid) in rows_between(conn, tail.last_rowid, max).await? {
-                        tail.keys.insert(key, rowid);
+            Some(tail) if tail.state == state && tail.last_bundle_id <= max => {
+                if tail.last_bundle_id < max {
+                    // Another process appended bundles since; take them in.
+                    for (key, place) in keys_between(conn, tail.last_bundle_id, max).await? {
+                        tail.keys.insert(key, place);
                     }
-                    tail.last_rowid = max;
+                    tail.last_bundle_id = max;
                 }
             }
             _ => {
                 let mut keys = TailKeys::default();
-                for (key, rowid) in rows_between(conn, state.indexed_rowid, max).await? {
-                    keys.insert(key, rowid);
+                for (key, place) in keys_between(conn, state.indexed_bundle_id, max).await? {
+                    keys.insert(key, place);
                 }
                 self.loaded = Some(LoadedTail {
                     state,
-                    last_rowid: max.max(state.indexed_rowid),
+                    last_bundle_id: max.max(state.indexed_bundle_id),
                     keys,
                 });
             }
@@ -196,161 +208,190 @@ impl KeyTail {
         Ok(())
     }
 
-    /// The highest rowid the tail covers; new rows of this transaction come after it.
-    pub fn last_rowid(&self) -> Option<i64> {
-        self.loaded.as_ref().map(|t| t.last_rowid)
+    /// The highest bundle id the tail covers; bundles of this transaction come after it.
+    pub fn last_bundle_id(&self) -> Option<i64> {
+        self.loaded.as_ref().map(|t| t.last_bundle_id)
     }
 
-    /// Rowids of tail rows whose compact key is one of `keys`.
-    pub fn candidates(&self, keys: &[i64]) -> Vec<i64> {
+    /// Places of tail events whose compact key is one of `keys`.
+    pub fn candidates(&self, keys: &[i64]) -> Vec<EventPlace> {
         let Some(tail) = &self.loaded else {
             return Vec::new();
         };
-        keys.iter().flat_map(|key| tail.keys.rowids(*key)).collect()
+        keys.iter().flat_map(|key| tail.keys.places(*key)).collect()
     }
 
-    /// Takes in the rows a committed transaction appended (read back before its commit).
-    pub fn committed(&mut self, appended: Vec<(i64, i64)>) {
+    /// Takes in the keys a committed transaction wrote, `(event_key, bundle_id, position)`.
+    pub fn committed(&mut self, written: &[(i64, i64, i64)]) {
         let Some(tail) = &mut self.loaded else {
             return;
         };
-        for (key, rowid) in appended {
-            if rowid <= tail.last_rowid {
-                // Not what this writer appended after its sync: trust the table, not memory.
-                tracing::warn!(rowid, "dedupe tail out of order; reloading it");
+        let mut last = tail.last_bundle_id;
+        for (key, bundle_id, position) in written {
+            if *bundle_id <= tail.last_bundle_id {
+                // Not what this writer appended after its sync: trust the store, not memory.
+                tracing::warn!(bundle_id, "dedupe tail out of order; reloading it");
                 self.loaded = None;
                 return;
             }
-            tail.last_rowid = rowid;
-            tail.keys.insert(key, rowid);
+            last = last.max(*bundle_id);
+            tail.keys.insert(*key, (*bundle_id, *position));
         }
+        tail.last_bundle_id = last;
     }
 
-    /// Forgets everything: the next [`KeyTail::sync`] reloads from the table.
+    /// Forgets everything: the next [`KeyTail::sync`] reloads from the store.
     pub fn invalidate(&mut self) {
         self.loaded = None;
     }
 
     /// Merges the whole tail into `usage_event_keys` in one sorted bulk insert and advances the
-    /// indexed rowid, inside the caller's write transaction. The caller calls
+    /// indexed bundle id, inside the caller's write transaction. The caller calls
     /// [`KeyTail::merged`] after the commit.
     pub async fn merge(&mut self, conn: &mut AnyConnection) -> Result<i64, StoreError> {
         self.sync(conn).await?;
         let Some(tail) = &self.loaded else {
             return Err(StoreError::corrupt("dedupe tail not loaded after sync"));
         };
-        let upto = tail.last_rowid;
-        sqlx::query(
-            "INSERT INTO usage_event_keys (event_key, event_rowid) SELECT event_key, rowid \
-             FROM usage_events WHERE rowid > $1 AND rowid <= $2 ORDER BY event_key, rowid",
-        )
-        .bind(tail.state.indexed_rowid)
-        .bind(upto)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query("UPDATE usage_key_index SET indexed_rowid = $1 WHERE id = 1")
+        let upto = tail.last_bundle_id;
+        bundles::insert_keys(conn, &tail.keys.sorted()).await?;
+        sqlx::query("UPDATE usage_key_index SET indexed_bundle_id = $1 WHERE id = 1")
             .bind(upto)
             .execute(&mut *conn)
             .await?;
         Ok(upto)
     }
 
-    /// After a merge up to `upto` committed: those rows are on disk now.
+    /// After a merge up to `upto` committed: those keys are on disk now.
     pub fn merged(&mut self, upto: i64) {
         if let Some(tail) = &mut self.loaded {
-            tail.state.indexed_rowid = upto;
-            tail.keys.retain_above(upto);
+            tail.state.indexed_bundle_id = upto;
+            if tail.last_bundle_id <= upto {
+                tail.keys = TailKeys::default();
+            } else {
+                // Not reached: the merge runs under the write lock after a sync. Reload.
+                self.loaded = None;
+            }
         }
     }
 }
 
-/// Rows `(tenant_id, event_id, seq, digest)` whose compact key is one of `keys`: from the merged
-/// index, and from the tail's candidate rowids.
+/// A stored event found by its compact key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub tenant_id: String,
+    pub event_id: String,
+    pub seq: u64,
+    pub digest: EventDigest,
+}
+
+/// Stored events whose compact key is one of `keys`: places from the merged index (and, on
+/// SQLite, from the tail), then the events themselves from their bundles. A compact key match
+/// is only a candidate: callers compare tenant and event id.
 pub async fn lookup(
     conn: &mut AnyConnection,
-    tail: &KeyTail,
+    tail: Option<&KeyTail>,
     keys: &[i64],
-) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
-    let mut rows = Vec::new();
-    if !keys.is_empty() {
+) -> Result<Vec<Found>, StoreError> {
+    let mut places: Vec<EventPlace> = Vec::new();
+    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
         let sql = format!(
-            "SELECT e.tenant_id, e.event_id, e.seq, e.digest FROM usage_event_keys k \
-             JOIN usage_events e ON e.rowid = k.event_rowid WHERE k.event_key IN ({})",
-            list_placeholders(Placeholders::Positional, 1, keys.len())
+            "SELECT bundle_id, position FROM usage_event_keys WHERE event_key IN ({})",
+            list_placeholders(Placeholders::of(conn), 1, chunk.len())
         );
         let mut query = sqlx::query(&sql);
-        for key in keys {
+        for key in chunk {
             query = query.bind(*key);
         }
-        rows.extend(query.fetch_all(&mut *conn).await?);
-    }
-    let rowids = tail.candidates(keys);
-    for chunk in rowids.chunks(ROWIDS_PER_LOOKUP) {
-        let sql = format!(
-            "SELECT tenant_id, event_id, seq, digest FROM usage_events WHERE rowid IN ({})",
-            list_placeholders(Placeholders::Positional, 1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for rowid in chunk {
-            query = query.bind(*rowid);
+        for row in query.fetch_all(&mut *conn).await? {
+            places.push((row.try_get(0)?, row.try_get(1)?));
         }
-        rows.extend(query.fetch_all(&mut *conn).await?);
     }
-    Ok(rows)
+    if let Some(tail) = tail {
+        places.extend(tail.candidates(keys));
+    }
+    if places.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut by_bundle: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for (bundle_id, position) in places {
+        by_bundle.entry(bundle_id).or_default().push(position);
+    }
+    let ids: Vec<i64> = by_bundle.keys().copied().collect();
+    let mut found = Vec::new();
+    for bundle in bundles::read_event_bundles(conn, &ids).await? {
+        let Some(positions) = by_bundle.get(&bundle.id) else {
+            continue;
+        };
+        for position in positions {
+            let event = usize::try_from(*position)
+                .ok()
+                .and_then(|p| bundle.events.get(p))
+                .ok_or_else(|| {
+                    StoreError::corrupt(format!(
+                        "dedupe key points past the end of event bundle {}",
+                        bundle.id
+                    ))
+                })?;
+            found.push(Found {
+                tenant_id: event.tenant_id.clone(),
+                event_id: event.event_id.clone(),
+                seq: event.seq,
+                digest: event.digest,
+            });
+        }
+    }
+    Ok(found)
 }
 
-/// Deletes a tenant's stored events (purge) with their dedupe keys; returns the rows deleted.
-/// On SQLite the keys go from the merged index first, then the generation is bumped (every
-/// cached tail reloads) and the indexed rowid is pulled down to the highest remaining row:
-/// SQLite gives a new row `max(rowid) + 1`, so a rowid the deletion frees must count as a tail
-/// rowid, never as an indexed one.
+/// Deletes a tenant's stored event payloads (purge) with their dedupe keys; returns the events
+/// deleted. On SQLite the generation is bumped so every cached tail reloads.
 pub async fn delete_tenant_events(
     conn: &mut AnyConnection,
     backend: Backend,
     tenant_id: &str,
 ) -> Result<u64, StoreError> {
-    if backend == Backend::Sqlite {
-        sqlx::query(
-            "DELETE FROM usage_event_keys WHERE (event_key, event_rowid) IN \
-             (SELECT event_key, rowid FROM usage_events WHERE tenant_id = $1)",
-        )
+    let events = bundles::count_events(conn, tenant_id).await?;
+    sqlx::query(
+        "DELETE FROM usage_event_keys WHERE bundle_id IN \
+         (SELECT id FROM usage_event_bundles WHERE tenant_id = $1)",
+    )
+    .bind(tenant_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM usage_event_bundles WHERE tenant_id = $1")
         .bind(tenant_id)
         .execute(&mut *conn)
         .await?;
-    }
-    let deleted = sqlx::query("DELETE FROM usage_events WHERE tenant_id = $1")
-        .bind(tenant_id)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
     if backend == Backend::Sqlite {
-        sqlx::query(
-            "UPDATE usage_key_index SET generation = generation + 1, indexed_rowid = \
-             MIN(indexed_rowid, (SELECT COALESCE(MAX(rowid), 0) FROM usage_events)) WHERE id = 1",
-        )
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query("UPDATE usage_key_index SET generation = generation + 1 WHERE id = 1")
+            .execute(&mut *conn)
+            .await?;
     }
-    Ok(deleted)
+    Ok(u64::try_from(events).unwrap_or(0))
 }
 
 #[cfg(test)]
 mod tests {
     use super::TailKeys;
 
-    /// Two events whose compact keys collide both stay findable, before and after a merge.
+    /// Two events whose compact keys collide both stay findable, and sort for the merge.
     #[test]
-    fn colliding_keys_keep_every_rowid() {
+    fn colliding_keys_keep_every_place() {
         let mut keys = TailKeys::default();
-        keys.insert(42, 1);
-        keys.insert(7, 2);
-        keys.insert(42, 3);
-        keys.insert(42, 4);
+        keys.insert(42, (1, 0));
+        keys.insert(7, (2, 0));
+        keys.insert(42, (3, 5));
+        keys.insert(42, (4, 1));
         assert_eq!(keys.len(), 4);
-        assert_eq!(keys.rowids(42).collect::<Vec<_>>(), vec![1, 3, 4]);
-        keys.retain_above(3);
-        assert_eq!(keys.rowids(42).collect::<Vec<_>>(), vec![4]);
-        assert_eq!(keys.rowids(7).count(), 0);
-        assert_eq!(keys.len(), 1);
+        assert_eq!(
+            keys.places(42).collect::<Vec<_>>(),
+            vec![(1, 0), (3, 5), (4, 1)]
+        );
+        assert_eq!(
+            keys.sorted(),
+            vec![(7, 2, 0), (42, 1, 0), (42, 3, 5), (42, 4, 1)]
+        );
+        assert_eq!(keys.places(8).count(), 0);
     }
 }

@@ -9,8 +9,8 @@
 //! so each tenant's tree stays gap-free and duplicate-free.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use companyos_domain::metering::{CoverageMode, MeteringDeclaration};
 use companyos_domain::time_util::{day_number, to_micros, utc_day};
@@ -24,10 +24,13 @@ use sqlx::{AnyConnection, Row as _};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::app::{Actor, App};
+use crate::app::{Actor, App, AppInner};
 use crate::audit::{self, NewAudit};
 use crate::authz::Resource;
-use crate::db::{Backend, Placeholders, StoreError, Tx, list_placeholders, values_placeholders};
+use crate::bundles;
+use crate::db::{
+    Backend, Db, Placeholders, StoreError, Tx, list_placeholders, values_placeholders,
+};
 use crate::dedupe::{self, KeyTail};
 use crate::error::ServiceError;
 use crate::ledger_store::{self, LogHead};
@@ -161,8 +164,6 @@ struct Checked {
     digest: String,
     key: i64,
     day: i64,
-    event_time_micros: i64,
-    quantity: String,
 }
 
 impl Checked {
@@ -417,8 +418,6 @@ impl App {
                     digest: event.digest.to_string(),
                     key: event_key(event.tenant_id.as_str(), event.event_id.as_str()),
                     day: day_number(utc_day(event.timestamp)),
-                    event_time_micros: to_micros(event.timestamp),
-                    quantity: event.quantity.to_string(),
                     event,
                     raw,
                     flags,
@@ -496,6 +495,10 @@ impl App {
         Ok(declarations)
     }
 
+    /// Starts the writer on a thread of its own, with a single-threaded runtime: request tasks
+    /// parse and check events for milliseconds at a time on the shared runtime's workers, and a
+    /// writer queued behind them would hold every group commit (and the store's single SQLite
+    /// writer connection) waiting for a worker at each of its statements.
     fn ensure_writer(&self) {
         if self.inner.ingest.started.swap(true, Ordering::SeqCst) {
             return;
@@ -508,53 +511,31 @@ impl App {
             .ok()
             .and_then(|mut r| r.take());
         let Some(receiver) = receiver else { return };
-        let app = self.clone();
-        tokio::spawn(async move { app.run_writer(receiver).await });
-    }
-
-    async fn run_writer(self, mut receiver: mpsc::Receiver<Job>) {
-        let group_max = self.settings().group_commit_events_max;
-        while let Some(first) = receiver.recv().await {
-            let mut total = first.len();
-            let mut jobs = vec![first];
-            while total < group_max {
-                match receiver.try_recv() {
-                    Ok(job) => {
-                        total += job.len();
-                        jobs.push(job);
-                    }
-                    Err(_) => break,
-                }
-            }
-            match self.commit_group(&jobs).await {
-                Ok(outcomes) => {
-                    for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                        let _ = job.reply.send(Ok(outcome));
+        // Weak: the writer must not keep the App (and so its own queue) alive.
+        let app = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("companyos-ingest-writer".to_owned())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime.block_on(run_writer(app, receiver)),
+                    Err(error) => {
+                        tracing::error!(%error, "could not start the ingestion writer's runtime");
                     }
                 }
-                Err(error) if jobs.len() > 1 => {
-                    // Isolate: commit each request alone so one cannot fail the others.
-                    tracing::warn!(%error, jobs = jobs.len(), "group commit failed; retrying requests one by one");
-                    for job in jobs {
-                        let result = self
-                            .commit_group(std::slice::from_ref(&job))
-                            .await
-                            .map(|mut o| o.pop().unwrap_or_default())
-                            .map_err(|e| e.to_string());
-                        let _ = job.reply.send(result);
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(%error, "ingestion commit failed");
-                    for job in jobs {
-                        let _ = job.reply.send(Err(error.to_string()));
-                    }
-                }
-            }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "could not start the ingestion writer thread");
         }
     }
 
-    async fn commit_group(&self, jobs: &[Job]) -> Result<Vec<IngestOutcome>, ServiceError> {
+    async fn commit_group(
+        &self,
+        db: &Db,
+        jobs: &[Job],
+    ) -> Result<Vec<IngestOutcome>, ServiceError> {
         let now = self.now();
         // SQLite: the dedupe tail, synced inside the write transaction (which holds SQLite's
         // write lock, so nothing else can append until the commit).
@@ -562,7 +543,7 @@ impl App {
             Backend::Sqlite => Some(self.inner.ingest.key_tail.lock().await),
             Backend::Postgres => None,
         };
-        let mut tx = self.db().begin().await?;
+        let mut tx = db.begin().await?;
         if self.db().backend() == Backend::Postgres {
             // Every lookup of the write path is a point or short-range lookup on an index.
             // Without fresh statistics (a young or fast-growing table, autovacuum off) the
@@ -579,19 +560,14 @@ impl App {
             tail.sync(&mut tx).await?;
         }
         let (outcomes, appended) = self
-            .write_group(&mut tx, jobs, now, tail.as_deref())
+            .write_group(db, &mut tx, jobs, now, tail.as_deref())
             .await?;
-        let appended = match (appended, tail.as_deref().and_then(KeyTail::last_rowid)) {
-            (Some(appended), _) => appended,
-            (None, Some(after)) => dedupe::rows_after(&mut tx, after).await?,
-            (None, None) => Vec::new(),
-        };
         tx.commit().await?;
         self.inner
             .metrics
             .increment("companyos_ingest_commits_total", Vec::new(), 1);
         if let Some(tail) = tail.as_deref_mut() {
-            tail.committed(appended);
+            tail.committed(&appended);
             if tail.len() >= self.settings().dedupe_tail_rows_max.max(1) {
                 // The events are committed whatever happens here: a failed merge leaves the
                 // rows in the tail, to be merged by a later commit.
@@ -635,11 +611,12 @@ impl App {
 
     async fn write_group(
         &self,
+        db: &Db,
         tx: &mut Tx,
         jobs: &[Job],
         now: OffsetDateTime,
         tail: Option<&KeyTail>,
-    ) -> Result<(Vec<IngestOutcome>, Option<Vec<(i64, i64)>>), ServiceError> {
+    ) -> Result<(Vec<IngestOutcome>, Vec<(i64, i64, i64)>), ServiceError> {
         let now_micros = to_micros(now);
         let raw_max = self.settings().rejected_raw_bytes_max;
         // Tenants of every checked event, with their status.
@@ -665,7 +642,7 @@ impl App {
             .map(|t| usage_log_id(t))
             .collect();
         let mut heads: BTreeMap<String, LogHead> =
-            ledger_store::lock_heads(self.db(), tx, &log_ids, to_micros(now))
+            ledger_store::lock_heads(db, tx, &log_ids, to_micros(now))
                 .await?
                 .into_iter()
                 .filter_map(|(log_id, head)| {
@@ -841,21 +818,9 @@ impl App {
             .counters
             .retain(|(tenant, _), _| statuses.contains_key(tenant));
         let appended = state
-            .write(
-                tx,
-                &mut heads,
-                now_micros,
-                tail.and_then(KeyTail::last_rowid),
-            )
+            .write(tx, &mut heads, now_micros, tail.is_none())
             .await?;
-        audit::append(
-            self.db(),
-            tx,
-            self.authorizer().policy_sha256(),
-            now,
-            audits,
-        )
-        .await?;
+        audit::append(db, tx, self.authorizer().policy_sha256(), now, audits).await?;
         for ((tenant, status), n) in &state.metric_counts {
             self.inner.metrics.increment(
                 "companyos_usage_events_total",
@@ -864,6 +829,72 @@ impl App {
             );
         }
         Ok((outcomes, appended))
+    }
+}
+
+/// The writer loop: takes every queued request (up to the group bound) and commits them in one
+/// transaction; ends when the App is gone.
+async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver<Job>) {
+    let mut writer_db: Option<Db> = None;
+    while let Some(first) = receiver.recv().await {
+        let Some(inner) = app.upgrade() else { return };
+        let app = App { inner };
+        let db = match &writer_db {
+            Some(db) => db.clone(),
+            None => match app.db().for_ingest_writer().await {
+                Ok(db) => {
+                    writer_db = Some(db.clone());
+                    db
+                }
+                Err(error) => {
+                    tracing::error!(%error, "could not open the ingestion writer's store");
+                    let _ = first.reply.send(Err(error.to_string()));
+                    continue;
+                }
+            },
+        };
+        let group_max = app.settings().group_commit_events_max;
+        let mut total = first.len();
+        let mut jobs = vec![first];
+        while total < group_max {
+            match receiver.try_recv() {
+                Ok(job) => {
+                    total += job.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        match app.commit_group(&db, &jobs).await {
+            Ok(outcomes) => {
+                for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) if jobs.len() > 1 => {
+                // Isolate: commit each request alone so one cannot fail the others.
+                tracing::warn!(%error, jobs = jobs.len(), "group commit failed; retrying requests one by one");
+                for job in jobs {
+                    let result = app
+                        .commit_group(&db, std::slice::from_ref(&job))
+                        .await
+                        .map(|mut o| o.pop().unwrap_or_default())
+                        .map_err(|e| e.to_string());
+                    let _ = job.reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "ingestion commit failed");
+                for job in jobs {
+                    let _ = job.reply.send(Err(error.to_string()));
+                }
+            }
+        }
+    }
+    if let Some(db) = writer_db {
+        if db.backend() == Backend::Postgres {
+            db.writer().close().await;
+        }
     }
 }
 
@@ -990,40 +1021,22 @@ async fn existing_keys(
         .collect();
     let hashed: BTreeSet<i64> = keys.values().copied().collect();
     let hashed: Vec<i64> = hashed.into_iter().collect();
-    let mut existing = HashMap::new();
-    // One indexed lookup per chunk of compact keys; a hash match is only a candidate until its
-    // tenant and event id match too.
-    for chunk in crate::db::statement_chunks(&hashed, KEYS_PER_LOOKUP) {
-        let rows = match tail {
-            Some(tail) => dedupe::lookup(conn, tail, chunk).await?,
-            None => {
-                let sql = format!(
-                    "SELECT tenant_id, event_id, seq, digest FROM usage_events \
-                     WHERE event_key IN ({})",
-                    list_placeholders(Placeholders::of(conn), 1, chunk.len())
-                );
-                let mut query = sqlx::query(&sql);
-                for key in chunk {
-                    query = query.bind(*key);
-                }
-                query.fetch_all(&mut *conn).await?
-            }
+    let mut existing: StoredKeys = HashMap::new();
+    // Indexed lookups of the compact keys; a key match is only a candidate until its tenant and
+    // event id match too.
+    for found in dedupe::lookup(conn, tail, &hashed).await? {
+        let Some(key) = keys
+            .get(&(found.tenant_id.as_str(), found.event_id.as_str()))
+            .copied()
+        else {
+            continue;
         };
-        for row in rows {
-            let tenant_id: String = row.try_get("tenant_id")?;
-            let event_id: String = row.try_get("event_id")?;
-            let Some(key) = keys.get(&(tenant_id.as_str(), event_id.as_str())).copied() else {
-                continue;
-            };
-            let seq = u64::try_from(row.try_get::<i64, _>("seq")?)
-                .map_err(|_| StoreError::corrupt("negative seq"))?;
-            existing.entry(key).or_insert_with(Vec::new).push((
-                tenant_id,
-                event_id,
-                seq,
-                row.try_get("digest")?,
-            ));
-        }
+        existing.entry(key).or_default().push((
+            found.tenant_id,
+            found.event_id,
+            found.seq,
+            found.digest.to_string(),
+        ));
     }
     Ok(existing)
 }
@@ -1037,7 +1050,7 @@ impl App {
         event_id: &str,
     ) -> Result<Option<i64>, ServiceError> {
         let key = event_key(tenant_id, event_id);
-        let rows = match self.db().backend() {
+        let found = match self.db().backend() {
             Backend::Sqlite => {
                 let mut tail = self.inner.ingest.key_tail.lock().await;
                 // Bring the tail up to the latest commit (it may not be loaded yet, or another
@@ -1046,23 +1059,13 @@ impl App {
                 let mut snapshot = self.db().readers().begin().await?;
                 tail.sync(&mut snapshot).await?;
                 snapshot.commit().await?;
-                dedupe::lookup(conn, &tail, &[key]).await?
+                dedupe::lookup(conn, Some(&tail), &[key]).await?
             }
-            Backend::Postgres => {
-                sqlx::query(
-                    "SELECT tenant_id, event_id, seq, digest FROM usage_events \
-                     WHERE event_key = $1",
-                )
-                .bind(key)
-                .fetch_all(&mut *conn)
-                .await?
-            }
+            Backend::Postgres => dedupe::lookup(conn, None, &[key]).await?,
         };
-        for row in rows {
-            let found_tenant: String = row.try_get("tenant_id")?;
-            let found_event: String = row.try_get("event_id")?;
-            if found_tenant == tenant_id && found_event == event_id {
-                return Ok(Some(row.try_get("seq")?));
+        for found in found {
+            if found.tenant_id == tenant_id && found.event_id == event_id {
+                return Ok(Some(to_i64(found.seq)?));
             }
         }
         Ok(None)
@@ -1224,66 +1227,45 @@ impl<'a> GroupState<'a> {
         Ok(())
     }
 
-    /// Writes the group's rows. With `rowids_after` (SQLite: the dedupe tail's last rowid),
-    /// also returns `(event_key, rowid)` of the appended events, or `None` when their rowids
-    /// cannot be told from the inserts and must be read back.
+    /// Writes the group's rows: leaves, event bundles, and (when `keys_in_store`, PostgreSQL)
+    /// the dedupe key rows. Returns `(event_key, bundle_id, position)` of every event written.
     async fn write(
         &mut self,
         tx: &mut Tx,
         heads: &mut BTreeMap<String, LogHead>,
         now_micros: i64,
-        rowids_after: Option<i64>,
-    ) -> Result<Option<Vec<(i64, i64)>>, ServiceError> {
-        // SQLite gives a row appended under the write lock the rowid `max(rowid) + 1`, so the
-        // rows of one multi-row insert are consecutive and end at its last insert rowid; that is
-        // checked chunk by chunk, and any surprise falls back to reading the rows back.
-        let mut appended = rowids_after.map(|after| (after, Vec::with_capacity(self.events.len())));
+        keys_in_store: bool,
+    ) -> Result<Vec<(i64, i64, i64)>, ServiceError> {
         ledger_store::write_many_appends(tx, heads.values_mut(), now_micros).await?;
-        for chunk in crate::db::statement_chunks(&self.events, ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "{} usage_events (tenant_id, event_key, event_id, seq, digest, service, \
-                 metric, unit, quantity, event_time, event_day, class, flags, source, source_seq, \
-                 received_at, canonical, source_signature) VALUES {}",
-                Placeholders::of(tx).bulk_insert(),
-                values_placeholders(Placeholders::of(tx), chunk.len(), 18)
+        // Each tenant's new events, in seq order (the group appended them in that order).
+        let mut by_tenant: BTreeMap<&str, (u64, Vec<bundles::NewEvent<'_>>)> = BTreeMap::new();
+        for row in &self.events {
+            let event = &row.checked.event;
+            let (first, events) = by_tenant
+                .entry(event.tenant_id.as_str())
+                .or_insert_with(|| (row.seq, Vec::new()));
+            assert_eq!(
+                *first + events.len() as u64,
+                row.seq,
+                "a tenant's events of one group are consecutive"
             );
-            let mut query = sqlx::query(&sql);
-            for row in chunk {
-                let checked = row.checked;
-                let event = &checked.event;
-                query = query
-                    .bind(event.tenant_id.as_str())
-                    .bind(checked.key)
-                    .bind(event.event_id.as_str())
-                    .bind(to_i64(row.seq)?)
-                    .bind(checked.digest.as_str())
-                    .bind(event.service.as_str())
-                    .bind(event.metric.as_str())
-                    .bind(event.unit.as_str())
-                    .bind(checked.quantity.as_str())
-                    .bind(checked.event_time_micros)
-                    .bind(checked.day)
-                    .bind(row.class.as_str())
-                    .bind(flags_json(&row.flags))
-                    .bind(event.source.as_ref().map(|s| s.as_str()))
-                    .bind(event.source_seq.map(to_i64).transpose()?)
-                    .bind(now_micros)
-                    .bind(event.canonical.as_str())
-                    .bind(event.source_signature.as_deref());
-            }
-            let result = query.execute(&mut **tx).await?;
-            if let Some((last, keys)) = &mut appended {
-                let n = i64::try_from(chunk.len()).unwrap_or(i64::MAX);
-                match result.last_insert_id() {
-                    Some(end) if end.checked_sub(n) == Some(*last) => {
-                        for (offset, row) in (1..).zip(chunk) {
-                            keys.push((row.checked.key, *last + offset));
-                        }
-                        *last = end;
-                    }
-                    _ => appended = None,
-                }
-            }
+            events.push(bundles::NewEvent {
+                key: row.checked.key,
+                event_id: event.event_id.as_str(),
+                digest: &event.digest,
+                class: row.class,
+                flags: &row.flags,
+                canonical: event.canonical.as_str(),
+                source_signature: event.source_signature.as_deref(),
+            });
+        }
+        let tenants: Vec<(&str, u64, Vec<bundles::NewEvent<'_>>)> = by_tenant
+            .into_iter()
+            .map(|(tenant, (first, events))| (tenant, first, events))
+            .collect();
+        let written = bundles::write_events(tx, &tenants, now_micros).await?;
+        if keys_in_store {
+            bundles::insert_keys(tx, &written).await?;
         }
         let now = companyos_domain::time_util::from_micros(now_micros);
         for chunk in crate::db::statement_chunks(&self.rejections, ROWS_PER_STATEMENT) {
@@ -1385,27 +1367,8 @@ impl<'a> GroupState<'a> {
             }
             query.execute(&mut **tx).await?;
         }
-        Ok(appended.map(|(_, keys)| keys))
+        Ok(written)
     }
-}
-
-/// The stored `flags` column: a JSON array of flag names (names need no escaping).
-fn flags_json(flags: &[&'static str]) -> String {
-    if flags.is_empty() {
-        return "[]".to_owned();
-    }
-    let mut out = String::with_capacity(2 + flags.iter().map(|f| f.len() + 3).sum::<usize>());
-    out.push('[');
-    for (i, flag) in flags.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('"');
-        out.push_str(flag);
-        out.push('"');
-    }
-    out.push(']');
-    out
 }
 
 fn to_i64(value: u64) -> Result<i64, ServiceError> {

@@ -139,8 +139,9 @@ impl App {
             return Ok(0);
         }
         let tables = [
-            "usage_events",
-            "ledger_leaves",
+            "usage_event_bundles",
+            "usage_event_keys",
+            "ledger_leaf_bundles",
             "ledger_nodes",
             "ledger_heads",
             "audit_events",

@@ -2,7 +2,7 @@
 //! and on demand), inclusion and consistency proofs, and `ledger verify`, which checks every
 //! stored leaf, node, root, checkpoint and payload against each other.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use companyos_ledger::leaf::{EventClass, UsageLeaf};
 use companyos_ledger::usage_event::EventDigest;
@@ -322,52 +322,39 @@ impl App {
             leaf_index: Some(leaf_index),
             message,
         };
-        let mut next: i64 = 0;
+        let page = 5_000u64;
+        let mut next = 0u64;
         loop {
-            let rows = sqlx::query(
-                "SELECT l.leaf_index, l.leaf_data, e.event_id, e.digest, e.canonical, e.service, \
-                 e.metric, e.unit, e.quantity, e.event_time, e.class FROM ledger_leaves l \
-                 LEFT JOIN usage_events e ON e.tenant_id = $1 AND e.seq = l.leaf_index \
-                 WHERE l.log_id = $2 AND l.leaf_index >= $3 ORDER BY l.leaf_index LIMIT 5000",
-            )
-            .bind(tenant_id)
-            .bind(log_id.as_str())
-            .bind(next)
-            .fetch_all(&mut *conn)
-            .await?;
-            if rows.is_empty() {
+            let leaves =
+                crate::bundles::read_leaves(conn, &log_id, next, next.saturating_add(page), true)
+                    .await?;
+            let Some(last) = leaves.last().map(|l| l.index) else {
                 break;
-            }
-            for row in &rows {
-                let index: i64 = row.try_get("leaf_index")?;
-                next = index + 1;
-                let index = u64::try_from(index).map_err(|_| StoreError::corrupt("index"))?;
-                let data: Vec<u8> = row.try_get("leaf_data")?;
-                let Ok(leaf) = UsageLeaf::parse(&data) else {
+            };
+            let events: HashMap<u64, crate::bundles::StoredEvent> =
+                crate::bundles::read_events(conn, tenant_id, next, last + 1)
+                    .await?
+                    .into_iter()
+                    .map(|e| (e.seq, e))
+                    .collect();
+            next = last + 1;
+            for stored in &leaves {
+                let Ok(leaf) = UsageLeaf::parse(&stored.data) else {
                     continue;
                 };
-                let canonical: Option<String> = row.try_get("canonical")?;
-                let Some(canonical) = canonical else {
+                let Some(event) = events.get(&stored.index) else {
                     if !purged {
-                        problems.push(problem(index, "event payload is missing".to_owned()));
+                        problems.push(problem(stored.index, "event payload is missing".to_owned()));
                     }
                     continue;
                 };
-                if let Some(message) = check_payload(row, &leaf, &canonical)? {
-                    problems.push(problem(index, message));
+                if let Some(message) = check_payload(event, &leaf) {
+                    problems.push(problem(stored.index, message));
                 }
             }
         }
-        let events: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM usage_events WHERE tenant_id = $1")
-                .bind(tenant_id)
-                .fetch_one(&mut *conn)
-                .await?;
-        let leaves: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM ledger_leaves WHERE log_id = $1")
-                .bind(log_id.as_str())
-                .fetch_one(&mut *conn)
-                .await?;
+        let events = crate::bundles::count_events(conn, tenant_id).await?;
+        let leaves = crate::bundles::count_leaves(conn, &log_id).await?;
         if events > leaves {
             problems.push(LogProblem {
                 log_id: log_id.clone(),
@@ -442,27 +429,37 @@ pub(crate) async fn recompute_rollups(
     days: Option<(i64, i64)>,
 ) -> Result<RollupMap, ServiceError> {
     let mut map = RollupMap::new();
-    let mut next: i64 = 0;
+    let page = 10_000u64;
+    let mut next = 0u64;
     loop {
-        let rows = sqlx::query(
-            "SELECT seq, canonical, class FROM usage_events WHERE tenant_id = $1 AND seq >= $2 \
-             ORDER BY seq LIMIT 10000",
-        )
-        .bind(tenant_id)
-        .bind(next)
-        .fetch_all(&mut *conn)
-        .await?;
-        if rows.is_empty() {
-            break;
-        }
-        for row in &rows {
-            next = row.try_get::<i64, _>("seq")? + 1;
-            let class: String = row.try_get("class")?;
-            if class != EventClass::OnTime.as_str() {
+        let events =
+            crate::bundles::read_events(conn, tenant_id, next, next.saturating_add(page)).await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            // A gap of a whole page (never written, or damaged) ends the scan only if nothing
+            // follows it.
+            let more: Option<i64> = sqlx::query_scalar(
+                "SELECT MIN(first_seq) FROM usage_event_bundles WHERE tenant_id = $1 \
+                 AND first_seq >= $2",
+            )
+            .bind(tenant_id)
+            .bind(i64::try_from(next).unwrap_or(i64::MAX))
+            .fetch_one(&mut *conn)
+            .await?;
+            match more.and_then(|m| u64::try_from(m).ok()) {
+                Some(more) => {
+                    next = more;
+                    continue;
+                }
+                None => break,
+            }
+        };
+        next = last + 1;
+        for stored in &events {
+            if stored.class != EventClass::OnTime {
                 continue;
             }
-            let canonical: String = row.try_get("canonical")?;
-            let Ok(event) = companyos_domain::usage::UsageEvent::parse_bytes(canonical.as_bytes())
+            let Ok(event) =
+                companyos_domain::usage::UsageEvent::parse_bytes(stored.canonical.as_bytes())
             else {
                 continue;
             };
@@ -530,51 +527,28 @@ pub(crate) async fn stored_rollups(
     Ok(map)
 }
 
-fn check_payload(
-    row: &sqlx::any::AnyRow,
-    leaf: &UsageLeaf,
-    canonical: &str,
-) -> Result<Option<String>, StoreError> {
-    let digest = EventDigest::of_canonical(canonical.as_bytes());
+fn check_payload(event: &crate::bundles::StoredEvent, leaf: &UsageLeaf) -> Option<String> {
+    let digest = EventDigest::of_canonical(event.canonical.as_bytes());
     if digest != leaf.digest {
-        return Ok(Some(format!(
+        return Some(format!(
             "event payload does not match its leaf digest (payload {digest}, leaf {})",
             leaf.digest
-        )));
-    }
-    let event_id: Option<String> = row.try_get("event_id")?;
-    let stored_digest: Option<String> = row.try_get("digest")?;
-    if event_id.as_deref() != Some(leaf.event_id.as_str())
-        || stored_digest.as_deref() != Some(leaf.digest.to_string().as_str())
-    {
-        return Ok(Some(
-            "stored event id or digest differs from the leaf".to_owned(),
         ));
     }
-    let class: Option<String> = row.try_get("class")?;
-    if class.as_deref() != Some(leaf.class.as_str()) {
-        return Ok(Some("stored event class differs from the leaf".to_owned()));
+    if event.event_id != leaf.event_id || event.digest != leaf.digest {
+        return Some("stored event id or digest differs from the leaf".to_owned());
     }
-    let Ok(event) = companyos_domain::usage::UsageEvent::parse_bytes(canonical.as_bytes()) else {
-        return Ok(Some("event payload no longer parses".to_owned()));
-    };
-    let quantity: Option<String> = row.try_get("quantity")?;
-    let event_time: Option<i64> = row.try_get("event_time")?;
-    let service: Option<String> = row.try_get("service")?;
-    let metric: Option<String> = row.try_get("metric")?;
-    let unit: Option<String> = row.try_get("unit")?;
-    let columns_match = quantity.as_deref() == Some(event.quantity.to_string().as_str())
-        && event_time == Some(companyos_domain::time_util::to_micros(event.timestamp))
-        && service.as_deref() == Some(event.service.as_str())
-        && metric.as_deref() == Some(event.metric.as_str())
-        && unit.as_deref() == Some(event.unit.as_str());
-    if !columns_match {
-        return Ok(Some(
-            "stored event columns (quantity, time, service, metric or unit) differ from its payload"
-                .to_owned(),
-        ));
+    if event.class != leaf.class {
+        return Some("stored event class differs from the leaf".to_owned());
     }
-    Ok(None)
+    if event.key != crate::ingest::event_key(&leaf.tenant_id, &leaf.event_id) {
+        return Some("stored dedupe key differs from the leaf".to_owned());
+    }
+    match companyos_domain::usage::UsageEvent::parse_bytes(event.canonical.as_bytes()) {
+        Ok(parsed) if parsed.event_id.as_str() == leaf.event_id => None,
+        Ok(_) => Some("event payload names another event id than its leaf".to_owned()),
+        Err(_) => Some("event payload no longer parses".to_owned()),
+    }
 }
 
 /// Scans a usage log's leaves for an event id (purged tenants only: O(n) reads in pages).
@@ -583,25 +557,19 @@ async fn find_leaf_by_event_id(
     log_id: &str,
     event_id: &str,
 ) -> Result<Option<i64>, ServiceError> {
-    let mut next: i64 = 0;
+    let page = 10_000u64;
+    let mut next = 0u64;
     loop {
-        let rows = sqlx::query(
-            "SELECT leaf_index, leaf_data FROM ledger_leaves WHERE log_id = $1 AND leaf_index >= $2 \
-             ORDER BY leaf_index LIMIT 10000",
-        )
-        .bind(log_id)
-        .bind(next)
-        .fetch_all(&mut *conn)
-        .await?;
-        if rows.is_empty() {
+        let leaves =
+            crate::bundles::read_leaves(conn, log_id, next, next.saturating_add(page), true)
+                .await?;
+        let Some(last) = leaves.last().map(|l| l.index) else {
             return Ok(None);
-        }
-        for row in &rows {
-            let index: i64 = row.try_get("leaf_index")?;
-            next = index + 1;
-            let data: Vec<u8> = row.try_get("leaf_data")?;
-            if UsageLeaf::parse(&data).is_ok_and(|leaf| leaf.event_id == event_id) {
-                return Ok(Some(index));
+        };
+        next = last + 1;
+        for leaf in &leaves {
+            if UsageLeaf::parse(&leaf.data).is_ok_and(|parsed| parsed.event_id == event_id) {
+                return Ok(Some(i64::try_from(leaf.index).unwrap_or(i64::MAX)));
             }
         }
     }

@@ -147,22 +147,7 @@ pub async fn write_appends(
         return Ok(());
     }
     let leaves = std::mem::take(&mut head.pending_leaves);
-    for chunk in crate::db::statement_chunks(&leaves, INSERT_ROWS_MAX) {
-        let sql = format!(
-            "{} ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
-            Placeholders::of(conn).bulk_insert(),
-            values_placeholders(Placeholders::of(conn), chunk.len(), 4)
-        );
-        let mut query = sqlx::query(&sql);
-        for (index, hash, data) in chunk {
-            query = query
-                .bind(head.log_id.as_str())
-                .bind(to_i64(*index)?)
-                .bind(hash.as_bytes().to_vec())
-                .bind(data.clone());
-        }
-        query.execute(&mut *conn).await?;
-    }
+    crate::bundles::write_leaves(conn, &[(head.log_id.as_str(), leaves.as_slice())]).await?;
     let nodes = std::mem::take(&mut head.pending_nodes);
     for chunk in crate::db::statement_chunks(&nodes, INSERT_ROWS_MAX) {
         let sql = format!(
@@ -220,17 +205,17 @@ async fn read_stored_range(
     first: u64,
     count: u64,
 ) -> Result<Vec<Hash>, StoreError> {
-    let rows = if level == 0 {
-        sqlx::query(
-            "SELECT leaf_hash FROM ledger_leaves WHERE log_id = $1 \
-             AND leaf_index >= $2 AND leaf_index < $3 ORDER BY leaf_index",
-        )
-        .bind(log_id)
-        .bind(to_i64(first)?)
-        .bind(to_i64(first + count)?)
-        .fetch_all(&mut *conn)
-        .await?
-    } else {
+    if level == 0 {
+        let leaves = crate::bundles::read_leaves(conn, log_id, first, first + count, false).await?;
+        if leaves.len() as u64 != count {
+            return Err(StoreError::corrupt(format!(
+                "log {log_id}: {} of {count} stored leaves from {first}",
+                leaves.len()
+            )));
+        }
+        return Ok(leaves.into_iter().map(|leaf| leaf.hash).collect());
+    }
+    let rows = {
         sqlx::query(
             "SELECT hash FROM ledger_nodes WHERE log_id = $1 AND level = $2 \
              AND node_index >= $3 AND node_index < $4 ORDER BY node_index",
@@ -335,20 +320,10 @@ pub async fn read_leaf(
     log_id: &str,
     leaf_index: u64,
 ) -> Result<Option<(Hash, Vec<u8>)>, StoreError> {
-    let row = sqlx::query(
-        "SELECT leaf_hash, leaf_data FROM ledger_leaves WHERE log_id = $1 AND leaf_index = $2",
-    )
-    .bind(log_id)
-    .bind(to_i64(leaf_index)?)
-    .fetch_optional(&mut *conn)
-    .await?;
-    match row {
-        Some(row) => Ok(Some((
-            hash_of(&row.try_get::<Vec<u8>, _>(0)?)?,
-            row.try_get(1)?,
-        ))),
-        None => Ok(None),
-    }
+    let leaf = crate::bundles::read_leaves(conn, log_id, leaf_index, leaf_index + 1, true)
+        .await?
+        .pop();
+    Ok(leaf.map(|leaf| (leaf.hash, leaf.data)))
 }
 
 /// A signed checkpoint as stored.
@@ -538,16 +513,15 @@ pub async fn verify_log(
     let mut frontier = Frontier::empty();
     let mut expected_index = 0u64;
     let mut stored_nodes: HashMap<NodeId, Hash> = HashMap::new();
-    let page = 10_000i64;
+    let page = 10_000u64;
     loop {
-        let rows = sqlx::query(
-            "SELECT leaf_index, leaf_hash, leaf_data FROM ledger_leaves WHERE log_id = $1 \
-             AND leaf_index >= $2 ORDER BY leaf_index LIMIT $3",
+        let rows = crate::bundles::read_leaves(
+            conn,
+            log_id,
+            expected_index,
+            expected_index.saturating_add(page),
+            true,
         )
-        .bind(log_id)
-        .bind(to_i64(expected_index)?)
-        .bind(page)
-        .fetch_all(&mut *conn)
         .await?;
         if rows.is_empty() {
             break;
@@ -579,9 +553,9 @@ pub async fn verify_log(
             }
         }
         for row in &rows {
-            let index = to_u64(row.try_get(0)?)?;
-            let stored_hash = hash_of(&row.try_get::<Vec<u8>, _>(1)?)?;
-            let data: Vec<u8> = row.try_get(2)?;
+            let index = row.index;
+            let stored_hash = row.hash;
+            let data = &row.data;
             if index != expected_index {
                 problems.push(problem(
                     Some(expected_index),
@@ -589,14 +563,14 @@ pub async fn verify_log(
                 ));
                 return Ok(problems);
             }
-            let computed = leaf_hash(&data);
+            let computed = leaf_hash(data);
             if computed != stored_hash {
                 problems.push(problem(
                     Some(index),
                     "stored leaf hash does not match the leaf data".to_owned(),
                 ));
             }
-            if let Some(message) = check_leaf(index, &data) {
+            if let Some(message) = check_leaf(index, data) {
                 problems.push(problem(Some(index), message));
             }
             for (id, hash) in frontier.append(computed) {
@@ -779,7 +753,7 @@ pub async fn write_many_appends<'a>(
     heads: impl IntoIterator<Item = &'a mut LogHead>,
     now_micros: i64,
 ) -> Result<(), StoreError> {
-    let mut leaves: Vec<(String, u64, Hash, Vec<u8>)> = Vec::new();
+    let mut leaves: Vec<(String, Vec<crate::bundles::LeafEntry>)> = Vec::new();
     let mut nodes: Vec<(String, NodeId, Hash)> = Vec::new();
     let mut changed: Vec<(String, i64, Vec<u8>, Vec<u8>)> = Vec::new();
     for head in heads {
@@ -790,9 +764,10 @@ pub async fn write_many_appends<'a>(
             head.exists,
             "write_many_appends needs heads from lock_heads"
         );
-        for (index, hash, data) in std::mem::take(&mut head.pending_leaves) {
-            leaves.push((head.log_id.clone(), index, hash, data));
-        }
+        leaves.push((
+            head.log_id.clone(),
+            std::mem::take(&mut head.pending_leaves),
+        ));
         for (id, hash) in std::mem::take(&mut head.pending_nodes) {
             nodes.push((head.log_id.clone(), id, hash));
         }
@@ -803,22 +778,11 @@ pub async fn write_many_appends<'a>(
             head.frontier.to_bytes(),
         ));
     }
-    for chunk in crate::db::statement_chunks(&leaves, INSERT_ROWS_MAX) {
-        let sql = format!(
-            "{} ledger_leaves (log_id, leaf_index, leaf_hash, leaf_data) VALUES {}",
-            Placeholders::of(conn).bulk_insert(),
-            values_placeholders(Placeholders::of(conn), chunk.len(), 4)
-        );
-        let mut query = sqlx::query(&sql);
-        for (log_id, index, hash, data) in chunk {
-            query = query
-                .bind(log_id.as_str())
-                .bind(to_i64(*index)?)
-                .bind(hash.as_bytes().to_vec())
-                .bind(data.clone());
-        }
-        query.execute(&mut *conn).await?;
-    }
+    let logs: Vec<crate::bundles::LogLeaves<'_>> = leaves
+        .iter()
+        .map(|(log_id, leaves)| (log_id.as_str(), leaves.as_slice()))
+        .collect();
+    crate::bundles::write_leaves(conn, &logs).await?;
     for chunk in crate::db::statement_chunks(&nodes, INSERT_ROWS_MAX) {
         let sql = format!(
             "{} ledger_nodes (log_id, level, node_index, hash) VALUES {}",

@@ -6,6 +6,7 @@ pub mod app;
 pub mod approvals;
 pub mod audit;
 pub mod authz;
+pub mod bundles;
 pub mod clock;
 pub mod db;
 pub mod dedupe;

@@ -1037,11 +1037,7 @@ impl App {
         tenant: &TenantRow,
         action: LifecycleAction,
     ) -> Result<Vec<String>, ServiceError> {
-        let payloads: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM usage_events WHERE tenant_id = $1")
-                .bind(tenant.id.as_str())
-                .fetch_one(&mut *conn)
-                .await?;
+        let payloads = crate::bundles::count_events(conn, tenant.id.as_str()).await?;
         let keys: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM tenant_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
         )

@@ -13,7 +13,6 @@ use companyos_core::tenants::usage_log_id;
 use companyos_core::{Actor, App};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use sqlx::Row as _;
 use time::Duration;
 
 use crate::support::{
@@ -205,26 +204,19 @@ async fn nodes_on_one_database_keep_one_consistent_tree_per_tenant() {
                     .fetch_one(app.db().readers())
                     .await
                     .unwrap();
-            let leaves: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM ledger_leaves WHERE log_id = $1")
-                    .bind(log_id.as_str())
-                    .fetch_one(app.db().readers())
-                    .await
-                    .unwrap();
+            let mut conn = app.db().readers().acquire().await.unwrap();
+            let leaves = companyos_core::bundles::count_leaves(&mut conn, &log_id)
+                .await
+                .unwrap();
             assert_eq!((size, leaves), (n as i64, n as i64), "{backend:?} {tenant}");
-            let rows =
-                sqlx::query("SELECT event_id, seq, digest FROM usage_events WHERE tenant_id = $1")
-                    .bind(tenant)
-                    .fetch_all(app.db().readers())
-                    .await
-                    .unwrap();
+            let rows = companyos_core::bundles::read_events(&mut conn, tenant, 0, u64::MAX)
+                .await
+                .unwrap();
+            drop(conn);
             assert_eq!(rows.len() as u64, n);
             for row in &rows {
-                let event_id: String = row.get("event_id");
-                let seq: i64 = row.get("seq");
-                let digest: String = row.get("digest");
-                let (kept_seq, kept_digest, _) = &kept[&event_id];
-                assert_eq!((seq as u64, &digest), (*kept_seq, kept_digest));
+                let (kept_seq, kept_digest, _) = &kept[&row.event_id];
+                assert_eq!((row.seq, &row.digest.to_string()), (*kept_seq, kept_digest));
             }
             // The reports agree with what the results said.
             let day = day_of(START);

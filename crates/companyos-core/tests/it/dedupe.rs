@@ -1,6 +1,6 @@
 //! The dedupe key index (issue 4): duplicates and conflicts are found whether the original sits
 //! in the merged on-disk index or in SQLite's in-memory tail, after a restart, when another
-//! process wrote to the same SQLite file, and after a purge freed rowids.
+//! process wrote to the same SQLite file, and after a purge deleted the newest bundles.
 
 use companyos_core::tenants::{LifecycleOutcome, LifecycleRequest};
 use companyos_core::{Actor, App};
@@ -75,11 +75,11 @@ async fn duplicates_and_conflicts_across_merges() {
         }
         if backend == Backend::Sqlite {
             let indexed: i64 =
-                sqlx::query_scalar("SELECT indexed_rowid FROM usage_key_index WHERE id = 1")
+                sqlx::query_scalar("SELECT indexed_bundle_id FROM usage_key_index WHERE id = 1")
                     .fetch_one(node.app.db().readers())
                     .await
                     .unwrap();
-            assert!(indexed > 40, "merges ran: indexed up to rowid {indexed}");
+            assert!(indexed > 4, "merges ran: indexed up to bundle {indexed}");
         }
         let problems = node.app.verify_ledgers(None).await.unwrap();
         assert!(problems.is_empty(), "{backend:?}: {problems:?}");
@@ -147,10 +147,10 @@ async fn tail_survives_restarts_and_other_writers() {
     restarted.db().close().await;
 }
 
-/// Purging the tenant whose rows have the highest rowids frees those rowids; rows stored
-/// afterwards must still be found (they must not pass for already-indexed rows).
+/// Purging the tenant whose bundles are the newest deletes them and their keys; events stored
+/// afterwards must still be found, and so must the other tenant's older ones.
 #[tokio::test]
-async fn purge_frees_rowids_without_losing_dedupe() {
+async fn purge_keeps_dedupe_of_later_and_older_events() {
     let node = Node::open_with(Backend::Sqlite, |s| s.dedupe_tail_rows_max = 10).await;
     let meter = node.operator("meter", "ingest").await;
     node.tenant("acme").await;
@@ -186,15 +186,15 @@ async fn purge_frees_rowids_without_losing_dedupe() {
     let status = node.app.get_tenant(&node.admin, "globex").await.unwrap();
     assert_eq!(status.status.as_str(), "purged");
     let remaining: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM usage_event_keys k LEFT JOIN usage_events e \
-         ON e.rowid = k.event_rowid WHERE e.rowid IS NULL",
+        "SELECT COUNT(*) FROM usage_event_keys k LEFT JOIN usage_event_bundles b \
+         ON b.id = k.bundle_id WHERE b.id IS NULL",
     )
     .fetch_one(node.app.db().readers())
     .await
     .unwrap();
-    assert_eq!(remaining, 0, "no key points at a purged row");
+    assert_eq!(remaining, 0, "no key points at a purged bundle");
 
-    // New rows take the freed rowids; they are tail rows, found as such.
+    // New bundles after the purge are tail bundles, found as such.
     let later = events("acme", "l", 30);
     expect_all(&node.app, &meter, &later, "accepted", "after purge").await;
     expect_all(&node.app, &meter, &later, "duplicate", "resend after purge").await;

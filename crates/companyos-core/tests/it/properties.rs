@@ -11,7 +11,6 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use proptest::{prop_assert, prop_assert_eq};
 use rust_decimal::Decimal;
 use serde_json::Value;
-use sqlx::Row as _;
 use time::{Date, Duration};
 
 use crate::model::{DayCounts, Model, SOURCES, Stream, StreamSpec, stream};
@@ -112,25 +111,26 @@ impl Context {
 
     async fn check_ledger(&self, tenant: &str, model: &Model) -> Result<(), TestCaseError> {
         let app = &self.node.app;
-        let rows = sqlx::query(
-            "SELECT event_id, seq, digest, canonical FROM usage_events WHERE tenant_id = $1 \
-             ORDER BY seq",
-        )
-        .bind(tenant)
-        .fetch_all(app.db().readers())
-        .await
-        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut conn = app
+            .db()
+            .readers()
+            .acquire()
+            .await
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let rows = companyos_core::bundles::read_events(&mut conn, tenant, 0, u64::MAX)
+            .await
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let leaves = companyos_core::bundles::count_leaves(&mut conn, &usage_log_id(tenant))
+            .await
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        drop(conn);
         let mut stored: BTreeMap<String, (u64, String, Value)> = BTreeMap::new();
         for row in &rows {
-            let event_id: String = row.get("event_id");
-            let seq: i64 = row.get("seq");
-            let canonical: String = row.get("canonical");
-            let content: Value = serde_json::from_str(&canonical)
+            let event_id = row.event_id.clone();
+            let content: Value = serde_json::from_str(&row.canonical)
                 .map_err(|e| TestCaseError::fail(format!("stored canonical: {e}")))?;
-            let previous = stored.insert(
-                event_id.clone(),
-                (u64::try_from(seq).unwrap(), row.get("digest"), content),
-            );
+            let previous =
+                stored.insert(event_id.clone(), (row.seq, row.digest.to_string(), content));
             prop_assert!(previous.is_none(), "two stored entries for {}", event_id);
         }
         prop_assert_eq!(
@@ -160,12 +160,6 @@ impl Context {
                 .await
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(size.unwrap_or(0), model.kept.len() as i64, "tree size");
-        let leaves: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM ledger_leaves WHERE log_id = $1")
-                .bind(log_id.as_str())
-                .fetch_one(app.db().readers())
-                .await
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(leaves, model.kept.len() as i64, "leaves");
         Ok(())
     }

@@ -73,14 +73,14 @@ async fn enforce_rejects_unsigned_and_foreign_signatures() {
         }
         assert!(!outcome.results[2].flags.contains(&"unsigned"));
         // The signature is kept with the event; resending it is a duplicate.
-        let stored: Option<String> = sqlx::query_scalar(
-            "SELECT source_signature FROM usage_events WHERE tenant_id = $1 AND event_id = $2",
-        )
-        .bind("acme")
-        .bind("valid")
-        .fetch_one(node.app.db().readers())
-        .await
-        .unwrap();
+        let mut conn = node.app.db().readers().acquire().await.unwrap();
+        let stored = companyos_core::bundles::read_events(&mut conn, "acme", 0, u64::MAX)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|e| e.event_id == "valid")
+            .and_then(|e| e.source_signature);
+        drop(conn);
         assert_eq!(stored.as_deref(), valid["source_signature"].as_str());
         let again = ingest(&node.app, &meter, &[valid]).await;
         assert_eq!(statuses(&again), ["duplicate"]);

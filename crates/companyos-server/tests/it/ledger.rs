@@ -7,6 +7,7 @@ use companyos_ledger::merkle::{verify_consistency, verify_inclusion};
 use companyos_ledger::{Checkpoint, Hash, NoteVerifier, leaf_hash};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use sqlx::Row as _;
 
 use crate::support::{BACKENDS, START, TestServer, event};
 
@@ -120,10 +121,29 @@ async fn ledger_verify_finds_tampering_and_names_tenant_and_leaf() {
             .await;
         assert!(server.app.verify_ledgers(None).await.unwrap().is_empty());
         let db = server.app.db().readers();
-        sqlx::query("UPDATE usage_events SET canonical = REPLACE(canonical, '\"2\"', '\"3\"') WHERE tenant_id = 'acme' AND seq = 17")
-            .execute(db)
-            .await
-            .unwrap();
+        // One byte of event 17's stored payload: its quantity "2" becomes "3".
+        let bundles =
+            sqlx::query("SELECT id, events FROM usage_event_bundles WHERE tenant_id = 'acme'")
+                .fetch_all(db)
+                .await
+                .unwrap();
+        let mut tampered = false;
+        for bundle in &bundles {
+            let mut bytes: Vec<u8> = bundle.get("events");
+            let Some(at) = find_bytes(&bytes, b"\"event_id\":\"e17\"") else {
+                continue;
+            };
+            let quantity = at + find_bytes(&bytes[at..], b"\"quantity\":\"2\"").unwrap();
+            bytes[quantity + b"\"quantity\":\"".len()] = b'3';
+            sqlx::query("UPDATE usage_event_bundles SET events = $1 WHERE id = $2")
+                .bind(bytes)
+                .bind(bundle.get::<i64, _>("id"))
+                .execute(db)
+                .await
+                .unwrap();
+            tampered = true;
+        }
+        assert!(tampered, "event e17 is stored");
         let problems = server.app.verify_ledgers(Some("acme")).await.unwrap();
         assert!(
             problems
@@ -133,4 +153,8 @@ async fn ledger_verify_finds_tampering_and_names_tenant_and_leaf() {
         );
         server.stop().await;
     }
+}
+
+fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }

@@ -295,10 +295,7 @@ fn usage_send_reports_and_ledger_verify_finds_tampering() {
         stderr(&output)
     );
     let db = format!("sqlite://{}", data.join("companyos.db").display());
-    tamper(
-        &db,
-        "UPDATE ledger_leaves SET leaf_data = CAST(REPLACE(CAST(leaf_data AS TEXT), 'event_id:e12', 'event_id:e99') AS BLOB) WHERE log_id = 'tenant/acme' AND leaf_index = 12",
-    );
+    tamper_leaf_data(&db, "tenant/acme", b"event_id:e12\n", b"event_id:e99\n");
     let output = verify(&["ledger", "verify", "--tenant", "acme"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
@@ -317,6 +314,45 @@ fn usage_send_reports_and_ledger_verify_finds_tampering() {
         "{}",
         stdout(&output)
     );
+}
+
+/// Replaces the first occurrence of `find` in a log's stored leaf data (same length).
+fn tamper_leaf_data(url: &str, log_id: &str, find: &[u8], replace: &[u8]) {
+    assert_eq!(find.len(), replace.len());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use sqlx::{Connection as _, Row as _};
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+        let rows = sqlx::query(
+            "SELECT first_index, leaf_data FROM ledger_leaf_bundles WHERE log_id = $1 \
+             ORDER BY first_index",
+        )
+        .bind(log_id)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        for row in &rows {
+            let mut data: Vec<u8> = row.get("leaf_data");
+            let Some(at) = data.windows(find.len()).position(|w| w == find) else {
+                continue;
+            };
+            data[at..at + find.len()].copy_from_slice(replace);
+            let result = sqlx::query(
+                "UPDATE ledger_leaf_bundles SET leaf_data = $1 WHERE log_id = $2 \
+                 AND first_index = $3",
+            )
+            .bind(data)
+            .bind(log_id)
+            .bind(row.get::<i64, _>("first_index"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            assert_eq!(result.rows_affected(), 1);
+            return;
+        }
+        panic!("{log_id}: no leaf holds {find:?}");
+    });
 }
 
 fn tamper(url: &str, sql: &str) {
