@@ -1,14 +1,17 @@
 -- SQLite: leaves and usage event payloads move to bundles, one row per run of consecutive
 -- entries that one transaction appended (ADR 0006). The rows of the old per-entry tables are
 -- converted by the migration code right after version 4, then those tables are dropped.
+-- Rowid tables with a unique index, not clustered by log: a group commit appends a bundle per
+-- tenant, and inserting kilobyte rows at a hundred places of one B-tree splits and rebalances
+-- big cells (measured with Python's sqlite3: 27 us per bundle clustered, 11 us as here).
 CREATE TABLE ledger_leaf_bundles (
     log_id TEXT NOT NULL,
     first_index BIGINT NOT NULL,
     leaf_count BIGINT NOT NULL,
     leaf_hashes BLOB NOT NULL,
     leaf_data BLOB NOT NULL,
-    PRIMARY KEY (log_id, first_index)
-) WITHOUT ROWID;
+    UNIQUE (log_id, first_index)
+);
 
 -- AUTOINCREMENT: a bundle id is never reused, even after a purge deletes the newest bundles,
 -- so the dedupe tail's "ids above indexed_bundle_id" always means "written since the merge".

@@ -21,7 +21,7 @@ use crate::db::{Placeholders, StoreError, list_placeholders, values_placeholders
 /// Entries per bundle at most: a reader of one leaf or event decodes at most this many.
 pub const BUNDLE_ENTRIES_MAX: usize = 256;
 /// Bundles per multi-row insert.
-const BUNDLES_PER_STATEMENT: usize = 128;
+const BUNDLES_PER_STATEMENT: usize = 256;
 /// Bundle ids per lookup statement.
 const IDS_PER_LOOKUP: usize = 256;
 /// First byte of every encoded `leaf_data` and `events` column: the layout version.
@@ -192,7 +192,7 @@ pub async fn write_leaves(
             rows.push((log_id, *first, chunk.len(), hashes, data));
         }
     }
-    for chunk in rows.chunks(BUNDLES_PER_STATEMENT) {
+    for chunk in crate::db::statement_chunks(&rows, BUNDLES_PER_STATEMENT) {
         let sql = format!(
             "{} ledger_leaf_bundles (log_id, first_index, leaf_count, leaf_hashes, leaf_data) \
              VALUES {}",
@@ -462,7 +462,7 @@ pub async fn write_events(
         }
     }
     let mut written = Vec::with_capacity(rows.iter().map(|r| r.2.len()).sum());
-    for chunk in rows.chunks(BUNDLES_PER_STATEMENT) {
+    for chunk in crate::db::statement_chunks(&rows, BUNDLES_PER_STATEMENT) {
         let sql = format!(
             "{} usage_event_bundles (tenant_id, first_seq, event_count, received_at, event_keys, \
              events) VALUES {} RETURNING id, tenant_id, first_seq",
@@ -542,7 +542,7 @@ pub async fn read_event_bundles(
     ids: &[i64],
 ) -> Result<Vec<EventBundle>, StoreError> {
     let mut bundles = Vec::with_capacity(ids.len());
-    for chunk in ids.chunks(IDS_PER_LOOKUP) {
+    for chunk in crate::db::statement_chunks(ids, IDS_PER_LOOKUP) {
         let sql = format!(
             "SELECT {EVENT_BUNDLE_COLUMNS} FROM usage_event_bundles WHERE id IN ({})",
             list_placeholders(Placeholders::of(conn), 1, chunk.len())
@@ -747,7 +747,7 @@ pub async fn insert_keys(
     conn: &mut AnyConnection,
     keys: &[(i64, i64, i64)],
 ) -> Result<(), StoreError> {
-    for chunk in keys.chunks(KEYS_PER_STATEMENT) {
+    for chunk in crate::db::statement_chunks(keys, KEYS_PER_STATEMENT) {
         let sql = format!(
             "{} usage_event_keys (event_key, bundle_id, position) VALUES {}",
             Placeholders::of(conn).bulk_insert(),

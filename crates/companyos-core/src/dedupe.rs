@@ -279,6 +279,8 @@ impl KeyTail {
 /// A stored event found by its compact key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
+    /// The compact key stored with the event.
+    pub key: i64,
     pub tenant_id: String,
     pub event_id: String,
     pub seq: u64,
@@ -294,7 +296,7 @@ pub async fn lookup(
     keys: &[i64],
 ) -> Result<Vec<Found>, StoreError> {
     let mut places: Vec<EventPlace> = Vec::new();
-    for chunk in keys.chunks(KEYS_PER_LOOKUP) {
+    for chunk in crate::db::statement_chunks(keys, KEYS_PER_LOOKUP) {
         let sql = format!(
             "SELECT bundle_id, position FROM usage_event_keys WHERE event_key IN ({})",
             list_placeholders(Placeholders::of(conn), 1, chunk.len())
@@ -334,6 +336,7 @@ pub async fn lookup(
                     ))
                 })?;
             found.push(Found {
+                key: event.key,
                 tenant_id: event.tenant_id.clone(),
                 event_id: event.event_id.clone(),
                 seq: event.seq,

@@ -196,10 +196,36 @@ struct Job {
     actor: Actor,
     checked: Vec<Checked>,
     rejected: Vec<Rejected>,
-    reply: oneshot::Sender<Result<IngestOutcome, String>>,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// What the writer sends back: the outcome, and the request's own events, so that they are
+/// freed by the request's task rather than by the writer (freeing memory that another thread
+/// allocated is slow, and the writer is the one part of ingestion that runs alone).
+type Answer = (Result<IngestOutcome, String>, Spent);
+
+#[derive(Debug)]
+struct Spent {
+    _checked: Vec<Checked>,
+    _rejected: Vec<Rejected>,
 }
 
 impl Job {
+    fn answer(self, result: Result<IngestOutcome, String>) {
+        let Job {
+            reply,
+            checked,
+            rejected,
+            actor: _,
+        } = self;
+        let spent = Spent {
+            _checked: checked,
+            _rejected: rejected,
+        };
+        // A requester that went away no longer wants the answer.
+        let _ = reply.send((result, spent));
+    }
+
     fn len(&self) -> usize {
         self.checked.len() + self.rejected.len()
     }
@@ -295,11 +321,11 @@ impl App {
         self.inner.ingest.sender.send(job).await.map_err(|_| {
             ServiceError::Unavailable("the ingestion writer has stopped".to_owned())
         })?;
-        let outcome = answer
-            .await
-            .map_err(|_| ServiceError::Unavailable("the ingestion writer has stopped".to_owned()))?
-            .map_err(|e| ServiceError::Unavailable(format!("ingestion failed, retry: {e}")))?;
-        Ok(outcome)
+        let (result, spent) = answer.await.map_err(|_| {
+            ServiceError::Unavailable("the ingestion writer has stopped".to_owned())
+        })?;
+        drop(spent);
+        result.map_err(|e| ServiceError::Unavailable(format!("ingestion failed, retry: {e}")))
     }
 
     /// Checks that need no lock: parsing, windows, sources and signatures, coverage.
@@ -659,7 +685,7 @@ impl App {
         for job in jobs {
             let mut results: Vec<EventResult> = Vec::with_capacity(job.len());
             for rejected in &job.rejected {
-                results.push(state.reject(rejected, raw_max));
+                results.push(state.reject(rejected, rejected.tenant_id.as_deref(), raw_max));
             }
             for checked in &job.checked {
                 let event = &checked.event;
@@ -674,7 +700,7 @@ impl App {
                 };
                 if let Some(message) = tenant_problem {
                     let rejected = checked.rejected(day, "tenant_id", message);
-                    results.push(state.reject(&rejected, raw_max));
+                    results.push(state.reject(&rejected, Some(tenant_id), raw_max));
                     continue;
                 }
                 let mut flags = checked.flags.clone();
@@ -691,19 +717,19 @@ impl App {
                             .find(|(t, e, _, _)| t == key.0 && e == key.1)
                             .map(|(_, _, seq, digest)| (*seq, digest.as_str()))
                     })
-                    .or_else(|| state.new_keys.get(&key).copied());
+                    .or_else(|| state.new_keys.get(checked.key, key.0, key.1));
                 if let Some((seq, original_digest)) = original {
                     let status = if original_digest == digest {
                         state.count(tenant_id, day).duplicates += 1;
                         *state
                             .metric_counts
-                            .entry((tenant_id.to_owned(), "duplicate"))
+                            .entry((tenant_id, "duplicate"))
                             .or_default() += 1;
                         EventStatus::Duplicate
                     } else {
                         *state
                             .metric_counts
-                            .entry((tenant_id.to_owned(), "conflict"))
+                            .entry((tenant_id, "conflict"))
                             .or_default() += 1;
                         state.count(tenant_id, day).conflicts += 1;
                         state.conflicts.push(ConflictRow {
@@ -736,7 +762,7 @@ impl App {
                 // The rollup must stay exact; a sum that would lose digits is refused.
                 if let Err(message) = state.add_to_rollup(tenant_id, day, event, late) {
                     let rejected = checked.rejected(day, "quantity", message);
-                    results.push(state.reject(&rejected, raw_max));
+                    results.push(state.reject(&rejected, Some(tenant_id), raw_max));
                     continue;
                 }
                 let head = heads
@@ -769,7 +795,7 @@ impl App {
                 let status_name = if late { "late" } else { "accepted" };
                 *state
                     .metric_counts
-                    .entry((tenant_id.to_owned(), status_name))
+                    .entry((tenant_id, status_name))
                     .or_default() += 1;
                 if let (Some(source), Some(source_seq)) = (&event.source, event.source_seq) {
                     state
@@ -786,7 +812,9 @@ impl App {
                         event.unit.as_str(),
                     ))
                     .or_default() += 1;
-                state.new_keys.insert(key, (seq, digest));
+                state
+                    .new_keys
+                    .insert(checked.key, (key.0, key.1, seq, digest));
                 state.events.push(EventRow {
                     checked,
                     seq,
@@ -816,7 +844,7 @@ impl App {
         // the rejection rows, for the global report).
         state
             .counters
-            .retain(|(tenant, _), _| statuses.contains_key(tenant));
+            .retain(|(tenant, _), _| statuses.contains_key(*tenant));
         let appended = state
             .write(tx, &mut heads, now_micros, tail.is_none())
             .await?;
@@ -824,7 +852,10 @@ impl App {
         for ((tenant, status), n) in &state.metric_counts {
             self.inner.metrics.increment(
                 "companyos_usage_events_total",
-                vec![("tenant", tenant.clone()), ("status", (*status).to_owned())],
+                vec![
+                    ("tenant", (*tenant).to_owned()),
+                    ("status", (*status).to_owned()),
+                ],
                 *n,
             );
         }
@@ -848,7 +879,7 @@ async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver<Job>) {
                 }
                 Err(error) => {
                     tracing::error!(%error, "could not open the ingestion writer's store");
-                    let _ = first.reply.send(Err(error.to_string()));
+                    first.answer(Err(error.to_string()));
                     continue;
                 }
             },
@@ -868,7 +899,7 @@ async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver<Job>) {
         match app.commit_group(&db, &jobs).await {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
+                    job.answer(Ok(outcome));
                 }
             }
             Err(error) if jobs.len() > 1 => {
@@ -880,13 +911,13 @@ async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver<Job>) {
                         .await
                         .map(|mut o| o.pop().unwrap_or_default())
                         .map_err(|e| e.to_string());
-                    let _ = job.reply.send(result);
+                    job.answer(result);
                 }
             }
             Err(error) => {
                 tracing::error!(%error, "ingestion commit failed");
                 for job in jobs {
-                    let _ = job.reply.send(Err(error.to_string()));
+                    job.answer(Err(error.to_string()));
                 }
             }
         }
@@ -999,7 +1030,7 @@ async fn closed_days(
 }
 
 /// Stored events of a group's keys, by compact key: (tenant_id, event_id, seq, digest).
-type StoredKeys = HashMap<i64, Vec<(String, String, u64, String)>>;
+type StoredKeys = dedupe::KeyMap<Vec<(String, String, u64, String)>>;
 
 async fn existing_keys(
     conn: &mut AnyConnection,
@@ -1007,31 +1038,20 @@ async fn existing_keys(
     heads: &BTreeMap<String, LogHead>,
     tail: Option<&KeyTail>,
 ) -> Result<StoredKeys, StoreError> {
-    // (tenant_id, event_id) -> compact key, computed when each request was checked.
-    let keys: HashMap<(&str, &str), i64> = jobs
+    // Compact keys computed when each request was checked, of tenants that take events.
+    let mut keys: Vec<i64> = jobs
         .iter()
         .flat_map(|j| &j.checked)
-        .map(|c| {
-            (
-                (c.event.tenant_id.as_str(), c.event.event_id.as_str()),
-                c.key,
-            )
-        })
-        .filter(|((tenant, _), _)| heads.contains_key(*tenant))
+        .filter(|c| heads.contains_key(c.event.tenant_id.as_str()))
+        .map(|c| c.key)
         .collect();
-    let hashed: BTreeSet<i64> = keys.values().copied().collect();
-    let hashed: Vec<i64> = hashed.into_iter().collect();
-    let mut existing: StoredKeys = HashMap::new();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut existing = StoredKeys::default();
     // Indexed lookups of the compact keys; a key match is only a candidate until its tenant and
-    // event id match too.
-    for found in dedupe::lookup(conn, tail, &hashed).await? {
-        let Some(key) = keys
-            .get(&(found.tenant_id.as_str(), found.event_id.as_str()))
-            .copied()
-        else {
-            continue;
-        };
-        existing.entry(key).or_default().push((
+    // event id match too (compared by the caller).
+    for found in dedupe::lookup(conn, tail, &keys).await? {
+        existing.entry(found.key).or_default().push((
             found.tenant_id,
             found.event_id,
             found.seq,
@@ -1140,40 +1160,75 @@ fn owned_rollups(deltas: &BTreeMap<BorrowedRollupKey<'_>, Rollup>) -> BTreeMap<R
         .collect()
 }
 
+/// A new event of the group: (tenant_id, event_id, seq, digest).
+type NewKey<'a> = (&'a str, &'a str, u64, &'a str);
+
+/// The events a group appends, by compact key, for duplicates inside the group.
+#[derive(Debug, Default)]
+struct NewKeys<'a> {
+    first: dedupe::KeyMap<NewKey<'a>>,
+    /// Events whose compact key another event of the group already has (a collision: rare).
+    more: Vec<(i64, NewKey<'a>)>,
+}
+
+impl<'a> NewKeys<'a> {
+    fn insert(&mut self, key: i64, value: NewKey<'a>) {
+        match self.first.entry(key) {
+            std::collections::hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(value);
+            }
+            std::collections::hash_map::Entry::Occupied(_) => self.more.push((key, value)),
+        }
+    }
+
+    /// (seq, digest) of the group's event with this tenant and event id.
+    fn get(&self, key: i64, tenant_id: &str, event_id: &str) -> Option<(u64, &'a str)> {
+        self.first
+            .get(&key)
+            .into_iter()
+            .chain(self.more.iter().filter(|(k, _)| *k == key).map(|(_, v)| v))
+            .find(|(t, e, _, _)| *t == tenant_id && *e == event_id)
+            .map(|(_, _, seq, digest)| (*seq, *digest))
+    }
+}
+
 /// Everything one group commit writes, accumulated in memory and written in bulk.
 #[derive(Debug, Default)]
 struct GroupState<'a> {
     /// Keys appended by this group: (tenant_id, event_id) -> (seq, digest).
-    new_keys: HashMap<(&'a str, &'a str), (u64, &'a str)>,
+    new_keys: NewKeys<'a>,
     events: Vec<EventRow<'a>>,
     conflicts: Vec<ConflictRow>,
     rejections: Vec<RejectionRow>,
-    counters: BTreeMap<(String, i64), Counters>,
+    counters: BTreeMap<(&'a str, i64), Counters>,
     /// Deltas of this group: (sum, max, events) per key, on-time and late apart.
     rollups: BTreeMap<BorrowedRollupKey<'a>, Rollup>,
     late_rollups: BTreeMap<BorrowedRollupKey<'a>, Rollup>,
     source_seqs: BTreeMap<(String, String), Vec<(u64, i64)>>,
     seen: BTreeMap<(&'a str, &'a str, &'a str), i64>,
-    metric_counts: BTreeMap<(String, &'static str), u64>,
+    metric_counts: BTreeMap<(&'a str, &'static str), u64>,
 }
 
 impl<'a> GroupState<'a> {
-    fn count(&mut self, tenant_id: &str, day: i64) -> &mut Counters {
-        self.counters
-            .entry((tenant_id.to_owned(), day))
-            .or_default()
+    fn count(&mut self, tenant_id: &'a str, day: i64) -> &mut Counters {
+        self.counters.entry((tenant_id, day)).or_default()
     }
 
-    /// Records a rejection for the reconciliation report; returns its result row.
-    fn reject(&mut self, rejected: &Rejected, raw_max: usize) -> EventResult {
-        if let Some(tenant_id) = &rejected.tenant_id {
+    /// Records a rejection of an event of `tenant_id` (as the rejection names it) for the
+    /// reconciliation report; returns its result row.
+    fn reject(
+        &mut self,
+        rejected: &Rejected,
+        tenant_id: Option<&'a str>,
+        raw_max: usize,
+    ) -> EventResult {
+        if let Some(tenant_id) = tenant_id {
             self.count(tenant_id, rejected.day).invalid += 1;
         }
-        let tenant = rejected
-            .tenant_id
-            .clone()
-            .unwrap_or_else(|| "unknown".to_owned());
-        *self.metric_counts.entry((tenant, "rejected")).or_default() += 1;
+        *self
+            .metric_counts
+            .entry((tenant_id.unwrap_or("unknown"), "rejected"))
+            .or_default() += 1;
         let (raw, truncated) = truncate(&rejected.raw, raw_max);
         self.rejections.push(RejectionRow {
             tenant_id: rejected.tenant_id.clone(),
@@ -1310,7 +1365,7 @@ impl<'a> GroupState<'a> {
             }
             query.execute(&mut **tx).await?;
         }
-        let counters: Vec<(&(String, i64), &Counters)> = self.counters.iter().collect();
+        let counters: Vec<(&(&str, i64), &Counters)> = self.counters.iter().collect();
         for chunk in crate::db::statement_chunks(&counters, ROWS_PER_STATEMENT) {
             let sql = format!(
                 "{} usage_counters (tenant_id, day, accepted, duplicates, late, invalid, \
@@ -1329,7 +1384,7 @@ impl<'a> GroupState<'a> {
             let mut query = sqlx::query(&sql);
             for ((tenant_id, day), c) in chunk {
                 query = query
-                    .bind(tenant_id.as_str())
+                    .bind(*tenant_id)
                     .bind(*day)
                     .bind(c.accepted)
                     .bind(c.duplicates)

@@ -59,7 +59,7 @@ pub(crate) fn write_object_except(
         .iter()
         .filter(|(name, _)| !skip.contains(&name.as_str()))
         .collect();
-    members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+    members.sort_by(|a, b| utf16_order(a.0, b.0));
     out.push('{');
     for (i, (name, member)) in members.into_iter().enumerate() {
         if i > 0 {
@@ -75,22 +75,42 @@ pub(crate) fn write_object_except(
 
 fn write_string(out: &mut String, text: &str) {
     out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c < '\u{20}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
+    // Copy runs that need no escaping whole: every byte of a multi-byte UTF-8 sequence is
+    // 0x80 or above, so scanning bytes for '"', '\\' and controls never splits a character.
+    let bytes = text.as_bytes();
+    let mut run_start = 0;
+    for (i, &byte) in bytes.iter().enumerate() {
+        let escaped = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&text[run_start..i]);
+        if escaped.is_empty() {
+            let _ = write!(out, "\\u{:04x}", byte);
+        } else {
+            out.push_str(escaped);
         }
+        run_start = i + 1;
     }
+    out.push_str(&text[run_start..]);
     out.push('"');
+}
+
+/// Orders member names as RFC 8785 does (by UTF-16 code units). For ASCII names that is byte
+/// order, which needs no transcoding.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.as_bytes().cmp(b.as_bytes())
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
+    }
 }
 
 /// A JSON number in JCS form: its IEEE 754 double value printed as ECMAScript's

@@ -69,7 +69,32 @@ fn parse_index(text: &str) -> Result<u64, LeafParseError> {
 impl UsageLeaf {
     /// The leaf_data bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
-        self.to_string().into_bytes()
+        // The same text as `Display`, without the formatting machinery (one leaf per event).
+        let index = self.leaf_index.to_string();
+        let digest = self.digest.to_string();
+        let class = self.class.as_str();
+        let mut out = Vec::with_capacity(
+            USAGE_LEAF_TAG.len()
+                + self.tenant_id.len()
+                + index.len()
+                + self.event_id.len()
+                + digest.len()
+                + class.len()
+                + 48,
+        );
+        for (name, value) in [
+            ("", USAGE_LEAF_TAG),
+            ("tenant_id:", self.tenant_id.as_str()),
+            ("leaf_index:", index.as_str()),
+            ("event_id:", self.event_id.as_str()),
+            ("digest:", digest.as_str()),
+            ("class:", class),
+        ] {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(value.as_bytes());
+            out.push(b'\n');
+        }
+        out
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, LeafParseError> {
@@ -166,5 +191,23 @@ impl fmt::Display for AuditLeaf {
             "{AUDIT_LEAF_TAG}\nleaf_index:{}\naudit_id:{}\ndigest:{}\n",
             self.leaf_index, self.audit_id, self.digest
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_leaf_bytes_are_its_text_and_parse_back() {
+        let leaf = UsageLeaf {
+            tenant_id: "acme".to_owned(),
+            leaf_index: 1_234_567,
+            event_id: "evt-42".to_owned(),
+            digest: EventDigest::of_canonical(b"{}"),
+            class: EventClass::Late,
+        };
+        assert_eq!(leaf.to_bytes(), leaf.to_string().into_bytes());
+        assert_eq!(UsageLeaf::parse(&leaf.to_bytes()), Ok(leaf));
     }
 }
