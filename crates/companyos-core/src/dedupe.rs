@@ -105,6 +105,109 @@ impl TailKeys {
     }
 }
 
+/// A Bloom filter over every key of the merged index, so that a new key (nearly every key) is
+/// not looked up in an index that outgrew the page cache. It only ever says "maybe" or "no":
+/// a "maybe" is looked up as before, so extra keys (a merge that did not commit) cost a lookup,
+/// never a wrong answer. It is valid for one index state, like the tail.
+#[derive(Debug)]
+struct MergedFilter {
+    bits: Vec<u64>,
+    /// Keys it was sized for; more make false positives likelier, so it is rebuilt bigger.
+    keys_capacity: usize,
+    keys: usize,
+}
+
+/// Filter bits per key of capacity (with [`FILTER_PROBES`] probes: about 1 % false positives
+/// when full, less before).
+const FILTER_BITS_PER_KEY: usize = 10;
+const FILTER_PROBES: u32 = 7;
+/// The smallest filter, in keys.
+const FILTER_KEYS_MIN: usize = 1 << 20;
+/// Above this many merged keys there is no filter (every key is looked up): bounds the memory
+/// at about 250 MB.
+pub const FILTER_KEYS_MAX: usize = 100_000_000;
+/// Keys read per statement when the filter is built from the index.
+const FILTER_SCAN_ROWS: i64 = 65_536;
+
+impl MergedFilter {
+    fn with_capacity(keys: usize) -> Self {
+        let bits = (keys.max(FILTER_KEYS_MIN) * FILTER_BITS_PER_KEY).next_power_of_two();
+        Self {
+            bits: vec![0; bits / 64],
+            keys_capacity: keys.max(FILTER_KEYS_MIN),
+            keys: 0,
+        }
+    }
+
+    /// The bit positions of a key: double hashing over the (already uniform) compact key.
+    fn positions(&self, key: i64) -> impl Iterator<Item = usize> + '_ {
+        let mask = (self.bits.len() * 64 - 1) as u64;
+        let first = key as u64;
+        let step = first.rotate_left(32).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..u64::from(FILTER_PROBES))
+            .map(move |i| (first.wrapping_add(i.wrapping_mul(step)) & mask) as usize)
+    }
+
+    fn insert(&mut self, key: i64) {
+        let positions: Vec<usize> = self.positions(key).collect();
+        for position in positions {
+            self.bits[position / 64] |= 1 << (position % 64);
+        }
+        self.keys += 1;
+    }
+
+    fn may_contain(&self, key: i64) -> bool {
+        self.positions(key)
+            .all(|position| self.bits[position / 64] & (1 << (position % 64)) != 0)
+    }
+}
+
+/// Builds a filter over every key of the merged index, sized for twice as many.
+async fn build_filter(conn: &mut AnyConnection) -> Result<Option<MergedFilter>, StoreError> {
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_event_keys")
+        .fetch_one(&mut *conn)
+        .await?;
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    if count > FILTER_KEYS_MAX {
+        return Ok(None);
+    }
+    let mut filter = MergedFilter::with_capacity(count.saturating_mul(2));
+    let mut after: Option<i64> = None;
+    loop {
+        // Keyset pages in key order, along the index.
+        let keys: Vec<i64> =
+            match after {
+                None => sqlx::query_scalar(
+                    "SELECT DISTINCT event_key FROM usage_event_keys ORDER BY event_key LIMIT $1",
+                )
+                .bind(FILTER_SCAN_ROWS)
+                .fetch_all(&mut *conn)
+                .await?,
+                Some(after) => {
+                    sqlx::query_scalar(
+                        "SELECT DISTINCT event_key FROM usage_event_keys WHERE event_key > $1 \
+                     ORDER BY event_key LIMIT $2",
+                    )
+                    .bind(after)
+                    .bind(FILTER_SCAN_ROWS)
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+            };
+        let Some(last) = keys.last().copied() else {
+            break;
+        };
+        for key in &keys {
+            filter.insert(*key);
+        }
+        if keys.len() < usize::try_from(FILTER_SCAN_ROWS).unwrap_or(usize::MAX) {
+            break;
+        }
+        after = Some(last);
+    }
+    Ok(Some(filter))
+}
+
 /// What the tail was loaded against; any change means another writer touched the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct IndexState {
@@ -124,6 +227,8 @@ struct LoadedTail {
     /// The highest bundle id the tail covers (the highest stored id when it was last synced).
     last_bundle_id: i64,
     keys: TailKeys,
+    /// Over the merged index of `state`; built at this process's first merge.
+    filter: Option<MergedFilter>,
 }
 
 async fn read_state(conn: &mut AnyConnection) -> Result<IndexState, StoreError> {
@@ -202,6 +307,7 @@ impl KeyTail {
                     state,
                     last_bundle_id: max.max(state.indexed_bundle_id),
                     keys,
+                    filter: None,
                 });
             }
         }
@@ -211,6 +317,18 @@ impl KeyTail {
     /// The highest bundle id the tail covers; bundles of this transaction come after it.
     pub fn last_bundle_id(&self) -> Option<i64> {
         self.loaded.as_ref().map(|t| t.last_bundle_id)
+    }
+
+    /// The keys of `keys` that may be in the merged index: all of them without a filter.
+    pub fn may_be_merged(&self, keys: &[i64]) -> Vec<i64> {
+        match self.loaded.as_ref().and_then(|t| t.filter.as_ref()) {
+            Some(filter) => keys
+                .iter()
+                .copied()
+                .filter(|k| filter.may_contain(*k))
+                .collect(),
+            None => keys.to_vec(),
+        }
     }
 
     /// Places of tail events whose compact key is one of `keys`.
@@ -254,11 +372,30 @@ impl KeyTail {
             return Err(StoreError::corrupt("dedupe tail not loaded after sync"));
         };
         let upto = tail.last_bundle_id;
-        bundles::insert_keys(conn, &tail.keys.sorted()).await?;
+        let merged = tail.keys.sorted();
+        bundles::insert_keys(conn, &merged).await?;
         sqlx::query("UPDATE usage_key_index SET indexed_bundle_id = $1 WHERE id = 1")
             .bind(upto)
             .execute(&mut *conn)
             .await?;
+        // The filter takes the merged keys, or is built (bigger) from the whole index. A merge
+        // that then fails to commit leaves extra keys in it: false positives, never misses.
+        let fits = tail
+            .filter
+            .as_ref()
+            .is_some_and(|f| f.keys + merged.len() <= f.keys_capacity);
+        if fits {
+            if let Some(filter) = self.loaded.as_mut().and_then(|t| t.filter.as_mut()) {
+                for (key, _, _) in &merged {
+                    filter.insert(*key);
+                }
+            }
+        } else {
+            let filter = build_filter(conn).await?;
+            if let Some(tail) = self.loaded.as_mut() {
+                tail.filter = filter;
+            }
+        }
         Ok(upto)
     }
 
@@ -296,7 +433,11 @@ pub async fn lookup(
     keys: &[i64],
 ) -> Result<Vec<Found>, StoreError> {
     let mut places: Vec<EventPlace> = Vec::new();
-    for chunk in crate::db::statement_chunks(keys, KEYS_PER_LOOKUP) {
+    let probed = match tail {
+        Some(tail) => tail.may_be_merged(keys),
+        None => keys.to_vec(),
+    };
+    for chunk in crate::db::statement_chunks(&probed, KEYS_PER_LOOKUP) {
         let sql = format!(
             "SELECT bundle_id, position FROM usage_event_keys WHERE event_key IN ({})",
             list_placeholders(Placeholders::of(conn), 1, chunk.len())
@@ -376,7 +517,25 @@ pub async fn delete_tenant_events(
 
 #[cfg(test)]
 mod tests {
-    use super::TailKeys;
+    use super::{MergedFilter, TailKeys};
+
+    /// Every inserted key is reported; few others are.
+    #[test]
+    fn filter_has_no_false_negatives_and_few_false_positives() {
+        let mut filter = MergedFilter::with_capacity(1000);
+        let key = |i: i64| i.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        for i in 0..100_000 {
+            filter.insert(key(i));
+        }
+        assert!((0..100_000).all(|i| filter.may_contain(key(i))));
+        let false_positives = (100_000..200_000)
+            .filter(|i| filter.may_contain(key(*i)))
+            .count();
+        assert!(
+            false_positives < 1_000,
+            "{false_positives} false positives in 100,000"
+        );
+    }
 
     /// Two events whose compact keys collide both stay findable, and sort for the merge.
     #[test]

@@ -77,31 +77,6 @@ pub struct EventResult {
     pub flags: Vec<&'static str>,
 }
 
-impl EventResult {
-    pub fn to_json(&self) -> Value {
-        let mut object = json!({
-            "index": self.index,
-            "event_id": self.event_id,
-            "status": self.status.as_str(),
-        });
-        if let Some(seq) = self.seq {
-            object["seq"] = json!(seq);
-        }
-        if let Some(digest) = &self.digest {
-            object["digest"] = json!(digest);
-        }
-        if !self.errors.is_empty() {
-            let text: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
-            object["error"] = json!(text.join("; "));
-            object["errors"] = json!(self.errors);
-        }
-        if !self.flags.is_empty() {
-            object["flags"] = json!(self.flags);
-        }
-        object
-    }
-}
-
 /// The answer to one ingestion request.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct IngestOutcome {
@@ -111,17 +86,6 @@ pub struct IngestOutcome {
 impl IngestOutcome {
     pub fn count(&self, status: EventStatus) -> usize {
         self.results.iter().filter(|r| r.status == status).count()
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "accepted": self.count(EventStatus::Accepted),
-            "duplicates": self.count(EventStatus::Duplicate),
-            "late": self.count(EventStatus::Late),
-            "rejected": self.count(EventStatus::Rejected),
-            "conflicts": self.count(EventStatus::Conflict),
-            "results": self.results.iter().map(EventResult::to_json).collect::<Vec<_>>(),
-        })
     }
 }
 

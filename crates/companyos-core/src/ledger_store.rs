@@ -681,6 +681,10 @@ fn check_checkpoint(
 /// Locks the heads of several logs at once, in log id order (so two transactions never wait on
 /// each other in a cycle), creating the heads that do not exist yet: a created head row is what
 /// later appenders of that log lock, on every node.
+///
+/// The heads are read (and locked) first; only when some are missing are all of them inserted
+/// if absent and read again. A transaction that waits in the second step holds only rows every
+/// other writer reads in the same order, so it still never waits in a cycle.
 pub async fn lock_heads(
     db: &Db,
     conn: &mut AnyConnection,
@@ -688,6 +692,10 @@ pub async fn lock_heads(
     now_micros: i64,
 ) -> Result<std::collections::BTreeMap<String, LogHead>, StoreError> {
     let ids: Vec<&String> = log_ids.iter().collect();
+    let heads = select_heads(db, conn, &ids).await?;
+    if heads.len() == log_ids.len() {
+        return Ok(heads);
+    }
     let empty_root = companyos_ledger::hash::empty_tree_root()
         .as_bytes()
         .to_vec();
@@ -709,8 +717,23 @@ pub async fn lock_heads(
         }
         query.execute(&mut *conn).await?;
     }
+    let heads = select_heads(db, conn, &ids).await?;
+    if heads.len() != log_ids.len() {
+        return Err(StoreError::corrupt(
+            "a ledger head vanished while being locked",
+        ));
+    }
+    Ok(heads)
+}
+
+/// Reads (and on PostgreSQL locks, in log id order) the heads that exist among `ids`.
+async fn select_heads(
+    db: &Db,
+    conn: &mut AnyConnection,
+    ids: &[&String],
+) -> Result<std::collections::BTreeMap<String, LogHead>, StoreError> {
     let mut heads = std::collections::BTreeMap::new();
-    for chunk in crate::db::statement_chunks(&ids, INSERT_ROWS_MAX) {
+    for chunk in crate::db::statement_chunks(ids, INSERT_ROWS_MAX) {
         let sql = format!(
             "SELECT log_id, tree_size, frontier FROM ledger_heads WHERE log_id IN ({}) \
              ORDER BY log_id{}",
@@ -738,11 +761,6 @@ pub async fn lock_heads(
                 },
             );
         }
-    }
-    if heads.len() != log_ids.len() {
-        return Err(StoreError::corrupt(
-            "a ledger head vanished while being locked",
-        ));
     }
     Ok(heads)
 }

@@ -2,10 +2,12 @@
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse as _;
 use axum::response::Response;
-use companyos_core::ingest::split_body;
+use companyos_core::ingest::{EventStatus, IngestOutcome, split_body};
 use companyos_core::reports::{ReconciliationDay, day_range};
-use serde::Deserialize;
+use companyos_domain::FieldError;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::AppState;
@@ -13,6 +15,69 @@ use crate::csv;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{Authed, JsonBody, QueryParams, read_body};
 use crate::routes::{json, ok};
+
+/// The answer of `POST /v1/events` (CONTRACT §5), serialized straight from the outcome: the
+/// results of a thousand events are not built as a tree of JSON values first.
+#[derive(Debug, Serialize)]
+struct IngestResponse<'a> {
+    accepted: usize,
+    duplicates: usize,
+    late: usize,
+    rejected: usize,
+    conflicts: usize,
+    results: Vec<EventResultWire<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct EventResultWire<'a> {
+    index: usize,
+    event_id: Option<&'a str>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<&'a str>,
+    /// Every error of the event in one line, for people.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    errors: &'a [FieldError],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    flags: &'a [&'static str],
+}
+
+impl<'a> IngestResponse<'a> {
+    fn of(outcome: &'a IngestOutcome) -> Self {
+        Self {
+            accepted: outcome.count(EventStatus::Accepted),
+            duplicates: outcome.count(EventStatus::Duplicate),
+            late: outcome.count(EventStatus::Late),
+            rejected: outcome.count(EventStatus::Rejected),
+            conflicts: outcome.count(EventStatus::Conflict),
+            results: outcome
+                .results
+                .iter()
+                .map(|result| EventResultWire {
+                    index: result.index,
+                    event_id: result.event_id.as_deref(),
+                    status: result.status.as_str(),
+                    seq: result.seq,
+                    digest: result.digest.as_deref(),
+                    error: (!result.errors.is_empty()).then(|| {
+                        result
+                            .errors
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    }),
+                    errors: &result.errors,
+                    flags: &result.flags,
+                })
+                .collect(),
+        }
+    }
+}
 
 /// `POST /v1/events`: a JSON array or NDJSON; per-event results.
 pub async fn ingest(
@@ -55,7 +120,7 @@ pub async fn ingest(
         Err(other) => return Err(other.into()),
     };
     let outcome = state.app.ingest(&actor, events).await?;
-    Ok(ok(outcome.to_json()))
+    Ok((StatusCode::OK, axum::Json(IngestResponse::of(&outcome))).into_response())
 }
 
 #[derive(Debug, Deserialize)]
