@@ -226,12 +226,13 @@ pub async fn read_leaves(
     if from >= to {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT first_index, leaf_count, leaf_hashes{} FROM ledger_leaf_bundles \
-         WHERE log_id = $1 AND first_index >= COALESCE((SELECT MAX(first_index) \
-         FROM ledger_leaf_bundles WHERE log_id = $2 AND first_index <= $3), 0) \
-         AND first_index < $4 ORDER BY first_index",
-        if with_data { ", leaf_data" } else { "" }
+    let sql = range_sql(
+        &LEAF_BUNDLES,
+        if with_data {
+            "first_index, leaf_count, leaf_hashes, leaf_data"
+        } else {
+            "first_index, leaf_count, leaf_hashes"
+        },
     );
     let rows = sqlx::query(&sql)
         .bind(log_id)
@@ -262,13 +263,70 @@ pub async fn read_leaves(
 
 /// How many leaves a log has stored.
 pub async fn count_leaves(conn: &mut AnyConnection, log_id: &str) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(leaf_count), 0) AS BIGINT) FROM ledger_leaf_bundles \
-         WHERE log_id = $1",
+    count_entries(conn, &LEAF_BUNDLES, log_id).await
+}
+
+/// Where one kind of bundle is stored: its table and the columns that place a bundle.
+#[derive(Debug)]
+struct BundleTable {
+    table: &'static str,
+    /// The log or tenant the bundle belongs to.
+    owner: &'static str,
+    /// The index (or seq) of its first entry.
+    first: &'static str,
+    /// How many entries it holds.
+    count: &'static str,
+}
+
+const LEAF_BUNDLES: BundleTable = BundleTable {
+    table: "ledger_leaf_bundles",
+    owner: "log_id",
+    first: "first_index",
+    count: "leaf_count",
+};
+
+const EVENT_BUNDLES: BundleTable = BundleTable {
+    table: "usage_event_bundles",
+    owner: "tenant_id",
+    first: "first_seq",
+    count: "event_count",
+};
+
+/// The entries an owner has stored, over all its bundles.
+async fn count_entries(
+    conn: &mut AnyConnection,
+    bundles: &BundleTable,
+    owner: &str,
+) -> Result<i64, StoreError> {
+    let BundleTable {
+        table,
+        owner: owner_column,
+        count,
+        ..
+    } = bundles;
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM({count}), 0) AS BIGINT) FROM {table} WHERE {owner_column} = $1"
+    );
+    Ok(sqlx::query_scalar(&sql)
+        .bind(owner)
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// The bundles of an owner that hold entries `from <= index < to`, in order: those starting
+/// in the range, and the one before it (which may reach into it). Binds: owner, owner, from, to.
+fn range_sql(bundles: &BundleTable, columns: &str) -> String {
+    let BundleTable {
+        table,
+        owner,
+        first,
+        ..
+    } = bundles;
+    format!(
+        "SELECT {columns} FROM {table} WHERE {owner} = $1 AND {first} >= COALESCE((SELECT \
+         MAX({first}) FROM {table} WHERE {owner} = $2 AND {first} <= $3), 0) AND {first} < $4 \
+         ORDER BY {first}"
     )
-    .bind(log_id)
-    .fetch_one(&mut *conn)
-    .await?)
 }
 
 // ------------------------------------------------------------------------------------------
@@ -513,11 +571,7 @@ pub async fn read_events(
     if from >= to {
         return Ok(Vec::new());
     }
-    let sql = format!(
-        "SELECT {EVENT_BUNDLE_COLUMNS} FROM usage_event_bundles WHERE tenant_id = $1 \
-         AND first_seq >= COALESCE((SELECT MAX(first_seq) FROM usage_event_bundles \
-         WHERE tenant_id = $2 AND first_seq <= $3), 0) AND first_seq < $4 ORDER BY first_seq"
-    );
+    let sql = range_sql(&EVENT_BUNDLES, EVENT_BUNDLE_COLUMNS);
     let rows = sqlx::query(&sql)
         .bind(tenant_id)
         .bind(tenant_id)
@@ -560,13 +614,7 @@ pub async fn read_event_bundles(
 
 /// How many event payloads a tenant has stored.
 pub async fn count_events(conn: &mut AnyConnection, tenant_id: &str) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT CAST(COALESCE(SUM(event_count), 0) AS BIGINT) FROM usage_event_bundles \
-         WHERE tenant_id = $1",
-    )
-    .bind(tenant_id)
-    .fetch_one(&mut *conn)
-    .await?)
+    count_entries(conn, &EVENT_BUNDLES, tenant_id).await
 }
 
 // ------------------------------------------------------------------------------------------
