@@ -635,16 +635,13 @@ pub(crate) async fn convert_legacy_rows(
     let mut after: (String, i64) = (String::new(), -1);
     let mut pending: Vec<(String, Vec<LeafEntry>)> = Vec::new();
     loop {
-        let rows = sqlx::query(
+        let rows = legacy_page(
+            conn,
             "SELECT log_id, leaf_index, leaf_hash, leaf_data FROM ledger_leaves \
              WHERE log_id > $1 OR (log_id = $2 AND leaf_index > $3) \
              ORDER BY log_id, leaf_index LIMIT $4",
+            &after,
         )
-        .bind(after.0.as_str())
-        .bind(after.0.as_str())
-        .bind(after.1)
-        .bind(LEGACY_PAGE_ROWS)
-        .fetch_all(&mut *conn)
         .await?;
         if rows.is_empty() {
             break;
@@ -676,17 +673,14 @@ pub(crate) async fn convert_legacy_rows(
     let mut after: (String, i64) = (String::new(), -1);
     let mut keys: Vec<(i64, i64, i64)> = Vec::new();
     loop {
-        let rows = sqlx::query(
+        let rows = legacy_page(
+            conn,
             "SELECT tenant_id, seq, event_key, event_id, digest, class, flags, received_at, \
              canonical, source_signature FROM usage_events \
              WHERE tenant_id > $1 OR (tenant_id = $2 AND seq > $3) \
              ORDER BY tenant_id, seq LIMIT $4",
+            &after,
         )
-        .bind(after.0.as_str())
-        .bind(after.0.as_str())
-        .bind(after.1)
-        .bind(LEGACY_PAGE_ROWS)
-        .fetch_all(&mut *conn)
         .await?;
         if rows.is_empty() {
             break;
@@ -785,6 +779,22 @@ pub(crate) async fn convert_legacy_rows(
         .execute(&mut *conn)
         .await?;
     Ok(())
+}
+
+/// One page of a per-entry table in (owner, index) order after `after`; `sql` binds the owner
+/// twice, the index and the page size.
+async fn legacy_page(
+    conn: &mut AnyConnection,
+    sql: &str,
+    after: &(String, i64),
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    Ok(sqlx::query(sql)
+        .bind(after.0.as_str())
+        .bind(after.0.as_str())
+        .bind(after.1)
+        .bind(LEGACY_PAGE_ROWS)
+        .fetch_all(&mut *conn)
+        .await?)
 }
 
 /// Key rows per insert statement.
