@@ -10,13 +10,17 @@ import hashlib, json, os, sqlite3, sys, tempfile, time, uuid
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 
-def run(label, events_ddl, indexes, page=8192):
-    path = os.path.join(tempfile.mkdtemp(), "ceiling.db")
-    c = sqlite3.connect(path, isolation_level=None)
+def connect(page):
+    """A fresh store with the settings CompanyOS uses (WAL, synchronous=FULL, 64 MiB cache)."""
+    c = sqlite3.connect(os.path.join(tempfile.mkdtemp(), "ceiling.db"), isolation_level=None)
     c.execute(f"PRAGMA page_size={page}")
     c.execute("PRAGMA journal_mode=WAL")
     c.execute("PRAGMA synchronous=FULL")
     c.execute("PRAGMA cache_size=-65536")
+    return c
+
+def run(label, events_ddl, indexes, page=8192):
+    c = connect(page)
     c.execute(events_ddl)
     for index in indexes:
         c.execute(index)
@@ -60,17 +64,15 @@ run("no dedupe index at all (lower bound of the layout)",
     f"CREATE TABLE usage_events ({columns}, PRIMARY KEY (tenant_id, seq))", [])
 
 
-def run_bundles(label, page=2048):
-    """ADR 0006: per transaction, one leaf bundle and one event bundle per tenant."""
-    path = os.path.join(tempfile.mkdtemp(), "bundles.db")
-    c = sqlite3.connect(path, isolation_level=None)
-    c.execute(f"PRAGMA page_size={page}")
-    c.execute("PRAGMA journal_mode=WAL")
-    c.execute("PRAGMA synchronous=FULL")
-    c.execute("PRAGMA cache_size=-65536")
+def run_bundles(label, page=2048, clustered=False):
+    """ADR 0006: per transaction, one leaf bundle and one event bundle per tenant. `clustered`
+    stores leaf bundles in a WITHOUT ROWID table keyed by (log_id, first_index) instead."""
+    c = connect(page)
+    key = ("PRIMARY KEY (log_id, first_index)) WITHOUT ROWID" if clustered
+           else "UNIQUE (log_id, first_index))")
     c.execute("CREATE TABLE ledger_leaf_bundles (log_id TEXT NOT NULL, first_index BIGINT NOT NULL, "
               "leaf_count BIGINT NOT NULL, leaf_hashes BLOB NOT NULL, leaf_data BLOB NOT NULL, "
-              "UNIQUE (log_id, first_index))")
+              + key)
     c.execute("CREATE TABLE usage_event_bundles (id INTEGER PRIMARY KEY AUTOINCREMENT, "
               "tenant_id TEXT NOT NULL, first_seq BIGINT NOT NULL, event_count BIGINT NOT NULL, "
               "received_at BIGINT NOT NULL, event_keys BLOB NOT NULL, events BLOB NOT NULL, "
@@ -111,3 +113,4 @@ def run_bundles(label, page=2048):
 
 
 run_bundles("bundles (ADR 0006), 2 KiB pages")
+run_bundles("bundles, leaf bundles clustered by (log_id, first_index), 2 KiB pages", clustered=True)

@@ -97,7 +97,7 @@ impl<'a> Reader<'a> {
 }
 
 fn push_u32_len(out: &mut Vec<u8>, len: usize) {
-    let len = u32::try_from(len).expect("entries are bounded far below 4 GiB");
+    let len = u32::try_from(len).expect("an entry is one event or leaf: at most 16 KiB");
     out.extend_from_slice(&len.to_be_bytes());
 }
 
@@ -381,7 +381,8 @@ pub fn encode_events(events: &[NewEvent<'_>]) -> (Vec<u8>, Vec<u8>) {
     out.push(FORMAT_VERSION);
     for event in events {
         keys.extend_from_slice(&event.key.to_be_bytes());
-        let id_len = u8::try_from(event.event_id.len()).expect("event ids are at most 128 bytes");
+        let id_len =
+            u8::try_from(event.event_id.len()).expect("EventId::parse bounds ids to 128 bytes");
         out.push(id_len);
         out.extend_from_slice(event.event_id.as_bytes());
         out.extend_from_slice(event.digest.hash().as_bytes());
@@ -398,7 +399,8 @@ pub fn encode_events(events: &[NewEvent<'_>]) -> (Vec<u8>, Vec<u8>) {
         push_u32_len(&mut out, event.canonical.len());
         out.extend_from_slice(event.canonical.as_bytes());
         let signature = event.source_signature.unwrap_or("");
-        let signature_len = u16::try_from(signature.len()).expect("signatures are short base64");
+        let signature_len = u16::try_from(signature.len())
+            .expect("a whole event is at most EVENT_BYTES_MAX (16 KiB)");
         out.extend_from_slice(&signature_len.to_be_bytes());
         out.extend_from_slice(signature.as_bytes());
     }
@@ -669,9 +671,9 @@ pub(crate) async fn convert_legacy_rows(
         write_leaves(conn, &logs).await?;
         pending.clear();
     }
-    // Event payloads, tenant by tenant, in seq order; then their keys.
+    // Event payloads, tenant by tenant, in seq order, with their keys page by page (so the
+    // memory used is bounded by a page, whatever the store's size).
     let mut after: (String, i64) = (String::new(), -1);
-    let mut keys: Vec<(i64, i64, i64)> = Vec::new();
     loop {
         let rows = legacy_page(
             conn,
@@ -722,6 +724,7 @@ pub(crate) async fn convert_legacy_rows(
             after = (last.tenant_id.clone(), to_i64(last.seq)?);
         }
         // Runs of one tenant, consecutive seqs and one receive time make one bundle each.
+        let mut keys: Vec<(i64, i64, i64)> = Vec::with_capacity(legacy.len());
         let mut start = 0;
         while start < legacy.len() {
             let first = &legacy[start];
@@ -761,9 +764,9 @@ pub(crate) async fn convert_legacy_rows(
             );
             start = end;
         }
+        keys.sort_unstable();
+        insert_keys(conn, &keys).await?;
     }
-    keys.sort_unstable();
-    insert_keys(conn, &keys).await?;
     if backend == crate::db::Backend::Sqlite {
         sqlx::query(
             "UPDATE usage_key_index SET indexed_bundle_id = \
