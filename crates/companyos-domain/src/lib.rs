@@ -11,6 +11,7 @@ pub mod role;
 pub mod tenant;
 pub mod time_util;
 pub mod usage;
+mod usage_fast;
 
 pub use error::{FieldError, ValidationErrors};
 pub use ids::*;

@@ -45,6 +45,10 @@ pub const FIELDS: [&str; 14] = [
 
 /// At most this many attributes (string labels) per event.
 pub const ATTRIBUTES_MAX: usize = 16;
+/// An attribute key is 1 to this many bytes ...
+pub const ATTRIBUTE_KEY_BYTES_MAX: usize = 64;
+/// ... and its value a string of at most this many characters.
+pub const ATTRIBUTE_VALUE_CHARS_MAX: usize = 256;
 
 /// A non-negative exact decimal below 10^15 with at most 12 fractional digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -248,8 +252,9 @@ fn check_attributes(value: &Value) -> Result<(), FieldError> {
         ));
     }
     for (key, value) in map {
-        let key_ok = !key.is_empty() && key.len() <= 64;
-        let value_ok = matches!(value, Value::String(s) if s.chars().count() <= 256);
+        let key_ok = !key.is_empty() && key.len() <= ATTRIBUTE_KEY_BYTES_MAX;
+        let value_ok =
+            matches!(value, Value::String(s) if s.chars().count() <= ATTRIBUTE_VALUE_CHARS_MAX);
         if !key_ok || !value_ok {
             return Err(FieldError::new(
                 format!("attributes.{key}"),
@@ -383,7 +388,27 @@ impl UsageEvent {
     }
 
     /// Parses an event from raw JSON bytes, refusing duplicate keys.
+    ///
+    /// Events of the common shape (a flat object of known fields, strings without escapes) take
+    /// a single-pass scanner (`usage_fast`) that builds no `Value` tree; everything else, and
+    /// every invalid event, takes [`UsageEvent::parse_bytes_slow`]. Both give the same result.
     pub fn parse_bytes(bytes: &[u8]) -> Result<UsageEvent, InvalidEvent> {
+        match crate::usage_fast::parse_event(bytes) {
+            Some(event) => Ok(event),
+            None => Self::parse_bytes_slow(bytes),
+        }
+    }
+
+    /// The fast path of [`UsageEvent::parse_bytes`] alone: the event when the scanner handles
+    /// the input, `None` when it declines it. Public for the differential tests and fuzzing.
+    #[doc(hidden)]
+    pub fn parse_bytes_fast(bytes: &[u8]) -> Option<UsageEvent> {
+        crate::usage_fast::parse_event(bytes)
+    }
+
+    /// The general path of [`UsageEvent::parse_bytes`]: the strict JSON reader into a `Value`,
+    /// then [`UsageEvent::parse`]. It handles every input and writes every error message.
+    pub fn parse_bytes_slow(bytes: &[u8]) -> Result<UsageEvent, InvalidEvent> {
         if bytes.len() > EVENT_BYTES_MAX {
             return Err(InvalidEvent {
                 tenant_id: None,
