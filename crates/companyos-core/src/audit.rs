@@ -117,7 +117,7 @@ pub async fn append(
             audit_id: record.id.clone(),
             digest: EventDigest::of_canonical(canonical.as_bytes()),
         };
-        let index = head.append(leaf.to_bytes());
+        let index = head.append(&leaf.to_bytes());
         assert_eq!(index, seq);
         sqlx::query(
             "INSERT INTO audit_events (seq, id, occurred_at, actor, role, action, target, \

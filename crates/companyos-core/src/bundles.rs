@@ -42,6 +42,11 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader of bytes after their version byte.
+    fn raw(bytes: &'a [u8], what: &'static str) -> Self {
+        Self { bytes, what }
+    }
+
     fn new(bytes: &'a [u8], what: &'static str) -> Result<Self, StoreError> {
         match bytes.split_first() {
             Some((&FORMAT_VERSION, rest)) => Ok(Self { bytes: rest, what }),
@@ -105,10 +110,137 @@ fn push_u32_len(out: &mut Vec<u8>, len: usize) {
 // Leaves
 // ------------------------------------------------------------------------------------------
 
-/// A leaf to append: its index, hash and data.
-pub type LeafEntry = (u64, Hash, Vec<u8>);
-/// The leaves one transaction appends to one log, in order.
-pub type LogLeaves<'a> = (&'a str, &'a [LeafEntry]);
+/// First byte of a `leaf_data` column of usage leaves in their compact layout (below).
+const USAGE_LEAVES_VERSION: u8 = 2;
+
+/// How the leaves of a log are written into `leaf_data` (the first byte of the column says
+/// which, so bundles of both layouts are read alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeafLayout {
+    /// Version 1: each leaf's bytes whole, after a 4-byte big-endian length. The audit log's
+    /// leaves, and every bundle written before schema 5.
+    Whole,
+    /// Version 2, for tenant usage ledgers (`tenant/<id>`): per leaf only what varies, the
+    /// event id (1-byte length), the digest (32 bytes) and the class (1 byte). The rest of
+    /// the leaf text (tag, tenant id, leaf index) follows from the log and the position, so
+    /// the reader rebuilds the very bytes that were hashed; 70 bytes a leaf instead of 190.
+    Usage,
+}
+
+impl LeafLayout {
+    /// The layout of a log's new bundles.
+    pub fn of_log(log_id: &str) -> Self {
+        if log_id.starts_with(USAGE_LOG_PREFIX) {
+            Self::Usage
+        } else {
+            Self::Whole
+        }
+    }
+}
+
+/// Log ids of tenant usage ledgers start with this; the tenant id follows.
+const USAGE_LOG_PREFIX: &str = "tenant/";
+
+/// The leaves one transaction appends to one log, in order, already encoded as bundle entries
+/// in the log's layout (one buffer for all of them: no allocation per leaf).
+#[derive(Debug, Clone)]
+pub struct PendingLeaves {
+    layout: LeafLayout,
+    first_index: u64,
+    hashes: Vec<Hash>,
+    /// The entries, concatenated.
+    entries: Vec<u8>,
+    /// The end of each leaf's entry in `entries`.
+    ends: Vec<usize>,
+}
+
+impl PendingLeaves {
+    /// No leaves yet; the first one appended will have `first_index`.
+    pub fn new(layout: LeafLayout, first_index: u64) -> Self {
+        Self {
+            layout,
+            first_index,
+            hashes: Vec::new(),
+            entries: Vec::new(),
+            ends: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    /// The index of the next leaf.
+    pub fn next_index(&self) -> u64 {
+        self.first_index + self.hashes.len() as u64
+    }
+
+    /// Adds a leaf of a [`LeafLayout::Whole`] log.
+    pub fn push_whole(&mut self, hash: Hash, data: &[u8]) {
+        assert_eq!(
+            self.layout,
+            LeafLayout::Whole,
+            "a usage ledger stores usage leaves"
+        );
+        push_u32_len(&mut self.entries, data.len());
+        self.entries.extend_from_slice(data);
+        self.hashes.push(hash);
+        self.ends.push(self.entries.len());
+    }
+
+    /// Adds a leaf of a [`LeafLayout::Usage`] log: what the leaf text holds besides the
+    /// tenant id and the index.
+    pub fn push_usage(
+        &mut self,
+        hash: Hash,
+        event_id: &str,
+        digest: &EventDigest,
+        class: EventClass,
+    ) {
+        assert_eq!(
+            self.layout,
+            LeafLayout::Usage,
+            "only usage ledgers store usage leaves"
+        );
+        let id_len = u8::try_from(event_id.len()).expect("EventId::parse bounds ids to 128 bytes");
+        self.entries.push(id_len);
+        self.entries.extend_from_slice(event_id.as_bytes());
+        self.entries.extend_from_slice(digest.hash().as_bytes());
+        self.entries.push(class_code(class));
+        self.hashes.push(hash);
+        self.ends.push(self.entries.len());
+    }
+
+    /// The bundle rows: (first index, leaf count, `leaf_hashes`, `leaf_data`), each of at
+    /// most [`BUNDLE_ENTRIES_MAX`] leaves.
+    fn encode(&self) -> Vec<(u64, usize, Vec<u8>, Vec<u8>)> {
+        let version = match self.layout {
+            LeafLayout::Whole => FORMAT_VERSION,
+            LeafLayout::Usage => USAGE_LEAVES_VERSION,
+        };
+        let mut rows = Vec::with_capacity(self.len().div_ceil(BUNDLE_ENTRIES_MAX));
+        let mut start = 0;
+        while start < self.len() {
+            let end = (start + BUNDLE_ENTRIES_MAX).min(self.len());
+            let mut hashes = Vec::with_capacity((end - start) * 32);
+            for hash in &self.hashes[start..end] {
+                hashes.extend_from_slice(hash.as_bytes());
+            }
+            let from = if start == 0 { 0 } else { self.ends[start - 1] };
+            let to = self.ends[end - 1];
+            let mut data = Vec::with_capacity(1 + to - from);
+            data.push(version);
+            data.extend_from_slice(&self.entries[from..to]);
+            rows.push((self.first_index + start as u64, end - start, hashes, data));
+            start = end;
+        }
+        rows
+    }
+}
 
 /// One encoded bundle row before it is written: (owner, first index, entries, two columns).
 type EncodedRow<'a, E> = (&'a str, u64, E, Vec<u8>, Vec<u8>);
@@ -121,21 +253,10 @@ pub struct StoredLeaf {
     pub data: Vec<u8>,
 }
 
-/// Encodes leaves as the `leaf_hashes` column (32 bytes each) and the `leaf_data` column (the
-/// version byte, then each leaf's data as a 4-byte big-endian length and the bytes).
-pub fn encode_leaves<'a>(leaves: impl Iterator<Item = (&'a Hash, &'a [u8])>) -> (Vec<u8>, Vec<u8>) {
-    let mut hashes = Vec::new();
-    let mut data = vec![FORMAT_VERSION];
-    for (hash, bytes) in leaves {
-        hashes.extend_from_slice(hash.as_bytes());
-        push_u32_len(&mut data, bytes.len());
-        data.extend_from_slice(bytes);
-    }
-    (hashes, data)
-}
-
-/// Decodes a leaf bundle; `data` is `None` when only the hashes were read.
+/// Decodes a leaf bundle of `log_id`; `data` is `None` when only the hashes were read (the
+/// leaves then have empty data). Usage leaves are rebuilt into their whole text.
 pub fn decode_leaves(
+    log_id: &str,
     first_index: u64,
     count: usize,
     hashes: &[u8],
@@ -147,49 +268,73 @@ pub fn decode_leaves(
             hashes.len()
         )));
     }
-    let mut reader = data.map(|d| Reader::new(d, "leaf bundle")).transpose()?;
+    let mut reader = match data {
+        None => None,
+        Some(bytes) => Some(match bytes.split_first() {
+            Some((&FORMAT_VERSION, rest)) => (LeafLayout::Whole, Reader::raw(rest, "leaf bundle")),
+            Some((&USAGE_LEAVES_VERSION, rest)) => {
+                (LeafLayout::Usage, Reader::raw(rest, "leaf bundle"))
+            }
+            _ => return Err(StoreError::corrupt("leaf bundle: unknown bundle layout")),
+        }),
+    };
+    let tenant_id = match &reader {
+        Some((LeafLayout::Usage, _)) => {
+            Some(log_id.strip_prefix(USAGE_LOG_PREFIX).ok_or_else(|| {
+                StoreError::corrupt(format!("log {log_id}: usage leaves outside a usage ledger"))
+            })?)
+        }
+        _ => None,
+    };
     let mut leaves = Vec::with_capacity(count);
     for (offset, hash) in (0u64..).zip(hashes.chunks_exact(32)) {
+        let index = first_index + offset;
         let data = match &mut reader {
-            Some(reader) => {
+            Some((LeafLayout::Whole, reader)) => {
                 let len = reader.u32()?;
                 reader.take(len)?.to_vec()
+            }
+            Some((LeafLayout::Usage, reader)) => {
+                let id_len = usize::from(reader.u8()?);
+                let event_id = reader.text(id_len)?;
+                let digest = EventDigest::from_hash(
+                    Hash::from_slice(reader.take(32)?)
+                        .ok_or_else(|| StoreError::corrupt("leaf digest"))?,
+                );
+                let class = class_of_code(reader.u8()?)?;
+                let tenant_id = tenant_id.unwrap_or_default();
+                let mut text = Vec::with_capacity(
+                    companyos_ledger::leaf::USAGE_LEAF_BYTES_BASE + tenant_id.len() + id_len + 20,
+                );
+                companyos_ledger::leaf::write_usage_leaf(
+                    &mut text, tenant_id, index, event_id, &digest, class,
+                );
+                text
             }
             None => Vec::new(),
         };
         leaves.push(StoredLeaf {
-            index: first_index + offset,
+            index,
             hash: Hash::from_slice(hash).ok_or_else(|| StoreError::corrupt("leaf hash"))?,
             data,
         });
     }
-    if let Some(reader) = &reader {
+    if let Some((_, reader)) = &reader {
         reader.finish()?;
     }
     Ok(leaves)
 }
 
-/// Appends leaf bundles: `(log_id, leaves)` with each log's leaves consecutive and in order;
-/// they are split into bundles of at most [`BUNDLE_ENTRIES_MAX`].
+/// Appends leaf bundles: `(log_id, leaves)`, split into bundles of at most
+/// [`BUNDLE_ENTRIES_MAX`].
 pub async fn write_leaves(
     conn: &mut AnyConnection,
-    logs: &[LogLeaves<'_>],
+    logs: &[(&str, &PendingLeaves)],
 ) -> Result<(), StoreError> {
     let mut rows: Vec<EncodedRow<'_, usize>> = Vec::new();
     for (log_id, leaves) in logs {
-        for chunk in leaves.chunks(BUNDLE_ENTRIES_MAX) {
-            let Some((first, _, _)) = chunk.first() else {
-                continue;
-            };
-            for (offset, (index, _, _)) in (0u64..).zip(chunk) {
-                assert_eq!(
-                    *index,
-                    first + offset,
-                    "a leaf bundle holds consecutive leaves"
-                );
-            }
-            let (hashes, data) = encode_leaves(chunk.iter().map(|(_, h, d)| (h, d.as_slice())));
-            rows.push((log_id, *first, chunk.len(), hashes, data));
+        for (first, count, hashes, data) in leaves.encode() {
+            rows.push((log_id, first, count, hashes, data));
         }
     }
     for chunk in crate::db::statement_chunks(&rows, BUNDLES_PER_STATEMENT) {
@@ -252,7 +397,7 @@ pub async fn read_leaves(
         } else {
             None
         };
-        for leaf in decode_leaves(first, count, &hashes, data.as_deref())? {
+        for leaf in decode_leaves(log_id, first, count, &hashes, data.as_deref())? {
             if leaf.index >= from && leaf.index < to {
                 leaves.push(leaf);
             }
@@ -367,6 +512,14 @@ fn class_code(class: EventClass) -> u8 {
     }
 }
 
+fn class_of_code(code: u8) -> Result<EventClass, StoreError> {
+    match code {
+        0 => Ok(EventClass::OnTime),
+        1 => Ok(EventClass::Late),
+        _ => Err(StoreError::corrupt("event class")),
+    }
+}
+
 /// Encodes events as the `event_keys` column (8-byte big-endian compact keys) and the `events`
 /// column: the version byte, then per event the event id (1-byte length), the digest (32
 /// bytes), the class (0 on time, 1 late), the flags (1-byte length, comma-separated), the
@@ -449,11 +602,7 @@ pub fn decode_events(
         let digest = EventDigest::from_hash(
             Hash::from_slice(reader.take(32)?).ok_or_else(|| StoreError::corrupt("digest"))?,
         );
-        let class = match reader.u8()? {
-            0 => EventClass::OnTime,
-            1 => EventClass::Late,
-            _ => return Err(StoreError::corrupt("event class")),
-        };
+        let class = class_of_code(reader.u8()?)?;
         let flags_len = usize::from(reader.u8()?);
         let flags = reader.text(flags_len)?;
         let flags = if flags.is_empty() {
@@ -635,7 +784,8 @@ pub(crate) async fn convert_legacy_rows(
 ) -> Result<(), StoreError> {
     // Leaves, log by log, in index order.
     let mut after: (String, i64) = (String::new(), -1);
-    let mut pending: Vec<(String, Vec<LeafEntry>)> = Vec::new();
+    // Leaves of every log are converted whole (layout version 1), as they were stored.
+    let mut pending: Vec<(String, PendingLeaves)> = Vec::new();
     loop {
         let rows = legacy_page(
             conn,
@@ -653,20 +803,25 @@ pub(crate) async fn convert_legacy_rows(
             let index: i64 = row.try_get(1)?;
             let hash: Vec<u8> = row.try_get(2)?;
             let hash = Hash::from_slice(&hash).ok_or_else(|| StoreError::corrupt("leaf hash"))?;
-            let leaf = (to_u64(index)?, hash, row.try_get::<Vec<u8>, _>(3)?);
+            let leaf_index = to_u64(index)?;
+            let data: Vec<u8> = row.try_get(3)?;
             match pending.last_mut() {
                 Some((last_log, leaves))
-                    if *last_log == log_id && leaves.last().is_some_and(|l| l.0 + 1 == leaf.0) =>
+                    if *last_log == log_id && leaves.next_index() == leaf_index =>
                 {
-                    leaves.push(leaf);
+                    leaves.push_whole(hash, &data);
                 }
-                _ => pending.push((log_id.clone(), vec![leaf])),
+                _ => {
+                    let mut leaves = PendingLeaves::new(LeafLayout::Whole, leaf_index);
+                    leaves.push_whole(hash, &data);
+                    pending.push((log_id.clone(), leaves));
+                }
             }
             after = (log_id, index);
         }
-        let logs: Vec<LogLeaves<'_>> = pending
+        let logs: Vec<(&str, &PendingLeaves)> = pending
             .iter()
-            .map(|(log_id, leaves)| (log_id.as_str(), leaves.as_slice()))
+            .map(|(log_id, leaves)| (log_id.as_str(), leaves))
             .collect();
         write_leaves(conn, &logs).await?;
         pending.clear();
@@ -831,15 +986,80 @@ mod tests {
     fn leaves_round_trip() {
         let a = companyos_ledger::leaf_hash(b"a");
         let b = companyos_ledger::leaf_hash(b"bb");
-        let (hashes, data) =
-            encode_leaves([(&a, b"a".as_slice()), (&b, b"bb".as_slice())].into_iter());
-        let leaves = decode_leaves(7, 2, &hashes, Some(&data)).expect("decodes");
+        let mut pending = PendingLeaves::new(LeafLayout::Whole, 7);
+        pending.push_whole(a, b"a");
+        pending.push_whole(b, b"bb");
+        let rows = pending.encode();
+        assert_eq!(rows.len(), 1);
+        let (first, count, hashes, data) = &rows[0];
+        assert_eq!((*first, *count), (7, 2));
+        let leaves = decode_leaves("audit", 7, 2, hashes, Some(data)).expect("decodes");
         assert_eq!(leaves[0].index, 7);
         assert_eq!(leaves[1].index, 8);
         assert_eq!(leaves[1].hash, b);
         assert_eq!(leaves[1].data, b"bb");
-        assert!(decode_leaves(7, 3, &hashes, Some(&data)).is_err());
-        assert!(decode_leaves(7, 2, &hashes, Some(&data[..data.len() - 1])).is_err());
+        assert!(decode_leaves("audit", 7, 3, hashes, Some(data)).is_err());
+        assert!(decode_leaves("audit", 7, 2, hashes, Some(&data[..data.len() - 1])).is_err());
+    }
+
+    /// Usage leaves are stored by what varies and read back as the exact text that was hashed;
+    /// more than a bundle's worth splits into bundles of at most 256.
+    #[test]
+    fn usage_leaves_are_stored_compactly_and_rebuilt_whole() {
+        let digest = EventDigest::of_canonical(b"{}");
+        let mut pending = PendingLeaves::new(LeafLayout::Usage, 250);
+        let mut texts = Vec::new();
+        for i in 250..520u64 {
+            let leaf = companyos_ledger::leaf::UsageLeaf {
+                tenant_id: "acme".to_owned(),
+                leaf_index: i,
+                event_id: format!("e-{i}"),
+                digest,
+                class: if i % 3 == 0 {
+                    EventClass::Late
+                } else {
+                    EventClass::OnTime
+                },
+            };
+            let text = leaf.to_bytes();
+            pending.push_usage(
+                companyos_ledger::leaf_hash(&text),
+                &leaf.event_id,
+                &digest,
+                leaf.class,
+            );
+            texts.push(text);
+        }
+        let rows = pending.encode();
+        assert_eq!(
+            rows.iter().map(|r| (r.0, r.1)).collect::<Vec<_>>(),
+            vec![(250, 256), (506, 14)]
+        );
+        let mut decoded = Vec::new();
+        for (first, count, hashes, data) in &rows {
+            assert_eq!(data[0], USAGE_LEAVES_VERSION);
+            assert!(data.len() < count * 80, "compact: {} bytes", data.len());
+            decoded.extend(
+                decode_leaves("tenant/acme", *first, *count, hashes, Some(data)).expect("decodes"),
+            );
+        }
+        for (leaf, text) in decoded.iter().zip(&texts) {
+            assert_eq!(&leaf.data, text);
+            assert_eq!(leaf.hash, companyos_ledger::leaf_hash(text));
+        }
+        assert_eq!(decoded.len(), texts.len());
+        let (first, count, hashes, data) = &rows[1];
+        assert!(decode_leaves("audit", *first, *count, hashes, Some(data)).is_err());
+        assert!(
+            decode_leaves(
+                "tenant/acme",
+                *first,
+                *count,
+                hashes,
+                Some(&data[..data.len() - 1])
+            )
+            .is_err()
+        );
     }
 
     #[test]

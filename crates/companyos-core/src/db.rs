@@ -292,6 +292,9 @@ impl Db {
                 // encoded into bundles, in the same transaction, then those tables go.
                 crate::bundles::convert_legacy_rows(&mut tx, self.backend).await?;
             }
+            if *version == KEY_RUNS_VERSION && self.backend == Backend::Sqlite {
+                crate::dedupe::convert_merged_index(&mut tx).await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)
                 .bind(crate::clock::system_now_micros())
@@ -525,7 +528,20 @@ const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
         Some(Backend::Postgres),
         include_str!("../migrations/0004_postgres_bundles.sql"),
     ),
+    (
+        5,
+        None,
+        include_str!("../migrations/0005_no_level_4_nodes.sql"),
+    ),
+    (
+        6,
+        Some(Backend::Sqlite),
+        include_str!("../migrations/0006_sqlite_key_runs.sql"),
+    ),
 ];
+
+/// The version after which SQLite's merged key index is converted into a run (ADR 0007).
+const KEY_RUNS_VERSION: i64 = 6;
 
 /// The version after which rows of the per-entry ledger tables are converted into bundles.
 const BUNDLES_VERSION: i64 = 4;
@@ -621,7 +637,7 @@ mod tests {
             assert_eq!(events[1].event_id, "e-1");
             assert_eq!(events[1].source_signature.as_deref(), Some("c2ln"));
             assert_eq!(events[1].class, companyos_ledger::leaf::EventClass::Late);
-            let mut tail = crate::dedupe::KeyTail::default();
+            let mut tail = crate::dedupe::KeyIndex::default();
             if db.backend() == Backend::Sqlite {
                 tail.sync(&mut conn).await.expect("tail");
                 assert!(tail.is_empty(), "converted keys are in the merged index");

@@ -1,22 +1,25 @@
 //! The dedupe key index: compact event keys of every stored usage event, pointing at the event's
-//! bundle and position (ADR 0005, ADR 0006). On SQLite it is an on-disk index merged in bulk
-//! plus an in-memory tail of the bundles written since; on PostgreSQL an ordinary B-tree index
-//! written in the ingestion transaction.
+//! bundle and position (ADR 0005, ADR 0006, ADR 0007). On SQLite it is an in-memory tail of the
+//! bundles written since the last merge plus immutable sorted runs on disk (`key_runs`); on
+//! PostgreSQL an ordinary B-tree index written in the ingestion transaction.
 //!
 //! Why not a plain index on SQLite: event ids are random UUIDs, so each group commit would write
-//! its keys onto random pages of that index, and SQLite writes every dirtied 8 KiB page to the
-//! WAL. Once the index outgrows the keys of one commit, each event costs kilobytes of WAL and
+//! its keys onto random pages of that index, and SQLite writes every dirtied page to the WAL.
+//! Once the index outgrows the keys of one commit, each event costs kilobytes of WAL and
 //! ingestion slows down as the store grows (measured: 29,997 events/s on an empty store, 18,087
-//! with 1M events stored, 11,812 with 10M; docs/BENCHMARKS.md). Here the commit only appends
+//! with 1M events stored, 11,812 with 10M; docs/BENCHMARKS.md). Here a commit only appends
 //! bundles; the keys of bundles above `usage_key_index.indexed_bundle_id` (the *tail*) are
-//! looked up in memory, and once the tail holds `tail_rows_max` keys the writer merges it into
-//! `usage_event_keys` in one sorted bulk insert, which dirties each index page at most once per
-//! merge.
+//! looked up in memory, and once the tail holds `dedupe_tail_rows_max` keys the writer writes
+//! it out as a new run, in key order. Runs of one level are compacted into one of the next, a
+//! step at a time between group commits. A lookup reads, per run whose Bloom filter admits the
+//! key, the one block its fences point at.
 //!
-//! Correctness does not rest on the memory: the tail is a cache of rows in the database, checked
-//! inside every write transaction (which holds SQLite's write lock) against the index state row
-//! and the highest bundle id, and reloaded when another process (or a purge) changed either.
-//! PostgreSQL logs tuples, not pages, and several nodes write at once: it keeps the B-tree.
+//! Correctness does not rest on the memory: the tail, the runs' fences and filters and a
+//! compaction in progress are caches of rows in the database, checked inside every write
+//! transaction (which holds SQLite's write lock) against the index state row (`generation`,
+//! `indexed_bundle_id`) and the highest bundle id, and reloaded when another process, a purge
+//! or a compaction changed either. PostgreSQL logs tuples, not pages, and several nodes write
+//! at once: it keeps the B-tree.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -26,6 +29,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::bundles;
 use crate::db::{Backend, Placeholders, StoreError, list_placeholders};
+use crate::key_runs::{self, BlockCutter, KeyEntry, RunFilter};
 
 /// Keys per lookup statement.
 const KEYS_PER_LOOKUP: usize = 256;
@@ -105,131 +109,52 @@ impl TailKeys {
     }
 }
 
-/// A Bloom filter over every key of the merged index, so that a new key (nearly every key) is
-/// not looked up in an index that outgrew the page cache. It only ever says "maybe" or "no":
-/// a "maybe" is looked up as before, so extra keys (a merge that did not commit) cost a lookup,
-/// never a wrong answer. It is valid for one index state, like the tail.
-#[derive(Debug)]
-struct MergedFilter {
-    bits: Vec<u64>,
-    /// Keys it was sized for; more make false positives likelier, so it is rebuilt bigger.
-    keys_capacity: usize,
-    keys: usize,
-}
-
-/// Filter bits per key of capacity (with [`FILTER_PROBES`] probes: about 1 % false positives
-/// when full, less before).
-const FILTER_BITS_PER_KEY: usize = 10;
-const FILTER_PROBES: u32 = 7;
-/// The smallest filter, in keys.
-const FILTER_KEYS_MIN: usize = 1 << 20;
-/// Above this many merged keys there is no filter (every key is looked up): bounds the memory
-/// at about 250 MB.
-pub const FILTER_KEYS_MAX: usize = 100_000_000;
-/// Keys read per statement when the filter is built from the index.
-const FILTER_SCAN_ROWS: i64 = 65_536;
-
-impl MergedFilter {
-    fn with_capacity(keys: usize) -> Self {
-        let bits = (keys.max(FILTER_KEYS_MIN) * FILTER_BITS_PER_KEY).next_power_of_two();
-        Self {
-            bits: vec![0; bits / 64],
-            keys_capacity: keys.max(FILTER_KEYS_MIN),
-            keys: 0,
-        }
-    }
-
-    /// The bit positions of a key: double hashing over the (already uniform) compact key.
-    fn positions(&self, key: i64) -> impl Iterator<Item = usize> + '_ {
-        let mask = (self.bits.len() * 64 - 1) as u64;
-        let first = key as u64;
-        let step = first.rotate_left(32).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..u64::from(FILTER_PROBES))
-            .map(move |i| (first.wrapping_add(i.wrapping_mul(step)) & mask) as usize)
-    }
-
-    fn insert(&mut self, key: i64) {
-        let positions: Vec<usize> = self.positions(key).collect();
-        for position in positions {
-            self.bits[position / 64] |= 1 << (position % 64);
-        }
-        self.keys += 1;
-    }
-
-    fn may_contain(&self, key: i64) -> bool {
-        self.positions(key)
-            .all(|position| self.bits[position / 64] & (1 << (position % 64)) != 0)
-    }
-}
-
-/// Builds a filter over every key of the merged index, sized for twice as many.
-async fn build_filter(conn: &mut AnyConnection) -> Result<Option<MergedFilter>, StoreError> {
-    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_event_keys")
-        .fetch_one(&mut *conn)
-        .await?;
-    let count = usize::try_from(count).unwrap_or(usize::MAX);
-    if count > FILTER_KEYS_MAX {
-        return Ok(None);
-    }
-    let mut filter = MergedFilter::with_capacity(count.saturating_mul(2));
-    let mut after: Option<i64> = None;
-    loop {
-        // Keyset pages in key order, along the index.
-        let keys: Vec<i64> =
-            match after {
-                None => sqlx::query_scalar(
-                    "SELECT DISTINCT event_key FROM usage_event_keys ORDER BY event_key LIMIT $1",
-                )
-                .bind(FILTER_SCAN_ROWS)
-                .fetch_all(&mut *conn)
-                .await?,
-                Some(after) => {
-                    sqlx::query_scalar(
-                        "SELECT DISTINCT event_key FROM usage_event_keys WHERE event_key > $1 \
-                     ORDER BY event_key LIMIT $2",
-                    )
-                    .bind(after)
-                    .bind(FILTER_SCAN_ROWS)
-                    .fetch_all(&mut *conn)
-                    .await?
-                }
-            };
-        let Some(last) = keys.last().copied() else {
-            break;
-        };
-        for key in &keys {
-            filter.insert(*key);
-        }
-        if keys.len() < usize::try_from(FILTER_SCAN_ROWS).unwrap_or(usize::MAX) {
-            break;
-        }
-        after = Some(last);
-    }
-    Ok(Some(filter))
-}
-
-/// What the tail was loaded against; any change means another writer touched the index.
+/// What the in-memory state was loaded against; any change means another writer (or a purge,
+/// or a compaction) changed the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct IndexState {
     generation: i64,
     indexed_bundle_id: i64,
 }
 
-/// The in-memory tail: the keys of every bundle above the indexed bundle id.
+/// A live run, as the writer holds it: its fences and filter in memory, its blocks on disk.
+#[derive(Debug, Clone)]
+struct Run {
+    id: i64,
+    level: i64,
+    key_count: u64,
+    fences: Vec<i64>,
+    filter: RunFilter,
+}
+
+/// SQLite's dedupe key index as one process holds it: the tail (keys of the bundles written
+/// since the last merge, in memory), the live runs' fences and filters, and a compaction in
+/// progress. Every part is a cache of rows in the database, checked at the start of every
+/// write transaction ([`KeyIndex::sync`]).
 #[derive(Debug, Default)]
-pub struct KeyTail {
-    loaded: Option<LoadedTail>,
+pub struct KeyIndex {
+    loaded: Option<Loaded>,
+    compaction: Option<Compaction>,
 }
 
 #[derive(Debug)]
-struct LoadedTail {
+struct Loaded {
     state: IndexState,
     /// The highest bundle id the tail covers (the highest stored id when it was last synced).
     last_bundle_id: i64,
     keys: TailKeys,
-    /// Over the merged index of `state`; built at this process's first merge.
-    filter: Option<MergedFilter>,
+    /// Live runs, oldest first.
+    runs: Vec<Run>,
 }
+
+/// Runs of one level that are compacted into one run of the next level.
+pub const RUNS_PER_LEVEL_MAX: usize = 4;
+/// Source blocks read per statement by a compaction.
+const COMPACTION_READ_BLOCKS: u32 = 64;
+/// Block rows per insert statement (each about 1.8 KiB).
+const BLOCKS_PER_INSERT: usize = 128;
+/// Blocks per lookup statement.
+const BLOCKS_PER_LOOKUP: usize = 256;
 
 async fn read_state(conn: &mut AnyConnection) -> Result<IndexState, StoreError> {
     let row = sqlx::query("SELECT generation, indexed_bundle_id FROM usage_key_index WHERE id = 1")
@@ -273,7 +198,245 @@ async fn keys_between(
     Ok(keys)
 }
 
-impl KeyTail {
+/// The live runs, oldest first, with their fences and filters.
+async fn load_runs(conn: &mut AnyConnection) -> Result<Vec<Run>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, level, key_count, block_count, fences, filter FROM usage_key_runs \
+         WHERE state = 'live' ORDER BY id",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut runs = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.try_get(0)?;
+        let fences = key_runs::decode_fences(&row.try_get::<Vec<u8>, _>(4)?)?;
+        let block_count: i64 = row.try_get(3)?;
+        if usize::try_from(block_count).ok() != Some(fences.len()) {
+            return Err(StoreError::corrupt(format!(
+                "dedupe key run {id}: {} fences for {block_count} blocks",
+                fences.len()
+            )));
+        }
+        runs.push(Run {
+            id,
+            level: row.try_get(1)?,
+            key_count: u64::try_from(row.try_get::<i64, _>(2)?)
+                .map_err(|_| StoreError::corrupt("dedupe key run size"))?,
+            fences,
+            filter: RunFilter::from_bytes(&row.try_get::<Vec<u8>, _>(5)?)?,
+        });
+    }
+    Ok(runs)
+}
+
+/// Inserts encoded blocks `(rowid, bytes)`.
+async fn insert_blocks(
+    conn: &mut AnyConnection,
+    blocks: &[(i64, Vec<u8>)],
+) -> Result<(), StoreError> {
+    for chunk in crate::db::statement_chunks(blocks, BLOCKS_PER_INSERT) {
+        let sql = format!(
+            "{} usage_key_blocks (id, entries) VALUES {}",
+            Placeholders::of(conn).bulk_insert(),
+            crate::db::values_placeholders(Placeholders::of(conn), chunk.len(), 2)
+        );
+        let mut query = sqlx::query(&sql);
+        for (rowid, bytes) in chunk {
+            query = query.bind(*rowid).bind(bytes.as_slice());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// A run being written: its blocks go out as they fill; fences and filter are stored last.
+#[derive(Debug)]
+struct RunWriter {
+    run_id: i64,
+    cutter: BlockCutter,
+    fences: Vec<i64>,
+    filter: RunFilter,
+    key_count: u64,
+    /// Finished blocks not yet inserted.
+    pending: Vec<(i64, Vec<u8>)>,
+}
+
+impl RunWriter {
+    fn new(run_id: i64, keys_expected: usize) -> Self {
+        Self {
+            run_id,
+            cutter: BlockCutter::default(),
+            fences: Vec::new(),
+            filter: RunFilter::with_capacity(keys_expected),
+            key_count: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, entry: KeyEntry) {
+        self.filter.insert(entry.key);
+        self.key_count += 1;
+        if let Some(block) = self.cutter.push(entry) {
+            self.add_block(&block);
+        }
+    }
+
+    fn add_block(&mut self, block: &[KeyEntry]) {
+        let number = u32::try_from(self.fences.len()).expect("a run has fewer than 2^32 blocks");
+        self.fences.push(block[0].key);
+        self.pending.push((
+            key_runs::block_rowid(self.run_id, number),
+            key_runs::encode_block(block),
+        ));
+    }
+
+    async fn flush(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        insert_blocks(conn, &self.pending).await?;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// Writes the last block and the run's row, live, at `level`.
+    async fn finish(mut self, conn: &mut AnyConnection, level: i64) -> Result<Run, StoreError> {
+        if let Some(block) = self.cutter.finish() {
+            self.add_block(&block);
+        }
+        self.flush(conn).await?;
+        let updated = sqlx::query(
+            "UPDATE usage_key_runs SET state = 'live', level = $1, key_count = $2, \
+             block_count = $3, fences = $4, filter = $5 WHERE id = $6 AND state = 'building'",
+        )
+        .bind(level)
+        .bind(i64::try_from(self.key_count).unwrap_or(i64::MAX))
+        .bind(i64::try_from(self.fences.len()).unwrap_or(i64::MAX))
+        .bind(key_runs::encode_fences(&self.fences))
+        .bind(self.filter.to_bytes())
+        .bind(self.run_id)
+        .execute(&mut *conn)
+        .await?;
+        if updated.rows_affected() != 1 {
+            return Err(StoreError::corrupt(format!(
+                "dedupe key run {} vanished while it was written",
+                self.run_id
+            )));
+        }
+        Ok(Run {
+            id: self.run_id,
+            level,
+            key_count: self.key_count,
+            fences: self.fences,
+            filter: self.filter,
+        })
+    }
+}
+
+/// Starts a run: its row, `building` until it is finished (readers never use it before).
+async fn begin_run(conn: &mut AnyConnection, level: i64) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(
+        "INSERT INTO usage_key_runs (level, state, key_count, block_count, fences, filter) \
+         VALUES ($1, 'building', 0, 0, $2, $3) RETURNING id",
+    )
+    .bind(level)
+    .bind(Vec::<u8>::new())
+    .bind(Vec::<u8>::new())
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Deletes runs (their rows and blocks).
+async fn delete_runs(conn: &mut AnyConnection, run_ids: &[i64]) -> Result<(), StoreError> {
+    for run_id in run_ids {
+        let (from, to) = key_runs::run_rowids(*run_id);
+        sqlx::query("DELETE FROM usage_key_blocks WHERE id >= $1 AND id < $2")
+            .bind(from)
+            .bind(to)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM usage_key_runs WHERE id = $1")
+            .bind(*run_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Runs left `building` by a compaction that did not finish (a crash, a restart, an error):
+/// they were never used; their blocks are deleted before a new compaction starts.
+async fn delete_unfinished_runs(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    let ids: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM usage_key_runs WHERE state = 'building'")
+            .fetch_all(&mut *conn)
+            .await?;
+    delete_runs(conn, &ids).await
+}
+
+/// A compaction in progress: a k-way merge of the source runs into a run of the next level.
+#[derive(Debug)]
+struct Compaction {
+    sources: Vec<Source>,
+    level: i64,
+    writer: RunWriter,
+    keys_expected: u64,
+}
+
+/// One source run of a compaction: its next blocks, read a batch at a time.
+#[derive(Debug)]
+struct Source {
+    run_id: i64,
+    block_count: u32,
+    next_block: u32,
+    buffered: std::collections::VecDeque<KeyEntry>,
+}
+
+impl Source {
+    /// The next entry, reading the next batch of blocks when the buffer is empty.
+    async fn peek(&mut self, conn: &mut AnyConnection) -> Result<Option<KeyEntry>, StoreError> {
+        if self.buffered.is_empty() && self.next_block < self.block_count {
+            let upto = (self.next_block + COMPACTION_READ_BLOCKS).min(self.block_count);
+            let rows = sqlx::query(
+                "SELECT id, entries FROM usage_key_blocks WHERE id >= $1 AND id < $2 ORDER BY id",
+            )
+            .bind(key_runs::block_rowid(self.run_id, self.next_block))
+            .bind(key_runs::block_rowid(self.run_id, upto))
+            .fetch_all(&mut *conn)
+            .await?;
+            if rows.len() != (upto - self.next_block) as usize {
+                return Err(StoreError::corrupt(format!(
+                    "dedupe key run {}: blocks {}..{upto} are not all stored",
+                    self.run_id, self.next_block
+                )));
+            }
+            for row in &rows {
+                let bytes: Vec<u8> = row.try_get(1)?;
+                self.buffered.extend(key_runs::decode_block(&bytes)?);
+            }
+            self.next_block = upto;
+        }
+        Ok(self.buffered.front().copied())
+    }
+}
+
+/// What a write transaction did to the index, applied to memory once it committed.
+#[derive(Debug)]
+pub enum IndexChange {
+    /// The tail up to this bundle id was written as a new run.
+    Merged {
+        upto: i64,
+        run: RunHandle,
+    },
+    /// A compaction step wrote blocks; `finished` when the run replaced its sources, the runs
+    /// of ids `replaced`.
+    Compacted {
+        finished: Option<(RunHandle, Vec<i64>)>,
+    },
+    Nothing,
+}
+
+/// A run written by a transaction (opaque outside this module).
+#[derive(Debug)]
+pub struct RunHandle(Run);
+
+impl KeyIndex {
     /// Keys in the tail (0 when not loaded).
     pub fn len(&self) -> usize {
         self.loaded.as_ref().map_or(0, |t| t.keys.len())
@@ -283,19 +446,37 @@ impl KeyTail {
         self.len() == 0
     }
 
-    /// Brings the tail up to date with the store, on a connection that sees the latest commit
-    /// (inside the write transaction, it cannot change until commit).
+    /// Live runs (0 when not loaded).
+    pub fn run_count(&self) -> usize {
+        self.loaded.as_ref().map_or(0, |t| t.runs.len())
+    }
+
+    /// Bytes of memory held by the run filters.
+    pub fn filter_bytes(&self) -> usize {
+        self.loaded
+            .as_ref()
+            .map_or(0, |t| t.runs.iter().map(|r| r.filter.memory_bytes()).sum())
+    }
+
+    /// Whether a compaction is under way.
+    pub fn compacting(&self) -> bool {
+        self.compaction.is_some()
+    }
+
+    /// Brings the index up to date with the store, on a connection that sees the latest commit
+    /// (inside the write transaction, it cannot change until commit). A change made by anyone
+    /// else reloads everything and abandons a compaction in progress.
     pub async fn sync(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
         let state = read_state(conn).await?;
         let max = max_bundle_id(conn).await?;
         match &mut self.loaded {
-            Some(tail) if tail.state == state && tail.last_bundle_id <= max => {
-                if tail.last_bundle_id < max {
+            Some(loaded) if loaded.state == state && loaded.last_bundle_id <= max => {
+                if loaded.last_bundle_id < max {
                     // Another process appended bundles since; take them in.
-                    for (key, place) in keys_between(conn, tail.last_bundle_id, max).await? {
-                        tail.keys.insert(key, place);
+                    for (key, place) in keys_between(conn, loaded.last_bundle_id, max).await? {
+                        loaded.keys.insert(key, place);
                     }
-                    tail.last_bundle_id = max;
+                    loaded.last_bundle_id = max;
                 }
             }
             _ => {
@@ -303,114 +484,347 @@ impl KeyTail {
                 for (key, place) in keys_between(conn, state.indexed_bundle_id, max).await? {
                     keys.insert(key, place);
                 }
-                self.loaded = Some(LoadedTail {
+                let runs = load_runs(conn).await?;
+                self.loaded = Some(Loaded {
                     state,
                     last_bundle_id: max.max(state.indexed_bundle_id),
                     keys,
-                    filter: None,
+                    runs,
                 });
+                self.compaction = None;
             }
         }
         Ok(())
     }
 
-    /// The highest bundle id the tail covers; bundles of this transaction come after it.
-    pub fn last_bundle_id(&self) -> Option<i64> {
-        self.loaded.as_ref().map(|t| t.last_bundle_id)
-    }
-
-    /// The keys of `keys` that may be in the merged index: all of them without a filter.
-    pub fn may_be_merged(&self, keys: &[i64]) -> Vec<i64> {
-        match self.loaded.as_ref().and_then(|t| t.filter.as_ref()) {
-            Some(filter) => keys
-                .iter()
-                .copied()
-                .filter(|k| filter.may_contain(*k))
-                .collect(),
-            None => keys.to_vec(),
-        }
-    }
-
-    /// Places of tail events whose compact key is one of `keys`.
-    pub fn candidates(&self, keys: &[i64]) -> Vec<EventPlace> {
-        let Some(tail) = &self.loaded else {
-            return Vec::new();
-        };
-        keys.iter().flat_map(|key| tail.keys.places(*key)).collect()
-    }
-
     /// Takes in the keys a committed transaction wrote, `(event_key, bundle_id, position)`.
     pub fn committed(&mut self, written: &[(i64, i64, i64)]) {
-        let Some(tail) = &mut self.loaded else {
+        let Some(loaded) = &mut self.loaded else {
             return;
         };
-        let mut last = tail.last_bundle_id;
+        let mut last = loaded.last_bundle_id;
         for (key, bundle_id, position) in written {
-            if *bundle_id <= tail.last_bundle_id {
+            if *bundle_id <= loaded.last_bundle_id {
                 // Not what this writer appended after its sync: trust the store, not memory.
                 tracing::warn!(bundle_id, "dedupe tail out of order; reloading it");
-                self.loaded = None;
+                self.invalidate();
                 return;
             }
             last = last.max(*bundle_id);
-            tail.keys.insert(*key, (*bundle_id, *position));
+            loaded.keys.insert(*key, (*bundle_id, *position));
         }
-        tail.last_bundle_id = last;
+        loaded.last_bundle_id = last;
     }
 
-    /// Forgets everything: the next [`KeyTail::sync`] reloads from the store.
+    /// Forgets everything: the next [`KeyIndex::sync`] reloads from the store.
     pub fn invalidate(&mut self) {
         self.loaded = None;
+        self.compaction = None;
     }
 
-    /// Merges the whole tail into `usage_event_keys` in one sorted bulk insert and advances the
-    /// indexed bundle id, inside the caller's write transaction. The caller calls
-    /// [`KeyTail::merged`] after the commit.
-    pub async fn merge(&mut self, conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    /// Writes the whole tail as a new level-0 run and advances the indexed bundle id, inside
+    /// the caller's write transaction; the caller applies the returned change after the commit.
+    pub async fn merge(&mut self, conn: &mut AnyConnection) -> Result<IndexChange, StoreError> {
         self.sync(conn).await?;
-        let Some(tail) = &self.loaded else {
-            return Err(StoreError::corrupt("dedupe tail not loaded after sync"));
+        let Some(loaded) = &self.loaded else {
+            return Err(StoreError::corrupt("dedupe index not loaded after sync"));
         };
-        let upto = tail.last_bundle_id;
-        let merged = tail.keys.sorted();
-        bundles::insert_keys(conn, &merged).await?;
+        let upto = loaded.last_bundle_id;
+        let sorted = loaded.keys.sorted();
+        let run_id = begin_run(conn, 0).await?;
+        let mut writer = RunWriter::new(run_id, sorted.len());
+        for (key, bundle_id, position) in sorted {
+            writer.push(KeyEntry {
+                key,
+                bundle_id,
+                position,
+            });
+            if writer.pending.len() >= BLOCKS_PER_INSERT {
+                writer.flush(conn).await?;
+            }
+        }
+        let run = writer.finish(conn, 0).await?;
         sqlx::query("UPDATE usage_key_index SET indexed_bundle_id = $1 WHERE id = 1")
             .bind(upto)
             .execute(&mut *conn)
             .await?;
-        // The filter takes the merged keys, or is built (bigger) from the whole index. A merge
-        // that then fails to commit leaves extra keys in it: false positives, never misses.
-        let fits = tail
-            .filter
-            .as_ref()
-            .is_some_and(|f| f.keys + merged.len() <= f.keys_capacity);
-        if fits {
-            if let Some(filter) = self.loaded.as_mut().and_then(|t| t.filter.as_mut()) {
-                for (key, _, _) in &merged {
-                    filter.insert(*key);
-                }
-            }
-        } else {
-            let filter = build_filter(conn).await?;
-            if let Some(tail) = self.loaded.as_mut() {
-                tail.filter = filter;
-            }
-        }
-        Ok(upto)
+        Ok(IndexChange::Merged {
+            upto,
+            run: RunHandle(run),
+        })
     }
 
-    /// After a merge up to `upto` committed: those keys are on disk now.
-    pub fn merged(&mut self, upto: i64) {
-        if let Some(tail) = &mut self.loaded {
-            tail.state.indexed_bundle_id = upto;
-            if tail.last_bundle_id <= upto {
-                tail.keys = TailKeys::default();
-            } else {
-                // Not reached: the merge runs under the write lock after a sync. Reload.
-                self.loaded = None;
+    /// Runs one compaction step inside the caller's write transaction, writing at most
+    /// `step_blocks` blocks (a compaction of millions of keys goes on between group commits
+    /// instead of holding the write lock for seconds), and starting a compaction when a level
+    /// holds [`RUNS_PER_LEVEL_MAX`] runs; [`IndexChange::Nothing`] when there is nothing to
+    /// compact. On any error the caller must [`KeyIndex::abandon_compaction`].
+    pub async fn compaction_step(
+        &mut self,
+        conn: &mut AnyConnection,
+        step_blocks: usize,
+    ) -> Result<IndexChange, StoreError> {
+        assert!(
+            step_blocks > 0,
+            "a compaction step writes at least one block"
+        );
+        self.sync(conn).await?;
+        if self.compaction.is_none() {
+            let Some(loaded) = &self.loaded else {
+                return Ok(IndexChange::Nothing);
+            };
+            let Some(level) = level_to_compact(&loaded.runs) else {
+                return Ok(IndexChange::Nothing);
+            };
+            let sources: Vec<Run> = loaded
+                .runs
+                .iter()
+                .filter(|r| r.level == level)
+                .cloned()
+                .collect();
+            delete_unfinished_runs(conn).await?;
+            let keys_expected: u64 = sources.iter().map(|r| r.key_count).sum();
+            let run_id = begin_run(conn, level + 1).await?;
+            self.compaction = Some(Compaction {
+                sources: sources
+                    .iter()
+                    .map(|r| Source {
+                        run_id: r.id,
+                        block_count: u32::try_from(r.fences.len()).unwrap_or(u32::MAX),
+                        next_block: 0,
+                        buffered: Default::default(),
+                    })
+                    .collect(),
+                level: level + 1,
+                writer: RunWriter::new(
+                    run_id,
+                    usize::try_from(keys_expected).unwrap_or(usize::MAX),
+                ),
+                keys_expected,
+            });
+        }
+        let Some(compaction) = &mut self.compaction else {
+            return Ok(IndexChange::Nothing);
+        };
+        let blocks_before = compaction.writer.fences.len();
+        loop {
+            if compaction.writer.fences.len() - blocks_before >= step_blocks {
+                compaction.writer.flush(conn).await?;
+                return Ok(IndexChange::Compacted { finished: None });
+            }
+            // The smallest next entry over the sources (a handful: a scan beats a heap).
+            let mut smallest: Option<(usize, KeyEntry)> = None;
+            for (i, source) in compaction.sources.iter_mut().enumerate() {
+                if let Some(entry) = source.peek(conn).await? {
+                    if smallest.is_none_or(|(_, s)| entry < s) {
+                        smallest = Some((i, entry));
+                    }
+                }
+            }
+            let Some((i, entry)) = smallest else { break };
+            compaction.sources[i].buffered.pop_front();
+            compaction.writer.push(entry);
+        }
+        let Some(compaction) = self.compaction.take() else {
+            return Ok(IndexChange::Nothing);
+        };
+        if compaction.writer.key_count != compaction.keys_expected {
+            return Err(StoreError::corrupt(format!(
+                "dedupe key compaction read {} keys of {}",
+                compaction.writer.key_count, compaction.keys_expected
+            )));
+        }
+        let source_ids: Vec<i64> = compaction.sources.iter().map(|s| s.run_id).collect();
+        let run = compaction.writer.finish(conn, compaction.level).await?;
+        // The new run holds every key of its sources: they go in the same transaction.
+        delete_runs(conn, &source_ids).await?;
+        sqlx::query("UPDATE usage_key_index SET generation = generation + 1 WHERE id = 1")
+            .execute(&mut *conn)
+            .await?;
+        Ok(IndexChange::Compacted {
+            finished: Some((RunHandle(run), source_ids)),
+        })
+    }
+
+    /// Drops a compaction in progress (its unfinished run is deleted by the next one).
+    pub fn abandon_compaction(&mut self) {
+        self.compaction = None;
+    }
+
+    /// Whether a level holds enough runs to compact.
+    pub fn wants_compaction(&self) -> bool {
+        self.compaction.is_some()
+            || self
+                .loaded
+                .as_ref()
+                .is_some_and(|l| level_to_compact(&l.runs).is_some())
+    }
+
+    /// Applies what a committed transaction did.
+    pub fn apply(&mut self, change: IndexChange) {
+        let Some(loaded) = &mut self.loaded else {
+            return;
+        };
+        match change {
+            IndexChange::Nothing | IndexChange::Compacted { finished: None } => {}
+            IndexChange::Merged { upto, run } => {
+                loaded.state.indexed_bundle_id = upto;
+                if loaded.last_bundle_id <= upto {
+                    loaded.keys = TailKeys::default();
+                    loaded.runs.push(run.0);
+                } else {
+                    // Not reached: the merge runs under the write lock after a sync. Reload.
+                    self.invalidate();
+                }
+            }
+            IndexChange::Compacted {
+                finished: Some((run, replaced)),
+            } => {
+                // Exactly the sources: runs merged from the tail meanwhile stay.
+                loaded.runs.retain(|r| !replaced.contains(&r.id));
+                loaded.runs.push(run.0);
+                loaded.state.generation += 1;
             }
         }
     }
+
+    /// Places of stored events whose compact key is one of `keys` (sorted): from the tail, and
+    /// from the runs whose filter admits the key, by reading one block per run and key.
+    async fn places(
+        &self,
+        conn: &mut AnyConnection,
+        keys: &[i64],
+    ) -> Result<Vec<EventPlace>, StoreError> {
+        let Some(loaded) = &self.loaded else {
+            return Ok(Vec::new());
+        };
+        let mut places: Vec<EventPlace> = keys
+            .iter()
+            .flat_map(|key| loaded.keys.places(*key))
+            .collect();
+        // rowid of a block -> the keys wanted from it.
+        let mut wanted: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for run in &loaded.runs {
+            for key in keys {
+                if !run.filter.may_contain(*key) {
+                    continue;
+                }
+                if let Some(block) = key_runs::block_of(&run.fences, *key) {
+                    wanted
+                        .entry(key_runs::block_rowid(run.id, block))
+                        .or_default()
+                        .push(*key);
+                }
+            }
+        }
+        let rowids: Vec<i64> = wanted.keys().copied().collect();
+        for chunk in crate::db::statement_chunks(&rowids, BLOCKS_PER_LOOKUP) {
+            let sql = format!(
+                "SELECT id, entries FROM usage_key_blocks WHERE id IN ({})",
+                list_placeholders(Placeholders::of(conn), 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for rowid in chunk {
+                query = query.bind(*rowid);
+            }
+            let rows = query.fetch_all(&mut *conn).await?;
+            if rows.len() != chunk.len() {
+                return Err(StoreError::corrupt(
+                    "a live dedupe key run is missing blocks",
+                ));
+            }
+            for row in &rows {
+                let rowid: i64 = row.try_get(0)?;
+                let entries = key_runs::decode_block(&row.try_get::<Vec<u8>, _>(1)?)?;
+                for key in wanted.get(&rowid).into_iter().flatten() {
+                    let from = entries.partition_point(|e| e.key < *key);
+                    for entry in entries[from..].iter().take_while(|e| e.key == *key) {
+                        places.push((entry.bundle_id, entry.position));
+                    }
+                }
+            }
+        }
+        Ok(places)
+    }
+}
+
+/// The lowest level holding [`RUNS_PER_LEVEL_MAX`] runs or more.
+fn level_to_compact(runs: &[Run]) -> Option<i64> {
+    let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+    for run in runs {
+        *counts.entry(run.level).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .find(|(_, count)| *count >= RUNS_PER_LEVEL_MAX)
+        .map(|(level, _)| level)
+}
+
+/// Converts the merged key index of schema 5 (`usage_event_keys`, one row per key) into one
+/// run, then drops it; inside the migration's transaction. The keys are read in index order,
+/// a page at a time, so memory stays bounded by a page and the filter.
+pub(crate) async fn convert_merged_index(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    /// Keys read per statement.
+    const PAGE_ROWS: i64 = 65_536;
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM usage_event_keys")
+        .fetch_one(&mut *conn)
+        .await?;
+    if count > 0 {
+        // The level a run of this size would have reached by compaction.
+        let mut level = 0i64;
+        let mut size = 1_000_000i64 * RUNS_PER_LEVEL_MAX as i64;
+        while count >= size {
+            level += 1;
+            size = size.saturating_mul(RUNS_PER_LEVEL_MAX as i64);
+        }
+        let run_id = begin_run(conn, level).await?;
+        let mut writer = RunWriter::new(run_id, usize::try_from(count).unwrap_or(usize::MAX));
+        let mut after: Option<KeyEntry> = None;
+        loop {
+            let rows = match after {
+                None => {
+                    sqlx::query(
+                        "SELECT event_key, bundle_id, position FROM usage_event_keys \
+                         ORDER BY event_key, bundle_id, position LIMIT $1",
+                    )
+                    .bind(PAGE_ROWS)
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+                Some(last) => {
+                    sqlx::query(
+                        "SELECT event_key, bundle_id, position FROM usage_event_keys \
+                         WHERE (event_key, bundle_id, position) > ($1, $2, $3) \
+                         ORDER BY event_key, bundle_id, position LIMIT $4",
+                    )
+                    .bind(last.key)
+                    .bind(last.bundle_id)
+                    .bind(last.position)
+                    .bind(PAGE_ROWS)
+                    .fetch_all(&mut *conn)
+                    .await?
+                }
+            };
+            for row in &rows {
+                let entry = KeyEntry {
+                    key: row.try_get(0)?,
+                    bundle_id: row.try_get(1)?,
+                    position: row.try_get(2)?,
+                };
+                writer.push(entry);
+                after = Some(entry);
+            }
+            writer.flush(conn).await?;
+            if rows.len() < usize::try_from(PAGE_ROWS).unwrap_or(usize::MAX) {
+                break;
+            }
+        }
+        writer.finish(conn, level).await?;
+    }
+    sqlx::query("DROP TABLE usage_event_keys")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// A stored event found by its compact key.
@@ -424,34 +838,33 @@ pub struct Found {
     pub digest: EventDigest,
 }
 
-/// Stored events whose compact key is one of `keys`: places from the merged index (and, on
-/// SQLite, from the tail), then the events themselves from their bundles. A compact key match
-/// is only a candidate: callers compare tenant and event id.
+/// Stored events whose compact key is one of `keys`: places from SQLite's index (`index`: the
+/// tail and the runs) or PostgreSQL's key rows (`None`), then the events themselves from their
+/// bundles. A compact key match is only a candidate: callers compare tenant and event id. A
+/// place whose bundle was purged is no event.
 pub async fn lookup(
     conn: &mut AnyConnection,
-    tail: Option<&KeyTail>,
+    index: Option<&KeyIndex>,
     keys: &[i64],
 ) -> Result<Vec<Found>, StoreError> {
     let mut places: Vec<EventPlace> = Vec::new();
-    let probed = match tail {
-        Some(tail) => tail.may_be_merged(keys),
-        None => keys.to_vec(),
-    };
-    for chunk in crate::db::statement_chunks(&probed, KEYS_PER_LOOKUP) {
-        let sql = format!(
-            "SELECT bundle_id, position FROM usage_event_keys WHERE event_key IN ({})",
-            list_placeholders(Placeholders::of(conn), 1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for key in chunk {
-            query = query.bind(*key);
+    match index {
+        Some(index) => places = index.places(conn, keys).await?,
+        None => {
+            for chunk in crate::db::statement_chunks(keys, KEYS_PER_LOOKUP) {
+                let sql = format!(
+                    "SELECT bundle_id, position FROM usage_event_keys WHERE event_key IN ({})",
+                    list_placeholders(Placeholders::of(conn), 1, chunk.len())
+                );
+                let mut query = sqlx::query(&sql);
+                for key in chunk {
+                    query = query.bind(*key);
+                }
+                for row in query.fetch_all(&mut *conn).await? {
+                    places.push((row.try_get(0)?, row.try_get(1)?));
+                }
+            }
         }
-        for row in query.fetch_all(&mut *conn).await? {
-            places.push((row.try_get(0)?, row.try_get(1)?));
-        }
-    }
-    if let Some(tail) = tail {
-        places.extend(tail.candidates(keys));
     }
     if places.is_empty() {
         return Ok(Vec::new());
@@ -489,20 +902,24 @@ pub async fn lookup(
 }
 
 /// Deletes a tenant's stored event payloads (purge) with their dedupe keys; returns the events
-/// deleted. On SQLite the generation is bumped so every cached tail reloads.
+/// deleted. PostgreSQL deletes the key rows. SQLite's runs are immutable: their entries of the
+/// purged bundles point at nothing from now on (a lookup finds no bundle there; bundle ids are
+/// never reused), and the generation is bumped so every cached tail reloads.
 pub async fn delete_tenant_events(
     conn: &mut AnyConnection,
     backend: Backend,
     tenant_id: &str,
 ) -> Result<u64, StoreError> {
     let events = bundles::count_events(conn, tenant_id).await?;
-    sqlx::query(
-        "DELETE FROM usage_event_keys WHERE bundle_id IN \
-         (SELECT id FROM usage_event_bundles WHERE tenant_id = $1)",
-    )
-    .bind(tenant_id)
-    .execute(&mut *conn)
-    .await?;
+    if backend == Backend::Postgres {
+        sqlx::query(
+            "DELETE FROM usage_event_keys WHERE bundle_id IN \
+             (SELECT id FROM usage_event_bundles WHERE tenant_id = $1)",
+        )
+        .bind(tenant_id)
+        .execute(&mut *conn)
+        .await?;
+    }
     sqlx::query("DELETE FROM usage_event_bundles WHERE tenant_id = $1")
         .bind(tenant_id)
         .execute(&mut *conn)
@@ -517,24 +934,136 @@ pub async fn delete_tenant_events(
 
 #[cfg(test)]
 mod tests {
-    use super::{MergedFilter, TailKeys};
+    use super::*;
+    use companyos_ledger::leaf::EventClass;
 
-    /// Every inserted key is reported; few others are.
-    #[test]
-    fn filter_has_no_false_negatives_and_few_false_positives() {
-        let mut filter = MergedFilter::with_capacity(1000);
-        let key = |i: i64| i.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        for i in 0..100_000 {
-            filter.insert(key(i));
+    /// Writes `count` events of `tenant` as one bundle and takes their keys into the tail, as
+    /// the ingestion writer does; returns the keys.
+    async fn append(
+        db: &crate::db::Db,
+        index: &mut KeyIndex,
+        tenant: &str,
+        first: u64,
+        count: u64,
+    ) -> Vec<i64> {
+        let digest = EventDigest::of_canonical(b"{}");
+        let ids: Vec<String> = (first..first + count).map(|i| format!("e-{i}")).collect();
+        let keys: Vec<i64> = ids
+            .iter()
+            .map(|id| crate::ingest::event_key(tenant, id))
+            .collect();
+        let events: Vec<bundles::NewEvent<'_>> = ids
+            .iter()
+            .zip(&keys)
+            .map(|(id, key)| bundles::NewEvent {
+                key: *key,
+                event_id: id,
+                digest: &digest,
+                class: EventClass::OnTime,
+                flags: &[],
+                canonical: "{}",
+                source_signature: None,
+            })
+            .collect();
+        let mut tx = db.begin().await.expect("begin");
+        index.sync(&mut tx).await.expect("sync");
+        let written = bundles::write_events(&mut tx, &[(tenant, first, events)], 0)
+            .await
+            .expect("write");
+        tx.commit().await.expect("commit");
+        index.committed(&written);
+        keys
+    }
+
+    async fn merge(db: &crate::db::Db, index: &mut KeyIndex) {
+        let mut tx = db.begin().await.expect("begin");
+        let change = index.merge(&mut tx).await.expect("merge");
+        tx.commit().await.expect("commit");
+        index.apply(change);
+    }
+
+    async fn step(db: &crate::db::Db, index: &mut KeyIndex) -> bool {
+        let mut tx = db.begin().await.expect("begin");
+        let change = index.compaction_step(&mut tx, 1).await.expect("step");
+        let finished = matches!(change, IndexChange::Compacted { finished: Some(_) });
+        tx.commit().await.expect("commit");
+        index.apply(change);
+        finished
+    }
+
+    async fn found_keys(db: &crate::db::Db, index: &mut KeyIndex, keys: &[i64]) -> usize {
+        let mut conn = db.readers().acquire().await.expect("connection");
+        index.sync(&mut conn).await.expect("sync");
+        let mut sorted = keys.to_vec();
+        sorted.sort_unstable();
+        lookup(&mut conn, Some(index), &sorted)
+            .await
+            .expect("lookup")
+            .len()
+    }
+
+    /// Runs are written, found, compacted a block at a time; a process that stops half-way
+    /// through a compaction leaves an unfinished run that no lookup reads, and the next
+    /// process's compaction deletes it first and finishes with every key exactly once.
+    #[tokio::test]
+    async fn compaction_survives_a_crash_half_way() {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let url = crate::db::sqlite_url_in(temp.path());
+        let db = crate::db::Db::connect(&url, crate::db::PoolOptions::default())
+            .await
+            .expect("store");
+        let mut index = KeyIndex::default();
+        let mut all = Vec::new();
+        for run in 0..RUNS_PER_LEVEL_MAX as u64 {
+            for tenant in ["acme", "globex"] {
+                all.extend(append(&db, &mut index, tenant, run * 300, 300).await);
+            }
+            merge(&db, &mut index).await;
         }
-        assert!((0..100_000).all(|i| filter.may_contain(key(i))));
-        let false_positives = (100_000..200_000)
-            .filter(|i| filter.may_contain(key(*i)))
-            .count();
-        assert!(
-            false_positives < 1_000,
-            "{false_positives} false positives in 100,000"
+        assert_eq!(index.run_count(), RUNS_PER_LEVEL_MAX);
+        assert!(index.wants_compaction());
+        // Two steps of a compaction of 24 blocks, then the process is gone.
+        assert!(!step(&db, &mut index).await);
+        assert!(!step(&db, &mut index).await);
+        assert!(index.compacting());
+        drop(index);
+        let building: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage_key_runs WHERE state = 'building'")
+                .fetch_one(db.readers())
+                .await
+                .expect("count");
+        assert_eq!(building, 1, "the unfinished run is left behind");
+
+        // A new process: the unfinished run is never read, every key is found once.
+        let mut index = KeyIndex::default();
+        assert_eq!(found_keys(&db, &mut index, &all).await, all.len());
+        all.extend(append(&db, &mut index, "acme", 5_000, 50).await);
+        assert_eq!(found_keys(&db, &mut index, &all).await, all.len());
+        let mut steps = 0;
+        while !step(&db, &mut index).await {
+            steps += 1;
+            assert!(steps < 100, "the compaction finishes");
+        }
+        assert!(steps > 10, "one block a step: {steps} steps");
+        assert_eq!(index.run_count(), 1);
+        assert!(!index.wants_compaction());
+        let (building, blocks): (i64, i64) = (
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage_key_runs WHERE state = 'building'")
+                .fetch_one(db.readers())
+                .await
+                .expect("count"),
+            sqlx::query_scalar("SELECT COUNT(*) FROM usage_key_blocks")
+                .fetch_one(db.readers())
+                .await
+                .expect("count"),
         );
+        assert_eq!(building, 0, "the unfinished run was deleted");
+        assert_eq!(blocks, 24, "only the compacted run's blocks are left");
+        // The tail's 50 keys and the run's 2,400 are all found, by this process and a new one.
+        assert_eq!(found_keys(&db, &mut index, &all).await, all.len());
+        let mut fresh = KeyIndex::default();
+        assert_eq!(found_keys(&db, &mut fresh, &all).await, all.len());
+        db.close().await;
     }
 
     /// Two events whose compact keys collide both stay findable, and sort for the merge.

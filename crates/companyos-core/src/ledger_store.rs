@@ -2,22 +2,46 @@
 //! leaves, complete-subtree hashes and signed checkpoints, over `companyos-ledger`'s maths.
 //!
 //! A head row holds the tree size, root and frontier, so an append reads nothing but the head.
-//! Leaves are stored whole; of the interior nodes only levels 4, 8, 12, ... are stored (one row
-//! per 16 leaves), and any other complete subtree is rebuilt from at most 16 stored hashes, so a
-//! proof over 100 million leaves costs O(log n) small range reads.
+//! Leaves are stored whole (in bundles, with their hashes); of the interior nodes only levels 8,
+//! 12, 16, ... are stored (one row per 256 leaves). A node below level 8 is rebuilt from at most
+//! 128 leaf hashes, which one or two bundle reads bring anyway, and any other complete subtree
+//! from at most 8 stored hashes, so a proof over 100 million leaves costs O(log n) small range
+//! reads. Level 4 was stored until schema 5: its rows were one per 16 leaves, each at its own
+//! log's place in the node index, and made up a third of the pages a small group commit wrote
+//! (docs/BENCHMARKS.md).
 
 use std::collections::HashMap;
 
 use companyos_ledger::checkpoint::{Checkpoint, CheckpointSigner};
+use companyos_ledger::leaf::{EventClass, write_usage_leaf};
 use companyos_ledger::merkle::{self, LeafRange, NodeId};
 use companyos_ledger::note::NoteSigner;
+use companyos_ledger::usage_event::EventDigest;
 use companyos_ledger::{Frontier, Hash, leaf_hash, node_hash};
 use sqlx::{AnyConnection, Row as _};
 
+use crate::bundles::{LeafLayout, PendingLeaves};
 use crate::db::{Db, Placeholders, StoreError, values_placeholders};
 
-/// Interior levels that are stored: multiples of this.
+/// Interior levels that are stored: multiples of this, from [`STORED_LEVEL_MIN`] up.
 pub const STORED_LEVEL_STRIDE: u8 = 4;
+/// The lowest stored interior level; the levels below are rebuilt from leaf hashes.
+pub const STORED_LEVEL_MIN: u8 = 8;
+
+/// Whether the nodes of `level` are stored (`ledger_nodes`); leaves (level 0) are in bundles.
+pub fn is_stored_level(level: u8) -> bool {
+    level >= STORED_LEVEL_MIN && level % STORED_LEVEL_STRIDE == 0
+}
+
+/// The stored level a node of `level` is rebuilt from: 0 (the leaf hashes) below
+/// [`STORED_LEVEL_MIN`], else the stored level at or below it.
+fn base_level(level: u8) -> u8 {
+    if level < STORED_LEVEL_MIN {
+        0
+    } else {
+        level - level % STORED_LEVEL_STRIDE
+    }
+}
 /// Rows per multi-row insert.
 const INSERT_ROWS_MAX: usize = 1024;
 
@@ -28,11 +52,25 @@ pub struct LogHead {
     pub frontier: Frontier,
     /// Whether the head row exists yet.
     exists: bool,
-    pending_leaves: Vec<(u64, Hash, Vec<u8>)>,
+    pending_leaves: PendingLeaves,
     pending_nodes: Vec<(NodeId, Hash)>,
+    /// Reused for the text of each usage leaf, which is hashed but not stored whole.
+    scratch: Vec<u8>,
 }
 
 impl LogHead {
+    fn new(log_id: String, frontier: Frontier, exists: bool) -> Self {
+        let pending_leaves = PendingLeaves::new(LeafLayout::of_log(&log_id), frontier.tree_size());
+        Self {
+            log_id,
+            frontier,
+            exists,
+            pending_leaves,
+            pending_nodes: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
     pub fn tree_size(&self) -> u64 {
         self.frontier.tree_size()
     }
@@ -42,21 +80,49 @@ impl LogHead {
     }
 
     /// Appends a leaf in memory; [`write_appends`] persists it. Returns its leaf index.
-    pub fn append(&mut self, leaf_data: Vec<u8>) -> u64 {
+    pub fn append(&mut self, leaf_data: &[u8]) -> u64 {
         let index = self.frontier.tree_size();
-        let hash = leaf_hash(&leaf_data);
-        for (id, node) in self.frontier.append(hash) {
-            if id.level > 0 && id.level % STORED_LEVEL_STRIDE == 0 {
-                self.pending_nodes.push((id, node));
-            }
-        }
-        self.pending_leaves.push((index, hash, leaf_data));
+        let hash = leaf_hash(leaf_data);
+        self.add_to_frontier(hash);
+        self.pending_leaves.push_whole(hash, leaf_data);
         index
+    }
+
+    /// Appends the usage leaf of an event to this tenant usage ledger in memory (stored in the
+    /// compact layout, [`LeafLayout::Usage`]). Returns its leaf index.
+    pub fn append_usage(&mut self, event_id: &str, digest: &EventDigest, class: EventClass) -> u64 {
+        let index = self.frontier.tree_size();
+        let tenant_id = self
+            .log_id
+            .strip_prefix("tenant/")
+            .expect("usage leaves are appended to tenant usage ledgers");
+        self.scratch.clear();
+        write_usage_leaf(&mut self.scratch, tenant_id, index, event_id, digest, class);
+        let hash = leaf_hash(&self.scratch);
+        self.add_to_frontier(hash);
+        self.pending_leaves
+            .push_usage(hash, event_id, digest, class);
+        index
+    }
+
+    fn add_to_frontier(&mut self, hash: Hash) {
+        let nodes = &mut self.pending_nodes;
+        self.frontier.append_with(hash, |id, node| {
+            if is_stored_level(id.level) {
+                nodes.push((id, *node));
+            }
+        });
     }
 
     /// The leaf index the next append will get.
     pub fn next_index(&self) -> u64 {
         self.frontier.tree_size()
+    }
+
+    /// Takes the appended leaves, leaving none pending.
+    fn take_pending_leaves(&mut self) -> PendingLeaves {
+        let empty = PendingLeaves::new(LeafLayout::of_log(&self.log_id), self.tree_size());
+        std::mem::replace(&mut self.pending_leaves, empty)
     }
 }
 
@@ -110,13 +176,7 @@ pub async fn lock_head(
         }
         None => (Frontier::empty(), false),
     };
-    Ok(LogHead {
-        log_id: log_id.to_owned(),
-        frontier,
-        exists,
-        pending_leaves: Vec::new(),
-        pending_nodes: Vec::new(),
-    })
+    Ok(LogHead::new(log_id.to_owned(), frontier, exists))
 }
 
 /// Reads a head without locking (for reads and proofs).
@@ -146,8 +206,8 @@ pub async fn write_appends(
     if head.pending_leaves.is_empty() {
         return Ok(());
     }
-    let leaves = std::mem::take(&mut head.pending_leaves);
-    crate::bundles::write_leaves(conn, &[(head.log_id.as_str(), leaves.as_slice())]).await?;
+    let leaves = head.take_pending_leaves();
+    crate::bundles::write_leaves(conn, &[(head.log_id.as_str(), &leaves)]).await?;
     let nodes = std::mem::take(&mut head.pending_nodes);
     for chunk in crate::db::statement_chunks(&nodes, INSERT_ROWS_MAX) {
         let sql = format!(
@@ -244,7 +304,7 @@ pub async fn read_node(
     log_id: &str,
     id: NodeId,
 ) -> Result<Hash, StoreError> {
-    let base = id.level - id.level % STORED_LEVEL_STRIDE;
+    let base = base_level(id.level);
     let span = id.level - base;
     let mut hashes = read_stored_range(conn, log_id, base, id.index << span, 1 << span).await?;
     while hashes.len() > 1 {
@@ -530,7 +590,7 @@ pub async fn verify_log(
         let first = expected_index;
         let last = first + rows.len() as u64;
         stored_nodes.clear();
-        for level in (STORED_LEVEL_STRIDE..64).step_by(usize::from(STORED_LEVEL_STRIDE)) {
+        for level in (STORED_LEVEL_MIN..64).step_by(usize::from(STORED_LEVEL_STRIDE)) {
             let (low, high) = (first >> level, last >> level);
             if high == 0 {
                 break;
@@ -574,7 +634,7 @@ pub async fn verify_log(
                 problems.push(problem(Some(index), message));
             }
             for (id, hash) in frontier.append(computed) {
-                if id.level > 0 && id.level % STORED_LEVEL_STRIDE == 0 {
+                if is_stored_level(id.level) {
                     match stored_nodes.get(&id) {
                         Some(stored) if *stored == hash => {}
                         Some(_) => problems.push(problem(
@@ -750,16 +810,7 @@ async fn select_heads(
             let bytes: Vec<u8> = row.try_get(2)?;
             let frontier = Frontier::from_bytes(size, &bytes)
                 .map_err(|e| StoreError::corrupt(format!("log {log_id}: {e}")))?;
-            heads.insert(
-                log_id.clone(),
-                LogHead {
-                    log_id,
-                    frontier,
-                    exists: true,
-                    pending_leaves: Vec::new(),
-                    pending_nodes: Vec::new(),
-                },
-            );
+            heads.insert(log_id.clone(), LogHead::new(log_id, frontier, true));
         }
     }
     Ok(heads)
@@ -771,7 +822,7 @@ pub async fn write_many_appends<'a>(
     heads: impl IntoIterator<Item = &'a mut LogHead>,
     now_micros: i64,
 ) -> Result<(), StoreError> {
-    let mut leaves: Vec<(String, Vec<crate::bundles::LeafEntry>)> = Vec::new();
+    let mut leaves: Vec<(String, PendingLeaves)> = Vec::new();
     let mut nodes: Vec<(String, NodeId, Hash)> = Vec::new();
     let mut changed: Vec<(String, i64, Vec<u8>, Vec<u8>)> = Vec::new();
     for head in heads {
@@ -782,10 +833,7 @@ pub async fn write_many_appends<'a>(
             head.exists,
             "write_many_appends needs heads from lock_heads"
         );
-        leaves.push((
-            head.log_id.clone(),
-            std::mem::take(&mut head.pending_leaves),
-        ));
+        leaves.push((head.log_id.clone(), head.take_pending_leaves()));
         for (id, hash) in std::mem::take(&mut head.pending_nodes) {
             nodes.push((head.log_id.clone(), id, hash));
         }
@@ -796,9 +844,9 @@ pub async fn write_many_appends<'a>(
             head.frontier.to_bytes(),
         ));
     }
-    let logs: Vec<crate::bundles::LogLeaves<'_>> = leaves
+    let logs: Vec<(&str, &PendingLeaves)> = leaves
         .iter()
-        .map(|(log_id, leaves)| (log_id.as_str(), leaves.as_slice()))
+        .map(|(log_id, leaves)| (log_id.as_str(), leaves))
         .collect();
     crate::bundles::write_leaves(conn, &logs).await?;
     for chunk in crate::db::statement_chunks(&nodes, INSERT_ROWS_MAX) {

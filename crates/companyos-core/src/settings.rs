@@ -96,10 +96,13 @@ pub struct Settings {
     pub group_commit_events_max: usize,
     /// Requests waiting for the ingestion writer.
     pub ingest_queue_capacity: usize,
-    /// SQLite: stored events whose dedupe keys are held in memory before the writer merges them
-    /// into the on-disk key index (see `dedupe`). Bounds that memory (about 40 bytes a row) and
-    /// the time of one merge.
+    /// SQLite: stored events whose dedupe keys are held in memory before the writer writes them
+    /// out as a run of the on-disk key index (see `dedupe`, ADR 0007). Bounds that memory
+    /// (about 40 bytes a row) and the time of one merge.
     pub dedupe_tail_rows_max: usize,
+    /// SQLite: key index blocks (100 keys each) one compaction step writes, in a transaction of
+    /// its own between group commits: bounds how long a step holds the write lock.
+    pub dedupe_compaction_step_blocks: usize,
     /// Bytes of a rejected event's body kept for the reconciliation report.
     pub rejected_raw_bytes_max: usize,
     /// How often background jobs run.
@@ -134,6 +137,7 @@ impl Settings {
             group_commit_events_max: 50_000,
             ingest_queue_capacity: 256,
             dedupe_tail_rows_max: 1_000_000,
+            dedupe_compaction_step_blocks: 512,
             rejected_raw_bytes_max: 4096,
             job_interval: StdDuration::from_secs(5),
             job_lease: Duration::seconds(30),

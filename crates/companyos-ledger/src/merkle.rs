@@ -542,9 +542,17 @@ impl Frontier {
     /// Appends a leaf and returns every complete subtree it completes, the leaf itself first and
     /// the largest last: exactly the node hashes a store must persist.
     pub fn append(&mut self, leaf_hash: Hash) -> Vec<(NodeId, Hash)> {
+        let mut completed = Vec::with_capacity(2);
+        self.append_with(leaf_hash, |id, hash| completed.push((id, *hash)));
+        completed
+    }
+
+    /// Appends a leaf and calls `completed` with every complete subtree it completes, in the
+    /// order of [`Frontier::append`], without allocating (a store appends one leaf per event).
+    pub fn append_with(&mut self, leaf_hash: Hash, mut completed: impl FnMut(NodeId, &Hash)) {
         assert!(self.tree_size < TREE_SIZE_MAX, "tree is full");
         let index = self.tree_size;
-        let mut completed = vec![(NodeId::leaf(index), leaf_hash)];
+        completed(NodeId::leaf(index), &leaf_hash);
         let mut carry = leaf_hash;
         let mut level = 0u8;
         while (index >> level) & 1 == 1 {
@@ -554,12 +562,11 @@ impl Frontier {
                 .expect("a set bit of the tree size always has a frontier hash");
             carry = node_hash(&left, &carry);
             level += 1;
-            completed.push((NodeId::new(level, index >> level), carry));
+            completed(NodeId::new(level, index >> level), &carry);
         }
         self.hashes.push(carry);
         self.tree_size += 1;
         assert_eq!(self.hashes.len(), self.tree_size.count_ones() as usize);
-        completed
     }
 }
 

@@ -116,8 +116,8 @@ pub struct ServerArgs {
     /// Upper bound of events in one batch.
     #[arg(long, global = true, env = "COMPANYOS_BATCH_EVENTS_MAX")]
     pub batch_events_max: Option<usize>,
-    /// SQLite: stored events whose dedupe keys stay in memory before they are merged into the
-    /// on-disk key index (about 40 bytes each).
+    /// SQLite: stored events whose dedupe keys stay in memory before they are written out as a
+    /// run of the on-disk key index (about 40 bytes each).
     #[arg(long, global = true, env = "COMPANYOS_DEDUPE_TAIL_ROWS_MAX")]
     pub dedupe_tail_rows_max: Option<usize>,
     /// Database connections per pool.

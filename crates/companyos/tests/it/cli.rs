@@ -295,7 +295,9 @@ fn usage_send_reports_and_ledger_verify_finds_tampering() {
         stderr(&output)
     );
     let db = format!("sqlite://{}", data.join("companyos.db").display());
-    tamper_leaf_data(&db, "tenant/acme", b"event_id:e12\n", b"event_id:e99\n");
+    // Usage leaves are stored by what varies (bundles::LeafLayout::Usage): the event id after
+    // its length byte.
+    tamper_leaf_data(&db, "tenant/acme", b"\x03e12", b"\x03e99");
     let output = verify(&["ledger", "verify", "--tenant", "acme"]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
