@@ -78,6 +78,9 @@ impl NewAudit {
     }
 }
 
+/// Audit records per insert statement (13 parameters each).
+const AUDIT_ROWS_PER_INSERT: usize = 64;
+
 /// Appends records to the audit log inside the caller's transaction.
 pub async fn append(
     db: &Db,
@@ -119,27 +122,33 @@ pub async fn append(
         };
         let index = head.append(&leaf.to_bytes());
         assert_eq!(index, seq);
-        sqlx::query(
-            "INSERT INTO audit_events (seq, id, occurred_at, actor, role, action, target, \
-             tenant_id, outcome, reason, request_id, policy_sha256, details) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(i64::try_from(seq).map_err(|_| StoreError::corrupt("audit seq"))?)
-        .bind(record.id.as_str())
-        .bind(now_micros)
-        .bind(record.actor.as_str())
-        .bind(record.role.as_str())
-        .bind(record.action.as_str())
-        .bind(record.target.as_str())
-        .bind(record.tenant_id.as_deref())
-        .bind(record.outcome.as_str())
-        .bind(record.reason.as_deref())
-        .bind(record.request_id.as_deref())
-        .bind(record.policy_sha256.as_str())
-        .bind(record.details.to_string())
-        .execute(&mut *conn)
-        .await?;
         records.push(record);
+    }
+    // One multi-row insert (a group commit appends a record per request it holds).
+    for chunk in crate::db::statement_chunks(&records, AUDIT_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO audit_events (seq, id, occurred_at, actor, role, action, target, \
+             tenant_id, outcome, reason, request_id, policy_sha256, details) VALUES {}",
+            crate::db::values_placeholders(crate::db::Placeholders::of(conn), chunk.len(), 13)
+        );
+        let mut query = sqlx::query(&sql);
+        for record in chunk {
+            query = query
+                .bind(i64::try_from(record.seq).map_err(|_| StoreError::corrupt("audit seq"))?)
+                .bind(record.id.as_str())
+                .bind(now_micros)
+                .bind(record.actor.as_str())
+                .bind(record.role.as_str())
+                .bind(record.action.as_str())
+                .bind(record.target.as_str())
+                .bind(record.tenant_id.as_deref())
+                .bind(record.outcome.as_str())
+                .bind(record.reason.as_deref())
+                .bind(record.request_id.as_deref())
+                .bind(record.policy_sha256.as_str())
+                .bind(record.details.to_string());
+        }
+        query.execute(&mut *conn).await?;
     }
     ledger_store::write_appends(conn, &mut head, now_micros).await?;
     Ok(records)

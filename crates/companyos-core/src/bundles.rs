@@ -763,6 +763,115 @@ pub async fn read_event_bundles(
     Ok(bundles)
 }
 
+/// What a dedupe lookup needs of a stored event: who and what it is, not its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventIdentity {
+    pub key: i64,
+    pub tenant_id: String,
+    pub event_id: String,
+    pub seq: u64,
+    pub digest: EventDigest,
+}
+
+/// Decodes the events at `positions` of one bundle (pure): every entry is walked, but only the
+/// wanted ones are copied out, without their canonical form (a resend of a whole batch looks up
+/// thousands of events at once).
+pub fn decode_event_identities(
+    tenant_id: &str,
+    first_seq: u64,
+    count: usize,
+    keys: &[u8],
+    bytes: &[u8],
+    positions: &[i64],
+) -> Result<Vec<EventIdentity>, StoreError> {
+    let keys = decode_keys(keys)?;
+    if keys.len() != count {
+        return Err(StoreError::corrupt(format!(
+            "event bundle of {tenant_id} at {first_seq}: {} keys for {count} events",
+            keys.len()
+        )));
+    }
+    let mut wanted: Vec<usize> = Vec::with_capacity(positions.len());
+    for position in positions {
+        let position = usize::try_from(*position)
+            .ok()
+            .filter(|p| *p < count)
+            .ok_or_else(|| {
+                StoreError::corrupt(format!(
+                    "dedupe key points past the end of the event bundle of {tenant_id} at \
+                     {first_seq}"
+                ))
+            })?;
+        wanted.push(position);
+    }
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut reader = Reader::new(bytes, "event bundle")?;
+    let mut found = Vec::with_capacity(wanted.len());
+    let mut next = wanted.iter().peekable();
+    for (offset, key) in keys.iter().enumerate() {
+        let Some(&&want) = next.peek() else { break };
+        let id_len = usize::from(reader.u8()?);
+        let event_id = reader.text(id_len)?;
+        let digest = reader.take(32)?;
+        class_of_code(reader.u8()?)?;
+        let flags_len = usize::from(reader.u8()?);
+        reader.take(flags_len)?;
+        let canonical_len = reader.u32()?;
+        reader.take(canonical_len)?;
+        let signature_len = reader.u16()?;
+        reader.take(signature_len)?;
+        if offset == want {
+            next.next();
+            found.push(EventIdentity {
+                key: *key,
+                tenant_id: tenant_id.to_owned(),
+                event_id: event_id.to_owned(),
+                seq: first_seq + offset as u64,
+                digest: EventDigest::from_hash(
+                    Hash::from_slice(digest).ok_or_else(|| StoreError::corrupt("digest"))?,
+                ),
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// The wanted events of bundles: `positions` by bundle id (ids that do not exist, such as
+/// purged bundles, are left out).
+pub async fn read_event_identities(
+    conn: &mut AnyConnection,
+    positions: &std::collections::BTreeMap<i64, Vec<i64>>,
+) -> Result<Vec<EventIdentity>, StoreError> {
+    let ids: Vec<i64> = positions.keys().copied().collect();
+    let mut found = Vec::new();
+    for chunk in crate::db::statement_chunks(&ids, IDS_PER_LOOKUP) {
+        let sql = format!(
+            "SELECT id, tenant_id, first_seq, event_count, event_keys, events \
+             FROM usage_event_bundles WHERE id IN ({})",
+            list_placeholders(Placeholders::of(conn), 1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let id: i64 = row.try_get(0)?;
+            let tenant_id: String = row.try_get(1)?;
+            let first_seq = to_u64(row.try_get(2)?)?;
+            let count = usize::try_from(row.try_get::<i64, _>(3)?)
+                .map_err(|_| StoreError::corrupt("event count"))?;
+            let keys: Vec<u8> = row.try_get(4)?;
+            let bytes: Vec<u8> = row.try_get(5)?;
+            let wanted = positions.get(&id).map(Vec::as_slice).unwrap_or_default();
+            found.extend(decode_event_identities(
+                &tenant_id, first_seq, count, &keys, &bytes, wanted,
+            )?);
+        }
+    }
+    Ok(found)
+}
+
 /// How many event payloads a tenant has stored.
 pub async fn count_events(conn: &mut AnyConnection, tenant_id: &str) -> Result<i64, StoreError> {
     count_entries(conn, &EVENT_BUNDLES, tenant_id).await
@@ -958,11 +1067,29 @@ async fn legacy_page(
 /// Key rows per insert statement.
 const KEYS_PER_STATEMENT: usize = 2048;
 
+/// Key rows per insert statement on PostgreSQL (three array parameters).
+const POSTGRES_KEYS_PER_STATEMENT: usize = 65_536;
+
 /// Inserts `(event_key, bundle_id, position)` rows into `usage_event_keys`.
 pub async fn insert_keys(
     conn: &mut AnyConnection,
     keys: &[(i64, i64, i64)],
 ) -> Result<(), StoreError> {
+    if Placeholders::of(conn) == Placeholders::Numbered {
+        // PostgreSQL: the rows as three arrays, one statement (see `postgres_bigint_array`).
+        for chunk in crate::db::statement_chunks(keys, POSTGRES_KEYS_PER_STATEMENT) {
+            sqlx::query(
+                "INSERT INTO usage_event_keys (event_key, bundle_id, position) \
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])",
+            )
+            .bind(crate::db::postgres_bigint_array(chunk.iter().map(|k| k.0)))
+            .bind(crate::db::postgres_bigint_array(chunk.iter().map(|k| k.1)))
+            .bind(crate::db::postgres_bigint_array(chunk.iter().map(|k| k.2)))
+            .execute(&mut *conn)
+            .await?;
+        }
+        return Ok(());
+    }
     for chunk in crate::db::statement_chunks(keys, KEYS_PER_STATEMENT) {
         let sql = format!(
             "{} usage_event_keys (event_key, bundle_id, position) VALUES {}",
@@ -1098,6 +1225,19 @@ mod tests {
         assert_eq!(decoded[1].canonical, "{\"a\":1}");
         assert_eq!(decoded[1].source_signature, None);
         assert_eq!(decoded[1].digest, digest);
+        let identities =
+            decode_event_identities("acme", 40, 2, &keys, &bytes, &[1, 1]).expect("decodes");
+        assert_eq!(
+            identities,
+            vec![EventIdentity {
+                key: 9,
+                tenant_id: "acme".to_owned(),
+                event_id: "e-2".to_owned(),
+                seq: 41,
+                digest,
+            }]
+        );
+        assert!(decode_event_identities("acme", 40, 2, &keys, &bytes, &[2]).is_err());
         assert!(decode_events("acme", 40, 2, 77, &keys, &bytes[..bytes.len() - 1]).is_err());
         assert!(decode_events("acme", 40, 3, 77, &keys, &bytes).is_err());
         assert!(Reader::new(&[2], "test").is_err());

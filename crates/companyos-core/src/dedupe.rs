@@ -31,8 +31,8 @@ use crate::bundles;
 use crate::db::{Backend, Placeholders, StoreError, list_placeholders};
 use crate::key_runs::{self, BlockCutter, KeyEntry, RunFilter};
 
-/// Keys per lookup statement.
-const KEYS_PER_LOOKUP: usize = 256;
+/// Keys per lookup statement on PostgreSQL (one array parameter).
+const POSTGRES_KEYS_PER_LOOKUP: usize = 65_536;
 
 /// Where a stored event is: its bundle's id and its position in the bundle.
 pub type EventPlace = (i64, i64);
@@ -135,6 +135,7 @@ struct Run {
 pub struct KeyIndex {
     loaded: Option<Loaded>,
     compaction: Option<Compaction>,
+    cache: BlockCache,
 }
 
 #[derive(Debug)]
@@ -691,7 +692,7 @@ impl KeyIndex {
     /// Places of stored events whose compact key is one of `keys` (sorted): from the tail, and
     /// from the runs whose filter admits the key, by reading one block per run and key.
     async fn places(
-        &self,
+        &mut self,
         conn: &mut AnyConnection,
         keys: &[i64],
     ) -> Result<Vec<EventPlace>, StoreError> {
@@ -717,8 +718,25 @@ impl KeyIndex {
                 }
             }
         }
-        let rowids: Vec<i64> = wanted.keys().copied().collect();
-        for chunk in crate::db::statement_chunks(&rowids, BLOCKS_PER_LOOKUP) {
+        let find = |entries: &[KeyEntry], key: i64, places: &mut Vec<EventPlace>| {
+            let from = entries.partition_point(|e| e.key < key);
+            for entry in entries[from..].iter().take_while(|e| e.key == key) {
+                places.push((entry.bundle_id, entry.position));
+            }
+        };
+        // Blocks in the cache first; the others are read (in row id order) and cached.
+        let mut missing: Vec<i64> = Vec::new();
+        for (rowid, wanted_keys) in &wanted {
+            match self.cache.get(*rowid) {
+                Some(entries) => {
+                    for key in wanted_keys {
+                        find(entries, *key, &mut places);
+                    }
+                }
+                None => missing.push(*rowid),
+            }
+        }
+        for chunk in crate::db::statement_chunks(&missing, BLOCKS_PER_LOOKUP) {
             let sql = format!(
                 "SELECT id, entries FROM usage_key_blocks WHERE id IN ({})",
                 list_placeholders(Placeholders::of(conn), 1, chunk.len())
@@ -737,14 +755,46 @@ impl KeyIndex {
                 let rowid: i64 = row.try_get(0)?;
                 let entries = key_runs::decode_block(&row.try_get::<Vec<u8>, _>(1)?)?;
                 for key in wanted.get(&rowid).into_iter().flatten() {
-                    let from = entries.partition_point(|e| e.key < *key);
-                    for entry in entries[from..].iter().take_while(|e| e.key == *key) {
-                        places.push((entry.bundle_id, entry.position));
-                    }
+                    find(&entries, *key, &mut places);
                 }
+                self.cache.insert(rowid, entries);
             }
         }
         Ok(places)
+    }
+}
+
+/// Decoded blocks of the runs, by row id, at most [`BLOCK_CACHE_BLOCKS_MAX`] (first in, first
+/// out). Blocks are immutable and row ids never name another block later (run ids are never
+/// reused), so a cached block is never stale; the blocks of a deleted run just age out. Keys
+/// that are in the store (resends, retries) then cost a block read only the first time their
+/// block is wanted.
+#[derive(Debug, Default)]
+struct BlockCache {
+    blocks: HashMap<i64, Vec<KeyEntry>>,
+    order: std::collections::VecDeque<i64>,
+}
+
+/// Blocks the cache holds at most: about 2.4 KiB each decoded, so about 40 MiB, the blocks of
+/// 1.6M keys.
+pub const BLOCK_CACHE_BLOCKS_MAX: usize = 16_384;
+
+impl BlockCache {
+    fn get(&self, rowid: i64) -> Option<&[KeyEntry]> {
+        self.blocks.get(&rowid).map(Vec::as_slice)
+    }
+
+    fn insert(&mut self, rowid: i64, entries: Vec<KeyEntry>) {
+        if self.blocks.insert(rowid, entries).is_some() {
+            return;
+        }
+        self.order.push_back(rowid);
+        while self.order.len() > BLOCK_CACHE_BLOCKS_MAX {
+            if let Some(oldest) = self.order.pop_front() {
+                self.blocks.remove(&oldest);
+            }
+        }
+        assert!(self.blocks.len() <= BLOCK_CACHE_BLOCKS_MAX);
     }
 }
 
@@ -844,23 +894,23 @@ pub struct Found {
 /// place whose bundle was purged is no event.
 pub async fn lookup(
     conn: &mut AnyConnection,
-    index: Option<&KeyIndex>,
+    index: Option<&mut KeyIndex>,
     keys: &[i64],
 ) -> Result<Vec<Found>, StoreError> {
     let mut places: Vec<EventPlace> = Vec::new();
     match index {
         Some(index) => places = index.places(conn, keys).await?,
         None => {
-            for chunk in crate::db::statement_chunks(keys, KEYS_PER_LOOKUP) {
-                let sql = format!(
-                    "SELECT bundle_id, position FROM usage_event_keys WHERE event_key IN ({})",
-                    list_placeholders(Placeholders::of(conn), 1, chunk.len())
-                );
-                let mut query = sqlx::query(&sql);
-                for key in chunk {
-                    query = query.bind(*key);
-                }
-                for row in query.fetch_all(&mut *conn).await? {
+            // PostgreSQL: every key in one statement (an index scan per array element).
+            for chunk in crate::db::statement_chunks(keys, POSTGRES_KEYS_PER_LOOKUP) {
+                let rows = sqlx::query(
+                    "SELECT bundle_id, position FROM usage_event_keys \
+                     WHERE event_key = ANY($1::bigint[])",
+                )
+                .bind(crate::db::postgres_bigint_array(chunk.iter().copied()))
+                .fetch_all(&mut *conn)
+                .await?;
+                for row in &rows {
                     places.push((row.try_get(0)?, row.try_get(1)?));
                 }
             }
@@ -873,32 +923,17 @@ pub async fn lookup(
     for (bundle_id, position) in places {
         by_bundle.entry(bundle_id).or_default().push(position);
     }
-    let ids: Vec<i64> = by_bundle.keys().copied().collect();
-    let mut found = Vec::new();
-    for bundle in bundles::read_event_bundles(conn, &ids).await? {
-        let Some(positions) = by_bundle.get(&bundle.id) else {
-            continue;
-        };
-        for position in positions {
-            let event = usize::try_from(*position)
-                .ok()
-                .and_then(|p| bundle.events.get(p))
-                .ok_or_else(|| {
-                    StoreError::corrupt(format!(
-                        "dedupe key points past the end of event bundle {}",
-                        bundle.id
-                    ))
-                })?;
-            found.push(Found {
-                key: event.key,
-                tenant_id: event.tenant_id.clone(),
-                event_id: event.event_id.clone(),
-                seq: event.seq,
-                digest: event.digest,
-            });
-        }
-    }
-    Ok(found)
+    Ok(bundles::read_event_identities(conn, &by_bundle)
+        .await?
+        .into_iter()
+        .map(|e| Found {
+            key: e.key,
+            tenant_id: e.tenant_id,
+            event_id: e.event_id,
+            seq: e.seq,
+            digest: e.digest,
+        })
+        .collect())
 }
 
 /// Deletes a tenant's stored event payloads (purge) with their dedupe keys; returns the events

@@ -374,7 +374,7 @@ impl App {
         tx: &mut Tx,
         jobs: &[Job],
         now: OffsetDateTime,
-        tail: Option<&KeyIndex>,
+        tail: Option<&mut KeyIndex>,
     ) -> Result<(Vec<Vec<Decision>>, Vec<(i64, i64, i64)>), ServiceError> {
         let now_micros = to_micros(now);
         let raw_max = self.settings().rejected_raw_bytes_max;
@@ -428,6 +428,7 @@ impl App {
                 state.slots[*at].closed_days.push(day);
             }
         }
+        let keys_in_store = tail.is_none();
         let existing = existing_keys(tx, jobs, &state, tail).await?;
         let mut decisions = Vec::with_capacity(jobs.len());
         let mut audits = Vec::with_capacity(jobs.len());
@@ -451,7 +452,7 @@ impl App {
             audits.push(ingest_audit(job, &counts));
             decisions.push(job_decisions);
         }
-        let written = write_state(tx, &mut state, now_micros, tail.is_none()).await?;
+        let written = write_state(tx, &mut state, now_micros, keys_in_store).await?;
         audit::append(db, tx, self.authorizer().policy_sha256(), now, audits).await?;
         for slot in &state.slots {
             for status in STATUSES {
@@ -750,7 +751,7 @@ async fn existing_keys(
     conn: &mut AnyConnection,
     jobs: &[Job],
     state: &GroupState<'_>,
-    tail: Option<&KeyIndex>,
+    tail: Option<&mut KeyIndex>,
 ) -> Result<StoredKeys, StoreError> {
     // Compact keys computed when each request was checked, of tenants that take events.
     let takes_usage = |tenant_id: &str| {

@@ -614,19 +614,19 @@ impl App {
             // Every lookup of the write path is a point or short-range lookup on an index.
             // Without fresh statistics (a young or fast-growing table, autovacuum off) the
             // planner can pick a sequential scan of all events per batch; forbid it here.
-            for setting in [
-                "SET LOCAL enable_seqscan = off",
-                "SET LOCAL enable_hashjoin = off",
-                "SET LOCAL enable_mergejoin = off",
-            ] {
-                sqlx::query(setting).execute(&mut *tx).await?;
-            }
+            // One simple-protocol round trip for the three.
+            sqlx::Executor::execute(
+                &mut *tx,
+                "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
+                 SET LOCAL enable_mergejoin = off",
+            )
+            .await?;
         }
         if let Some(tail) = tail.as_deref_mut() {
             tail.sync(&mut tx).await?;
         }
         let (decisions, appended) = self
-            .write_group(db, &mut tx, jobs, now, tail.as_deref())
+            .write_group(db, &mut tx, jobs, now, tail.as_deref_mut())
             .await?;
         tx.commit().await?;
         self.inner
@@ -826,7 +826,7 @@ impl App {
                 let mut snapshot = self.db().readers().begin().await?;
                 tail.sync(&mut snapshot).await?;
                 snapshot.commit().await?;
-                dedupe::lookup(conn, Some(&tail), &[key]).await?
+                dedupe::lookup(conn, Some(&mut tail), &[key]).await?
             }
             Backend::Postgres => dedupe::lookup(conn, None, &[key]).await?,
         };
