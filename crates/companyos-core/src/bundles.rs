@@ -1077,7 +1077,8 @@ pub async fn insert_keys(
 ) -> Result<(), StoreError> {
     if Placeholders::of(conn) == Placeholders::Numbered {
         // PostgreSQL: the rows as three arrays, one statement (see `postgres_bigint_array`).
-        for chunk in crate::db::statement_chunks(keys, POSTGRES_KEYS_PER_STATEMENT) {
+        // The statement text is the same for any number of rows: plain chunks.
+        for chunk in keys.chunks(POSTGRES_KEYS_PER_STATEMENT) {
             sqlx::query(
                 "INSERT INTO usage_event_keys (event_key, bundle_id, position) \
                  SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[])",

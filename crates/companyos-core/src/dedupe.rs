@@ -902,7 +902,8 @@ pub async fn lookup(
         Some(index) => places = index.places(conn, keys).await?,
         None => {
             // PostgreSQL: every key in one statement (an index scan per array element).
-            for chunk in crate::db::statement_chunks(keys, POSTGRES_KEYS_PER_LOOKUP) {
+            // The statement text is the same for any number of keys: plain chunks.
+            for chunk in keys.chunks(POSTGRES_KEYS_PER_LOOKUP) {
                 let rows = sqlx::query(
                     "SELECT bundle_id, position FROM usage_event_keys \
                      WHERE event_key = ANY($1::bigint[])",
