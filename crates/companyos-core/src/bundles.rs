@@ -587,6 +587,39 @@ pub fn decode_events(
     keys: &[u8],
     bytes: &[u8],
 ) -> Result<Vec<StoredEvent>, StoreError> {
+    let keys = bundle_keys(tenant_id, first_seq, count, keys)?;
+    let mut reader = Reader::new(bytes, "event bundle")?;
+    let mut events = Vec::with_capacity(count);
+    for (offset, key) in (0u64..).zip(keys) {
+        let entry = EventEntry::read(&mut reader)?;
+        events.push(StoredEvent {
+            tenant_id: tenant_id.to_owned(),
+            seq: first_seq + offset,
+            key,
+            event_id: entry.event_id.to_owned(),
+            digest: entry.digest,
+            class: entry.class,
+            flags: if entry.flags.is_empty() {
+                Vec::new()
+            } else {
+                entry.flags.split(',').map(str::to_owned).collect()
+            },
+            canonical: entry.canonical.to_owned(),
+            source_signature: (!entry.signature.is_empty()).then(|| entry.signature.to_owned()),
+            received_at_micros,
+        });
+    }
+    reader.finish()?;
+    Ok(events)
+}
+
+/// The compact keys of an event bundle, checked against its event count.
+fn bundle_keys(
+    tenant_id: &str,
+    first_seq: u64,
+    count: usize,
+    keys: &[u8],
+) -> Result<Vec<i64>, StoreError> {
     let keys = decode_keys(keys)?;
     if keys.len() != count {
         return Err(StoreError::corrupt(format!(
@@ -594,41 +627,42 @@ pub fn decode_events(
             keys.len()
         )));
     }
-    let mut reader = Reader::new(bytes, "event bundle")?;
-    let mut events = Vec::with_capacity(count);
-    for (offset, key) in (0u64..).zip(keys) {
+    Ok(keys)
+}
+
+/// One event of an `events` column, borrowed from it (see [`encode_events`]).
+struct EventEntry<'a> {
+    event_id: &'a str,
+    digest: EventDigest,
+    class: EventClass,
+    flags: &'a str,
+    canonical: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> EventEntry<'a> {
+    fn read(reader: &mut Reader<'a>) -> Result<Self, StoreError> {
         let id_len = usize::from(reader.u8()?);
-        let event_id = reader.text(id_len)?.to_owned();
+        let event_id = reader.text(id_len)?;
         let digest = EventDigest::from_hash(
             Hash::from_slice(reader.take(32)?).ok_or_else(|| StoreError::corrupt("digest"))?,
         );
         let class = class_of_code(reader.u8()?)?;
         let flags_len = usize::from(reader.u8()?);
         let flags = reader.text(flags_len)?;
-        let flags = if flags.is_empty() {
-            Vec::new()
-        } else {
-            flags.split(',').map(str::to_owned).collect()
-        };
         let canonical_len = reader.u32()?;
-        let canonical = reader.text(canonical_len)?.to_owned();
+        let canonical = reader.text(canonical_len)?;
         let signature_len = reader.u16()?;
         let signature = reader.text(signature_len)?;
-        events.push(StoredEvent {
-            tenant_id: tenant_id.to_owned(),
-            seq: first_seq + offset,
-            key,
+        Ok(Self {
             event_id,
             digest,
             class,
             flags,
             canonical,
-            source_signature: (!signature.is_empty()).then(|| signature.to_owned()),
-            received_at_micros,
-        });
+            signature,
+        })
     }
-    reader.finish()?;
-    Ok(events)
 }
 
 fn decode_event_bundle(row: &sqlx::any::AnyRow) -> Result<EventBundle, StoreError> {
@@ -784,13 +818,7 @@ pub fn decode_event_identities(
     bytes: &[u8],
     positions: &[i64],
 ) -> Result<Vec<EventIdentity>, StoreError> {
-    let keys = decode_keys(keys)?;
-    if keys.len() != count {
-        return Err(StoreError::corrupt(format!(
-            "event bundle of {tenant_id} at {first_seq}: {} keys for {count} events",
-            keys.len()
-        )));
-    }
+    let keys = bundle_keys(tenant_id, first_seq, count, keys)?;
     let mut wanted: Vec<usize> = Vec::with_capacity(positions.len());
     for position in positions {
         let position = usize::try_from(*position)
@@ -811,26 +839,16 @@ pub fn decode_event_identities(
     let mut next = wanted.iter().peekable();
     for (offset, key) in keys.iter().enumerate() {
         let Some(&&want) = next.peek() else { break };
-        let id_len = usize::from(reader.u8()?);
-        let event_id = reader.text(id_len)?;
-        let digest = reader.take(32)?;
-        class_of_code(reader.u8()?)?;
-        let flags_len = usize::from(reader.u8()?);
-        reader.take(flags_len)?;
-        let canonical_len = reader.u32()?;
-        reader.take(canonical_len)?;
-        let signature_len = reader.u16()?;
-        reader.take(signature_len)?;
+        // Every entry is read (and checked); only the wanted ones are copied out.
+        let entry = EventEntry::read(&mut reader)?;
         if offset == want {
             next.next();
             found.push(EventIdentity {
                 key: *key,
                 tenant_id: tenant_id.to_owned(),
-                event_id: event_id.to_owned(),
+                event_id: entry.event_id.to_owned(),
                 seq: first_seq + offset as u64,
-                digest: EventDigest::from_hash(
-                    Hash::from_slice(digest).ok_or_else(|| StoreError::corrupt("digest"))?,
-                ),
+                digest: entry.digest,
             });
         }
     }
