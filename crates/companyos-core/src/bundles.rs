@@ -130,16 +130,12 @@ pub enum LeafLayout {
 impl LeafLayout {
     /// The layout of a log's new bundles.
     pub fn of_log(log_id: &str) -> Self {
-        if log_id.starts_with(USAGE_LOG_PREFIX) {
-            Self::Usage
-        } else {
-            Self::Whole
+        match crate::tenants::usage_log_tenant(log_id) {
+            Some(_) => Self::Usage,
+            None => Self::Whole,
         }
     }
 }
-
-/// Log ids of tenant usage ledgers start with this; the tenant id follows.
-const USAGE_LOG_PREFIX: &str = "tenant/";
 
 /// The leaves one transaction appends to one log, in order, already encoded as bundle entries
 /// in the log's layout (one buffer for all of them: no allocation per leaf).
@@ -280,7 +276,7 @@ pub fn decode_leaves(
     };
     let tenant_id = match &reader {
         Some((LeafLayout::Usage, _)) => {
-            Some(log_id.strip_prefix(USAGE_LOG_PREFIX).ok_or_else(|| {
+            Some(crate::tenants::usage_log_tenant(log_id).ok_or_else(|| {
                 StoreError::corrupt(format!("log {log_id}: usage leaves outside a usage ledger"))
             })?)
         }
@@ -571,13 +567,6 @@ pub fn decode_keys(bytes: &[u8]) -> Result<Vec<i64>, StoreError> {
         .collect())
 }
 
-/// A stored row of `usage_event_bundles`, decoded.
-#[derive(Debug, Clone)]
-pub struct EventBundle {
-    pub id: i64,
-    pub events: Vec<StoredEvent>,
-}
-
 /// Decodes the events of one bundle (pure; the columns of a `usage_event_bundles` row).
 pub fn decode_events(
     tenant_id: &str,
@@ -665,8 +654,8 @@ impl<'a> EventEntry<'a> {
     }
 }
 
-fn decode_event_bundle(row: &sqlx::any::AnyRow) -> Result<EventBundle, StoreError> {
-    let id: i64 = row.try_get("id")?;
+/// The events of a `usage_event_bundles` row of [`EVENT_BUNDLE_COLUMNS`].
+fn decode_event_bundle(row: &sqlx::any::AnyRow) -> Result<Vec<StoredEvent>, StoreError> {
     let tenant_id: String = row.try_get("tenant_id")?;
     let first_seq = to_u64(row.try_get("first_seq")?)?;
     let count = usize::try_from(row.try_get::<i64, _>("event_count")?)
@@ -674,19 +663,18 @@ fn decode_event_bundle(row: &sqlx::any::AnyRow) -> Result<EventBundle, StoreErro
     let received_at_micros: i64 = row.try_get("received_at")?;
     let keys: Vec<u8> = row.try_get("event_keys")?;
     let bytes: Vec<u8> = row.try_get("events")?;
-    let events = decode_events(
+    decode_events(
         &tenant_id,
         first_seq,
         count,
         received_at_micros,
         &keys,
         &bytes,
-    )?;
-    Ok(EventBundle { id, events })
+    )
 }
 
 const EVENT_BUNDLE_COLUMNS: &str =
-    "id, tenant_id, first_seq, event_count, received_at, event_keys, events";
+    "tenant_id, first_seq, event_count, received_at, event_keys, events";
 
 /// Appends event bundles: `(tenant_id, first_seq, events)` with each tenant's events
 /// consecutive from `first_seq`, split into bundles of at most [`BUNDLE_ENTRIES_MAX`]. Returns
@@ -766,35 +754,13 @@ pub async fn read_events(
         .await?;
     let mut events = Vec::new();
     for row in &rows {
-        for event in decode_event_bundle(row)?.events {
+        for event in decode_event_bundle(row)? {
             if event.seq >= from && event.seq < to {
                 events.push(event);
             }
         }
     }
     Ok(events)
-}
-
-/// Event bundles by id (ids that do not exist are left out).
-pub async fn read_event_bundles(
-    conn: &mut AnyConnection,
-    ids: &[i64],
-) -> Result<Vec<EventBundle>, StoreError> {
-    let mut bundles = Vec::with_capacity(ids.len());
-    for chunk in crate::db::statement_chunks(ids, IDS_PER_LOOKUP) {
-        let sql = format!(
-            "SELECT {EVENT_BUNDLE_COLUMNS} FROM usage_event_bundles WHERE id IN ({})",
-            list_placeholders(Placeholders::of(conn), 1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for id in chunk {
-            query = query.bind(*id);
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            bundles.push(decode_event_bundle(&row)?);
-        }
-    }
-    Ok(bundles)
 }
 
 /// What a dedupe lookup needs of a stored event: who and what it is, not its payload.

@@ -24,7 +24,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use companyos_ledger::usage_event::EventDigest;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::bundles;
@@ -61,55 +60,75 @@ impl Hasher for KeyHasher {
 /// A hash map keyed by compact event keys.
 pub type KeyMap<V> = HashMap<i64, V, BuildHasherDefault<KeyHasher>>;
 
-/// Places by compact key; almost every key has one place, the rare others spill over.
-#[derive(Debug, Default)]
-struct TailKeys {
-    first: KeyMap<EventPlace>,
-    more: KeyMap<Vec<EventPlace>>,
+/// Values by compact key, for maps where almost every key has one value (two events share a
+/// compact key only by a 64-bit collision): the first value of a key inline, the rare others
+/// spilled into a second map. The dedupe tail and a group's new events use it.
+#[derive(Debug)]
+pub struct KeyMultiMap<V> {
+    first: KeyMap<V>,
+    more: KeyMap<Vec<V>>,
 }
 
-impl TailKeys {
-    fn len(&self) -> usize {
+impl<V> Default for KeyMultiMap<V> {
+    fn default() -> Self {
+        Self {
+            first: KeyMap::default(),
+            more: KeyMap::default(),
+        }
+    }
+}
+
+impl<V> KeyMultiMap<V> {
+    pub fn len(&self) -> usize {
         self.first.len() + self.more.values().map(Vec::len).sum::<usize>()
     }
 
-    fn insert(&mut self, key: i64, place: EventPlace) {
+    pub fn is_empty(&self) -> bool {
+        self.first.is_empty()
+    }
+
+    pub fn insert(&mut self, key: i64, value: V) {
         match self.first.entry(key) {
             std::collections::hash_map::Entry::Vacant(vacant) => {
-                vacant.insert(place);
+                vacant.insert(value);
             }
             std::collections::hash_map::Entry::Occupied(_) => {
-                self.more.entry(key).or_default().push(place);
+                self.more.entry(key).or_default().push(value);
             }
         }
     }
 
+    /// Every value of `key`, in insertion order.
+    pub fn get(&self, key: i64) -> impl Iterator<Item = &V> + '_ {
+        self.first
+            .get(&key)
+            .into_iter()
+            .chain(self.more.get(&key).into_iter().flatten())
+    }
+
     /// Forgets every key, keeping the memory for the next ones.
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.first.clear();
         self.more.clear();
     }
 
-    fn places(&self, key: i64) -> impl Iterator<Item = EventPlace> + '_ {
-        self.first
-            .get(&key)
-            .copied()
-            .into_iter()
-            .chain(self.more.get(&key).into_iter().flatten().copied())
+    /// Every `(key, value)`, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &V)> + '_ {
+        self.first.iter().map(|(k, v)| (*k, v)).chain(
+            self.more
+                .iter()
+                .flat_map(|(k, values)| values.iter().map(move |v| (*k, v))),
+        )
     }
+}
 
-    /// Every `(key, bundle_id, position)`, sorted (the order of the merged index).
+/// The tail: places by compact key of the events written since the last merge.
+type TailKeys = KeyMultiMap<EventPlace>;
+
+impl TailKeys {
+    /// Every `(key, bundle_id, position)`, sorted (the order of a run).
     fn sorted(&self) -> Vec<(i64, i64, i64)> {
-        let mut all: Vec<(i64, i64, i64)> = self
-            .first
-            .iter()
-            .map(|(k, (b, p))| (*k, *b, *p))
-            .chain(
-                self.more
-                    .iter()
-                    .flat_map(|(k, places)| places.iter().map(move |(b, p)| (*k, *b, *p))),
-            )
-            .collect();
+        let mut all: Vec<(i64, i64, i64)> = self.iter().map(|(k, (b, p))| (k, *b, *p)).collect();
         all.sort_unstable();
         all
     }
@@ -260,6 +279,7 @@ async fn insert_blocks(
 #[derive(Debug)]
 struct RunWriter {
     run_id: i64,
+    level: i64,
     cutter: BlockCutter,
     fences: Vec<i64>,
     filter: RunFilter,
@@ -269,15 +289,31 @@ struct RunWriter {
 }
 
 impl RunWriter {
-    fn new(run_id: i64, keys_expected: usize) -> Self {
-        Self {
+    /// Starts a run of `level`: its row, `building` until [`RunWriter::finish`] (readers never
+    /// use it before).
+    async fn begin(
+        conn: &mut AnyConnection,
+        level: i64,
+        keys_expected: usize,
+    ) -> Result<Self, StoreError> {
+        let run_id = sqlx::query_scalar(
+            "INSERT INTO usage_key_runs (level, state, key_count, block_count, fences, filter) \
+             VALUES ($1, 'building', 0, 0, $2, $3) RETURNING id",
+        )
+        .bind(level)
+        .bind(Vec::<u8>::new())
+        .bind(Vec::<u8>::new())
+        .fetch_one(&mut *conn)
+        .await?;
+        Ok(Self {
             run_id,
+            level,
             cutter: BlockCutter::default(),
             fences: Vec::new(),
             filter: RunFilter::with_capacity(keys_expected),
             key_count: 0,
             pending: Vec::new(),
-        }
+        })
     }
 
     fn push(&mut self, entry: KeyEntry) {
@@ -303,17 +339,16 @@ impl RunWriter {
         Ok(())
     }
 
-    /// Writes the last block and the run's row, live, at `level`.
-    async fn finish(mut self, conn: &mut AnyConnection, level: i64) -> Result<Run, StoreError> {
+    /// Writes the last block and makes the run live.
+    async fn finish(mut self, conn: &mut AnyConnection) -> Result<Run, StoreError> {
         if let Some(block) = self.cutter.finish() {
             self.add_block(&block);
         }
         self.flush(conn).await?;
         let updated = sqlx::query(
-            "UPDATE usage_key_runs SET state = 'live', level = $1, key_count = $2, \
-             block_count = $3, fences = $4, filter = $5 WHERE id = $6 AND state = 'building'",
+            "UPDATE usage_key_runs SET state = 'live', key_count = $1, block_count = $2, \
+             fences = $3, filter = $4 WHERE id = $5 AND state = 'building'",
         )
-        .bind(level)
         .bind(i64::try_from(self.key_count).unwrap_or(i64::MAX))
         .bind(i64::try_from(self.fences.len()).unwrap_or(i64::MAX))
         .bind(key_runs::encode_fences(&self.fences))
@@ -329,25 +364,12 @@ impl RunWriter {
         }
         Ok(Run {
             id: self.run_id,
-            level,
+            level: self.level,
             key_count: self.key_count,
             fences: self.fences,
             filter: self.filter,
         })
     }
-}
-
-/// Starts a run: its row, `building` until it is finished (readers never use it before).
-async fn begin_run(conn: &mut AnyConnection, level: i64) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(
-        "INSERT INTO usage_key_runs (level, state, key_count, block_count, fences, filter) \
-         VALUES ($1, 'building', 0, 0, $2, $3) RETURNING id",
-    )
-    .bind(level)
-    .bind(Vec::<u8>::new())
-    .bind(Vec::<u8>::new())
-    .fetch_one(&mut *conn)
-    .await?)
 }
 
 /// Deletes runs (their rows and blocks).
@@ -381,7 +403,6 @@ async fn delete_unfinished_runs(conn: &mut AnyConnection) -> Result<(), StoreErr
 #[derive(Debug)]
 struct Compaction {
     sources: Vec<Source>,
-    level: i64,
     writer: RunWriter,
     keys_expected: u64,
 }
@@ -391,6 +412,7 @@ struct Compaction {
 struct Source {
     run_id: i64,
     block_count: u32,
+    key_count: u64,
     next_block: u32,
     buffered: std::collections::VecDeque<KeyEntry>,
 }
@@ -538,8 +560,7 @@ impl KeyIndex {
         };
         let upto = loaded.last_bundle_id;
         let sorted = loaded.keys.sorted();
-        let run_id = begin_run(conn, 0).await?;
-        let mut writer = RunWriter::new(run_id, sorted.len());
+        let mut writer = RunWriter::begin(conn, 0, sorted.len()).await?;
         for (key, bundle_id, position) in sorted {
             writer.push(KeyEntry {
                 key,
@@ -550,7 +571,7 @@ impl KeyIndex {
                 writer.flush(conn).await?;
             }
         }
-        let run = writer.finish(conn, 0).await?;
+        let run = writer.finish(conn).await?;
         sqlx::query("UPDATE usage_key_index SET indexed_bundle_id = $1 WHERE id = 1")
             .bind(upto)
             .execute(&mut *conn)
@@ -583,30 +604,29 @@ impl KeyIndex {
             let Some(level) = level_to_compact(&loaded.runs) else {
                 return Ok(IndexChange::Nothing);
             };
-            let sources: Vec<Run> = loaded
+            let sources: Vec<Source> = loaded
                 .runs
                 .iter()
                 .filter(|r| r.level == level)
-                .cloned()
+                .map(|r| Source {
+                    run_id: r.id,
+                    block_count: u32::try_from(r.fences.len()).unwrap_or(u32::MAX),
+                    key_count: r.key_count,
+                    next_block: 0,
+                    buffered: Default::default(),
+                })
                 .collect();
             delete_unfinished_runs(conn).await?;
-            let keys_expected: u64 = sources.iter().map(|r| r.key_count).sum();
-            let run_id = begin_run(conn, level + 1).await?;
+            let keys_expected: u64 = sources.iter().map(|s| s.key_count).sum();
+            let writer = RunWriter::begin(
+                conn,
+                level + 1,
+                usize::try_from(keys_expected).unwrap_or(usize::MAX),
+            )
+            .await?;
             self.compaction = Some(Compaction {
-                sources: sources
-                    .iter()
-                    .map(|r| Source {
-                        run_id: r.id,
-                        block_count: u32::try_from(r.fences.len()).unwrap_or(u32::MAX),
-                        next_block: 0,
-                        buffered: Default::default(),
-                    })
-                    .collect(),
-                level: level + 1,
-                writer: RunWriter::new(
-                    run_id,
-                    usize::try_from(keys_expected).unwrap_or(usize::MAX),
-                ),
+                sources,
+                writer,
                 keys_expected,
             });
         }
@@ -642,7 +662,7 @@ impl KeyIndex {
             )));
         }
         let source_ids: Vec<i64> = compaction.sources.iter().map(|s| s.run_id).collect();
-        let run = compaction.writer.finish(conn, compaction.level).await?;
+        let run = compaction.writer.finish(conn).await?;
         // The new run holds every key of its sources: they go in the same transaction.
         delete_runs(conn, &source_ids).await?;
         sqlx::query("UPDATE usage_key_index SET generation = generation + 1 WHERE id = 1")
@@ -710,7 +730,7 @@ impl KeyIndex {
         };
         let mut places: Vec<EventPlace> = keys
             .iter()
-            .flat_map(|key| loaded.keys.places(*key))
+            .flat_map(|key| loaded.keys.get(*key).copied())
             .collect();
         // rowid of a block -> the keys wanted from it.
         let mut wanted: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
@@ -836,8 +856,8 @@ pub(crate) async fn convert_merged_index(conn: &mut AnyConnection) -> Result<(),
             level += 1;
             size = size.saturating_mul(RUNS_PER_LEVEL_MAX as i64);
         }
-        let run_id = begin_run(conn, level).await?;
-        let mut writer = RunWriter::new(run_id, usize::try_from(count).unwrap_or(usize::MAX));
+        let mut writer =
+            RunWriter::begin(conn, level, usize::try_from(count).unwrap_or(usize::MAX)).await?;
         let mut after: Option<KeyEntry> = None;
         loop {
             let rows = match after {
@@ -878,23 +898,12 @@ pub(crate) async fn convert_merged_index(conn: &mut AnyConnection) -> Result<(),
                 break;
             }
         }
-        writer.finish(conn, level).await?;
+        writer.finish(conn).await?;
     }
     sqlx::query("DROP TABLE usage_event_keys")
         .execute(&mut *conn)
         .await?;
     Ok(())
-}
-
-/// A stored event found by its compact key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Found {
-    /// The compact key stored with the event.
-    pub key: i64,
-    pub tenant_id: String,
-    pub event_id: String,
-    pub seq: u64,
-    pub digest: EventDigest,
 }
 
 /// Stored events whose compact key is one of `keys`: places from SQLite's index (`index`: the
@@ -905,7 +914,7 @@ pub async fn lookup(
     conn: &mut AnyConnection,
     index: Option<&mut KeyIndex>,
     keys: &[i64],
-) -> Result<Vec<Found>, StoreError> {
+) -> Result<Vec<bundles::EventIdentity>, StoreError> {
     let mut places: Vec<EventPlace> = Vec::new();
     match index {
         Some(index) => places = index.places(conn, keys).await?,
@@ -933,17 +942,7 @@ pub async fn lookup(
     for (bundle_id, position) in places {
         by_bundle.entry(bundle_id).or_default().push(position);
     }
-    Ok(bundles::read_event_identities(conn, &by_bundle)
-        .await?
-        .into_iter()
-        .map(|e| Found {
-            key: e.key,
-            tenant_id: e.tenant_id,
-            event_id: e.event_id,
-            seq: e.seq,
-            digest: e.digest,
-        })
-        .collect())
+    bundles::read_event_identities(conn, &by_bundle).await
 }
 
 /// Deletes a tenant's stored event payloads (purge) with their dedupe keys; returns the events
@@ -981,6 +980,7 @@ pub async fn delete_tenant_events(
 mod tests {
     use super::*;
     use companyos_ledger::leaf::EventClass;
+    use companyos_ledger::usage_event::EventDigest;
 
     /// Writes `count` events of `tenant` as one bundle and takes their keys into the tail, as
     /// the ingestion writer does; returns the keys.
@@ -1121,13 +1121,13 @@ mod tests {
         keys.insert(42, (4, 1));
         assert_eq!(keys.len(), 4);
         assert_eq!(
-            keys.places(42).collect::<Vec<_>>(),
+            keys.get(42).copied().collect::<Vec<_>>(),
             vec![(1, 0), (3, 5), (4, 1)]
         );
         assert_eq!(
             keys.sorted(),
             vec![(7, 2, 0), (42, 1, 0), (42, 3, 5), (42, 4, 1)]
         );
-        assert_eq!(keys.places(8).count(), 0);
+        assert_eq!(keys.get(8).count(), 0);
     }
 }

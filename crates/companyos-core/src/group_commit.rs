@@ -9,7 +9,7 @@
 //! result row (event ids, digest strings, flags) in parallel with the next group.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use companyos_domain::time_util::{day_number, from_micros, to_micros, utc_day};
 use companyos_domain::{FieldError, TenantStatus};
@@ -286,32 +286,18 @@ pub(crate) fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
 type NewKey<'a> = (&'a str, &'a str, u64, EventDigest);
 
 /// The events a group appends, by compact key, for duplicates inside the group.
-#[derive(Debug, Default)]
-struct NewKeys<'a> {
-    first: dedupe::KeyMap<NewKey<'a>>,
-    /// Events whose compact key another event of the group already has (a collision: rare).
-    more: Vec<(i64, NewKey<'a>)>,
-}
+type NewKeys<'a> = dedupe::KeyMultiMap<NewKey<'a>>;
 
-impl<'a> NewKeys<'a> {
-    fn insert(&mut self, key: i64, value: NewKey<'a>) {
-        match self.first.entry(key) {
-            std::collections::hash_map::Entry::Vacant(vacant) => {
-                vacant.insert(value);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => self.more.push((key, value)),
-        }
-    }
-
-    /// (seq, digest) of the group's event with this tenant and event id.
-    fn get(&self, key: i64, tenant_id: &str, event_id: &str) -> Option<(u64, EventDigest)> {
-        self.first
-            .get(&key)
-            .into_iter()
-            .chain(self.more.iter().filter(|(k, _)| *k == key).map(|(_, v)| v))
-            .find(|(t, e, _, _)| *t == tenant_id && *e == event_id)
-            .map(|(_, _, seq, digest)| (*seq, *digest))
-    }
+/// (seq, digest) of the group's new event with this tenant and event id.
+fn new_event(
+    keys: &NewKeys<'_>,
+    key: i64,
+    tenant_id: &str,
+    event_id: &str,
+) -> Option<(u64, EventDigest)> {
+    keys.get(key)
+        .find(|(t, e, _, _)| *t == tenant_id && *e == event_id)
+        .map(|(_, _, seq, digest)| (*seq, *digest))
 }
 
 /// Whether a tenant in `status` takes usage. A suspended tenant does (usage emitted before the
@@ -328,7 +314,7 @@ struct GroupState<'a> {
     new_keys: NewKeys<'a>,
     conflicts: Vec<ConflictRow>,
     rejections: Vec<RejectionRow>,
-    /// Rejected events that name no tenant (for the metrics).
+    /// Events that name no tenant (rejected; for the metrics).
     rejected_without_tenant: u64,
     source_seqs: BTreeMap<(&'a str, &'a str), Vec<(u64, i64)>>,
     seen: ShortMap<(&'a str, &'a str, &'a str), i64>,
@@ -336,30 +322,31 @@ struct GroupState<'a> {
 
 impl<'a> GroupState<'a> {
     /// Records a rejection for the reconciliation report (and the tenant's counters).
-    fn reject(
-        &mut self,
-        rejected: &Rejected,
-        tenant_id: Option<&str>,
-        errors: &[FieldError],
-        raw_max: usize,
-    ) {
-        match tenant_id.and_then(|t| self.slot_of.get(t).copied()) {
-            Some(at) => {
-                let slot = &mut self.slots[at];
-                slot.counters(rejected.day).invalid += 1;
-                slot.statuses.add(EventStatus::Rejected, 1);
-            }
-            None => self.rejected_without_tenant += 1,
+    fn reject(&mut self, rejected: &Rejected, raw_max: usize) {
+        let at = rejected
+            .tenant_id
+            .as_deref()
+            .and_then(|t| self.slot_of.get(t).copied());
+        if let Some(at) = at {
+            self.slots[at].counters(rejected.day).invalid += 1;
         }
         let (raw, truncated) = truncate(&rejected.raw, raw_max);
         self.rejections.push(RejectionRow {
             tenant_id: rejected.tenant_id.clone(),
             event_id: rejected.event_id.clone(),
             day: rejected.day,
-            errors: json!(errors).to_string(),
+            errors: json!(rejected.errors).to_string(),
             raw,
             truncated,
         });
+    }
+
+    /// Counts an event's status for the metrics, by the tenant it names.
+    fn count_status(&mut self, tenant_id: Option<&str>, status: EventStatus) {
+        match tenant_id.and_then(|t| self.slot_of.get(t).copied()) {
+            Some(at) => self.slots[at].statuses.add(status, 1),
+            None => self.rejected_without_tenant += 1,
+        }
     }
 }
 
@@ -374,7 +361,7 @@ impl App {
         tx: &mut Tx,
         jobs: &[Job],
         now: OffsetDateTime,
-        tail: Option<&mut KeyIndex>,
+        key_index: Option<&mut KeyIndex>,
     ) -> Result<(Vec<Vec<Decision>>, Vec<(i64, i64, i64)>), ServiceError> {
         let now_micros = to_micros(now);
         let raw_max = self.settings().rejected_raw_bytes_max;
@@ -382,22 +369,16 @@ impl App {
         // One slot per tenant the group names (rejected events name tenants too: their
         // reconciliation counts need to know them), in tenant order; found by a hash per event,
         // not a search of an ordered set.
-        let mut named: Vec<&str> = Vec::new();
-        {
-            let mut seen: HashMap<&str, ()> = HashMap::new();
-            for job in jobs {
-                let tenants = job
-                    .checked
+        let named: HashSet<&str> = jobs
+            .iter()
+            .flat_map(|job| {
+                job.checked
                     .iter()
                     .map(|c| c.event.tenant_id.as_str())
-                    .chain(job.rejected.iter().filter_map(|r| r.tenant_id.as_deref()));
-                for tenant_id in tenants {
-                    if seen.insert(tenant_id, ()).is_none() {
-                        named.push(tenant_id);
-                    }
-                }
-            }
-        }
+                    .chain(job.rejected.iter().filter_map(|r| r.tenant_id.as_deref()))
+            })
+            .collect();
+        let mut named: Vec<&str> = named.into_iter().collect();
         named.sort_unstable();
         let statuses = tenant_statuses(tx, &named).await?;
         // Lock the ledger heads of the tenants that can take events, in a fixed order.
@@ -428,21 +409,17 @@ impl App {
                 state.slots[*at].closed_days.push(day);
             }
         }
-        let keys_in_store = tail.is_none();
-        let existing = existing_keys(tx, jobs, &state, tail).await?;
+        let keys_in_store = key_index.is_none();
+        let existing = existing_keys(tx, jobs, &state, key_index).await?;
         let mut decisions = Vec::with_capacity(jobs.len());
         let mut audits = Vec::with_capacity(jobs.len());
         for job in jobs {
             let mut counts = StatusCounts::default();
             for rejected in &job.rejected {
-                state.reject(
-                    rejected,
-                    rejected.tenant_id.as_deref(),
-                    &rejected.errors,
-                    raw_max,
-                );
+                state.reject(rejected, raw_max);
+                state.count_status(rejected.tenant_id.as_deref(), EventStatus::Rejected);
+                counts.add(EventStatus::Rejected, 1);
             }
-            counts.add(EventStatus::Rejected, job.rejected.len() as u64);
             let mut job_decisions = Vec::with_capacity(job.checked.len());
             for checked in &job.checked {
                 let decision = decide(&mut state, &existing, checked, raw_max)?;
@@ -483,9 +460,27 @@ impl App {
     }
 }
 
-/// Decides one checked event against the store and the group so far.
+/// Decides one checked event against the store and the group so far, and counts its status
+/// for its tenant.
 fn decide<'a>(
     state: &mut GroupState<'a>,
+    existing: &StoredKeys,
+    checked: &'a Checked,
+    raw_max: usize,
+) -> Result<Decision, ServiceError> {
+    let at = *state
+        .slot_of
+        .get(checked.event.tenant_id.as_str())
+        .ok_or_else(|| ServiceError::Internal("a group tenant has no slot".to_owned()))?;
+    let decision = decide_in_slot(state, at, existing, checked, raw_max)?;
+    state.slots[at].statuses.add(decision.status(), 1);
+    Ok(decision)
+}
+
+/// [`decide`] for the event of the tenant in slot `at`.
+fn decide_in_slot<'a>(
+    state: &mut GroupState<'a>,
+    at: usize,
     existing: &StoredKeys,
     checked: &'a Checked,
     raw_max: usize,
@@ -493,10 +488,6 @@ fn decide<'a>(
     let event = &checked.event;
     let tenant_id = event.tenant_id.as_str();
     let day = checked.day;
-    let at = *state
-        .slot_of
-        .get(tenant_id)
-        .ok_or_else(|| ServiceError::Internal("a group tenant has no slot".to_owned()))?;
     let status = state.slots[at].status;
     let problem = match status {
         None => Some("is not a known tenant".to_owned()),
@@ -523,13 +514,12 @@ fn decide<'a>(
                 .find(|f| f.tenant_id == tenant_id && f.event_id == event_id)
                 .map(|f| (f.seq, f.digest))
         })
-        .or_else(|| state.new_keys.get(checked.key, tenant_id, event_id));
+        .or_else(|| new_event(&state.new_keys, checked.key, tenant_id, event_id));
     if let Some((seq, digest)) = original {
         let conflict = digest != event.digest;
         let slot = &mut state.slots[at];
         if conflict {
             slot.counters(day).conflicts += 1;
-            slot.statuses.add(EventStatus::Conflict, 1);
             state.conflicts.push(ConflictRow {
                 tenant_id: tenant_id.to_owned(),
                 event_id: event_id.to_owned(),
@@ -540,7 +530,6 @@ fn decide<'a>(
             });
         } else {
             slot.counters(day).duplicates += 1;
-            slot.statuses.add(EventStatus::Duplicate, 1);
         }
         return Ok(Decision::Existing {
             seq,
@@ -576,31 +565,16 @@ fn decide<'a>(
     } else {
         counters.accepted += 1;
     }
-    if checked.unsigned {
+    if checked.flags.contains(&"unsigned") {
         counters.unsigned += 1;
     }
     if checked.undeclared {
         counters.undeclared += 1;
     }
-    slot.statuses.add(
-        if late {
-            EventStatus::Late
-        } else {
-            EventStatus::Accepted
-        },
-        1,
-    );
-    let flags: Cow<'a, [&'static str]> = if suspended {
-        let mut flags = checked.flags.clone();
-        flags.push("tenant_suspended");
-        Cow::Owned(flags)
-    } else {
-        Cow::Borrowed(checked.flags.as_slice())
-    };
     slot.events.push(EventRow {
         checked,
         class,
-        flags,
+        flags: checked.stored_flags(suspended),
     });
     if let (Some(source), Some(source_seq)) = (&event.source, event.source_seq) {
         state
@@ -636,13 +610,7 @@ fn reject_checked(
     raw_max: usize,
 ) -> Decision {
     let error = FieldError::new(field, message);
-    let rejected = checked.rejected(checked.day, error.clone());
-    state.reject(
-        &rejected,
-        Some(checked.event.tenant_id.as_str()),
-        std::slice::from_ref(&error),
-        raw_max,
-    );
+    state.reject(&checked.rejected(error.clone()), raw_max);
     Decision::Rejected(error)
 }
 
@@ -745,13 +713,13 @@ async fn closed_days(
 }
 
 /// Stored events of a group's keys, by compact key.
-type StoredKeys = dedupe::KeyMap<Vec<dedupe::Found>>;
+type StoredKeys = dedupe::KeyMap<Vec<bundles::EventIdentity>>;
 
 async fn existing_keys(
     conn: &mut AnyConnection,
     jobs: &[Job],
     state: &GroupState<'_>,
-    tail: Option<&mut KeyIndex>,
+    key_index: Option<&mut KeyIndex>,
 ) -> Result<StoredKeys, StoreError> {
     // Compact keys computed when each request was checked, of tenants that take events.
     let takes_usage = |tenant_id: &str| {
@@ -771,7 +739,7 @@ async fn existing_keys(
     let mut existing = StoredKeys::default();
     // Indexed lookups of the compact keys; a key match is only a candidate until its tenant and
     // event id match too (compared by the caller).
-    for found in dedupe::lookup(conn, tail, &keys).await? {
+    for found in dedupe::lookup(conn, key_index, &keys).await? {
         existing.entry(found.key).or_default().push(found);
     }
     Ok(existing)

@@ -112,7 +112,6 @@ pub(crate) struct Checked {
     pub(crate) raw: String,
     pub(crate) late_by_age: bool,
     pub(crate) flags: Vec<&'static str>,
-    pub(crate) unsigned: bool,
     pub(crate) undeclared: bool,
     // Derived here, in the request's task, so the single writer does not spend time on them.
     pub(crate) key: i64,
@@ -121,70 +120,52 @@ pub(crate) struct Checked {
 
 impl Checked {
     /// This event, rejected under the lock with `error`.
-    pub(crate) fn rejected(&self, day: i64, error: FieldError) -> Rejected {
+    pub(crate) fn rejected(&self, error: FieldError) -> Rejected {
         Rejected {
             index: self.index,
             tenant_id: Some(self.event.tenant_id.as_str().to_owned()),
             event_id: Some(self.event.event_id.as_str().to_owned()),
-            day,
+            day: self.day,
             errors: vec![error],
             raw: self.raw.clone(),
         }
     }
 
+    /// The flags an event is stored and answered with: its own, and `tenant_suspended` when
+    /// the writer found its tenant suspended.
+    pub(crate) fn stored_flags(&self, suspended: bool) -> std::borrow::Cow<'_, [&'static str]> {
+        if suspended {
+            let mut flags = self.flags.clone();
+            flags.push("tenant_suspended");
+            std::borrow::Cow::Owned(flags)
+        } else {
+            std::borrow::Cow::Borrowed(&self.flags)
+        }
+    }
+
     /// The result row of this event, as the writer decided.
     fn result(&self, decision: Decision) -> EventResult {
-        let event_id = Some(self.event.event_id.as_str().to_owned());
-        match decision {
-            Decision::Stored {
-                seq,
-                late,
-                suspended,
-            } => {
-                let mut flags = self.flags.clone();
-                if suspended {
-                    flags.push("tenant_suspended");
-                }
-                EventResult {
-                    index: self.index,
-                    event_id,
-                    status: if late {
-                        EventStatus::Late
-                    } else {
-                        EventStatus::Accepted
-                    },
-                    seq: Some(seq),
-                    digest: Some(self.event.digest.to_string()),
-                    errors: Vec::new(),
-                    flags,
-                }
+        let status = decision.status();
+        let (seq, digest, errors, flags) = match decision {
+            Decision::Stored { seq, suspended, .. } => (
+                Some(seq),
+                Some(self.event.digest),
+                Vec::new(),
+                self.stored_flags(suspended).into_owned(),
+            ),
+            Decision::Existing { seq, digest, .. } => {
+                (Some(seq), Some(digest), Vec::new(), Vec::new())
             }
-            Decision::Existing {
-                seq,
-                digest,
-                conflict,
-            } => EventResult {
-                index: self.index,
-                event_id,
-                status: if conflict {
-                    EventStatus::Conflict
-                } else {
-                    EventStatus::Duplicate
-                },
-                seq: Some(seq),
-                digest: Some(digest.to_string()),
-                errors: Vec::new(),
-                flags: Vec::new(),
-            },
-            Decision::Rejected(error) => EventResult {
-                index: self.index,
-                event_id,
-                status: EventStatus::Rejected,
-                seq: None,
-                digest: None,
-                errors: vec![error],
-                flags: Vec::new(),
-            },
+            Decision::Rejected(error) => (None, None, vec![error], Vec::new()),
+        };
+        EventResult {
+            index: self.index,
+            event_id: Some(self.event.event_id.as_str().to_owned()),
+            status,
+            seq,
+            digest: digest.map(|d| d.to_string()),
+            errors,
+            flags,
         }
     }
 }
@@ -481,7 +462,6 @@ impl App {
                 checked.push(Checked {
                     index,
                     late_by_age: event.timestamp < now - settings.late_window,
-                    unsigned: flags.contains(&"unsigned"),
                     key: event_key(event.tenant_id.as_str(), event.event_id.as_str()),
                     day: day_number(utc_day(event.timestamp)),
                     event,
@@ -603,9 +583,9 @@ impl App {
         jobs: &[Job],
     ) -> Result<Vec<Vec<Decision>>, ServiceError> {
         let now = self.now();
-        // SQLite: the dedupe tail, synced inside the write transaction (which holds SQLite's
+        // SQLite: the dedupe key index, synced inside the write transaction (which holds SQLite's
         // write lock, so nothing else can append until the commit).
-        let mut tail = match self.db().backend() {
+        let mut index = match self.db().backend() {
             Backend::Sqlite => Some(self.inner.ingest.key_index.lock().await),
             Backend::Postgres => None,
         };
@@ -622,24 +602,24 @@ impl App {
             )
             .await?;
         }
-        if let Some(tail) = tail.as_deref_mut() {
-            tail.sync(&mut tx).await?;
+        if let Some(index) = index.as_deref_mut() {
+            index.sync(&mut tx).await?;
         }
         let (decisions, appended) = self
-            .write_group(db, &mut tx, jobs, now, tail.as_deref_mut())
+            .write_group(db, &mut tx, jobs, now, index.as_deref_mut())
             .await?;
         tx.commit().await?;
         self.inner
             .metrics
             .increment("companyos_ingest_commits_total", Vec::new(), 1);
-        if let Some(tail) = tail.as_deref_mut() {
-            tail.committed(&appended);
-            if tail.len() >= self.settings().dedupe_tail_rows_max.max(1) {
+        if let Some(index) = index.as_deref_mut() {
+            index.committed(&appended);
+            if index.len() >= self.settings().dedupe_tail_rows_max.max(1) {
                 // The events are committed whatever happens here: a failed merge leaves the
                 // rows in the tail, to be merged by a later commit.
-                if let Err(error) = self.merge_key_tail(tail).await {
+                if let Err(error) = self.merge_key_tail(index).await {
                     tracing::warn!(%error, "merging the dedupe tail failed; retrying later");
-                    tail.invalidate();
+                    index.invalidate();
                 }
             }
         }
@@ -703,11 +683,13 @@ impl App {
         );
         match result {
             Ok(change) => {
-                if matches!(change, dedupe::IndexChange::Compacted { finished: Some(_) }) {
+                let finished =
+                    matches!(change, dedupe::IndexChange::Compacted { finished: Some(_) });
+                index.apply(change);
+                if finished {
                     metrics.increment("companyos_dedupe_compactions_total", Vec::new(), 1);
                     tracing::info!(runs = index.run_count(), "compacted dedupe key runs");
                 }
-                index.apply(change);
                 index.wants_compaction()
             }
             Err(error) => {
@@ -819,14 +801,14 @@ impl App {
         let key = event_key(tenant_id, event_id);
         let found = match self.db().backend() {
             Backend::Sqlite => {
-                let mut tail = self.inner.ingest.key_index.lock().await;
-                // Bring the tail up to the latest commit (it may not be loaded yet, or another
+                let mut index = self.inner.ingest.key_index.lock().await;
+                // Bring the index up to the latest commit (it may not be loaded yet, or another
                 // process may have written): two small reads on a consistent snapshot; the
-                // writer checks the tail again before it relies on it.
+                // writer checks the index again before it relies on it.
                 let mut snapshot = self.db().readers().begin().await?;
-                tail.sync(&mut snapshot).await?;
+                index.sync(&mut snapshot).await?;
                 snapshot.commit().await?;
-                dedupe::lookup(conn, Some(&mut tail), &[key]).await?
+                dedupe::lookup(conn, Some(&mut index), &[key]).await?
             }
             Backend::Postgres => dedupe::lookup(conn, None, &[key]).await?,
         };

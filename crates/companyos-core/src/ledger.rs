@@ -95,7 +95,7 @@ impl App {
     }
 
     pub(crate) fn origin_of(&self, log_id: &str) -> String {
-        match log_id.strip_prefix("tenant/") {
+        match crate::tenants::usage_log_tenant(log_id) {
             Some(tenant) => self.settings().tenant_origin(tenant),
             None => self.settings().audit_origin(),
         }

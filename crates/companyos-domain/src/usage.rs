@@ -228,14 +228,18 @@ fn parse_source_seq(value: &Value) -> Result<u64, FieldError> {
     let Value::Number(number) = value else {
         return Err(error());
     };
-    let text = number.to_string();
+    source_seq_of_digits(&number.to_string()).ok_or_else(error)
+}
+
+/// The `source_seq` a JSON integer literal of plain digits stands for, when it is in range
+/// (shared with the fast path of [`UsageEvent::parse_bytes`]).
+pub(crate) fn source_seq_of_digits(text: &str) -> Option<u64> {
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(error());
+        return None;
     }
-    match text.parse::<u64>() {
-        Ok(seq) if (1..=SOURCE_SEQ_MAX).contains(&seq) => Ok(seq),
-        _ => Err(error()),
-    }
+    text.parse::<u64>()
+        .ok()
+        .filter(|seq| (1..=SOURCE_SEQ_MAX).contains(seq))
 }
 
 fn check_attributes(value: &Value) -> Result<(), FieldError> {

@@ -7,16 +7,16 @@
 //! not fully understand, and every invalid input, it declines (`None`), so that the general path
 //! runs and every error message stays the general path's own.
 
-use std::cmp::Ordering;
 use std::str::FromStr;
 
+use companyos_ledger::jcs::utf16_order;
 use companyos_ledger::usage_event::EventDigest;
 
 use crate::ids::{EventId, MetricName, RequestId, ServiceName, SourceId, TenantId, TraceId, Unit};
 use crate::time_util::parse_rfc3339;
 use crate::usage::{
     ATTRIBUTE_KEY_BYTES_MAX, ATTRIBUTE_VALUE_CHARS_MAX, ATTRIBUTES_MAX, EVENT_BYTES_MAX, FIELDS,
-    Quantity, SOURCE_SEQ_MAX, UsageEvent,
+    Quantity, UsageEvent, source_seq_of_digits,
 };
 
 // Indices into `FIELDS` (a unit test checks that they agree).
@@ -42,10 +42,6 @@ const CANONICAL_ORDER: [usize; 12] = [
     ATTRIBUTES, EVENT_ID, METRIC, QUANTITY, REQUEST_ID, SERVICE, SOURCE, SOURCE_SEQ, TENANT_ID,
     TIMESTAMP, TRACE_ID, UNIT,
 ];
-
-/// `source_seq` is at most 2^53 - 1, which has 16 digits; longer literals are declined before
-/// they could overflow.
-const SOURCE_SEQ_DIGITS_MAX: usize = 16;
 
 /// The index in `FIELDS` of a member name, `None` for any other name.
 fn field_index(name: &str) -> Option<usize> {
@@ -183,15 +179,6 @@ impl<'a> Scanner<'a> {
     }
 }
 
-/// Orders names as RFC 8785 does, by UTF-16 code units (for ASCII that is byte order).
-fn utf16_order(a: &str, b: &str) -> Ordering {
-    if a.is_ascii() && b.is_ascii() {
-        a.as_bytes().cmp(b.as_bytes())
-    } else {
-        a.encode_utf16().cmp(b.encode_utf16())
-    }
-}
-
 /// Reads the whole text as one flat event object.
 fn scan_event(text: &str) -> Option<Members<'_>> {
     let mut scanner = Scanner { text, position: 0 };
@@ -255,17 +242,6 @@ fn scan_attributes<'a>(scanner: &mut Scanner<'a>, members: &mut Members<'a>) -> 
         return None;
     }
     Some(())
-}
-
-/// `source_seq` as `parse_source_seq` accepts it.
-fn source_seq(digits: &str) -> Option<u64> {
-    if digits.len() > SOURCE_SEQ_DIGITS_MAX {
-        return None;
-    }
-    digits
-        .parse::<u64>()
-        .ok()
-        .filter(|seq| (1..=SOURCE_SEQ_MAX).contains(seq))
 }
 
 /// Writes the RFC 8785 form of the event without `source_signature` and `digest`: members in
@@ -338,7 +314,7 @@ fn build_event(members: &Members<'_>) -> Option<UsageEvent> {
         return None;
     }
     let source_seq = match members.get(SOURCE_SEQ) {
-        Some(digits) => Some(source_seq(digits)?),
+        Some(digits) => Some(source_seq_of_digits(digits)?),
         None => None,
     };
     let claimed_digest = match members.get(DIGEST) {
@@ -397,6 +373,7 @@ pub(crate) fn parse_event(bytes: &[u8]) -> Option<UsageEvent> {
 mod tests {
     use super::*;
     use companyos_ledger::usage_event::UNSIGNED_FIELDS;
+    use std::cmp::Ordering;
 
     #[test]
     fn field_indices_follow_fields() {

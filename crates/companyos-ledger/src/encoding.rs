@@ -3,13 +3,22 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+/// The two lower-case hex digits of a byte.
+pub fn hex_digits(byte: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [
+        DIGITS[usize::from(byte >> 4)],
+        DIGITS[usize::from(byte & 0x0f)],
+    ]
+}
+
 /// Lower-case hexadecimal encoding.
 pub fn hex_encode(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+        for digit in hex_digits(*byte) {
+            out.push(char::from(digit));
+        }
     }
     out
 }

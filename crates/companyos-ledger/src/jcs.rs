@@ -105,7 +105,7 @@ fn write_string(out: &mut String, text: &str) {
 
 /// Orders member names as RFC 8785 does (by UTF-16 code units). For ASCII names that is byte
 /// order, which needs no transcoding.
-fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+pub fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
     if a.is_ascii() && b.is_ascii() {
         a.as_bytes().cmp(b.as_bytes())
     } else {

@@ -60,7 +60,9 @@ pub fn write_usage_leaf(
     out.extend_from_slice(b"\nevent_id:");
     out.extend_from_slice(event_id.as_bytes());
     out.extend_from_slice(b"\ndigest:sha256:");
-    push_hex(out, digest.hash().as_bytes());
+    for byte in digest.hash().as_bytes() {
+        out.extend_from_slice(&crate::encoding::hex_digits(*byte));
+    }
     out.extend_from_slice(b"\nclass:");
     out.extend_from_slice(class.as_str().as_bytes());
     out.push(b'\n');
@@ -79,15 +81,6 @@ fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
         }
     }
     out.extend_from_slice(&digits[at..]);
-}
-
-/// Appends lower-case hex.
-fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)]);
-        out.push(DIGITS[usize::from(byte & 0x0f)]);
-    }
 }
 
 /// The contents of a usage ledger leaf.
