@@ -56,6 +56,9 @@ pub enum BenchCommand {
         batch: usize,
         #[arg(long, default_value_t = 100)]
         tenants: usize,
+        /// Skip the naive baseline (the same rows as plain INSERTs, as `bench ingest` measures).
+        #[arg(long)]
+        no_baseline: bool,
     },
     /// Provision time (dossier included) over many tenants: p50, p99.
     Provision {
@@ -363,6 +366,7 @@ async fn naive_baseline(
         }
         remaining -= n;
     }
+    settle_store(fixture).await?;
     let started = Instant::now();
     for (chunk_index, chunk) in rows.chunks(batch).enumerate() {
         let mut tx = db.begin().await?;
@@ -389,6 +393,30 @@ async fn naive_baseline(
     Ok(started.elapsed())
 }
 
+/// Brings the store to the same disk state before every measured window: the engine's log
+/// written back into its data files (SQLite `wal_checkpoint(TRUNCATE)`, PostgreSQL `CHECKPOINT`)
+/// and every dirty page on disk (`sync`). Why: a preload leaves gigabytes of dirty pages
+/// behind (about a kilobyte per event, see BENCHMARKS), and the kernel throttles the next
+/// writes while it flushes them, so without this the measured window after a large preload
+/// times the disk draining the preload, not the store at that size.
+async fn settle_store(fixture: &Fixture) -> anyhow::Result<()> {
+    let db = fixture.app.db();
+    let statement = match db.backend() {
+        companyos_core::db::Backend::Sqlite => "PRAGMA wal_checkpoint(TRUNCATE)",
+        companyos_core::db::Backend::Postgres => "CHECKPOINT",
+    };
+    sqlx::query(statement)
+        .fetch_all(db.writer())
+        .await
+        .with_context(|| format!("failed to run {statement} before measuring"))?;
+    let status = tokio::process::Command::new("sync")
+        .status()
+        .await
+        .context("failed to run sync before measuring")?;
+    anyhow::ensure!(status.success(), "sync before measuring failed: {status}");
+    Ok(())
+}
+
 fn rate(events: usize, elapsed: StdDuration) -> f64 {
     events as f64 / elapsed.as_secs_f64().max(1e-9)
 }
@@ -408,12 +436,15 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
         } => {
             let fixture = fixture(backend, dir.clone(), *tenants).await?;
             let mut counter = 0u64;
+            // The preload's own rate, a million events at a time: how the rate moves as the
+            // store grows, measured in one process on one machine state.
+            let mut preload_rates_by_million = Vec::new();
             if *preload > 0 {
-                let started = Instant::now();
                 let mut done = 0;
+                let (mut million_events, mut million_elapsed) = (0usize, StdDuration::ZERO);
                 while done < *preload {
                     let n = (*preload - done).min(100_000);
-                    ingest_through_service(
+                    let (elapsed, _, _) = ingest_through_service(
                         &fixture,
                         n,
                         *batch,
@@ -424,12 +455,19 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
                     )
                     .await?;
                     done += n;
-                    eprintln!(
-                        "preloaded {done} events ({:.0}/s)",
-                        rate(done, started.elapsed())
-                    );
+                    million_events += n;
+                    million_elapsed += elapsed;
+                    if million_events >= 1_000_000 || done == *preload {
+                        let million_rate = rate(million_events, million_elapsed).round();
+                        eprintln!(
+                            "preloaded {done} events (the last {million_events} at {million_rate:.0}/s)"
+                        );
+                        preload_rates_by_million.push(million_rate);
+                        (million_events, million_elapsed) = (0, StdDuration::ZERO);
+                    }
                 }
             }
+            settle_store(&fixture).await?;
             let merges_before = dedupe_merges(&fixture.app);
             let (elapsed, bodies, accepted) = ingest_through_service(
                 &fixture,
@@ -458,6 +496,7 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
             result["dedupe_merges_measured"] = json!(merges_after.0 - merges_before.0);
             result["dedupe_merge_ms_measured"] = json!(merges_after.1 - merges_before.1);
             if *duplicates {
+                settle_store(&fixture).await?;
                 let started = Instant::now();
                 let counted = send_bodies(&fixture, &bodies, *concurrency, true).await?;
                 let dup_elapsed = started.elapsed();
@@ -471,6 +510,9 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
                 result["baseline_events_per_second"] = json!(rate(*events, baseline).round());
                 result["ratio_to_baseline"] =
                     json!((baseline.as_secs_f64() / elapsed.as_secs_f64() * 100.0).round() / 100.0);
+            }
+            if !preload_rates_by_million.is_empty() {
+                result["preload_events_per_second_by_million"] = json!(preload_rates_by_million);
             }
             result["peak_memory_mib"] = json!(peak_memory_kib() / 1024);
             let problems = fixture.app.verify_ledgers(Some("tenant-0001")).await?;
@@ -486,7 +528,8 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
             clients,
             batch,
             tenants,
-        } => http(backend, *events, *clients, *batch, *tenants).await,
+            no_baseline,
+        } => http(backend, *events, *clients, *batch, *tenants, *no_baseline).await,
         BenchCommand::Provision { backend, tenants } => provision(backend, *tenants).await,
         BenchCommand::Reports { backend, events } => reports(backend, *events).await,
     }
@@ -498,6 +541,7 @@ async fn http(
     clients: usize,
     batch: usize,
     tenants: usize,
+    no_baseline: bool,
 ) -> anyhow::Result<u8> {
     let fixture = fixture(backend, None, tenants).await?;
     let created = fixture
@@ -536,6 +580,7 @@ async fn http(
                 .collect()
         })
         .collect();
+    settle_store(&fixture).await?;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for client_bodies in per_client {
@@ -565,15 +610,20 @@ async fn http(
     let elapsed = started.elapsed();
     let _ = stop.send(());
     let _ = server.await;
-    println!(
-        "{}",
-        json!({
-            "bench": "http", "backend": backend, "events": events, "accepted": accepted,
-            "clients": clients, "batch": batch, "seconds": elapsed.as_secs_f64(),
-            "events_per_second": rate(events, elapsed).round(),
-            "peak_memory_mib": peak_memory_kib() / 1024,
-        })
-    );
+    let mut result = json!({
+        "bench": "http", "backend": backend, "events": events, "accepted": accepted,
+        "clients": clients, "batch": batch, "seconds": elapsed.as_secs_f64(),
+        "events_per_second": rate(events, elapsed).round(),
+    });
+    if !no_baseline {
+        let baseline = naive_baseline(&fixture, events, batch, tenants, 0).await?;
+        result["baseline_seconds"] = json!(baseline.as_secs_f64());
+        result["baseline_events_per_second"] = json!(rate(events, baseline).round());
+        result["ratio_to_baseline"] =
+            json!((baseline.as_secs_f64() / elapsed.as_secs_f64() * 100.0).round() / 100.0);
+    }
+    result["peak_memory_mib"] = json!(peak_memory_kib() / 1024);
+    println!("{}", serde_json::to_string(&result)?);
     fixture.close().await?;
     Ok(0)
 }
