@@ -707,7 +707,11 @@ impl App {
 async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver<Job>) {
     let mut writer_db: Option<Db> = None;
     let mut compaction_due = false;
+    // Whether requests are arriving concurrently: the last group held more than one, or a
+    // request was already waiting when this group began. Only then does a small group linger.
+    let mut last_group_jobs = 0usize;
     loop {
+        let queued_at_start = !receiver.is_empty();
         let first = if compaction_due {
             match receiver.try_recv() {
                 Ok(job) => job,
@@ -754,6 +758,28 @@ async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
+        // PostgreSQL: a small group of concurrent clients waits a little for the next request
+        // (see the setting); a lone client never waits.
+        let linger = app.settings().group_commit_linger;
+        let linger_events = app.settings().group_commit_linger_events.min(group_max);
+        let concurrent = last_group_jobs > 1 || queued_at_start;
+        if db.backend() == Backend::Postgres
+            && concurrent
+            && !linger.is_zero()
+            && total < linger_events
+        {
+            let deadline = tokio::time::Instant::now() + linger;
+            while total < linger_events {
+                match tokio::time::timeout_at(deadline, receiver.recv()).await {
+                    Ok(Some(job)) => {
+                        total += job.len();
+                        jobs.push(job);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        last_group_jobs = jobs.len();
         match app.commit_group(&db, &jobs).await {
             Ok(decisions) => {
                 for (job, decided) in jobs.into_iter().zip(decisions) {

@@ -94,6 +94,15 @@ pub struct Settings {
     pub batch_events_max: usize,
     /// Events committed in one group commit across requests.
     pub group_commit_events_max: usize,
+    /// PostgreSQL: how long the ingestion writer waits for more requests when a group would
+    /// hold fewer than [`Settings::group_commit_linger_events`] events and requests are
+    /// arriving concurrently (the last group held several, or one waited). Why: a PostgreSQL group
+    /// pays a fixed cost per tenant it touches (its head, bundle, rollup and counter rows) and
+    /// per round trip, so two clients that each wait for their answer are served faster in one
+    /// group than in alternating groups of one request each (ADR 0007). Zero turns it off.
+    pub group_commit_linger: std::time::Duration,
+    /// Events a group must hold for the writer to start it without lingering.
+    pub group_commit_linger_events: usize,
     /// Requests waiting for the ingestion writer.
     pub ingest_queue_capacity: usize,
     /// SQLite: stored events whose dedupe keys are held in memory before the writer writes them
@@ -135,6 +144,8 @@ impl Settings {
             evidence_store: EvidenceStoreKind::FileSystem,
             batch_events_max: 10_000,
             group_commit_events_max: 50_000,
+            group_commit_linger: std::time::Duration::from_millis(5),
+            group_commit_linger_events: 2_000,
             ingest_queue_capacity: 256,
             dedupe_tail_rows_max: 1_000_000,
             dedupe_compaction_step_blocks: 512,
