@@ -99,7 +99,7 @@ pub struct Settings {
     /// arriving concurrently (the last group held several, or one waited). Why: a PostgreSQL group
     /// pays a fixed cost per tenant it touches (its head, bundle, rollup and counter rows) and
     /// per round trip, so two clients that each wait for their answer are served faster in one
-    /// group than in alternating groups of one request each (ADR 0007). Zero turns it off.
+    /// group than in alternating groups of one request each (ADR 0008). Zero turns it off.
     pub group_commit_linger: std::time::Duration,
     /// Events a group must hold for the writer to start it without lingering.
     pub group_commit_linger_events: usize,

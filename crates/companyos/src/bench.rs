@@ -417,6 +417,14 @@ async fn settle_store(fixture: &Fixture) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Adds the naive baseline's time, rate and the ratio of the two times to a result line.
+fn record_baseline(result: &mut Value, events: usize, elapsed: StdDuration, baseline: StdDuration) {
+    result["baseline_seconds"] = json!(baseline.as_secs_f64());
+    result["baseline_events_per_second"] = json!(rate(events, baseline).round());
+    result["ratio_to_baseline"] =
+        json!((baseline.as_secs_f64() / elapsed.as_secs_f64() * 100.0).round() / 100.0);
+}
+
 fn rate(events: usize, elapsed: StdDuration) -> f64 {
     events as f64 / elapsed.as_secs_f64().max(1e-9)
 }
@@ -506,10 +514,7 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
             if !no_baseline {
                 let baseline =
                     naive_baseline(&fixture, *events, *batch, *tenants, *preload).await?;
-                result["baseline_seconds"] = json!(baseline.as_secs_f64());
-                result["baseline_events_per_second"] = json!(rate(*events, baseline).round());
-                result["ratio_to_baseline"] =
-                    json!((baseline.as_secs_f64() / elapsed.as_secs_f64() * 100.0).round() / 100.0);
+                record_baseline(&mut result, *events, elapsed, baseline);
             }
             if !preload_rates_by_million.is_empty() {
                 result["preload_events_per_second_by_million"] = json!(preload_rates_by_million);
@@ -617,10 +622,7 @@ async fn http(
     });
     if !no_baseline {
         let baseline = naive_baseline(&fixture, events, batch, tenants, 0).await?;
-        result["baseline_seconds"] = json!(baseline.as_secs_f64());
-        result["baseline_events_per_second"] = json!(rate(events, baseline).round());
-        result["ratio_to_baseline"] =
-            json!((baseline.as_secs_f64() / elapsed.as_secs_f64() * 100.0).round() / 100.0);
+        record_baseline(&mut result, events, elapsed, baseline);
     }
     result["peak_memory_mib"] = json!(peak_memory_kib() / 1024);
     println!("{}", serde_json::to_string(&result)?);
