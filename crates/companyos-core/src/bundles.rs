@@ -11,6 +11,7 @@
 //! Leaves (`ledger_leaf_bundles`) and payloads (`usage_event_bundles`) are kept apart so a purge
 //! deletes the payloads and keeps every tree verifiable.
 
+use companyos_domain::event_packing::{self, PackContext};
 use companyos_ledger::Hash;
 use companyos_ledger::leaf::EventClass;
 use companyos_ledger::usage_event::EventDigest;
@@ -47,15 +48,6 @@ impl<'a> Reader<'a> {
         Self { bytes, what }
     }
 
-    fn new(bytes: &'a [u8], what: &'static str) -> Result<Self, StoreError> {
-        match bytes.split_first() {
-            Some((&FORMAT_VERSION, rest)) => Ok(Self { bytes: rest, what }),
-            _ => Err(StoreError::corrupt(format!(
-                "{what}: unknown bundle layout"
-            ))),
-        }
-    }
-
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         if self.bytes.len() < n {
             return Err(StoreError::corrupt(format!(
@@ -81,6 +73,16 @@ impl<'a> Reader<'a> {
         let b = self.take(4)?;
         usize::try_from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
             .map_err(|_| StoreError::corrupt(self.what))
+    }
+
+    /// The bytes of an event id packed by [`event_packing::pack_event_id`] (not unpacked).
+    fn packed_event_id(&mut self) -> Result<&'a [u8], StoreError> {
+        let len = match self.bytes.first() {
+            Some(0) => 1 + 16,
+            Some(len) => 1 + usize::from(*len),
+            None => 1,
+        };
+        self.take(len)
     }
 
     fn text(&mut self, len: usize) -> Result<&'a str, StoreError> {
@@ -110,8 +112,12 @@ fn push_u32_len(out: &mut Vec<u8>, len: usize) {
 // Leaves
 // ------------------------------------------------------------------------------------------
 
-/// First byte of a `leaf_data` column of usage leaves in their compact layout (below).
+/// First byte of a `leaf_data` column of usage leaves in their compact layout of schema 5
+/// (below), with each event id whole; still read.
 const USAGE_LEAVES_VERSION: u8 = 2;
+/// The same with each event id packed ([`event_packing::pack_event_id`], ADR 0009): what new
+/// bundles use.
+const USAGE_LEAVES_PACKED_VERSION: u8 = 3;
 
 /// How the leaves of a log are written into `leaf_data` (the first byte of the column says
 /// which, so bundles of both layouts are read alike).
@@ -120,10 +126,11 @@ pub enum LeafLayout {
     /// Version 1: each leaf's bytes whole, after a 4-byte big-endian length. The audit log's
     /// leaves, and every bundle written before schema 5.
     Whole,
-    /// Version 2, for tenant usage ledgers (`tenant/<id>`): per leaf only what varies, the
-    /// event id (1-byte length), the digest (32 bytes) and the class (1 byte). The rest of
-    /// the leaf text (tag, tenant id, leaf index) follows from the log and the position, so
-    /// the reader rebuilds the very bytes that were hashed; 70 bytes a leaf instead of 190.
+    /// Version 3 (version 2 before ADR 0009), for tenant usage ledgers (`tenant/<id>`): per
+    /// leaf only what varies, the event id (packed: 17 bytes for a UUID; version 2: a 1-byte
+    /// length and the text), the digest (32 bytes) and the class (1 byte). The rest of the
+    /// leaf text (tag, tenant id, leaf index) follows from the log and the position, so the
+    /// reader rebuilds the very bytes that were hashed; 50 bytes a leaf instead of 190.
     Usage,
 }
 
@@ -202,9 +209,7 @@ impl PendingLeaves {
             LeafLayout::Usage,
             "only usage ledgers store usage leaves"
         );
-        let id_len = u8::try_from(event_id.len()).expect("EventId::parse bounds ids to 128 bytes");
-        self.entries.push(id_len);
-        self.entries.extend_from_slice(event_id.as_bytes());
+        event_packing::pack_event_id(event_id, &mut self.entries);
         self.entries.extend_from_slice(digest.hash().as_bytes());
         self.entries.push(class_code(class));
         self.hashes.push(hash);
@@ -216,7 +221,7 @@ impl PendingLeaves {
     fn encode(&self) -> Vec<(u64, usize, Vec<u8>, Vec<u8>)> {
         let version = match self.layout {
             LeafLayout::Whole => FORMAT_VERSION,
-            LeafLayout::Usage => USAGE_LEAVES_VERSION,
+            LeafLayout::Usage => USAGE_LEAVES_PACKED_VERSION,
         };
         let mut rows = Vec::with_capacity(self.len().div_ceil(BUNDLE_ENTRIES_MAX));
         let mut start = 0;
@@ -264,11 +269,16 @@ pub fn decode_leaves(
             hashes.len()
         )));
     }
+    let mut packed_ids = false;
     let mut reader = match data {
         None => None,
         Some(bytes) => Some(match bytes.split_first() {
             Some((&FORMAT_VERSION, rest)) => (LeafLayout::Whole, Reader::raw(rest, "leaf bundle")),
             Some((&USAGE_LEAVES_VERSION, rest)) => {
+                (LeafLayout::Usage, Reader::raw(rest, "leaf bundle"))
+            }
+            Some((&USAGE_LEAVES_PACKED_VERSION, rest)) => {
+                packed_ids = true;
                 (LeafLayout::Usage, Reader::raw(rest, "leaf bundle"))
             }
             _ => return Err(StoreError::corrupt("leaf bundle: unknown bundle layout")),
@@ -283,6 +293,7 @@ pub fn decode_leaves(
         _ => None,
     };
     let mut leaves = Vec::with_capacity(count);
+    let mut event_id = String::new();
     for (offset, hash) in (0u64..).zip(hashes.chunks_exact(32)) {
         let index = first_index + offset;
         let data = match &mut reader {
@@ -291,8 +302,14 @@ pub fn decode_leaves(
                 reader.take(len)?.to_vec()
             }
             Some((LeafLayout::Usage, reader)) => {
-                let id_len = usize::from(reader.u8()?);
-                let event_id = reader.text(id_len)?;
+                event_id.clear();
+                if packed_ids {
+                    event_packing::unpack_event_id(reader.packed_event_id()?, &mut event_id)
+                        .map_err(|e| StoreError::corrupt(format!("leaf bundle: {e}")))?;
+                } else {
+                    let id_len = usize::from(reader.u8()?);
+                    event_id.push_str(reader.text(id_len)?);
+                }
                 let digest = EventDigest::from_hash(
                     Hash::from_slice(reader.take(32)?)
                         .ok_or_else(|| StoreError::corrupt("leaf digest"))?,
@@ -300,10 +317,13 @@ pub fn decode_leaves(
                 let class = class_of_code(reader.u8()?)?;
                 let tenant_id = tenant_id.unwrap_or_default();
                 let mut text = Vec::with_capacity(
-                    companyos_ledger::leaf::USAGE_LEAF_BYTES_BASE + tenant_id.len() + id_len + 20,
+                    companyos_ledger::leaf::USAGE_LEAF_BYTES_BASE
+                        + tenant_id.len()
+                        + event_id.len()
+                        + 20,
                 );
                 companyos_ledger::leaf::write_usage_leaf(
-                    &mut text, tenant_id, index, event_id, &digest, class,
+                    &mut text, tenant_id, index, &event_id, &digest, class,
                 );
                 text
             }
@@ -479,7 +499,6 @@ fn range_sql(bundles: &BundleTable, columns: &str) -> String {
 pub struct NewEvent<'a> {
     pub key: i64,
     pub event_id: &'a str,
-    pub digest: &'a EventDigest,
     pub class: EventClass,
     pub flags: &'a [&'a str],
     pub canonical: &'a str,
@@ -516,42 +535,81 @@ fn class_of_code(code: u8) -> Result<EventClass, StoreError> {
     }
 }
 
-/// Encodes events as the `event_keys` column (8-byte big-endian compact keys) and the `events`
-/// column: the version byte, then per event the event id (1-byte length), the digest (32
-/// bytes), the class (0 on time, 1 late), the flags (1-byte length, comma-separated), the
-/// canonical form (4-byte length) and the source signature (2-byte length, 0 when absent).
-pub fn encode_events(events: &[NewEvent<'_>]) -> (Vec<u8>, Vec<u8>) {
+/// First byte of an `events` column in the packed layout (ADR 0009), which every
+/// new bundle uses; bundles written before it ([`FORMAT_VERSION`]) are read alike.
+const EVENTS_PACKED_VERSION: u8 = 2;
+
+/// Bits of a packed entry's info byte.
+const INFO_LATE: u8 = 0x01;
+const INFO_SIGNED: u8 = 0x02;
+/// The flags are exactly `["unsigned"]`, the usual case, stored as this bit alone.
+const INFO_UNSIGNED_ONLY: u8 = 0x04;
+/// Any other non-empty flags follow as text.
+const INFO_FLAGS_TEXT: u8 = 0x08;
+const INFO_KNOWN: u8 = INFO_LATE | INFO_SIGNED | INFO_UNSIGNED_ONLY | INFO_FLAGS_TEXT;
+
+/// Encodes the events of one tenant as the `event_keys` column (8-byte big-endian compact keys)
+/// and the `events` column in the packed layout: the version byte, then per event the event id
+/// packed ([`event_packing::pack_event_id`]), an info byte (class, signature present, flags),
+/// the flags when they are not the usual ones (1-byte length, comma-separated), the packed
+/// canonical form (2-byte length) and the source signature when present (2-byte length). The
+/// digest is not stored: it is the SHA-256 of the canonical form, computed when it is read.
+pub fn encode_events(tenant_id: &str, events: &[NewEvent<'_>]) -> (Vec<u8>, Vec<u8>) {
     let mut keys = Vec::with_capacity(events.len() * 8);
+    // An upper bound (packing never grows a JCS text), so the buffer is allocated once.
     let size: usize = events
         .iter()
-        .map(|e| e.event_id.len() + e.canonical.len() + 64)
+        .map(|e| {
+            e.event_id.len()
+                + e.canonical.len()
+                + e.source_signature.map_or(0, str::len)
+                + e.flags.iter().map(|f| f.len() + 1).sum::<usize>()
+                + 8
+        })
         .sum();
     let mut out = Vec::with_capacity(1 + size);
-    out.push(FORMAT_VERSION);
+    out.push(EVENTS_PACKED_VERSION);
     for event in events {
         keys.extend_from_slice(&event.key.to_be_bytes());
-        let id_len =
-            u8::try_from(event.event_id.len()).expect("EventId::parse bounds ids to 128 bytes");
-        out.push(id_len);
-        out.extend_from_slice(event.event_id.as_bytes());
-        out.extend_from_slice(event.digest.hash().as_bytes());
-        out.push(class_code(event.class));
-        let flags_len: usize = event.flags.iter().map(|f| f.len()).sum::<usize>()
-            + event.flags.len().saturating_sub(1);
-        out.push(u8::try_from(flags_len).expect("flags are a few short names"));
-        for (i, flag) in event.flags.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(flag.as_bytes());
+        event_packing::pack_event_id(event.event_id, &mut out);
+        let mut info = match event.class {
+            EventClass::OnTime => 0,
+            EventClass::Late => INFO_LATE,
+        };
+        if event.source_signature.is_some() {
+            info |= INFO_SIGNED;
         }
-        push_u32_len(&mut out, event.canonical.len());
-        out.extend_from_slice(event.canonical.as_bytes());
-        let signature = event.source_signature.unwrap_or("");
-        let signature_len = u16::try_from(signature.len())
-            .expect("a whole event is at most EVENT_BYTES_MAX (16 KiB)");
-        out.extend_from_slice(&signature_len.to_be_bytes());
-        out.extend_from_slice(signature.as_bytes());
+        match event.flags {
+            [] => {}
+            ["unsigned"] => info |= INFO_UNSIGNED_ONLY,
+            _ => info |= INFO_FLAGS_TEXT,
+        }
+        out.push(info);
+        if info & INFO_FLAGS_TEXT != 0 {
+            let flags = event.flags.join(",");
+            out.push(u8::try_from(flags.len()).expect("flags are a few short names"));
+            out.extend_from_slice(flags.as_bytes());
+        }
+        let length_at = out.len();
+        out.extend_from_slice(&[0, 0]);
+        event_packing::pack_canonical(
+            event.canonical,
+            PackContext {
+                tenant_id,
+                event_id: event.event_id,
+            },
+            &mut out,
+        );
+        let packed_len = u16::try_from(out.len() - length_at - 2).expect(
+            "a whole event is at most EVENT_BYTES_MAX (16 KiB), and packing halves it at worst",
+        );
+        out[length_at..length_at + 2].copy_from_slice(&packed_len.to_be_bytes());
+        if let Some(signature) = event.source_signature {
+            let signature_len = u16::try_from(signature.len())
+                .expect("a whole event is at most EVENT_BYTES_MAX (16 KiB)");
+            out.extend_from_slice(&signature_len.to_be_bytes());
+            out.extend_from_slice(signature.as_bytes());
+        }
     }
     (keys, out)
 }
@@ -577,28 +635,26 @@ pub fn decode_events(
     bytes: &[u8],
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let keys = bundle_keys(tenant_id, first_seq, count, keys)?;
-    let mut reader = Reader::new(bytes, "event bundle")?;
+    let mut reader = EventReader::new(bytes)?;
     let mut events = Vec::with_capacity(count);
     for (offset, key) in (0u64..).zip(keys) {
-        let entry = EventEntry::read(&mut reader)?;
+        let entry = reader.next()?;
+        let event_id = entry.event_id()?;
+        let canonical = entry.canonical(tenant_id, &event_id)?;
         events.push(StoredEvent {
             tenant_id: tenant_id.to_owned(),
             seq: first_seq + offset,
             key,
-            event_id: entry.event_id.to_owned(),
-            digest: entry.digest,
+            digest: entry.digest(&canonical),
+            event_id,
             class: entry.class,
-            flags: if entry.flags.is_empty() {
-                Vec::new()
-            } else {
-                entry.flags.split(',').map(str::to_owned).collect()
-            },
-            canonical: entry.canonical.to_owned(),
+            flags: entry.flags(),
+            canonical,
             source_signature: (!entry.signature.is_empty()).then(|| entry.signature.to_owned()),
             received_at_micros,
         });
     }
-    reader.finish()?;
+    reader.reader.finish()?;
     Ok(events)
 }
 
@@ -619,39 +675,181 @@ fn bundle_keys(
     Ok(keys)
 }
 
-/// One event of an `events` column, borrowed from it (see [`encode_events`]).
+/// The two layouts of an `events` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EventsLayout {
+    /// [`FORMAT_VERSION`]: ids, digests and canonical forms whole.
+    Whole,
+    /// [`EVENTS_PACKED_VERSION`].
+    Packed,
+}
+
+/// Reads the entries of an `events` column one by one, without unpacking them.
+struct EventReader<'a> {
+    layout: EventsLayout,
+    reader: Reader<'a>,
+}
+
+impl<'a> EventReader<'a> {
+    fn new(bytes: &'a [u8]) -> Result<Self, StoreError> {
+        let what = "event bundle";
+        match bytes.split_first() {
+            Some((&FORMAT_VERSION, rest)) => Ok(Self {
+                layout: EventsLayout::Whole,
+                reader: Reader::raw(rest, what),
+            }),
+            Some((&EVENTS_PACKED_VERSION, rest)) => Ok(Self {
+                layout: EventsLayout::Packed,
+                reader: Reader::raw(rest, what),
+            }),
+            _ => Err(StoreError::corrupt(format!(
+                "{what}: unknown bundle layout"
+            ))),
+        }
+    }
+
+    fn next(&mut self) -> Result<EventEntry<'a>, StoreError> {
+        let reader = &mut self.reader;
+        match self.layout {
+            EventsLayout::Whole => {
+                let id_len = usize::from(reader.u8()?);
+                let id = reader.take(id_len)?;
+                let digest = EventDigest::from_hash(
+                    Hash::from_slice(reader.take(32)?)
+                        .ok_or_else(|| StoreError::corrupt("digest"))?,
+                );
+                let class = class_of_code(reader.u8()?)?;
+                let flags_len = usize::from(reader.u8()?);
+                let flags = reader.text(flags_len)?;
+                let canonical_len = reader.u32()?;
+                let canonical = reader.take(canonical_len)?;
+                let signature_len = reader.u16()?;
+                let signature = reader.text(signature_len)?;
+                Ok(EventEntry {
+                    layout: EventsLayout::Whole,
+                    id,
+                    stored_digest: Some(digest),
+                    class,
+                    flags: EntryFlags::Text(flags),
+                    canonical,
+                    signature,
+                })
+            }
+            EventsLayout::Packed => {
+                let id = reader.packed_event_id()?;
+                let info = reader.u8()?;
+                let both_flag_forms = INFO_UNSIGNED_ONLY | INFO_FLAGS_TEXT;
+                if info & !INFO_KNOWN != 0 || info & both_flag_forms == both_flag_forms {
+                    return Err(StoreError::corrupt("event bundle: unknown entry info"));
+                }
+                let flags = if info & INFO_FLAGS_TEXT != 0 {
+                    let flags_len = usize::from(reader.u8()?);
+                    EntryFlags::Text(reader.text(flags_len)?)
+                } else if info & INFO_UNSIGNED_ONLY != 0 {
+                    EntryFlags::UnsignedOnly
+                } else {
+                    EntryFlags::Text("")
+                };
+                let canonical_len = reader.u16()?;
+                let canonical = reader.take(canonical_len)?;
+                let signature = if info & INFO_SIGNED != 0 {
+                    let signature_len = reader.u16()?;
+                    reader.text(signature_len)?
+                } else {
+                    ""
+                };
+                Ok(EventEntry {
+                    layout: EventsLayout::Packed,
+                    id,
+                    stored_digest: None,
+                    class: if info & INFO_LATE != 0 {
+                        EventClass::Late
+                    } else {
+                        EventClass::OnTime
+                    },
+                    flags,
+                    canonical,
+                    signature,
+                })
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum EntryFlags<'a> {
+    /// Comma-separated (empty for none).
+    Text(&'a str),
+    UnsignedOnly,
+}
+
+/// One event of an `events` column, borrowed from it, still in its stored form.
 struct EventEntry<'a> {
-    event_id: &'a str,
-    digest: EventDigest,
+    layout: EventsLayout,
+    /// The id's text (whole layout) or its packed bytes.
+    id: &'a [u8],
+    /// The whole layout stores the digest; the packed one computes it.
+    stored_digest: Option<EventDigest>,
     class: EventClass,
-    flags: &'a str,
-    canonical: &'a str,
+    flags: EntryFlags<'a>,
+    /// The canonical text (whole layout) or its packed bytes.
+    canonical: &'a [u8],
     signature: &'a str,
 }
 
-impl<'a> EventEntry<'a> {
-    fn read(reader: &mut Reader<'a>) -> Result<Self, StoreError> {
-        let id_len = usize::from(reader.u8()?);
-        let event_id = reader.text(id_len)?;
-        let digest = EventDigest::from_hash(
-            Hash::from_slice(reader.take(32)?).ok_or_else(|| StoreError::corrupt("digest"))?,
-        );
-        let class = class_of_code(reader.u8()?)?;
-        let flags_len = usize::from(reader.u8()?);
-        let flags = reader.text(flags_len)?;
-        let canonical_len = reader.u32()?;
-        let canonical = reader.text(canonical_len)?;
-        let signature_len = reader.u16()?;
-        let signature = reader.text(signature_len)?;
-        Ok(Self {
-            event_id,
-            digest,
-            class,
-            flags,
-            canonical,
-            signature,
-        })
+impl EventEntry<'_> {
+    fn event_id(&self) -> Result<String, StoreError> {
+        let mut text = String::with_capacity(40);
+        match self.layout {
+            EventsLayout::Whole => text.push_str(
+                std::str::from_utf8(self.id)
+                    .map_err(|_| StoreError::corrupt("event bundle: event id is not UTF-8"))?,
+            ),
+            EventsLayout::Packed => {
+                event_packing::unpack_event_id(self.id, &mut text).map_err(unpack_error)?;
+            }
+        }
+        Ok(text)
     }
+
+    fn canonical(&self, tenant_id: &str, event_id: &str) -> Result<String, StoreError> {
+        match self.layout {
+            EventsLayout::Whole => std::str::from_utf8(self.canonical)
+                .map(str::to_owned)
+                .map_err(|_| StoreError::corrupt("event bundle: canonical form is not UTF-8")),
+            EventsLayout::Packed => {
+                let mut text = String::with_capacity(self.canonical.len() * 3);
+                event_packing::unpack_canonical(
+                    self.canonical,
+                    PackContext {
+                        tenant_id,
+                        event_id,
+                    },
+                    &mut text,
+                )
+                .map_err(unpack_error)?;
+                Ok(text)
+            }
+        }
+    }
+
+    /// The digest: as stored, or the SHA-256 of the canonical form.
+    fn digest(&self, canonical: &str) -> EventDigest {
+        self.stored_digest
+            .unwrap_or_else(|| EventDigest::of_canonical(canonical.as_bytes()))
+    }
+
+    fn flags(&self) -> Vec<String> {
+        match self.flags {
+            EntryFlags::Text("") => Vec::new(),
+            EntryFlags::Text(text) => text.split(',').map(str::to_owned).collect(),
+            EntryFlags::UnsignedOnly => vec!["unsigned".to_owned()],
+        }
+    }
+}
+
+fn unpack_error(error: event_packing::UnpackError) -> StoreError {
+    StoreError::corrupt(format!("event bundle: {error}"))
 }
 
 /// The events of a `usage_event_bundles` row of [`EVENT_BUNDLE_COLUMNS`].
@@ -688,7 +886,7 @@ pub async fn write_events(
     for (tenant_id, first_seq, events) in tenants {
         for (chunk_index, chunk) in (0u64..).zip(events.chunks(BUNDLE_ENTRIES_MAX)) {
             let first = first_seq + chunk_index * BUNDLE_ENTRIES_MAX as u64;
-            let (keys, bytes) = encode_events(chunk);
+            let (keys, bytes) = encode_events(tenant_id, chunk);
             rows.push((tenant_id, first, chunk, keys, bytes));
         }
     }
@@ -800,21 +998,26 @@ pub fn decode_event_identities(
     }
     wanted.sort_unstable();
     wanted.dedup();
-    let mut reader = Reader::new(bytes, "event bundle")?;
+    let mut reader = EventReader::new(bytes)?;
     let mut found = Vec::with_capacity(wanted.len());
     let mut next = wanted.iter().peekable();
     for (offset, key) in keys.iter().enumerate() {
         let Some(&&want) = next.peek() else { break };
-        // Every entry is read (and checked); only the wanted ones are copied out.
-        let entry = EventEntry::read(&mut reader)?;
+        // Every entry is read (and its lengths checked); only the wanted ones are unpacked.
+        let entry = reader.next()?;
         if offset == want {
             next.next();
+            let event_id = entry.event_id()?;
+            let digest = match entry.stored_digest {
+                Some(digest) => digest,
+                None => entry.digest(&entry.canonical(tenant_id, &event_id)?),
+            };
             found.push(EventIdentity {
                 key: *key,
                 tenant_id: tenant_id.to_owned(),
-                event_id: entry.event_id.to_owned(),
+                event_id,
                 seq: first_seq + offset as u64,
-                digest: entry.digest,
+                digest,
             });
         }
     }
@@ -940,7 +1143,6 @@ pub(crate) async fn convert_legacy_rows(
             seq: u64,
             key: i64,
             event_id: String,
-            digest: EventDigest,
             class: EventClass,
             flags: Vec<String>,
             received_at: i64,
@@ -949,7 +1151,8 @@ pub(crate) async fn convert_legacy_rows(
         }
         let mut legacy = Vec::with_capacity(rows.len());
         for row in &rows {
-            let digest: String = row.try_get(4)?;
+            // Column 4, the digest, is not kept: it is the SHA-256 of the canonical form, and
+            // the leaf holds it to check the payload against.
             let class: String = row.try_get(5)?;
             let flags: String = row.try_get(6)?;
             legacy.push(Legacy {
@@ -957,9 +1160,6 @@ pub(crate) async fn convert_legacy_rows(
                 seq: to_u64(row.try_get(1)?)?,
                 key: row.try_get(2)?,
                 event_id: row.try_get(3)?,
-                digest: digest
-                    .parse()
-                    .map_err(|_| StoreError::corrupt("event digest"))?,
                 class: EventClass::parse(&class).ok_or_else(|| StoreError::corrupt("class"))?,
                 flags: serde_json::from_str(&flags)
                     .map_err(|_| StoreError::corrupt("event flags"))?,
@@ -995,7 +1195,6 @@ pub(crate) async fn convert_legacy_rows(
                 .map(|(e, flags)| NewEvent {
                     key: e.key,
                     event_id: &e.event_id,
-                    digest: &e.digest,
                     class: e.class,
                     flags,
                     canonical: &e.canonical,
@@ -1149,7 +1348,7 @@ mod tests {
         );
         let mut decoded = Vec::new();
         for (first, count, hashes, data) in &rows {
-            assert_eq!(data[0], USAGE_LEAVES_VERSION);
+            assert_eq!(data[0], USAGE_LEAVES_PACKED_VERSION);
             assert!(data.len() < count * 80, "compact: {} bytes", data.len());
             decoded.extend(
                 decode_leaves("tenant/acme", *first, *count, hashes, Some(data)).expect("decodes"),
@@ -1160,6 +1359,18 @@ mod tests {
             assert_eq!(leaf.hash, companyos_ledger::leaf_hash(text));
         }
         assert_eq!(decoded.len(), texts.len());
+        // Bundles of version 2 (event ids whole, before ADR 0009) are read alike.
+        let mut whole_ids = vec![USAGE_LEAVES_VERSION];
+        for leaf in &texts[..2] {
+            let leaf = companyos_ledger::leaf::UsageLeaf::parse(leaf).expect("parses");
+            whole_ids.push(u8::try_from(leaf.event_id.len()).expect("short id"));
+            whole_ids.extend_from_slice(leaf.event_id.as_bytes());
+            whole_ids.extend_from_slice(leaf.digest.hash().as_bytes());
+            whole_ids.push(class_code(leaf.class));
+        }
+        let two = decode_leaves("tenant/acme", 250, 2, &rows[0].2[..64], Some(&whole_ids))
+            .expect("decodes");
+        assert_eq!(two[1].data, texts[1]);
         let (first, count, hashes, data) = &rows[1];
         assert!(decode_leaves("audit", *first, *count, hashes, Some(data)).is_err());
         assert!(
@@ -1176,12 +1387,12 @@ mod tests {
 
     #[test]
     fn events_round_trip_and_refuse_truncation() {
-        let digest = EventDigest::of_canonical(b"{}");
+        let canonical = "{\"event_id\":\"8e0c1b2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b\",\"quantity\":\"2\",\
+                         \"tenant_id\":\"acme\",\"timestamp\":\"2026-12-03T10:20:05Z\"}";
         let events = [
             NewEvent {
                 key: -5,
                 event_id: "e-1",
-                digest: &digest,
                 class: EventClass::Late,
                 flags: &["unsigned", "tenant_suspended"],
                 canonical: "{}",
@@ -1189,17 +1400,29 @@ mod tests {
             },
             NewEvent {
                 key: 9,
-                event_id: "e-2",
-                digest: &digest,
+                event_id: "8e0c1b2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b",
+                class: EventClass::OnTime,
+                flags: &["unsigned"],
+                canonical,
+                source_signature: None,
+            },
+            NewEvent {
+                key: 11,
+                event_id: "e-3",
                 class: EventClass::OnTime,
                 flags: &[],
                 canonical: "{\"a\":1}",
                 source_signature: None,
             },
         ];
-        let (keys, bytes) = encode_events(&events);
-        assert_eq!(decode_keys(&keys).expect("keys"), vec![-5, 9]);
-        let decoded = decode_events("acme", 40, 2, 77, &keys, &bytes).expect("decodes");
+        let (keys, bytes) = encode_events("acme", &events);
+        assert!(
+            bytes.len() < 1 + 13 + 2 + 5 + 6 + 17 + 1 + 2 + canonical.len() / 3 + 5 + 10,
+            "packed: {} bytes",
+            bytes.len()
+        );
+        assert_eq!(decode_keys(&keys).expect("keys"), vec![-5, 9, 11]);
+        let decoded = decode_events("acme", 40, 3, 77, &keys, &bytes).expect("decodes");
         assert_eq!(decoded[0].seq, 40);
         assert_eq!(decoded[0].event_id, "e-1");
         assert_eq!(decoded[0].class, EventClass::Late);
@@ -1207,25 +1430,72 @@ mod tests {
         assert_eq!(decoded[0].source_signature.as_deref(), Some("c2ln"));
         assert_eq!(decoded[1].seq, 41);
         assert_eq!(decoded[1].key, 9);
-        assert_eq!(decoded[1].canonical, "{\"a\":1}");
+        assert_eq!(decoded[1].event_id, "8e0c1b2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b");
+        assert_eq!(decoded[1].canonical, canonical);
+        assert_eq!(decoded[1].flags, vec!["unsigned"]);
         assert_eq!(decoded[1].source_signature, None);
-        assert_eq!(decoded[1].digest, digest);
+        assert_eq!(
+            decoded[1].digest,
+            EventDigest::of_canonical(canonical.as_bytes())
+        );
+        assert_eq!(decoded[2].canonical, "{\"a\":1}");
+        assert!(decoded[2].flags.is_empty());
         let identities =
-            decode_event_identities("acme", 40, 2, &keys, &bytes, &[1, 1]).expect("decodes");
+            decode_event_identities("acme", 40, 3, &keys, &bytes, &[1, 1]).expect("decodes");
         assert_eq!(
             identities,
             vec![EventIdentity {
                 key: 9,
                 tenant_id: "acme".to_owned(),
-                event_id: "e-2".to_owned(),
+                event_id: "8e0c1b2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b".to_owned(),
                 seq: 41,
-                digest,
+                digest: EventDigest::of_canonical(canonical.as_bytes()),
             }]
         );
-        assert!(decode_event_identities("acme", 40, 2, &keys, &bytes, &[2]).is_err());
-        assert!(decode_events("acme", 40, 2, 77, &keys, &bytes[..bytes.len() - 1]).is_err());
-        assert!(decode_events("acme", 40, 3, 77, &keys, &bytes).is_err());
-        assert!(Reader::new(&[2], "test").is_err());
+        assert!(decode_event_identities("acme", 40, 3, &keys, &bytes, &[3]).is_err());
+        assert!(decode_events("acme", 40, 3, 77, &keys, &bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_events("acme", 40, 4, 77, &keys, &bytes).is_err());
+        assert!(decode_events("acme", 40, 0, 77, &[], &[9]).is_err());
         assert!(decode_keys(&keys[..7]).is_err());
+        // The packed canonical form refers to the bundle's tenant: read as another tenant's,
+        // it is another text (and its digest no longer matches the leaf).
+        let other = decode_events("globex", 40, 3, 77, &keys, &bytes).expect("decodes");
+        assert_ne!(other[1].canonical, canonical);
+    }
+
+    /// Bundles written before the packed layout (version 1: ids, digests and canonical forms
+    /// whole) are still read, digest as stored.
+    #[test]
+    fn whole_layout_events_are_still_read() {
+        let digest = EventDigest::of_canonical(b"{}");
+        let mut bytes = vec![FORMAT_VERSION];
+        for (id, flags, canonical, signature) in [
+            ("e-1", "unsigned", "{}", "c2ln"),
+            ("e-2", "", "{\"a\":1}", ""),
+        ] {
+            bytes.push(u8::try_from(id.len()).expect("short"));
+            bytes.extend_from_slice(id.as_bytes());
+            bytes.extend_from_slice(digest.hash().as_bytes());
+            bytes.push(1);
+            bytes.push(u8::try_from(flags.len()).expect("short"));
+            bytes.extend_from_slice(flags.as_bytes());
+            bytes.extend_from_slice(&u32::try_from(canonical.len()).expect("short").to_be_bytes());
+            bytes.extend_from_slice(canonical.as_bytes());
+            bytes.extend_from_slice(&u16::try_from(signature.len()).expect("short").to_be_bytes());
+            bytes.extend_from_slice(signature.as_bytes());
+        }
+        let keys: Vec<u8> = [3i64, 4].iter().flat_map(|k| k.to_be_bytes()).collect();
+        let decoded = decode_events("acme", 0, 2, 5, &keys, &bytes).expect("decodes");
+        assert_eq!(decoded[0].flags, vec!["unsigned"]);
+        assert_eq!(decoded[0].source_signature.as_deref(), Some("c2ln"));
+        assert_eq!(decoded[1].canonical, "{\"a\":1}");
+        assert_eq!(
+            decoded[1].digest, digest,
+            "the whole layout's digest is as stored"
+        );
+        assert_eq!(decoded[1].class, EventClass::Late);
+        let identities =
+            decode_event_identities("acme", 0, 2, &keys, &bytes, &[1]).expect("decodes");
+        assert_eq!(identities[0].event_id, "e-2");
     }
 }

@@ -312,8 +312,11 @@ const INGEST_WRITER_CONNECTIONS_MAX: u32 = 2;
 
 /// How often the background checkpointer copies the WAL into the database file.
 const WAL_CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
-/// WAL pages after which the writer checkpoints by itself (the background checkpointer keeps
-/// the WAL far below this; it is the bound if that checkpointer falls behind): 256 MiB.
+/// WAL pages after which the writer checkpoints by itself: 64 MiB of 2 KiB pages. The WAL can
+/// only start again from its beginning once every frame is copied, which a background copy
+/// seldom finishes while the writer keeps appending; so under sustained ingestion the writer
+/// copies what remains at this bound (the background checkpointer has copied most of it) and
+/// the WAL file stays at about this size.
 const WRITER_WAL_AUTOCHECKPOINT_PAGES: u32 = 32_768;
 
 /// SQLite: copies committed WAL frames into the database file from a reader connection, so the

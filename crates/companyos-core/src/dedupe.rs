@@ -980,7 +980,6 @@ pub async fn delete_tenant_events(
 mod tests {
     use super::*;
     use companyos_ledger::leaf::EventClass;
-    use companyos_ledger::usage_event::EventDigest;
 
     /// Writes `count` events of `tenant` as one bundle and takes their keys into the tail, as
     /// the ingestion writer does; returns the keys.
@@ -991,7 +990,6 @@ mod tests {
         first: u64,
         count: u64,
     ) -> Vec<i64> {
-        let digest = EventDigest::of_canonical(b"{}");
         let ids: Vec<String> = (first..first + count).map(|i| format!("e-{i}")).collect();
         let keys: Vec<i64> = ids
             .iter()
@@ -1003,7 +1001,6 @@ mod tests {
             .map(|(id, key)| bundles::NewEvent {
                 key: *key,
                 event_id: id,
-                digest: &digest,
                 class: EventClass::OnTime,
                 flags: &[],
                 canonical: "{}",

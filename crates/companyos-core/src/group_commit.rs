@@ -773,7 +773,6 @@ async fn write_state(
                 .map(|row| bundles::NewEvent {
                     key: row.checked.key,
                     event_id: row.checked.event.event_id.as_str(),
-                    digest: &row.checked.event.digest,
                     class: row.class,
                     flags: &row.flags,
                     canonical: row.checked.event.canonical.as_str(),

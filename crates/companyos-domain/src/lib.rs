@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod error;
+pub mod event_packing;
 pub mod ids;
 pub mod metering;
 pub mod plan;

@@ -1,4 +1,6 @@
 //! Integration tests of the domain crate: the differential tests of the two paths of usage
-//! event parsing (the single-pass fast path against the general `Value` path).
+//! event parsing (the single-pass fast path against the general `Value` path), and the
+//! round trip of the stored (packed) forms of events.
 
+mod event_packing;
 mod usage_parse_paths;

@@ -1,6 +1,7 @@
 //! The verifiable ledger (CONTRACT §7): a tenant proves its event is in a signed checkpoint
 //! with nothing but its API key, the verifier key and the ledger crate.
 
+use companyos_domain::event_packing;
 use companyos_ledger::encoding::base64_decode;
 use companyos_ledger::leaf::UsageLeaf;
 use companyos_ledger::merkle::{verify_consistency, verify_inclusion};
@@ -121,7 +122,10 @@ async fn ledger_verify_finds_tampering_and_names_tenant_and_leaf() {
             .await;
         assert!(server.app.verify_ledgers(None).await.unwrap().is_empty());
         let db = server.app.db().readers();
-        // One byte of event 17's stored payload: its quantity "2" becomes "3".
+        // One byte of event 17's stored payload: its quantity "2" becomes "3". The payload is
+        // packed (ADR 0009): the entry starts with the id's length and text, and the quantity
+        // member's name is one token byte.
+        let quantity_member = [event_packing::TOKEN_QUANTITY_STRING, b'2', b'"'];
         let bundles =
             sqlx::query("SELECT id, events FROM usage_event_bundles WHERE tenant_id = 'acme'")
                 .fetch_all(db)
@@ -130,11 +134,11 @@ async fn ledger_verify_finds_tampering_and_names_tenant_and_leaf() {
         let mut tampered = false;
         for bundle in &bundles {
             let mut bytes: Vec<u8> = bundle.get("events");
-            let Some(at) = find_bytes(&bytes, b"\"event_id\":\"e17\"") else {
+            let Some(at) = find_bytes(&bytes, b"\x03e17") else {
                 continue;
             };
-            let quantity = at + find_bytes(&bytes[at..], b"\"quantity\":\"2\"").unwrap();
-            bytes[quantity + b"\"quantity\":\"".len()] = b'3';
+            let quantity = at + find_bytes(&bytes[at..], &quantity_member).unwrap();
+            bytes[quantity + 1] = b'3';
             sqlx::query("UPDATE usage_event_bundles SET events = $1 WHERE id = $2")
                 .bind(bytes)
                 .bind(bundle.get::<i64, _>("id"))
