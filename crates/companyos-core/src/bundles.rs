@@ -542,16 +542,26 @@ const EVENTS_PACKED_VERSION: u8 = 2;
 /// Bits of a packed entry's info byte.
 const INFO_LATE: u8 = 0x01;
 const INFO_SIGNED: u8 = 0x02;
-/// The flags are exactly `["unsigned"]`, the usual case, stored as this bit alone.
-const INFO_UNSIGNED_ONLY: u8 = 0x04;
-/// Any other non-empty flags follow as text.
-const INFO_FLAGS_TEXT: u8 = 0x08;
-const INFO_KNOWN: u8 = INFO_LATE | INFO_SIGNED | INFO_UNSIGNED_ONLY | INFO_FLAGS_TEXT;
+/// Flags follow: their count, then each as a code of [`FLAG_CODES`] or 0, a 1-byte length and
+/// the text.
+const INFO_FLAGS: u8 = 0x04;
+const INFO_KNOWN: u8 = INFO_LATE | INFO_SIGNED | INFO_FLAGS;
+
+/// The flags ingestion sets, by the code a packed entry stores them as.
+const FLAG_CODES: [(u8, &str); 5] = [
+    (1, "unsigned"),
+    (2, "undeclared_service"),
+    (3, "undeclared_metric"),
+    (4, "unit_mismatch"),
+    (5, "tenant_suspended"),
+];
+/// The code of a flag stored as text.
+const FLAG_TEXT: u8 = 0;
 
 /// Encodes the events of one tenant as the `event_keys` column (8-byte big-endian compact keys)
 /// and the `events` column in the packed layout: the version byte, then per event the event id
-/// packed ([`event_packing::pack_event_id`]), an info byte (class, signature present, flags),
-/// the flags when they are not the usual ones (1-byte length, comma-separated), the packed
+/// packed ([`event_packing::pack_event_id`]), an info byte (class, signature present, flags
+/// present), the flags if any (a count, then each as a 1-byte code or as text), the packed
 /// canonical form (2-byte length) and the source signature when present (2-byte length). The
 /// digest is not stored: it is the SHA-256 of the canonical form, computed when it is read.
 pub fn encode_events(tenant_id: &str, events: &[NewEvent<'_>]) -> (Vec<u8>, Vec<u8>) {
@@ -563,7 +573,7 @@ pub fn encode_events(tenant_id: &str, events: &[NewEvent<'_>]) -> (Vec<u8>, Vec<
             e.event_id.len()
                 + e.canonical.len()
                 + e.source_signature.map_or(0, str::len)
-                + e.flags.iter().map(|f| f.len() + 1).sum::<usize>()
+                + e.flags.iter().map(|f| f.len() + 2).sum::<usize>()
                 + 8
         })
         .sum();
@@ -579,16 +589,22 @@ pub fn encode_events(tenant_id: &str, events: &[NewEvent<'_>]) -> (Vec<u8>, Vec<
         if event.source_signature.is_some() {
             info |= INFO_SIGNED;
         }
-        match event.flags {
-            [] => {}
-            ["unsigned"] => info |= INFO_UNSIGNED_ONLY,
-            _ => info |= INFO_FLAGS_TEXT,
+        if !event.flags.is_empty() {
+            info |= INFO_FLAGS;
         }
         out.push(info);
-        if info & INFO_FLAGS_TEXT != 0 {
-            let flags = event.flags.join(",");
-            out.push(u8::try_from(flags.len()).expect("flags are a few short names"));
-            out.extend_from_slice(flags.as_bytes());
+        if !event.flags.is_empty() {
+            out.push(u8::try_from(event.flags.len()).expect("an event carries a few flags"));
+            for flag in event.flags {
+                match FLAG_CODES.iter().find(|(_, name)| name == flag) {
+                    Some((code, _)) => out.push(*code),
+                    None => {
+                        out.push(FLAG_TEXT);
+                        out.push(u8::try_from(flag.len()).expect("flags are short names"));
+                        out.extend_from_slice(flag.as_bytes());
+                    }
+                }
+            }
         }
         let length_at = out.len();
         out.extend_from_slice(&[0, 0]);
@@ -738,15 +754,26 @@ impl<'a> EventReader<'a> {
             EventsLayout::Packed => {
                 let id = reader.packed_event_id()?;
                 let info = reader.u8()?;
-                let both_flag_forms = INFO_UNSIGNED_ONLY | INFO_FLAGS_TEXT;
-                if info & !INFO_KNOWN != 0 || info & both_flag_forms == both_flag_forms {
+                if info & !INFO_KNOWN != 0 {
                     return Err(StoreError::corrupt("event bundle: unknown entry info"));
                 }
-                let flags = if info & INFO_FLAGS_TEXT != 0 {
-                    let flags_len = usize::from(reader.u8()?);
-                    EntryFlags::Text(reader.text(flags_len)?)
-                } else if info & INFO_UNSIGNED_ONLY != 0 {
-                    EntryFlags::UnsignedOnly
+                let flags = if info & INFO_FLAGS != 0 {
+                    let count = usize::from(reader.u8()?);
+                    let start = reader.bytes;
+                    for _ in 0..count {
+                        match reader.u8()? {
+                            FLAG_TEXT => {
+                                let len = usize::from(reader.u8()?);
+                                reader.text(len)?;
+                            }
+                            code if FLAG_CODES.iter().any(|(c, _)| *c == code) => {}
+                            _ => return Err(StoreError::corrupt("event bundle: unknown flag")),
+                        }
+                    }
+                    EntryFlags::Coded {
+                        count,
+                        bytes: &start[..start.len() - reader.bytes.len()],
+                    }
                 } else {
                     EntryFlags::Text("")
                 };
@@ -778,9 +805,10 @@ impl<'a> EventReader<'a> {
 
 #[derive(Debug, Clone, Copy)]
 enum EntryFlags<'a> {
-    /// Comma-separated (empty for none).
+    /// Comma-separated (empty for none): the whole layout.
     Text(&'a str),
-    UnsignedOnly,
+    /// `count` flags as codes or texts (checked when read): the packed layout.
+    Coded { count: usize, bytes: &'a [u8] },
 }
 
 /// One event of an `events` column, borrowed from it, still in its stored form.
@@ -843,7 +871,22 @@ impl EventEntry<'_> {
         match self.flags {
             EntryFlags::Text("") => Vec::new(),
             EntryFlags::Text(text) => text.split(',').map(str::to_owned).collect(),
-            EntryFlags::UnsignedOnly => vec!["unsigned".to_owned()],
+            EntryFlags::Coded { count, bytes } => {
+                let mut flags = Vec::with_capacity(count);
+                let mut at = 0;
+                while let Some(&code) = bytes.get(at) {
+                    at += 1;
+                    if code == FLAG_TEXT {
+                        let len = usize::from(bytes.get(at).copied().unwrap_or(0));
+                        let text = bytes.get(at + 1..at + 1 + len).unwrap_or_default();
+                        flags.push(String::from_utf8_lossy(text).into_owned());
+                        at += 1 + len;
+                    } else if let Some((_, name)) = FLAG_CODES.iter().find(|(c, _)| *c == code) {
+                        flags.push((*name).to_owned());
+                    }
+                }
+                flags
+            }
         }
     }
 }
@@ -1410,7 +1453,7 @@ mod tests {
                 key: 11,
                 event_id: "e-3",
                 class: EventClass::OnTime,
-                flags: &[],
+                flags: &["unsigned", "not_a_known_flag"],
                 canonical: "{\"a\":1}",
                 source_signature: None,
             },
@@ -1439,7 +1482,7 @@ mod tests {
             EventDigest::of_canonical(canonical.as_bytes())
         );
         assert_eq!(decoded[2].canonical, "{\"a\":1}");
-        assert!(decoded[2].flags.is_empty());
+        assert_eq!(decoded[2].flags, vec!["unsigned", "not_a_known_flag"]);
         let identities =
             decode_event_identities("acme", 40, 3, &keys, &bytes, &[1, 1]).expect("decodes");
         assert_eq!(
@@ -1457,6 +1500,14 @@ mod tests {
         assert!(decode_events("acme", 40, 4, 77, &keys, &bytes).is_err());
         assert!(decode_events("acme", 40, 0, 77, &[], &[9]).is_err());
         assert!(decode_keys(&keys[..7]).is_err());
+        // An unknown info bit or flag code is damage, not a default.
+        let info_at = 1 + 1 + "e-1".len();
+        let mut damaged = bytes.clone();
+        damaged[info_at] |= 0x80;
+        assert!(decode_events("acme", 40, 3, 77, &keys, &damaged).is_err());
+        let mut damaged = bytes.clone();
+        damaged[info_at + 2] = 77;
+        assert!(decode_events("acme", 40, 3, 77, &keys, &damaged).is_err());
         // The packed canonical form refers to the bundle's tenant: read as another tenant's,
         // it is another text (and its digest no longer matches the leaf).
         let other = decode_events("globex", 40, 3, 77, &keys, &bytes).expect("decodes");

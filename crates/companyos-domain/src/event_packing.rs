@@ -15,8 +15,9 @@
 //!   inside strings, and there is no whitespace between tokens), so a token can never be
 //!   confused with text; should one appear anyway it is stored behind [`ESCAPE`]. A token
 //!   stands for a fixed string, the event's own id or tenant id (given to both directions), or a
-//!   `"timestamp"` member whose value is in the one shape `YYYY-MM-DDTHH:MM:SSZ` and is stored
-//!   as five bytes of Unix seconds; any other timestamp text stays text.
+//!   `"timestamp"` member whose value is in the shape `YYYY-MM-DDTHH:MM:SSZ` or
+//!   `YYYY-MM-DDTHH:MM:SS.fffZ` (1 to 9 fraction digits) and is stored as five bytes of Unix
+//!   seconds (and the fraction's digit count and value); any other timestamp text stays text.
 
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
@@ -128,6 +129,9 @@ const TOKEN_OWN_EVENT_ID: u8 = 0x01;
 const TOKEN_OWN_TENANT_ID: u8 = 0x02;
 /// `"timestamp":"YYYY-MM-DDTHH:MM:SSZ"`, the value as five big-endian bytes of Unix seconds.
 const TOKEN_TIMESTAMP_SECONDS: u8 = 0x03;
+/// `"timestamp":"YYYY-MM-DDTHH:MM:SS.<fraction>Z"`: five bytes of Unix seconds, one byte of
+/// fraction digits (1 to 9, leading zeros included) and four big-endian bytes of their value.
+const TOKEN_TIMESTAMP_FRACTION: u8 = 0x10;
 /// The next byte is text, whatever its value.
 pub const ESCAPE: u8 = 0x1f;
 
@@ -151,8 +155,10 @@ const FIXED: [(u8, &str); 12] = [
 pub const TOKEN_QUANTITY_STRING: u8 = 0x09;
 
 const TIMESTAMP_PREFIX: &str = "\"timestamp\":\"";
-/// `YYYY-MM-DDTHH:MM:SSZ`.
-const TIMESTAMP_TEXT_BYTES: usize = 20;
+/// `YYYY-MM-DDTHH:MM:SS`.
+const TIMESTAMP_SECONDS_TEXT_BYTES: usize = 19;
+/// Fraction digits of a timestamp that packs (nanoseconds at most).
+const TIMESTAMP_FRACTION_DIGITS_MAX: usize = 9;
 /// 10000-01-01T00:00:00Z: four-digit years only.
 const TIMESTAMP_SECONDS_END: i64 = 253_402_300_800;
 
@@ -199,13 +205,24 @@ fn pack_member(text: &[u8], context: PackContext<'_>, out: &mut Vec<u8>) -> Opti
                 out.push(TOKEN_OWN_TENANT_ID);
                 return Some(used);
             }
-            if let Some(seconds) = text
+            if let Some(value) = text
                 .strip_prefix(TIMESTAMP_PREFIX.as_bytes())
-                .and_then(timestamp_seconds)
+                .and_then(timestamp_value)
             {
-                out.push(TOKEN_TIMESTAMP_SECONDS);
-                out.extend_from_slice(&seconds.to_be_bytes()[3..]);
-                return Some(TIMESTAMP_PREFIX.len() + TIMESTAMP_TEXT_BYTES + 1);
+                let seconds = value.seconds.to_be_bytes();
+                match value.fraction {
+                    None => {
+                        out.push(TOKEN_TIMESTAMP_SECONDS);
+                        out.extend_from_slice(&seconds[3..]);
+                    }
+                    Some((digits, fraction)) => {
+                        out.push(TOKEN_TIMESTAMP_FRACTION);
+                        out.extend_from_slice(&seconds[3..]);
+                        out.push(digits);
+                        out.extend_from_slice(&fraction.to_be_bytes());
+                    }
+                }
+                return Some(TIMESTAMP_PREFIX.len() + value.text_bytes);
             }
         }
         _ => {}
@@ -219,27 +236,47 @@ fn pack_member(text: &[u8], context: PackContext<'_>, out: &mut Vec<u8>) -> Opti
         })
 }
 
-/// The Unix seconds of a value `YYYY-MM-DDTHH:MM:SSZ"` at the start of `text`, when it is
-/// exactly that shape and a real instant (so formatting the seconds gives the same text).
-fn timestamp_seconds(text: &[u8]) -> Option<u64> {
-    let value = text.get(..TIMESTAMP_TEXT_BYTES + 1)?;
-    if value[TIMESTAMP_TEXT_BYTES] != b'"' {
-        return None;
-    }
+/// A timestamp value that packs.
+struct TimestampValue {
+    seconds: u64,
+    /// Digit count and value of the fraction of a second, when the text has one.
+    fraction: Option<(u8, u32)>,
+    /// The bytes of the value's text, closing quote included.
+    text_bytes: usize,
+}
+
+/// The packed parts of a value `YYYY-MM-DDTHH:MM:SS[.f{1,9}]Z"` at the start of `text`, when it
+/// is exactly that shape and a real instant of a year from 1970 to 9999, so that formatting the
+/// parts gives the same text.
+fn timestamp_value(text: &[u8]) -> Option<TimestampValue> {
+    let value = text.get(..TIMESTAMP_SECONDS_TEXT_BYTES)?;
     let digits = |from: usize, to: usize| -> Option<u32> {
         value[from..to].iter().try_fold(0u32, |n, c| {
             c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
         })
     };
-    let shape = [
-        (4, b'-'),
-        (7, b'-'),
-        (10, b'T'),
-        (13, b':'),
-        (16, b':'),
-        (19, b'Z'),
-    ];
+    let shape = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
     if shape.iter().any(|(at, c)| value[*at] != *c) {
+        return None;
+    }
+    let rest = &text[TIMESTAMP_SECONDS_TEXT_BYTES..];
+    let (fraction, after) = match rest.strip_prefix(b".") {
+        Some(fraction) => {
+            let count = fraction.iter().take_while(|c| c.is_ascii_digit()).count();
+            if count == 0 || count > TIMESTAMP_FRACTION_DIGITS_MAX {
+                return None;
+            }
+            let number = fraction[..count]
+                .iter()
+                .fold(0u32, |n, c| n * 10 + u32::from(c - b'0'));
+            (
+                Some((u8::try_from(count).ok()?, number)),
+                &fraction[count..],
+            )
+        }
+        None => (None, rest),
+    };
+    if !after.starts_with(b"Z\"") {
         return None;
     }
     let year = i32::try_from(digits(0, 4)?).ok()?;
@@ -254,8 +291,12 @@ fn timestamp_seconds(text: &[u8]) -> Option<u64> {
     let seconds = PrimitiveDateTime::new(day, time)
         .assume_utc()
         .unix_timestamp();
-    // Years before 1970 would need a sign; they stay text.
-    u64::try_from(seconds).ok()
+    Some(TimestampValue {
+        // Years before 1970 would need a sign; they stay text.
+        seconds: u64::try_from(seconds).ok()?,
+        fraction,
+        text_bytes: text.len() - after.len() + 2,
+    })
 }
 
 /// Appends the text of packed canonical bytes to `out`.
@@ -280,7 +321,7 @@ pub fn unpack_canonical(
             }
             TOKEN_OWN_EVENT_ID => push_member(&mut text, "event_id", context.event_id),
             TOKEN_OWN_TENANT_ID => push_member(&mut text, "tenant_id", context.tenant_id),
-            TOKEN_TIMESTAMP_SECONDS => {
+            TOKEN_TIMESTAMP_SECONDS | TOKEN_TIMESTAMP_FRACTION => {
                 let bytes = packed.get(at..at + 5).ok_or(UnpackError::Truncated)?;
                 at += 5;
                 let mut be = [0u8; 8];
@@ -292,8 +333,26 @@ pub fn unpack_canonical(
                 let instant = OffsetDateTime::from_unix_timestamp(seconds)
                     .map_err(|_| UnpackError::TimestampRange)?;
                 text.extend_from_slice(TIMESTAMP_PREFIX.as_bytes());
-                push_timestamp(&mut text, instant);
-                text.push(b'"');
+                push_timestamp_seconds(&mut text, instant);
+                if byte == TOKEN_TIMESTAMP_FRACTION {
+                    let digits = usize::from(*packed.get(at).ok_or(UnpackError::Truncated)?);
+                    let value = packed.get(at + 1..at + 5).ok_or(UnpackError::Truncated)?;
+                    at += 5;
+                    let value = u32::from_be_bytes([value[0], value[1], value[2], value[3]]);
+                    if digits == 0
+                        || digits > TIMESTAMP_FRACTION_DIGITS_MAX
+                        || u64::from(value) >= 10u64.pow(digits as u32)
+                    {
+                        return Err(UnpackError::TimestampRange);
+                    }
+                    text.push(b'.');
+                    let mut divisor = 10u32.pow(digits as u32 - 1);
+                    while divisor > 0 {
+                        text.push(b'0' + u8::try_from(value / divisor % 10).unwrap_or(0));
+                        divisor /= 10;
+                    }
+                }
+                text.extend_from_slice(b"Z\"");
             }
             token => {
                 let (_, fixed) = FIXED
@@ -316,8 +375,8 @@ fn push_member(text: &mut Vec<u8>, name: &str, value: &str) {
     text.push(b'"');
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of a UTC instant of a four-digit year.
-fn push_timestamp(text: &mut Vec<u8>, at: OffsetDateTime) {
+/// `YYYY-MM-DDTHH:MM:SS` of a UTC instant of a four-digit year.
+fn push_timestamp_seconds(text: &mut Vec<u8>, at: OffsetDateTime) {
     let two = |text: &mut Vec<u8>, n: u8| {
         text.push(b'0' + n / 10);
         text.push(b'0' + n % 10);
@@ -336,7 +395,6 @@ fn push_timestamp(text: &mut Vec<u8>, at: OffsetDateTime) {
     two(text, at.minute());
     text.push(b':');
     two(text, at.second());
-    text.push(b'Z');
 }
 
 #[cfg(test)]
@@ -375,6 +433,16 @@ mod tests {
         roundtrip("{\"timestamp\":\"1969-12-31T23:59:59Z\"}");
         roundtrip("{\"timestamp\":\"9999-12-31T23:59:59Z\"}");
         roundtrip("{\"timestamp\":\"2026-12-03T10:20:60Z\"}");
+        for fraction in ["5", "000001", "591770", "123456789", "1234567890", ""] {
+            roundtrip(&format!(
+                "{{\"timestamp\":\"2026-12-03T10:20:05.{fraction}Z\"}}"
+            ));
+        }
+        roundtrip("{\"timestamp\":\"2026-12-03T10:20:05.5+01:00\"}");
+        assert_eq!(
+            roundtrip("\"timestamp\":\"2026-12-03T10:20:05.000591Z\"").len(),
+            11
+        );
         roundtrip("\u{1}\u{1f}\u{3}\"timestamp\":\"");
         roundtrip("\"event_id\":\"8e0c1b2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b");
         roundtrip("{\"ünïcode\":\"😀\",\"quantity\":12.5,\"source_seq\":7}");
@@ -419,6 +487,22 @@ mod tests {
                 &mut text
             ),
             Err(UnpackError::TimestampRange)
+        );
+        for (digits, value) in [(0u8, 0u32), (10, 0), (3, 1000)] {
+            let mut bytes = vec![TOKEN_TIMESTAMP_FRACTION, 0, 0, 0, 0, 1, digits];
+            bytes.extend_from_slice(&value.to_be_bytes());
+            assert_eq!(
+                unpack_canonical(&bytes, CONTEXT, &mut text),
+                Err(UnpackError::TimestampRange)
+            );
+        }
+        assert_eq!(
+            unpack_canonical(
+                &[TOKEN_TIMESTAMP_FRACTION, 0, 0, 0, 0, 1, 3],
+                CONTEXT,
+                &mut text
+            ),
+            Err(UnpackError::Truncated)
         );
         assert_eq!(
             unpack_canonical(&[0xff], CONTEXT, &mut text),

@@ -22,23 +22,24 @@ fn piece() -> impl Strategy<Value = String> {
         Just("{".to_owned()),
         Just("acme".to_owned()),
         Just("e17".to_owned()),
-        (0u64..253_402_300_799, any::<bool>()).prop_map(|(s, exact)| {
-            let at = time::OffsetDateTime::from_unix_timestamp(s as i64).expect("in range");
-            let text = format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                at.year(),
-                u8::from(at.month()),
-                at.day(),
-                at.hour(),
-                at.minute(),
-                at.second()
-            );
-            if exact {
-                format!("{text}\"")
-            } else {
-                text.replace('Z', ".5Z")
-            }
-        }),
+        (
+            0u64..253_402_300_799,
+            prop_oneof![Just(String::new()), "\\.[0-9]{0,11}"],
+            any::<bool>()
+        )
+            .prop_map(|(s, fraction, quoted)| {
+                let at = time::OffsetDateTime::from_unix_timestamp(s as i64).expect("in range");
+                format!(
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{fraction}Z{}",
+                    at.year(),
+                    u8::from(at.month()),
+                    at.day(),
+                    at.hour(),
+                    at.minute(),
+                    at.second(),
+                    if quoted { "\"" } else { "" }
+                )
+            }),
         "[0-9:T\\-Z\"]{0,22}",
         "\\PC{0,6}",
         "[\\x00-\\x1f]{1,3}",
