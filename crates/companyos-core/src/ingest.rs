@@ -829,12 +829,15 @@ impl App {
             Backend::Sqlite => {
                 let mut index = self.inner.ingest.key_index.lock().await;
                 // Bring the index up to the latest commit (it may not be loaded yet, or another
-                // process may have written): two small reads on a consistent snapshot; the
-                // writer checks the index again before it relies on it.
+                // process may have written), and look up on that same snapshot: an index synced
+                // on one snapshot and read against another could miss an event that another
+                // process wrote and merged in between. The writer checks the index again
+                // before it relies on it.
                 let mut snapshot = self.db().readers().begin().await?;
                 index.sync(&mut snapshot).await?;
+                let found = dedupe::lookup(&mut snapshot, Some(&mut index), &[key]).await?;
                 snapshot.commit().await?;
-                dedupe::lookup(conn, Some(&mut index), &[key]).await?
+                found
             }
             Backend::Postgres => dedupe::lookup(conn, None, &[key]).await?,
         };
