@@ -162,3 +162,148 @@ async fn ledger_verify_finds_tampering_and_names_tenant_and_leaf() {
 fn find_bytes(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// A store written before the packed layouts (ADR 0009) keeps working after the upgrade: its
+/// bundles, rewritten here into the old layouts (payloads with ids, digests and canonical forms
+/// whole; leaves with ids whole), still verify, still prove, and still dedupe (an identical
+/// resend is a duplicate at its original seq, a changed one a conflict), while new events are
+/// written packed beside them.
+#[tokio::test]
+async fn bundles_of_the_layouts_before_packing_are_read_alike() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        server.tenant("acme").await;
+        let ingest = server.operator("meter", "ingest").await;
+        let mut events: Vec<Value> = (0..30)
+            .map(|i| event("acme", &format!("e{i}"), "2", START))
+            .collect();
+        events.push(event(
+            "acme",
+            "8e0c1b2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b",
+            "1.5",
+            START,
+        ));
+        let (status, first) = ingest.post("/v1/events", json!(events)).await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        let db = server.app.db().readers();
+        let rows = sqlx::query(
+            "SELECT id, first_seq, event_count, received_at, event_keys, events \
+             FROM usage_event_bundles WHERE tenant_id = 'acme'",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap();
+        for row in &rows {
+            let count: i64 = row.get("event_count");
+            let stored = companyos_core::bundles::decode_events(
+                "acme",
+                row.get::<i64, _>("first_seq") as u64,
+                count as usize,
+                row.get("received_at"),
+                &row.get::<Vec<u8>, _>("event_keys"),
+                &row.get::<Vec<u8>, _>("events"),
+            )
+            .unwrap();
+            let mut whole = vec![1u8];
+            for event in &stored {
+                whole.push(event.event_id.len() as u8);
+                whole.extend_from_slice(event.event_id.as_bytes());
+                whole.extend_from_slice(event.digest.hash().as_bytes());
+                whole.push(u8::from(
+                    event.class == companyos_ledger::leaf::EventClass::Late,
+                ));
+                let flags = event.flags.join(",");
+                whole.push(flags.len() as u8);
+                whole.extend_from_slice(flags.as_bytes());
+                whole.extend_from_slice(&(event.canonical.len() as u32).to_be_bytes());
+                whole.extend_from_slice(event.canonical.as_bytes());
+                let signature = event.source_signature.as_deref().unwrap_or("");
+                whole.extend_from_slice(&(signature.len() as u16).to_be_bytes());
+                whole.extend_from_slice(signature.as_bytes());
+            }
+            sqlx::query("UPDATE usage_event_bundles SET events = $1 WHERE id = $2")
+                .bind(whole)
+                .bind(row.get::<i64, _>("id"))
+                .execute(db)
+                .await
+                .unwrap();
+        }
+        let rows = sqlx::query(
+            "SELECT first_index, leaf_count, leaf_hashes, leaf_data FROM ledger_leaf_bundles \
+             WHERE log_id = 'tenant/acme'",
+        )
+        .fetch_all(db)
+        .await
+        .unwrap();
+        for row in &rows {
+            let first: i64 = row.get("first_index");
+            let leaves = companyos_core::bundles::decode_leaves(
+                "tenant/acme",
+                first as u64,
+                row.get::<i64, _>("leaf_count") as usize,
+                &row.get::<Vec<u8>, _>("leaf_hashes"),
+                Some(&row.get::<Vec<u8>, _>("leaf_data")),
+            )
+            .unwrap();
+            let mut whole_ids = vec![2u8];
+            for stored in &leaves {
+                let leaf = UsageLeaf::parse(&stored.data).unwrap();
+                whole_ids.push(leaf.event_id.len() as u8);
+                whole_ids.extend_from_slice(leaf.event_id.as_bytes());
+                whole_ids.extend_from_slice(leaf.digest.hash().as_bytes());
+                whole_ids.push(u8::from(
+                    leaf.class == companyos_ledger::leaf::EventClass::Late,
+                ));
+            }
+            sqlx::query(
+                "UPDATE ledger_leaf_bundles SET leaf_data = $1 \
+                 WHERE log_id = 'tenant/acme' AND first_index = $2",
+            )
+            .bind(whole_ids)
+            .bind(first)
+            .execute(db)
+            .await
+            .unwrap();
+        }
+        let problems = server.app.verify_ledgers(Some("acme")).await.unwrap();
+        assert!(problems.is_empty(), "{backend:?} {problems:?}");
+        let (status, again) = ingest.post("/v1/events", json!(events)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(again["duplicates"], 31, "{backend:?} {again}");
+        for (was, now) in first["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(again["results"].as_array().unwrap())
+        {
+            assert_eq!(was["seq"], now["seq"]);
+        }
+        let changed = event("acme", "8e0c1b2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b", "9", START);
+        let (_, conflict) = ingest.post("/v1/events", json!([changed])).await;
+        assert_eq!(conflict["results"][0]["status"], "conflict", "{conflict}");
+        let newer: Vec<Value> = (30..40)
+            .map(|i| event("acme", &format!("e{i}"), "2", START))
+            .collect();
+        let (_, newer) = ingest.post("/v1/events", json!(newer)).await;
+        assert_eq!(newer["accepted"], 10, "{newer}");
+        assert!(
+            server
+                .app
+                .verify_ledgers(Some("acme"))
+                .await
+                .unwrap()
+                .is_empty(),
+            "{backend:?}: old and new bundles verify together"
+        );
+        for event_id in ["e3", "8e0c1b2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b", "e35"] {
+            let (status, proof) = server
+                .admin()
+                .get(&format!(
+                    "/v1/tenants/acme/ledger/proof?event_id={event_id}"
+                ))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{backend:?} {event_id} {proof}");
+        }
+        server.stop().await;
+    }
+}
