@@ -13,19 +13,16 @@ fuzz_target!(|data: &[u8]| {
         tenant_id: "acme",
         event_id: "8e0c1b2a-3f4d-4e5f-8a9b-0c1d2e3f4a5b",
     };
-    let mut unpacked = String::new();
-    if unpack_canonical(data, context, &mut unpacked).is_ok() {
+    if let Ok(unpacked) = unpack_canonical(data, context) {
         let mut packed = Vec::new();
         pack_canonical(&unpacked, context, &mut packed);
-        let mut again = String::new();
-        unpack_canonical(&packed, context, &mut again).expect("packed bytes unpack");
+        let again = unpack_canonical(&packed, context).expect("packed bytes unpack");
         assert_eq!(again, unpacked);
     }
     if let Ok(text) = std::str::from_utf8(data) {
         let mut packed = Vec::new();
         pack_canonical(text, context, &mut packed);
-        let mut again = String::new();
-        unpack_canonical(&packed, context, &mut again).expect("packed bytes unpack");
+        let again = unpack_canonical(&packed, context).expect("packed bytes unpack");
         assert_eq!(again, text);
         if (1..=128).contains(&text.len()) {
             let mut id = Vec::new();

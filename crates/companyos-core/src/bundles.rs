@@ -77,12 +77,7 @@ impl<'a> Reader<'a> {
 
     /// The bytes of an event id packed by [`event_packing::pack_event_id`] (not unpacked).
     fn packed_event_id(&mut self) -> Result<&'a [u8], StoreError> {
-        let len = match self.bytes.first() {
-            Some(0) => 1 + 16,
-            Some(len) => 1 + usize::from(*len),
-            None => 1,
-        };
-        self.take(len)
+        self.take(event_packing::packed_event_id_len(self.bytes))
     }
 
     fn text(&mut self, len: usize) -> Result<&'a str, StoreError> {
@@ -269,16 +264,12 @@ pub fn decode_leaves(
             hashes.len()
         )));
     }
-    let mut packed_ids = false;
+    let packed_ids = data.and_then(<[u8]>::first) == Some(&USAGE_LEAVES_PACKED_VERSION);
     let mut reader = match data {
         None => None,
         Some(bytes) => Some(match bytes.split_first() {
             Some((&FORMAT_VERSION, rest)) => (LeafLayout::Whole, Reader::raw(rest, "leaf bundle")),
-            Some((&USAGE_LEAVES_VERSION, rest)) => {
-                (LeafLayout::Usage, Reader::raw(rest, "leaf bundle"))
-            }
-            Some((&USAGE_LEAVES_PACKED_VERSION, rest)) => {
-                packed_ids = true;
+            Some((&USAGE_LEAVES_VERSION, rest)) | Some((&USAGE_LEAVES_PACKED_VERSION, rest)) => {
                 (LeafLayout::Usage, Reader::raw(rest, "leaf bundle"))
             }
             _ => return Err(StoreError::corrupt("leaf bundle: unknown bundle layout")),
@@ -664,13 +655,13 @@ pub fn decode_events(
             digest: entry.digest(&canonical),
             event_id,
             class: entry.class,
-            flags: entry.flags(),
+            flags: entry.flags()?,
             canonical,
             source_signature: (!entry.signature.is_empty()).then(|| entry.signature.to_owned()),
             received_at_micros,
         });
     }
-    reader.reader.finish()?;
+    reader.finish()?;
     Ok(events)
 }
 
@@ -724,6 +715,11 @@ impl<'a> EventReader<'a> {
         }
     }
 
+    /// Checks that no bytes follow the last entry.
+    fn finish(&self) -> Result<(), StoreError> {
+        self.reader.finish()
+    }
+
     fn next(&mut self) -> Result<EventEntry<'a>, StoreError> {
         let reader = &mut self.reader;
         match self.layout {
@@ -761,19 +757,12 @@ impl<'a> EventReader<'a> {
                     let count = usize::from(reader.u8()?);
                     let start = reader.bytes;
                     for _ in 0..count {
-                        match reader.u8()? {
-                            FLAG_TEXT => {
-                                let len = usize::from(reader.u8()?);
-                                reader.text(len)?;
-                            }
-                            code if FLAG_CODES.iter().any(|(c, _)| *c == code) => {}
-                            _ => return Err(StoreError::corrupt("event bundle: unknown flag")),
-                        }
+                        read_coded_flag(reader)?;
                     }
-                    EntryFlags::Coded {
-                        count,
-                        bytes: &start[..start.len() - reader.bytes.len()],
-                    }
+                    EntryFlags::Coded(Reader::raw(
+                        &start[..start.len() - reader.bytes.len()],
+                        "event flags",
+                    ))
                 } else {
                     EntryFlags::Text("")
                 };
@@ -803,12 +792,27 @@ impl<'a> EventReader<'a> {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
 enum EntryFlags<'a> {
     /// Comma-separated (empty for none): the whole layout.
     Text(&'a str),
-    /// `count` flags as codes or texts (checked when read): the packed layout.
-    Coded { count: usize, bytes: &'a [u8] },
+    /// Flags as codes or texts ([`read_coded_flag`]; checked when the entry was read): the
+    /// packed layout.
+    Coded(Reader<'a>),
+}
+
+/// One flag of a packed entry: its code, or [`FLAG_TEXT`], a 1-byte length and the text.
+fn read_coded_flag<'a>(reader: &mut Reader<'a>) -> Result<&'a str, StoreError> {
+    match reader.u8()? {
+        FLAG_TEXT => {
+            let len = usize::from(reader.u8()?);
+            reader.text(len)
+        }
+        code => FLAG_CODES
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map(|(_, name)| *name)
+            .ok_or_else(|| StoreError::corrupt("event bundle: unknown flag")),
+    }
 }
 
 /// One event of an `events` column, borrowed from it, still in its stored form.
@@ -845,19 +849,14 @@ impl EventEntry<'_> {
             EventsLayout::Whole => std::str::from_utf8(self.canonical)
                 .map(str::to_owned)
                 .map_err(|_| StoreError::corrupt("event bundle: canonical form is not UTF-8")),
-            EventsLayout::Packed => {
-                let mut text = String::with_capacity(self.canonical.len() * 3);
-                event_packing::unpack_canonical(
-                    self.canonical,
-                    PackContext {
-                        tenant_id,
-                        event_id,
-                    },
-                    &mut text,
-                )
-                .map_err(unpack_error)?;
-                Ok(text)
-            }
+            EventsLayout::Packed => event_packing::unpack_canonical(
+                self.canonical,
+                PackContext {
+                    tenant_id,
+                    event_id,
+                },
+            )
+            .map_err(unpack_error),
         }
     }
 
@@ -867,27 +866,19 @@ impl EventEntry<'_> {
             .unwrap_or_else(|| EventDigest::of_canonical(canonical.as_bytes()))
     }
 
-    fn flags(&self) -> Vec<String> {
-        match self.flags {
+    fn flags(&self) -> Result<Vec<String>, StoreError> {
+        Ok(match &self.flags {
             EntryFlags::Text("") => Vec::new(),
             EntryFlags::Text(text) => text.split(',').map(str::to_owned).collect(),
-            EntryFlags::Coded { count, bytes } => {
-                let mut flags = Vec::with_capacity(count);
-                let mut at = 0;
-                while let Some(&code) = bytes.get(at) {
-                    at += 1;
-                    if code == FLAG_TEXT {
-                        let len = usize::from(bytes.get(at).copied().unwrap_or(0));
-                        let text = bytes.get(at + 1..at + 1 + len).unwrap_or_default();
-                        flags.push(String::from_utf8_lossy(text).into_owned());
-                        at += 1 + len;
-                    } else if let Some((_, name)) = FLAG_CODES.iter().find(|(c, _)| *c == code) {
-                        flags.push((*name).to_owned());
-                    }
+            EntryFlags::Coded(flags) => {
+                let mut reader = Reader::raw(flags.bytes, flags.what);
+                let mut names = Vec::new();
+                while !reader.bytes.is_empty() {
+                    names.push(read_coded_flag(&mut reader)?.to_owned());
                 }
-                flags
+                names
             }
-        }
+        })
     }
 }
 
@@ -1051,10 +1042,7 @@ pub fn decode_event_identities(
         if offset == want {
             next.next();
             let event_id = entry.event_id()?;
-            let digest = match entry.stored_digest {
-                Some(digest) => digest,
-                None => entry.digest(&entry.canonical(tenant_id, &event_id)?),
-            };
+            let digest = entry.digest(&entry.canonical(tenant_id, &event_id)?);
             found.push(EventIdentity {
                 key: *key,
                 tenant_id: tenant_id.to_owned(),
@@ -1105,6 +1093,50 @@ pub async fn read_event_identities(
 /// How many event payloads a tenant has stored.
 pub async fn count_events(conn: &mut AnyConnection, tenant_id: &str) -> Result<i64, StoreError> {
     count_entries(conn, &EVENT_BUNDLES, tenant_id).await
+}
+
+/// The layouts written before ADR 0009: payload entries with the id, digest and canonical form
+/// whole (`events` version 1), and usage leaves with the id whole (`leaf_data` version 2).
+/// Nothing writes them any more and readers still read them; tests use these to build a store
+/// as an earlier release left it.
+pub mod earlier_layouts {
+    use super::{FORMAT_VERSION, StoredEvent, USAGE_LEAVES_VERSION, class_code, push_u32_len};
+    use companyos_ledger::leaf::UsageLeaf;
+
+    /// An `events` column of version 1.
+    pub fn encode_events(events: &[StoredEvent]) -> Vec<u8> {
+        let mut out = vec![FORMAT_VERSION];
+        for event in events {
+            push_short_text(&mut out, &event.event_id);
+            out.extend_from_slice(event.digest.hash().as_bytes());
+            out.push(class_code(event.class));
+            push_short_text(&mut out, &event.flags.join(","));
+            push_u32_len(&mut out, event.canonical.len());
+            out.extend_from_slice(event.canonical.as_bytes());
+            let signature = event.source_signature.as_deref().unwrap_or("");
+            let signature_len =
+                u16::try_from(signature.len()).expect("a signature is 88 characters");
+            out.extend_from_slice(&signature_len.to_be_bytes());
+            out.extend_from_slice(signature.as_bytes());
+        }
+        out
+    }
+
+    /// A `leaf_data` column of version 2 for usage leaves.
+    pub fn encode_usage_leaves(leaves: &[UsageLeaf]) -> Vec<u8> {
+        let mut out = vec![USAGE_LEAVES_VERSION];
+        for leaf in leaves {
+            push_short_text(&mut out, &leaf.event_id);
+            out.extend_from_slice(leaf.digest.hash().as_bytes());
+            out.push(class_code(leaf.class));
+        }
+        out
+    }
+
+    fn push_short_text(out: &mut Vec<u8>, text: &str) {
+        out.push(u8::try_from(text.len()).expect("ids and flags are short"));
+        out.extend_from_slice(text.as_bytes());
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -1403,14 +1435,13 @@ mod tests {
         }
         assert_eq!(decoded.len(), texts.len());
         // Bundles of version 2 (event ids whole, before ADR 0009) are read alike.
-        let mut whole_ids = vec![USAGE_LEAVES_VERSION];
-        for leaf in &texts[..2] {
-            let leaf = companyos_ledger::leaf::UsageLeaf::parse(leaf).expect("parses");
-            whole_ids.push(u8::try_from(leaf.event_id.len()).expect("short id"));
-            whole_ids.extend_from_slice(leaf.event_id.as_bytes());
-            whole_ids.extend_from_slice(leaf.digest.hash().as_bytes());
-            whole_ids.push(class_code(leaf.class));
-        }
+        let whole_ids = earlier_layouts::encode_usage_leaves(
+            &texts[..2]
+                .iter()
+                .map(|leaf| companyos_ledger::leaf::UsageLeaf::parse(leaf).expect("parses"))
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(whole_ids[0], USAGE_LEAVES_VERSION);
         let two = decode_leaves("tenant/acme", 250, 2, &rows[0].2[..64], Some(&whole_ids))
             .expect("decodes");
         assert_eq!(two[1].data, texts[1]);
@@ -1519,22 +1550,25 @@ mod tests {
     #[test]
     fn whole_layout_events_are_still_read() {
         let digest = EventDigest::of_canonical(b"{}");
-        let mut bytes = vec![FORMAT_VERSION];
-        for (id, flags, canonical, signature) in [
-            ("e-1", "unsigned", "{}", "c2ln"),
-            ("e-2", "", "{\"a\":1}", ""),
-        ] {
-            bytes.push(u8::try_from(id.len()).expect("short"));
-            bytes.extend_from_slice(id.as_bytes());
-            bytes.extend_from_slice(digest.hash().as_bytes());
-            bytes.push(1);
-            bytes.push(u8::try_from(flags.len()).expect("short"));
-            bytes.extend_from_slice(flags.as_bytes());
-            bytes.extend_from_slice(&u32::try_from(canonical.len()).expect("short").to_be_bytes());
-            bytes.extend_from_slice(canonical.as_bytes());
-            bytes.extend_from_slice(&u16::try_from(signature.len()).expect("short").to_be_bytes());
-            bytes.extend_from_slice(signature.as_bytes());
-        }
+        let stored = |event_id: &str, flags: &[&str], canonical: &str, signature: Option<&str>| {
+            StoredEvent {
+                tenant_id: "acme".to_owned(),
+                seq: 0,
+                key: 0,
+                event_id: event_id.to_owned(),
+                digest,
+                class: EventClass::Late,
+                flags: flags.iter().map(|f| (*f).to_owned()).collect(),
+                canonical: canonical.to_owned(),
+                source_signature: signature.map(str::to_owned),
+                received_at_micros: 0,
+            }
+        };
+        let bytes = earlier_layouts::encode_events(&[
+            stored("e-1", &["unsigned"], "{}", Some("c2ln")),
+            stored("e-2", &[], "{\"a\":1}", None),
+        ]);
+        assert_eq!(bytes[0], FORMAT_VERSION);
         let keys: Vec<u8> = [3i64, 4].iter().flat_map(|k| k.to_be_bytes()).collect();
         let decoded = decode_events("acme", 0, 2, 5, &keys, &bytes).expect("decodes");
         assert_eq!(decoded[0].flags, vec!["unsigned"]);

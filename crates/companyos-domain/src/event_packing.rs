@@ -19,6 +19,7 @@
 //!   `YYYY-MM-DDTHH:MM:SS.fffZ` (1 to 9 fraction digits) and is stored as five bytes of Unix
 //!   seconds (and the fraction's digit count and value); any other timestamp text stays text.
 
+use companyos_ledger::encoding::hex_digits;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
 
 /// What the two directions share: the event's tenant and id, which the store keeps beside the
@@ -77,8 +78,9 @@ pub fn unpack_event_id<'a>(bytes: &'a [u8], out: &mut String) -> Result<&'a [u8]
             if matches!(i, 4 | 6 | 8 | 10) {
                 out.push('-');
             }
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+            for digit in hex_digits(*byte) {
+                out.push(char::from(digit));
+            }
         }
         return Ok(rest);
     }
@@ -91,7 +93,15 @@ pub fn unpack_event_id<'a>(bytes: &'a [u8], out: &mut String) -> Result<&'a [u8]
     Ok(rest)
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
+/// The length of the packed event id at the front of `bytes` (its marker or length byte
+/// included), for readers that skip an id without unpacking it; at least 1.
+pub fn packed_event_id_len(bytes: &[u8]) -> usize {
+    match bytes.first() {
+        Some(&UUID_MARKER) => 1 + UUID_BYTES,
+        Some(len) => 1 + usize::from(*len),
+        None => 1,
+    }
+}
 
 /// The 16 bytes of `8-4-4-4-12` lower-case hex, or `None` for any other text.
 fn uuid_bytes(text: &str) -> Option<[u8; UUID_BYTES]> {
@@ -135,6 +145,9 @@ const TOKEN_TIMESTAMP_FRACTION: u8 = 0x10;
 /// The next byte is text, whatever its value.
 pub const ESCAPE: u8 = 0x1f;
 
+/// The token of `"quantity":"`; tests that change one stored byte of a quantity find it by it.
+pub const TOKEN_QUANTITY_STRING: u8 = 0x09;
+
 /// Fixed strings by token: the member names of CONTRACT §5 with the opening of their value.
 const FIXED: [(u8, &str); 12] = [
     (0x04, "\"event_id\":\""),
@@ -142,7 +155,7 @@ const FIXED: [(u8, &str); 12] = [
     (0x06, "\"timestamp\":\""),
     (0x07, "\"service\":\""),
     (0x08, "\"metric\":\""),
-    (0x09, "\"quantity\":\""),
+    (TOKEN_QUANTITY_STRING, "\"quantity\":\""),
     (0x0a, "\"quantity\":"),
     (0x0b, "\"unit\":\""),
     (0x0c, "\"request_id\":\""),
@@ -150,9 +163,6 @@ const FIXED: [(u8, &str); 12] = [
     (0x0e, "\"source\":\""),
     (0x0f, "\"source_seq\":"),
 ];
-
-/// The token of `"quantity":"`; tests that change one stored byte of a quantity find it by it.
-pub const TOKEN_QUANTITY_STRING: u8 = 0x09;
 
 const TIMESTAMP_PREFIX: &str = "\"timestamp\":\"";
 /// `YYYY-MM-DDTHH:MM:SS`.
@@ -299,12 +309,8 @@ fn timestamp_value(text: &[u8]) -> Option<TimestampValue> {
     })
 }
 
-/// Appends the text of packed canonical bytes to `out`.
-pub fn unpack_canonical(
-    packed: &[u8],
-    context: PackContext<'_>,
-    out: &mut String,
-) -> Result<(), UnpackError> {
+/// The text of packed canonical bytes.
+pub fn unpack_canonical(packed: &[u8], context: PackContext<'_>) -> Result<String, UnpackError> {
     let mut text = Vec::with_capacity(packed.len() * 3);
     let mut at = 0;
     while at < packed.len() {
@@ -363,8 +369,7 @@ pub fn unpack_canonical(
             }
         }
     }
-    out.push_str(std::str::from_utf8(&text).map_err(|_| UnpackError::NotUtf8)?);
-    Ok(())
+    String::from_utf8(text).map_err(|_| UnpackError::NotUtf8)
 }
 
 fn push_member(text: &mut Vec<u8>, name: &str, value: &str) {
@@ -409,8 +414,7 @@ mod tests {
     fn roundtrip(canonical: &str) -> Vec<u8> {
         let mut packed = Vec::new();
         pack_canonical(canonical, CONTEXT, &mut packed);
-        let mut text = String::new();
-        unpack_canonical(&packed, CONTEXT, &mut text).expect("unpacks");
+        let text = unpack_canonical(&packed, CONTEXT).expect("unpacks");
         assert_eq!(text, canonical);
         packed
     }
@@ -473,18 +477,17 @@ mod tests {
     fn damaged_packed_bytes_are_errors_not_panics() {
         let mut text = String::new();
         assert_eq!(
-            unpack_canonical(&[0x1e], CONTEXT, &mut text),
+            unpack_canonical(&[0x1e], CONTEXT),
             Err(UnpackError::UnknownToken(0x1e))
         );
         assert_eq!(
-            unpack_canonical(&[ESCAPE], CONTEXT, &mut text),
+            unpack_canonical(&[ESCAPE], CONTEXT),
             Err(UnpackError::Truncated)
         );
         assert_eq!(
             unpack_canonical(
                 &[TOKEN_TIMESTAMP_SECONDS, 0xff, 0xff, 0xff, 0xff, 0xff],
-                CONTEXT,
-                &mut text
+                CONTEXT
             ),
             Err(UnpackError::TimestampRange)
         );
@@ -492,20 +495,16 @@ mod tests {
             let mut bytes = vec![TOKEN_TIMESTAMP_FRACTION, 0, 0, 0, 0, 1, digits];
             bytes.extend_from_slice(&value.to_be_bytes());
             assert_eq!(
-                unpack_canonical(&bytes, CONTEXT, &mut text),
+                unpack_canonical(&bytes, CONTEXT),
                 Err(UnpackError::TimestampRange)
             );
         }
         assert_eq!(
-            unpack_canonical(
-                &[TOKEN_TIMESTAMP_FRACTION, 0, 0, 0, 0, 1, 3],
-                CONTEXT,
-                &mut text
-            ),
+            unpack_canonical(&[TOKEN_TIMESTAMP_FRACTION, 0, 0, 0, 0, 1, 3], CONTEXT),
             Err(UnpackError::Truncated)
         );
         assert_eq!(
-            unpack_canonical(&[0xff], CONTEXT, &mut text),
+            unpack_canonical(&[0xff], CONTEXT),
             Err(UnpackError::NotUtf8)
         );
         assert_eq!(

@@ -3,7 +3,8 @@
 //! (control characters, tokens, unicode, near-misses of every shape the packer looks for).
 
 use companyos_domain::event_packing::{
-    PackContext, pack_canonical, pack_event_id, unpack_canonical, unpack_event_id,
+    PackContext, pack_canonical, pack_event_id, packed_event_id_len, unpack_canonical,
+    unpack_event_id,
 };
 use proptest::prelude::*;
 
@@ -78,8 +79,7 @@ proptest! {
         let mut packed = Vec::new();
         pack_canonical(&canonical, context, &mut packed);
         prop_assert!(packed.len() <= canonical.len() * 2, "an escape doubles a byte at most");
-        let mut unpacked = String::new();
-        unpack_canonical(&packed, context, &mut unpacked).expect("unpacks");
+        let unpacked = unpack_canonical(&packed, context).expect("unpacks");
         prop_assert_eq!(unpacked, canonical);
     }
 
@@ -91,6 +91,7 @@ proptest! {
         packed.extend_from_slice(&tail);
         let mut unpacked = String::new();
         let rest = unpack_event_id(&packed, &mut unpacked).expect("unpacks");
+        prop_assert_eq!(packed.len() - tail.len(), packed_event_id_len(&packed));
         prop_assert_eq!(unpacked, id);
         prop_assert_eq!(rest, &tail[..]);
     }
@@ -100,12 +101,10 @@ proptest! {
     #[test]
     fn any_stored_bytes_unpack_or_fail_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         let context = PackContext { tenant_id: "acme", event_id: "e17" };
-        let mut unpacked = String::new();
-        if unpack_canonical(&bytes, context, &mut unpacked).is_ok() {
+        if let Ok(unpacked) = unpack_canonical(&bytes, context) {
             let mut again = Vec::new();
             pack_canonical(&unpacked, context, &mut again);
-            let mut text = String::new();
-            unpack_canonical(&again, context, &mut text).expect("unpacks");
+            let text = unpack_canonical(&again, context).expect("unpacks");
             prop_assert_eq!(text, unpacked);
         }
         let mut id = String::new();

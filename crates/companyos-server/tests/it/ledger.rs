@@ -204,23 +204,7 @@ async fn bundles_of_the_layouts_before_packing_are_read_alike() {
                 &row.get::<Vec<u8>, _>("events"),
             )
             .unwrap();
-            let mut whole = vec![1u8];
-            for event in &stored {
-                whole.push(event.event_id.len() as u8);
-                whole.extend_from_slice(event.event_id.as_bytes());
-                whole.extend_from_slice(event.digest.hash().as_bytes());
-                whole.push(u8::from(
-                    event.class == companyos_ledger::leaf::EventClass::Late,
-                ));
-                let flags = event.flags.join(",");
-                whole.push(flags.len() as u8);
-                whole.extend_from_slice(flags.as_bytes());
-                whole.extend_from_slice(&(event.canonical.len() as u32).to_be_bytes());
-                whole.extend_from_slice(event.canonical.as_bytes());
-                let signature = event.source_signature.as_deref().unwrap_or("");
-                whole.extend_from_slice(&(signature.len() as u16).to_be_bytes());
-                whole.extend_from_slice(signature.as_bytes());
-            }
+            let whole = companyos_core::bundles::earlier_layouts::encode_events(&stored);
             sqlx::query("UPDATE usage_event_bundles SET events = $1 WHERE id = $2")
                 .bind(whole)
                 .bind(row.get::<i64, _>("id"))
@@ -245,16 +229,11 @@ async fn bundles_of_the_layouts_before_packing_are_read_alike() {
                 Some(&row.get::<Vec<u8>, _>("leaf_data")),
             )
             .unwrap();
-            let mut whole_ids = vec![2u8];
-            for stored in &leaves {
-                let leaf = UsageLeaf::parse(&stored.data).unwrap();
-                whole_ids.push(leaf.event_id.len() as u8);
-                whole_ids.extend_from_slice(leaf.event_id.as_bytes());
-                whole_ids.extend_from_slice(leaf.digest.hash().as_bytes());
-                whole_ids.push(u8::from(
-                    leaf.class == companyos_ledger::leaf::EventClass::Late,
-                ));
-            }
+            let leaves: Vec<UsageLeaf> = leaves
+                .iter()
+                .map(|stored| UsageLeaf::parse(&stored.data).unwrap())
+                .collect();
+            let whole_ids = companyos_core::bundles::earlier_layouts::encode_usage_leaves(&leaves);
             sqlx::query(
                 "UPDATE ledger_leaf_bundles SET leaf_data = $1 \
                  WHERE log_id = 'tenant/acme' AND first_index = $2",
