@@ -9,6 +9,7 @@ mod commands;
 mod commands_usage;
 mod config;
 mod demo;
+mod log_sink;
 mod output;
 
 use std::path::PathBuf;
@@ -116,9 +117,13 @@ pub fn logging(format: Option<&str>) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("COMPANYOS_LOG")
         .or_else(|_| EnvFilter::try_new("info,sqlx=warn"))?;
+    // A failed log write must never panic (see `log_sink`): errors are swallowed by the
+    // writer, and the subscriber's own error printing (an `eprintln!`) is off.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(log_sink::Stderr)
+        .with_ansi(log_sink::stderr_is_terminal())
+        .log_internal_errors(false);
     match format.unwrap_or("text") {
         "json" => builder.json().init(),
         "text" => builder.init(),
@@ -135,7 +140,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("error: failed to start the runtime: {error}");
+            log_sink::err_line(format_args!("error: failed to start the runtime: {error}"));
             return ExitCode::from(1);
         }
     };
@@ -143,14 +148,14 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             if let Some(client_error) = error.downcast_ref::<client::ClientError>() {
-                eprintln!("error: {client_error}");
+                log_sink::err_line(format_args!("error: {client_error}"));
                 return ExitCode::from(u8::try_from(client_error.exit_code()).unwrap_or(1));
             }
             if let Some(usage) = error.downcast_ref::<commands::UsageError>() {
-                eprintln!("error: {usage}");
+                log_sink::err_line(format_args!("error: {usage}"));
                 return ExitCode::from(2);
             }
-            eprintln!("error: {error:#}");
+            log_sink::err_line(format_args!("error: {error:#}"));
             ExitCode::from(1)
         }
     }

@@ -5,5 +5,6 @@
 
 mod cli;
 mod crash;
+mod log_sink;
 mod nginx;
 mod support;

@@ -29,6 +29,20 @@ pub struct Server {
 impl Server {
     /// Starts `serve` on `listen` and waits for "listening on".
     pub fn start(data_dir: &Path, listen: &str, extra_env: &[(&str, &str)]) -> Server {
+        let stderr = match std::env::var_os("COMPANYOS_TEST_SERVER_LOG") {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("server log file")),
+            None => Stdio::null(),
+        };
+        Self::start_with_stderr(data_dir, listen, extra_env, stderr)
+    }
+
+    /// Starts `serve` with its stderr on `stderr` (a broken log sink in the tests of it).
+    pub fn start_with_stderr(
+        data_dir: &Path,
+        listen: &str,
+        extra_env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Server {
         let mut command = Command::new(binary());
         command
             .arg("serve")
@@ -40,10 +54,7 @@ impl Server {
             .env_remove("COMPANYOS_DATABASE_URL")
             .env_remove("COMPANYOS_TOKEN")
             .stdout(Stdio::piped())
-            .stderr(match std::env::var_os("COMPANYOS_TEST_SERVER_LOG") {
-                Some(path) => Stdio::from(std::fs::File::create(path).expect("server log file")),
-                None => Stdio::null(),
-            });
+            .stderr(stderr);
         for (key, value) in extra_env {
             command.env(key, value);
         }
