@@ -34,6 +34,34 @@ pub struct ApprovalView {
     pub comment: Option<String>,
     pub warnings: Vec<String>,
     pub result: Option<Value>,
+    /// What the requester saw and the approver is asked to approve (see [`approval_facts`]);
+    /// `None` for an approval stored before facts were recorded, which can only lapse.
+    pub facts: Option<Value>,
+}
+
+/// The facts an approval is bound to: the tenant's status and retention, which decide what
+/// the action will do and when the purge timer may purge (the warnings the approver reads are
+/// written from them). If any of them changes before the decision, the approval lapses.
+pub(crate) fn approval_facts(tenant: &TenantRow) -> Value {
+    json!({
+        "status": tenant.status.as_str(),
+        "status_before_delete": tenant.status_before_delete.map(|s| s.as_str()),
+        "tombstone_days": tenant.retention.tombstone_days,
+        "legal_hold": tenant.retention.legal_hold,
+        "hard_delete_allowed": tenant.retention.hard_delete_allowed,
+    })
+}
+
+/// The names of the facts that differ between `approved` and `now` (all of them when the
+/// approval recorded none).
+fn changed_facts(approved: Option<&Value>, now: &Value) -> Vec<String> {
+    let Value::Object(now) = now else {
+        return vec!["facts".to_owned()];
+    };
+    now.iter()
+        .filter(|(name, value)| approved.and_then(|a| a.get(name.as_str())) != Some(*value))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 impl ApprovalView {
@@ -53,6 +81,7 @@ impl ApprovalView {
             "comment": self.comment,
             "warnings": self.warnings,
             "result": self.result,
+            "facts": self.facts,
         })
     }
 }
@@ -64,7 +93,11 @@ const APPROVAL_COLUMNS: &str = "id, action, tenant_id, params, warnings, status,
 fn row_to_approval(row: &sqlx::any::AnyRow) -> Result<ApprovalView, StoreError> {
     let warnings: String = row.try_get("warnings")?;
     let result: Option<String> = row.try_get("result")?;
+    let params: String = row.try_get("params")?;
+    let params: Value = serde_json::from_str(&params)
+        .map_err(|e| StoreError::corrupt(format!("approval params: {e}")))?;
     Ok(ApprovalView {
+        facts: params.get("facts").cloned(),
         id: row.try_get("id")?,
         action: row.try_get("action")?,
         tenant_id: row.try_get("tenant_id")?,
@@ -146,6 +179,7 @@ impl App {
             comment: None,
             warnings,
             result: None,
+            facts: Some(approval_facts(tenant)),
         };
         sqlx::query(&format!(
             "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
@@ -154,7 +188,7 @@ impl App {
         .bind(approval.id.as_str())
         .bind(approval.action.as_str())
         .bind(approval.tenant_id.as_str())
-        .bind(json!({"reason": reason}).to_string())
+        .bind(json!({"reason": reason, "facts": approval.facts}).to_string())
         .bind(json!(approval.warnings).to_string())
         .bind("pending")
         .bind(approval.requested_by.as_str())
@@ -180,7 +214,7 @@ impl App {
     ) -> Result<Vec<ApprovalView>, ServiceError> {
         if let Some(status) = status {
             if ![
-                "pending", "approved", "executed", "rejected", "expired", "failed",
+                "pending", "approved", "executed", "rejected", "expired", "lapsed", "failed",
             ]
             .contains(&status)
             {
@@ -275,6 +309,7 @@ impl App {
             Err(error) => {
                 tx.rollback().await?;
                 self.expire_if_due(id).await?;
+                self.lapse_if_stale(id).await?;
                 self.audit_failure(entry, &error).await?;
                 Err(error)
             }
@@ -332,6 +367,7 @@ impl App {
         }
         let mut tenant = self.lock_tenant(tx, &approval.tenant_id).await?;
         let attributes = self.attributes_of(&tenant);
+        let created_by_requester = self.created_by_requester(tx, &approval, actor).await?;
         let policy_action = if approve {
             "approval.approve"
         } else {
@@ -343,6 +379,7 @@ impl App {
             Resource::Approval {
                 id: &approval.id,
                 requester_operator_id: &approval.requested_by,
+                created_by_requester: &created_by_requester,
                 action: &approval.action,
                 tenant: &attributes,
             },
@@ -416,6 +453,12 @@ impl App {
                 &[],
                 &mut exec,
             )?;
+            // After policy (a hold set since the request is a denial by policy, as ever):
+            // an approval is bound to the facts the approver was shown.
+            let changed = changed_facts(approval.facts.as_ref(), &approval_facts(&tenant));
+            if !changed.is_empty() {
+                return Err(lapsed(&approval.id, &tenant.id, &changed));
+            }
             let (warnings, evidence) = self
                 .execute_lifecycle(
                     tx,
@@ -460,6 +503,30 @@ impl App {
         .execute(&mut **tx)
         .await?;
         Ok((approval, outcome, execution_entry))
+    }
+
+    /// Of the operators the requester created from one approval lifetime before the request
+    /// on, the deciding one if it is among them (the policy only ever asks about the principal,
+    /// so the set is that one or empty). Operators record their creator by name, which is
+    /// unique and never reused.
+    async fn created_by_requester(
+        &self,
+        conn: &mut AnyConnection,
+        approval: &ApprovalView,
+        decider: &Actor,
+    ) -> Result<Vec<String>, ServiceError> {
+        let Principal::Operator { id, .. } = &decider.principal else {
+            return Ok(Vec::new());
+        };
+        let lifetime_micros = approval.expires_at - approval.requested_at;
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM operators WHERE id = $1 AND created_by = $2 AND created_at >= $3",
+        )
+        .bind(id.as_str())
+        .bind(approval.requested_by_name.as_str())
+        .bind(approval.requested_at - lifetime_micros)
+        .fetch_all(&mut *conn)
+        .await?)
     }
 
     async fn requester_principal(
@@ -513,6 +580,44 @@ impl App {
         Ok(())
     }
 
+    /// Marks one pending approval lapsed when the facts it was requested on have changed
+    /// (audited as `approval.lapse`, naming what changed): it can never be approved again.
+    async fn lapse_if_stale(&self, id: &str) -> Result<(), ServiceError> {
+        let mut tx = self.db().begin().await?;
+        let Some(approval) = load_approval(&mut tx, id, self.db().for_update()).await? else {
+            tx.rollback().await?;
+            return Ok(());
+        };
+        let tenant = crate::tenants::load_tenant(&mut tx, &approval.tenant_id, "").await?;
+        let changed = match &tenant {
+            Some(tenant) => changed_facts(approval.facts.as_ref(), &approval_facts(tenant)),
+            None => vec!["tenant".to_owned()],
+        };
+        if approval.status != "pending" || changed.is_empty() {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        sqlx::query("UPDATE approvals SET status = 'lapsed' WHERE id = $1 AND status = 'pending'")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let system = Actor::system("approval-lapse");
+        let entry = self
+            .entry(&system, "approval.lapse", &format!("approval:{id}"))
+            .tenant(&approval.tenant_id)
+            .details(json!({"action": approval.action, "changed": changed}));
+        crate::audit::append(
+            self.db(),
+            &mut tx,
+            self.authorizer().policy_sha256(),
+            self.now(),
+            vec![entry],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// Expires every pending approval past its time (the expiry job).
     pub async fn expire_approvals(&self) -> Result<usize, ServiceError> {
         let ids: Vec<String> = sqlx::query_scalar(
@@ -525,6 +630,18 @@ impl App {
             self.expire_if_due(id).await?;
         }
         Ok(ids.len())
+    }
+}
+
+fn lapsed(approval_id: &str, tenant_id: &str, changed: &[String]) -> ServiceError {
+    ServiceError::Conflict {
+        message: format!(
+            "approval {approval_id} has lapsed: tenant {tenant_id} changed since it was \
+             requested ({}), so the approver would not approve what they were shown; request \
+             the action again",
+            changed.join(", ")
+        ),
+        current_status: Some("lapsed".to_owned()),
     }
 }
 

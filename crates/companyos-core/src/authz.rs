@@ -100,6 +100,9 @@ pub enum Resource<'a> {
     Approval {
         id: &'a str,
         requester_operator_id: &'a str,
+        /// Operators the requester created within the approval's lifetime before the request
+        /// or since: one person with two tokens, as far as the two-person rule is concerned.
+        created_by_requester: &'a [String],
         action: &'a str,
         tenant: &'a TenantAttributes,
     },
@@ -344,6 +347,7 @@ impl Authorizer {
             Resource::Approval {
                 id,
                 requester_operator_id,
+                created_by_requester,
                 action,
                 tenant,
             } => {
@@ -356,6 +360,12 @@ impl Authorizer {
                             "Operator",
                             requester_operator_id,
                         )),
+                    ),
+                    (
+                        "created_by_requester".to_owned(),
+                        RestrictedExpression::new_set(created_by_requester.iter().map(|id| {
+                            RestrictedExpression::new_entity_uid(self::uid("Operator", id))
+                        })),
                     ),
                     ("action".to_owned(), string(action)),
                     (

@@ -1675,6 +1675,12 @@ impl App {
                     current_status: Some("purged".to_owned()),
                 });
             }
+            refuse_loosening_while_deleting(
+                &tenant,
+                tombstone_days,
+                legal_hold,
+                hard_delete_allowed,
+            )?;
             if let Some(days) = tombstone_days {
                 tenant.retention.tombstone_days = days;
                 if let Some(deleted_at) = tenant.deleted_at {
@@ -2007,6 +2013,49 @@ fn validate_lifecycle_request(
     }
     c.finish()?;
     reason.ok_or_else(|| ServiceError::invalid("reason", "is required"))
+}
+
+/// A deleted tenant is purged by the purge timer, without a purge approval, once its tombstone
+/// period is over, unless a legal hold is set or hard delete is not allowed: the approver of
+/// the delete was told which of these applied. So while the tenant is deleting, a retention
+/// change that would let the timer purge sooner than that approver was told (lifting the
+/// hold, shortening the tombstone, allowing hard delete) is refused: restore the tenant and
+/// delete it again, or request a purge, each of which goes through its approvals with the
+/// new facts in front of the approver. Tightening is always allowed.
+fn refuse_loosening_while_deleting(
+    tenant: &TenantRow,
+    tombstone_days: Option<u32>,
+    legal_hold: Option<bool>,
+    hard_delete_allowed: Option<bool>,
+) -> Result<(), ServiceError> {
+    if !matches!(
+        tenant.status,
+        TenantStatus::Deleting | TenantStatus::PurgeFailed
+    ) {
+        return Ok(());
+    }
+    let current = &tenant.retention;
+    let loosened = if tombstone_days.is_some_and(|days| days < current.tombstone_days) {
+        Some("shortening the tombstone period")
+    } else if legal_hold == Some(false) && current.legal_hold {
+        Some("lifting the legal hold")
+    } else if hard_delete_allowed == Some(true) && !current.hard_delete_allowed {
+        Some("allowing hard delete")
+    } else {
+        None
+    };
+    match loosened {
+        None => Ok(()),
+        Some(change) => Err(ServiceError::Conflict {
+            message: format!(
+                "tenant {} is {}: {change} would let the purge timer purge it without the \
+                 approval a purge needs; restore the tenant and delete it again, or request \
+                 a purge, so that an approver sees the new retention",
+                tenant.id, tenant.status
+            ),
+            current_status: Some(tenant.status.as_str().to_owned()),
+        }),
+    }
 }
 
 fn illegal(error: IllegalTransition) -> ServiceError {

@@ -109,6 +109,48 @@ async fn wrong_roles_and_self_approval_are_refused_and_audited() {
     }
 }
 
+/// The two-person rule is not met by one admin and an approver that admin just created: an
+/// approval by an operator the requester created within the approval's lifetime is refused by
+/// policy and audited; an approver somebody else created may approve.
+#[tokio::test]
+async fn an_approver_created_by_the_requester_cannot_approve_its_request() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        create_tenant(&server, "acme").await;
+        let adam = server.operator("adam", "admin").await;
+        // adam creates a second identity for himself, then asks for a delete.
+        let (status, body) = adam
+            .post("/v1/operators", json!({"name": "sock", "role": "approver"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let sock = server.api(body["token"].as_str().unwrap());
+        let approval = request(&adam, "acme", "delete").await;
+        let before = audit_head(&server).await;
+        let (status, body) = sock
+            .post(&format!("/v1/approvals/{approval}/approve"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{backend:?} {body}");
+        let records = assert_audited(
+            &server,
+            before,
+            &[("approval.approve", "denied")],
+            "created approver",
+        )
+        .await;
+        assert_eq!(records[0]["actor"], json!("sock"));
+        assert_eq!(
+            deciding_policies(&records[0]),
+            vec!["no-approval-by-an-operator-the-requester-created".to_owned()]
+        );
+        assert_eq!(status_of(&server, "acme").await, "active");
+        // An approver created by someone else decides it.
+        let anna = server.operator("anna", "approver").await;
+        approve(&anna, &approval).await;
+        assert_eq!(status_of(&server, "acme").await, "deleting");
+        server.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn delete_needs_the_exact_confirmation() {
     for backend in BACKENDS {
@@ -222,7 +264,20 @@ async fn a_legal_hold_blocks_purge_by_policy_and_the_purge_timer_skips_it() {
         assert_eq!(status_of(&server, "acme").await, "deleting");
         assert_audited(&server, before, &[], "the timer skips a held tenant").await;
 
-        // A hold set after a purge was requested blocks its approval too.
+        // While deleting, the hold cannot be lifted (the approver of the delete was told
+        // nothing would be purged): restore, lift, and delete again through an approval.
+        let (status, body) = olga
+            .put(
+                "/v1/tenants/acme/retention",
+                json!({"legal_hold": false, "reason": "settled"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{backend:?} {body}");
+        let (status, body) = olga
+            .post("/v1/tenants/acme/restore", json!({"reason": "held"}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(status_of(&server, "acme").await, "active");
         let (status, _) = olga
             .put(
                 "/v1/tenants/acme/retention",
@@ -230,6 +285,10 @@ async fn a_legal_hold_blocks_purge_by_policy_and_the_purge_timer_skips_it() {
             )
             .await;
         assert_eq!(status, StatusCode::OK);
+        approve(&anna, &request(&olga, "acme", "delete").await).await;
+        assert_eq!(status_of(&server, "acme").await, "deleting");
+
+        // A hold set after a purge was requested blocks its approval too.
         let purge = request(&olga, "acme", "purge").await;
         olga.put(
             "/v1/tenants/acme/retention",
@@ -242,12 +301,15 @@ async fn a_legal_hold_blocks_purge_by_policy_and_the_purge_timer_skips_it() {
         assert_eq!(status, StatusCode::FORBIDDEN, "{backend:?} {body}");
         assert_eq!(status_of(&server, "acme").await, "deleting");
 
-        // Hard delete not allowed: the tombstone is kept for ever, by policy too.
-        olga.put(
-            "/v1/tenants/acme/retention",
-            json!({"legal_hold": false, "hard_delete_allowed": false, "reason": "regulator"}),
-        )
-        .await;
+        // Hard delete not allowed: the tombstone is kept for ever, by policy too; tightening
+        // retention while deleting is always allowed, loosening it is not.
+        let (status, _) = olga
+            .put(
+                "/v1/tenants/acme/retention",
+                json!({"hard_delete_allowed": false, "reason": "regulator"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
         assert_eq!(server.app.purge_due_tenants().await.unwrap(), 0);
         let (status, body) = server
             .admin()
@@ -257,14 +319,168 @@ async fn a_legal_hold_blocks_purge_by_policy_and_the_purge_timer_skips_it() {
             )
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-        // Lifted: the timer purges it.
-        olga.put(
-            "/v1/tenants/acme/retention",
-            json!({"hard_delete_allowed": true, "reason": "released"}),
+        let (status, _) = olga
+            .put(
+                "/v1/tenants/acme/retention",
+                json!({"hard_delete_allowed": true, "reason": "released"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 0);
+        assert_eq!(status_of(&server, "acme").await, "deleting");
+        server.stop().await;
+    }
+}
+
+/// The attack of the hardening review: a hold, a delete approved with "nothing will be
+/// purged until the hold is lifted", then retention loosened while deleting so that the purge
+/// timer would purge with no purge approval. Each loosening is refused and audited, and the
+/// timer purges nothing, however long the tombstone has run.
+#[tokio::test]
+async fn loosening_retention_while_deleting_is_refused_so_nothing_is_purged_unapproved() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        create_tenant(&server, "acme").await;
+        let olga = server.operator("olga", "operator").await;
+        let anna = server.operator("anna", "approver").await;
+        let (status, _) = olga
+            .put(
+                "/v1/tenants/acme/retention",
+                json!({"legal_hold": true, "hard_delete_allowed": false, "reason": "claim"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        approve(&anna, &request(&olga, "acme", "delete").await).await;
+        assert_eq!(status_of(&server, "acme").await, "deleting");
+        for (change, who) in [
+            (json!({"tombstone_days": 0}), &olga),
+            (json!({"legal_hold": false}), &olga),
+            (json!({"hard_delete_allowed": true}), &olga),
+            (
+                json!({"tombstone_days": 0, "legal_hold": false, "hard_delete_allowed": true}),
+                &server.admin(),
+            ),
+        ] {
+            let mut body = change.clone();
+            body["reason"] = json!("speed it up");
+            let before = audit_head(&server).await;
+            let (status, problem) = who.put("/v1/tenants/acme/retention", body).await;
+            assert_eq!(
+                status,
+                StatusCode::CONFLICT,
+                "{backend:?} {change} {problem}"
+            );
+            assert_eq!(problem["current_status"], json!("deleting"), "{problem}");
+            assert!(
+                problem["detail"].as_str().unwrap().contains("approval"),
+                "{problem}"
+            );
+            assert_audited(
+                &server,
+                before,
+                &[("tenant.retention.update", "failed")],
+                "refused loosening",
+            )
+            .await;
+        }
+        let (_, tenant) = olga.get("/v1/tenants/acme").await;
+        assert_eq!(tenant["retention"]["legal_hold"], json!(true), "{tenant}");
+        assert_eq!(tenant["retention"]["hard_delete_allowed"], json!(false));
+        // Lengthening the tombstone is tightening: allowed.
+        let (status, _) = olga
+            .put(
+                "/v1/tenants/acme/retention",
+                json!({"tombstone_days": 90, "reason": "keep longer"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        server.clock.advance(Duration::days(400));
+        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 0);
+        assert_eq!(status_of(&server, "acme").await, "deleting");
+        server.stop().await;
+    }
+}
+
+/// An approval is bound to the facts its approver is shown: when the tenant's retention or
+/// status changes before the decision, approving it is refused (409, `lapsed`), the approval
+/// is marked lapsed for good (audited as `approval.lapse`, naming what changed) and nothing
+/// runs.
+#[tokio::test]
+async fn an_approval_lapses_when_the_facts_it_was_requested_on_change() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        create_tenant(&server, "acme").await;
+        let olga = server.operator("olga", "operator").await;
+        let anna = server.operator("anna", "approver").await;
+        let (status, body) = olga
+            .put(
+                "/v1/tenants/acme/retention",
+                json!({"legal_hold": true, "reason": "claim"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let delete = request(&olga, "acme", "delete").await;
+        let (_, approval) = anna.get(&format!("/v1/approvals/{delete}")).await;
+        assert_eq!(approval["facts"]["legal_hold"], json!(true), "{approval}");
+        // The hold goes and the tombstone shrinks while the request waits (the tenant is
+        // still active, so this is allowed), which would make the approved delete purge.
+        let (status, _) = olga
+            .put(
+                "/v1/tenants/acme/retention",
+                json!({"legal_hold": false, "tombstone_days": 0, "reason": "settled"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let before = audit_head(&server).await;
+        let (status, problem) = anna
+            .post(&format!("/v1/approvals/{delete}/approve"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{backend:?} {problem}");
+        assert_eq!(problem["current_status"], json!("lapsed"), "{problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("legal_hold") && detail.contains("tombstone_days"),
+            "{detail}"
+        );
+        let records = assert_audited(
+            &server,
+            before,
+            &[
+                ("approval.lapse", "success"),
+                ("approval.approve", "failed"),
+            ],
+            "lapse",
         )
         .await;
-        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 1);
-        assert_eq!(status_of(&server, "acme").await, "purged");
+        let mut changed: Vec<&str> = records[0]["details"]["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|name| name.as_str().unwrap())
+            .collect();
+        changed.sort_unstable();
+        assert_eq!(
+            changed,
+            ["legal_hold", "tombstone_days"],
+            "{:#}",
+            records[0]
+        );
+        let (_, approval) = anna.get(&format!("/v1/approvals/{delete}")).await;
+        assert_eq!(approval["status"], json!("lapsed"), "{approval}");
+        assert_eq!(status_of(&server, "acme").await, "active");
+        // Lapsed for good, even if the facts come back.
+        olga.put(
+            "/v1/tenants/acme/retention",
+            json!({"legal_hold": true, "tombstone_days": 30, "reason": "again"}),
+        )
+        .await;
+        let (status, _) = anna
+            .post(&format!("/v1/approvals/{delete}/approve"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        // A new request, with the facts in front of the approver, goes through.
+        approve(&anna, &request(&olga, "acme", "delete").await).await;
+        assert_eq!(status_of(&server, "acme").await, "deleting");
         server.stop().await;
     }
 }
