@@ -402,24 +402,39 @@ impl App {
         entry: NewAudit,
         result: Result<T, ServiceError>,
     ) -> Result<T, ServiceError> {
-        match result {
+        let finished = match result {
             Ok(value) => {
-                audit::append(
-                    self.db(),
-                    &mut tx,
-                    self.inner.authz.policy_sha256(),
-                    self.now(),
-                    vec![entry],
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(value)
+                async {
+                    audit::append(
+                        self.db(),
+                        &mut tx,
+                        self.inner.authz.policy_sha256(),
+                        self.now(),
+                        vec![entry],
+                    )
+                    .await?;
+                    tx.commit().await?;
+                    Ok(value)
+                }
+                .await
             }
             Err(error) => {
+                self.observe(&error);
                 tx.rollback().await?;
                 self.audit_failure(entry, &error).await?;
                 Err(error)
             }
+        };
+        if let Err(error) = &finished {
+            self.observe(error);
+        }
+        finished
+    }
+
+    /// Notes a failure for want of the store, which keeps `/readyz` at "not ready" for a while.
+    pub(crate) fn observe(&self, error: &ServiceError) {
+        if error.is_store_unavailable() {
+            self.db().note_write_unavailable();
         }
     }
 
@@ -445,6 +460,14 @@ impl App {
 
     /// Writes one audit record in its own transaction.
     pub(crate) async fn audit_alone(&self, entry: NewAudit) -> Result<AuditRecord, StoreError> {
+        let written = self.audit_alone_in_tx(entry).await;
+        if written.as_ref().is_err_and(StoreError::is_unavailable) {
+            self.db().note_write_unavailable();
+        }
+        written
+    }
+
+    async fn audit_alone_in_tx(&self, entry: NewAudit) -> Result<AuditRecord, StoreError> {
         let mut tx = self.db().begin().await?;
         let mut records = audit::append(
             self.db(),
@@ -740,7 +763,7 @@ impl App {
 
     /// Whether the store answers (for `/readyz`).
     pub async fn ready(&self) -> bool {
-        self.db().ping().await
+        self.db().takes_writes().await
     }
 }
 

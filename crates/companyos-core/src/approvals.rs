@@ -15,6 +15,10 @@ use crate::error::ServiceError;
 use crate::tenants::{LifecycleOutcome, TenantRow};
 use crate::util::new_id;
 
+/// How many creators back the two-person rule follows from an approver (an admin who creates
+/// an admin who creates an approver is still one person).
+const CREATOR_CHAIN_DEPTH_MAX: usize = 8;
+
 /// Upper bound on an approval comment.
 pub const COMMENT_CHARS_MAX: usize = 1000;
 
@@ -505,28 +509,41 @@ impl App {
         Ok((approval, outcome, execution_entry))
     }
 
-    /// Of the operators the requester created from one approval lifetime before the request
-    /// on, the deciding one if it is among them (the policy only ever asks about the principal,
-    /// so the set is that one or empty). Operators record their creator by name, which is
-    /// unique and never reused.
+    /// Of the operators the requester created (directly, or through operators it created)
+    /// from one approval lifetime before the request on, the deciding one if it is among them:
+    /// the policy only ever asks about the principal, so the set is that one or empty.
+    /// Operators record their creator by name, which is unique and never reused.
     async fn created_by_requester(
         &self,
         conn: &mut AnyConnection,
         approval: &ApprovalView,
         decider: &Actor,
     ) -> Result<Vec<String>, ServiceError> {
-        let Principal::Operator { id, .. } = &decider.principal else {
+        let Principal::Operator { id, name, .. } = &decider.principal else {
             return Ok(Vec::new());
         };
         let lifetime_micros = approval.expires_at - approval.requested_at;
-        Ok(sqlx::query_scalar(
-            "SELECT id FROM operators WHERE id = $1 AND created_by = $2 AND created_at >= $3",
-        )
-        .bind(id.as_str())
-        .bind(approval.requested_by_name.as_str())
-        .bind(approval.requested_at - lifetime_micros)
-        .fetch_all(&mut *conn)
-        .await?)
+        let since = approval.requested_at - lifetime_micros;
+        let mut current = name.clone();
+        for _ in 0..CREATOR_CHAIN_DEPTH_MAX {
+            let row = sqlx::query("SELECT created_by, created_at FROM operators WHERE name = $1")
+                .bind(current.as_str())
+                .fetch_optional(&mut *conn)
+                .await?;
+            let Some(row) = row else { break };
+            let created_by: Option<String> = row.try_get("created_by")?;
+            let created_at: i64 = row.try_get("created_at")?;
+            match created_by {
+                Some(creator) if created_at >= since => {
+                    if creator == approval.requested_by_name {
+                        return Ok(vec![id.clone()]);
+                    }
+                    current = creator;
+                }
+                _ => break,
+            }
+        }
+        Ok(Vec::new())
     }
 
     async fn requester_principal(

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 use std::str::FromStr as _;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions as _, Connection as _, Executor as _};
@@ -19,6 +21,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// The store's disk or connection failed outside a database call (a boundary file).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     #[error("invalid database url: {0}")]
     InvalidUrl(String),
     #[error("migration {version} failed: {source}")]
@@ -34,6 +39,18 @@ impl StoreError {
         Self::Corrupt(message.into())
     }
 
+    /// Whether the store cannot serve the request for now, through no fault of the request: a
+    /// full disk, an I/O error, a lost or refused connection, a pool that timed out. The
+    /// adapters answer 503 (retry later), not 500, and the store recovers by itself once the
+    /// cause is gone (see [`discard_connection_in_transaction`]).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Database(error) => sqlx_error_is_unavailable(error),
+            StoreError::Unavailable(_) => true,
+            _ => false,
+        }
+    }
+
     /// Whether the error is a unique-constraint violation (a lost race on an insert).
     pub fn is_unique_violation(&self) -> bool {
         match self {
@@ -44,6 +61,79 @@ impl StoreError {
         }
     }
 }
+
+fn sqlx_error_is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => {
+            if let Some(sqlite) = database.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+                // Primary result codes (the low byte of an extended code): BUSY, NOMEM,
+                // READONLY, IOERR, FULL, CANTOPEN.
+                let code = sqlx::error::DatabaseError::code(sqlite)
+                    .and_then(|code| code.parse::<i32>().ok())
+                    .unwrap_or(0);
+                matches!(code & 0xff, 5 | 7 | 8 | 10 | 13 | 14)
+            } else {
+                // SQLSTATE classes: 08 connection exception, 53 insufficient resources (disk
+                // full, out of memory, too many connections), 57P0x shutdown and restart, 58
+                // system (I/O) error.
+                database.code().is_some_and(|state| {
+                    state.starts_with("08")
+                        || state.starts_with("53")
+                        || state.starts_with("57P0")
+                        || state.starts_with("58")
+                })
+            }
+        }
+        _ => false,
+    }
+}
+
+/// A connection handed back to the pool while sqlx still counts it inside a transaction is
+/// closed, not reused. That happens when a COMMIT fails and the engine has already rolled the
+/// transaction back by itself (SQLite on a full disk): sqlx's own ROLLBACK then fails, its
+/// depth stays at one, and every later `BEGIN` on that connection failed with "begin_with at
+/// non-zero transaction depth", on SQLite's one writer connection for ever.
+async fn discard_connection_in_transaction(conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!("closing a store connection left inside a failed transaction");
+    }
+    Ok(clean)
+}
+
+/// How long the store counts as not ready after a write failed for want of it (a full disk,
+/// a lost connection), even when a one-row probe still commits: a probe may fit where real
+/// writes do not (SQLite reuses WAL pages it already has).
+pub const WRITE_FAILURE_HOLD: Duration = Duration::from_secs(5);
+
+/// When writes last failed for want of the store. Per node and in memory on purpose: it only
+/// steers this node's readiness, never a decision about data.
+#[derive(Debug)]
+struct WriteHealth {
+    started: Instant,
+    /// Milliseconds after `started` of the last failure, plus one; 0 for never.
+    last_failure_ms: AtomicU64,
+}
+
+impl WriteHealth {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            last_failure_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+}
+
+/// How long `/readyz`'s write probe may take before the store counts as not ready.
+pub const READINESS_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Which engine the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +177,8 @@ pub struct Db {
     readers: AnyPool,
     writer: AnyPool,
     backend: Backend,
+    /// When writes last failed for want of the store; shared by every clone of this store.
+    write_health: Arc<WriteHealth>,
     /// PostgreSQL: how to open the ingestion writer's own pool (see [`Db::for_ingest_writer`]).
     postgres_writer: Option<(AnyConnectOptions, u128)>,
 }
@@ -134,6 +226,9 @@ impl Db {
                         configure_connection(conn, backend, statement_timeout_ms, writer).await
                     })
                 })
+                .before_acquire(|conn: &mut AnyConnection, _meta| {
+                    Box::pin(discard_connection_in_transaction(conn))
+                })
         };
         let (readers, writer) = match backend {
             Backend::Sqlite => {
@@ -159,6 +254,7 @@ impl Db {
             readers,
             writer,
             backend,
+            write_health: Arc::new(WriteHealth::new()),
             postgres_writer: (backend == Backend::Postgres)
                 .then_some((connect_options_for_writer, statement_timeout_ms)),
         };
@@ -190,12 +286,16 @@ impl Db {
                     configure_connection(conn, Backend::Postgres, statement_timeout_ms, true).await
                 })
             })
+            .before_acquire(|conn: &mut AnyConnection, _meta| {
+                Box::pin(discard_connection_in_transaction(conn))
+            })
             .connect_with(connect_options)
             .await?;
         Ok(Db {
             readers: writer.clone(),
             writer,
             backend: self.backend,
+            write_health: self.write_health.clone(),
             postgres_writer: None,
         })
     }
@@ -233,6 +333,58 @@ impl Db {
     /// Whether the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.readers).await.is_ok()
+    }
+
+    /// Records that a write failed for want of the store (see [`StoreError::is_unavailable`]).
+    pub fn note_write_unavailable(&self) {
+        let now = self.write_health.elapsed_ms().saturating_add(1);
+        self.write_health
+            .last_failure_ms
+            .store(now, Ordering::Relaxed);
+    }
+
+    /// Whether a write failed for want of the store within `window`.
+    fn write_failed_within(&self, window: Duration) -> bool {
+        let last = self.write_health.last_failure_ms.load(Ordering::Relaxed);
+        let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+        last != 0 && self.write_health.elapsed_ms().saturating_add(1) - last < window_ms
+    }
+
+    /// Whether the store takes writes now: no write failed for want of it within
+    /// [`WRITE_FAILURE_HOLD`], the readers answer, and a one-row write commits within
+    /// [`READINESS_PROBE_TIMEOUT`]. A full disk or a read-only store answers reads but cannot
+    /// write, and must not count as ready.
+    pub async fn takes_writes(&self) -> bool {
+        if self.write_failed_within(WRITE_FAILURE_HOLD) {
+            return false;
+        }
+        let probe = async {
+            let mut tx = self.begin().await?;
+            sqlx::query(
+                "INSERT INTO settings (key, value, updated_at) VALUES ('readiness.probe', $1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(format!("{}", crate::clock::system_now_micros()))
+            .bind(crate::clock::system_now_micros())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        };
+        if !self.ping().await {
+            return false;
+        }
+        match tokio::time::timeout(READINESS_PROBE_TIMEOUT, probe).await {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                if error.is_unavailable() {
+                    self.note_write_unavailable();
+                }
+                false
+            }
+            Err(_elapsed) => false,
+        }
     }
 
     pub async fn close(&self) {

@@ -46,6 +46,11 @@ impl ServiceError {
         Self::Validation(ValidationErrors::single(field, message))
     }
 
+    /// Whether the store failed the request for now (a full disk, a lost connection).
+    pub fn is_store_unavailable(&self) -> bool {
+        matches!(self, ServiceError::Store(store) if store.is_unavailable())
+    }
+
     /// The audit outcome of an attempt that ended with this error.
     pub fn audit_outcome(&self) -> companyos_domain::audit::AuditOutcome {
         match self {

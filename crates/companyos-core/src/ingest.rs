@@ -344,8 +344,12 @@ impl App {
         let (result, spent) = answer.await.map_err(|_| {
             ServiceError::Unavailable("the ingestion writer has stopped".to_owned())
         })?;
-        let decisions = result
-            .map_err(|e| ServiceError::Unavailable(format!("ingestion failed, retry: {e}")))?;
+        let decisions = result.map_err(|e| {
+            // The group commit failed: the store (a full disk, a lost connection) far more
+            // often than anything else, so readiness goes to "not ready" for a while.
+            self.db().note_write_unavailable();
+            ServiceError::Unavailable(format!("ingestion failed, retry: {e}"))
+        })?;
         Ok(spent.outcome(decisions))
     }
 

@@ -230,6 +230,56 @@ fn postgres_boundary<'a>(boundary: &'a Value, db: &Db) -> Result<(&'a str, &'a s
     Ok((field("role")?, field("schema")?))
 }
 
+/// Why a boundary step failed: for now (a full disk, a lost database connection: the request
+/// may be retried and the service answers 503) or for good.
+#[derive(Debug, thiserror::Error)]
+pub enum BoundaryError {
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl BoundaryError {
+    /// A file-system error, with what was being done.
+    fn io(doing: &str, error: &std::io::Error) -> Self {
+        // ENOSPC, EROFS, EDQUOT, EIO: the disk, not the request.
+        let message = format!("{doing}: {error}");
+        match error.raw_os_error() {
+            Some(28 | 30 | 122 | 5) => BoundaryError::Unavailable(message),
+            _ => BoundaryError::Failed(message),
+        }
+    }
+}
+
+impl From<sqlx::Error> for BoundaryError {
+    fn from(error: sqlx::Error) -> Self {
+        let error = crate::db::StoreError::Database(error);
+        if error.is_unavailable() {
+            BoundaryError::Unavailable(error.to_string())
+        } else {
+            BoundaryError::Failed(error.to_string())
+        }
+    }
+}
+
+impl From<BoundaryError> for String {
+    fn from(error: BoundaryError) -> Self {
+        error.to_string()
+    }
+}
+
+impl From<BoundaryError> for crate::error::ServiceError {
+    fn from(error: BoundaryError) -> Self {
+        match error {
+            BoundaryError::Unavailable(message) => {
+                crate::error::ServiceError::Store(crate::db::StoreError::Unavailable(message))
+            }
+            BoundaryError::Failed(message) => crate::error::ServiceError::Internal(message),
+        }
+    }
+}
+
 /// Blocks or restores access at the boundary: the `postgres` role loses LOGIN and its open
 /// sessions end; a `directory` boundary gets a `SUSPENDED` marker its workloads check.
 pub async fn set_boundary_access(
@@ -240,14 +290,13 @@ pub async fn set_boundary_access(
     tenant_id: &str,
     allowed: bool,
     reason: &str,
-) -> Result<Value, String> {
+) -> Result<Value, BoundaryError> {
     match boundary.get("driver").and_then(Value::as_str) {
         Some("postgres") => {
-            let (role, _) = postgres_boundary(boundary, db)?;
+            let (role, _) = postgres_boundary(boundary, db).map_err(BoundaryError::Failed)?;
             let login = if allowed { "LOGIN" } else { "NOLOGIN" };
             conn.execute(format!("ALTER ROLE \"{role}\" {login}").as_str())
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let mut terminated = 0i64;
             if !allowed {
                 terminated = sqlx::query_scalar(
@@ -256,8 +305,7 @@ pub async fn set_boundary_access(
                 )
                 .bind(role)
                 .fetch_one(&mut *conn)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             }
             Ok(json!({"role": role, "login": allowed, "sessions_terminated": terminated}))
         }
@@ -267,12 +315,12 @@ pub async fn set_boundary_access(
                 match tokio::fs::remove_file(&marker).await {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(e.to_string()),
+                    Err(e) => return Err(BoundaryError::io("remove the SUSPENDED marker", &e)),
                 }
             } else {
                 tokio::fs::write(&marker, format!("{reason}\n"))
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| BoundaryError::io("write the SUSPENDED marker", &e))?;
             }
             Ok(json!({"marker": marker.display().to_string(), "access": allowed}))
         }

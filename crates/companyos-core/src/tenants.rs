@@ -1110,7 +1110,7 @@ impl App {
                     reason,
                 )
                 .await
-                .map_err(ServiceError::Internal)?;
+                .map_err(ServiceError::from)?;
                 let scaled = self.scale_workloads_to_zero(tx, &tenant.id).await?;
                 tenant.suspended_at = Some(now_micros);
                 details["boundary"] = boundary;
@@ -1127,7 +1127,7 @@ impl App {
                     reason,
                 )
                 .await
-                .map_err(ServiceError::Internal)?;
+                .map_err(ServiceError::from)?;
                 let restored = self.restore_workloads(tx, &tenant.id).await?;
                 tenant.suspended_at = None;
                 details["boundary"] = boundary;
@@ -1146,7 +1146,7 @@ impl App {
                         reason,
                     )
                     .await
-                    .map_err(ServiceError::Internal)?;
+                    .map_err(ServiceError::from)?;
                     self.scale_workloads_to_zero(tx, &tenant.id).await?;
                 }
                 tenant.status_before_delete = Some(tenant.status);
@@ -1169,7 +1169,7 @@ impl App {
                         reason,
                     )
                     .await
-                    .map_err(ServiceError::Internal)?;
+                    .map_err(ServiceError::from)?;
                     self.restore_workloads(tx, &tenant.id).await?;
                 }
                 tenant.status_before_delete = None;

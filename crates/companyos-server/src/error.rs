@@ -136,6 +136,16 @@ impl From<ServiceError> for AppError {
                 "Temporarily unavailable",
                 detail,
             ),
+            ServiceError::Store(store) if store.is_unavailable() => {
+                tracing::error!(error = %store, "store unavailable");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                    "Store unavailable",
+                    "the store cannot take this request now (full disk, lost connection); \
+                     nothing was changed by it: retry later",
+                )
+            }
             ServiceError::Store(store) => {
                 tracing::error!(error = %store, "store error");
                 Self::new(

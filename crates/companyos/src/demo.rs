@@ -731,9 +731,14 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
         .admin
         .call_raw(Method::GET, "/v1/evidence/public-key", None)
         .await?;
+    // minisign's public key file format (`minisign -V -p FILE` reads it): an untrusted comment
+    // line, then the base64 key.
     std::fs::write(
-        demo.out.join("evidence/minisign.pub.key"),
-        public_key.trim(),
+        demo.out.join("evidence/minisign.pub"),
+        format!(
+            "untrusted comment: minisign public key of the CompanyOS evidence signer\n{}\n",
+            public_key.trim()
+        ),
     )?;
     let (_, verifier) = demo
         .admin
@@ -768,7 +773,7 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
     writeln!(summary, "Verify any artifact without trusting CompanyOS:\n")?;
     writeln!(
         summary,
-        "```\nminisign -V -P \"$(cat evidence/minisign.pub.key)\" -m evidence/<file> -x evidence/<file>.minisig\n```\n"
+        "```\nminisign -V -p evidence/minisign.pub -m evidence/<file> -x evidence/<file>.minisig\n```\n"
     )?;
     writeln!(
         summary,

@@ -187,13 +187,14 @@ async fn purge_keeps_dedupe_of_later_and_older_events() {
     let purged = events("globex", "p", 15);
     expect_all(&node.app, &meter, &purged, "accepted", "tenant to purge").await;
 
-    // Delete and purge, each approved by a second admin (four eyes).
+    // Delete and purge, each approved by a second admin (four eyes; neither created the other).
+    let first = node.operator("first-admin", "admin").await;
     let second = node.operator("second-admin", "admin").await;
     for action in [LifecycleAction::Delete, LifecycleAction::Purge] {
         let outcome = node
             .app
             .lifecycle(
-                &node.admin,
+                &first,
                 "globex",
                 action,
                 LifecycleRequest {

@@ -60,6 +60,10 @@ pub async fn problem_type(axum::extract::Path(slug): axum::extract::Path<String>
         "payload-too-large" => "The body or the batch is over its limit.",
         "not-found" => "No such resource.",
         "unavailable" => "Temporarily unable to take the request; retry after a moment.",
+        "store-unavailable" => {
+            "The store cannot take the request now (a full disk, a lost database connection); \
+             nothing was changed: retry later. /readyz says not ready meanwhile."
+        }
         _ => "CompanyOS problem type.",
     };
     ok(json!({"type": format!("/problems/{slug}"), "description": text}))

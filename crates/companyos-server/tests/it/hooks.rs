@@ -90,9 +90,9 @@ async fn proofs_still_answer_after_purge_and_operators_cannot_use_forward_auth()
             json!(["forward-auth-is-for-tenant-keys"])
         );
         let approver = server.operator("anna", "approver").await;
+        let requester = server.operator("olga", "operator").await;
         for action in ["delete", "purge"] {
-            let (_, body) = server
-                .admin()
+            let (_, body) = requester
                 .post(
                     &format!("/v1/tenants/acme/{action}"),
                     json!({"reason": "test", "confirm": "acme"}),

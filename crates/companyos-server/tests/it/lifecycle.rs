@@ -68,13 +68,15 @@ async fn the_requester_cannot_approve_and_ids_are_never_reused() {
         server.tenant("acme").await;
         let olga = server.operator("olga", "operator").await;
         let anna = server.operator("anna", "approver").await;
+        // The requester is an admin that did not create anna (the two-person rule also
+        // refuses an approver the requester created).
+        let adam = server.operator("adam", "admin").await;
         let (status, body) = olga
             .post("/v1/tenants/acme/delete", json!({"reason": "churned"}))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["errors"][0]["field"], json!("confirm"), "{body}");
-        let (status, body) = server
-            .admin()
+        let (status, body) = adam
             .post(
                 "/v1/tenants/acme/delete",
                 json!({"reason": "churned", "confirm": "acme"}),
@@ -83,8 +85,7 @@ async fn the_requester_cannot_approve_and_ids_are_never_reused() {
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         assert_eq!(body["approval"]["status"], json!("pending"));
         let approval = body["approval"]["id"].as_str().unwrap().to_owned();
-        let (status, body) = server
-            .admin()
+        let (status, body) = adam
             .post(&format!("/v1/approvals/{approval}/approve"), json!({}))
             .await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{backend:?} {body}");
@@ -104,8 +105,7 @@ async fn the_requester_cannot_approve_and_ids_are_never_reused() {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["tenant"]["status"], json!("deleting"));
-        let (_, body) = server
-            .admin()
+        let (_, body) = adam
             .post(
                 "/v1/tenants/acme/purge",
                 json!({"reason": "gone", "confirm": "acme"}),

@@ -143,6 +143,22 @@ async fn an_approver_created_by_the_requester_cannot_approve_its_request() {
             vec!["no-approval-by-an-operator-the-requester-created".to_owned()]
         );
         assert_eq!(status_of(&server, "acme").await, "active");
+        // Nor through a go-between: adam creates an admin who creates an approver.
+        let (_, body) = adam
+            .post("/v1/operators", json!({"name": "proxy", "role": "admin"}))
+            .await;
+        let proxy = server.api(body["token"].as_str().unwrap());
+        let (_, body) = proxy
+            .post(
+                "/v1/operators",
+                json!({"name": "sock2", "role": "approver"}),
+            )
+            .await;
+        let sock2 = server.api(body["token"].as_str().unwrap());
+        let (status, body) = sock2
+            .post(&format!("/v1/approvals/{approval}/approve"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{backend:?} {body}");
         // An approver created by someone else decides it.
         let anna = server.operator("anna", "approver").await;
         approve(&anna, &approval).await;

@@ -13,5 +13,6 @@ mod ledger;
 mod lifecycle;
 mod lifecycle_deny;
 mod lifecycle_full;
+mod store_faults;
 mod support;
 mod usage;

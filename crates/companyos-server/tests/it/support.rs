@@ -113,6 +113,13 @@ impl TestServer {
         }
     }
 
+    /// The PostgreSQL database of this server (`None` on SQLite).
+    pub fn database_name(&self) -> Option<&str> {
+        self.database
+            .as_deref()
+            .and_then(|url| url.rsplit('/').next())
+    }
+
     pub fn admin(&self) -> Api {
         self.api(&self.admin_token)
     }

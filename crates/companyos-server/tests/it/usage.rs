@@ -297,8 +297,8 @@ async fn a_suspended_tenant_keeps_its_usage_and_a_deleted_one_refuses_it() {
             "{body}"
         );
         let approver = server.operator("anna", "approver").await;
-        let (_, body) = server
-            .admin()
+        let requester = server.operator("olga", "operator").await;
+        let (_, body) = requester
             .post(
                 "/v1/tenants/acme/delete",
                 json!({"reason": "gone", "confirm": "acme"}),
