@@ -53,6 +53,18 @@ fn problem_line(status: u16, body: &str) -> String {
 
 impl ApiClient {
     pub fn new(base: &str, token: Option<String>) -> anyhow::Result<Self> {
+        // Checked here so a URL without a scheme is a usage error naming the setting, not
+        // reqwest's "builder error" on the first call.
+        let parsed = reqwest::Url::parse(base).ok();
+        if !parsed
+            .is_some_and(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some())
+        {
+            return Err(crate::commands::UsageError(format!(
+                "setting url (--url or COMPANYOS_URL) must be an http:// or https:// URL such \
+                 as http://127.0.0.1:8080, got {base:?}"
+            ))
+            .into());
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(5))
@@ -97,7 +109,16 @@ impl ApiClient {
         if (200..300).contains(&status) {
             return Ok((status, text));
         }
-        let line = problem_line(status, &text);
+        let mut line = problem_line(status, &text);
+        if status == 401 {
+            line.push_str(match self.token {
+                None => " (no token was given: set COMPANYOS_TOKEN or pass --token)",
+                Some(_) => {
+                    " (the token in COMPANYOS_TOKEN or --token is unknown or revoked; on the \
+                     server's host, `companyos operator reset-admin` issues a new admin token)"
+                }
+            });
+        }
         if status == 400 || status == 413 {
             Err(ClientError::BadInput(line))
         } else {

@@ -1,4 +1,4 @@
-//! Where logs and one-line messages go: stderr (and stdout) written so that a failing sink can
+//! Where logs and one-line error messages go: stderr, written so that a failing sink can
 //! never take the service down.
 //!
 //! `eprintln!`/`println!` panic when the write fails (`2>/dev/full`, a pipe whose reader died),

@@ -96,11 +96,40 @@ fn exit_codes_follow_the_contract() {
     );
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("403"), "{}", stderr(&output));
-    // No token: 401, failure.
-    assert_eq!(
-        cli(&server, None, &["tenant", "list"]).status.code(),
-        Some(1)
+    // No token: 401, failure, and the one line says what to set.
+    let output = cli(&server, None, &["tenant", "list"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("COMPANYOS_TOKEN") && stderr(&output).contains("--token"),
+        "{}",
+        stderr(&output)
     );
+    let output = cli(&server, Some("cos_op_wrong"), &["tenant", "list"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("unknown or revoked"),
+        "{}",
+        stderr(&output)
+    );
+    // A URL without a scheme is bad usage naming the setting, not "builder error".
+    let output = Command::new(binary())
+        .args([
+            "tenant",
+            "list",
+            "--url",
+            "127.0.0.1:8080",
+            "--token",
+            &admin,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("COMPANYOS_URL") && !stderr(&output).contains("builder"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(stderr(&output).trim().lines().count(), 1);
     // A bad setting is bad usage, named at start-up in one line.
     let output = Command::new(binary())
         .args(["serve", "--late-window-hours", "0", "--data-dir"])
