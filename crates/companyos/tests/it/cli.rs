@@ -443,3 +443,42 @@ fn sigterm_shuts_down_gracefully_and_the_data_stays() {
     let output = cli(&server, Some(&admin), &["tenant", "show", "acme"]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
+
+/// The demo's evidence verifies with Debian's minisign from its public key file alone
+/// (`minisign -V -p FILE`: the standard two-line key file).
+#[test]
+fn the_demo_evidence_verifies_with_minisign_and_its_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo-output");
+    let output = Command::new(binary())
+        .arg("demo")
+        .arg("--out")
+        .arg(&out)
+        .current_dir(dir.path())
+        .env_remove("COMPANYOS_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let evidence = out.join("evidence");
+    let key = std::fs::read_to_string(evidence.join("minisign.pub")).unwrap();
+    assert!(key.starts_with("untrusted comment: "), "{key}");
+    assert_eq!(key.lines().count(), 2, "{key}");
+    let mut verified = 0;
+    for entry in std::fs::read_dir(&evidence).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let status = Command::new("minisign")
+                .arg("-V")
+                .arg("-q")
+                .arg("-p")
+                .arg(evidence.join("minisign.pub"))
+                .arg("-m")
+                .arg(&path)
+                .status()
+                .expect("minisign is required (.ci/run installs it)");
+            assert!(status.success(), "{}", path.display());
+            verified += 1;
+        }
+    }
+    assert!(verified >= 5, "{verified} artifacts verified");
+}
