@@ -230,7 +230,9 @@ pub async fn send(
     let mut batch: Vec<String> = Vec::with_capacity(batch_size);
     let mut batch_first: u64 = 0;
     let mut next_index: u64 = 0;
-    let interactive = format == OutputFormat::Table;
+    // A live counter only on a terminal: in a file or a pipe the `\r` updates are one long line.
+    let interactive =
+        format == OutputFormat::Table && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let report_progress = |totals: &Totals| {
         if interactive {
             eprint!("\r{} ({} bytes file)", totals.progress(), size);

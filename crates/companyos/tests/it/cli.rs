@@ -250,6 +250,8 @@ fn usage_send_reports_and_ledger_verify_finds_tampering() {
         text.contains("event #51 (bad): rejected quantity"),
         "{text}"
     );
+    // stderr is a pipe here, not a terminal: no `\r` progress counter in it.
+    assert!(!stderr(&output).contains('\r'), "{:?}", stderr(&output));
     // NDJSON, all duplicates now: success.
     let ndjson = dir.path().join("events.ndjson");
     let lines: Vec<String> = events[..10].iter().map(Value::to_string).collect();
