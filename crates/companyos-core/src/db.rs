@@ -2,7 +2,7 @@
 //! connection) or PostgreSQL (production, shared by several nodes), the schema migrations for
 //! both engines, and the few SQL spellings that differ between them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::time::Duration;
 
@@ -97,6 +97,18 @@ pub fn sqlite_url_in(data_dir: &Path) -> String {
         "sqlite://{}?mode=rwc",
         data_dir.join("companyos.db").display()
     )
+}
+
+/// The file of a `sqlite://PATH[?options]` URL (`None` for other URLs and in-memory databases).
+pub fn sqlite_file_of(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(PathBuf::from(path))
 }
 
 impl Db {

@@ -111,9 +111,44 @@ fn time_or_null(micros: Option<i64>) -> Value {
     micros.map_or(Value::Null, |m| json!(format_rfc3339(from_micros(m))))
 }
 
+/// Who a tenant object is shown to: operators see the boundary's server-side details (paths,
+/// database names, the provisioner URL); the tenant itself (its API key) and outside callers
+/// (the provisioner's callback) see only what names their own boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantView {
+    Operator,
+    Tenant,
+}
+
+impl TenantView {
+    pub fn of(principal: &crate::authz::Principal) -> Self {
+        match principal {
+            crate::authz::Principal::Operator { .. } => TenantView::Operator,
+            _ => TenantView::Tenant,
+        }
+    }
+}
+
+/// The boundary members a tenant may see: an allow-list, so a member a driver adds later stays
+/// hidden from tenants until someone decides it is theirs to see.
+const TENANT_VISIBLE_BOUNDARY: [&str; 5] = ["driver", "state", "mode", "schema", "role"];
+
+fn boundary_for(view: TenantView, boundary: &Value) -> Value {
+    match (view, boundary) {
+        (TenantView::Operator, _) => boundary.clone(),
+        (TenantView::Tenant, Value::Object(map)) => Value::Object(
+            map.iter()
+                .filter(|(key, _)| TENANT_VISIBLE_BOUNDARY.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        ),
+        (TenantView::Tenant, _) => json!({}),
+    }
+}
+
 impl TenantRow {
-    /// The API view of a tenant (CONTRACT §4), without secrets.
-    pub fn to_json(&self) -> Value {
+    /// The API view of a tenant (CONTRACT §4), without secrets; the boundary as `view` may see it.
+    pub fn to_json(&self, view: TenantView) -> Value {
         json!({
             "id": self.id,
             "name": self.name,
@@ -128,7 +163,7 @@ impl TenantRow {
             "deleted_at": time_or_null(self.deleted_at),
             "purge_after": time_or_null(self.purge_after),
             "purged_at": time_or_null(self.purged_at),
-            "boundary": self.boundary,
+            "boundary": boundary_for(view, &self.boundary),
             "policy_sha256": self.policy_sha256,
             "retention": {
                 "tombstone_days": self.retention.tombstone_days,
@@ -763,7 +798,7 @@ impl App {
             "version": 1,
             "generated_at": format_rfc3339(now),
             "generated_by": actor.principal.actor_name(),
-            "tenant": tenant.to_json(),
+            "tenant": tenant.to_json(TenantView::Operator),
             "plan": plan.map(|p| json!({
                 "name": p.name,
                 "entitlements": p.entitlements,
@@ -1896,7 +1931,7 @@ impl App {
             .bind(steps.to_json().to_string())
             .execute(&mut *tx)
             .await?;
-            Ok(tenant.to_json())
+            Ok(tenant.to_json(TenantView::Tenant))
         }
         .await;
         self.finish(tx, entry, result).await

@@ -34,6 +34,13 @@ pub enum OperatorCommand {
     List,
     /// Revoke an operator's token.
     Revoke { id: String },
+    /// Issue a new token for the `admin` operator, revoking the old one. Works on the store
+    /// directly (--data-dir / --database-url), like `init`; prints the token once or writes it
+    /// to --token-file (mode 0600). Audited as operator.reset_admin.
+    ResetAdmin {
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,18 +305,10 @@ fn api(cli: &Cli, file: &FileConfig) -> anyhow::Result<ApiClient> {
     ApiClient::new(&url, cli.token.clone())
 }
 
+/// Writes a secret (a token) mode 0600 whatever existed at `path`; a symbolic link is refused.
 fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("failed to create {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("failed to write {}", path.display()))?;
-    Ok(())
+    companyos_core::secret_files::write_secret_file(path, contents.as_bytes())
+        .with_context(|| format!("failed to write the secret file {}", path.display()))
 }
 
 /// Runs the parsed command; returns the exit code.
@@ -397,12 +396,14 @@ async fn serve(cli: &Cli, file: &FileConfig) -> anyhow::Result<u8> {
             "setting listen must be an address like 127.0.0.1:8080, got {listen:?}"
         ))
     })?;
-    let (app, report) = App::open(resolved.settings, clock(resolved.clock_offset))
-        .await
-        .context("failed to open the store")?;
+    // Bind before the store is opened: a first start that cannot listen must not initialise
+    // the store, or the bootstrap admin token it creates would never be shown.
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("failed to listen on {address}"))?;
+    let (app, report) = App::open(resolved.settings, clock(resolved.clock_offset))
+        .await
+        .context("failed to open the store")?;
     let bound = listener.local_addr()?;
     if let Some(token) = &report.admin_token {
         println!("admin token (shown once, keep it safe): {token}");
@@ -443,6 +444,9 @@ async fn open_existing(cli: &Cli, file: &FileConfig) -> anyhow::Result<App> {
 }
 
 async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> anyhow::Result<u8> {
+    if let OperatorCommand::ResetAdmin { token_file } = command {
+        return reset_admin(cli, file, token_file.as_deref()).await;
+    }
     let api = api(cli, file)?;
     match command {
         OperatorCommand::Create { name, role } => {
@@ -470,6 +474,7 @@ async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> an
                 )
             });
         }
+        OperatorCommand::ResetAdmin { .. } => {}
         OperatorCommand::Revoke { id } => {
             let (_, value) = api
                 .call(
@@ -479,6 +484,32 @@ async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> an
                 )
                 .await?;
             output::print(cli.format, &value, |_| format!("revoked {id}\n"));
+        }
+    }
+    Ok(0)
+}
+
+/// `operator reset-admin`: a new admin token from the store itself (the lost-token recovery).
+async fn reset_admin(
+    cli: &Cli,
+    file: &FileConfig,
+    token_file: Option<&Path>,
+) -> anyhow::Result<u8> {
+    let app = open_existing(cli, file).await?;
+    let result = app.reset_admin().await;
+    app.db().close().await;
+    let token = result.context("failed to reset the admin token")?;
+    match token_file {
+        Some(path) => {
+            write_secret_file(path, &format!("{token}\n"))?;
+            println!(
+                "the old admin token is revoked; the new one is in {} (mode 0600)",
+                path.display()
+            );
+        }
+        None => {
+            println!("the old admin token is revoked");
+            println!("admin token (shown once, keep it safe): {token}");
         }
     }
     Ok(0)

@@ -425,3 +425,73 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
         provisioner.abort();
     }
 }
+
+/// Every string anywhere in `value`.
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// A tenant reading itself with its API key sees its boundary's driver and names, never the
+/// server's paths or database names; operators still see them (issue #20, point 10).
+#[tokio::test]
+async fn a_tenant_never_sees_server_paths_or_database_names_in_its_own_view() {
+    for backend in BACKENDS {
+        for driver in [
+            BoundaryDriverSettings::Directory,
+            BoundaryDriverSettings::Postgres,
+        ] {
+            if backend == Backend::Sqlite && driver == BoundaryDriverSettings::Postgres {
+                continue;
+            }
+            let server =
+                TestServer::start_with(backend, |s| s.boundary_driver = driver.clone()).await;
+            let key = server.tenant("acme").await;
+            let (status, operator_view) = server.admin().get("/v1/tenants/acme").await;
+            assert_eq!(status, StatusCode::OK, "{operator_view}");
+            let internal = match driver {
+                BoundaryDriverSettings::Directory => "path",
+                _ => "database",
+            };
+            assert!(
+                operator_view["boundary"][internal].is_string(),
+                "operators see the boundary's {internal}: {operator_view}"
+            );
+            let (status, own) = server.api(&key).get("/v1/tenants/acme").await;
+            assert_eq!(status, StatusCode::OK, "{own}");
+            assert_eq!(
+                own["boundary"]["driver"],
+                operator_view["boundary"]["driver"]
+            );
+            for hidden in [
+                "path",
+                "database",
+                "provisioner",
+                "provisioner_details",
+                "credentials",
+            ] {
+                assert!(own["boundary"].get(hidden).is_none(), "{backend:?}: {own}");
+            }
+            let data_dir = server.dir.path().display().to_string();
+            let database = operator_view["boundary"]["database"]
+                .as_str()
+                .map(str::to_owned);
+            let mut seen = Vec::new();
+            strings(&own, &mut seen);
+            for text in seen {
+                assert!(
+                    !text.contains(&data_dir),
+                    "{backend:?}: {text} names the data dir"
+                );
+                if let Some(database) = &database {
+                    assert_ne!(&text, database, "{backend:?}: the database name is shown");
+                }
+            }
+            server.stop().await;
+        }
+    }
+}

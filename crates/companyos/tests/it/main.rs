@@ -6,4 +6,5 @@
 mod cli;
 mod crash;
 mod nginx;
+mod store_safety;
 mod support;
