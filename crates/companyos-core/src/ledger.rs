@@ -479,10 +479,18 @@ pub(crate) async fn recompute_rollups(
                     event.unit.into_string(),
                 ))
                 .or_insert((Decimal::ZERO, 0));
-            entry.0 = entry
-                .0
-                .checked_add(event.quantity.as_decimal())
-                .ok_or_else(|| ServiceError::Internal("rollup overflow".to_owned()))?;
+            // The same exact addition as ingestion: a sum that would round is a finding (the
+            // writer refuses the event that would cause it), never a rounded total that
+            // happens to agree with a rounded stored one.
+            entry.0 = companyos_domain::usage::exact_add(entry.0, event.quantity.as_decimal())
+                .ok_or_else(|| {
+                    ServiceError::Internal(format!(
+                        "tenant {tenant_id}: the ledger's on-time events of day {} do not sum exactly",
+                        companyos_domain::time_util::format_day(
+                            companyos_domain::time_util::day_from_number(day)
+                        ),
+                    ))
+                })?;
             entry.1 += 1;
         }
     }
