@@ -744,13 +744,16 @@ impl App {
 
     /// Verifies the audit log (for `companyos audit verify` and the integrity job).
     pub async fn verify_audit(&self) -> Result<Vec<crate::ledger_store::LogProblem>, ServiceError> {
-        let mut conn = self.db().readers().acquire().await?;
-        Ok(audit::verify(
-            &mut conn,
+        // One snapshot: the head, the leaves and the records as they were committed together.
+        let mut snapshot = self.db().begin_snapshot().await?;
+        let problems = audit::verify(
+            &mut snapshot,
             &self.inner.keys.checkpoint_verifier(),
             &self.settings().audit_origin(),
         )
-        .await?)
+        .await?;
+        snapshot.rollback().await.map_err(StoreError::from)?;
+        Ok(problems)
     }
 
     pub async fn list_evidence(

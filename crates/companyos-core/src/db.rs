@@ -227,6 +227,21 @@ impl Db {
         })
     }
 
+    /// Begins a read-only transaction that sees one snapshot of the store until it ends, so a
+    /// verification compares a head with exactly the leaves, nodes, payloads and rollups that
+    /// were committed with it, while writers go on. PostgreSQL: `REPEATABLE READ, READ ONLY`
+    /// (set before the first statement). SQLite in WAL mode: a deferred transaction on a reader
+    /// connection reads one snapshot from its first read on; the first read happens here.
+    pub async fn begin_snapshot(&self) -> Result<Tx, StoreError> {
+        let mut tx = self.readers.begin().await?;
+        let first = match self.backend {
+            Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master",
+            Backend::Postgres => "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        };
+        sqlx::query(first).execute(&mut *tx).await?;
+        Ok(tx)
+    }
+
     /// The pool for single-statement writes outside a transaction (the same connection as
     /// transactions on SQLite, so writers never race each other).
     pub fn writer(&self) -> &AnyPool {

@@ -279,14 +279,20 @@ impl App {
                     .await?
             }
         };
+        drop(conn);
         let verifier = self.keys().checkpoint_verifier();
         let mut problems = Vec::new();
         for tenant in tenants {
+            // Each tenant is verified in one snapshot: a head read before a concurrent group
+            // commit and leaves read after it would be a false alarm, and a check of fewer
+            // leaves than the head names could miss a tampered one.
+            let mut snapshot = self.db().begin_snapshot().await?;
+            let conn = &mut *snapshot;
             let log_id = usage_log_id(&tenant);
             let origin = self.settings().tenant_origin(&tenant);
             let tenant_for_leaf = tenant.clone();
             problems.extend(
-                ledger_store::verify_log(&mut conn, &log_id, &verifier, &origin, |index, data| {
+                ledger_store::verify_log(conn, &log_id, &verifier, &origin, |index, data| {
                     match UsageLeaf::parse(data) {
                         Err(e) => Some(format!("leaf data is not a usage leaf: {e}")),
                         Ok(leaf)
@@ -299,8 +305,9 @@ impl App {
                 })
                 .await?,
             );
-            problems.extend(self.verify_payloads(&mut conn, &tenant).await?);
-            problems.extend(self.verify_rollups(&mut conn, &tenant).await?);
+            problems.extend(self.verify_payloads(conn, &tenant).await?);
+            problems.extend(self.verify_rollups(conn, &tenant).await?);
+            snapshot.rollback().await?;
         }
         Ok(problems)
     }
