@@ -586,6 +586,11 @@ const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
         Some(Backend::Sqlite),
         include_str!("../migrations/0006_sqlite_key_runs.sql"),
     ),
+    (
+        7,
+        None,
+        include_str!("../migrations/0007_provisioning_attempts.sql"),
+    ),
 ];
 
 /// The version after which SQLite's merged key index is converted into a run (ADR 0007).

@@ -741,6 +741,7 @@ impl App {
         if confirmed_by_driver {
             tenant.status = TenantStatus::Active;
         } else {
+            let attempt = open_provisioning_attempt(tx, &tenant.id, self.now()).await?;
             crate::outbox::enqueue(
                 tx,
                 self.now(),
@@ -748,6 +749,7 @@ impl App {
                 Some(&tenant.id),
                 "driver",
                 json!({"tenant_id": tenant.id, "plan": tenant.plan, "home_region": tenant.home_region,
+                       "attempt": attempt,
                        "callback": format!("/v1/tenants/{}/provisioning/callback", tenant.id)}),
             )
             .await?;
@@ -1822,14 +1824,21 @@ impl App {
     }
 
     /// The webhook driver's callback: the external provisioner confirms (or fails) a tenant's
-    /// boundary. Authenticated by the HMAC of the driver secret over `<timestamp>.<body>`.
+    /// boundary. Authenticated by the HMAC of the driver secret over
+    /// `<tenant_id>.<attempt>.<timestamp>.<body>` ([`provisioning::callback_signature`]), and
+    /// accepted once: the attempt it answers must be this tenant's open attempt, and is closed
+    /// in the same transaction.
     pub async fn provisioning_callback(
         &self,
         tenant_id: &str,
-        timestamp: Option<&str>,
-        signature: Option<&str>,
-        body: &[u8],
+        callback: ProvisioningCallback<'_>,
     ) -> Result<Value, ServiceError> {
+        let ProvisioningCallback {
+            attempt,
+            timestamp,
+            signature,
+            body,
+        } = callback;
         let system = Actor::system("webhook-driver");
         let mut entry = self.entry(
             &system,
@@ -1842,9 +1851,19 @@ impl App {
                 "provisioning callbacks (the boundary driver is not webhook)".to_owned(),
             ));
         };
-        let verified = match (timestamp.and_then(|t| t.parse::<i64>().ok()), signature) {
-            (Some(ts), Some(sig)) => provisioning::verify_webhook_signature(
+        // Refused callbacks are audited against the tenant they targeted.
+        if TenantId::parse(tenant_id).is_ok() {
+            entry.tenant_id = Some(tenant_id.to_owned());
+        }
+        let verified = match (
+            attempt,
+            timestamp.and_then(|t| t.parse::<i64>().ok()),
+            signature,
+        ) {
+            (Some(attempt), Some(ts), Some(sig)) => provisioning::verify_callback_signature(
                 secret,
+                tenant_id,
+                attempt,
                 ts,
                 self.now().unix_timestamp(),
                 body,
@@ -1854,7 +1873,7 @@ impl App {
         };
         if !verified {
             let error = ServiceError::Unauthenticated(
-                "missing, stale or wrong x-companyos-signature".to_owned(),
+                "missing, stale or wrong x-companyos-signature (or x-companyos-attempt)".to_owned(),
             );
             self.audit_failure(entry, &error).await?;
             return Err(error);
@@ -1872,9 +1891,6 @@ impl App {
             }
         };
         let details = parsed.get("details").cloned().unwrap_or(json!({}));
-        if TenantId::parse(tenant_id).is_ok() {
-            entry.tenant_id = Some(tenant_id.to_owned());
-        }
         let audit_id = new_id("aud", self.now());
         entry.id = Some(audit_id.clone());
         let mut tx = self.db().begin().await?;
@@ -1882,6 +1898,25 @@ impl App {
             let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;
             let attributes = self.attributes_of(&tenant);
             self.require(&system, "tenant.create", Resource::Tenant(&attributes), &[], &mut entry)?;
+            // Closing the attempt is what makes the callback count once: a replay, a callback of
+            // a superseded attempt, or another tenant's attempt finds no open row and is refused.
+            let closed = sqlx::query(
+                "UPDATE provisioning_attempts SET answered_at = $1, outcome = $2 \
+                 WHERE id = $3 AND tenant_id = $4 AND answered_at IS NULL",
+            )
+            .bind(self.now_micros())
+            .bind(if succeeded { "succeeded" } else { "failed" })
+            .bind(attempt.unwrap_or_default())
+            .bind(tenant.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if closed.rows_affected() != 1 {
+                return Err(ServiceError::Unauthenticated(format!(
+                    "provisioning attempt {:?} of tenant {} is unknown, superseded or already answered",
+                    attempt.unwrap_or_default(),
+                    tenant.id
+                )));
+            }
             if tenant.status != TenantStatus::Provisioning {
                 return Err(ServiceError::Conflict {
                     message: format!("tenant {} is {}, not provisioning", tenant.id, tenant.status),
@@ -1968,6 +2003,44 @@ impl App {
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(ServiceError::from)
     }
+}
+
+/// A provisioning callback as received: the attempt it answers (`x-companyos-attempt`), its
+/// timestamp and signature headers, and the raw body the signature covers.
+#[derive(Debug, Clone, Copy)]
+pub struct ProvisioningCallback<'a> {
+    pub attempt: Option<&'a str>,
+    pub timestamp: Option<&'a str>,
+    pub signature: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Opens a new provisioning attempt of the webhook driver for `tenant_id` and returns its id;
+/// earlier attempts still open are superseded, so only the newest request can be answered.
+async fn open_provisioning_attempt(
+    tx: &mut Tx,
+    tenant_id: &str,
+    now: time::OffsetDateTime,
+) -> Result<String, ServiceError> {
+    let now_micros = to_micros(now);
+    sqlx::query(
+        "UPDATE provisioning_attempts SET answered_at = $1, outcome = 'superseded' \
+         WHERE tenant_id = $2 AND answered_at IS NULL",
+    )
+    .bind(now_micros)
+    .bind(tenant_id)
+    .execute(&mut **tx)
+    .await?;
+    let id = new_id("pat", now);
+    sqlx::query(
+        "INSERT INTO provisioning_attempts (id, tenant_id, requested_at) VALUES ($1, $2, $3)",
+    )
+    .bind(id.as_str())
+    .bind(tenant_id)
+    .bind(now_micros)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
 }
 
 struct ProvisionOutput {

@@ -303,9 +303,12 @@ pub async fn provisioning_callback(
         .app
         .provisioning_callback(
             &id,
-            header("x-companyos-timestamp").as_deref(),
-            header("x-companyos-signature").as_deref(),
-            &body,
+            companyos_core::tenants::ProvisioningCallback {
+                attempt: header("x-companyos-attempt").as_deref(),
+                timestamp: header("x-companyos-timestamp").as_deref(),
+                signature: header("x-companyos-signature").as_deref(),
+                body: &body,
+            },
         )
         .await?;
     Ok(ok(outcome))
