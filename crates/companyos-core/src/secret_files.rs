@@ -55,10 +55,49 @@ fn open_private(path: &Path, create_new: bool) -> io::Result<File> {
 
 /// Writes (or replaces) a secret file with mode 0600.
 pub fn write_secret_file(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let mut file = open_private(path, false)?;
-    file.set_len(0)?;
-    file.write_all(contents)?;
-    file.sync_all()
+    SecretFile::open(path)?.write(contents)
+}
+
+/// A secret file opened (and checked, and made 0600) before the secret exists, so a command
+/// that creates a secret it can show only once (a token) fails before creating it when the
+/// file cannot take it, rather than after.
+#[derive(Debug)]
+pub struct SecretFile {
+    file: File,
+    path: std::path::PathBuf,
+    created: bool,
+}
+
+impl SecretFile {
+    /// Opens `path` for a secret: created 0600 if missing, tightened to 0600 if not, never
+    /// through a link. Its contents are left alone until [`SecretFile::write`].
+    pub fn open(path: &Path) -> io::Result<SecretFile> {
+        let created = match fs::symlink_metadata(path) {
+            Ok(_) => false,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => true,
+            Err(error) => return Err(error),
+        };
+        Ok(SecretFile {
+            file: open_private(path, false)?,
+            path: path.to_owned(),
+            created,
+        })
+    }
+
+    /// Replaces the file's contents with `contents`.
+    pub fn write(mut self, contents: &[u8]) -> io::Result<()> {
+        self.file.set_len(0)?;
+        self.file.write_all(contents)?;
+        self.file.sync_all()
+    }
+
+    /// Leaves the file as it was: removes it if `open` created it.
+    pub fn abandon(self) -> io::Result<()> {
+        if self.created {
+            fs::remove_file(&self.path)?;
+        }
+        Ok(())
+    }
 }
 
 /// Creates a new secret file with mode 0600; fails if anything exists at `path`.

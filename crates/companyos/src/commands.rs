@@ -305,10 +305,11 @@ fn api(cli: &Cli, file: &FileConfig) -> anyhow::Result<ApiClient> {
     ApiClient::new(&url, cli.token.clone())
 }
 
-/// Writes a secret (a token) mode 0600 whatever existed at `path`; a symbolic link is refused.
-fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
-    companyos_core::secret_files::write_secret_file(path, contents.as_bytes())
-        .with_context(|| format!("failed to write the secret file {}", path.display()))
+/// Opens a file for a secret (a token) before the secret exists: mode 0600 whatever existed at
+/// `path`; a symbolic link is refused.
+fn open_secret_file(path: &Path) -> anyhow::Result<companyos_core::secret_files::SecretFile> {
+    companyos_core::secret_files::SecretFile::open(path)
+        .with_context(|| format!("failed to open the secret file {}", path.display()))
 }
 
 /// Runs the parsed command; returns the exit code.
@@ -343,26 +344,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 async fn init(cli: &Cli, file: &FileConfig, token_file: Option<&Path>) -> anyhow::Result<u8> {
     let resolved = server_settings(cli, file)?;
     let dir = resolved.settings.data_dir.clone();
-    let (app, report) = App::open(resolved.settings, clock(resolved.clock_offset))
-        .await
-        .context("failed to initialise")?;
+    // The token file is opened (and refused, if it is a link) before the store creates the
+    // token: a token that cannot be written must not be created, it could never be shown.
+    let secret = token_file.map(open_secret_file).transpose()?;
+    let (app, report) = match App::open(resolved.settings, clock(resolved.clock_offset)).await {
+        Ok(opened) => opened,
+        Err(error) => {
+            if let Some(secret) = secret {
+                let _ = secret.abandon();
+            }
+            return Err(anyhow::Error::new(error).context("failed to initialise"));
+        }
+    };
     app.db().close().await;
     match report.admin_token {
-        Some(token) => match token_file {
-            Some(path) => {
-                write_secret_file(path, &format!("{token}\n"))?;
+        Some(token) => match (token_file, secret) {
+            (Some(path), Some(secret)) => {
+                secret
+                    .write(format!("{token}\n").as_bytes())
+                    .with_context(|| {
+                        format!("failed to write the secret file {}", path.display())
+                    })?;
                 println!(
                     "initialised {}; the admin token is in {} (mode 0600)",
                     dir.display(),
                     path.display()
                 );
             }
-            None => {
+            _ => {
                 println!("initialised {}", dir.display());
                 println!("admin token (shown once, keep it safe): {token}");
             }
         },
-        None => println!("{} is already initialised; nothing changed", dir.display()),
+        None => {
+            if let Some(secret) = secret {
+                secret
+                    .abandon()
+                    .context("failed to remove the unused token file")?;
+            }
+            println!("{} is already initialised; nothing changed", dir.display());
+        }
     }
     Ok(0)
 }
@@ -495,19 +516,35 @@ async fn reset_admin(
     file: &FileConfig,
     token_file: Option<&Path>,
 ) -> anyhow::Result<u8> {
-    let app = open_existing(cli, file).await?;
-    let result = app.reset_admin().await;
-    app.db().close().await;
-    let token = result.context("failed to reset the admin token")?;
-    match token_file {
-        Some(path) => {
-            write_secret_file(path, &format!("{token}\n"))?;
+    // Opened first: the old token is not revoked unless the new one has somewhere to go.
+    let secret = token_file.map(open_secret_file).transpose()?;
+    let result = async {
+        let app = open_existing(cli, file).await?;
+        let result = app.reset_admin().await;
+        app.db().close().await;
+        result.context("failed to reset the admin token")
+    }
+    .await;
+    let token = match result {
+        Ok(token) => token,
+        Err(error) => {
+            if let Some(secret) = secret {
+                let _ = secret.abandon();
+            }
+            return Err(error);
+        }
+    };
+    match (token_file, secret) {
+        (Some(path), Some(secret)) => {
+            secret
+                .write(format!("{token}\n").as_bytes())
+                .with_context(|| format!("failed to write the secret file {}", path.display()))?;
             println!(
                 "the old admin token is revoked; the new one is in {} (mode 0600)",
                 path.display()
             );
         }
-        None => {
+        _ => {
             println!("the old admin token is revoked");
             println!("admin token (shown once, keep it safe): {token}");
         }

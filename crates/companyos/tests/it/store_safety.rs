@@ -87,8 +87,11 @@ fn init_tightens_an_existing_token_file_refuses_a_symlink_and_keeps_the_store_pr
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "not a token\n");
     assert_eq!(mode(&target), 0o644);
 
-    // The failed run above initialised the store; start over so init creates the token again.
-    std::fs::remove_dir_all(&data).unwrap();
+    // Refused before the store was created: the token was never made, so none is lost.
+    assert!(
+        !data.join("companyos.db").exists(),
+        "init created a token it could not write"
+    );
     let output = store_command(
         &data,
         None,
@@ -224,6 +227,21 @@ fn reset_admin_issues_a_working_token_revokes_the_old_one_and_is_audited() {
             .trim()
             .to_owned();
         assert_ne!(new, old);
+        // A token file that cannot take the token (a link) refuses before anything changes.
+        let link = dir.path().join("link.token");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        let output = store_command(
+            &data,
+            url.as_deref(),
+            &[
+                "operator",
+                "reset-admin",
+                "--token-file",
+                link.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+        assert!(!dir.path().join("elsewhere").exists());
         assert_eq!(
             get(&runtime, &operators, &old).0,
             401,
