@@ -662,7 +662,12 @@ impl App {
                 let details =
                     provisioning::create_boundary(&driver, &db, tx, &data_dir, &tenant_id, &rules)
                         .await?;
-                Ok((details.clone(), details))
+                // The step log is stored and shown later: never with the credentials.
+                let mut logged = details.clone();
+                if let Value::Object(map) = &mut logged {
+                    map.remove("credentials");
+                }
+                Ok((details, logged))
             })
             .await
             .map_err(ServiceError::Internal)?;
@@ -1989,15 +1994,26 @@ impl App {
         .bind(tenant.id.as_str())
         .fetch_all(&mut *conn)
         .await?;
+        let view = TenantView::of(&actor.principal);
         rows.iter()
             .map(|row| {
                 let steps: String = row.try_get("steps")?;
+                let mut steps = serde_json::from_str::<Value>(&steps).unwrap_or(Value::Null);
+                if view == TenantView::Tenant {
+                    // Step details are the server's (paths, database names, errors): a tenant
+                    // sees each step's name, result and duration.
+                    for step in steps.as_array_mut().into_iter().flatten() {
+                        if let Value::Object(map) = step {
+                            map.remove("details");
+                        }
+                    }
+                }
                 Ok(json!({
                     "id": row.try_get::<String, _>("id")?,
                     "status": row.try_get::<String, _>("status")?,
                     "started_at": format_rfc3339(from_micros(row.try_get("started_at")?)),
                     "finished_at": time_or_null(row.try_get("finished_at")?),
-                    "steps": serde_json::from_str::<Value>(&steps).unwrap_or(Value::Null),
+                    "steps": steps,
                 }))
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()

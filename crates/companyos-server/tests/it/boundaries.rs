@@ -633,7 +633,15 @@ async fn a_tenant_never_sees_server_paths_or_database_names_in_its_own_view() {
             }
             let server =
                 TestServer::start_with(backend, |s| s.boundary_driver = driver.clone()).await;
-            let key = server.tenant("acme").await;
+            let (status, created) = server
+                .admin()
+                .post(
+                    "/v1/tenants",
+                    json!({"id": "acme", "name": "Acme", "plan": "standard", "home_region": "eu-west-1"}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            let key = created["api_key"].as_str().unwrap().to_owned();
             let (status, operator_view) = server.admin().get("/v1/tenants/acme").await;
             assert_eq!(status, StatusCode::OK, "{operator_view}");
             let internal = match driver {
@@ -663,8 +671,11 @@ async fn a_tenant_never_sees_server_paths_or_database_names_in_its_own_view() {
             let database = operator_view["boundary"]["database"]
                 .as_str()
                 .map(str::to_owned);
+            let (status, runs) = server.api(&key).get("/v1/tenants/acme/provisioning").await;
+            assert_eq!(status, StatusCode::OK, "{runs}");
             let mut seen = Vec::new();
             strings(&own, &mut seen);
+            strings(&runs, &mut seen);
             for text in seen {
                 assert!(
                     !text.contains(&data_dir),
@@ -672,6 +683,18 @@ async fn a_tenant_never_sees_server_paths_or_database_names_in_its_own_view() {
                 );
                 if let Some(database) = &database {
                     assert_ne!(&text, database, "{backend:?}: the database name is shown");
+                }
+            }
+            // The boundary's password is shown once, at creation, and stored nowhere: not in
+            // the step log operators read, not in the audit log.
+            if let Some(password) = created["boundary_credentials"]["password"].as_str() {
+                let (_, runs) = server.admin().get("/v1/tenants/acme/provisioning").await;
+                let (_, audit) = server.admin().get("/v1/audit?tenant_id=acme").await;
+                for text in [runs.to_string(), audit.to_string()] {
+                    assert!(
+                        !text.contains(password),
+                        "{backend:?}: the password is stored"
+                    );
                 }
             }
             server.stop().await;
