@@ -56,6 +56,19 @@ pub const ATTRIBUTE_VALUE_CHARS_MAX: usize = 256;
 /// the mantissas aligned to the larger scale in `i128`, where nothing rounds; only trailing
 /// zeros of the fraction, which change no value, are dropped to make it fit.
 pub fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
+    aligned_add(a, b).or_else(|| {
+        // Aligning can overflow `i128` only because of an operand's trailing zeros (`1e28`
+        // plus `1.000...0` at scale 28); without them, an overflow means the sum has more
+        // digits than a `Decimal` holds.
+        let (a_short, b_short) = (a.normalize(), b.normalize());
+        if (a_short.scale(), b_short.scale()) == (a.scale(), b.scale()) {
+            return None;
+        }
+        aligned_add(a_short, b_short)
+    })
+}
+
+fn aligned_add(a: Decimal, b: Decimal) -> Option<Decimal> {
     let scale = a.scale().max(b.scale());
     let align = |d: Decimal| -> Option<i128> {
         d.mantissa()

@@ -99,6 +99,12 @@ fn the_81_event_day_of_the_issue_is_refused_not_rounded() {
         Decimal::from_str("80999999999999999.99999999992").unwrap()
     );
     assert_eq!(exact_add(sum, q), None);
+    // An operand's trailing zeros do not make an exact sum fail.
+    let one_at_scale_28 = Decimal::from_i128_with_scale(10_i128.pow(28), 28);
+    assert_eq!(
+        exact_add(Decimal::from(10_i128.pow(28)), one_at_scale_28),
+        Some(Decimal::from_str("10000000000000000000000000001").unwrap())
+    );
     // Trailing zeros are not lost digits.
     let big = Decimal::from_str("79228162514264337593543950330").unwrap();
     assert_eq!(exact_add(big, Decimal::from_str("0.0").unwrap()), Some(big));
