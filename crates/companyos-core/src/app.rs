@@ -30,12 +30,26 @@ pub const OPERATOR_TOKEN_PREFIX: &str = "cos_op";
 pub const TENANT_KEY_PREFIX: &str = "cos_tk";
 /// Name of the operator created by `init`.
 pub const BOOTSTRAP_ADMIN: &str = "admin";
+/// The audit actor of `companyos operator reset-admin`.
+pub const RESET_ADMIN_ACTOR: &str = "local:reset-admin";
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("failed to create the data dir {path}: {source}")]
     DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the data dir {path} is not writable: {source}")]
+    NotWritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("failed to protect the database file {path} (mode 0600): {source}")]
+    DatabaseFile {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -149,6 +163,9 @@ impl App {
             return Err(StartError::Settings(
                 "evidence_store = \"database\" is for several nodes on PostgreSQL; the embedded store keeps evidence in the data dir".to_owned(),
             ));
+        }
+        if let Some(path) = crate::db::sqlite_file_of(&url) {
+            protect_sqlite_files(&path)?;
         }
         let db = Db::connect(
             &url,
@@ -281,6 +298,76 @@ impl App {
         .await?;
         tx.commit().await?;
         Ok(Some(token))
+    }
+
+    /// Issues a new token for the `admin` operator, revoking its old one (or creates the
+    /// operator if it is gone), and audits it as `operator.reset_admin` by `local:reset-admin`.
+    /// This is the recovery path for a lost admin token: it runs on the store directly, so
+    /// holding the data dir (or the database URL) is the authority, as for `init`; no bearer
+    /// token exists to authorize it by policy.
+    pub async fn reset_admin(&self) -> Result<String, StoreError> {
+        let mut tx = self.db().begin().await?;
+        let now = self.now();
+        let now_micros = companyos_domain::time_util::to_micros(now);
+        let token = new_token(OPERATOR_TOKEN_PREFIX);
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT id FROM operators WHERE name = $1")
+                .bind(BOOTSTRAP_ADMIN)
+                .fetch_optional(&mut *tx)
+                .await?;
+        // The operator row holds its one token hash: replacing it revokes the old token.
+        let (id, created) = match existing {
+            Some(id) => {
+                sqlx::query(
+                    "UPDATE operators SET token_sha256 = $1, role = $2, revoked_at = NULL \
+                     WHERE id = $3",
+                )
+                .bind(token_hash(&token))
+                .bind(Role::Admin.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+                (id, false)
+            }
+            None => {
+                let id = new_id("op", now);
+                sqlx::query(
+                    "INSERT INTO operators (id, name, role, token_sha256, created_at, created_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(id.as_str())
+                .bind(BOOTSTRAP_ADMIN)
+                .bind(Role::Admin.as_str())
+                .bind(token_hash(&token))
+                .bind(now_micros)
+                .bind(RESET_ADMIN_ACTOR)
+                .execute(&mut *tx)
+                .await?;
+                (id, true)
+            }
+        };
+        let entry = NewAudit {
+            id: None,
+            actor: RESET_ADMIN_ACTOR.to_owned(),
+            role: "system".to_owned(),
+            action: "operator.reset_admin".to_owned(),
+            target: format!("operator:{id}"),
+            tenant_id: None,
+            outcome: AuditOutcome::Success,
+            reason: Some("admin token reset from the store".to_owned()),
+            request_id: None,
+            details: json!({"name": BOOTSTRAP_ADMIN, "created": created, "old_token_revoked": !created}),
+        };
+        audit::append(
+            self.db(),
+            &mut tx,
+            self.inner.authz.policy_sha256(),
+            now,
+            vec![entry],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(token)
     }
 
     // ---- authentication and the audited-mutation machinery ----
@@ -680,13 +767,16 @@ impl App {
 
     /// Verifies the audit log (for `companyos audit verify` and the integrity job).
     pub async fn verify_audit(&self) -> Result<Vec<crate::ledger_store::LogProblem>, ServiceError> {
-        let mut conn = self.db().readers().acquire().await?;
-        Ok(audit::verify(
-            &mut conn,
+        // One snapshot: the head, the leaves and the records as they were committed together.
+        let mut snapshot = self.db().begin_snapshot().await?;
+        let problems = audit::verify(
+            &mut snapshot,
             &self.inner.keys.checkpoint_verifier(),
             &self.settings().audit_origin(),
         )
-        .await?)
+        .await?;
+        snapshot.rollback().await.map_err(StoreError::from)?;
+        Ok(problems)
     }
 
     pub async fn list_evidence(
@@ -767,16 +857,37 @@ impl App {
     }
 }
 
+/// Creates the SQLite database file mode 0600 before SQLite does (SQLite gives its `-wal` and
+/// `-shm` files the mode of the database file), and tightens existing ones.
+fn protect_sqlite_files(path: &Path) -> Result<(), StartError> {
+    let error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| StartError::DatabaseFile { path, source }
+    };
+    match crate::secret_files::create_secret_file(path, b"") {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            crate::secret_files::protect_existing_file(path).map_err(error(path))?;
+        }
+        Err(e) => return Err(error(path)(e)),
+    }
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let side = PathBuf::from(name);
+        crate::secret_files::protect_existing_file(&side).map_err(error(&side))?;
+    }
+    Ok(())
+}
+
 fn create_private_dir(path: &Path) -> Result<(), StartError> {
-    use std::os::unix::fs::PermissionsExt as _;
     let error = |source| StartError::DataDir {
         path: path.to_owned(),
         source,
     };
-    let existed = path.exists();
-    std::fs::create_dir_all(path).map_err(error)?;
-    if !existed {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).map_err(error)?;
-    }
-    Ok(())
+    crate::secret_files::create_private_dir(path).map_err(error)?;
+    crate::secret_files::check_writable(path).map_err(|source| StartError::NotWritable {
+        path: path.to_owned(),
+        source,
+    })
 }

@@ -2,7 +2,7 @@
 //! connection) or PostgreSQL (production, shared by several nodes), the schema migrations for
 //! both engines, and the few SQL spellings that differ between them.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,6 +191,18 @@ pub fn sqlite_url_in(data_dir: &Path) -> String {
     )
 }
 
+/// The file of a `sqlite://PATH[?options]` URL (`None` for other URLs and in-memory databases).
+pub fn sqlite_file_of(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return None;
+    }
+    Some(PathBuf::from(path))
+}
+
 impl Db {
     /// Connects and migrates. `url` is `sqlite://...` or `postgres://...`.
     pub async fn connect(url: &str, options: PoolOptions) -> Result<Db, StoreError> {
@@ -313,6 +325,21 @@ impl Db {
             Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.writer.begin().await?,
         })
+    }
+
+    /// Begins a read-only transaction that sees one snapshot of the store until it ends, so a
+    /// verification compares a head with exactly the leaves, nodes, payloads and rollups that
+    /// were committed with it, while writers go on. PostgreSQL: `REPEATABLE READ, READ ONLY`
+    /// (set before the first statement). SQLite in WAL mode: a deferred transaction on a reader
+    /// connection reads one snapshot from its first read on; the first read happens here.
+    pub async fn begin_snapshot(&self) -> Result<Tx, StoreError> {
+        let mut tx = self.readers.begin().await?;
+        let first = match self.backend {
+            Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master",
+            Backend::Postgres => "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+        };
+        sqlx::query(first).execute(&mut *tx).await?;
+        Ok(tx)
     }
 
     /// The pool for single-statement writes outside a transaction (the same connection as
@@ -710,6 +737,11 @@ const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
         6,
         Some(Backend::Sqlite),
         include_str!("../migrations/0006_sqlite_key_runs.sql"),
+    ),
+    (
+        7,
+        None,
+        include_str!("../migrations/0007_provisioning_attempts.sql"),
     ),
 ];
 

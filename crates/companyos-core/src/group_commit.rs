@@ -239,8 +239,13 @@ struct Slot<'a> {
     closed_days: Vec<i64>,
     /// Reconciliation counters by day (a tenant's events of one group fall on a day or two).
     counters: ShortMap<i64, Counters>,
+    /// The totals of the rollup rows the group adds to (the stored total plus the group's
+    /// events so far): an event is decided against the real total, so one that would make it
+    /// inexact is refused before its leaf is appended.
     rollups: ShortMap<Series<'a>, Rollup>,
     late_rollups: ShortMap<Series<'a>, Rollup>,
+    /// The stored rollup rows of the group's series, read under the ledger head locks.
+    stored_rollups: HashMap<StoredSeries, Rollup>,
     /// The events appended, in seq order (from the head's size before the group).
     events: Vec<EventRow<'a>>,
     first_seq: u64,
@@ -265,10 +270,28 @@ impl<'a> Slot<'a> {
         } else {
             &mut self.rollups
         };
+        let stored = &self.stored_rollups;
         let quantity = event.quantity.as_decimal();
-        let entry = map.entry(series, || Rollup::EMPTY);
-        let sum = exact_add(entry.sum, quantity)
-            .ok_or("the day's total would exceed the exact decimal range")?;
+        let entry = map.entry(series, || {
+            stored
+                .get(&(
+                    late,
+                    series.0,
+                    series.1.to_owned(),
+                    series.2.to_owned(),
+                    series.3.to_owned(),
+                ))
+                .cloned()
+                .unwrap_or(Rollup::EMPTY)
+        });
+        let sum = exact_add(entry.sum, quantity).ok_or_else(|| {
+            format!(
+                "the total of {} {} on this day would exceed what can be summed exactly \
+                 (28 significant digits); the event is refused rather than rounded",
+                event.service.as_str(),
+                event.metric.as_str()
+            )
+        })?;
         entry.sum = sum;
         entry.max = entry.max.max(quantity);
         entry.events += 1;
@@ -276,11 +299,8 @@ impl<'a> Slot<'a> {
     }
 }
 
-/// Exact decimal addition: `None` when the sum would lose digits.
-pub(crate) fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
-    let sum = a.checked_add(b)?;
-    (sum.checked_sub(b) == Some(a)).then_some(sum)
-}
+/// Exact decimal addition: `None` when the sum would lose digits (never a rounded sum).
+pub(crate) use companyos_domain::usage::exact_add;
 
 /// A new event of the group: (tenant_id, event_id, seq, digest).
 type NewKey<'a> = (&'a str, &'a str, u64, EventDigest);
@@ -400,6 +420,7 @@ impl App {
                 counters: ShortMap::default(),
                 rollups: ShortMap::default(),
                 late_rollups: ShortMap::default(),
+                stored_rollups: HashMap::new(),
                 events: Vec::new(),
                 statuses: StatusCounts::default(),
             });
@@ -409,6 +430,7 @@ impl App {
                 state.slots[*at].closed_days.push(day);
             }
         }
+        load_rollups(tx, jobs, &mut state).await?;
         let keys_in_store = key_index.is_none();
         let existing = existing_keys(tx, jobs, &state, key_index).await?;
         let mut decisions = Vec::with_capacity(jobs.len());
@@ -923,15 +945,69 @@ fn to_i64(value: u64) -> Result<i64, ServiceError> {
 /// An owned rollup key, as read back from the store.
 type OwnedRollupKey = (String, i64, String, String, String);
 
-/// Adds a group's rollup deltas (sorted by key) to the stored rows: one read of the affected
-/// rows, exact sums in Rust (decimals are TEXT on both engines), one multi-row upsert.
-async fn write_rollups(
+/// (late, day, service, metric, unit): a stored rollup row of a tenant, `late` naming
+/// `usage_late` rather than `usage_daily`.
+type StoredSeries = (bool, i64, String, String, String);
+
+/// Reads the stored rollup rows every new event of the group could add to (both tables, for
+/// tenants whose ledger head the group holds, so no other writer changes them until commit)
+/// into the tenants' slots.
+async fn load_rollups(
+    tx: &mut Tx,
+    jobs: &[Job],
+    state: &mut GroupState<'_>,
+) -> Result<(), ServiceError> {
+    let mut daily: BTreeSet<RollupKey<'_>> = BTreeSet::new();
+    let mut late: BTreeSet<RollupKey<'_>> = BTreeSet::new();
+    for checked in jobs.iter().flat_map(|j| &j.checked) {
+        let event = &checked.event;
+        let Some(slot) = state
+            .slot_of
+            .get(event.tenant_id.as_str())
+            .map(|at| &state.slots[*at])
+        else {
+            continue;
+        };
+        if slot.head.is_none() {
+            continue;
+        }
+        let is_late = checked.late_by_age || slot.closed_days.contains(&checked.day);
+        let key = (
+            event.tenant_id.as_str(),
+            checked.day,
+            event.service.as_str(),
+            event.metric.as_str(),
+            event.unit.as_str(),
+        );
+        if is_late {
+            late.insert(key);
+        } else {
+            daily.insert(key);
+        }
+    }
+    for (is_late, table, keys) in [(false, "usage_daily", daily), (true, "usage_late", late)] {
+        let keys: Vec<RollupKey<'_>> = keys.into_iter().collect();
+        for ((tenant_id, day, service, metric, unit), rollup) in
+            read_rollups(tx, table, &keys).await?
+        {
+            if let Some(at) = state.slot_of.get(tenant_id.as_str()) {
+                state.slots[*at]
+                    .stored_rollups
+                    .insert((is_late, day, service, metric, unit), rollup);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The stored rows of `table` among `keys`: one read per chunk of keys.
+async fn read_rollups(
     tx: &mut Tx,
     table: &str,
-    deltas: &[(RollupKey<'_>, Rollup)],
-) -> Result<(), ServiceError> {
-    let mut stored: HashMap<OwnedRollupKey, Rollup> = HashMap::with_capacity(deltas.len());
-    for chunk in crate::db::statement_chunks(deltas, ROWS_PER_STATEMENT) {
+    keys: &[RollupKey<'_>],
+) -> Result<Vec<(OwnedRollupKey, Rollup)>, ServiceError> {
+    let mut stored = Vec::new();
+    for chunk in crate::db::statement_chunks(keys, ROWS_PER_STATEMENT) {
         let sql = format!(
             "WITH k (t, d, s, m, u) AS (VALUES {}) SELECT r.tenant_id, r.day, r.service, \
              r.metric, r.unit, r.quantity_sum, r.quantity_max, r.events FROM k JOIN {table} r \
@@ -940,7 +1016,7 @@ async fn write_rollups(
             values_placeholders(Placeholders::of(tx), chunk.len(), 5)
         );
         let mut query = sqlx::query(&sql);
-        for ((tenant_id, day, service, metric, unit), _) in chunk {
+        for (tenant_id, day, service, metric, unit) in chunk {
             query = query
                 .bind(*tenant_id)
                 .bind(*day)
@@ -951,7 +1027,7 @@ async fn write_rollups(
         for row in query.fetch_all(&mut **tx).await? {
             let sum: String = row.try_get("quantity_sum")?;
             let max: String = row.try_get("quantity_max")?;
-            stored.insert(
+            stored.push((
                 (
                     row.try_get("tenant_id")?,
                     row.try_get("day")?,
@@ -968,34 +1044,20 @@ async fn write_rollups(
                         .map_err(|_| StoreError::corrupt("rollup quantity"))?,
                     events: row.try_get("events")?,
                 },
-            );
+            ));
         }
     }
-    let mut merged: Vec<(&RollupKey<'_>, Rollup)> = Vec::with_capacity(deltas.len());
-    for (key, delta) in deltas {
-        let (tenant_id, day, service, metric, unit) = *key;
-        let owned = (
-            tenant_id.to_owned(),
-            day,
-            service.to_owned(),
-            metric.to_owned(),
-            unit.to_owned(),
-        );
-        let total = match stored.get(&owned) {
-            Some(old) => Rollup {
-                sum: exact_add(old.sum, delta.sum).ok_or_else(|| {
-                    ServiceError::Internal(
-                        "rollup total exceeds the exact decimal range".to_owned(),
-                    )
-                })?,
-                max: old.max.max(delta.max),
-                events: old.events + delta.events,
-            },
-            None => delta.clone(),
-        };
-        merged.push((key, total));
-    }
-    for chunk in crate::db::statement_chunks(&merged, ROWS_PER_STATEMENT) {
+    Ok(stored)
+}
+
+/// Writes a group's rollup totals (sorted by key; each is the stored total plus the group's
+/// events, summed exactly as the events were decided) in one multi-row upsert per chunk.
+async fn write_rollups(
+    tx: &mut Tx,
+    table: &str,
+    totals: &[(RollupKey<'_>, Rollup)],
+) -> Result<(), ServiceError> {
+    for chunk in crate::db::statement_chunks(totals, ROWS_PER_STATEMENT) {
         let sql = format!(
             "{} {table} (tenant_id, day, service, metric, unit, quantity_sum, \
              quantity_max, events) VALUES {} \

@@ -3,8 +3,7 @@
 //! PostgreSQL database must hold the same keys, which the store's `signing_keys` table checks.
 
 use std::fs;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use companyos_ledger::note::{KeyName, NoteSigner, NoteVerifier};
@@ -54,18 +53,9 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
     }
 }
 
-/// Writes a new secret file with mode 0600; fails if it exists.
+/// Writes a new secret file with mode 0600; fails if anything (a file, a link) exists.
 fn write_secret(path: &Path, contents: &str) -> Result<(), KeyError> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io("create", path))?;
-    file.write_all(contents.as_bytes())
-        .map_err(io("write", path))?;
-    file.sync_all().map_err(io("sync", path))?;
-    Ok(())
+    crate::secret_files::create_secret_file(path, contents.as_bytes()).map_err(io("create", path))
 }
 
 fn read_secret(path: &Path) -> Result<String, KeyError> {
@@ -89,9 +79,7 @@ impl Keys {
     /// key was created.
     pub fn load_or_create(data_dir: &Path, log_name: &str) -> Result<(Keys, bool), KeyError> {
         let dir = Self::keys_dir(data_dir);
-        fs::create_dir_all(&dir).map_err(io("create", &dir))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-            .map_err(io("protect", &dir))?;
+        crate::secret_files::create_private_dir(&dir).map_err(io("create", &dir))?;
         let mut created = false;
 
         let checkpoint_path = dir.join("checkpoint.key");

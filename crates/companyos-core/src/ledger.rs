@@ -279,14 +279,20 @@ impl App {
                     .await?
             }
         };
+        drop(conn);
         let verifier = self.keys().checkpoint_verifier();
         let mut problems = Vec::new();
         for tenant in tenants {
+            // Each tenant is verified in one snapshot: a head read before a concurrent group
+            // commit and leaves read after it would be a false alarm, and a check of fewer
+            // leaves than the head names could miss a tampered one.
+            let mut snapshot = self.db().begin_snapshot().await?;
+            let conn = &mut *snapshot;
             let log_id = usage_log_id(&tenant);
             let origin = self.settings().tenant_origin(&tenant);
             let tenant_for_leaf = tenant.clone();
             problems.extend(
-                ledger_store::verify_log(&mut conn, &log_id, &verifier, &origin, |index, data| {
+                ledger_store::verify_log(conn, &log_id, &verifier, &origin, |index, data| {
                     match UsageLeaf::parse(data) {
                         Err(e) => Some(format!("leaf data is not a usage leaf: {e}")),
                         Ok(leaf)
@@ -299,8 +305,9 @@ impl App {
                 })
                 .await?,
             );
-            problems.extend(self.verify_payloads(&mut conn, &tenant).await?);
-            problems.extend(self.verify_rollups(&mut conn, &tenant).await?);
+            problems.extend(self.verify_payloads(conn, &tenant).await?);
+            problems.extend(self.verify_rollups(conn, &tenant).await?);
+            snapshot.rollback().await?;
         }
         Ok(problems)
     }
@@ -479,10 +486,18 @@ pub(crate) async fn recompute_rollups(
                     event.unit.into_string(),
                 ))
                 .or_insert((Decimal::ZERO, 0));
-            entry.0 = entry
-                .0
-                .checked_add(event.quantity.as_decimal())
-                .ok_or_else(|| ServiceError::Internal("rollup overflow".to_owned()))?;
+            // The same exact addition as ingestion: a sum that would round is a finding (the
+            // writer refuses the event that would cause it), never a rounded total that
+            // happens to agree with a rounded stored one.
+            entry.0 = companyos_domain::usage::exact_add(entry.0, event.quantity.as_decimal())
+                .ok_or_else(|| {
+                    ServiceError::Internal(format!(
+                        "tenant {tenant_id}: the ledger's on-time events of day {} do not sum exactly",
+                        companyos_domain::time_util::format_day(
+                            companyos_domain::time_util::day_from_number(day)
+                        ),
+                    ))
+                })?;
             entry.1 += 1;
         }
     }

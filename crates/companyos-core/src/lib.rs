@@ -25,6 +25,7 @@ pub mod minisign;
 pub mod outbox;
 pub mod provisioning;
 pub mod reports;
+pub mod secret_files;
 pub mod settings;
 pub mod tenants;
 pub mod util;

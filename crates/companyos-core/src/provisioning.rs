@@ -419,6 +419,60 @@ pub fn verify_webhook_signature(
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// How long a provisioning callback's timestamp stays acceptable, in seconds either way.
+pub const CALLBACK_TIMESTAMP_SKEW_SECONDS: i64 = 300;
+
+/// The signature of a provisioning callback: `v2=<hex>`, HMAC-SHA256 with the driver secret
+/// over `<tenant_id>.<attempt>.<timestamp>.<body>`. Tenant and attempt are in the signed text,
+/// so a genuine callback for one tenant or attempt is worthless for any other; tenant ids and
+/// attempt ids hold no `.`, so the text splits only one way.
+pub fn callback_signature(
+    secret: &str,
+    tenant_id: &str,
+    attempt: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    use hmac::{Hmac, Mac as _};
+    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC accepts keys of any length"),
+    };
+    for part in [
+        tenant_id.as_bytes(),
+        attempt.as_bytes(),
+        timestamp.to_string().as_bytes(),
+    ] {
+        mac.update(part);
+        mac.update(b".");
+    }
+    mac.update(body);
+    format!(
+        "v2={}",
+        companyos_ledger::encoding::hex_encode(&mac.finalize().into_bytes())
+    )
+}
+
+/// Checks a provisioning callback's signature in constant time, and that its timestamp is
+/// within [`CALLBACK_TIMESTAMP_SKEW_SECONDS`]. Whether the attempt is still open is the
+/// store's to say (`provisioning_attempts`).
+pub fn verify_callback_signature(
+    secret: &str,
+    tenant_id: &str,
+    attempt: &str,
+    timestamp: i64,
+    now_unix: i64,
+    body: &[u8],
+    signature: &str,
+) -> bool {
+    if (now_unix - timestamp).abs() > CALLBACK_TIMESTAMP_SKEW_SECONDS {
+        return false;
+    }
+    let expected = callback_signature(secret, tenant_id, attempt, timestamp, body);
+    let (a, b) = (expected.as_bytes(), signature.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// A random secret for a tenant's audit webhook subscription.
 pub fn new_webhook_secret() -> String {
     companyos_ledger::encoding::hex_encode(&random_bytes::<32>())

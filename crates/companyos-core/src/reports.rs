@@ -334,10 +334,12 @@ impl App {
         let log_id = usage_log_id(&tenant.id);
         let origin = self.settings().tenant_origin(&tenant.id);
         let checkpoint = self.sign_checkpoint(&log_id, &origin).await?;
-        let mut conn = self.db().readers().acquire().await?;
-        let recomputed =
-            crate::ledger::recompute_rollups(&mut conn, &tenant.id, Some(days)).await?;
-        let stored = crate::ledger::stored_rollups(&mut conn, &tenant.id, Some(days)).await?;
+        // The rollups, the leaves and the head from one snapshot, so ingestion running meanwhile
+        // is never reported as a mismatch.
+        let mut snapshot = self.db().begin_snapshot().await?;
+        let conn = &mut *snapshot;
+        let recomputed = crate::ledger::recompute_rollups(conn, &tenant.id, Some(days)).await?;
+        let stored = crate::ledger::stored_rollups(conn, &tenant.id, Some(days)).await?;
         let rollups_match = recomputed == stored;
         let mismatches: Vec<Value> = stored
             .keys()
@@ -352,13 +354,14 @@ impl App {
             }))
             .collect();
         let tree_problems = ledger_store::verify_log(
-            &mut conn,
+            conn,
             &log_id,
             &self.keys().checkpoint_verifier(),
             &origin,
             |_, _| None,
         )
         .await?;
+        snapshot.rollback().await.map_err(StoreError::from)?;
         let tree_verifies = tree_problems.is_empty();
         let mut totals = ReconciliationDay::empty(String::new());
         for day in &reconciliation {
@@ -418,7 +421,6 @@ impl App {
             "rollups": rollup_rows,
             "reconciliation": reconciliation.iter().map(ReconciliationDay::to_json).collect::<Vec<_>>(),
         });
-        drop(conn);
         let bytes = serde_json::to_vec_pretty(&report)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let mut entry = self

@@ -111,9 +111,44 @@ fn time_or_null(micros: Option<i64>) -> Value {
     micros.map_or(Value::Null, |m| json!(format_rfc3339(from_micros(m))))
 }
 
+/// Who a tenant object is shown to: operators see the boundary's server-side details (paths,
+/// database names, the provisioner URL); the tenant itself (its API key) and outside callers
+/// (the provisioner's callback) see only what names their own boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TenantView {
+    Operator,
+    Tenant,
+}
+
+impl TenantView {
+    pub fn of(principal: &crate::authz::Principal) -> Self {
+        match principal {
+            crate::authz::Principal::Operator { .. } => TenantView::Operator,
+            _ => TenantView::Tenant,
+        }
+    }
+}
+
+/// The boundary members a tenant may see: an allow-list, so a member a driver adds later stays
+/// hidden from tenants until someone decides it is theirs to see.
+const TENANT_VISIBLE_BOUNDARY: [&str; 5] = ["driver", "state", "mode", "schema", "role"];
+
+fn boundary_for(view: TenantView, boundary: &Value) -> Value {
+    match (view, boundary) {
+        (TenantView::Operator, _) => boundary.clone(),
+        (TenantView::Tenant, Value::Object(map)) => Value::Object(
+            map.iter()
+                .filter(|(key, _)| TENANT_VISIBLE_BOUNDARY.contains(&key.as_str()))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        ),
+        (TenantView::Tenant, _) => json!({}),
+    }
+}
+
 impl TenantRow {
-    /// The API view of a tenant (CONTRACT §4), without secrets.
-    pub fn to_json(&self) -> Value {
+    /// The API view of a tenant (CONTRACT §4), without secrets; the boundary as `view` may see it.
+    pub fn to_json(&self, view: TenantView) -> Value {
         json!({
             "id": self.id,
             "name": self.name,
@@ -128,7 +163,7 @@ impl TenantRow {
             "deleted_at": time_or_null(self.deleted_at),
             "purge_after": time_or_null(self.purge_after),
             "purged_at": time_or_null(self.purged_at),
-            "boundary": self.boundary,
+            "boundary": boundary_for(view, &self.boundary),
             "policy_sha256": self.policy_sha256,
             "retention": {
                 "tombstone_days": self.retention.tombstone_days,
@@ -627,7 +662,12 @@ impl App {
                 let details =
                     provisioning::create_boundary(&driver, &db, tx, &data_dir, &tenant_id, &rules)
                         .await?;
-                Ok((details.clone(), details))
+                // The step log is stored and shown later: never with the credentials.
+                let mut logged = details.clone();
+                if let Value::Object(map) = &mut logged {
+                    map.remove("credentials");
+                }
+                Ok((details, logged))
             })
             .await
             .map_err(ServiceError::Internal)?;
@@ -706,6 +746,7 @@ impl App {
         if confirmed_by_driver {
             tenant.status = TenantStatus::Active;
         } else {
+            let attempt = open_provisioning_attempt(tx, &tenant.id, self.now()).await?;
             crate::outbox::enqueue(
                 tx,
                 self.now(),
@@ -713,6 +754,7 @@ impl App {
                 Some(&tenant.id),
                 "driver",
                 json!({"tenant_id": tenant.id, "plan": tenant.plan, "home_region": tenant.home_region,
+                       "attempt": attempt,
                        "callback": format!("/v1/tenants/{}/provisioning/callback", tenant.id)}),
             )
             .await?;
@@ -763,7 +805,7 @@ impl App {
             "version": 1,
             "generated_at": format_rfc3339(now),
             "generated_by": actor.principal.actor_name(),
-            "tenant": tenant.to_json(),
+            "tenant": tenant.to_json(TenantView::Operator),
             "plan": plan.map(|p| json!({
                 "name": p.name,
                 "entitlements": p.entitlements,
@@ -1793,14 +1835,21 @@ impl App {
     }
 
     /// The webhook driver's callback: the external provisioner confirms (or fails) a tenant's
-    /// boundary. Authenticated by the HMAC of the driver secret over `<timestamp>.<body>`.
+    /// boundary. Authenticated by the HMAC of the driver secret over
+    /// `<tenant_id>.<attempt>.<timestamp>.<body>` ([`provisioning::callback_signature`]), and
+    /// accepted once: the attempt it answers must be this tenant's open attempt, and is closed
+    /// in the same transaction.
     pub async fn provisioning_callback(
         &self,
         tenant_id: &str,
-        timestamp: Option<&str>,
-        signature: Option<&str>,
-        body: &[u8],
+        callback: ProvisioningCallback<'_>,
     ) -> Result<Value, ServiceError> {
+        let ProvisioningCallback {
+            attempt,
+            timestamp,
+            signature,
+            body,
+        } = callback;
         let system = Actor::system("webhook-driver");
         let mut entry = self.entry(
             &system,
@@ -1813,9 +1862,19 @@ impl App {
                 "provisioning callbacks (the boundary driver is not webhook)".to_owned(),
             ));
         };
-        let verified = match (timestamp.and_then(|t| t.parse::<i64>().ok()), signature) {
-            (Some(ts), Some(sig)) => provisioning::verify_webhook_signature(
+        // Refused callbacks are audited against the tenant they targeted.
+        if TenantId::parse(tenant_id).is_ok() {
+            entry.tenant_id = Some(tenant_id.to_owned());
+        }
+        let verified = match (
+            attempt,
+            timestamp.and_then(|t| t.parse::<i64>().ok()),
+            signature,
+        ) {
+            (Some(attempt), Some(ts), Some(sig)) => provisioning::verify_callback_signature(
                 secret,
+                tenant_id,
+                attempt,
                 ts,
                 self.now().unix_timestamp(),
                 body,
@@ -1825,7 +1884,7 @@ impl App {
         };
         if !verified {
             let error = ServiceError::Unauthenticated(
-                "missing, stale or wrong x-companyos-signature".to_owned(),
+                "missing, stale or wrong x-companyos-signature (or x-companyos-attempt)".to_owned(),
             );
             self.audit_failure(entry, &error).await?;
             return Err(error);
@@ -1843,9 +1902,6 @@ impl App {
             }
         };
         let details = parsed.get("details").cloned().unwrap_or(json!({}));
-        if TenantId::parse(tenant_id).is_ok() {
-            entry.tenant_id = Some(tenant_id.to_owned());
-        }
         let audit_id = new_id("aud", self.now());
         entry.id = Some(audit_id.clone());
         let mut tx = self.db().begin().await?;
@@ -1853,6 +1909,25 @@ impl App {
             let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;
             let attributes = self.attributes_of(&tenant);
             self.require(&system, "tenant.create", Resource::Tenant(&attributes), &[], &mut entry)?;
+            // Closing the attempt is what makes the callback count once: a replay, a callback of
+            // a superseded attempt, or another tenant's attempt finds no open row and is refused.
+            let closed = sqlx::query(
+                "UPDATE provisioning_attempts SET answered_at = $1, outcome = $2 \
+                 WHERE id = $3 AND tenant_id = $4 AND answered_at IS NULL",
+            )
+            .bind(self.now_micros())
+            .bind(if succeeded { "succeeded" } else { "failed" })
+            .bind(attempt.unwrap_or_default())
+            .bind(tenant.id.as_str())
+            .execute(&mut *tx)
+            .await?;
+            if closed.rows_affected() != 1 {
+                return Err(ServiceError::Unauthenticated(format!(
+                    "provisioning attempt {:?} of tenant {} is unknown, superseded or already answered",
+                    attempt.unwrap_or_default(),
+                    tenant.id
+                )));
+            }
             if tenant.status != TenantStatus::Provisioning {
                 return Err(ServiceError::Conflict {
                     message: format!("tenant {} is {}, not provisioning", tenant.id, tenant.status),
@@ -1902,7 +1977,7 @@ impl App {
             .bind(steps.to_json().to_string())
             .execute(&mut *tx)
             .await?;
-            Ok(tenant.to_json())
+            Ok(tenant.to_json(TenantView::Tenant))
         }
         .await;
         self.finish(tx, entry, result).await
@@ -1925,20 +2000,69 @@ impl App {
         .bind(tenant.id.as_str())
         .fetch_all(&mut *conn)
         .await?;
+        let view = TenantView::of(&actor.principal);
         rows.iter()
             .map(|row| {
                 let steps: String = row.try_get("steps")?;
+                let mut steps = serde_json::from_str::<Value>(&steps).unwrap_or(Value::Null);
+                if view == TenantView::Tenant {
+                    // Step details are the server's (paths, database names, errors): a tenant
+                    // sees each step's name, result and duration.
+                    for step in steps.as_array_mut().into_iter().flatten() {
+                        if let Value::Object(map) = step {
+                            map.remove("details");
+                        }
+                    }
+                }
                 Ok(json!({
                     "id": row.try_get::<String, _>("id")?,
                     "status": row.try_get::<String, _>("status")?,
                     "started_at": format_rfc3339(from_micros(row.try_get("started_at")?)),
                     "finished_at": time_or_null(row.try_get("finished_at")?),
-                    "steps": serde_json::from_str::<Value>(&steps).unwrap_or(Value::Null),
+                    "steps": steps,
                 }))
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(ServiceError::from)
     }
+}
+
+/// A provisioning callback as received: the attempt it answers (`x-companyos-attempt`), its
+/// timestamp and signature headers, and the raw body the signature covers.
+#[derive(Debug, Clone, Copy)]
+pub struct ProvisioningCallback<'a> {
+    pub attempt: Option<&'a str>,
+    pub timestamp: Option<&'a str>,
+    pub signature: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Opens a new provisioning attempt of the webhook driver for `tenant_id` and returns its id;
+/// earlier attempts still open are superseded, so only the newest request can be answered.
+async fn open_provisioning_attempt(
+    tx: &mut Tx,
+    tenant_id: &str,
+    now: time::OffsetDateTime,
+) -> Result<String, ServiceError> {
+    let now_micros = to_micros(now);
+    sqlx::query(
+        "UPDATE provisioning_attempts SET answered_at = $1, outcome = 'superseded' \
+         WHERE tenant_id = $2 AND answered_at IS NULL",
+    )
+    .bind(now_micros)
+    .bind(tenant_id)
+    .execute(&mut **tx)
+    .await?;
+    let id = new_id("pat", now);
+    sqlx::query(
+        "INSERT INTO provisioning_attempts (id, tenant_id, requested_at) VALUES ($1, $2, $3)",
+    )
+    .bind(id.as_str())
+    .bind(tenant_id)
+    .bind(now_micros)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
 }
 
 struct ProvisionOutput {

@@ -50,6 +50,40 @@ pub const ATTRIBUTE_KEY_BYTES_MAX: usize = 64;
 /// ... and its value a string of at most this many characters.
 pub const ATTRIBUTE_VALUE_CHARS_MAX: usize = 256;
 
+/// Exact decimal addition: the sum, or `None` when it cannot be held exactly by a `Decimal`
+/// (a 96-bit mantissa and a scale of at most 28). `rust_decimal`'s `checked_add` rounds away
+/// fractional digits when the mantissa overflows instead of failing, so the sum is computed on
+/// the mantissas aligned to the larger scale in `i128`, where nothing rounds; only trailing
+/// zeros of the fraction, which change no value, are dropped to make it fit.
+pub fn exact_add(a: Decimal, b: Decimal) -> Option<Decimal> {
+    aligned_add(a, b).or_else(|| {
+        // Aligning can overflow `i128` only because of an operand's trailing zeros (`1e28`
+        // plus `1.000...0` at scale 28); without them, an overflow means the sum has more
+        // digits than a `Decimal` holds.
+        let (a_short, b_short) = (a.normalize(), b.normalize());
+        if (a_short.scale(), b_short.scale()) == (a.scale(), b.scale()) {
+            return None;
+        }
+        aligned_add(a_short, b_short)
+    })
+}
+
+fn aligned_add(a: Decimal, b: Decimal) -> Option<Decimal> {
+    let scale = a.scale().max(b.scale());
+    let align = |d: Decimal| -> Option<i128> {
+        d.mantissa()
+            .checked_mul(10_i128.checked_pow(scale - d.scale())?)
+    };
+    let mut mantissa = align(a)?.checked_add(align(b)?)?;
+    let mut scale = scale;
+    let mantissa_max = Decimal::MAX.mantissa().unsigned_abs();
+    while mantissa.unsigned_abs() > mantissa_max && scale > 0 && mantissa % 10 == 0 {
+        mantissa /= 10;
+        scale -= 1;
+    }
+    Decimal::try_from_i128_with_scale(mantissa, scale).ok()
+}
+
 /// A non-negative exact decimal below 10^15 with at most 12 fractional digits.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Quantity(Decimal);

@@ -34,6 +34,13 @@ pub enum OperatorCommand {
     List,
     /// Revoke an operator's token.
     Revoke { id: String },
+    /// Issue a new token for the `admin` operator, revoking the old one. Works on the store
+    /// directly (--data-dir / --database-url), like `init`; prints the token once or writes it
+    /// to --token-file (mode 0600). Audited as operator.reset_admin.
+    ResetAdmin {
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -298,18 +305,11 @@ fn api(cli: &Cli, file: &FileConfig) -> anyhow::Result<ApiClient> {
     ApiClient::new(&url, cli.token.clone())
 }
 
-fn write_secret_file(path: &Path, contents: &str) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("failed to create {}", path.display()))?;
-    file.write_all(contents.as_bytes())
-        .with_context(|| format!("failed to write {}", path.display()))?;
-    Ok(())
+/// Opens a file for a secret (a token) before the secret exists: mode 0600 whatever existed at
+/// `path`; a symbolic link is refused.
+fn open_secret_file(path: &Path) -> anyhow::Result<companyos_core::secret_files::SecretFile> {
+    companyos_core::secret_files::SecretFile::open(path)
+        .with_context(|| format!("failed to open the secret file {}", path.display()))
 }
 
 /// Runs the parsed command; returns the exit code.
@@ -344,26 +344,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
 async fn init(cli: &Cli, file: &FileConfig, token_file: Option<&Path>) -> anyhow::Result<u8> {
     let resolved = server_settings(cli, file)?;
     let dir = resolved.settings.data_dir.clone();
-    let (app, report) = App::open(resolved.settings, clock(resolved.clock_offset))
-        .await
-        .context("failed to initialise")?;
+    // The token file is opened (and refused, if it is a link) before the store creates the
+    // token: a token that cannot be written must not be created, it could never be shown.
+    let secret = token_file.map(open_secret_file).transpose()?;
+    let (app, report) = match App::open(resolved.settings, clock(resolved.clock_offset)).await {
+        Ok(opened) => opened,
+        Err(error) => {
+            if let Some(secret) = secret {
+                let _ = secret.abandon();
+            }
+            return Err(anyhow::Error::new(error).context("failed to initialise"));
+        }
+    };
     app.db().close().await;
     match report.admin_token {
-        Some(token) => match token_file {
-            Some(path) => {
-                write_secret_file(path, &format!("{token}\n"))?;
+        Some(token) => match (token_file, secret) {
+            (Some(path), Some(secret)) => {
+                secret
+                    .write(format!("{token}\n").as_bytes())
+                    .with_context(|| {
+                        format!("failed to write the secret file {}", path.display())
+                    })?;
                 println!(
                     "initialised {}; the admin token is in {} (mode 0600)",
                     dir.display(),
                     path.display()
                 );
             }
-            None => {
+            _ => {
                 println!("initialised {}", dir.display());
                 println!("admin token (shown once, keep it safe): {token}");
             }
         },
-        None => println!("{} is already initialised; nothing changed", dir.display()),
+        None => {
+            if let Some(secret) = secret {
+                secret
+                    .abandon()
+                    .context("failed to remove the unused token file")?;
+            }
+            println!("{} is already initialised; nothing changed", dir.display());
+        }
     }
     Ok(0)
 }
@@ -397,12 +417,14 @@ async fn serve(cli: &Cli, file: &FileConfig) -> anyhow::Result<u8> {
             "setting listen must be an address like 127.0.0.1:8080, got {listen:?}"
         ))
     })?;
-    let (app, report) = App::open(resolved.settings, clock(resolved.clock_offset))
-        .await
-        .context("failed to open the store")?;
+    // Bind before the store is opened: a first start that cannot listen must not initialise
+    // the store, or the bootstrap admin token it creates would never be shown.
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("failed to listen on {address}"))?;
+    let (app, report) = App::open(resolved.settings, clock(resolved.clock_offset))
+        .await
+        .context("failed to open the store")?;
     let bound = listener.local_addr()?;
     if let Some(token) = &report.admin_token {
         println!("admin token (shown once, keep it safe): {token}");
@@ -443,6 +465,9 @@ async fn open_existing(cli: &Cli, file: &FileConfig) -> anyhow::Result<App> {
 }
 
 async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> anyhow::Result<u8> {
+    if let OperatorCommand::ResetAdmin { token_file } = command {
+        return reset_admin(cli, file, token_file.as_deref()).await;
+    }
     let api = api(cli, file)?;
     match command {
         OperatorCommand::Create { name, role } => {
@@ -470,6 +495,7 @@ async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> an
                 )
             });
         }
+        OperatorCommand::ResetAdmin { .. } => {}
         OperatorCommand::Revoke { id } => {
             let (_, value) = api
                 .call(
@@ -479,6 +505,48 @@ async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> an
                 )
                 .await?;
             output::print(cli.format, &value, |_| format!("revoked {id}\n"));
+        }
+    }
+    Ok(0)
+}
+
+/// `operator reset-admin`: a new admin token from the store itself (the lost-token recovery).
+async fn reset_admin(
+    cli: &Cli,
+    file: &FileConfig,
+    token_file: Option<&Path>,
+) -> anyhow::Result<u8> {
+    // Opened first: the old token is not revoked unless the new one has somewhere to go.
+    let secret = token_file.map(open_secret_file).transpose()?;
+    let result = async {
+        let app = open_existing(cli, file).await?;
+        let result = app.reset_admin().await;
+        app.db().close().await;
+        result.context("failed to reset the admin token")
+    }
+    .await;
+    let token = match result {
+        Ok(token) => token,
+        Err(error) => {
+            if let Some(secret) = secret {
+                let _ = secret.abandon();
+            }
+            return Err(error);
+        }
+    };
+    match (token_file, secret) {
+        (Some(path), Some(secret)) => {
+            secret
+                .write(format!("{token}\n").as_bytes())
+                .with_context(|| format!("failed to write the secret file {}", path.display()))?;
+            println!(
+                "the old admin token is revoked; the new one is in {} (mode 0600)",
+                path.display()
+            );
+        }
+        _ => {
+            println!("the old admin token is revoked");
+            println!("admin token (shown once, keep it safe): {token}");
         }
     }
     Ok(0)

@@ -3,4 +3,5 @@
 //! round trip of the stored (packed) forms of events.
 
 mod event_packing;
+mod exact_sums;
 mod usage_parse_paths;

@@ -62,7 +62,7 @@ pub async fn approve(
         ..
     } = outcome
     {
-        value["tenant"] = tenant.to_json();
+        value["tenant"] = tenant.to_json(companyos_core::tenants::TenantView::of(&actor.principal));
         value["warnings"] = json!(warnings);
         if let Some(evidence) = evidence {
             value["evidence_id"] = json!(evidence.id);

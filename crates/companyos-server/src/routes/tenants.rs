@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use companyos_core::tenants::{LifecycleOutcome, LifecycleRequest, NewTenant};
+use companyos_core::tenants::{LifecycleOutcome, LifecycleRequest, NewTenant, TenantView};
 use companyos_domain::LifecycleAction;
 use serde::Deserialize;
 use serde_json::json;
@@ -51,7 +51,7 @@ pub async fn create(
             },
         )
         .await?;
-    let mut value = created.tenant.to_json();
+    let mut value = created.tenant.to_json(TenantView::of(&actor.principal));
     value["api_key"] = json!(created.api_key);
     value["provisioning"] = created.provisioning;
     if let Some(credentials) = created.boundary_credentials {
@@ -84,7 +84,10 @@ pub async fn list(
         .list_tenants(&actor, query.status.as_deref())
         .await?;
     Ok(ok(json!(
-        tenants.iter().map(|t| t.to_json()).collect::<Vec<_>>()
+        tenants
+            .iter()
+            .map(|t| t.to_json(TenantView::of(&actor.principal)))
+            .collect::<Vec<_>>()
     )))
 }
 
@@ -94,7 +97,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let tenant = state.app.get_tenant(&actor, &id).await?;
-    Ok(ok(tenant.to_json()))
+    Ok(ok(tenant.to_json(TenantView::of(&actor.principal))))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,11 +126,11 @@ async fn lifecycle(
             },
         )
         .await?;
-    Ok(outcome_response(outcome))
+    Ok(outcome_response(outcome, TenantView::of(&actor.principal)))
 }
 
 /// 200 with the tenant (and warnings), or 202 with the pending approval.
-pub fn outcome_response(outcome: LifecycleOutcome) -> Response {
+pub fn outcome_response(outcome: LifecycleOutcome, view: TenantView) -> Response {
     match outcome {
         LifecycleOutcome::Done {
             tenant,
@@ -135,7 +138,7 @@ pub fn outcome_response(outcome: LifecycleOutcome) -> Response {
             warnings,
             evidence,
         } => {
-            let mut value = tenant.to_json();
+            let mut value = tenant.to_json(view);
             value["changed"] = json!(changed);
             value["warnings"] = json!(warnings);
             if let Some(evidence) = evidence {
@@ -175,7 +178,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let created = state.app.retry_provisioning(&actor, &id).await?;
-    let mut value = created.tenant.to_json();
+    let mut value = created.tenant.to_json(TenantView::of(&actor.principal));
     value["api_key"] = json!(created.api_key);
     value["provisioning"] = created.provisioning;
     Ok(ok(value))
@@ -208,7 +211,7 @@ pub async fn regions(
         .app
         .update_regions(&actor, &id, &body.add, &body.remove)
         .await?;
-    Ok(ok(tenant.to_json()))
+    Ok(ok(tenant.to_json(TenantView::of(&actor.principal))))
 }
 
 pub async fn workloads(
@@ -265,7 +268,7 @@ pub async fn retention(
             body.reason.as_deref(),
         )
         .await?;
-    Ok(ok(tenant.to_json()))
+    Ok(ok(tenant.to_json(TenantView::of(&actor.principal))))
 }
 
 /// Forward auth for nginx `auth_request`: 200 with `X-Tenant-Id` while the tenant is active.
@@ -300,9 +303,12 @@ pub async fn provisioning_callback(
         .app
         .provisioning_callback(
             &id,
-            header("x-companyos-timestamp").as_deref(),
-            header("x-companyos-signature").as_deref(),
-            &body,
+            companyos_core::tenants::ProvisioningCallback {
+                attempt: header("x-companyos-attempt").as_deref(),
+                timestamp: header("x-companyos-timestamp").as_deref(),
+                signature: header("x-companyos-signature").as_deref(),
+                body: &body,
+            },
         )
         .await?;
     Ok(ok(outcome))

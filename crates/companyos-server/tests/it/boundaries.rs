@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use companyos_core::provisioning::{verify_webhook_signature, webhook_signature};
+use companyos_core::provisioning::{
+    callback_signature, verify_webhook_signature, webhook_signature,
+};
 use companyos_core::settings::BoundaryDriverSettings;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -233,6 +235,7 @@ pub async fn start_provisioner() -> (String, Received, tokio::task::JoinHandle<(
 async fn callback(
     server: &TestServer,
     tenant: &str,
+    attempt: Option<&str>,
     timestamp: Option<i64>,
     signature: Option<&str>,
     body: &[u8],
@@ -244,6 +247,9 @@ async fn callback(
         ))
         .header("content-type", "application/json")
         .body(body.to_vec());
+    if let Some(attempt) = attempt {
+        request = request.header("x-companyos-attempt", attempt);
+    }
     if let Some(timestamp) = timestamp {
         request = request.header("x-companyos-timestamp", timestamp.to_string());
     }
@@ -320,6 +326,10 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
             message["payload"]["callback"],
             json!("/v1/tenants/acme/provisioning/callback")
         );
+        let attempt = message["payload"]["attempt"].as_str().unwrap().to_owned();
+        let sign = |tenant: &str, attempt: &str, ts: i64, body: &[u8]| {
+            callback_signature(secret, tenant, attempt, ts, body)
+        };
         // Delivered once: a second run sends nothing.
         assert_eq!(
             server
@@ -335,24 +345,40 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
             .to_string()
             .into_bytes();
         let before = audit_head(&server).await;
-        for (ts, signature) in [
-            (Some(now), Some("v1=00".to_owned())),
-            (Some(now), Some(webhook_signature("wrong", now, &confirm))),
+        for (attempt, ts, signature) in [
+            (Some(attempt.as_str()), Some(now), Some("v2=00".to_owned())),
             (
-                Some(now - 600),
-                Some(webhook_signature(secret, now - 600, &confirm)),
+                Some(attempt.as_str()),
+                Some(now),
+                Some(callback_signature("wrong", "acme", &attempt, now, &confirm)),
             ),
-            (None, Some(webhook_signature(secret, now, &confirm))),
-            (Some(now), None),
+            (
+                Some(attempt.as_str()),
+                Some(now - 600),
+                Some(sign("acme", &attempt, now - 600, &confirm)),
+            ),
+            (
+                Some(attempt.as_str()),
+                None,
+                Some(sign("acme", &attempt, now, &confirm)),
+            ),
+            (Some(attempt.as_str()), Some(now), None),
+            // The signature of the old scheme (timestamp and body only) no longer counts.
+            (
+                Some(attempt.as_str()),
+                Some(now),
+                Some(webhook_signature(secret, now, &confirm)),
+            ),
+            (None, Some(now), Some(sign("acme", &attempt, now, &confirm))),
         ] {
             let (status, body) =
-                callback(&server, "acme", ts, signature.as_deref(), &confirm).await;
+                callback(&server, "acme", attempt, ts, signature.as_deref(), &confirm).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{backend:?} {body}");
         }
         let records = assert_audited(
             &server,
             before,
-            &[("tenant.provision.confirm", "denied"); 5],
+            &[("tenant.provision.confirm", "denied"); 7],
             "bad callbacks",
         )
         .await;
@@ -364,8 +390,9 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
         let (status, body) = callback(
             &server,
             "acme",
+            Some(&attempt),
             Some(now),
-            Some(&webhook_signature(secret, now, &confirm)),
+            Some(&sign("acme", &attempt, now, &confirm)),
             &confirm,
         )
         .await;
@@ -390,17 +417,25 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
         let (status, headers, _) = key.raw(Method::GET, "/v1/authz/check", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(headers["x-tenant-id"], "acme");
-        // A replayed callback changes nothing.
+        // A replayed callback is refused (its attempt is answered) and audited.
+        let before = audit_head(&server).await;
         let (status, body) = callback(
             &server,
             "acme",
+            Some(&attempt),
             Some(now),
-            Some(&webhook_signature(secret, now, &confirm)),
+            Some(&sign("acme", &attempt, now, &confirm)),
             &confirm,
         )
         .await;
-        assert_eq!(status, StatusCode::CONFLICT, "{body}");
-        assert_eq!(body["current_status"], json!("active"));
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_audited(
+            &server,
+            before,
+            &[("tenant.provision.confirm", "denied")],
+            "replayed callback",
+        )
+        .await;
 
         // A provisioner that reports failure leaves the tenant provisioning_failed.
         let (status, _) = server
@@ -411,11 +446,18 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
         let failed = json!({"status": "failed", "details": {"error": "no capacity"}})
             .to_string()
             .into_bytes();
+        server
+            .app
+            .deliver_outbox(&reqwest::Client::new())
+            .await
+            .unwrap();
+        let beta_attempt = attempt_of(&received, "beta");
         let (status, body) = callback(
             &server,
             "beta",
+            Some(&beta_attempt),
             Some(now),
-            Some(&webhook_signature(secret, now, &failed)),
+            Some(&sign("beta", &beta_attempt, now, &failed)),
             &failed,
         )
         .await;
@@ -423,5 +465,239 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
         assert_eq!(body["status"], json!("provisioning_failed"));
         server.stop().await;
         provisioner.abort();
+    }
+}
+
+/// The attempt id of the latest `boundary.create` request the provisioner received for `tenant`.
+fn attempt_of(received: &Received, tenant: &str) -> String {
+    received
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|(_, body)| serde_json::from_slice::<Value>(body).unwrap())
+        .find(|m| m["topic"] == json!("boundary.create") && m["tenant_id"] == json!(tenant))
+        .and_then(|m| m["payload"]["attempt"].as_str().map(str::to_owned))
+        .unwrap()
+}
+
+/// Issue #20, point 4: tenant A's genuine `succeeded` callback, posted to tenant B's callback
+/// URL within the timestamp window (with A's attempt or B's), does not activate B; it is
+/// refused and audited as denied. B's own callback still works, once; a retry supersedes the
+/// earlier attempt, whose genuine callback is then refused too.
+#[tokio::test]
+async fn a_provisioning_callback_counts_for_its_own_tenant_and_attempt_once() {
+    for backend in BACKENDS {
+        let (url, received, provisioner) = start_provisioner().await;
+        let secret = "the-provisioner-secret";
+        let server = TestServer::start_with(backend, |s| {
+            s.boundary_driver = BoundaryDriverSettings::Webhook {
+                url: url.clone(),
+                secret: secret.to_owned(),
+            };
+        })
+        .await;
+        for id in ["alpha", "bravo"] {
+            let (status, body) = server
+                .admin()
+                .post("/v1/tenants", json!({"id": id, "name": id}))
+                .await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        }
+        server
+            .app
+            .deliver_outbox(&reqwest::Client::new())
+            .await
+            .unwrap();
+        let (alpha, bravo) = (
+            attempt_of(&received, "alpha"),
+            attempt_of(&received, "bravo"),
+        );
+        assert_ne!(alpha, bravo);
+        let now = server.app.now().unix_timestamp();
+        let ok = json!({"status": "succeeded"}).to_string().into_bytes();
+        let alpha_signature = callback_signature(secret, "alpha", &alpha, now, &ok);
+
+        // A's genuine callback, replayed to B's URL: with A's attempt, and with B's.
+        let before = audit_head(&server).await;
+        for attempt in [&alpha, &bravo] {
+            let (status, body) = callback(
+                &server,
+                "bravo",
+                Some(attempt),
+                Some(now),
+                Some(&alpha_signature),
+                &ok,
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{backend:?} {body}");
+        }
+        let records = assert_audited(
+            &server,
+            before,
+            &[("tenant.provision.confirm", "denied"); 2],
+            "A's callback posted to B",
+        )
+        .await;
+        assert_eq!(records[0]["tenant_id"], json!("bravo"));
+        assert_eq!(status_of(&server, "bravo").await, "provisioning");
+        // Even signed for B's URL, A's attempt is not B's to answer.
+        let (status, body) = callback(
+            &server,
+            "bravo",
+            Some(&alpha),
+            Some(now),
+            Some(&callback_signature(secret, "bravo", &alpha, now, &ok)),
+            &ok,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{backend:?} {body}");
+        assert_eq!(status_of(&server, "bravo").await, "provisioning");
+
+        // A's own callback works, once.
+        let (status, body) = callback(
+            &server,
+            "alpha",
+            Some(&alpha),
+            Some(now),
+            Some(&alpha_signature),
+            &ok,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{backend:?} {body}");
+        assert_eq!(body["status"], json!("active"));
+        let (status, _) = callback(
+            &server,
+            "alpha",
+            Some(&alpha),
+            Some(now),
+            Some(&alpha_signature),
+            &ok,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "a replay is refused");
+
+        // B retried: its first attempt is superseded, only the new one is answered.
+        let (status, body) = server
+            .admin()
+            .post("/v1/tenants/bravo/retry", json!({}))
+            .await;
+        assert!(status.is_success(), "{backend:?} {body}");
+        server
+            .app
+            .deliver_outbox(&reqwest::Client::new())
+            .await
+            .unwrap();
+        let retried = attempt_of(&received, "bravo");
+        assert_ne!(retried, bravo);
+        let old = callback_signature(secret, "bravo", &bravo, now, &ok);
+        let (status, _) =
+            callback(&server, "bravo", Some(&bravo), Some(now), Some(&old), &ok).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "a superseded attempt is refused"
+        );
+        let new = callback_signature(secret, "bravo", &retried, now, &ok);
+        let (status, body) =
+            callback(&server, "bravo", Some(&retried), Some(now), Some(&new), &ok).await;
+        assert_eq!(status, StatusCode::OK, "{backend:?} {body}");
+        assert_eq!(body["status"], json!("active"));
+        server.stop().await;
+        provisioner.abort();
+    }
+}
+
+/// Every string anywhere in `value`.
+fn strings(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+        Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// A tenant reading itself with its API key sees its boundary's driver and names, never the
+/// server's paths or database names; operators still see them (issue #20, point 10).
+#[tokio::test]
+async fn a_tenant_never_sees_server_paths_or_database_names_in_its_own_view() {
+    for backend in BACKENDS {
+        for driver in [
+            BoundaryDriverSettings::Directory,
+            BoundaryDriverSettings::Postgres,
+        ] {
+            if backend == Backend::Sqlite && driver == BoundaryDriverSettings::Postgres {
+                continue;
+            }
+            let server =
+                TestServer::start_with(backend, |s| s.boundary_driver = driver.clone()).await;
+            let (status, created) = server
+                .admin()
+                .post(
+                    "/v1/tenants",
+                    json!({"id": "acme", "name": "Acme", "plan": "standard", "home_region": "eu-west-1"}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{created}");
+            let key = created["api_key"].as_str().unwrap().to_owned();
+            let (status, operator_view) = server.admin().get("/v1/tenants/acme").await;
+            assert_eq!(status, StatusCode::OK, "{operator_view}");
+            let internal = match driver {
+                BoundaryDriverSettings::Directory => "path",
+                _ => "database",
+            };
+            assert!(
+                operator_view["boundary"][internal].is_string(),
+                "operators see the boundary's {internal}: {operator_view}"
+            );
+            let (status, own) = server.api(&key).get("/v1/tenants/acme").await;
+            assert_eq!(status, StatusCode::OK, "{own}");
+            assert_eq!(
+                own["boundary"]["driver"],
+                operator_view["boundary"]["driver"]
+            );
+            for hidden in [
+                "path",
+                "database",
+                "provisioner",
+                "provisioner_details",
+                "credentials",
+            ] {
+                assert!(own["boundary"].get(hidden).is_none(), "{backend:?}: {own}");
+            }
+            let data_dir = server.dir.path().display().to_string();
+            let database = operator_view["boundary"]["database"]
+                .as_str()
+                .map(str::to_owned);
+            let (status, runs) = server.api(&key).get("/v1/tenants/acme/provisioning").await;
+            assert_eq!(status, StatusCode::OK, "{runs}");
+            let mut seen = Vec::new();
+            strings(&own, &mut seen);
+            strings(&runs, &mut seen);
+            for text in seen {
+                assert!(
+                    !text.contains(&data_dir),
+                    "{backend:?}: {text} names the data dir"
+                );
+                if let Some(database) = &database {
+                    assert_ne!(&text, database, "{backend:?}: the database name is shown");
+                }
+            }
+            // The boundary's password is shown once, at creation, and stored nowhere: not in
+            // the step log operators read, not in the audit log.
+            if let Some(password) = created["boundary_credentials"]["password"].as_str() {
+                let (_, runs) = server.admin().get("/v1/tenants/acme/provisioning").await;
+                let (_, audit) = server.admin().get("/v1/audit?tenant_id=acme").await;
+                for text in [runs.to_string(), audit.to_string()] {
+                    assert!(
+                        !text.contains(password),
+                        "{backend:?}: the password is stored"
+                    );
+                }
+            }
+            server.stop().await;
+        }
     }
 }

@@ -286,3 +286,80 @@ async fn bundles_of_the_layouts_before_packing_are_read_alike() {
         server.stop().await;
     }
 }
+
+/// Issue #20, point 7: `ledger verify` and `audit verify` on a live store. While a task sends
+/// batches through the API (each one a group commit that appends leaves and an audit record),
+/// verification runs again and again and never reports a problem, because each log is read in
+/// one snapshot; once ingestion stops, a changed payload byte is still found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_of_a_live_store_raises_no_false_alarm_and_still_finds_tampering() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        server.tenant("acme").await;
+        let ingest = server.operator("meter", "ingest").await;
+        let first: Vec<Value> = (0..40)
+            .map(|i| event("acme", &format!("e{i}"), "2", START))
+            .collect();
+        ingest.post("/v1/events", json!(first)).await;
+        server
+            .admin()
+            .text("/v1/tenants/acme/ledger/checkpoint")
+            .await;
+        let sender = tokio::spawn(async move {
+            for batch in 0..60 {
+                let events: Vec<Value> = (0..50)
+                    .map(|i| event("acme", &format!("live-{batch}-{i}"), "1.5", START))
+                    .collect();
+                let (status, body) = ingest.post("/v1/events", json!(events)).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+            }
+        });
+        let mut rounds = 0;
+        while !sender.is_finished() || rounds < 3 {
+            let ledger = server.app.verify_ledgers(Some("acme")).await.unwrap();
+            assert!(ledger.is_empty(), "{backend:?} round {rounds}: {ledger:?}");
+            let audit = server.app.verify_audit().await.unwrap();
+            assert!(audit.is_empty(), "{backend:?} round {rounds}: {audit:?}");
+            rounds += 1;
+        }
+        sender.await.unwrap();
+        tamper_quantity_of(&server, "e17").await;
+        let problems = server.app.verify_ledgers(Some("acme")).await.unwrap();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.log_id == "tenant/acme" && p.leaf_index == Some(17)),
+            "{backend:?} {problems:?}"
+        );
+        server.stop().await;
+    }
+}
+
+/// Changes the quantity `2` of a stored event's packed payload to `3` (the id is 3 bytes long).
+async fn tamper_quantity_of(server: &TestServer, event_id: &str) {
+    let db = server.app.db().readers();
+    let quantity_member = [event_packing::TOKEN_QUANTITY_STRING, b'2', b'"'];
+    let mut needle = vec![u8::try_from(event_id.len()).unwrap()];
+    needle.extend_from_slice(event_id.as_bytes());
+    let bundles =
+        sqlx::query("SELECT id, events FROM usage_event_bundles WHERE tenant_id = 'acme'")
+            .fetch_all(db)
+            .await
+            .unwrap();
+    for bundle in &bundles {
+        let mut bytes: Vec<u8> = bundle.get("events");
+        let Some(at) = find_bytes(&bytes, &needle) else {
+            continue;
+        };
+        let quantity = at + find_bytes(&bytes[at..], &quantity_member).unwrap();
+        bytes[quantity + 1] = b'3';
+        sqlx::query("UPDATE usage_event_bundles SET events = $1 WHERE id = $2")
+            .bind(bytes)
+            .bind(bundle.get::<i64, _>("id"))
+            .execute(db)
+            .await
+            .unwrap();
+        return;
+    }
+    panic!("event {event_id} is not stored");
+}

@@ -330,3 +330,64 @@ async fn a_suspended_tenant_keeps_its_usage_and_a_deleted_one_refuses_it() {
         server.stop().await;
     }
 }
+
+/// Issue #20, point 8: 81 events of `999999999999999.999999999999` on one day. The total of 80
+/// is exact (`79999999999999999.99999999992`: its last fractional digit is a zero), the total
+/// of 81 no longer fits a decimal's 96-bit mantissa and rust_decimal would round it. The
+/// writer refuses the event that would make the day's total inexact (field `quantity`), so
+/// the rollup is the exact sum of the accepted ones and `ledger verify` agrees. Sent as one
+/// batch (the group's own total) and again one event per request (the stored total).
+#[tokio::test]
+async fn a_day_total_that_would_round_refuses_the_event_instead() {
+    let big = "999999999999999.999999999999";
+    for backend in BACKENDS {
+        for per_request in [81, 1] {
+            let server = TestServer::start(backend).await;
+            server.tenant("acme").await;
+            let ingest = server.operator("meter", "ingest").await;
+            let mut statuses_seen = Vec::new();
+            let mut errors = Vec::new();
+            let events: Vec<Value> = (0..81)
+                .map(|i| event("acme", &format!("big-{i}"), big, START))
+                .collect();
+            for batch in events.chunks(per_request) {
+                let (status, body) = ingest.post("/v1/events", json!(batch)).await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                statuses_seen.extend(statuses(&body));
+                for result in body["results"].as_array().unwrap() {
+                    if result["status"] == json!("rejected") {
+                        errors.push(result["errors"][0].clone());
+                    }
+                }
+            }
+            let accepted = statuses_seen.iter().filter(|s| *s == "accepted").count();
+            assert_eq!(accepted, 80, "{backend:?} {statuses_seen:?}");
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            for error in &errors {
+                assert_eq!(error["field"], json!("quantity"), "{error}");
+                assert!(
+                    error["message"].as_str().unwrap().contains("exactly"),
+                    "{error}"
+                );
+            }
+            let (_, daily) = server
+                .admin()
+                .get("/v1/tenants/acme/usage/daily?from=2026-03-02&to=2026-03-02")
+                .await;
+            assert_eq!(
+                daily[0]["quantity"],
+                json!("79999999999999999.99999999992"),
+                "{backend:?} {daily}"
+            );
+            assert_eq!(daily[0]["events"], json!(80));
+            let (_, reconciliation) = server
+                .admin()
+                .get("/v1/tenants/acme/reconciliation?from=2026-03-02&to=2026-03-02")
+                .await;
+            assert_eq!(reconciliation[0]["invalid"], json!(1), "{reconciliation}");
+            let problems = server.app.verify_ledgers(Some("acme")).await.unwrap();
+            assert!(problems.is_empty(), "{backend:?}: {problems:?}");
+            server.stop().await;
+        }
+    }
+}

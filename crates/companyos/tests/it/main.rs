@@ -7,4 +7,5 @@ mod cli;
 mod crash;
 mod log_sink;
 mod nginx;
+mod store_safety;
 mod support;
