@@ -42,17 +42,17 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the data dir {path} is not writable: {source}")]
+    // The reason is in the message and not a `source`: the CLI prints one line, and the
+    // chain would repeat it.
+    #[error("the data dir {path} is not writable: {reason}")]
     NotWritable {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
-    #[error("failed to protect the database file {path} (mode 0600): {source}")]
+    #[error("failed to protect the database file {path} (mode 0600): {reason}")]
     DatabaseFile {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -862,7 +862,7 @@ impl App {
 fn protect_sqlite_files(path: &Path) -> Result<(), StartError> {
     let error = |path: &Path| {
         let path = path.to_owned();
-        move |source| StartError::DatabaseFile { path, source }
+        move |reason| StartError::DatabaseFile { path, reason }
     };
     match crate::secret_files::create_secret_file(path, b"") {
         Ok(()) => {}
@@ -885,9 +885,16 @@ fn create_private_dir(path: &Path) -> Result<(), StartError> {
         path: path.to_owned(),
         source,
     };
-    crate::secret_files::create_private_dir(path).map_err(error)?;
-    crate::secret_files::check_writable(path).map_err(|source| StartError::NotWritable {
+    std::fs::create_dir_all(path).map_err(error)?;
+    // 0700 keeps the store, keys and evidence to this user. A data dir the process cannot
+    // chmod (someone else's mount point, a read-only file system) is not fatal by itself:
+    // the keys dir inside is 0700 and the database 0600 either way, and the write check
+    // below names a dir that cannot be used.
+    if let Err(error) = crate::secret_files::create_private_dir(path) {
+        tracing::warn!(path = %path.display(), %error, "cannot set mode 0700 on the data dir");
+    }
+    crate::secret_files::check_writable(path).map_err(|reason| StartError::NotWritable {
         path: path.to_owned(),
-        source,
+        reason,
     })
 }

@@ -293,7 +293,7 @@ fn a_read_only_data_dir_fails_at_once_naming_the_dir_and_the_reason() {
     std::fs::create_dir(&data).unwrap();
     // Tests run as root, for whom permission bits do not stop writes: a read-only mount does.
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro,mode=0700,size=1m", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
         .arg(&data)
         .output();
     match mounted {
