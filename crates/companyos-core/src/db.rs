@@ -743,6 +743,11 @@ const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
         None,
         include_str!("../migrations/0007_provisioning_attempts.sql"),
     ),
+    (
+        8,
+        None,
+        include_str!("../migrations/0008_days_closed_through.sql"),
+    ),
 ];
 
 /// The version after which SQLite's merged key index is converted into a run (ADR 0007).

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod authz;
 pub mod bundles;
 pub mod clock;
+pub mod day_close;
 pub mod db;
 pub mod dedupe;
 pub mod error;

@@ -7,7 +7,7 @@ use std::str::FromStr as _;
 
 use companyos_domain::metering::{Aggregation, MeteringDeclaration};
 use companyos_domain::time_util::{
-    day_from_number, day_number, format_day, format_rfc3339, parse_day, utc_day,
+    day_from_number, day_number, format_day, format_rfc3339, parse_day,
 };
 use rust_decimal::Decimal;
 use serde_json::{Number, Value, json};
@@ -261,59 +261,6 @@ impl App {
             }
         }
         Ok(days.into_values().collect())
-    }
-
-    /// Closes every day whose late window has passed: seals its rollup (hash and the ledger's
-    /// tree size at close). Later events of a closed day are late adjustments.
-    pub async fn close_days(&self) -> Result<usize, ServiceError> {
-        let cutoff = day_number(utc_day(self.now() - self.settings().late_window)) - 1;
-        let pending = sqlx::query(
-            "SELECT c.tenant_id, c.day FROM usage_counters c LEFT JOIN usage_days_closed d \
-             ON d.tenant_id = c.tenant_id AND d.day = c.day \
-             WHERE d.day IS NULL AND c.day <= $1 ORDER BY c.tenant_id, c.day LIMIT 1000",
-        )
-        .bind(cutoff)
-        .fetch_all(self.db().readers())
-        .await?;
-        let mut closed = 0;
-        for row in &pending {
-            let tenant_id: String = row.try_get("tenant_id")?;
-            let day: i64 = row.try_get("day")?;
-            let mut tx = self.db().begin().await?;
-            // Serialise with ingestion of this tenant.
-            let head =
-                ledger_store::lock_head(self.db(), &mut tx, &usage_log_id(&tenant_id)).await?;
-            let rollup =
-                crate::ledger::stored_rollups(&mut tx, &tenant_id, Some((day, day))).await?;
-            let document: Vec<Value> = rollup
-                .iter()
-                .map(|((_, service, metric, unit), (sum, events))| {
-                    json!({"service": service, "metric": metric, "unit": unit,
-                           "quantity": sum.to_string(), "events": events})
-                })
-                .collect();
-            let canonical = companyos_ledger::jcs::canonicalize(&json!({
-                "tenant_id": tenant_id,
-                "date": format_day(day_from_number(day)),
-                "rollups": document,
-            }))
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            let hash = companyos_ledger::hash::sha256(canonical.as_bytes()).to_hex();
-            let inserted = sqlx::query(
-                "INSERT INTO usage_days_closed (tenant_id, day, closed_at, tree_size, rollup_sha256) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, day) DO NOTHING",
-            )
-            .bind(tenant_id.as_str())
-            .bind(day)
-            .bind(self.now_micros())
-            .bind(i64::try_from(head.tree_size()).map_err(|_| StoreError::corrupt("size"))?)
-            .bind(hash.as_str())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            closed += usize::try_from(inserted.rows_affected()).unwrap_or(0);
-        }
-        Ok(closed)
     }
 
     /// Builds, signs and stores the integrity report of a tenant and period.

@@ -158,3 +158,67 @@ async fn a_closed_day_keeps_its_rollup_and_later_events_are_late() {
         node.close().await;
     }
 }
+
+/// Every day closes once its late window has passed, with or without usage: a quiet tenant's
+/// days close too (from the day it was created on), sealed with an empty rollup, and an event
+/// that arrives later for a quiet closed day is late. A purged tenant's days close up to the
+/// day of its purge.
+#[tokio::test]
+async fn quiet_days_close_too_from_the_tenants_creation_on() {
+    for backend in BACKENDS {
+        let node = Node::open(backend).await;
+        node.tenant("acme").await;
+        node.tenant("quiet").await;
+        let meter = node.operator("meter", "ingest").await;
+        let app = &node.app;
+        let outcome = ingest(app, &meter, &[event("acme", "e1", "1", START)]).await;
+        assert_eq!(statuses(&outcome), ["accepted"]);
+
+        // 2026-03-10 00:30: every day up to 03-07 is past its 48-hour window.
+        node.clock.set(datetime!(2026-03-10 00:30:00 UTC));
+        // acme: 03-02 (usage) and 03-03 to 03-07 (quiet); quiet: 03-02 to 03-07.
+        assert_eq!(app.close_days().await.unwrap(), 12, "{backend:?}");
+        assert_eq!(app.close_days().await.unwrap(), 0, "closing is idempotent");
+        let first = day_of(START);
+        let last = datetime!(2026-03-07 00:00:00 UTC).date();
+        let quiet = app
+            .reconciliation(&node.admin, "quiet", first, last.next_day().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(quiet.len(), 7);
+        assert!(quiet[..6].iter().all(|day| day.closed), "{quiet:?}");
+        assert!(!quiet[6].closed, "03-08 is still within its late window");
+        let (tree_size, hash) = closed_row(&node, "quiet", last).await.unwrap();
+        assert_eq!(tree_size, 0);
+        assert_eq!(
+            hash,
+            expected_rollup_hash("quiet", "2026-03-07", json!([])),
+            "a quiet day is sealed with an empty rollup"
+        );
+        // Nothing before the tenant existed is closed.
+        assert_eq!(
+            closed_row(&node, "quiet", first.previous_day().unwrap()).await,
+            None
+        );
+
+        // A late event for a quiet closed day is an adjustment, not a change of the day.
+        let outcome = ingest(
+            app,
+            &meter,
+            &[event("quiet", "q1", "3", datetime!(2026-03-04 10:00:00 UTC))],
+        )
+        .await;
+        assert_eq!(statuses(&outcome), ["late"], "{backend:?} {outcome:?}");
+        assert_eq!(
+            closed_row(&node, "quiet", datetime!(2026-03-04 00:00:00 UTC).date())
+                .await
+                .map(|(size, _)| size),
+            Some(0)
+        );
+
+        // The next days close as time passes, one run each.
+        node.clock.set(datetime!(2026-03-12 00:30:00 UTC));
+        assert_eq!(app.close_days().await.unwrap(), 4, "03-08 and 03-09 of both");
+        node.close().await;
+    }
+}
