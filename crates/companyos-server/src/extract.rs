@@ -85,6 +85,16 @@ pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, AppError
         })
 }
 
+/// 415 with a problem body saying what to send.
+pub fn unsupported_media_type(detail: &str) -> AppError {
+    AppError::new(
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+        detail,
+    )
+}
+
 /// A JSON body decoded into `T` (which refuses unknown fields); errors name the field.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
@@ -93,19 +103,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, AppError> {
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_ascii_lowercase();
-        if !content_type.starts_with("application/json") && !content_type.contains("+json") {
-            return Err(AppError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-                "send the body as application/json",
-            ));
+        let json = match crate::media::body_type(request.headers()) {
+            crate::media::BodyType::Absent => true,
+            crate::media::BodyType::Given(essence) => crate::media::is_json(&essence),
+            crate::media::BodyType::Malformed => false,
+        };
+        if !json {
+            return Err(unsupported_media_type("send the body as application/json"));
         }
         let bytes = read_body(request, state.body_bytes_max).await?;
         decode_json(&bytes).map(JsonBody)

@@ -6,6 +6,7 @@ pub mod console;
 pub mod csv;
 pub mod error;
 pub mod extract;
+pub mod media;
 pub mod openapi;
 pub mod routes;
 

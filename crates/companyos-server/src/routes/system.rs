@@ -44,23 +44,10 @@ pub async fn not_found() -> AppError {
     AppError::not_found("no such route; see GET /openapi.json")
 }
 
+/// Documents a problem type; an unknown slug is 404 like any unknown resource.
 pub async fn problem_type(axum::extract::Path(slug): axum::extract::Path<String>) -> Response {
-    let text = match slug.as_str() {
-        "validation-error" => {
-            "The request had invalid fields; `errors` names each field and what is wrong with it."
-        }
-        "malformed-request" => "The body is not valid JSON (or is empty).",
-        "unauthenticated" => {
-            "No credential, or an unknown or revoked one. Send Authorization: Bearer <token>."
-        }
-        "forbidden" => {
-            "The credential is known but policy does not allow this action. The attempt is audited."
-        }
-        "conflict" => "The request conflicts with the current state; `current_status` gives it.",
-        "payload-too-large" => "The body or the batch is over its limit.",
-        "not-found" => "No such resource.",
-        "unavailable" => "Temporarily unable to take the request; retry after a moment.",
-        _ => "CompanyOS problem type.",
-    };
-    ok(json!({"type": format!("/problems/{slug}"), "description": text}))
+    match crate::error::problem_description(&slug) {
+        Some(text) => ok(json!({"type": format!("/problems/{slug}"), "description": text})),
+        None => AppError::not_found(format!("no problem type {slug:?}")).into_response(),
+    }
 }
