@@ -94,6 +94,8 @@ pub(crate) struct AppInner {
     pub ingest: IngestQueue,
     /// Identifies this process in job leases.
     pub node_id: String,
+    /// The one client of outbound deliveries, guarded by `settings.outbound`.
+    pub outbound_http: reqwest::Client,
 }
 
 /// A created operator, with its token (shown once).
@@ -170,6 +172,10 @@ impl App {
             EvidenceStoreKind::Database => Arc::new(DbBlobStore::new(db.clone())),
         };
         let ingest = IngestQueue::new(settings.ingest_queue_capacity);
+        let outbound_http = settings
+            .outbound
+            .client(settings.outbox_timeout)
+            .map_err(|e| StartError::Settings(format!("the outbound HTTP client: {e}")))?;
         let app = App {
             inner: Arc::new(AppInner {
                 db,
@@ -181,6 +187,7 @@ impl App {
                 metrics: Metrics::default(),
                 ingest,
                 node_id: new_id("node", now),
+                outbound_http,
             }),
         };
         let admin_token = app.bootstrap_admin().await?;

@@ -22,6 +22,7 @@ pub mod ledger_store;
 pub mod metering;
 pub mod metrics;
 pub mod minisign;
+pub mod outbound;
 pub mod outbox;
 pub mod provisioning;
 pub mod reports;

@@ -10,6 +10,8 @@ use companyos_domain::plan::{Plan, default_plans, default_regions};
 use companyos_domain::{LifecycleAction, PlanName, RegionName};
 use time::Duration;
 
+use crate::outbound::OutboundPolicy;
+
 /// What to do with usage events that carry no `source_signature`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SignatureRequirement {
@@ -121,6 +123,10 @@ pub struct Settings {
     /// Outbox deliveries are retried at most this many times.
     pub outbox_attempts_max: u32,
     pub outbox_timeout: StdDuration,
+    /// Which addresses webhooks and the webhook driver may reach: public addresses always,
+    /// internal ones (loopback, private, link-local, ...) only inside these ranges (empty by
+    /// default). See `outbound`.
+    pub outbound: OutboundPolicy,
 }
 
 impl Settings {
@@ -154,6 +160,7 @@ impl Settings {
             job_lease: Duration::seconds(30),
             outbox_attempts_max: 10,
             outbox_timeout: StdDuration::from_secs(10),
+            outbound: OutboundPolicy::default(),
         }
     }
 

@@ -40,6 +40,7 @@ pub struct FileConfig {
     pub pool_connections_max: Option<u32>,
     pub job_interval_seconds: Option<u64>,
     pub clock_offset_seconds: Option<i64>,
+    pub outbound_allow_cidrs: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -126,6 +127,16 @@ pub struct ServerArgs {
     /// Seconds between background job runs.
     #[arg(long, global = true, env = "COMPANYOS_JOB_INTERVAL_SECONDS")]
     pub job_interval_seconds: Option<u64>,
+    /// Internal address ranges webhooks and the webhook driver may reach, comma separated
+    /// (e.g. `10.0.0.0/8,127.0.0.1/32`); empty by default: loopback, private, link-local
+    /// (cloud metadata) and other internal addresses are refused.
+    #[arg(
+        long,
+        global = true,
+        env = "COMPANYOS_OUTBOUND_ALLOW_CIDRS",
+        value_delimiter = ','
+    )]
+    pub outbound_allow_cidrs: Option<Vec<String>>,
     /// Shifts the service clock (game days and time-rule checks); 0 in production.
     #[arg(
         long,
@@ -227,6 +238,16 @@ pub fn resolve_server(
         }
         settings.regions = parsed;
     }
+    if let Some(list) = pick(&args.outbound_allow_cidrs, &file.outbound_allow_cidrs) {
+        let mut allow = Vec::new();
+        for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            allow.push(
+                companyos_core::outbound::Cidr::parse(item)
+                    .map_err(|e| anyhow::anyhow!("setting outbound_allow_cidrs: {e}"))?,
+            );
+        }
+        settings.outbound.allow = allow;
+    }
     let webhook_url = pick(&args.webhook_url, &file.webhook_url);
     let webhook_secret = pick(&args.webhook_secret, &file.webhook_secret);
     if let Some(driver) = pick(&args.boundary_driver, &file.boundary_driver) {
@@ -237,6 +258,10 @@ pub fn resolve_server(
                 let (Some(url), Some(secret)) = (webhook_url, webhook_secret) else {
                     bail!("boundary_driver = \"webhook\" needs webhook_url and webhook_secret");
                 };
+                settings
+                    .outbound
+                    .check_url(&url)
+                    .map_err(|why| anyhow::anyhow!("setting webhook_url: {why}"))?;
                 if secret.len() < 16 {
                     bail!("setting webhook_secret must be at least 16 characters");
                 }

@@ -261,6 +261,7 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
         let (url, received, provisioner) = start_provisioner().await;
         let secret = "the-provisioner-secret";
         let server = TestServer::start_with(backend, |s| {
+            crate::support::allow_loopback(s);
             s.boundary_driver = BoundaryDriverSettings::Webhook {
                 url: url.clone(),
                 secret: secret.to_owned(),
@@ -286,11 +287,7 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
             received.0.lock().unwrap().is_empty(),
             "nothing before delivery"
         );
-        let delivered = server
-            .app
-            .deliver_outbox(&reqwest::Client::new())
-            .await
-            .unwrap();
+        let delivered = server.app.deliver_outbox().await.unwrap();
         assert_eq!(delivered, 1);
         let messages = received.0.lock().unwrap().clone();
         assert_eq!(messages.len(), 1, "{messages:?}");
@@ -321,14 +318,7 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
             json!("/v1/tenants/acme/provisioning/callback")
         );
         // Delivered once: a second run sends nothing.
-        assert_eq!(
-            server
-                .app
-                .deliver_outbox(&reqwest::Client::new())
-                .await
-                .unwrap(),
-            0
-        );
+        assert_eq!(server.app.deliver_outbox().await.unwrap(), 0);
 
         // A callback without a valid signature is refused (and audited).
         let confirm = json!({"status": "succeeded", "details": {"cluster": "eu-1"}})

@@ -1,10 +1,13 @@
 //! The edge against hostile input (issue #20): problem types, exact media types, CSV cells that
-//! a spreadsheet would run.
+//! a spreadsheet would run, outbound requests to internal addresses.
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::support::{BACKENDS, TestServer};
+use companyos_core::settings::BoundaryDriverSettings;
+
+use crate::boundaries::{Received, start_provisioner};
+use crate::support::{BACKENDS, TestServer, allow_loopback};
 
 #[tokio::test]
 async fn unknown_problem_types_are_not_found() {
@@ -112,6 +115,148 @@ async fn csv_cells_padded_before_a_formula_are_neutralised() {
             text.contains("\"'   =HYPERLINK(\"\"http://evil\"\")\""),
             "{backend:?}: {text}"
         );
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn webhook_urls_naming_internal_addresses_are_refused_when_set() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        let admin = server.admin();
+        for (i, url) in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://127.0.0.1:5432/",
+            "http://10.1.2.3/hook",
+            "http://[::1]/hook",
+            "http://2130706433/hook",
+            "http://0x7f.0.0.1/hook",
+            "http://localhost:8080/hook",
+            "http://[fd00:ec2::254]/",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let id = format!("bad{i}");
+            let (status, body) = admin
+                .post(
+                    "/v1/tenants",
+                    json!({"id": id, "name": "Bad", "audit_webhook_url": url}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{backend:?} {url}: {body}");
+            assert_eq!(
+                body["errors"][0]["field"],
+                json!("audit_webhook_url"),
+                "{body}"
+            );
+            let (status, _) = admin.get(&format!("/v1/tenants/{id}")).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "nothing created for {url}");
+        }
+        server.stop().await;
+        // An operator may allow a range explicitly; everything else stays refused.
+        let server = TestServer::start_with(backend, allow_loopback).await;
+        let (status, body) = server
+            .admin()
+            .post(
+                "/v1/tenants",
+                json!({"id": "local", "name": "Local", "audit_webhook_url": "http://127.0.0.1:9/h"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = server
+            .admin()
+            .post(
+                "/v1/tenants",
+                json!({"id": "private", "name": "P", "audit_webhook_url": "http://10.0.0.1/h"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        server.stop().await;
+    }
+}
+
+/// A receiver that answers every POST with a redirect to `target`.
+async fn start_redirector(target: String) -> (String, Received, tokio::task::JoinHandle<()>) {
+    let received = Received::default();
+    let seen = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let target = target.clone();
+            let seen = seen.clone();
+            async move {
+                seen.0
+                    .lock()
+                    .unwrap()
+                    .push((axum::http::HeaderMap::new(), body.to_vec()));
+                (
+                    axum::http::StatusCode::TEMPORARY_REDIRECT,
+                    [(axum::http::header::LOCATION, target)],
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (url, received, handle)
+}
+
+#[tokio::test]
+async fn deliveries_refuse_internal_addresses_and_never_follow_redirects() {
+    for backend in BACKENDS {
+        // The webhook driver's URL is checked again when delivering: a literal loopback
+        // address is refused without the allow-list, and nothing reaches it.
+        let (url, received, provisioner) = start_provisioner().await;
+        let server = TestServer::start_with(backend, |s| {
+            s.boundary_driver = BoundaryDriverSettings::Webhook {
+                url: url.clone(),
+                secret: "the-provisioner-secret".to_owned(),
+            };
+        })
+        .await;
+        let (status, body) = server
+            .admin()
+            .post(
+                "/v1/tenants",
+                json!({"id": "acme", "name": "Acme", "home_region": "eu-west-1"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(server.app.deliver_outbox().await.unwrap(), 0);
+        assert!(received.0.lock().unwrap().is_empty(), "{backend:?}");
+        assert_eq!(
+            server.app.outbox_backlog().await.unwrap()["pending"],
+            json!(1)
+        );
+        provisioner.abort();
+        server.stop().await;
+
+        // Allowed, but a redirect is not followed (here to a receiver that is itself allowed:
+        // a redirect could as well point at an internal address).
+        let (target, landed, target_task) = start_provisioner().await;
+        let (hook, redirected, hook_task) = start_redirector(target).await;
+        let server = TestServer::start_with(backend, allow_loopback).await;
+        let (status, body) = server
+            .admin()
+            .post(
+                "/v1/tenants",
+                json!({"id": "acme", "name": "Acme", "audit_webhook_url": hook}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert!(server.app.enqueue_audit_hooks().await.unwrap() > 0);
+        assert_eq!(server.app.deliver_outbox().await.unwrap(), 0);
+        assert_eq!(redirected.0.lock().unwrap().len(), 1, "{backend:?}");
+        assert!(
+            landed.0.lock().unwrap().is_empty(),
+            "the redirect was followed"
+        );
+        hook_task.abort();
+        target_task.abort();
         server.stop().await;
     }
 }
