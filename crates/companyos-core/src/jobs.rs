@@ -71,8 +71,11 @@ impl App {
         Ok(Some(done))
     }
 
-    /// Runs every job once (a tick).
+    /// Runs every job once (a tick), and this node's own housekeeping, which takes no lease.
     pub async fn run_jobs_once(&self) {
+        if let Err(error) = self.flush_auth_failures(false).await {
+            tracing::error!(%error, "cannot write the failed-authentication aggregates");
+        }
         for job in JOBS {
             let outcome = match self.run_job(job).await {
                 Ok(Some(_)) => "ok",
@@ -101,6 +104,10 @@ impl App {
                     if *shutdown.borrow() { break; }
                 }
             }
+        }
+        // Runs after the server stopped taking requests: every count reaches the audit log.
+        if let Err(error) = self.flush_auth_failures(true).await {
+            tracing::error!(%error, "cannot write the failed-authentication aggregates");
         }
     }
 

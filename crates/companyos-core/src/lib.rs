@@ -5,6 +5,7 @@
 pub mod app;
 pub mod approvals;
 pub mod audit;
+pub mod auth_failures;
 pub mod authz;
 pub mod bundles;
 pub mod clock;

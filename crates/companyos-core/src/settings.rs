@@ -127,6 +127,9 @@ pub struct Settings {
     /// internal ones (loopback, private, link-local, ...) only inside these ranges (empty by
     /// default). See `outbound`.
     pub outbound: OutboundPolicy,
+    /// Failed authentications one source address may make in a minute before it is answered
+    /// 429 (see `auth_failures`); its failures are audited either way.
+    pub auth_failures_per_minute_max: u64,
 }
 
 impl Settings {
@@ -161,6 +164,7 @@ impl Settings {
             outbox_attempts_max: 10,
             outbox_timeout: StdDuration::from_secs(10),
             outbound: OutboundPolicy::default(),
+            auth_failures_per_minute_max: 60,
         }
     }
 

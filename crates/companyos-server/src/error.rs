@@ -79,6 +79,8 @@ pub struct Problem {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub extra: Option<(&'static str, Value)>,
+    /// `Retry-After` of a 429.
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl std::ops::Deref for AppError {
@@ -108,6 +110,7 @@ impl AppError {
             detail: detail.into(),
             errors: Vec::new(),
             extra: None,
+            retry_after_seconds: None,
         }))
     }
 
@@ -195,6 +198,19 @@ impl From<ServiceError> for AppError {
                 "Temporarily unavailable",
                 detail,
             ),
+            ServiceError::RateLimited {
+                detail,
+                retry_after_seconds,
+            } => {
+                let mut error = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-requests",
+                    "Too many requests",
+                    detail,
+                );
+                error.retry_after_seconds = Some(retry_after_seconds);
+                error
+            }
             ServiceError::Store(store) => {
                 tracing::error!(error = %store, "store error");
                 Self::new(
@@ -252,6 +268,11 @@ impl IntoResponse for Problem {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after_seconds
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response

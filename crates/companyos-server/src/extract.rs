@@ -2,7 +2,9 @@
 //! naming the field on bad input, and the request id.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use companyos_core::Actor;
@@ -49,12 +51,19 @@ impl FromRequestParts<AppState> for Authed {
             .extensions
             .get::<MatchedPath>()
             .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+        // The peer address, for counting failed attempts per source (never a forwarded header,
+        // which the caller could set to anything).
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
         let principal = state
             .app
-            .authenticate(
+            .authenticate_from(
                 bearer(&parts.headers),
                 Some(&request_id),
                 &format!("route:{route}"),
+                source,
             )
             .await?;
         Ok(Authed(Actor {

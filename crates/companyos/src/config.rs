@@ -41,6 +41,7 @@ pub struct FileConfig {
     pub job_interval_seconds: Option<u64>,
     pub clock_offset_seconds: Option<i64>,
     pub outbound_allow_cidrs: Option<Vec<String>>,
+    pub auth_failures_per_minute_max: Option<u64>,
 }
 
 impl FileConfig {
@@ -137,6 +138,10 @@ pub struct ServerArgs {
         value_delimiter = ','
     )]
     pub outbound_allow_cidrs: Option<Vec<String>>,
+    /// Failed authentications one source address may make in a minute before it is answered
+    /// 429 (its repeated failures are audited as one aggregate record a minute). Default 60.
+    #[arg(long, global = true, env = "COMPANYOS_AUTH_FAILURES_PER_MINUTE_MAX")]
+    pub auth_failures_per_minute_max: Option<u64>,
     /// Shifts the service clock (game days and time-rule checks); 0 in production.
     #[arg(
         long,
@@ -247,6 +252,15 @@ pub fn resolve_server(
             );
         }
         settings.outbound.allow = allow;
+    }
+    if let Some(max) = pick(
+        &args.auth_failures_per_minute_max,
+        &file.auth_failures_per_minute_max,
+    ) {
+        if !(1..=1_000_000).contains(&max) {
+            bail!("setting auth_failures_per_minute_max must be between 1 and 1000000");
+        }
+        settings.auth_failures_per_minute_max = max;
     }
     let webhook_url = pick(&args.webhook_url, &file.webhook_url);
     let webhook_secret = pick(&args.webhook_secret, &file.webhook_secret);

@@ -7,7 +7,7 @@ use serde_json::json;
 use companyos_core::settings::BoundaryDriverSettings;
 
 use crate::boundaries::{Received, start_provisioner};
-use crate::support::{BACKENDS, TestServer, allow_loopback};
+use crate::support::{BACKENDS, TestServer, allow_loopback, audit};
 
 #[tokio::test]
 async fn unknown_problem_types_are_not_found() {
@@ -257,6 +257,67 @@ async fn deliveries_refuse_internal_addresses_and_never_follow_redirects() {
         );
         hook_task.abort();
         target_task.abort();
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn an_anonymous_flood_is_aggregated_and_rate_limited() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        let flood = server.api("cos_op_not-a-real-token");
+        let anonymous = server.anonymous();
+        let admin = server.admin();
+        let (mut unauthorized, mut limited) = (0, 0);
+        for i in 0..500 {
+            let client = if i % 2 == 0 { &flood } else { &anonymous };
+            let (status, headers, text) = client.raw(Method::GET, "/v1/tenants", None).await;
+            match status {
+                StatusCode::UNAUTHORIZED => unauthorized += 1,
+                StatusCode::TOO_MANY_REQUESTS => {
+                    limited += 1;
+                    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+                    assert!((1..=60).contains(&retry), "{retry}");
+                    assert!(text.contains("/problems/too-many-requests"), "{text}");
+                }
+                other => panic!("{other}: {text}"),
+            }
+            if i % 100 == 0 {
+                // A legitimate client from the same address is never turned away.
+                assert_eq!(admin.get("/v1/tenants").await.0, StatusCode::OK);
+            }
+        }
+        let per_minute = server.app.settings().auth_failures_per_minute_max;
+        assert_eq!(unauthorized, per_minute, "{backend:?}");
+        assert_eq!(limited, 500 - per_minute, "{backend:?}");
+        let single = audit(&server, "action=auth.authenticate").await;
+        assert_eq!(
+            single.len(),
+            1,
+            "only the first failure of the minute: {single:?}"
+        );
+        assert_eq!(single[0]["outcome"], json!("denied"));
+        assert!(
+            audit(&server, "action=auth.failed.aggregate")
+                .await
+                .is_empty(),
+            "written when the minute is over"
+        );
+        server.clock.advance(time::Duration::seconds(61));
+        assert_eq!(server.app.flush_auth_failures(false).await.unwrap(), 1);
+        let aggregate = audit(&server, "action=auth.failed.aggregate").await;
+        assert_eq!(aggregate.len(), 1, "{aggregate:?}");
+        assert_eq!(aggregate[0]["outcome"], json!("denied"));
+        assert_eq!(aggregate[0]["details"]["source"], json!("127.0.0.1"));
+        assert_eq!(aggregate[0]["details"]["count"], json!(500));
+        assert_eq!(
+            aggregate[0]["details"]["rate_limited"],
+            json!(500 - per_minute)
+        );
+        // A new minute: the source is audited (and answered 401) again.
+        let (status, _, _) = anonymous.raw(Method::GET, "/v1/tenants", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(audit(&server, "action=auth.authenticate").await.len(), 2);
         server.stop().await;
     }
 }

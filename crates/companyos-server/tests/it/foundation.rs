@@ -33,6 +33,8 @@ async fn missing_or_unknown_tokens_get_401_and_are_audited() {
         let server = TestServer::start(backend).await;
         let (status, body) = server.anonymous().get("/v1/tenants").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        // In another minute: a source's repeated failures within one are aggregated (edge.rs).
+        server.clock.advance(time::Duration::seconds(60));
         let (status, _) = server
             .api("cos_op_not-a-real-token")
             .get("/v1/tenants")
