@@ -707,6 +707,14 @@ impl App {
 
     // ---- policies, audit, evidence ----
 
+    /// The Prometheus text of `/metrics`: every tenant's event counts, so it is read under
+    /// policy (`metrics.read`) like any other cross-tenant read.
+    pub async fn metrics_text(&self, actor: &Actor) -> Result<String, ServiceError> {
+        self.authorize_read(actor, "metrics.read", Resource::Deployment, "metrics", None)
+            .await?;
+        Ok(self.inner.metrics.render())
+    }
+
     /// The policy text and its SHA-256.
     pub async fn policies(&self, actor: &Actor) -> Result<(String, String), ServiceError> {
         self.authorize_read(actor, "policy.read", Resource::Deployment, "policies", None)

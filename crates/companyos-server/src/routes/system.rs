@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::extract::Authed;
 use crate::routes::ok;
 
 pub async fn healthz() -> Response {
@@ -27,13 +28,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut response = state.app.metrics().render().into_response();
+/// `GET /metrics`: bearer token of a role allowed `metrics.read` (a `viewer` operator for a
+/// scraper); it names every tenant, so it is not for anonymous callers.
+pub async fn metrics(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+) -> Result<Response, AppError> {
+    let mut response = state.app.metrics_text(&actor).await?.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    response
+    Ok(response)
 }
 
 pub async fn openapi() -> Response {

@@ -56,13 +56,14 @@ enum Res {
 fn permits(caller: Caller, action: &str) -> bool {
     // "staff-read-tenants-usage-and-ledgers"
     const STAFF: [&str; 5] = ["viewer", "operator", "approver", "auditor", "billing"];
-    const STAFF_READS: [&str; 6] = [
+    const STAFF_READS: [&str; 7] = [
         "tenant.read",
         "usage.read",
         "ledger.read",
         "approval.read",
         "source.read",
         "metering.read",
+        "metrics.read",
     ];
     let role = match caller {
         // "tenant-keys-read-their-own-tenant" (and only on their own tenant: see `allowed`).

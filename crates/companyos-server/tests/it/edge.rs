@@ -7,7 +7,7 @@ use serde_json::json;
 use companyos_core::settings::BoundaryDriverSettings;
 
 use crate::boundaries::{Received, start_provisioner};
-use crate::support::{BACKENDS, TestServer, allow_loopback, audit};
+use crate::support::{BACKENDS, START, TestServer, allow_loopback, audit, event};
 
 #[tokio::test]
 async fn unknown_problem_types_are_not_found() {
@@ -318,6 +318,76 @@ async fn an_anonymous_flood_is_aggregated_and_rate_limited() {
         let (status, _, _) = anonymous.raw(Method::GET, "/v1/tenants", None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
         assert_eq!(audit(&server, "action=auth.authenticate").await.len(), 2);
+        server.stop().await;
+    }
+}
+
+/// The value of one series in a Prometheus text exposition, 0 when absent.
+fn series(text: &str, name_and_labels: &str) -> u64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn metrics_need_a_reader_and_label_only_real_tenants() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        let (status, _, _) = server.anonymous().raw(Method::GET, "/metrics", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{backend:?}");
+        let ingest = server.operator("meter", "ingest").await;
+        let (status, _, _) = ingest.raw(Method::GET, "/metrics", None).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "a service account reads no tenant's counts"
+        );
+        let denied = audit(&server, "action=metrics.read&outcome=denied").await;
+        assert_eq!(denied.len(), 1, "{denied:?}");
+        let scraper = server.operator("prometheus", "viewer").await;
+
+        // Events naming tenants that do not exist, enough to use up the whole label budget if
+        // each took a label: rejected, and counted under one `_unknown` label.
+        let ghosts = companyos_core::metrics::LABEL_SETS_MAX;
+        for chunk in 0..ghosts / 2_000 {
+            let events: Vec<_> = (0..2_000)
+                .map(|i| {
+                    let n = chunk * 2_000 + i;
+                    event(&format!("ghost-{n}"), &format!("g{n}"), "1", START)
+                })
+                .collect();
+            let (status, body) = ingest.post("/v1/events", json!(events)).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["rejected"], json!(2_000), "{backend:?}");
+        }
+        // A tenant created afterwards still gets its own counter.
+        server.tenant("acme").await;
+        let (status, body) = ingest
+            .post("/v1/events", json!([event("acme", "a1", "1", START)]))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, _, text) = scraper.raw(Method::GET, "/metrics", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(!text.contains("ghost-"), "{backend:?}");
+        assert_eq!(
+            series(
+                &text,
+                "companyos_usage_events_total{status=\"rejected\",tenant=\"_unknown\"}"
+            ) + series(
+                &text,
+                "companyos_usage_events_total{tenant=\"_unknown\",status=\"rejected\"}"
+            ),
+            ghosts as u64,
+            "{text}"
+        );
+        assert_eq!(
+            series(
+                &text,
+                "companyos_usage_events_total{tenant=\"acme\",status=\"accepted\"}"
+            ),
+            1,
+            "{text}"
+        );
         server.stop().await;
     }
 }

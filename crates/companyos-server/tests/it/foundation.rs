@@ -115,7 +115,8 @@ async fn health_readiness_metrics_and_openapi() {
     let anonymous = server.anonymous();
     assert_eq!(anonymous.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(anonymous.get("/readyz").await.0, StatusCode::OK);
-    let (status, text) = anonymous.text("/metrics").await;
+    assert_eq!(anonymous.text("/metrics").await.0, StatusCode::UNAUTHORIZED);
+    let (status, text) = server.admin().text("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains("companyos_http_requests_total"), "{text}");
     let (status, document) = anonymous.get("/openapi.json").await;
