@@ -130,6 +130,16 @@ pub struct Settings {
     /// Failed authentications one source address may make in a minute before it is answered
     /// 429 (see `auth_failures`); its failures are audited either way.
     pub auth_failures_per_minute_max: u64,
+    /// HTTP server (read by `companyos-server`, here so every adapter and test sets them in one
+    /// place): a client must send a request's whole header within this time, or the
+    /// connection is closed (slow or half-sent requests cannot hold a connection).
+    pub http_header_read_timeout: StdDuration,
+    /// A keep-alive connection with no request in flight and no bytes moving for this long is
+    /// closed.
+    pub http_idle_timeout: StdDuration,
+    /// Open connections at most; one more is closed at once (the client may retry), so file
+    /// handles stay available for the store and for `/healthz`.
+    pub http_connections_max: usize,
 }
 
 impl Settings {
@@ -165,6 +175,9 @@ impl Settings {
             outbox_timeout: StdDuration::from_secs(10),
             outbound: OutboundPolicy::default(),
             auth_failures_per_minute_max: 60,
+            http_header_read_timeout: StdDuration::from_secs(10),
+            http_idle_timeout: StdDuration::from_secs(60),
+            http_connections_max: 512,
         }
     }
 

@@ -42,6 +42,9 @@ pub struct FileConfig {
     pub clock_offset_seconds: Option<i64>,
     pub outbound_allow_cidrs: Option<Vec<String>>,
     pub auth_failures_per_minute_max: Option<u64>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub connections_max: Option<usize>,
 }
 
 impl FileConfig {
@@ -142,6 +145,16 @@ pub struct ServerArgs {
     /// 429 (its repeated failures are audited as one aggregate record a minute). Default 60.
     #[arg(long, global = true, env = "COMPANYOS_AUTH_FAILURES_PER_MINUTE_MAX")]
     pub auth_failures_per_minute_max: Option<u64>,
+    /// Milliseconds a client has to send a request's whole header before the connection is
+    /// closed. Default 10000.
+    #[arg(long, global = true, env = "COMPANYOS_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a keep-alive connection may sit idle before it is closed. Default 60000.
+    #[arg(long, global = true, env = "COMPANYOS_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Open HTTP connections at most; one more is closed at once. Default 512.
+    #[arg(long, global = true, env = "COMPANYOS_CONNECTIONS_MAX")]
+    pub connections_max: Option<usize>,
     /// Shifts the service clock (game days and time-rule checks); 0 in production.
     #[arg(
         long,
@@ -261,6 +274,24 @@ pub fn resolve_server(
             bail!("setting auth_failures_per_minute_max must be between 1 and 1000000");
         }
         settings.auth_failures_per_minute_max = max;
+    }
+    if let Some(ms) = pick(&args.header_read_timeout_ms, &file.header_read_timeout_ms) {
+        if !(100..=600_000).contains(&ms) {
+            bail!("setting header_read_timeout_ms must be between 100 and 600000");
+        }
+        settings.http_header_read_timeout = StdDuration::from_millis(ms);
+    }
+    if let Some(ms) = pick(&args.idle_timeout_ms, &file.idle_timeout_ms) {
+        if !(100..=3_600_000).contains(&ms) {
+            bail!("setting idle_timeout_ms must be between 100 and 3600000");
+        }
+        settings.http_idle_timeout = StdDuration::from_millis(ms);
+    }
+    if let Some(max) = pick(&args.connections_max, &file.connections_max) {
+        if !(1..=1_000_000).contains(&max) {
+            bail!("setting connections_max must be between 1 and 1000000");
+        }
+        settings.http_connections_max = max;
     }
     let webhook_url = pick(&args.webhook_url, &file.webhook_url);
     let webhook_secret = pick(&args.webhook_secret, &file.webhook_secret);

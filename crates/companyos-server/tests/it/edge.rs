@@ -391,3 +391,101 @@ async fn metrics_need_a_reader_and_label_only_real_tenants() {
         server.stop().await;
     }
 }
+
+/// Reads until the server closes the connection; false if it is still open after `limit`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, limit: std::time::Duration) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(limit, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn connect(server: &TestServer) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(server.url.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// GET /healthz on a fresh connection, retried while the server sheds load.
+async fn healthz_answers(server: &TestServer) -> bool {
+    for _ in 0..100 {
+        let client = reqwest::Client::new();
+        if let Ok(response) = client.get(format!("{}/healthz", server.url)).send().await
+            && response.status() == StatusCode::OK
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn half_sent_requests_are_closed_and_connections_are_limited() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let limit = 8;
+    let server = TestServer::start_with(crate::support::Backend::Sqlite, |s| {
+        s.http_header_read_timeout = std::time::Duration::from_millis(1_000);
+        s.http_connections_max = limit;
+    })
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..limit {
+        let mut stream = connect(&server).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Over the limit: closed without an answer, not queued and not served.
+    let mut extra = connect(&server).await;
+    let _ = extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let mut answer = Vec::new();
+    let _ = extra.read_to_end(&mut answer).await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    // Every half-sent request is closed once its header is overdue...
+    for stream in &mut slow {
+        assert!(closed_within(stream, std::time::Duration::from_secs(15)).await);
+    }
+    // ...and the server answers again.
+    assert!(healthz_answers(&server).await);
+    // More half-sent requests than the limit, at once: the server still recovers.
+    let mut flood = Vec::new();
+    for _ in 0..limit * 4 {
+        let mut stream = connect(&server).await;
+        let _ = stream.write_all(b"POST /v1/events HTTP/1.1\r\n").await;
+        flood.push(stream);
+    }
+    assert!(healthz_answers(&server).await);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    use tokio::io::AsyncWriteExt as _;
+    let server = TestServer::start_with(crate::support::Backend::Sqlite, |s| {
+        // Far longer than the wait below: only the idle timeout can close the connection.
+        s.http_header_read_timeout = std::time::Duration::from_secs(60);
+        s.http_idle_timeout = std::time::Duration::from_millis(500);
+    })
+    .await;
+    let mut stream = connect(&server).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(closed_within(&mut stream, std::time::Duration::from_secs(15)).await);
+    // A connection that never sends anything is idle too.
+    let mut silent = connect(&server).await;
+    assert!(closed_within(&mut silent, std::time::Duration::from_secs(15)).await);
+    server.stop().await;
+}
