@@ -365,3 +365,66 @@ pub fn resolve_server(
         )?),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &ServerArgs, file: &FileConfig) -> anyhow::Result<ResolvedServer> {
+        resolve_server(PathBuf::from("data"), None, args, file)
+    }
+
+    #[test]
+    fn edge_settings_resolve_and_are_validated() {
+        let defaults = resolve(&ServerArgs::default(), &FileConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(defaults.settings.outbound.allow.is_empty());
+        assert_eq!(defaults.settings.http_connections_max, 512);
+        let args = ServerArgs {
+            outbound_allow_cidrs: Some(vec!["10.0.0.0/8".into(), " 127.0.0.1/32".into()]),
+            header_read_timeout_ms: Some(2_000),
+            idle_timeout_ms: Some(30_000),
+            connections_max: Some(64),
+            auth_failures_per_minute_max: Some(10),
+            ..ServerArgs::default()
+        };
+        let resolved = resolve(&args, &FileConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let s = &resolved.settings;
+        assert_eq!(s.outbound.allow.len(), 2);
+        assert_eq!(s.http_header_read_timeout, StdDuration::from_secs(2));
+        assert_eq!(s.http_idle_timeout, StdDuration::from_secs(30));
+        assert_eq!(s.http_connections_max, 64);
+        assert_eq!(s.auth_failures_per_minute_max, 10);
+        let bad = ServerArgs {
+            outbound_allow_cidrs: Some(vec!["10.0.0.1/8".into()]),
+            ..ServerArgs::default()
+        };
+        let error = resolve(&bad, &FileConfig::default())
+            .err()
+            .map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("outbound_allow_cidrs")));
+    }
+
+    #[test]
+    fn the_webhook_driver_url_must_be_reachable_under_the_outbound_policy() {
+        let file = FileConfig {
+            boundary_driver: Some("webhook".into()),
+            webhook_url: Some("http://169.254.169.254/provision".into()),
+            webhook_secret: Some("a-secret-of-enough-length".into()),
+            ..FileConfig::default()
+        };
+        let error = resolve(&ServerArgs::default(), &file)
+            .err()
+            .map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("webhook_url")), "refused");
+        let file = FileConfig {
+            webhook_url: Some("http://127.0.0.1:9000/provision".into()),
+            outbound_allow_cidrs: Some(vec!["127.0.0.1/32".into()]),
+            ..file
+        };
+        assert!(
+            resolve(&ServerArgs::default(), &file).is_ok(),
+            "allowed explicitly"
+        );
+    }
+}
