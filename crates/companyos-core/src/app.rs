@@ -364,7 +364,8 @@ impl App {
                     outcome: AuditOutcome::Denied,
                     reason: Some(reason.to_owned()),
                     request_id: request_id.map(str::to_owned),
-                    details: json!({"source": source.map(|ip| ip.to_string())}),
+                    details: source
+                        .map_or_else(|| json!({}), |ip| json!({"source": ip.to_string()})),
                 };
                 self.audit_alone(entry).await?;
                 Err(ServiceError::Unauthenticated(reason.to_owned()))
@@ -378,6 +379,10 @@ impl App {
     pub async fn flush_auth_failures(&self, all: bool) -> Result<usize, ServiceError> {
         let ended = self.inner.auth_failures.take_ended(self.now(), all);
         let written = ended.len();
+        if ended.is_empty() {
+            return Ok(0);
+        }
+        let mut entries = Vec::with_capacity(written);
         for aggregate in ended {
             let source = aggregate.source.to_string();
             let entry = NewAudit {
@@ -398,8 +403,19 @@ impl App {
                     "window_seconds": crate::auth_failures::WINDOW_SECONDS,
                 }),
             };
-            self.audit_alone(entry).await?;
+            entries.push(entry);
         }
+        // One transaction for the whole minute, however many sources it saw.
+        let mut tx = self.db().begin().await?;
+        audit::append(
+            self.db(),
+            &mut tx,
+            self.inner.authz.policy_sha256(),
+            self.now(),
+            entries,
+        )
+        .await?;
+        tx.commit().await?;
         Ok(written)
     }
 

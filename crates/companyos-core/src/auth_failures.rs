@@ -8,6 +8,8 @@
 //! limiter, not a correctness matter (every failure is still counted in an audit record of the
 //! node that saw it; a crash loses at most the current minute's count of repeated failures).
 //! The number of tracked sources is bounded; past it, new sources share one overflow bucket.
+//! An IPv6 source is its /64 (one host is usually given a whole /64, so counting single
+//! addresses would let it start afresh with every address it picks).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -30,7 +32,8 @@ pub enum Source {
 impl std::fmt::Display for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Source::Address(ip) => write!(f, "{ip}"),
+            Source::Address(ip @ IpAddr::V4(_)) => write!(f, "{ip}"),
+            Source::Address(ip @ IpAddr::V6(_)) => write!(f, "{ip}/64"),
             Source::Overflow => f.write_str("overflow"),
         }
     }
@@ -105,6 +108,7 @@ impl AuthFailures {
 
     /// Records one failure of `address` and says how to answer it.
     pub fn record(&self, address: IpAddr, now: OffsetDateTime) -> Verdict {
+        let address = source_network(address);
         let Ok(mut state) = self.state.lock() else {
             return Verdict::Audit;
         };
@@ -162,6 +166,18 @@ impl AuthFailures {
     }
 }
 
+/// The address failures are counted under: an IPv4 address (also when IPv4-mapped), or the
+/// /64 network of an IPv6 address.
+pub fn source_network(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
 fn retry_after(now: OffsetDateTime) -> u64 {
     let left = window_start(now) + WINDOW_SECONDS - now.unix_timestamp();
     u64::try_from(left.max(1)).unwrap_or(1)
@@ -198,6 +214,20 @@ mod tests {
             failures.take_ended(later, true).is_empty(),
             "one failure only"
         );
+    }
+
+    #[test]
+    fn an_ipv6_source_is_its_64() {
+        let failures = AuthFailures::new(100);
+        let t = datetime!(2026-03-02 12:00:10 UTC);
+        let one: IpAddr = "2001:db8:1:2::1".parse().unwrap_or(IpAddr::from([0u8; 16]));
+        let other: IpAddr = "2001:db8:1:2:ffff::9"
+            .parse()
+            .unwrap_or(IpAddr::from([0u8; 16]));
+        assert_eq!(failures.record(one, t), Verdict::Audit);
+        assert_eq!(failures.record(other, t), Verdict::Counted, "same /64");
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap_or(IpAddr::from([0u8; 16]));
+        assert_eq!(source_network(mapped), IpAddr::from([10, 0, 0, 1]));
     }
 
     #[test]
