@@ -489,3 +489,48 @@ async fn idle_keep_alive_connections_are_closed() {
     assert!(closed_within(&mut silent, std::time::Duration::from_secs(15)).await);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_lets_a_request_in_flight_finish() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let server = TestServer::start(crate::support::Backend::Sqlite).await;
+    let body = br#"{"name": "late-olga", "role": "viewer"}"#;
+    let (first, rest) = body.split_at(10);
+    let mut stream = connect(&server).await;
+    let head = format!(
+        "POST /v1/operators HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        server.admin_token,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(first).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    // Shut down while the request is in flight (its body half sent)...
+    let url = server.url.clone();
+    let stopping = tokio::spawn(server.stop());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(!stopping.is_finished(), "waits for the request in flight");
+    // ...no new connection is taken...
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .is_err()
+    );
+    // ...and the request in flight is answered.
+    stream.write_all(rest).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    tokio::time::timeout(std::time::Duration::from_secs(15), stopping)
+        .await
+        .expect("the server stops once the request is answered")
+        .unwrap();
+}
