@@ -3,16 +3,19 @@
 //! is always authorize (Cedar) -> act -> audit in one transaction; a denied or failed attempt is
 //! audited in a transaction of its own.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use companyos_domain::audit::{AuditOutcome, AuditRecord};
+use companyos_domain::time_util::format_rfc3339;
 use companyos_domain::{OperatorName, Role};
 use serde_json::{Value, json};
 use sqlx::Row as _;
 use time::OffsetDateTime;
 
 use crate::audit::{self, AuditFilter, NewAudit};
+use crate::auth_failures::{AuthFailures, Verdict};
 use crate::authz::{Authorizer, AuthzDecision, PolicyError, Principal, Resource};
 use crate::clock::Clock;
 use crate::db::{Db, PoolOptions, StoreError, Tx, sqlite_url_in};
@@ -108,6 +111,10 @@ pub(crate) struct AppInner {
     pub ingest: IngestQueue,
     /// Identifies this process in job leases.
     pub node_id: String,
+    /// The one client of outbound deliveries, guarded by `settings.outbound`.
+    pub outbound_http: reqwest::Client,
+    /// Failed authentications per source and minute (this node only).
+    pub auth_failures: AuthFailures,
 }
 
 /// A created operator, with its token (shown once).
@@ -187,6 +194,11 @@ impl App {
             EvidenceStoreKind::Database => Arc::new(DbBlobStore::new(db.clone())),
         };
         let ingest = IngestQueue::new(settings.ingest_queue_capacity);
+        let settings_auth_failures_max = settings.auth_failures_per_minute_max;
+        let outbound_http = settings
+            .outbound
+            .client(settings.outbox_timeout)
+            .map_err(|e| StartError::Settings(format!("the outbound HTTP client: {e}")))?;
         let app = App {
             inner: Arc::new(AppInner {
                 db,
@@ -198,6 +210,8 @@ impl App {
                 metrics: Metrics::default(),
                 ingest,
                 node_id: new_id("node", now),
+                outbound_http,
+                auth_failures: AuthFailures::new(settings_auth_failures_max),
             }),
         };
         let admin_token = app.bootstrap_admin().await?;
@@ -380,6 +394,22 @@ impl App {
         request_id: Option<&str>,
         route: &str,
     ) -> Result<Principal, ServiceError> {
+        self.authenticate_from(token, request_id, route, None).await
+    }
+
+    /// Authenticates a request from `source` (the peer address). Every failure is audited, but
+    /// a source's repeated failures within a minute are only counted and audited as one
+    /// aggregate record, and past the rate answered 429 with no store write (`auth_failures`).
+    /// A valid credential is always looked up and accepted, so a legitimate client sharing an
+    /// address (NAT, a proxy) with a flood is not locked out. Without a source, every failure
+    /// is audited on its own.
+    pub async fn authenticate_from(
+        &self,
+        token: Option<&str>,
+        request_id: Option<&str>,
+        route: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Principal, ServiceError> {
         let found = match token {
             Some(token) => self.lookup_token(token).await?,
             None => None,
@@ -392,6 +422,25 @@ impl App {
                 } else {
                     "no credential"
                 };
+                let verdict = source.map_or(Verdict::Audit, |ip| {
+                    self.inner.auth_failures.record(ip, self.now())
+                });
+                match verdict {
+                    Verdict::Audit => {}
+                    Verdict::Counted => {
+                        return Err(ServiceError::Unauthenticated(reason.to_owned()));
+                    }
+                    Verdict::Limited {
+                        retry_after_seconds,
+                    } => {
+                        return Err(ServiceError::RateLimited {
+                            detail: format!(
+                                "too many failed authentications from this address ({reason})"
+                            ),
+                            retry_after_seconds,
+                        });
+                    }
+                }
                 let entry = NewAudit {
                     id: None,
                     actor: "anonymous".to_owned(),
@@ -402,12 +451,59 @@ impl App {
                     outcome: AuditOutcome::Denied,
                     reason: Some(reason.to_owned()),
                     request_id: request_id.map(str::to_owned),
-                    details: json!({}),
+                    details: source
+                        .map_or_else(|| json!({}), |ip| json!({"source": ip.to_string()})),
                 };
                 self.audit_alone(entry).await?;
                 Err(ServiceError::Unauthenticated(reason.to_owned()))
             }
         }
+    }
+
+    /// Writes the aggregate audit record of every failed-authentication window that is over
+    /// (of every window when `all`, at shutdown). Runs with the jobs on every node: the counts
+    /// are this node's own. Returns the records written.
+    pub async fn flush_auth_failures(&self, all: bool) -> Result<usize, ServiceError> {
+        let ended = self.inner.auth_failures.take_ended(self.now(), all);
+        let written = ended.len();
+        if ended.is_empty() {
+            return Ok(0);
+        }
+        let mut entries = Vec::with_capacity(written);
+        for aggregate in ended {
+            let source = aggregate.source.to_string();
+            let entry = NewAudit {
+                id: None,
+                actor: "anonymous".to_owned(),
+                role: "none".to_owned(),
+                action: "auth.failed.aggregate".to_owned(),
+                target: format!("source:{source}"),
+                tenant_id: None,
+                outcome: AuditOutcome::Denied,
+                reason: Some("repeated failed authentication from one source".to_owned()),
+                request_id: None,
+                details: json!({
+                    "source": source,
+                    "count": aggregate.count,
+                    "rate_limited": aggregate.limited,
+                    "window_start": format_rfc3339(aggregate.window_start),
+                    "window_seconds": crate::auth_failures::WINDOW_SECONDS,
+                }),
+            };
+            entries.push(entry);
+        }
+        // One transaction for the whole minute, however many sources it saw.
+        let mut tx = self.db().begin().await?;
+        audit::append(
+            self.db(),
+            &mut tx,
+            self.inner.authz.policy_sha256(),
+            self.now(),
+            entries,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(written)
     }
 
     async fn lookup_token(&self, token: &str) -> Result<Option<Principal>, ServiceError> {
@@ -736,6 +832,14 @@ impl App {
     }
 
     // ---- policies, audit, evidence ----
+
+    /// The Prometheus text of `/metrics`: every tenant's event counts, so it is read under
+    /// policy (`metrics.read`) like any other cross-tenant read.
+    pub async fn metrics_text(&self, actor: &Actor) -> Result<String, ServiceError> {
+        self.authorize_read(actor, "metrics.read", Resource::Deployment, "metrics", None)
+            .await?;
+        Ok(self.inner.metrics.render())
+    }
 
     /// The policy text and its SHA-256.
     pub async fn policies(&self, actor: &Actor) -> Result<(String, String), ServiceError> {

@@ -28,6 +28,12 @@ pub enum ServiceError {
     /// Temporarily unable to take the request (a full queue, shutting down): retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Too many failed attempts from one source: retry after this many seconds.
+    #[error("rate limited: {detail}")]
+    RateLimited {
+        detail: String,
+        retry_after_seconds: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("internal error: {0}")]
@@ -54,9 +60,9 @@ impl ServiceError {
     /// The audit outcome of an attempt that ended with this error.
     pub fn audit_outcome(&self) -> companyos_domain::audit::AuditOutcome {
         match self {
-            ServiceError::Unauthenticated(_) | ServiceError::Forbidden(_) => {
-                companyos_domain::audit::AuditOutcome::Denied
-            }
+            ServiceError::Unauthenticated(_)
+            | ServiceError::Forbidden(_)
+            | ServiceError::RateLimited { .. } => companyos_domain::audit::AuditOutcome::Denied,
             _ => companyos_domain::audit::AuditOutcome::Failed,
         }
     }

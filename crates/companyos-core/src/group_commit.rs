@@ -453,29 +453,37 @@ impl App {
         }
         let written = write_state(tx, &mut state, now_micros, keys_in_store).await?;
         audit::append(db, tx, self.authorizer().policy_sha256(), now, audits).await?;
+        // Only tenants that exist get a label of their own: events naming any other tenant are
+        // counted together, so made-up names cannot use up the label budget.
+        let mut unknown_tenant = state.rejected_without_tenant;
         for slot in &state.slots {
             for status in STATUSES {
                 let n = slot.statuses.get(status);
-                if n > 0 {
-                    self.inner.metrics.increment(
-                        "companyos_usage_events_total",
-                        vec![
-                            ("tenant", slot.tenant_id.to_owned()),
-                            ("status", status.as_str().to_owned()),
-                        ],
-                        n,
-                    );
+                if n == 0 {
+                    continue;
                 }
+                if slot.status.is_none() {
+                    unknown_tenant += n;
+                    continue;
+                }
+                self.inner.metrics.increment(
+                    "companyos_usage_events_total",
+                    vec![
+                        ("tenant", slot.tenant_id.to_owned()),
+                        ("status", status.as_str().to_owned()),
+                    ],
+                    n,
+                );
             }
         }
-        if state.rejected_without_tenant > 0 {
+        if unknown_tenant > 0 {
             self.inner.metrics.increment(
                 "companyos_usage_events_total",
                 vec![
-                    ("tenant", "unknown".to_owned()),
+                    ("tenant", crate::metrics::UNKNOWN_TENANT.to_owned()),
                     ("status", EventStatus::Rejected.as_str().to_owned()),
                 ],
-                state.rejected_without_tenant,
+                unknown_tenant,
             );
         }
         Ok((decisions, written))

@@ -2,8 +2,6 @@
 //! delivery. Each run of each job holds a lease row, so with several nodes on one database
 //! exactly one node runs a job at a time; a node that dies loses its lease when it expires.
 
-use std::time::Duration as StdDuration;
-
 use companyos_domain::LifecycleAction;
 use companyos_domain::time_util::to_micros;
 use sqlx::Row as _;
@@ -56,11 +54,7 @@ impl App {
     }
 
     /// Runs one job now if this node holds (or takes) its lease. Returns the work done.
-    pub async fn run_job(
-        &self,
-        job: &str,
-        http: &reqwest::Client,
-    ) -> Result<Option<usize>, ServiceError> {
+    pub async fn run_job(&self, job: &str) -> Result<Option<usize>, ServiceError> {
         if !self.acquire_lease(job).await? {
             return Ok(None);
         }
@@ -70,17 +64,20 @@ impl App {
             "purge-timer" => self.purge_due_tenants().await?,
             "approval-expiry" => self.expire_approvals().await?,
             "audit-hooks" => self.enqueue_audit_hooks().await?,
-            "outbox" => self.deliver_outbox(http).await?,
+            "outbox" => self.deliver_outbox().await?,
             "analyze" => self.refresh_statistics().await?,
             other => return Err(ServiceError::Internal(format!("unknown job {other}"))),
         };
         Ok(Some(done))
     }
 
-    /// Runs every job once (a tick).
-    pub async fn run_jobs_once(&self, http: &reqwest::Client) {
+    /// Runs every job once (a tick), and this node's own housekeeping, which takes no lease.
+    pub async fn run_jobs_once(&self) {
+        if let Err(error) = self.flush_auth_failures(false).await {
+            tracing::error!(%error, "cannot write the failed-authentication aggregates");
+        }
         for job in JOBS {
-            let outcome = match self.run_job(job, http).await {
+            let outcome = match self.run_job(job).await {
                 Ok(Some(_)) => "ok",
                 Ok(None) => "skipped",
                 Err(error) => {
@@ -98,26 +95,19 @@ impl App {
 
     /// Runs the jobs every `job_interval` until `shutdown` turns true.
     pub async fn run_jobs(&self, mut shutdown: watch::Receiver<bool>) {
-        let http = match reqwest::Client::builder()
-            .timeout(self.settings().outbox_timeout)
-            .connect_timeout(StdDuration::from_secs(5))
-            .build()
-        {
-            Ok(client) => client,
-            Err(error) => {
-                tracing::error!(%error, "cannot build the HTTP client of the jobs");
-                return;
-            }
-        };
         let mut interval = tokio::time::interval(self.settings().job_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = interval.tick() => self.run_jobs_once(&http).await,
+                _ = interval.tick() => self.run_jobs_once().await,
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() { break; }
                 }
             }
+        }
+        // Runs after the server stopped taking requests: every count reaches the audit log.
+        if let Err(error) = self.flush_auth_failures(true).await {
+            tracing::error!(%error, "cannot write the failed-authentication aggregates");
         }
     }
 

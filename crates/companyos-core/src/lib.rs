@@ -5,6 +5,7 @@
 pub mod app;
 pub mod approvals;
 pub mod audit;
+pub mod auth_failures;
 pub mod authz;
 pub mod bundles;
 pub mod clock;
@@ -23,6 +24,7 @@ pub mod ledger_store;
 pub mod metering;
 pub mod metrics;
 pub mod minisign;
+pub mod outbound;
 pub mod outbox;
 pub mod provisioning;
 pub mod reports;

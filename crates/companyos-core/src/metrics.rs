@@ -6,8 +6,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
-/// Upper bound on distinct label sets per metric family.
+/// Upper bound on distinct label sets per metric family. Past it, new label sets are counted
+/// under one series whose every label value is [`OVERFLOW`], so nothing goes uncounted and a
+/// full family shows plainly. Per-tenant labels are given only to tenants that exist.
 pub const LABEL_SETS_MAX: usize = 10_000;
+/// The label value of the overflow series (never a valid tenant id, route or status).
+pub const OVERFLOW: &str = "_overflow";
+/// The `tenant` label of events that name no existing tenant (never a valid tenant id).
+pub const UNKNOWN_TENANT: &str = "_unknown";
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -61,9 +67,14 @@ impl Metrics {
             return;
         };
         let family = counters.entry(name).or_default();
-        if family.len() >= LABEL_SETS_MAX && !family.contains_key(&labels) {
-            return;
-        }
+        let labels = if family.len() >= LABEL_SETS_MAX && !family.contains_key(&labels) {
+            labels
+                .into_iter()
+                .map(|(key, _)| (key, OVERFLOW.to_owned()))
+                .collect()
+        } else {
+            labels
+        };
         *family.entry(labels).or_default() += by;
     }
 
@@ -126,4 +137,25 @@ fn escape(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_family_counts_new_label_sets_under_the_overflow_series() {
+        let metrics = Metrics::default();
+        for i in 0..LABEL_SETS_MAX + 3 {
+            metrics.increment("t", vec![("tenant", format!("t{i}"))], 1);
+        }
+        metrics.increment("t", vec![("tenant", "t0".to_owned())], 1);
+        let text = metrics.render();
+        assert!(text.contains("t{tenant=\"_overflow\"} 3"), "three new ones");
+        assert!(
+            text.contains("t{tenant=\"t0\"} 2"),
+            "known ones still count"
+        );
+        assert_eq!(metrics.total("t"), LABEL_SETS_MAX as u64 + 4);
+    }
 }

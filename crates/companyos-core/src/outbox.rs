@@ -3,8 +3,6 @@
 //! exponential backoff by the outbox job, so a change is never announced unless committed, and
 //! never committed without being announced.
 
-use std::time::Duration as StdDuration;
-
 use companyos_domain::time_util::to_micros;
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row as _};
@@ -13,6 +11,7 @@ use time::{Duration, OffsetDateTime};
 use crate::app::App;
 use crate::db::StoreError;
 use crate::error::ServiceError;
+use crate::outbound::OutboundPolicy;
 use crate::provisioning::{tenant_dir, webhook_signature};
 use crate::settings::BoundaryDriverSettings;
 use crate::util::new_id;
@@ -59,7 +58,9 @@ struct Message {
 
 impl App {
     /// Delivers due outbox messages (the outbox job). Returns how many were delivered.
-    pub async fn deliver_outbox(&self, http: &reqwest::Client) -> Result<usize, ServiceError> {
+    /// Every delivery goes through the App's guarded client (`outbound`): internal addresses
+    /// are refused unless allowed, and redirects are not followed.
+    pub async fn deliver_outbox(&self) -> Result<usize, ServiceError> {
         let now = self.now();
         let rows = sqlx::query(
             "SELECT id, topic, tenant_id, destination, payload, attempts FROM outbox \
@@ -80,7 +81,7 @@ impl App {
                 payload: row.try_get("payload")?,
                 attempts: row.try_get("attempts")?,
             };
-            let result = self.deliver(http, &message).await;
+            let result = self.deliver(&message).await;
             let now = self.now();
             match result {
                 Ok(()) => {
@@ -114,11 +115,13 @@ impl App {
         Ok(delivered)
     }
 
-    async fn deliver(&self, http: &reqwest::Client, message: &Message) -> Result<(), String> {
+    async fn deliver(&self, message: &Message) -> Result<(), String> {
+        let http = &self.inner.outbound_http;
+        let policy = &self.settings().outbound;
         match message.destination.as_str() {
             "driver" => match &self.settings().boundary_driver {
                 BoundaryDriverSettings::Webhook { url, secret } => {
-                    post_signed(http, url, secret, message, self.now()).await
+                    post_signed(http, policy, url, secret, message, self.now()).await
                 }
                 BoundaryDriverSettings::Directory => {
                     // The directory driver's workloads read their desired state from a file.
@@ -142,7 +145,7 @@ impl App {
                     .as_deref()
                     .map(|t| self.audit_hook_secret(t))
                     .unwrap_or_default();
-                post_signed(http, url, &secret, message, self.now()).await
+                post_signed(http, policy, url, &secret, message, self.now()).await
             }
             other => Err(format!("unknown destination {other:?}")),
         }
@@ -173,11 +176,17 @@ impl App {
 
 async fn post_signed(
     http: &reqwest::Client,
+    policy: &OutboundPolicy,
     url: &str,
     secret: &str,
     message: &Message,
     now: OffsetDateTime,
 ) -> Result<(), String> {
+    // Checked again at delivery: the resolver sees names only, never an IP literal, and the
+    // allow-list may have narrowed since the URL was stored.
+    let url = policy
+        .check_url(url)
+        .map_err(|why| format!("refused {url}: {why}"))?;
     let body = json!({
         "id": message.id,
         "topic": message.topic,
@@ -187,8 +196,7 @@ async fn post_signed(
     .to_string();
     let timestamp = now.unix_timestamp();
     let response = http
-        .post(url)
-        .timeout(StdDuration::from_secs(10))
+        .post(url.clone())
         .header("content-type", "application/json")
         .header("x-companyos-id", message.id.as_str())
         .header("x-companyos-timestamp", timestamp.to_string())

@@ -10,6 +10,8 @@ use companyos_domain::plan::{Plan, default_plans, default_regions};
 use companyos_domain::{LifecycleAction, PlanName, RegionName};
 use time::Duration;
 
+use crate::outbound::OutboundPolicy;
+
 /// What to do with usage events that carry no `source_signature`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SignatureRequirement {
@@ -121,6 +123,23 @@ pub struct Settings {
     /// Outbox deliveries are retried at most this many times.
     pub outbox_attempts_max: u32,
     pub outbox_timeout: StdDuration,
+    /// Which addresses webhooks and the webhook driver may reach: public addresses always,
+    /// internal ones (loopback, private, link-local, ...) only inside these ranges (empty by
+    /// default). See `outbound`.
+    pub outbound: OutboundPolicy,
+    /// Failed authentications one source address may make in a minute before it is answered
+    /// 429 (see `auth_failures`); its failures are audited either way.
+    pub auth_failures_per_minute_max: u64,
+    /// HTTP server (read by `companyos-server`, here so every adapter and test sets them in one
+    /// place): a client must send a request's whole header within this time, or the
+    /// connection is closed (slow or half-sent requests cannot hold a connection).
+    pub http_header_read_timeout: StdDuration,
+    /// A keep-alive connection with no request in flight and no bytes moving for this long is
+    /// closed.
+    pub http_idle_timeout: StdDuration,
+    /// Open connections at most; one more is closed at once (the client may retry), so file
+    /// handles stay available for the store and for `/healthz`.
+    pub http_connections_max: usize,
 }
 
 impl Settings {
@@ -154,6 +173,11 @@ impl Settings {
             job_lease: Duration::seconds(30),
             outbox_attempts_max: 10,
             outbox_timeout: StdDuration::from_secs(10),
+            outbound: OutboundPolicy::default(),
+            auth_failures_per_minute_max: 60,
+            http_header_read_timeout: StdDuration::from_secs(10),
+            http_idle_timeout: StdDuration::from_secs(60),
+            http_connections_max: 512,
         }
     }
 

@@ -24,6 +24,7 @@ use crate::db::{StoreError, Tx};
 use crate::error::ServiceError;
 use crate::evidence::{EvidenceRecord, NewArtifact};
 use crate::ledger_store;
+use crate::outbound::OutboundPolicy;
 use crate::provisioning::{self, StepLog};
 use crate::settings::BoundaryDriverSettings;
 use crate::util::{new_id, new_token, token_fingerprint, token_hash};
@@ -261,18 +262,13 @@ fn parse_region_list(
     out
 }
 
-fn check_webhook_url(url: &str) -> Result<(), FieldError> {
-    let ok = (url.starts_with("https://") || url.starts_with("http://"))
-        && url.len() <= 2048
-        && !url.chars().any(char::is_whitespace);
-    if ok {
-        Ok(())
-    } else {
-        Err(FieldError::new(
-            "audit_webhook_url",
-            "must be an http(s) URL of at most 2048 characters",
-        ))
-    }
+/// An audit webhook must be an http(s) URL the outbound policy lets deliveries reach (no
+/// loopback, private or metadata address, in any spelling, unless allowed).
+fn check_webhook_url(url: &str, policy: &OutboundPolicy) -> Result<(), FieldError> {
+    policy
+        .check_url(url)
+        .map(|_| ())
+        .map_err(|why| FieldError::new("audit_webhook_url", why))
 }
 
 impl App {
@@ -348,7 +344,7 @@ impl App {
             None => home.iter().cloned().collect(),
         };
         if let Some(url) = &input.audit_webhook_url {
-            c.take(check_webhook_url(url));
+            c.take(check_webhook_url(url, &settings.outbound));
         }
         let plan_retention = plan
             .as_ref()

@@ -1,18 +1,43 @@
 //! CSV exports (RFC 4180): a header row, then one row per record; fields with commas, quotes or
-//! line breaks are quoted, quotes doubled. Cells that a spreadsheet would run as a formula are
+//! line breaks are quoted, quotes doubled. Cells that a spreadsheet would run as a formula (a
+//! lead of `=`, `+`, `-`, `@`, also after spaces or line breaks, or a leading tab or CR) are
 //! prefixed with a quote.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-fn escape(field: &str) -> String {
-    let guarded = if field.starts_with(['=', '+', '@'])
-        || (field.starts_with('-') && field.parse::<f64>().is_err())
-    {
+/// Characters that make a spreadsheet read a cell as a formula when they lead it.
+const FORMULA_LEADS: [char; 4] = ['=', '+', '-', '@'];
+/// What spreadsheets skip before looking for a formula's lead (and tab and CR lead DDE payloads
+/// themselves, OWASP "CSV injection").
+const FORMULA_PADDING: [char; 4] = [' ', '\t', '\r', '\n'];
+
+/// Whether a cell must be neutralised: a formula lead after any padding, or a cell that starts
+/// with a tab or a carriage return. A plain negative number (`-5`, no padding) is left alone.
+fn is_formula(field: &str) -> bool {
+    let unpadded = field.trim_start_matches(FORMULA_PADDING);
+    if field.starts_with(['\t', '\r']) {
+        return true;
+    }
+    if !unpadded.starts_with(FORMULA_LEADS) {
+        return false;
+    }
+    !(unpadded.len() == field.len()
+        && field.starts_with('-')
+        && field.parse::<f64>().is_ok_and(f64::is_finite))
+}
+
+/// The text of a cell as a spreadsheet will show it: a quote before anything it would run.
+pub fn guard_formula(field: &str) -> String {
+    if is_formula(field) {
         format!("'{field}")
     } else {
         field.to_owned()
-    };
+    }
+}
+
+fn escape(field: &str) -> String {
+    let guarded = guard_formula(field);
     if guarded.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", guarded.replace('"', "\"\""))
     } else {
@@ -97,17 +122,17 @@ pub fn negotiate(
         }
         None => {}
     }
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    Ok(if accept.contains("text/csv") {
-        Format::Csv
-    } else if accept.contains("application/x-ndjson") || accept.contains("application/jsonl") {
-        Format::Jsonl
-    } else {
-        Format::Json
-    })
+    let accepted = crate::media::accepted(headers);
+    // The first range we can serve wins; anything else (or nothing) is JSON.
+    for essence in &accepted {
+        match essence.as_str() {
+            "text/csv" => return Ok(Format::Csv),
+            "application/x-ndjson" | "application/jsonl" => return Ok(Format::Jsonl),
+            "application/json" => return Ok(Format::Json),
+            _ => {}
+        }
+    }
+    Ok(Format::Json)
 }
 
 #[cfg(test)]
@@ -122,5 +147,15 @@ mod tests {
         );
         assert_eq!(escape("=SUM(A1)"), "'=SUM(A1)");
         assert_eq!(escape("-5"), "-5");
+        assert_eq!(escape("-1.5e3"), "-1.5e3");
+        assert_eq!(escape("-inf"), "'-inf");
+        assert_eq!(escape("-1+1|cmd"), "'-1+1|cmd");
+        assert_eq!(escape("  =1+1"), "'  =1+1");
+        assert_eq!(escape(" -5"), "' -5");
+        assert_eq!(escape("\t@SUM(A1)"), "'\t@SUM(A1)");
+        assert_eq!(escape("\r\n+1"), "\"'\r\n+1\"");
+        assert_eq!(escape("\tplain"), "'\tplain");
+        assert_eq!(escape("a=b"), "a=b");
+        assert_eq!(escape("  plain"), "  plain");
     }
 }

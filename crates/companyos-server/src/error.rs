@@ -7,6 +7,73 @@ use companyos_core::ServiceError;
 use companyos_domain::FieldError;
 use serde_json::{Value, json};
 
+/// Every problem type this server answers with, and what it means: `GET /problems/{slug}`
+/// documents these and answers 404 for any other slug.
+pub const PROBLEM_TYPES: &[(&str, &str)] = &[
+    (
+        "validation-error",
+        "The request had invalid fields; `errors` names each field and what is wrong with it.",
+    ),
+    (
+        "malformed-request",
+        "The body is not valid JSON (or is empty).",
+    ),
+    (
+        "unauthenticated",
+        "No credential, or an unknown or revoked one. Send Authorization: Bearer <token>.",
+    ),
+    (
+        "forbidden",
+        "The credential is known but policy does not allow this action. The attempt is audited.",
+    ),
+    (
+        "conflict",
+        "The request conflicts with the current state; `current_status` gives it.",
+    ),
+    (
+        "payload-too-large",
+        "The body or the batch is over its limit.",
+    ),
+    ("not-found", "No such resource."),
+    (
+        "unavailable",
+        "Temporarily unable to take the request; retry after a moment.",
+    ),
+    (
+        "not-ready",
+        "The store does not answer, or cannot take writes (a full disk, a lost connection).",
+    ),
+    (
+        "store-unavailable",
+        "The store cannot take the request now (a full disk, a lost database connection); \
+         nothing was changed: retry later. /readyz says not ready meanwhile.",
+    ),
+    (
+        "timeout",
+        "The request took longer than the server's limit; it is safe to retry.",
+    ),
+    (
+        "unsupported-media-type",
+        "The body's Content-Type is not one this route takes.",
+    ),
+    (
+        "too-many-requests",
+        "Too many failed attempts from this address; wait for `Retry-After` seconds.",
+    ),
+    (
+        "internal-error",
+        "The server failed; nothing was changed by this request.",
+    ),
+];
+
+/// The description of a problem type, `None` for a slug we never answer with.
+pub fn problem_description(slug: &str) -> Option<&'static str> {
+    PROBLEM_TYPES
+        .iter()
+        .find(|(known, _)| *known == slug)
+        .map(|(_, text)| *text)
+}
+
 /// An error answered as problem+json (boxed: it travels through every `Result`).
 #[derive(Debug)]
 pub struct AppError(Box<Problem>);
@@ -20,6 +87,8 @@ pub struct Problem {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub extra: Option<(&'static str, Value)>,
+    /// `Retry-After` of a 429.
+    pub retry_after_seconds: Option<u64>,
 }
 
 impl std::ops::Deref for AppError {
@@ -49,6 +118,7 @@ impl AppError {
             detail: detail.into(),
             errors: Vec::new(),
             extra: None,
+            retry_after_seconds: None,
         }))
     }
 
@@ -136,6 +206,19 @@ impl From<ServiceError> for AppError {
                 "Temporarily unavailable",
                 detail,
             ),
+            ServiceError::RateLimited {
+                detail,
+                retry_after_seconds,
+            } => {
+                let mut error = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-requests",
+                    "Too many requests",
+                    detail,
+                );
+                error.retry_after_seconds = Some(retry_after_seconds);
+                error
+            }
             ServiceError::Store(store) if store.is_unavailable() => {
                 tracing::error!(error = %store, "store unavailable");
                 Self::new(
@@ -177,6 +260,11 @@ impl IntoResponse for AppError {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
+        debug_assert!(
+            problem_description(self.slug).is_some(),
+            "problem type {} is missing from PROBLEM_TYPES",
+            self.slug
+        );
         let mut body = json!({
             "type": format!("/problems/{}", self.slug),
             "title": self.title,
@@ -198,6 +286,11 @@ impl IntoResponse for Problem {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(seconds) = self.retry_after_seconds
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             response

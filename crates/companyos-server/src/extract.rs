@@ -2,7 +2,9 @@
 //! naming the field on bad input, and the request id.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use companyos_core::Actor;
@@ -49,12 +51,19 @@ impl FromRequestParts<AppState> for Authed {
             .extensions
             .get::<MatchedPath>()
             .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+        // The peer address, for counting failed attempts per source (never a forwarded header,
+        // which the caller could set to anything).
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
         let principal = state
             .app
-            .authenticate(
+            .authenticate_from(
                 bearer(&parts.headers),
                 Some(&request_id),
                 &format!("route:{route}"),
+                source,
             )
             .await?;
         Ok(Authed(Actor {
@@ -85,6 +94,16 @@ pub async fn read_body(request: Request, limit: usize) -> Result<Bytes, AppError
         })
 }
 
+/// 415 with a problem body saying what to send.
+pub fn unsupported_media_type(detail: &str) -> AppError {
+    AppError::new(
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+        detail,
+    )
+}
+
 /// A JSON body decoded into `T` (which refuses unknown fields); errors name the field.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
@@ -93,19 +112,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = AppError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, AppError> {
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_ascii_lowercase();
-        if !content_type.starts_with("application/json") && !content_type.contains("+json") {
-            return Err(AppError::new(
-                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
-                "send the body as application/json",
-            ));
+        let json = match crate::media::body_type(request.headers()) {
+            crate::media::BodyType::Absent => true,
+            crate::media::BodyType::Given(essence) => crate::media::is_json(&essence),
+            crate::media::BodyType::Malformed => false,
+        };
+        if !json {
+            return Err(unsupported_media_type("send the body as application/json"));
         }
         let bytes = read_body(request, state.body_bytes_max).await?;
         decode_json(&bytes).map(JsonBody)

@@ -6,10 +6,11 @@ pub mod console;
 pub mod csv;
 pub mod error;
 pub mod extract;
+pub mod media;
 pub mod openapi;
 pub mod routes;
+pub mod serve;
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::Router;
@@ -111,17 +112,13 @@ async fn observe(State(state): State<AppState>, mut request: Request, next: Next
     response
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish; with the header-read
+/// timeout, idle timeout and connection limit of the settings (see `serve`).
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let router = router(state);
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    let limits = serve::ConnectionLimits::of(state.app.settings());
+    serve::serve_connections(router(state), listener, limits, shutdown).await
 }

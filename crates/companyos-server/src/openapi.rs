@@ -65,7 +65,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/metrics",
         "system",
-        false,
+        true,
         None,
         200,
         "Prometheus metrics",

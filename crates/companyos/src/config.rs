@@ -40,6 +40,11 @@ pub struct FileConfig {
     pub pool_connections_max: Option<u32>,
     pub job_interval_seconds: Option<u64>,
     pub clock_offset_seconds: Option<i64>,
+    pub outbound_allow_cidrs: Option<Vec<String>>,
+    pub auth_failures_per_minute_max: Option<u64>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub connections_max: Option<usize>,
 }
 
 impl FileConfig {
@@ -126,6 +131,30 @@ pub struct ServerArgs {
     /// Seconds between background job runs.
     #[arg(long, global = true, env = "COMPANYOS_JOB_INTERVAL_SECONDS")]
     pub job_interval_seconds: Option<u64>,
+    /// Internal address ranges webhooks and the webhook driver may reach, comma separated
+    /// (e.g. `10.0.0.0/8,127.0.0.1/32`); empty by default: loopback, private, link-local
+    /// (cloud metadata) and other internal addresses are refused.
+    #[arg(
+        long,
+        global = true,
+        env = "COMPANYOS_OUTBOUND_ALLOW_CIDRS",
+        value_delimiter = ','
+    )]
+    pub outbound_allow_cidrs: Option<Vec<String>>,
+    /// Failed authentications one source address may make in a minute before it is answered
+    /// 429 (its repeated failures are audited as one aggregate record a minute). Default 60.
+    #[arg(long, global = true, env = "COMPANYOS_AUTH_FAILURES_PER_MINUTE_MAX")]
+    pub auth_failures_per_minute_max: Option<u64>,
+    /// Milliseconds a client has to send a request's whole header before the connection is
+    /// closed. Default 10000.
+    #[arg(long, global = true, env = "COMPANYOS_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a keep-alive connection may sit idle before it is closed. Default 60000.
+    #[arg(long, global = true, env = "COMPANYOS_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Open HTTP connections at most; one more is closed at once. Default 512.
+    #[arg(long, global = true, env = "COMPANYOS_CONNECTIONS_MAX")]
+    pub connections_max: Option<usize>,
     /// Shifts the service clock (game days and time-rule checks); 0 in production.
     #[arg(
         long,
@@ -227,6 +256,43 @@ pub fn resolve_server(
         }
         settings.regions = parsed;
     }
+    if let Some(list) = pick(&args.outbound_allow_cidrs, &file.outbound_allow_cidrs) {
+        let mut allow = Vec::new();
+        for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            allow.push(
+                companyos_core::outbound::Cidr::parse(item)
+                    .map_err(|e| anyhow::anyhow!("setting outbound_allow_cidrs: {e}"))?,
+            );
+        }
+        settings.outbound.allow = allow;
+    }
+    if let Some(max) = pick(
+        &args.auth_failures_per_minute_max,
+        &file.auth_failures_per_minute_max,
+    ) {
+        if !(1..=1_000_000).contains(&max) {
+            bail!("setting auth_failures_per_minute_max must be between 1 and 1000000");
+        }
+        settings.auth_failures_per_minute_max = max;
+    }
+    if let Some(ms) = pick(&args.header_read_timeout_ms, &file.header_read_timeout_ms) {
+        if !(100..=600_000).contains(&ms) {
+            bail!("setting header_read_timeout_ms must be between 100 and 600000");
+        }
+        settings.http_header_read_timeout = StdDuration::from_millis(ms);
+    }
+    if let Some(ms) = pick(&args.idle_timeout_ms, &file.idle_timeout_ms) {
+        if !(100..=3_600_000).contains(&ms) {
+            bail!("setting idle_timeout_ms must be between 100 and 3600000");
+        }
+        settings.http_idle_timeout = StdDuration::from_millis(ms);
+    }
+    if let Some(max) = pick(&args.connections_max, &file.connections_max) {
+        if !(1..=1_000_000).contains(&max) {
+            bail!("setting connections_max must be between 1 and 1000000");
+        }
+        settings.http_connections_max = max;
+    }
     let webhook_url = pick(&args.webhook_url, &file.webhook_url);
     let webhook_secret = pick(&args.webhook_secret, &file.webhook_secret);
     if let Some(driver) = pick(&args.boundary_driver, &file.boundary_driver) {
@@ -237,6 +303,10 @@ pub fn resolve_server(
                 let (Some(url), Some(secret)) = (webhook_url, webhook_secret) else {
                     bail!("boundary_driver = \"webhook\" needs webhook_url and webhook_secret");
                 };
+                settings
+                    .outbound
+                    .check_url(&url)
+                    .map_err(|why| anyhow::anyhow!("setting webhook_url: {why}"))?;
                 if secret.len() < 16 {
                     bail!("setting webhook_secret must be at least 16 characters");
                 }
@@ -294,4 +364,67 @@ pub fn resolve_server(
             10 * 365 * 86_400,
         )?),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(args: &ServerArgs, file: &FileConfig) -> anyhow::Result<ResolvedServer> {
+        resolve_server(PathBuf::from("data"), None, args, file)
+    }
+
+    #[test]
+    fn edge_settings_resolve_and_are_validated() {
+        let defaults = resolve(&ServerArgs::default(), &FileConfig::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(defaults.settings.outbound.allow.is_empty());
+        assert_eq!(defaults.settings.http_connections_max, 512);
+        let args = ServerArgs {
+            outbound_allow_cidrs: Some(vec!["10.0.0.0/8".into(), " 127.0.0.1/32".into()]),
+            header_read_timeout_ms: Some(2_000),
+            idle_timeout_ms: Some(30_000),
+            connections_max: Some(64),
+            auth_failures_per_minute_max: Some(10),
+            ..ServerArgs::default()
+        };
+        let resolved = resolve(&args, &FileConfig::default()).unwrap_or_else(|e| panic!("{e}"));
+        let s = &resolved.settings;
+        assert_eq!(s.outbound.allow.len(), 2);
+        assert_eq!(s.http_header_read_timeout, StdDuration::from_secs(2));
+        assert_eq!(s.http_idle_timeout, StdDuration::from_secs(30));
+        assert_eq!(s.http_connections_max, 64);
+        assert_eq!(s.auth_failures_per_minute_max, 10);
+        let bad = ServerArgs {
+            outbound_allow_cidrs: Some(vec!["10.0.0.1/8".into()]),
+            ..ServerArgs::default()
+        };
+        let error = resolve(&bad, &FileConfig::default())
+            .err()
+            .map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("outbound_allow_cidrs")));
+    }
+
+    #[test]
+    fn the_webhook_driver_url_must_be_reachable_under_the_outbound_policy() {
+        let file = FileConfig {
+            boundary_driver: Some("webhook".into()),
+            webhook_url: Some("http://169.254.169.254/provision".into()),
+            webhook_secret: Some("a-secret-of-enough-length".into()),
+            ..FileConfig::default()
+        };
+        let error = resolve(&ServerArgs::default(), &file)
+            .err()
+            .map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("webhook_url")), "refused");
+        let file = FileConfig {
+            webhook_url: Some("http://127.0.0.1:9000/provision".into()),
+            outbound_allow_cidrs: Some(vec!["127.0.0.1/32".into()]),
+            ..file
+        };
+        assert!(
+            resolve(&ServerArgs::default(), &file).is_ok(),
+            "allowed explicitly"
+        );
+    }
 }

@@ -438,7 +438,7 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
                     json!(totals[key].as_u64().unwrap_or(0) + body[key].as_u64().unwrap_or(0));
             }
         }
-        demo.app.run_jobs_once(&reqwest::Client::new()).await;
+        demo.app.run_jobs_once().await;
         demo.log.step(
             &clock,
             "usage ingested",
@@ -447,7 +447,7 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
     }
     // Close every day, then the evidence of metering (MET-3, issue 5).
     clock.set(clock.now() + Duration::days(3));
-    demo.app.run_jobs_once(&reqwest::Client::new()).await;
+    demo.app.run_jobs_once().await;
     let from = format_day(first_day);
     let to = format_day(first_day + Duration::days(DAYS - 1));
     let metering_dir = demo.out.join("metering");

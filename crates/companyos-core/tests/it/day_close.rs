@@ -205,7 +205,12 @@ async fn quiet_days_close_too_from_the_tenants_creation_on() {
         let outcome = ingest(
             app,
             &meter,
-            &[event("quiet", "q1", "3", datetime!(2026-03-04 10:00:00 UTC))],
+            &[event(
+                "quiet",
+                "q1",
+                "3",
+                datetime!(2026-03-04 10:00:00 UTC),
+            )],
         )
         .await;
         assert_eq!(statuses(&outcome), ["late"], "{backend:?} {outcome:?}");
@@ -218,7 +223,11 @@ async fn quiet_days_close_too_from_the_tenants_creation_on() {
 
         // The next days close as time passes, one run each.
         node.clock.set(datetime!(2026-03-12 00:30:00 UTC));
-        assert_eq!(app.close_days().await.unwrap(), 4, "03-08 and 03-09 of both");
+        assert_eq!(
+            app.close_days().await.unwrap(),
+            4,
+            "03-08 and 03-09 of both"
+        );
         node.close().await;
     }
 }

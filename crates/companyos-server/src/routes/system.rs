@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::extract::Authed;
 use crate::routes::ok;
 
 pub async fn healthz() -> Response {
@@ -21,19 +22,24 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "not-ready",
             "Not ready",
-            "the database does not answer",
+            "the store does not answer or cannot take writes (a full disk, a lost connection)",
         )
         .into_response()
     }
 }
 
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let mut response = state.app.metrics().render().into_response();
+/// `GET /metrics`: bearer token of a role allowed `metrics.read` (a `viewer` operator for a
+/// scraper); it names every tenant, so it is not for anonymous callers.
+pub async fn metrics(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+) -> Result<Response, AppError> {
+    let mut response = state.app.metrics_text(&actor).await?.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
-    response
+    Ok(response)
 }
 
 pub async fn openapi() -> Response {
@@ -44,27 +50,10 @@ pub async fn not_found() -> AppError {
     AppError::not_found("no such route; see GET /openapi.json")
 }
 
+/// Documents a problem type; an unknown slug is 404 like any unknown resource.
 pub async fn problem_type(axum::extract::Path(slug): axum::extract::Path<String>) -> Response {
-    let text = match slug.as_str() {
-        "validation-error" => {
-            "The request had invalid fields; `errors` names each field and what is wrong with it."
-        }
-        "malformed-request" => "The body is not valid JSON (or is empty).",
-        "unauthenticated" => {
-            "No credential, or an unknown or revoked one. Send Authorization: Bearer <token>."
-        }
-        "forbidden" => {
-            "The credential is known but policy does not allow this action. The attempt is audited."
-        }
-        "conflict" => "The request conflicts with the current state; `current_status` gives it.",
-        "payload-too-large" => "The body or the batch is over its limit.",
-        "not-found" => "No such resource.",
-        "unavailable" => "Temporarily unable to take the request; retry after a moment.",
-        "store-unavailable" => {
-            "The store cannot take the request now (a full disk, a lost database connection); \
-             nothing was changed: retry later. /readyz says not ready meanwhile."
-        }
-        _ => "CompanyOS problem type.",
-    };
-    ok(json!({"type": format!("/problems/{slug}"), "description": text}))
+    match crate::error::problem_description(&slug) {
+        Some(text) => ok(json!({"type": format!("/problems/{slug}"), "description": text})),
+        None => AppError::not_found(format!("no problem type {slug:?}")).into_response(),
+    }
 }

@@ -1,7 +1,7 @@
 //! Usage events, sources, daily rollups, reconciliation and integrity reports (CONTRACT §5, §6).
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse as _;
 use axum::response::Response;
 use companyos_core::ingest::{EventStatus, IngestOutcome, split_body};
@@ -85,23 +85,16 @@ pub async fn ingest(
     Authed(actor): Authed,
     request: Request,
 ) -> ApiResult<Response> {
-    let content_type = request
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .to_ascii_lowercase();
-    let ndjson = content_type.starts_with("application/x-ndjson")
-        || content_type.starts_with("application/jsonl")
-        || content_type.starts_with("application/ndjson");
-    if !ndjson && !content_type.starts_with("application/json") {
-        return Err(AppError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            "send a JSON array (application/json) or NDJSON (application/x-ndjson)",
-        ));
-    }
+    let ndjson = match crate::media::body_type(request.headers()) {
+        crate::media::BodyType::Absent => false,
+        crate::media::BodyType::Given(essence) if essence == "application/json" => false,
+        crate::media::BodyType::Given(essence) if crate::media::is_ndjson(&essence) => true,
+        _ => {
+            return Err(crate::extract::unsupported_media_type(
+                "send a JSON array (application/json) or NDJSON (application/x-ndjson)",
+            ));
+        }
+    };
     let body = read_body(request, state.body_bytes_max).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(AppError::malformed(

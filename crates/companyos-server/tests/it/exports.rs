@@ -93,12 +93,7 @@ fn the_csv_parser_follows_rfc_4180() {
 /// The cell a text value becomes: the exports prefix what a spreadsheet would run as a formula
 /// with a quote (documented in `companyos_server::csv`).
 fn cell(text: &str) -> String {
-    if text.starts_with(['=', '+', '@']) || (text.starts_with('-') && text.parse::<f64>().is_err())
-    {
-        format!("'{text}")
-    } else {
-        text.to_owned()
-    }
+    companyos_server::csv::guard_formula(text)
 }
 
 fn text_cell(value: &Value) -> String {

@@ -33,6 +33,8 @@ async fn missing_or_unknown_tokens_get_401_and_are_audited() {
         let server = TestServer::start(backend).await;
         let (status, body) = server.anonymous().get("/v1/tenants").await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        // In another minute: a source's repeated failures within one are aggregated (edge.rs).
+        server.clock.advance(time::Duration::seconds(60));
         let (status, _) = server
             .api("cos_op_not-a-real-token")
             .get("/v1/tenants")
@@ -113,7 +115,8 @@ async fn health_readiness_metrics_and_openapi() {
     let anonymous = server.anonymous();
     assert_eq!(anonymous.get("/healthz").await.0, StatusCode::OK);
     assert_eq!(anonymous.get("/readyz").await.0, StatusCode::OK);
-    let (status, text) = anonymous.text("/metrics").await;
+    assert_eq!(anonymous.text("/metrics").await.0, StatusCode::UNAUTHORIZED);
+    let (status, text) = server.admin().text("/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains("companyos_http_requests_total"), "{text}");
     let (status, document) = anonymous.get("/openapi.json").await;

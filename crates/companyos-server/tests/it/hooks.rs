@@ -5,12 +5,12 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::boundaries::start_provisioner;
-use crate::support::{BACKENDS, START, TestServer, audit, event};
+use crate::support::{BACKENDS, START, TestServer, allow_loopback, audit, event};
 
 #[tokio::test]
 async fn a_tenants_audit_records_reach_its_webhook_signed() {
     for backend in BACKENDS {
-        let server = TestServer::start(backend).await;
+        let server = TestServer::start_with(backend, allow_loopback).await;
         let (url, received, receiver) = start_provisioner().await;
         let (status, body) = server
             .admin()
@@ -32,11 +32,7 @@ async fn a_tenants_audit_records_reach_its_webhook_signed() {
             0,
             "each record once"
         );
-        server
-            .app
-            .deliver_outbox(&reqwest::Client::new())
-            .await
-            .unwrap();
+        server.app.deliver_outbox().await.unwrap();
         let deliveries = received.0.lock().unwrap().clone();
         let actions: Vec<String> = deliveries
             .iter()

@@ -6,6 +6,7 @@ mod audit_coverage;
 mod boundaries;
 mod checks;
 mod deny_matrix;
+mod edge;
 mod exports;
 mod foundation;
 mod hooks;

@@ -40,6 +40,13 @@ pub async fn fresh_postgres() -> String {
         )
 }
 
+/// Lets outbound deliveries reach this machine's loopback, where tests run their receivers
+/// (refused by default: see `companyos_core::outbound`).
+pub fn allow_loopback(settings: &mut Settings) {
+    settings.outbound.allow =
+        vec![companyos_core::outbound::Cidr::parse("127.0.0.1/32").expect("a CIDR")];
+}
+
 /// The instant tests start at.
 pub const START: OffsetDateTime = datetime!(2026-03-02 12:00:00 UTC);
 
