@@ -26,7 +26,9 @@ pub const REPORT_DAYS_MAX: i64 = 400;
 /// The sprint's target: under 1% missing events.
 pub const MISSING_RATIO_TARGET: &str = "0.01";
 
-/// One row of `GET /v1/tenants/{id}/usage/daily`.
+/// One row of `GET /v1/tenants/{id}/usage/daily`: the day's sealed (on-time) usage, and beside
+/// it the late usage of the same day (events that arrived after the day closed: adjustments
+/// that never change the sealed rollup, but that statements count).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DailyUsage {
     pub date: String,
@@ -35,6 +37,8 @@ pub struct DailyUsage {
     pub unit: String,
     pub quantity: Decimal,
     pub events: i64,
+    pub late_quantity: Decimal,
+    pub late_events: i64,
 }
 
 impl DailyUsage {
@@ -46,6 +50,8 @@ impl DailyUsage {
             "unit": self.unit,
             "quantity": self.quantity.normalize().to_string(),
             "events": self.events,
+            "late_quantity": self.late_quantity.normalize().to_string(),
+            "late_events": self.late_events,
         })
     }
 }
@@ -152,7 +158,7 @@ pub fn day_range(from: &str, to: &str) -> Result<(Date, Date), ServiceError> {
 }
 
 impl App {
-    /// Daily usage rows of a tenant (on-time events; late ones are adjustments).
+    /// Daily usage rows of a tenant: on-time usage, and the late usage of each day beside it.
     pub async fn daily_usage(
         &self,
         actor: &Actor,
@@ -164,45 +170,63 @@ impl App {
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, "usage.read")
             .await?;
-        let rows = sqlx::query(
-            "SELECT day, service, metric, unit, quantity_sum, quantity_max, events FROM usage_daily \
-             WHERE tenant_id = $1 AND day >= $2 AND day <= $3 ORDER BY day, service, metric, unit",
-        )
-        .bind(tenant.id.as_str())
-        .bind(day_number(from))
-        .bind(day_number(to))
-        .fetch_all(&mut *conn)
-        .await?;
+        let mut stored = Vec::with_capacity(2);
+        for table in ["usage_daily", "usage_late"] {
+            stored.push(
+                sqlx::query(&format!(
+                    "SELECT day, service, metric, unit, quantity_sum, quantity_max, events \
+                     FROM {table} WHERE tenant_id = $1 AND day >= $2 AND day <= $3"
+                ))
+                .bind(tenant.id.as_str())
+                .bind(day_number(from))
+                .bind(day_number(to))
+                .fetch_all(&mut *conn)
+                .await?,
+            );
+        }
         drop(conn);
         let mut declarations: BTreeMap<String, Option<MeteringDeclaration>> = BTreeMap::new();
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let service: String = row.try_get("service")?;
-            if !declarations.contains_key(&service) {
-                declarations.insert(service.clone(), self.declaration(&service).await?);
+        let mut rows: BTreeMap<(i64, String, String, String), DailyUsage> = BTreeMap::new();
+        for (late, stored) in [false, true].into_iter().zip(&stored) {
+            for row in stored {
+                let day: i64 = row.try_get("day")?;
+                let service: String = row.try_get("service")?;
+                let metric: String = row.try_get("metric")?;
+                let unit: String = row.try_get("unit")?;
+                if !declarations.contains_key(&service) {
+                    declarations.insert(service.clone(), self.declaration(&service).await?);
+                }
+                let aggregation = declarations
+                    .get(&service)
+                    .and_then(Option::as_ref)
+                    .and_then(|d| d.metrics.iter().find(|m| m.name.as_str() == metric))
+                    .map_or(Aggregation::Sum, |m| m.aggregation);
+                let events: i64 = row.try_get("events")?;
+                let quantity = match aggregation {
+                    Aggregation::Sum => decimal_column(row, "quantity_sum")?,
+                    Aggregation::Max => decimal_column(row, "quantity_max")?,
+                    Aggregation::Count => Decimal::from(events),
+                };
+                let entry = rows
+                    .entry((day, service.clone(), metric.clone(), unit.clone()))
+                    .or_insert_with(|| DailyUsage {
+                        date: format_day(day_from_number(day)),
+                        service,
+                        metric,
+                        unit,
+                        quantity: Decimal::ZERO,
+                        events: 0,
+                        late_quantity: Decimal::ZERO,
+                        late_events: 0,
+                    });
+                if late {
+                    (entry.late_quantity, entry.late_events) = (quantity, events);
+                } else {
+                    (entry.quantity, entry.events) = (quantity, events);
+                }
             }
-            let metric: String = row.try_get("metric")?;
-            let aggregation = declarations
-                .get(&service)
-                .and_then(Option::as_ref)
-                .and_then(|d| d.metrics.iter().find(|m| m.name.as_str() == metric))
-                .map_or(Aggregation::Sum, |m| m.aggregation);
-            let events: i64 = row.try_get("events")?;
-            let quantity = match aggregation {
-                Aggregation::Sum => decimal_column(row, "quantity_sum")?,
-                Aggregation::Max => decimal_column(row, "quantity_max")?,
-                Aggregation::Count => Decimal::from(events),
-            };
-            out.push(DailyUsage {
-                date: format_day(day_from_number(row.try_get("day")?)),
-                service,
-                metric,
-                unit: row.try_get("unit")?,
-                quantity,
-                events,
-            });
         }
-        Ok(out)
+        Ok(rows.into_values().collect())
     }
 
     /// The reconciliation report of a tenant, a row per day of the range.

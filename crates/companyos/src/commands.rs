@@ -919,7 +919,15 @@ async fn usage(cli: &Cli, file: &FileConfig, command: &UsageCommand) -> anyhow::
                             "Daily usage of {tenant}, {from} to {to}\n{}\nReconciliation\n{}",
                             table(
                                 v["daily"].as_array().map_or(&[], Vec::as_slice),
-                                &["date", "service", "metric", "unit", "quantity", "events"]
+                                &[
+                                    "date",
+                                    "service",
+                                    "metric",
+                                    "unit",
+                                    "quantity",
+                                    "events",
+                                    "late_quantity"
+                                ]
                             ),
                             table(
                                 v["reconciliation"].as_array().map_or(&[], Vec::as_slice),

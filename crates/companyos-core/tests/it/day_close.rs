@@ -119,10 +119,33 @@ async fn a_closed_day_keeps_its_rollup_and_later_events_are_late() {
             .daily_usage(&node.admin, "acme", day, day)
             .await
             .unwrap();
+        let on_time =
+            |rows: &[companyos_core::reports::DailyUsage]| -> Vec<(String, String, String)> {
+                rows.iter()
+                    .map(|r| {
+                        (
+                            r.metric.clone(),
+                            r.quantity.to_string(),
+                            r.events.to_string(),
+                        )
+                    })
+                    .collect()
+            };
         assert_eq!(
-            rollup_after, rollup_before,
+            on_time(&rollup_after),
+            on_time(&rollup_before),
             "a closed day's rollup never changes"
         );
+        // The report shows the late usage beside it, on the event's day.
+        let requests = rollup_after
+            .iter()
+            .find(|r| r.metric == "requests")
+            .unwrap();
+        assert_eq!(
+            (requests.late_quantity.to_string(), requests.late_events),
+            ("7".to_owned(), 1)
+        );
+        assert!(rollup_before.iter().all(|r| r.late_events == 0));
         let reconciliation = app
             .reconciliation(&node.admin, "acme", day, day)
             .await

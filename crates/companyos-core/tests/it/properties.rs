@@ -173,7 +173,8 @@ impl Context {
             .await
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         let mut actual: BTreeMap<(Date, String, String, String), (Decimal, i64)> = BTreeMap::new();
-        for row in rows {
+        // Rows with late usage only carry no on-time usage; late usage is checked apart.
+        for row in rows.into_iter().filter(|row| row.events > 0) {
             let date = companyos_domain::time_util::parse_day(&row.date, "date")
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let previous = actual.insert(

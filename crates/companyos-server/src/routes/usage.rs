@@ -136,7 +136,16 @@ pub async fn daily(
     let rows = state.app.daily_usage(&actor, &id, from, to).await?;
     Ok(csv::respond(
         format,
-        &["date", "service", "metric", "unit", "quantity", "events"],
+        &[
+            "date",
+            "service",
+            "metric",
+            "unit",
+            "quantity",
+            "events",
+            "late_quantity",
+            "late_events",
+        ],
         &rows,
         |r| {
             vec![
@@ -146,6 +155,8 @@ pub async fn daily(
                 r.unit.clone(),
                 r.quantity.normalize().to_string(),
                 r.events.to_string(),
+                r.late_quantity.normalize().to_string(),
+                r.late_events.to_string(),
             ]
         },
         |r| r.to_json(),

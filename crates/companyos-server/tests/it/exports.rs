@@ -215,12 +215,21 @@ async fn usage_and_reconciliation_csv_equal_the_json() {
         let (json, csv) = forms(&admin, &format!("/v1/tenants/acme/usage/daily?{range}")).await;
         assert_eq!(
             header(&csv),
-            ["date", "service", "metric", "unit", "quantity", "events"]
+            [
+                "date",
+                "service",
+                "metric",
+                "unit",
+                "quantity",
+                "events",
+                "late_quantity",
+                "late_events"
+            ]
         );
         assert_eq!(csv.len() - 1, json.len(), "{backend:?} {csv:?}");
         assert!(json.len() >= 4, "{json:?}");
         for (row, cells) in json.iter().zip(&csv[1..]) {
-            assert_eq!(cells.len(), 6);
+            assert_eq!(cells.len(), 8);
             assert_eq!(cells[0], row["date"].as_str().unwrap());
             assert_eq!(cells[1], text_cell(&row["service"]));
             assert_eq!(cells[2], text_cell(&row["metric"]));
@@ -229,6 +238,8 @@ async fn usage_and_reconciliation_csv_equal_the_json() {
             assert_eq!(decimal(&cells[4]), decimal(quantity));
             assert_eq!(cells[4], quantity, "the same digits");
             assert_eq!(integer(&cells[5]), row["events"].as_i64().unwrap());
+            assert_eq!(cells[6], row["late_quantity"].as_str().unwrap());
+            assert_eq!(integer(&cells[7]), row["late_events"].as_i64().unwrap());
         }
         // The exact sums survive both forms.
         let quoted = json

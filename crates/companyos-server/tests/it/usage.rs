@@ -81,7 +81,8 @@ async fn dedupe_conflicts_late_and_rejections_in_one_batch() {
             ],
             "{again}"
         );
-        // The daily rollup counts the on-time event once; the late one is an adjustment.
+        // The daily rollup counts the on-time event once; the late one is an adjustment, shown
+        // beside the rollup on its own day.
         let (status, daily) = server
             .admin()
             .get("/v1/tenants/acme/usage/daily?from=2026-02-28&to=2026-03-02")
@@ -89,7 +90,12 @@ async fn dedupe_conflicts_late_and_rejections_in_one_batch() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             daily,
-            json!([{"date": "2026-03-02", "service": "api", "metric": "requests", "unit": "request", "quantity": "12.5", "events": 1}])
+            json!([
+                {"date": "2026-02-28", "service": "api", "metric": "requests", "unit": "request",
+                 "quantity": "0", "events": 0, "late_quantity": "1", "late_events": 1},
+                {"date": "2026-03-02", "service": "api", "metric": "requests", "unit": "request",
+                 "quantity": "12.5", "events": 1, "late_quantity": "0", "late_events": 0},
+            ])
         );
         let (_, reconciliation) = server
             .admin()
