@@ -302,14 +302,7 @@ impl App {
             &format!("operator:{id}"),
         )
         .details(json!({"name": BOOTSTRAP_ADMIN, "role": "admin", "bootstrap": true}));
-        audit::append(
-            self.db(),
-            &mut tx,
-            self.inner.authz.policy_sha256(),
-            now,
-            vec![entry],
-        )
-        .await?;
+        self.append_audit(&mut tx, now, vec![entry]).await?;
         tx.commit().await?;
         Ok(Some(token))
     }
@@ -372,14 +365,7 @@ impl App {
             request_id: None,
             details: json!({"name": BOOTSTRAP_ADMIN, "created": created, "old_token_revoked": !created}),
         };
-        audit::append(
-            self.db(),
-            &mut tx,
-            self.inner.authz.policy_sha256(),
-            now,
-            vec![entry],
-        )
-        .await?;
+        self.append_audit(&mut tx, now, vec![entry]).await?;
         tx.commit().await?;
         Ok(token)
     }
@@ -588,14 +574,7 @@ impl App {
         let finished = match result {
             Ok(value) => {
                 async {
-                    audit::append(
-                        self.db(),
-                        &mut tx,
-                        self.inner.authz.policy_sha256(),
-                        self.now(),
-                        vec![entry],
-                    )
-                    .await?;
+                    self.append_audit(&mut tx, self.now(), vec![entry]).await?;
                     tx.commit().await?;
                     Ok(value)
                 }
@@ -612,6 +591,23 @@ impl App {
             self.observe(error);
         }
         finished
+    }
+
+    /// Appends audit records inside the caller's transaction, under the policies in force.
+    pub(crate) async fn append_audit(
+        &self,
+        tx: &mut Tx,
+        now: time::OffsetDateTime,
+        entries: Vec<NewAudit>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        audit::append(
+            self.db(),
+            tx,
+            self.inner.authz.policy_sha256(),
+            now,
+            entries,
+        )
+        .await
     }
 
     /// Notes a failure for want of the store, which keeps `/readyz` at "not ready" for a while.
@@ -652,14 +648,7 @@ impl App {
 
     async fn audit_alone_in_tx(&self, entry: NewAudit) -> Result<AuditRecord, StoreError> {
         let mut tx = self.db().begin().await?;
-        let mut records = audit::append(
-            self.db(),
-            &mut tx,
-            self.inner.authz.policy_sha256(),
-            self.now(),
-            vec![entry],
-        )
-        .await?;
+        let mut records = self.append_audit(&mut tx, self.now(), vec![entry]).await?;
         tx.commit().await?;
         records
             .pop()

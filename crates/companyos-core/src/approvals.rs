@@ -295,14 +295,7 @@ impl App {
                     entry,
                     execution_entry.unwrap_or_else(|| unreachable_entry(actor)),
                 ];
-                crate::audit::append(
-                    self.db(),
-                    &mut tx,
-                    self.authorizer().policy_sha256(),
-                    self.now(),
-                    records,
-                )
-                .await?;
+                self.append_audit(&mut tx, self.now(), records).await?;
                 tx.commit().await?;
                 Ok((
                     approval,
@@ -584,14 +577,7 @@ impl App {
         if updated > 0 {
             let system = Actor::system("approval-expiry");
             let entry = self.entry(&system, "approval.expire", &format!("approval:{id}"));
-            crate::audit::append(
-                self.db(),
-                &mut tx,
-                self.authorizer().policy_sha256(),
-                self.now(),
-                vec![entry],
-            )
-            .await?;
+            self.append_audit(&mut tx, self.now(), vec![entry]).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -623,14 +609,7 @@ impl App {
             .entry(&system, "approval.lapse", &format!("approval:{id}"))
             .tenant(&approval.tenant_id)
             .details(json!({"action": approval.action, "changed": changed}));
-        crate::audit::append(
-            self.db(),
-            &mut tx,
-            self.authorizer().policy_sha256(),
-            self.now(),
-            vec![entry],
-        )
-        .await?;
+        self.append_audit(&mut tx, self.now(), vec![entry]).await?;
         tx.commit().await?;
         Ok(())
     }
