@@ -24,20 +24,28 @@ pub struct UsageError(pub String);
 #[derive(Debug, Subcommand)]
 pub enum OperatorCommand {
     /// Create an operator; prints its token once.
+    #[command(after_long_help = "Example:\n  companyos operator create --name vera --role viewer")]
     Create {
+        /// The operator's name (unique).
         #[arg(long)]
         name: String,
+        /// viewer, operator, approver, admin, auditor, billing or ingest (services that send
+        /// usage).
         #[arg(long)]
         role: String,
     },
     /// List operators.
     List,
     /// Revoke an operator's token.
-    Revoke { id: String },
+    Revoke {
+        /// The operator's id (`companyos operator list`).
+        id: String,
+    },
     /// Issue a new token for the `admin` operator, revoking the old one. Works on the store
     /// directly (--data-dir / --database-url), like `init`; prints the token once or writes it
     /// to --token-file (mode 0600). Audited as operator.reset_admin.
     ResetAdmin {
+        /// Write the new token to this file (mode 0600) instead of printing it.
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
@@ -46,110 +54,156 @@ pub enum OperatorCommand {
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create and provision a tenant; prints its API key once.
+    #[command(after_long_help = "\
+Examples:
+  companyos tenant create acme --name Acme
+  companyos tenant create acme --name Acme --plan enterprise \\
+      --home-region eu-west-1 --allowed-regions eu-west-1,eu-central-1")]
     Create {
+        /// The tenant id: 3 to 63 of a-z, 0-9 and -, starting with a letter; never reused.
         id: String,
+        /// Display name.
         #[arg(long)]
         name: String,
+        /// Plan from the catalog: free, standard or enterprise [default: standard].
         #[arg(long)]
         plan: Option<String>,
+        /// Region where the tenant lives [default: the first allowed region, else the first
+        /// of the region catalog (--regions), eu-west-1].
         #[arg(long)]
         home_region: Option<String>,
-        /// Comma separated.
+        /// Regions the tenant may be deployed to, comma separated [default: the home region].
         #[arg(long, value_delimiter = ',')]
         allowed_regions: Option<Vec<String>>,
-        /// Comma separated (default: the home region).
+        /// Regions to deploy to now, comma separated [default: the home region].
         #[arg(long, value_delimiter = ',')]
         deploy_regions: Option<Vec<String>>,
     },
     /// List tenants.
     List {
+        /// Only tenants in this state: provisioning, active, suspended, deleting, purged or
+        /// a *_failed state [default: all].
         #[arg(long)]
         status: Option<String>,
     },
     /// Show a tenant.
-    Show { id: String },
+    Show {
+        /// The tenant id.
+        id: String,
+    },
     /// Suspend: block every access path and scale workloads to zero.
     Suspend {
+        /// The tenant id.
         id: String,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
     },
     /// Reactivate a suspended tenant.
     Reactivate {
+        /// The tenant id.
         id: String,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
     },
     /// Delete (tombstone; restorable until purge). Needs --confirm <id> and usually approval.
     Delete {
+        /// The tenant id.
         id: String,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
-        /// Repeat the tenant id.
+        /// Repeat the tenant id to confirm.
         #[arg(long)]
         confirm: Option<String>,
     },
     /// Restore a deleted tenant.
     Restore {
+        /// The tenant id.
         id: String,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
     },
     /// Purge (irreversible). Needs --confirm <id> and usually approval.
     Purge {
+        /// The tenant id.
         id: String,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
+        /// Repeat the tenant id to confirm.
         #[arg(long)]
         confirm: Option<String>,
     },
     /// Add or remove deploy regions.
     Regions {
+        /// The tenant id.
         id: String,
+        /// Regions to deploy to, comma separated (each among the tenant's allowed regions).
         #[arg(long, value_delimiter = ',')]
         add: Vec<String>,
+        /// Regions to leave, comma separated.
         #[arg(long, value_delimiter = ',')]
         remove: Vec<String>,
     },
     /// Set a workload's replicas, or list workloads when no name is given.
     Workload {
+        /// The tenant id.
         id: String,
+        /// The workload's name [default: list the workloads].
         name: Option<String>,
+        /// Replicas of the named workload.
         #[arg(long)]
         replicas: Option<i64>,
     },
     /// Change retention: tombstone days, legal hold, hard delete.
     Retention {
+        /// The tenant id.
         id: String,
+        /// Days a deleted tenant stays restorable before purge [default: unchanged; the
+        /// plan's at creation].
         #[arg(long)]
         tombstone_days: Option<u32>,
+        /// true blocks purge [default: unchanged].
         #[arg(long)]
         legal_hold: Option<bool>,
+        /// Whether purge may hard-delete the tenant's data [default: unchanged].
         #[arg(long)]
         hard_delete_allowed: Option<bool>,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
     },
     /// Retry a failed provisioning.
-    Retry { id: String },
+    Retry {
+        /// The tenant id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ApprovalCommand {
     /// List approvals.
     List {
+        /// Only approvals in this state: pending, approved, rejected or expired [default: all].
         #[arg(long)]
         status: Option<String>,
     },
-    /// Approve (and run) a pending action.
+    /// Approve (and run) a pending action; never your own request.
     Approve {
+        /// The approval id (`companyos approval list --status pending`).
         id: String,
+        /// A note kept in the audit record.
         #[arg(long)]
         comment: Option<String>,
     },
     /// Reject a pending action.
     Reject {
+        /// The approval id.
         id: String,
+        /// A note kept in the audit record.
         #[arg(long)]
         comment: Option<String>,
     },
@@ -159,6 +213,7 @@ pub enum ApprovalCommand {
 pub enum UsageCommand {
     /// Send events from a file (JSON array or NDJSON), streamed in batches.
     Send {
+        /// The events: a JSON array or NDJSON (one event a line).
         file: PathBuf,
         /// Events per request.
         #[arg(long, default_value_t = 1000)]
@@ -168,31 +223,47 @@ pub enum UsageCommand {
         all_errors: bool,
     },
     /// Daily usage and reconciliation of a tenant.
+    #[command(after_long_help = "\
+Examples:
+  companyos usage report --tenant acme --from 2026-01-01 --to 2026-01-31
+  companyos usage report --tenant acme --from 2026-01-01 --to 2026-01-31 --output csv > daily.csv
+  companyos usage report --tenant acme --from 2026-01-01 --to 2026-01-31 --output csv \\
+      --what reconciliation > reconciliation.csv")]
     Report {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// First day, YYYY-MM-DD (UTC).
         #[arg(long)]
         from: String,
+        /// Last day, YYYY-MM-DD (UTC), included.
         #[arg(long)]
         to: String,
-        /// table, json or csv.
-        #[arg(long = "output", default_value = "table")]
-        output: String,
+        /// Which table: daily usage or the reconciliation [default: both in table and json;
+        /// daily with --output csv, which prints one table].
+        #[arg(long, value_enum)]
+        what: Option<ReportPart>,
     },
     /// Build and sign an integrity report; prints its evidence id.
     Integrity {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// First day, YYYY-MM-DD (UTC).
         #[arg(long)]
         from: String,
+        /// Last day, YYYY-MM-DD (UTC), included.
         #[arg(long)]
         to: String,
     },
     /// Register a usage source and its Ed25519 public key.
     Source {
+        /// The source's id (the `source_id` of its signed events).
         id: String,
+        /// The service that emits through it.
         #[arg(long)]
         service: String,
+        /// Its Ed25519 public key (base64).
         #[arg(long)]
         public_key: String,
     },
@@ -202,20 +273,25 @@ pub enum UsageCommand {
 pub enum LedgerCommand {
     /// Verify every stored leaf, node, root, checkpoint and payload (reads the store directly).
     Verify {
+        /// Only this tenant's ledger [default: every tenant].
         #[arg(long)]
         tenant: Option<String>,
     },
     /// Fetch the inclusion proof of an event (through the API).
     Proof {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// The event's `event_id`.
         #[arg(long)]
         event_id: String,
+        /// Prove against this tree size [default: the latest checkpoint].
         #[arg(long)]
         tree_size: Option<u64>,
     },
     /// Fetch a tenant's latest signed checkpoint.
     Checkpoint {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
     },
@@ -225,27 +301,36 @@ pub enum LedgerCommand {
 pub enum AuditCommand {
     /// Verify the audit log (reads the store directly).
     Verify,
-    /// Export audit records (through the API) as jsonl or csv.
+    /// Export audit records (through the API): JSON lines, or CSV with --output csv.
     Export {
+        /// Only records about this tenant [default: all].
         #[arg(long)]
         tenant: Option<String>,
-        #[arg(long, default_value = "jsonl")]
-        output: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MeteringCommand {
-    /// Declare what a service meters, from a TOML file.
-    Declare { file: PathBuf },
+    /// Declare what a service meters, from a TOML file (format: README.md, "Metering
+    /// declarations").
+    #[command(after_long_help = DECLARATION_EXAMPLE)]
+    Declare {
+        /// The declaration (TOML).
+        file: PathBuf,
+    },
     /// Lint a declaration offline (for a service's CI): exit 1 naming each problem.
-    Check { file: PathBuf },
+    #[command(after_long_help = DECLARATION_EXAMPLE)]
+    Check {
+        /// The declaration (TOML).
+        file: PathBuf,
+    },
     /// The coverage report.
     Coverage,
     /// Set the coverage mode of the deployment, or of one service.
     Mode {
         /// warn or enforce (or `inherit` to drop a service's override).
         mode: String,
+        /// Set it for this service only [default: the deployment's mode].
         #[arg(long)]
         service: Option<String>,
     },
@@ -255,18 +340,41 @@ pub enum MeteringCommand {
 pub enum EvidenceCommand {
     /// List artifacts.
     List {
+        /// Only this tenant's artifacts [default: all].
         #[arg(long)]
         tenant: Option<String>,
+        /// Only artifacts of this kind (e.g. tenant_dossier, integrity_report) [default: all].
         #[arg(long)]
         kind: Option<String>,
     },
-    /// Download an artifact and its signature into a folder.
+    /// Download an artifact and its signature (.minisig) into a folder.
     Get {
+        /// The evidence id (e.g. the `dossier_evidence_id` printed by `tenant create`).
         id: String,
+        /// Folder to write into.
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
 }
+
+/// Which table of `usage report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportPart {
+    /// Usage per day, service, metric and unit.
+    Daily,
+    /// Accepted, duplicate, late, invalid, conflicting and missing events per day.
+    Reconciliation,
+}
+
+/// The declaration format, shown under `metering declare|check --help`.
+const DECLARATION_EXAMPLE: &str = "\
+Declaration format (TOML):
+  service = \"search\"             # ^[a-z][a-z0-9-]{0,62}$
+  [[metrics]]
+  name = \"requests\"              # the event's `metric`
+  unit = \"request\"               # the event's `unit`
+  aggregation = \"sum\"            # sum, count or max [default: sum]
+  description = \"API requests\"   # required, what one unit is";
 
 fn data_dir(cli: &Cli, file: &FileConfig) -> PathBuf {
     cli.data_dir
@@ -316,6 +424,19 @@ fn open_secret_file(path: &Path) -> anyhow::Result<companyos_core::secret_files:
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let file = FileConfig::load(cli.config.as_deref())?;
     let log_format = cli.log_format.clone().or_else(|| file.log_format.clone());
+    if cli.output == Some(OutputFormat::Csv)
+        && !matches!(
+            cli.command,
+            Command::Usage(UsageCommand::Report { .. })
+                | Command::Audit(AuditCommand::Export { .. })
+        )
+    {
+        return Err(UsageError(
+            "--output csv is for `usage report` and `audit export`; use table or json here"
+                .to_owned(),
+        )
+        .into());
+    }
     match &cli.command {
         Command::Serve | Command::Init { .. } | Command::Demo { .. } | Command::Bench(_) => {
             crate::logging(log_format.as_deref())?;
@@ -338,6 +459,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Evidence(command) => evidence(&cli, &file, command).await,
         Command::Demo { out } => crate::demo::run(out).await,
         Command::Bench(command) => crate::bench::run(&cli, command).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into memory first: clap_complete panics when its writer fails (`| head`), a
+            // failed write to stdout is only an error.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "companyos", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .context("failed to write the completion script")?;
+            Ok(0)
+        }
     }
 }
 
@@ -478,7 +610,7 @@ async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> an
                     Some(&json!({"name": name, "role": role})),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "{}token (shown once): {}\n",
                     fields(v, &["id", "name", "role"]),
@@ -488,7 +620,7 @@ async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> an
         }
         OperatorCommand::List => {
             let (_, value) = api.call(Method::GET, "/v1/operators", None).await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 table(
                     v.as_array().map_or(&[], Vec::as_slice),
                     &["id", "name", "role", "revoked", "created_at"],
@@ -504,7 +636,7 @@ async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> an
                     None,
                 )
                 .await?;
-            output::print(cli.format, &value, |_| format!("revoked {id}\n"));
+            output::print(cli.format(), &value, |_| format!("revoked {id}\n"));
         }
     }
     Ok(0)
@@ -552,12 +684,13 @@ async fn reset_admin(
     Ok(0)
 }
 
-const TENANT_COLUMNS: [&str; 6] = [
+const TENANT_COLUMNS: [&str; 7] = [
     "id",
     "name",
     "status",
     "plan",
     "home_region",
+    "allowed_regions",
     "deploy_regions",
 ];
 const TENANT_FIELDS: [&str; 14] = [
@@ -624,7 +757,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                 body["deploy_regions"] = json!(regions);
             }
             let (_, value) = api.call(Method::POST, "/v1/tenants", Some(&body)).await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "{}api key (shown once): {}\n",
                     fields(v, &TENANT_FIELDS),
@@ -638,7 +771,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                 None => "/v1/tenants".to_owned(),
             };
             let (_, value) = api.call(Method::GET, &path, None).await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 table(v.as_array().map_or(&[], Vec::as_slice), &TENANT_COLUMNS)
             });
         }
@@ -646,7 +779,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
             let (_, value) = api
                 .call(Method::GET, &format!("/v1/tenants/{}", encode(id)), None)
                 .await?;
-            output::print(cli.format, &value, |v| fields(v, &TENANT_FIELDS));
+            output::print(cli.format(), &value, |v| fields(v, &TENANT_FIELDS));
         }
         TenantCommand::Suspend { id, reason }
         | TenantCommand::Reactivate { id, reason }
@@ -663,7 +796,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     Some(&json!({"reason": reason})),
                 )
                 .await?;
-            print_lifecycle(cli.format, status, &value);
+            print_lifecycle(cli.format(), status, &value);
         }
         TenantCommand::Delete {
             id,
@@ -691,7 +824,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     Some(&body),
                 )
                 .await?;
-            print_lifecycle(cli.format, status, &value);
+            print_lifecycle(cli.format(), status, &value);
         }
         TenantCommand::Regions { id, add, remove } => {
             let (_, value) = api
@@ -701,7 +834,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     Some(&json!({"add": add, "remove": remove})),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| fields(v, &TENANT_FIELDS));
+            output::print(cli.format(), &value, |v| fields(v, &TENANT_FIELDS));
         }
         TenantCommand::Workload { id, name, replicas } => {
             let value = match (name, replicas) {
@@ -730,7 +863,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     .into());
                 }
             };
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 table(
                     v.as_array().map_or(&[], Vec::as_slice),
                     &["name", "replicas", "suspended_replicas", "updated_at"],
@@ -754,7 +887,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     ),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "{}retention  {}\n",
                     fields(v, &TENANT_FIELDS),
@@ -770,7 +903,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     None,
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "{}api key (shown once): {}\n",
                     fields(v, &TENANT_FIELDS),
@@ -791,7 +924,7 @@ async fn approval(cli: &Cli, file: &FileConfig, command: &ApprovalCommand) -> an
                 None => "/v1/approvals".to_owned(),
             };
             let (_, value) = api.call(Method::GET, &path, None).await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 table(
                     v.as_array().map_or(&[], Vec::as_slice),
                     &[
@@ -819,7 +952,7 @@ async fn approval(cli: &Cli, file: &FileConfig, command: &ApprovalCommand) -> an
                     Some(&json!({"comment": comment})),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 let mut out = fields(
                     &v["approval"],
                     &[
@@ -859,93 +992,15 @@ async fn usage(cli: &Cli, file: &FileConfig, command: &UsageCommand) -> anyhow::
             batch_size,
             all_errors,
         } => {
-            return crate::commands_usage::send(&api, path, *batch_size, *all_errors, cli.format)
+            return crate::commands_usage::send(&api, path, *batch_size, *all_errors, cli.format())
                 .await;
         }
         UsageCommand::Report {
             tenant,
             from,
             to,
-            output,
-        } => {
-            let query = format!("from={}&to={}", encode(from), encode(to));
-            match output.as_str() {
-                "csv" => {
-                    let (_, daily) = api
-                        .call_raw(
-                            Method::GET,
-                            &format!(
-                                "/v1/tenants/{}/usage/daily?{query}&format=csv",
-                                encode(tenant)
-                            ),
-                            None,
-                        )
-                        .await?;
-                    let (_, reconciliation) = api
-                        .call_raw(
-                            Method::GET,
-                            &format!(
-                                "/v1/tenants/{}/reconciliation?{query}&format=csv",
-                                encode(tenant)
-                            ),
-                            None,
-                        )
-                        .await?;
-                    print!("{daily}\r\n{reconciliation}");
-                }
-                "json" | "table" => {
-                    let (_, daily) = api
-                        .call(
-                            Method::GET,
-                            &format!("/v1/tenants/{}/usage/daily?{query}", encode(tenant)),
-                            None,
-                        )
-                        .await?;
-                    let (_, reconciliation) = api
-                        .call(
-                            Method::GET,
-                            &format!("/v1/tenants/{}/reconciliation?{query}", encode(tenant)),
-                            None,
-                        )
-                        .await?;
-                    let value = json!({"tenant_id": tenant, "from": from, "to": to, "daily": daily, "reconciliation": reconciliation});
-                    let format = if output == "json" {
-                        OutputFormat::Json
-                    } else {
-                        OutputFormat::Table
-                    };
-                    output::print(format, &value, |v| {
-                        format!(
-                            "Daily usage of {tenant}, {from} to {to}\n{}\nReconciliation\n{}",
-                            table(
-                                v["daily"].as_array().map_or(&[], Vec::as_slice),
-                                &["date", "service", "metric", "unit", "quantity", "events"]
-                            ),
-                            table(
-                                v["reconciliation"].as_array().map_or(&[], Vec::as_slice),
-                                &[
-                                    "date",
-                                    "accepted",
-                                    "duplicates",
-                                    "late",
-                                    "invalid",
-                                    "conflicts",
-                                    "missing",
-                                    "missing_ratio",
-                                    "closed"
-                                ]
-                            )
-                        )
-                    });
-                }
-                other => {
-                    return Err(UsageError(format!(
-                        "--output must be table, json or csv, got {other:?}"
-                    ))
-                    .into());
-                }
-            }
-        }
+            what,
+        } => report(cli, &api, tenant, from, to, *what).await?,
         UsageCommand::Integrity { tenant, from, to } => {
             let (_, value) = api
                 .call(
@@ -954,7 +1009,7 @@ async fn usage(cli: &Cli, file: &FileConfig, command: &UsageCommand) -> anyhow::
                     Some(&json!({"from": from, "to": to})),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "integrity report {}: {}\n",
                     output::cell(&v["evidence"]["id"]),
@@ -977,12 +1032,77 @@ async fn usage(cli: &Cli, file: &FileConfig, command: &UsageCommand) -> anyhow::
                     Some(&json!({"id": id, "service": service, "public_key": public_key})),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 fields(v, &["id", "service", "public_key", "created_at"])
             });
         }
     }
     Ok(0)
+}
+
+const DAILY_COLUMNS: [&str; 6] = ["date", "service", "metric", "unit", "quantity", "events"];
+const RECONCILIATION_COLUMNS: [&str; 9] = [
+    "date",
+    "accepted",
+    "duplicates",
+    "late",
+    "invalid",
+    "conflicts",
+    "missing",
+    "missing_ratio",
+    "closed",
+];
+
+/// `usage report`: CSV is one table (a stream of two tables back to back is no CSV file), so
+/// `--what` picks it; table and json show both unless `--what` picks one.
+async fn report(
+    cli: &Cli,
+    api: &ApiClient,
+    tenant: &str,
+    from: &str,
+    to: &str,
+    what: Option<ReportPart>,
+) -> anyhow::Result<()> {
+    let query = format!("from={}&to={}", encode(from), encode(to));
+    let path = |part: ReportPart| match part {
+        ReportPart::Daily => format!("/v1/tenants/{}/usage/daily?{query}", encode(tenant)),
+        ReportPart::Reconciliation => {
+            format!("/v1/tenants/{}/reconciliation?{query}", encode(tenant))
+        }
+    };
+    if cli.format() == OutputFormat::Csv {
+        let part = what.unwrap_or(ReportPart::Daily);
+        let (_, text) = api
+            .call_raw(Method::GET, &format!("{}&format=csv", path(part)), None)
+            .await?;
+        print!("{text}");
+        return Ok(());
+    }
+    let mut value = json!({"tenant_id": tenant, "from": from, "to": to});
+    for (part, key) in [
+        (ReportPart::Daily, "daily"),
+        (ReportPart::Reconciliation, "reconciliation"),
+    ] {
+        if what.is_none_or(|w| w == part) {
+            value[key] = api.call(Method::GET, &path(part), None).await?.1;
+        }
+    }
+    output::print(cli.format(), &value, |v| {
+        let mut out = String::new();
+        if let Some(rows) = v["daily"].as_array() {
+            out.push_str(&format!("Daily usage of {tenant}, {from} to {to}\n"));
+            out.push_str(&table(rows, &DAILY_COLUMNS));
+        }
+        if let Some(rows) = v["reconciliation"].as_array() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!("Reconciliation of {tenant}, {from} to {to}\n"));
+            out.push_str(&table(rows, &RECONCILIATION_COLUMNS));
+        }
+        out
+    });
+    Ok(())
 }
 
 async fn ledger(cli: &Cli, file: &FileConfig, command: &LedgerCommand) -> anyhow::Result<u8> {
@@ -1062,12 +1182,12 @@ async fn audit(cli: &Cli, file: &FileConfig, command: &AuditCommand) -> anyhow::
             println!("audit verification FAILED: {} problem(s)", problems.len());
             Ok(1)
         }
-        AuditCommand::Export { tenant, output } => {
-            if output != "jsonl" && output != "csv" {
-                return Err(
-                    UsageError(format!("--output must be jsonl or csv, got {output:?}")).into(),
-                );
-            }
+        AuditCommand::Export { tenant } => {
+            // Table is the global default, but an export is for files: JSON lines unless csv.
+            let output = match cli.output {
+                Some(OutputFormat::Csv) => "csv",
+                _ => "jsonl",
+            };
             let api = api(cli, file)?;
             let mut path = format!("/v1/audit?format={output}");
             if let Some(tenant) = tenant {
@@ -1118,7 +1238,7 @@ async fn metering(cli: &Cli, file: &FileConfig, command: &MeteringCommand) -> an
                     Some(&body),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "declared service {}\n{}",
                     output::cell(&v["service"]),
@@ -1133,7 +1253,7 @@ async fn metering(cli: &Cli, file: &FileConfig, command: &MeteringCommand) -> an
         MeteringCommand::Coverage => {
             let api = api(cli, file)?;
             let (_, value) = api.call(Method::GET, "/v1/metering/coverage", None).await?;
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            output::print(cli.format(), &value, coverage_table);
             Ok(0)
         }
         MeteringCommand::Mode { mode, service } => {
@@ -1150,10 +1270,46 @@ async fn metering(cli: &Cli, file: &FileConfig, command: &MeteringCommand) -> an
             let (_, value) = api
                 .call(Method::PUT, &path, Some(&json!({"mode": mode_value})))
                 .await?;
-            output::print(cli.format, &value, |v| format!("coverage mode set: {v}\n"));
+            output::print(cli.format(), &value, |v| {
+                format!("coverage mode set: {v}\n")
+            });
             Ok(0)
         }
     }
+}
+
+/// The coverage report as one table: a row per finding, named by its kind.
+fn coverage_table(value: &Value) -> String {
+    let mut rows = Vec::new();
+    for (key, problem) in [
+        ("services_without_declaration", "service not declared"),
+        ("undeclared_metrics", "metric not declared"),
+        ("unit_mismatches", "unit differs from declared"),
+        ("declared_metrics_never_seen", "declared, never seen"),
+    ] {
+        for item in value[key].as_array().into_iter().flatten() {
+            let mut row = item.clone();
+            row["problem"] = json!(problem);
+            rows.push(row);
+        }
+    }
+    let mut out = format!("coverage mode: {}\n", output::cell(&value["coverage_mode"]));
+    if rows.is_empty() {
+        out.push_str("every metric seen is declared, every declared metric seen\n");
+    } else {
+        out.push_str(&table(
+            &rows,
+            &[
+                "problem",
+                "service",
+                "metric",
+                "unit",
+                "declared_unit",
+                "events",
+            ],
+        ));
+    }
+    out
 }
 
 async fn evidence(cli: &Cli, file: &FileConfig, command: &EvidenceCommand) -> anyhow::Result<u8> {
@@ -1173,7 +1329,7 @@ async fn evidence(cli: &Cli, file: &FileConfig, command: &EvidenceCommand) -> an
                 format!("/v1/evidence?{}", query.join("&"))
             };
             let (_, value) = api.call(Method::GET, &path, None).await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 table(
                     v.as_array().map_or(&[], Vec::as_slice),
                     &[

@@ -181,6 +181,7 @@ fn lifecycle_through_the_cli_with_an_approval() {
             "drill",
             "--confirm",
             "acme",
+            // The old name of --output, kept for scripts.
             "--format",
             "json",
         ],
@@ -203,7 +204,7 @@ fn lifecycle_through_the_cli_with_an_approval() {
     let output = cli(
         &server,
         Some(&admin),
-        &["tenant", "show", "acme", "--format", "json"],
+        &["tenant", "show", "acme", "--output", "json"],
     );
     let shown: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(shown["status"], "deleting");
@@ -289,7 +290,42 @@ fn usage_send_reports_and_ledger_verify_finds_tampering() {
             "{format}: {}",
             stdout(&output)
         );
+        if format == "csv" {
+            // One CSV table: one header line, the daily usage by default.
+            let text = stdout(&output);
+            assert_eq!(
+                text.lines().filter(|l| l.starts_with("date,")).count(),
+                1,
+                "{text}"
+            );
+            assert!(text.contains("metric"), "{text}");
+        }
     }
+    let output = cli(
+        &server,
+        Some(&admin),
+        &[
+            "usage",
+            "report",
+            "--tenant",
+            "acme",
+            "--from",
+            &today,
+            "--to",
+            &today,
+            "--output",
+            "csv",
+            "--what",
+            "reconciliation",
+        ],
+    );
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        text.starts_with("date,") && text.contains("accepted"),
+        "{text}"
+    );
+    assert!(!text.contains("metric"), "{text}");
     // A proof through the CLI.
     let output = cli(
         &server,

@@ -5,6 +5,7 @@
 
 mod cli;
 mod crash;
+mod help;
 mod log_sink;
 mod nginx;
 mod store_safety;

@@ -143,7 +143,7 @@ pub fn operator(server: &Server, name: &str, role: &str) -> String {
         server,
         server.admin_token.as_deref(),
         &[
-            "operator", "create", "--name", name, "--role", role, "--format", "json",
+            "operator", "create", "--name", name, "--role", role, "--output", "json",
         ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -156,7 +156,7 @@ pub fn tenant(server: &Server, id: &str) -> String {
     let output = cli(
         server,
         server.admin_token.as_deref(),
-        &["tenant", "create", id, "--name", id, "--format", "json"],
+        &["tenant", "create", id, "--name", id, "--output", "json"],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let value: Value = serde_json::from_str(&stdout(&output)).unwrap();
