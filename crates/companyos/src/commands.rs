@@ -479,13 +479,14 @@ async fn init(cli: &Cli, file: &FileConfig, token_file: Option<&Path>) -> anyhow
     // The token file is opened (and refused, if it is a link) before the store creates the
     // token: a token that cannot be written must not be created, it could never be shown.
     let secret = token_file.map(open_secret_file).transpose()?;
+    let database_url = resolved.settings.database_url.clone();
     let (app, report) = match App::open(resolved.settings, clock(resolved.clock_offset)).await {
         Ok(opened) => opened,
         Err(error) => {
             if let Some(secret) = secret {
                 let _ = secret.abandon();
             }
-            return Err(anyhow::Error::new(error).context("failed to initialise"));
+            return Err(open_error(error, database_url.as_deref()).context("failed to initialise"));
         }
     };
     app.db().close().await;
@@ -554,14 +555,19 @@ async fn serve(cli: &Cli, file: &FileConfig) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("failed to listen on {address}"))?;
+    let database_url = resolved.settings.database_url.clone();
     let (app, report) = App::open(resolved.settings, clock(resolved.clock_offset))
         .await
+        .map_err(|error| open_error(error, database_url.as_deref()))
         .context("failed to open the store")?;
     let bound = listener.local_addr()?;
     if let Some(token) = &report.admin_token {
         println!("admin token (shown once, keep it safe): {token}");
     }
+    // Scripts and tests parse the "listening on" line: it stays exactly as it is, the console
+    // gets its own line after it.
     println!("listening on http://{bound}");
+    println!("console: http://{bound}/console (sign in with an operator token)");
     std::io::stdout().flush()?;
     tracing::info!(address = %bound, store = app.db().backend().as_str(), "serving");
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
@@ -592,8 +598,54 @@ async fn open_existing(cli: &Cli, file: &FileConfig) -> anyhow::Result<App> {
             resolved.settings.data_dir.display()
         );
     }
-    let (app, _) = App::open(resolved.settings, clock(resolved.clock_offset)).await?;
+    let database_url = resolved.settings.database_url.clone();
+    let (app, _) = App::open(resolved.settings, clock(resolved.clock_offset))
+        .await
+        .map_err(|error| open_error(error, database_url.as_deref()))?;
     Ok(app)
+}
+
+/// A PostgreSQL database that does not exist yet: the store never creates one (its owner,
+/// encoding and place are the operator's choice), so the error says how to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "PostgreSQL database {name:?} does not exist; create it first: createdb -h {host} -p {port} -U {user} {name} (or CREATE DATABASE {name};)"
+)]
+pub struct MissingDatabase {
+    name: String,
+    host: String,
+    port: u16,
+    user: String,
+}
+
+/// The error of `App::open`, with a missing PostgreSQL database named once with its remedy.
+fn open_error<E>(error: E, database_url: Option<&str>) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut missing = false;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = current {
+        if let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() {
+            // 3D000 invalid_catalog_name: the database named in the URL does not exist.
+            missing |= db.code().as_deref() == Some("3D000");
+        }
+        current = cause.source();
+    }
+    let url = database_url.and_then(|u| reqwest::Url::parse(u).ok());
+    match (missing, url) {
+        (true, Some(url)) => MissingDatabase {
+            name: url.path().trim_start_matches('/').to_owned(),
+            host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
+            port: url.port().unwrap_or(5432),
+            user: match url.username() {
+                "" => "postgres".to_owned(),
+                user => user.to_owned(),
+            },
+        }
+        .into(),
+        _ => error.into(),
+    }
 }
 
 async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> anyhow::Result<u8> {

@@ -180,6 +180,23 @@ pub fn logging(format: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error and its causes on one line, each said once: a cause whose text its parent
+/// already quotes (sqlx's database errors do, twice) is not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -203,7 +220,7 @@ fn main() -> ExitCode {
                 log_sink::err_line(format_args!("error: {usage}"));
                 return ExitCode::from(2);
             }
-            log_sink::err_line(format_args!("error: {error:#}"));
+            log_sink::err_line(format_args!("error: {}", one_line(&error)));
             ExitCode::from(1)
         }
     }

@@ -520,3 +520,27 @@ fn the_demo_evidence_verifies_with_minisign_and_its_key_file() {
     }
     assert!(verified >= 5, "{verified} artifacts verified");
 }
+
+#[test]
+fn a_missing_postgres_database_is_one_line_that_says_how_to_create_it() {
+    let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let (base, _) = server.rsplit_once('/').unwrap();
+    let name = format!("companyos_missing_{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(binary())
+        .args(["init", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--database-url", &format!("{base}/{name}")])
+        .env_remove("COMPANYOS_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert_eq!(message.matches("does not exist").count(), 1, "{message}");
+    assert!(
+        message.contains("createdb -h ") && message.contains(&format!("CREATE DATABASE {name}")),
+        "{message}"
+    );
+}

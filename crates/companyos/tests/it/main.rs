@@ -8,5 +8,6 @@ mod crash;
 mod help;
 mod log_sink;
 mod nginx;
+mod readme;
 mod store_safety;
 mod support;

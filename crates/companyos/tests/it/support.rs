@@ -172,3 +172,33 @@ pub fn event(tenant: &str, id: &str) -> Value {
         "request_id": format!("r-{id}"),
     })
 }
+
+/// A fresh PostgreSQL database for one test; dropped with the guard.
+pub struct PgDatabase {
+    pub server: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub fn create(runtime: &tokio::runtime::Runtime) -> PgDatabase {
+        let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!(
+            "companyos_test_{}",
+            companyos_core::util::new_id("safety", time::OffsetDateTime::now_utc())
+                .replace("safety_", "")
+        );
+        let url = runtime
+            .block_on(companyos_core::db::create_postgres_database(&server, &name))
+            .expect("PostgreSQL must be reachable");
+        PgDatabase { server, name, url }
+    }
+
+    pub fn drop_with(self, runtime: &tokio::runtime::Runtime) {
+        let _ = runtime.block_on(companyos_core::db::drop_postgres_database(
+            &self.server,
+            &self.name,
+        ));
+    }
+}
