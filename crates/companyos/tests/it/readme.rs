@@ -96,6 +96,31 @@ fn first_steps(database_url: Option<&str>) {
             stderr(&output)
         );
     }
+    // Table mode prints tables: the coverage findings, the tenants with their allowed regions.
+    let run = |args: &[&str]| {
+        let output = Command::new(binary())
+            .args(args)
+            .env("COMPANYOS_URL", &server.url)
+            .env("COMPANYOS_TOKEN", &admin)
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        stdout(&output)
+    };
+    let coverage = run(&["metering", "coverage"]);
+    assert!(coverage.starts_with("coverage mode: warn\n"), "{coverage}");
+    assert!(
+        coverage.contains("PROBLEM") && coverage.contains("declared, never seen"),
+        "{coverage}"
+    );
+    let tenants = run(&["tenant", "list"]);
+    assert!(tenants.contains("ALLOWED_REGIONS"), "{tenants}");
+    assert!(tenants.contains("eu-west-1,eu-central-1"), "{tenants}");
 }
 
 #[test]
