@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use companyos_core::App;
 use companyos_core::clock::{Clock, OffsetClock, SystemClock};
+use companyos_core::ledger::VerifyProgress;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -437,12 +438,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         )
         .into());
     }
+    // The server logs what it does (info); a one-shot command prints its result on stdout and
+    // logs only what goes wrong (warn), unless COMPANYOS_LOG asks for more.
     match &cli.command {
-        Command::Serve | Command::Init { .. } | Command::Demo { .. } | Command::Bench(_) => {
-            crate::logging(log_format.as_deref())?;
-        }
-        Command::Ledger(LedgerCommand::Verify { .. }) | Command::Audit(AuditCommand::Verify) => {
-            crate::logging(log_format.as_deref().or(Some("text")))?;
+        Command::Serve => crate::logging(log_format.as_deref(), crate::LOG_FILTER_SERVER)?,
+        Command::Init { .. }
+        | Command::Demo { .. }
+        | Command::Bench(_)
+        | Command::Ledger(LedgerCommand::Verify { .. })
+        | Command::Audit(AuditCommand::Verify)
+        | Command::Operator(OperatorCommand::ResetAdmin { .. }) => {
+            crate::logging(log_format.as_deref(), crate::LOG_FILTER_ONE_SHOT)?;
         }
         _ => {}
     }
@@ -1161,8 +1167,32 @@ async fn ledger(cli: &Cli, file: &FileConfig, command: &LedgerCommand) -> anyhow
     match command {
         LedgerCommand::Verify { tenant } => {
             let app = open_existing(cli, file).await?;
-            let problems = app.verify_ledgers(tenant.as_deref()).await?;
+            let bar = verify_progress_bar();
+            let mut current = String::new();
+            let mut on_progress = |progress: VerifyProgress<'_>| match progress {
+                VerifyProgress::Tenant {
+                    tenant,
+                    index,
+                    total,
+                } => {
+                    bar.set_length(total as u64);
+                    bar.set_position(index as u64);
+                    current = tenant.to_owned();
+                    bar.set_message(current.clone());
+                }
+                // Formatting every leaf would cost more than checking it; the bar redraws a
+                // few times a second anyway.
+                VerifyProgress::Leaves(leaves) if leaves % 4096 == 0 => {
+                    bar.set_message(format!("{current}: {leaves} leaves"));
+                }
+                VerifyProgress::Leaves(_) => {}
+            };
+            let result = app
+                .verify_ledgers_with_progress(tenant.as_deref(), &mut on_progress)
+                .await;
+            bar.finish_and_clear();
             app.db().close().await;
+            let problems = result?;
             if problems.is_empty() {
                 println!("ledger verified: every leaf, node, root, checkpoint and payload matches");
                 return Ok(0);
@@ -1211,6 +1241,18 @@ async fn ledger(cli: &Cli, file: &FileConfig, command: &LedgerCommand) -> anyhow
             Ok(0)
         }
     }
+}
+
+/// The progress bar of `ledger verify`: on stderr, and only when stderr is a terminal
+/// (indicatif draws nothing otherwise), so redirected output stays clean.
+fn verify_progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("verifying tenant {pos}/{len} {wide_bar} {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
 }
 
 async fn audit(cli: &Cli, file: &FileConfig, command: &AuditCommand) -> anyhow::Result<u8> {

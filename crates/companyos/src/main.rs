@@ -161,10 +161,17 @@ Examples:
     },
 }
 
-pub fn logging(format: Option<&str>) -> anyhow::Result<()> {
+/// The server's log filter when COMPANYOS_LOG sets none.
+pub const LOG_FILTER_SERVER: &str = "info,sqlx=warn";
+/// One-shot commands (init, demo, verify): their answer is on stdout, logs only for trouble.
+pub const LOG_FILTER_ONE_SHOT: &str = "warn";
+
+/// Logs to stderr, coloured only on a terminal; `COMPANYOS_LOG` (a tracing filter such as
+/// `info` or `companyos_core=debug`) overrides `default_filter`.
+pub fn logging(format: Option<&str>, default_filter: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("COMPANYOS_LOG")
-        .or_else(|_| EnvFilter::try_new("info,sqlx=warn"))?;
+    let filter =
+        EnvFilter::try_from_env("COMPANYOS_LOG").or_else(|_| EnvFilter::try_new(default_filter))?;
     // A failed log write must never panic (see `log_sink`): errors are swallowed by the
     // writer, and the subscriber's own error printing (an `eprintln!`) is off.
     let builder = tracing_subscriber::fmt()

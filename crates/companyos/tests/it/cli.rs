@@ -353,6 +353,9 @@ fn usage_send_reports_and_ledger_verify_finds_tampering() {
         stdout(&output),
         stderr(&output)
     );
+    // One-shot commands log at warn by default, and the progress bar hides itself when stderr
+    // is not a terminal: nothing on stderr when all is well.
+    assert_eq!(stderr(&output), "");
     let output = verify(&["audit", "verify"]);
     assert_eq!(
         output.status.code(),
@@ -361,6 +364,7 @@ fn usage_send_reports_and_ledger_verify_finds_tampering() {
         stdout(&output),
         stderr(&output)
     );
+    assert_eq!(stderr(&output), "");
     let db = format!("sqlite://{}", data.join("companyos.db").display());
     // Usage leaves are stored by what varies (bundles::LeafLayout::Usage): the event id after
     // its length byte.
@@ -497,6 +501,8 @@ fn the_demo_evidence_verifies_with_minisign_and_its_key_file() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // Quiet by default: no INFO lines (COMPANYOS_LOG=info brings them back).
+    assert!(!stderr(&output).contains("INFO"), "{}", stderr(&output));
     let evidence = out.join("evidence");
     let key = std::fs::read_to_string(evidence.join("minisign.pub")).unwrap();
     assert!(key.starts_with("untrusted comment: "), "{key}");
