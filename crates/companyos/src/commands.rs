@@ -768,6 +768,39 @@ const TENANT_FIELDS: [&str; 14] = [
     "dossier_evidence_id",
 ];
 
+/// What the caller may do with a shown tenant, and its pending approval.
+fn actions_lines(tenant: &Value) -> String {
+    let mut out = String::new();
+    if let Some(actions) = tenant["allowed_actions"].as_array() {
+        let names: Vec<String> = actions
+            .iter()
+            .map(|a| match a["needs_approval"].as_bool() {
+                Some(true) => format!("{} (needs approval)", output::cell(&a["action"])),
+                _ => output::cell(&a["action"]),
+            })
+            .collect();
+        let names = if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        };
+        // Aligned with `fields` of TENANT_FIELDS (its longest key is dossier_evidence_id).
+        out.push_str(&format!("{:<19}  {names}\n", "allowed_actions"));
+    }
+    let pending = &tenant["pending_approval"];
+    if !pending.is_null() {
+        out.push_str(&format!(
+            "{:<19}  {} {} by {}, expires {}\n",
+            "pending_approval",
+            output::cell(&pending["id"]),
+            output::cell(&pending["action"]),
+            output::cell(&pending["requested_by"]),
+            output::cell(&pending["expires_at"])
+        ));
+    }
+    out
+}
+
 fn print_lifecycle(format: OutputFormat, status: u16, value: &Value) {
     output::print(format, value, |v| {
         let mut out = String::new();
@@ -837,7 +870,9 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
             let (_, value) = api
                 .call(Method::GET, &format!("/v1/tenants/{}", encode(id)), None)
                 .await?;
-            output::print(cli.format(), &value, |v| fields(v, &TENANT_FIELDS));
+            output::print(cli.format(), &value, |v| {
+                format!("{}{}", fields(v, &TENANT_FIELDS), actions_lines(v))
+            });
         }
         TenantCommand::Suspend { id, reason }
         | TenantCommand::Reactivate { id, reason }
