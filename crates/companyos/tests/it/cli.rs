@@ -525,6 +525,27 @@ fn the_demo_evidence_verifies_with_minisign_and_its_key_file() {
         }
     }
     assert!(verified >= 5, "{verified} artifacts verified");
+    // The demo's store has its own log name; opening it without says which setting to use.
+    let verify = |extra: &[&str]| {
+        Command::new(binary())
+            .args(["ledger", "verify", "--data-dir"])
+            .arg(out.join("store"))
+            .args(extra)
+            .env_remove("COMPANYOS_DATABASE_URL")
+            .env_remove("COMPANYOS_LOG_NAME")
+            .output()
+            .unwrap()
+    };
+    let output = verify(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("--log-name demo.companyos.local"),
+        "{message}"
+    );
+    let output = verify(&["--log-name", "demo.companyos.local"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
 #[test]
