@@ -45,7 +45,7 @@ Exit codes: 0 success, 1 the operation failed or a verification found a problem,
     version,
     about = "The tenant control plane: provision, meter, bill, suspend, delete — with policy, audit and evidence.",
     after_long_help = EXAMPLES,
-    after_help = "See `companyos --help` for examples, `companyos <command> --help` for a command's flags."
+    after_help = "`companyos --help` adds examples and every server setting; `companyos <command> --help` shows a command's flags."
 )]
 pub struct Cli {
     /// Data directory: SQLite store, keys, evidence, tenant boundaries [default: ./companyos-data].
@@ -204,8 +204,23 @@ fn one_line(error: &anyhow::Error) -> String {
     line
 }
 
+/// Parses the command line. The server settings are global (they may follow any command), so
+/// clap would list all of them under every client command: `-h` leaves them out, `--help`
+/// shows them.
+fn parse() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let command = Cli::command().mut_args(|arg| {
+        if arg.get_help_heading() == Some(SERVER) && arg.get_id() != "listen" {
+            arg.hide_short_help(true)
+        } else {
+            arg
+        }
+    });
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -90,7 +90,19 @@ fn every_command_and_flag_has_a_description_and_globals_have_their_own_heading()
     let usage = top.lines().find(|l| l.starts_with("Usage:")).unwrap();
     assert!(!usage.contains("--token"), "{usage}");
     assert!(top.contains("Examples:"), "{top}");
+    // The short help of a client command leaves the server settings out; the long one has them.
+    let short = Command::new(binary())
+        .args(["tenant", "create", "-h"])
+        .output()
+        .unwrap();
+    assert!(
+        !stdout(&short).contains("--late-window-hours"),
+        "{}",
+        stdout(&short)
+    );
+    assert!(stdout(&short).contains("--plan"), "{}", stdout(&short));
     let create = long_help(&["tenant".into(), "create".into()]);
+    assert!(create.contains("--late-window-hours"), "{create}");
     for default in ["[default: standard]", "[default: the home region]"] {
         assert!(create.contains(default), "{create}");
     }
