@@ -1,8 +1,9 @@
-//! The CLI's front door: every command and flag described, one output flag, completions.
+//! The CLI's front door: every command and flag described, one output flag, completions, and
+//! errors that say what to do.
 
 use std::process::Command;
 
-use crate::support::{binary, stderr, stdout};
+use crate::support::{binary, free_port, stderr, stdout};
 
 /// `companyos <path> --help`, which must succeed.
 fn long_help(path: &[String]) -> String {
@@ -166,4 +167,22 @@ fn csv_is_refused_where_a_command_prints_no_rows() {
     let message = stderr(&output);
     assert_eq!(message.lines().count(), 1, "{message}");
     assert!(message.contains("usage report"), "{message}");
+}
+
+#[test]
+fn a_server_that_does_not_answer_is_one_line_naming_the_setting() {
+    // A port that was free a moment ago: nothing listens there.
+    let url = format!("http://127.0.0.1:{}", free_port());
+    let output = Command::new(binary())
+        .args(["tenant", "list", "--url", &url, "--token", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains(&url), "{message}");
+    assert!(
+        message.contains("companyos serve") && message.contains("COMPANYOS_URL"),
+        "{message}"
+    );
 }
