@@ -10,7 +10,7 @@ trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 
 . "$(dirname "$0")/serve-fresh.sh"
 serve_fresh "$bin" "$work" --approval-required purge
-approver="$("$bin" operator create --name approver --role approver --format json | sed -n 's/.*"token": "\(.*\)".*/\1/p')"
+approver="$("$bin" operator create --name approver --role approver --output json | sed -n 's/.*"token": "\(.*\)".*/\1/p')"
 
 ms() { local start end; start=$(date +%s%N); "$@" >/dev/null; end=$(date +%s%N); echo $(( (end - start) / 1000000 )); }
 declare -A total max
@@ -26,7 +26,7 @@ for i in $(seq "$reps"); do
   record restore "$(ms "$bin" tenant restore "$id" --reason drill)"
   "$bin" tenant delete "$id" --reason drill --confirm "$id" >/dev/null
   start=$(date +%s%N)
-  "$bin" tenant purge "$id" --reason drill --confirm "$id" --format json >"$work/purge.json"
+  "$bin" tenant purge "$id" --reason drill --confirm "$id" --output json >"$work/purge.json"
   approval="$(sed -n 's/.*"id": "\(apr_[a-z0-9]*\)".*/\1/p' "$work/purge.json" | head -1)"
   COMPANYOS_TOKEN="$approver" "$bin" approval approve "$approval" >/dev/null
   end=$(date +%s%N)

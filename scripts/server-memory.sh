@@ -29,7 +29,7 @@ with open(sys.argv[1], "w") as out:
                              separators=(",", ":")) + "\n")
 PY
   start=$(date +%s%N)
-  "$bin" usage send "$work/events.ndjson" --format json >/dev/null
+  "$bin" usage send "$work/events.ndjson" --output json >/dev/null
   end=$(date +%s%N)
   echo "| ${round},000,000 | $(( $(kib VmHWM) / 1024 )) | $(( $(kib VmRSS) / 1024 )) | $(( (end - start) / 1000000000 )) |"
 done

@@ -100,8 +100,11 @@ impl Keys {
         if checkpoint.name().as_str() != log_name {
             return Err(KeyError::Malformed {
                 path: checkpoint_path,
+                // The usual cause is a store made with another log name (the demo's is
+                // demo.companyos.local): say which setting opens it.
                 message: format!(
-                    "the key is named {:?} but the log name setting is {log_name:?}",
+                    "the key is named {:?} but the log name setting is {log_name:?}; open this store with --log-name {} (or COMPANYOS_LOG_NAME)",
+                    checkpoint.name().as_str(),
                     checkpoint.name().as_str()
                 ),
             });

@@ -48,6 +48,19 @@ impl InclusionProof {
     }
 }
 
+/// Where `App::verify_ledgers_with_progress` is.
+#[derive(Debug, Clone, Copy)]
+pub enum VerifyProgress<'a> {
+    /// Starting the `index`-th (from 0) of `total` tenants.
+    Tenant {
+        tenant: &'a str,
+        index: usize,
+        total: usize,
+    },
+    /// Leaves of the current tenant checked so far.
+    Leaves(u64),
+}
+
 impl App {
     /// Signs a checkpoint of a log if it grew since the last one; returns the latest.
     pub async fn sign_checkpoint(
@@ -270,6 +283,16 @@ impl App {
         &self,
         tenant_id: Option<&str>,
     ) -> Result<Vec<LogProblem>, ServiceError> {
+        self.verify_ledgers_with_progress(tenant_id, &mut |_| {})
+            .await
+    }
+
+    /// `verify_ledgers`, telling `progress` where it is (a long verification shows a bar).
+    pub async fn verify_ledgers_with_progress(
+        &self,
+        tenant_id: Option<&str>,
+        progress: &mut (dyn FnMut(VerifyProgress<'_>) + Send),
+    ) -> Result<Vec<LogProblem>, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenants: Vec<String> = match tenant_id {
             Some(id) => vec![id.to_owned()],
@@ -282,7 +305,13 @@ impl App {
         drop(conn);
         let verifier = self.keys().checkpoint_verifier();
         let mut problems = Vec::new();
-        for tenant in tenants {
+        let total = tenants.len();
+        for (index, tenant) in tenants.into_iter().enumerate() {
+            progress(VerifyProgress::Tenant {
+                tenant: &tenant,
+                index,
+                total,
+            });
             // Each tenant is verified in one snapshot: a head read before a concurrent group
             // commit and leaves read after it would be a false alarm, and a check of fewer
             // leaves than the head names could miss a tampered one.
@@ -293,6 +322,7 @@ impl App {
             let tenant_for_leaf = tenant.clone();
             problems.extend(
                 ledger_store::verify_log(conn, &log_id, &verifier, &origin, |index, data| {
+                    progress(VerifyProgress::Leaves(index + 1));
                     match UsageLeaf::parse(data) {
                         Err(e) => Some(format!("leaf data is not a usage leaf: {e}")),
                         Ok(leaf)

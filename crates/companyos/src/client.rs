@@ -99,7 +99,21 @@ impl ApiClient {
             request = request.json(body);
         }
         let response = request.send().await.map_err(|e| {
-            ClientError::Failed(format!("cannot reach CompanyOS at {}: {e}", self.base))
+            // reqwest's own text ("error sending request for url (...)") says neither why nor
+            // what to do: name the root cause and, when nothing answered, the setting to check.
+            let mut cause: &dyn std::error::Error = &e;
+            while let Some(source) = cause.source() {
+                cause = source;
+            }
+            let hint = if e.is_connect() || e.is_timeout() {
+                "; is `companyos serve` running there? (set --url or COMPANYOS_URL)"
+            } else {
+                ""
+            };
+            ClientError::Failed(format!(
+                "cannot reach CompanyOS at {}: {cause}{hint}",
+                self.base
+            ))
         })?;
         let status = response.status().as_u16();
         let text = response

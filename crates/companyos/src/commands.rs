@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use companyos_core::App;
 use companyos_core::clock::{Clock, OffsetClock, SystemClock};
+use companyos_core::ledger::VerifyProgress;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -24,20 +25,28 @@ pub struct UsageError(pub String);
 #[derive(Debug, Subcommand)]
 pub enum OperatorCommand {
     /// Create an operator; prints its token once.
+    #[command(after_long_help = "Example:\n  companyos operator create --name vera --role viewer")]
     Create {
+        /// The operator's name (unique).
         #[arg(long)]
         name: String,
+        /// viewer, operator, approver, admin, auditor, billing or ingest (services that send
+        /// usage).
         #[arg(long)]
         role: String,
     },
     /// List operators.
     List,
     /// Revoke an operator's token.
-    Revoke { id: String },
+    Revoke {
+        /// The operator's id (`companyos operator list`).
+        id: String,
+    },
     /// Issue a new token for the `admin` operator, revoking the old one. Works on the store
     /// directly (--data-dir / --database-url), like `init`; prints the token once or writes it
     /// to --token-file (mode 0600). Audited as operator.reset_admin.
     ResetAdmin {
+        /// Write the new token to this file (mode 0600) instead of printing it.
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
@@ -46,110 +55,156 @@ pub enum OperatorCommand {
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create and provision a tenant; prints its API key once.
+    #[command(after_long_help = "\
+Examples:
+  companyos tenant create acme --name Acme
+  companyos tenant create acme --name Acme --plan enterprise \\
+      --home-region eu-west-1 --allowed-regions eu-west-1,eu-central-1")]
     Create {
+        /// The tenant id: 3 to 63 of a-z, 0-9 and -, starting with a letter; never reused.
         id: String,
+        /// Display name.
         #[arg(long)]
         name: String,
+        /// Plan from the catalog: free, standard or enterprise [default: standard].
         #[arg(long)]
         plan: Option<String>,
+        /// Region where the tenant lives [default: the first allowed region, else the first
+        /// of the region catalog (--regions), eu-west-1].
         #[arg(long)]
         home_region: Option<String>,
-        /// Comma separated.
+        /// Regions the tenant may be deployed to, comma separated [default: the home region].
         #[arg(long, value_delimiter = ',')]
         allowed_regions: Option<Vec<String>>,
-        /// Comma separated (default: the home region).
+        /// Regions to deploy to now, comma separated [default: the home region].
         #[arg(long, value_delimiter = ',')]
         deploy_regions: Option<Vec<String>>,
     },
     /// List tenants.
     List {
+        /// Only tenants in this state: provisioning, active, suspended, deleting, purged or
+        /// a *_failed state [default: all].
         #[arg(long)]
         status: Option<String>,
     },
     /// Show a tenant.
-    Show { id: String },
+    Show {
+        /// The tenant id.
+        id: String,
+    },
     /// Suspend: block every access path and scale workloads to zero.
     Suspend {
+        /// The tenant id.
         id: String,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
     },
     /// Reactivate a suspended tenant.
     Reactivate {
+        /// The tenant id.
         id: String,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
     },
     /// Delete (tombstone; restorable until purge). Needs --confirm <id> and usually approval.
     Delete {
+        /// The tenant id.
         id: String,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
-        /// Repeat the tenant id.
+        /// Repeat the tenant id to confirm.
         #[arg(long)]
         confirm: Option<String>,
     },
     /// Restore a deleted tenant.
     Restore {
+        /// The tenant id.
         id: String,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
     },
     /// Purge (irreversible). Needs --confirm <id> and usually approval.
     Purge {
+        /// The tenant id.
         id: String,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
+        /// Repeat the tenant id to confirm.
         #[arg(long)]
         confirm: Option<String>,
     },
     /// Add or remove deploy regions.
     Regions {
+        /// The tenant id.
         id: String,
+        /// Regions to deploy to, comma separated (each among the tenant's allowed regions).
         #[arg(long, value_delimiter = ',')]
         add: Vec<String>,
+        /// Regions to leave, comma separated.
         #[arg(long, value_delimiter = ',')]
         remove: Vec<String>,
     },
     /// Set a workload's replicas, or list workloads when no name is given.
     Workload {
+        /// The tenant id.
         id: String,
+        /// The workload's name [default: list the workloads].
         name: Option<String>,
+        /// Replicas of the named workload.
         #[arg(long)]
         replicas: Option<i64>,
     },
     /// Change retention: tombstone days, legal hold, hard delete.
     Retention {
+        /// The tenant id.
         id: String,
+        /// Days a deleted tenant stays restorable before purge [default: unchanged; the
+        /// plan's at creation].
         #[arg(long)]
         tombstone_days: Option<u32>,
+        /// true blocks purge [default: unchanged].
         #[arg(long)]
         legal_hold: Option<bool>,
+        /// Whether purge may hard-delete the tenant's data [default: unchanged].
         #[arg(long)]
         hard_delete_allowed: Option<bool>,
+        /// Why (kept in the audit record).
         #[arg(long)]
         reason: String,
     },
     /// Retry a failed provisioning.
-    Retry { id: String },
+    Retry {
+        /// The tenant id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum ApprovalCommand {
     /// List approvals.
     List {
+        /// Only approvals in this state: pending, approved, rejected or expired [default: all].
         #[arg(long)]
         status: Option<String>,
     },
-    /// Approve (and run) a pending action.
+    /// Approve (and run) a pending action; never your own request.
     Approve {
+        /// The approval id (`companyos approval list --status pending`).
         id: String,
+        /// A note kept in the audit record.
         #[arg(long)]
         comment: Option<String>,
     },
     /// Reject a pending action.
     Reject {
+        /// The approval id.
         id: String,
+        /// A note kept in the audit record.
         #[arg(long)]
         comment: Option<String>,
     },
@@ -159,6 +214,7 @@ pub enum ApprovalCommand {
 pub enum UsageCommand {
     /// Send events from a file (JSON array or NDJSON), streamed in batches.
     Send {
+        /// The events: a JSON array or NDJSON (one event a line).
         file: PathBuf,
         /// Events per request.
         #[arg(long, default_value_t = 1000)]
@@ -168,31 +224,47 @@ pub enum UsageCommand {
         all_errors: bool,
     },
     /// Daily usage and reconciliation of a tenant.
+    #[command(after_long_help = "\
+Examples:
+  companyos usage report --tenant acme --from 2026-01-01 --to 2026-01-31
+  companyos usage report --tenant acme --from 2026-01-01 --to 2026-01-31 --output csv > daily.csv
+  companyos usage report --tenant acme --from 2026-01-01 --to 2026-01-31 --output csv \\
+      --what reconciliation > reconciliation.csv")]
     Report {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// First day, YYYY-MM-DD (UTC).
         #[arg(long)]
         from: String,
+        /// Last day, YYYY-MM-DD (UTC), included.
         #[arg(long)]
         to: String,
-        /// table, json or csv.
-        #[arg(long = "output", default_value = "table")]
-        output: String,
+        /// Which table: daily usage or the reconciliation [default: both in table and json;
+        /// daily with --output csv, which prints one table].
+        #[arg(long, value_enum)]
+        what: Option<ReportPart>,
     },
     /// Build and sign an integrity report; prints its evidence id.
     Integrity {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// First day, YYYY-MM-DD (UTC).
         #[arg(long)]
         from: String,
+        /// Last day, YYYY-MM-DD (UTC), included.
         #[arg(long)]
         to: String,
     },
     /// Register a usage source and its Ed25519 public key.
     Source {
+        /// The source's id (the `source_id` of its signed events).
         id: String,
+        /// The service that emits through it.
         #[arg(long)]
         service: String,
+        /// Its Ed25519 public key (base64).
         #[arg(long)]
         public_key: String,
     },
@@ -202,20 +274,25 @@ pub enum UsageCommand {
 pub enum LedgerCommand {
     /// Verify every stored leaf, node, root, checkpoint and payload (reads the store directly).
     Verify {
+        /// Only this tenant's ledger [default: every tenant].
         #[arg(long)]
         tenant: Option<String>,
     },
     /// Fetch the inclusion proof of an event (through the API).
     Proof {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
+        /// The event's `event_id`.
         #[arg(long)]
         event_id: String,
+        /// Prove against this tree size [default: the latest checkpoint].
         #[arg(long)]
         tree_size: Option<u64>,
     },
     /// Fetch a tenant's latest signed checkpoint.
     Checkpoint {
+        /// The tenant id.
         #[arg(long)]
         tenant: String,
     },
@@ -225,27 +302,36 @@ pub enum LedgerCommand {
 pub enum AuditCommand {
     /// Verify the audit log (reads the store directly).
     Verify,
-    /// Export audit records (through the API) as jsonl or csv.
+    /// Export audit records (through the API): JSON lines, or CSV with --output csv.
     Export {
+        /// Only records about this tenant [default: all].
         #[arg(long)]
         tenant: Option<String>,
-        #[arg(long, default_value = "jsonl")]
-        output: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum MeteringCommand {
-    /// Declare what a service meters, from a TOML file.
-    Declare { file: PathBuf },
+    /// Declare what a service meters, from a TOML file (format: README.md, "Metering
+    /// declarations").
+    #[command(after_long_help = DECLARATION_EXAMPLE)]
+    Declare {
+        /// The declaration (TOML).
+        file: PathBuf,
+    },
     /// Lint a declaration offline (for a service's CI): exit 1 naming each problem.
-    Check { file: PathBuf },
+    #[command(after_long_help = DECLARATION_EXAMPLE)]
+    Check {
+        /// The declaration (TOML).
+        file: PathBuf,
+    },
     /// The coverage report.
     Coverage,
     /// Set the coverage mode of the deployment, or of one service.
     Mode {
         /// warn or enforce (or `inherit` to drop a service's override).
         mode: String,
+        /// Set it for this service only [default: the deployment's mode].
         #[arg(long)]
         service: Option<String>,
     },
@@ -255,18 +341,41 @@ pub enum MeteringCommand {
 pub enum EvidenceCommand {
     /// List artifacts.
     List {
+        /// Only this tenant's artifacts [default: all].
         #[arg(long)]
         tenant: Option<String>,
+        /// Only artifacts of this kind (e.g. tenant_dossier, integrity_report) [default: all].
         #[arg(long)]
         kind: Option<String>,
     },
-    /// Download an artifact and its signature into a folder.
+    /// Download an artifact and its signature (.minisig) into a folder.
     Get {
+        /// The evidence id (e.g. the `dossier_evidence_id` printed by `tenant create`).
         id: String,
+        /// Folder to write into.
         #[arg(long, default_value = ".")]
         out: PathBuf,
     },
 }
+
+/// Which table of `usage report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportPart {
+    /// Usage per day, service, metric and unit.
+    Daily,
+    /// Accepted, duplicate, late, invalid, conflicting and missing events per day.
+    Reconciliation,
+}
+
+/// The declaration format, shown under `metering declare|check --help`.
+const DECLARATION_EXAMPLE: &str = "\
+Declaration format (TOML):
+  service = \"search\"             # ^[a-z][a-z0-9-]{0,62}$
+  [[metrics]]
+  name = \"requests\"              # the event's `metric`
+  unit = \"request\"               # the event's `unit`
+  aggregation = \"sum\"            # sum, count or max [default: sum]
+  description = \"API requests\"   # required, what one unit is";
 
 fn data_dir(cli: &Cli, file: &FileConfig) -> PathBuf {
     cli.data_dir
@@ -316,12 +425,30 @@ fn open_secret_file(path: &Path) -> anyhow::Result<companyos_core::secret_files:
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
     let file = FileConfig::load(cli.config.as_deref())?;
     let log_format = cli.log_format.clone().or_else(|| file.log_format.clone());
+    if cli.output == Some(OutputFormat::Csv)
+        && !matches!(
+            cli.command,
+            Command::Usage(UsageCommand::Report { .. })
+                | Command::Audit(AuditCommand::Export { .. })
+        )
+    {
+        return Err(UsageError(
+            "--output csv is for `usage report` and `audit export`; use table or json here"
+                .to_owned(),
+        )
+        .into());
+    }
+    // The server logs what it does (info); a one-shot command prints its result on stdout and
+    // logs only what goes wrong (warn), unless COMPANYOS_LOG asks for more.
     match &cli.command {
-        Command::Serve | Command::Init { .. } | Command::Demo { .. } | Command::Bench(_) => {
-            crate::logging(log_format.as_deref())?;
-        }
-        Command::Ledger(LedgerCommand::Verify { .. }) | Command::Audit(AuditCommand::Verify) => {
-            crate::logging(log_format.as_deref().or(Some("text")))?;
+        Command::Serve => crate::logging(log_format.as_deref(), crate::LOG_FILTER_SERVER)?,
+        Command::Init { .. }
+        | Command::Demo { .. }
+        | Command::Bench(_)
+        | Command::Ledger(LedgerCommand::Verify { .. })
+        | Command::Audit(AuditCommand::Verify)
+        | Command::Operator(OperatorCommand::ResetAdmin { .. }) => {
+            crate::logging(log_format.as_deref(), crate::LOG_FILTER_ONE_SHOT)?;
         }
         _ => {}
     }
@@ -338,6 +465,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Evidence(command) => evidence(&cli, &file, command).await,
         Command::Demo { out } => crate::demo::run(out).await,
         Command::Bench(command) => crate::bench::run(&cli, command).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Into memory first: clap_complete panics when its writer fails (`| head`), a
+            // failed write to stdout is only an error.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut command, "companyos", &mut script);
+            std::io::stdout()
+                .write_all(&script)
+                .context("failed to write the completion script")?;
+            Ok(0)
+        }
     }
 }
 
@@ -347,13 +485,14 @@ async fn init(cli: &Cli, file: &FileConfig, token_file: Option<&Path>) -> anyhow
     // The token file is opened (and refused, if it is a link) before the store creates the
     // token: a token that cannot be written must not be created, it could never be shown.
     let secret = token_file.map(open_secret_file).transpose()?;
+    let database_url = resolved.settings.database_url.clone();
     let (app, report) = match App::open(resolved.settings, clock(resolved.clock_offset)).await {
         Ok(opened) => opened,
         Err(error) => {
             if let Some(secret) = secret {
                 let _ = secret.abandon();
             }
-            return Err(anyhow::Error::new(error).context("failed to initialise"));
+            return Err(open_error(error, database_url.as_deref()).context("failed to initialise"));
         }
     };
     app.db().close().await;
@@ -422,14 +561,19 @@ async fn serve(cli: &Cli, file: &FileConfig) -> anyhow::Result<u8> {
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .with_context(|| format!("failed to listen on {address}"))?;
+    let database_url = resolved.settings.database_url.clone();
     let (app, report) = App::open(resolved.settings, clock(resolved.clock_offset))
         .await
+        .map_err(|error| open_error(error, database_url.as_deref()))
         .context("failed to open the store")?;
     let bound = listener.local_addr()?;
     if let Some(token) = &report.admin_token {
         println!("admin token (shown once, keep it safe): {token}");
     }
+    // Scripts and tests parse the "listening on" line: it stays exactly as it is, the console
+    // gets its own line after it.
     println!("listening on http://{bound}");
+    println!("console: http://{bound}/console (sign in with an operator token)");
     std::io::stdout().flush()?;
     tracing::info!(address = %bound, store = app.db().backend().as_str(), "serving");
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
@@ -460,8 +604,54 @@ async fn open_existing(cli: &Cli, file: &FileConfig) -> anyhow::Result<App> {
             resolved.settings.data_dir.display()
         );
     }
-    let (app, _) = App::open(resolved.settings, clock(resolved.clock_offset)).await?;
+    let database_url = resolved.settings.database_url.clone();
+    let (app, _) = App::open(resolved.settings, clock(resolved.clock_offset))
+        .await
+        .map_err(|error| open_error(error, database_url.as_deref()))?;
     Ok(app)
+}
+
+/// A PostgreSQL database that does not exist yet: the store never creates one (its owner,
+/// encoding and place are the operator's choice), so the error says how to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "PostgreSQL database {name:?} does not exist; create it first: createdb -h {host} -p {port} -U {user} {name} (or CREATE DATABASE {name};)"
+)]
+pub struct MissingDatabase {
+    name: String,
+    host: String,
+    port: u16,
+    user: String,
+}
+
+/// The error of `App::open`, with a missing PostgreSQL database named once with its remedy.
+fn open_error<E>(error: E, database_url: Option<&str>) -> anyhow::Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let mut missing = false;
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(cause) = current {
+        if let Some(sqlx::Error::Database(db)) = cause.downcast_ref::<sqlx::Error>() {
+            // 3D000 invalid_catalog_name: the database named in the URL does not exist.
+            missing |= db.code().as_deref() == Some("3D000");
+        }
+        current = cause.source();
+    }
+    let url = database_url.and_then(|u| reqwest::Url::parse(u).ok());
+    match (missing, url) {
+        (true, Some(url)) => MissingDatabase {
+            name: url.path().trim_start_matches('/').to_owned(),
+            host: url.host_str().unwrap_or("127.0.0.1").to_owned(),
+            port: url.port().unwrap_or(5432),
+            user: match url.username() {
+                "" => "postgres".to_owned(),
+                user => user.to_owned(),
+            },
+        }
+        .into(),
+        _ => error.into(),
+    }
 }
 
 async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> anyhow::Result<u8> {
@@ -478,7 +668,7 @@ async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> an
                     Some(&json!({"name": name, "role": role})),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "{}token (shown once): {}\n",
                     fields(v, &["id", "name", "role"]),
@@ -488,7 +678,7 @@ async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> an
         }
         OperatorCommand::List => {
             let (_, value) = api.call(Method::GET, "/v1/operators", None).await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 table(
                     v.as_array().map_or(&[], Vec::as_slice),
                     &["id", "name", "role", "revoked", "created_at"],
@@ -504,7 +694,7 @@ async fn operator(cli: &Cli, file: &FileConfig, command: &OperatorCommand) -> an
                     None,
                 )
                 .await?;
-            output::print(cli.format, &value, |_| format!("revoked {id}\n"));
+            output::print(cli.format(), &value, |_| format!("revoked {id}\n"));
         }
     }
     Ok(0)
@@ -552,12 +742,13 @@ async fn reset_admin(
     Ok(0)
 }
 
-const TENANT_COLUMNS: [&str; 6] = [
+const TENANT_COLUMNS: [&str; 7] = [
     "id",
     "name",
     "status",
     "plan",
     "home_region",
+    "allowed_regions",
     "deploy_regions",
 ];
 const TENANT_FIELDS: [&str; 14] = [
@@ -576,6 +767,39 @@ const TENANT_FIELDS: [&str; 14] = [
     "policy_sha256",
     "dossier_evidence_id",
 ];
+
+/// What the caller may do with a shown tenant, and its pending approval.
+fn actions_lines(tenant: &Value) -> String {
+    let mut out = String::new();
+    if let Some(actions) = tenant["allowed_actions"].as_array() {
+        let names: Vec<String> = actions
+            .iter()
+            .map(|a| match a["needs_approval"].as_bool() {
+                Some(true) => format!("{} (needs approval)", output::cell(&a["action"])),
+                _ => output::cell(&a["action"]),
+            })
+            .collect();
+        let names = if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        };
+        // Aligned with `fields` of TENANT_FIELDS (its longest key is dossier_evidence_id).
+        out.push_str(&format!("{:<19}  {names}\n", "allowed_actions"));
+    }
+    let pending = &tenant["pending_approval"];
+    if !pending.is_null() {
+        out.push_str(&format!(
+            "{:<19}  {} {} by {}, expires {}\n",
+            "pending_approval",
+            output::cell(&pending["id"]),
+            output::cell(&pending["action"]),
+            output::cell(&pending["requested_by"]),
+            output::cell(&pending["expires_at"])
+        ));
+    }
+    out
+}
 
 fn print_lifecycle(format: OutputFormat, status: u16, value: &Value) {
     output::print(format, value, |v| {
@@ -624,7 +848,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                 body["deploy_regions"] = json!(regions);
             }
             let (_, value) = api.call(Method::POST, "/v1/tenants", Some(&body)).await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "{}api key (shown once): {}\n",
                     fields(v, &TENANT_FIELDS),
@@ -638,7 +862,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                 None => "/v1/tenants".to_owned(),
             };
             let (_, value) = api.call(Method::GET, &path, None).await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 table(v.as_array().map_or(&[], Vec::as_slice), &TENANT_COLUMNS)
             });
         }
@@ -646,7 +870,9 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
             let (_, value) = api
                 .call(Method::GET, &format!("/v1/tenants/{}", encode(id)), None)
                 .await?;
-            output::print(cli.format, &value, |v| fields(v, &TENANT_FIELDS));
+            output::print(cli.format(), &value, |v| {
+                format!("{}{}", fields(v, &TENANT_FIELDS), actions_lines(v))
+            });
         }
         TenantCommand::Suspend { id, reason }
         | TenantCommand::Reactivate { id, reason }
@@ -663,7 +889,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     Some(&json!({"reason": reason})),
                 )
                 .await?;
-            print_lifecycle(cli.format, status, &value);
+            print_lifecycle(cli.format(), status, &value);
         }
         TenantCommand::Delete {
             id,
@@ -691,7 +917,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     Some(&body),
                 )
                 .await?;
-            print_lifecycle(cli.format, status, &value);
+            print_lifecycle(cli.format(), status, &value);
         }
         TenantCommand::Regions { id, add, remove } => {
             let (_, value) = api
@@ -701,7 +927,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     Some(&json!({"add": add, "remove": remove})),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| fields(v, &TENANT_FIELDS));
+            output::print(cli.format(), &value, |v| fields(v, &TENANT_FIELDS));
         }
         TenantCommand::Workload { id, name, replicas } => {
             let value = match (name, replicas) {
@@ -730,7 +956,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     .into());
                 }
             };
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 table(
                     v.as_array().map_or(&[], Vec::as_slice),
                     &["name", "replicas", "suspended_replicas", "updated_at"],
@@ -754,7 +980,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     ),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "{}retention  {}\n",
                     fields(v, &TENANT_FIELDS),
@@ -770,7 +996,7 @@ async fn tenant(cli: &Cli, file: &FileConfig, command: &TenantCommand) -> anyhow
                     None,
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "{}api key (shown once): {}\n",
                     fields(v, &TENANT_FIELDS),
@@ -791,7 +1017,7 @@ async fn approval(cli: &Cli, file: &FileConfig, command: &ApprovalCommand) -> an
                 None => "/v1/approvals".to_owned(),
             };
             let (_, value) = api.call(Method::GET, &path, None).await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 table(
                     v.as_array().map_or(&[], Vec::as_slice),
                     &[
@@ -819,7 +1045,7 @@ async fn approval(cli: &Cli, file: &FileConfig, command: &ApprovalCommand) -> an
                     Some(&json!({"comment": comment})),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 let mut out = fields(
                     &v["approval"],
                     &[
@@ -859,101 +1085,15 @@ async fn usage(cli: &Cli, file: &FileConfig, command: &UsageCommand) -> anyhow::
             batch_size,
             all_errors,
         } => {
-            return crate::commands_usage::send(&api, path, *batch_size, *all_errors, cli.format)
+            return crate::commands_usage::send(&api, path, *batch_size, *all_errors, cli.format())
                 .await;
         }
         UsageCommand::Report {
             tenant,
             from,
             to,
-            output,
-        } => {
-            let query = format!("from={}&to={}", encode(from), encode(to));
-            match output.as_str() {
-                "csv" => {
-                    let (_, daily) = api
-                        .call_raw(
-                            Method::GET,
-                            &format!(
-                                "/v1/tenants/{}/usage/daily?{query}&format=csv",
-                                encode(tenant)
-                            ),
-                            None,
-                        )
-                        .await?;
-                    let (_, reconciliation) = api
-                        .call_raw(
-                            Method::GET,
-                            &format!(
-                                "/v1/tenants/{}/reconciliation?{query}&format=csv",
-                                encode(tenant)
-                            ),
-                            None,
-                        )
-                        .await?;
-                    print!("{daily}\r\n{reconciliation}");
-                }
-                "json" | "table" => {
-                    let (_, daily) = api
-                        .call(
-                            Method::GET,
-                            &format!("/v1/tenants/{}/usage/daily?{query}", encode(tenant)),
-                            None,
-                        )
-                        .await?;
-                    let (_, reconciliation) = api
-                        .call(
-                            Method::GET,
-                            &format!("/v1/tenants/{}/reconciliation?{query}", encode(tenant)),
-                            None,
-                        )
-                        .await?;
-                    let value = json!({"tenant_id": tenant, "from": from, "to": to, "daily": daily, "reconciliation": reconciliation});
-                    let format = if output == "json" {
-                        OutputFormat::Json
-                    } else {
-                        OutputFormat::Table
-                    };
-                    output::print(format, &value, |v| {
-                        format!(
-                            "Daily usage of {tenant}, {from} to {to}\n{}\nReconciliation\n{}",
-                            table(
-                                v["daily"].as_array().map_or(&[], Vec::as_slice),
-                                &[
-                                    "date",
-                                    "service",
-                                    "metric",
-                                    "unit",
-                                    "quantity",
-                                    "events",
-                                    "late_quantity"
-                                ]
-                            ),
-                            table(
-                                v["reconciliation"].as_array().map_or(&[], Vec::as_slice),
-                                &[
-                                    "date",
-                                    "accepted",
-                                    "duplicates",
-                                    "late",
-                                    "invalid",
-                                    "conflicts",
-                                    "missing",
-                                    "missing_ratio",
-                                    "closed"
-                                ]
-                            )
-                        )
-                    });
-                }
-                other => {
-                    return Err(UsageError(format!(
-                        "--output must be table, json or csv, got {other:?}"
-                    ))
-                    .into());
-                }
-            }
-        }
+            what,
+        } => report(cli, &api, tenant, from, to, *what).await?,
         UsageCommand::Integrity { tenant, from, to } => {
             let (_, value) = api
                 .call(
@@ -962,7 +1102,7 @@ async fn usage(cli: &Cli, file: &FileConfig, command: &UsageCommand) -> anyhow::
                     Some(&json!({"from": from, "to": to})),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "integrity report {}: {}\n",
                     output::cell(&v["evidence"]["id"]),
@@ -985,7 +1125,7 @@ async fn usage(cli: &Cli, file: &FileConfig, command: &UsageCommand) -> anyhow::
                     Some(&json!({"id": id, "service": service, "public_key": public_key})),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 fields(v, &["id", "service", "public_key", "created_at"])
             });
         }
@@ -993,12 +1133,109 @@ async fn usage(cli: &Cli, file: &FileConfig, command: &UsageCommand) -> anyhow::
     Ok(0)
 }
 
+const DAILY_COLUMNS: [&str; 7] = [
+    "date",
+    "service",
+    "metric",
+    "unit",
+    "quantity",
+    "events",
+    "late_quantity",
+];
+const RECONCILIATION_COLUMNS: [&str; 9] = [
+    "date",
+    "accepted",
+    "duplicates",
+    "late",
+    "invalid",
+    "conflicts",
+    "missing",
+    "missing_ratio",
+    "closed",
+];
+
+/// `usage report`: CSV is one table (a stream of two tables back to back is no CSV file), so
+/// `--what` picks it; table and json show both unless `--what` picks one.
+async fn report(
+    cli: &Cli,
+    api: &ApiClient,
+    tenant: &str,
+    from: &str,
+    to: &str,
+    what: Option<ReportPart>,
+) -> anyhow::Result<()> {
+    let query = format!("from={}&to={}", encode(from), encode(to));
+    let path = |part: ReportPart| match part {
+        ReportPart::Daily => format!("/v1/tenants/{}/usage/daily?{query}", encode(tenant)),
+        ReportPart::Reconciliation => {
+            format!("/v1/tenants/{}/reconciliation?{query}", encode(tenant))
+        }
+    };
+    if cli.format() == OutputFormat::Csv {
+        let part = what.unwrap_or(ReportPart::Daily);
+        let (_, text) = api
+            .call_raw(Method::GET, &format!("{}&format=csv", path(part)), None)
+            .await?;
+        print!("{text}");
+        return Ok(());
+    }
+    let mut value = json!({"tenant_id": tenant, "from": from, "to": to});
+    for (part, key) in [
+        (ReportPart::Daily, "daily"),
+        (ReportPart::Reconciliation, "reconciliation"),
+    ] {
+        if what.is_none_or(|w| w == part) {
+            value[key] = api.call(Method::GET, &path(part), None).await?.1;
+        }
+    }
+    output::print(cli.format(), &value, |v| {
+        let mut out = String::new();
+        if let Some(rows) = v["daily"].as_array() {
+            out.push_str(&format!("Daily usage of {tenant}, {from} to {to}\n"));
+            out.push_str(&table(rows, &DAILY_COLUMNS));
+        }
+        if let Some(rows) = v["reconciliation"].as_array() {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!("Reconciliation of {tenant}, {from} to {to}\n"));
+            out.push_str(&table(rows, &RECONCILIATION_COLUMNS));
+        }
+        out
+    });
+    Ok(())
+}
+
 async fn ledger(cli: &Cli, file: &FileConfig, command: &LedgerCommand) -> anyhow::Result<u8> {
     match command {
         LedgerCommand::Verify { tenant } => {
             let app = open_existing(cli, file).await?;
-            let problems = app.verify_ledgers(tenant.as_deref()).await?;
+            let bar = verify_progress_bar();
+            let mut current = String::new();
+            let mut on_progress = |progress: VerifyProgress<'_>| match progress {
+                VerifyProgress::Tenant {
+                    tenant,
+                    index,
+                    total,
+                } => {
+                    bar.set_length(total as u64);
+                    bar.set_position(index as u64);
+                    current = tenant.to_owned();
+                    bar.set_message(current.clone());
+                }
+                // Formatting every leaf would cost more than checking it; the bar redraws a
+                // few times a second anyway.
+                VerifyProgress::Leaves(leaves) if leaves % 4096 == 0 => {
+                    bar.set_message(format!("{current}: {leaves} leaves"));
+                }
+                VerifyProgress::Leaves(_) => {}
+            };
+            let result = app
+                .verify_ledgers_with_progress(tenant.as_deref(), &mut on_progress)
+                .await;
+            bar.finish_and_clear();
             app.db().close().await;
+            let problems = result?;
             if problems.is_empty() {
                 println!("ledger verified: every leaf, node, root, checkpoint and payload matches");
                 return Ok(0);
@@ -1049,6 +1286,18 @@ async fn ledger(cli: &Cli, file: &FileConfig, command: &LedgerCommand) -> anyhow
     }
 }
 
+/// The progress bar of `ledger verify`: on stderr, and only when stderr is a terminal
+/// (indicatif draws nothing otherwise), so redirected output stays clean.
+fn verify_progress_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("verifying tenant {pos}/{len} {wide_bar} {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
+}
+
 async fn audit(cli: &Cli, file: &FileConfig, command: &AuditCommand) -> anyhow::Result<u8> {
     match command {
         AuditCommand::Verify => {
@@ -1070,12 +1319,12 @@ async fn audit(cli: &Cli, file: &FileConfig, command: &AuditCommand) -> anyhow::
             println!("audit verification FAILED: {} problem(s)", problems.len());
             Ok(1)
         }
-        AuditCommand::Export { tenant, output } => {
-            if output != "jsonl" && output != "csv" {
-                return Err(
-                    UsageError(format!("--output must be jsonl or csv, got {output:?}")).into(),
-                );
-            }
+        AuditCommand::Export { tenant } => {
+            // Table is the global default, but an export is for files: JSON lines unless csv.
+            let output = match cli.output {
+                Some(OutputFormat::Csv) => "csv",
+                _ => "jsonl",
+            };
             let api = api(cli, file)?;
             let mut path = format!("/v1/audit?format={output}");
             if let Some(tenant) = tenant {
@@ -1126,7 +1375,7 @@ async fn metering(cli: &Cli, file: &FileConfig, command: &MeteringCommand) -> an
                     Some(&body),
                 )
                 .await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 format!(
                     "declared service {}\n{}",
                     output::cell(&v["service"]),
@@ -1141,7 +1390,7 @@ async fn metering(cli: &Cli, file: &FileConfig, command: &MeteringCommand) -> an
         MeteringCommand::Coverage => {
             let api = api(cli, file)?;
             let (_, value) = api.call(Method::GET, "/v1/metering/coverage", None).await?;
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            output::print(cli.format(), &value, coverage_table);
             Ok(0)
         }
         MeteringCommand::Mode { mode, service } => {
@@ -1158,10 +1407,46 @@ async fn metering(cli: &Cli, file: &FileConfig, command: &MeteringCommand) -> an
             let (_, value) = api
                 .call(Method::PUT, &path, Some(&json!({"mode": mode_value})))
                 .await?;
-            output::print(cli.format, &value, |v| format!("coverage mode set: {v}\n"));
+            output::print(cli.format(), &value, |v| {
+                format!("coverage mode set: {v}\n")
+            });
             Ok(0)
         }
     }
+}
+
+/// The coverage report as one table: a row per finding, named by its kind.
+fn coverage_table(value: &Value) -> String {
+    let mut rows = Vec::new();
+    for (key, problem) in [
+        ("services_without_declaration", "service not declared"),
+        ("undeclared_metrics", "metric not declared"),
+        ("unit_mismatches", "unit differs from declared"),
+        ("declared_metrics_never_seen", "declared, never seen"),
+    ] {
+        for item in value[key].as_array().into_iter().flatten() {
+            let mut row = item.clone();
+            row["problem"] = json!(problem);
+            rows.push(row);
+        }
+    }
+    let mut out = format!("coverage mode: {}\n", output::cell(&value["coverage_mode"]));
+    if rows.is_empty() {
+        out.push_str("every metric seen is declared, every declared metric seen\n");
+    } else {
+        out.push_str(&table(
+            &rows,
+            &[
+                "problem",
+                "service",
+                "metric",
+                "unit",
+                "declared_unit",
+                "events",
+            ],
+        ));
+    }
+    out
 }
 
 async fn evidence(cli: &Cli, file: &FileConfig, command: &EvidenceCommand) -> anyhow::Result<u8> {
@@ -1181,7 +1466,7 @@ async fn evidence(cli: &Cli, file: &FileConfig, command: &EvidenceCommand) -> an
                 format!("/v1/evidence?{}", query.join("&"))
             };
             let (_, value) = api.call(Method::GET, &path, None).await?;
-            output::print(cli.format, &value, |v| {
+            output::print(cli.format(), &value, |v| {
                 table(
                     v.as_array().map_or(&[], Vec::as_slice),
                     &[

@@ -284,7 +284,7 @@ pub async fn send(
     });
     match format {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-        OutputFormat::Table => {
+        OutputFormat::Table | OutputFormat::Csv => {
             println!("{}", totals.progress());
             let shown = if all_errors {
                 totals.problems.len()

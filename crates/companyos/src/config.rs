@@ -69,22 +69,25 @@ impl FileConfig {
 /// Server settings given on the command line or in the environment (clap fills these).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServerArgs {
-    /// Log name: the checkpoint key name and the origin prefix of every log.
+    /// Log name: the checkpoint key name and the origin prefix of every log
+    /// [default: companyos.local].
     #[arg(long, global = true, env = "COMPANYOS_LOG_NAME")]
     pub log_name: Option<String>,
-    /// Events older than this many hours when received are `late`.
+    /// Events older than this many hours when received are `late` [default: 48].
     #[arg(long, global = true, env = "COMPANYOS_LATE_WINDOW_HOURS")]
     pub late_window_hours: Option<i64>,
-    /// Events older than this many days are rejected.
+    /// Events older than this many days are rejected [default: 35].
     #[arg(long, global = true, env = "COMPANYOS_BACKDATE_MAX_DAYS")]
     pub backdate_max_days: Option<i64>,
-    /// `warn` accepts unsigned events (flagged), `enforce` rejects them.
+    /// `warn` accepts unsigned events (flagged), `enforce` rejects them [default: warn].
     #[arg(long, global = true, env = "COMPANYOS_REQUIRE_SIGNATURE")]
     pub require_signature: Option<String>,
-    /// Deployment coverage mode until changed through the API: `warn` or `enforce`.
+    /// Deployment coverage mode until changed through the API: `warn` or `enforce`
+    /// [default: warn].
     #[arg(long, global = true, env = "COMPANYOS_COVERAGE_MODE")]
     pub coverage_mode: Option<String>,
-    /// Lifecycle actions that need approval, comma separated (e.g. `delete,purge,suspend`).
+    /// Lifecycle actions that need approval, comma separated, or `none`
+    /// [default: delete,purge].
     #[arg(
         long,
         global = true,
@@ -92,19 +95,22 @@ pub struct ServerArgs {
         value_delimiter = ','
     )]
     pub approval_required: Option<Vec<String>>,
-    /// Hours before a pending approval expires.
+    /// Hours before a pending approval expires [default: 72].
     #[arg(long, global = true, env = "COMPANYOS_APPROVAL_TTL_HOURS")]
     pub approval_ttl_hours: Option<i64>,
-    /// The region catalog, comma separated.
+    /// The region catalog, comma separated; the first is the default home region
+    /// [default: eu-west-1,eu-central-1,us-east-1,us-west-2,ap-southeast-1].
     #[arg(long, global = true, env = "COMPANYOS_REGIONS", value_delimiter = ',')]
     pub regions: Option<Vec<String>>,
-    /// Tenant boundary driver: `directory`, `postgres` or `webhook`.
+    /// Tenant boundary driver: `directory`, `postgres` or `webhook` [default: directory].
     #[arg(long, global = true, env = "COMPANYOS_BOUNDARY_DRIVER")]
     pub boundary_driver: Option<String>,
-    /// The external provisioner of the webhook driver.
+    /// The external provisioner of the webhook driver (with --boundary-driver webhook)
+    /// [default: none].
     #[arg(long, global = true, env = "COMPANYOS_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
-    /// The HMAC secret shared with the external provisioner.
+    /// The HMAC secret shared with the external provisioner, at least 16 characters
+    /// [default: none].
     #[arg(
         long,
         global = true,
@@ -112,23 +118,23 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub webhook_secret: Option<String>,
-    /// Where evidence bytes live: `fs` (under the data dir) or `database`.
+    /// Where evidence bytes live: `fs` (under the data dir) or `database` [default: fs].
     #[arg(long, global = true, env = "COMPANYOS_EVIDENCE_STORE")]
     pub evidence_store: Option<String>,
-    /// Upper bound of a request body, in bytes.
+    /// Upper bound of a request body, in bytes [default: 16777216, 16 MiB].
     #[arg(long, global = true, env = "COMPANYOS_BODY_BYTES_MAX")]
     pub body_bytes_max: Option<usize>,
-    /// Upper bound of events in one batch.
+    /// Upper bound of events in one batch [default: 10000].
     #[arg(long, global = true, env = "COMPANYOS_BATCH_EVENTS_MAX")]
     pub batch_events_max: Option<usize>,
     /// SQLite: stored events whose dedupe keys stay in memory before they are written out as a
-    /// run of the on-disk key index (about 40 bytes each).
+    /// run of the on-disk key index (about 40 bytes each) [default: 1000000].
     #[arg(long, global = true, env = "COMPANYOS_DEDUPE_TAIL_ROWS_MAX")]
     pub dedupe_tail_rows_max: Option<usize>,
-    /// Database connections per pool.
+    /// Database connections per pool [default: 16].
     #[arg(long, global = true, env = "COMPANYOS_POOL_CONNECTIONS_MAX")]
     pub pool_connections_max: Option<u32>,
-    /// Seconds between background job runs.
+    /// Seconds between background job runs [default: 5].
     #[arg(long, global = true, env = "COMPANYOS_JOB_INTERVAL_SECONDS")]
     pub job_interval_seconds: Option<u64>,
     /// Internal address ranges webhooks and the webhook driver may reach, comma separated
@@ -155,7 +161,8 @@ pub struct ServerArgs {
     /// Open HTTP connections at most; one more is closed at once. Default 512.
     #[arg(long, global = true, env = "COMPANYOS_CONNECTIONS_MAX")]
     pub connections_max: Option<usize>,
-    /// Shifts the service clock (game days and time-rule checks); 0 in production.
+    /// Shifts the service clock (game days and time-rule checks); 0 in production
+    /// [default: 0].
     #[arg(
         long,
         env = "COMPANYOS_CLOCK_OFFSET_SECONDS",

@@ -26,46 +26,83 @@ use crate::output::OutputFormat;
 #[global_allocator]
 static GLOBAL_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Examples shown by `companyos --help` (clap's long help).
+const EXAMPLES: &str = "\
+Examples:
+  companyos serve                                   # API and console on 127.0.0.1:8080
+  export COMPANYOS_TOKEN=<admin token>              # client commands read it (or --token)
+  companyos tenant create acme --name Acme          # plan standard, home region eu-west-1
+  companyos tenant list --output json               # json for scripts, csv where rows fit
+  companyos usage report --tenant acme --from 2026-01-01 --to 2026-01-31
+  companyos completions bash > ~/.local/share/bash-completion/completions/companyos
+
+Settings come from flags, then COMPANYOS_* variables, then ./companyos.toml (or --config).
+Exit codes: 0 success, 1 the operation failed or a verification found a problem, 2 bad usage.";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "companyos",
     version,
-    about = "The tenant control plane: provision, meter, bill, suspend, delete — with policy, audit and evidence."
+    about = "The tenant control plane: provision, meter, bill, suspend, delete — with policy, audit and evidence.",
+    after_long_help = EXAMPLES,
+    after_help = "`companyos --help` adds examples and every server setting; `companyos <command> --help` shows a command's flags."
 )]
 pub struct Cli {
-    /// Data directory (SQLite store, keys, evidence, tenant boundaries).
-    #[arg(long, global = true, env = "COMPANYOS_DATA_DIR")]
+    /// Data directory: SQLite store, keys, evidence, tenant boundaries [default: ./companyos-data].
+    #[arg(long, global = true, env = "COMPANYOS_DATA_DIR", help_heading = GLOBAL)]
     pub data_dir: Option<PathBuf>,
-    /// Database URL; a postgres:// URL selects PostgreSQL (default: SQLite in the data dir).
+    /// Database URL; a postgres:// URL selects PostgreSQL [default: SQLite in the data dir].
     #[arg(
         long,
         global = true,
         env = "COMPANYOS_DATABASE_URL",
-        hide_env_values = true
+        hide_env_values = true,
+        help_heading = GLOBAL
     )]
     pub database_url: Option<String>,
-    /// Address the server listens on (port 0 picks a free port).
-    #[arg(long, global = true, env = "COMPANYOS_LISTEN")]
-    pub listen: Option<String>,
-    /// Server URL for client commands.
-    #[arg(long, global = true, env = "COMPANYOS_URL")]
-    pub url: Option<String>,
-    /// Bearer token for client commands (operator token or tenant API key).
-    #[arg(long, global = true, env = "COMPANYOS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// A companyos.toml (default: ./companyos.toml when it exists).
-    #[arg(long, global = true, env = "COMPANYOS_CONFIG")]
+    /// A companyos.toml with any of these settings [default: ./companyos.toml when it exists].
+    #[arg(long, global = true, env = "COMPANYOS_CONFIG", help_heading = GLOBAL)]
     pub config: Option<PathBuf>,
-    /// Log format: text or json.
-    #[arg(long, global = true, env = "COMPANYOS_LOG_FORMAT")]
+    /// Log format of the server and the store commands: text or json [default: text].
+    #[arg(long, global = true, env = "COMPANYOS_LOG_FORMAT", help_heading = GLOBAL)]
     pub log_format: Option<String>,
-    /// Output of client commands: a table for people, json for scripts.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
-    pub format: OutputFormat,
-    #[command(flatten)]
+    /// Server URL for client commands [default: http://127.0.0.1:8080].
+    #[arg(long, global = true, env = "COMPANYOS_URL", help_heading = CLIENT)]
+    pub url: Option<String>,
+    /// Bearer token for client commands: an operator token or a tenant API key [default: none].
+    #[arg(
+        long,
+        global = true,
+        env = "COMPANYOS_TOKEN",
+        hide_env_values = true,
+        help_heading = CLIENT
+    )]
+    pub token: Option<String>,
+    /// Output of client commands: table for people, json for scripts, csv for commands that
+    /// print rows [default: table; audit export: json lines].
+    // `--format` was the old name of this flag: scripts still use it, so it stays as a hidden
+    // alias.
+    #[arg(long, global = true, value_enum, alias = "format", help_heading = CLIENT)]
+    pub output: Option<OutputFormat>,
+    /// Address the server listens on; port 0 picks a free port [default: 127.0.0.1:8080].
+    #[arg(long, global = true, env = "COMPANYOS_LISTEN", help_heading = SERVER)]
+    pub listen: Option<String>,
+    #[command(flatten, next_help_heading = SERVER)]
     pub server: ServerArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Help headings: global flags apart from the commands, server settings apart from the client's.
+const GLOBAL: &str = "Global options";
+const CLIENT: &str = "Client options (API commands)";
+const SERVER: &str = "Server options (serve, init, store commands)";
+
+impl Cli {
+    /// The output format asked for, table when none was.
+    pub fn format(&self) -> OutputFormat {
+        self.output.unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,7 +113,7 @@ pub enum Command {
         #[arg(long)]
         admin_token_file: Option<PathBuf>,
     },
-    /// Run the API, the console and the background jobs.
+    /// Run the API, the console (/console) and the background jobs; initialises when needed.
     Serve,
     /// Operators and their roles.
     #[command(subcommand)]
@@ -96,10 +133,10 @@ pub enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(commands::AuditCommand),
-    /// Metering declarations (MET-4).
+    /// Metering declarations: what each service meters (MET-4).
     #[command(subcommand)]
     Metering(commands::MeteringCommand),
-    /// Evidence artifacts.
+    /// Evidence artifacts (signed with minisign).
     #[command(subcommand)]
     Evidence(commands::EvidenceCommand),
     /// Run the sprint's demo on a fresh embedded store and write its evidence to a folder.
@@ -111,12 +148,30 @@ pub enum Command {
     /// Benchmarks (results for docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Print a shell completion script to stdout.
+    #[command(after_long_help = "\
+Examples:
+  companyos completions bash > ~/.local/share/bash-completion/completions/companyos
+  companyos completions zsh > \"${fpath[1]}/_companyos\"
+  companyos completions fish > ~/.config/fish/completions/companyos.fish")]
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
-pub fn logging(format: Option<&str>) -> anyhow::Result<()> {
+/// The server's log filter when COMPANYOS_LOG sets none.
+pub const LOG_FILTER_SERVER: &str = "info,sqlx=warn";
+/// One-shot commands (init, demo, verify): their answer is on stdout, logs only for trouble.
+pub const LOG_FILTER_ONE_SHOT: &str = "warn";
+
+/// Logs to stderr, coloured only on a terminal; `COMPANYOS_LOG` (a tracing filter such as
+/// `info` or `companyos_core=debug`) overrides `default_filter`.
+pub fn logging(format: Option<&str>, default_filter: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("COMPANYOS_LOG")
-        .or_else(|_| EnvFilter::try_new("info,sqlx=warn"))?;
+    let filter =
+        EnvFilter::try_from_env("COMPANYOS_LOG").or_else(|_| EnvFilter::try_new(default_filter))?;
     // A failed log write must never panic (see `log_sink`): errors are swallowed by the
     // writer, and the subscriber's own error printing (an `eprintln!`) is off.
     let builder = tracing_subscriber::fmt()
@@ -132,8 +187,40 @@ pub fn logging(format: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The error and its causes on one line, each said once: a cause whose text its parent
+/// already quotes (sqlx's database errors do, twice) is not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// Parses the command line. The server settings are global (they may follow any command), so
+/// clap would list all of them under every client command: `-h` leaves them out, `--help`
+/// shows them.
+fn parse() -> Cli {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let command = Cli::command().mut_args(|arg| {
+        if arg.get_help_heading() == Some(SERVER) && arg.get_id() != "listen" {
+            arg.hide_short_help(true)
+        } else {
+            arg
+        }
+    });
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|error| error.exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -155,7 +242,7 @@ fn main() -> ExitCode {
                 log_sink::err_line(format_args!("error: {usage}"));
                 return ExitCode::from(2);
             }
-            log_sink::err_line(format_args!("error: {error:#}"));
+            log_sink::err_line(format_args!("error: {}", one_line(&error)));
             ExitCode::from(1)
         }
     }

@@ -1,13 +1,18 @@
-//! Output for people (aligned tables) and for scripts (`--format json`).
+//! Output for people (aligned tables) and for scripts (`--output json`, `--output csv`).
 
 use serde_json::Value;
 
 /// How client commands print their answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum OutputFormat {
+    /// Aligned columns for people.
     #[default]
     Table,
+    /// JSON (`audit export`: one record a line; `jsonl` is accepted as its name there).
+    #[value(alias = "jsonl")]
     Json,
+    /// CSV with a header line, for commands that print one table of rows.
+    Csv,
 }
 
 /// Renders a cell of a JSON value.
@@ -67,13 +72,13 @@ pub fn fields(value: &Value, keys: &[&str]) -> String {
         .collect()
 }
 
-/// Prints for the chosen format.
+/// Prints for the chosen format (`run` has refused csv for a command that does not print rows).
 pub fn print(format: OutputFormat, value: &Value, render: impl FnOnce(&Value) -> String) {
     match format {
         OutputFormat::Json => println!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
         ),
-        OutputFormat::Table => print!("{}", render(value)),
+        OutputFormat::Table | OutputFormat::Csv => print!("{}", render(value)),
     }
 }

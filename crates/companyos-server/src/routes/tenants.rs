@@ -83,12 +83,28 @@ pub async fn list(
         .app
         .list_tenants(&actor, query.status.as_deref())
         .await?;
+    let actions = state.app.tenant_actions(&actor, &tenants).await?;
     Ok(ok(json!(
         tenants
             .iter()
-            .map(|t| t.to_json(TenantView::of(&actor.principal)))
+            .zip(&actions)
+            .map(|(tenant, actions)| with_actions(tenant, actions, &actor))
             .collect::<Vec<_>>()
     )))
+}
+
+/// A tenant as a console needs it: the tenant, the lifecycle actions this caller may take now
+/// and its pending approval (see `App::tenant_actions`).
+fn with_actions(
+    tenant: &companyos_core::tenants::TenantRow,
+    actions: &companyos_core::approvals::TenantActions,
+    actor: &companyos_core::Actor,
+) -> serde_json::Value {
+    let mut value = tenant.to_json(TenantView::of(&actor.principal));
+    let (allowed, pending) = actions.to_json();
+    value["allowed_actions"] = allowed;
+    value["pending_approval"] = pending;
+    value
 }
 
 pub async fn show(
@@ -97,7 +113,14 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let tenant = state.app.get_tenant(&actor, &id).await?;
-    Ok(ok(tenant.to_json(TenantView::of(&actor.principal))))
+    let actions = state
+        .app
+        .tenant_actions(&actor, std::slice::from_ref(&tenant))
+        .await?;
+    match actions.first() {
+        Some(actions) => Ok(ok(with_actions(&tenant, actions, &actor))),
+        None => Ok(ok(tenant.to_json(TenantView::of(&actor.principal)))),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1033,3 +1033,74 @@ async fn malformed_json_wrong_types_and_unknown_fields_get_400_problems_naming_t
         server.stop().await;
     }
 }
+
+/// The runbooks say which role runs each step (issue 21): every step's action must be one the
+/// policies (as mirrored by `permits`) grant that role, so a runbook never sends an operator
+/// into a 403.
+#[test]
+fn every_runbook_step_runs_as_a_role_the_policies_permit() {
+    const RUNBOOKS: [(&str, &str); 5] = [
+        (
+            "provision",
+            include_str!("../../../../docs/runbooks/provision.md"),
+        ),
+        (
+            "suspend",
+            include_str!("../../../../docs/runbooks/suspend.md"),
+        ),
+        (
+            "reactivate",
+            include_str!("../../../../docs/runbooks/reactivate.md"),
+        ),
+        (
+            "delete",
+            include_str!("../../../../docs/runbooks/delete.md"),
+        ),
+        ("purge", include_str!("../../../../docs/runbooks/purge.md")),
+    ];
+    let mut checked = 0;
+    for (runbook, text) in RUNBOOKS {
+        for line in text.lines() {
+            let (role, command) =
+                if let Some(rest) = line.strip_prefix("COMPANYOS_TOKEN=$AUDITOR_TOKEN ") {
+                    ("auditor", rest)
+                } else if let Some(rest) = line.strip_prefix("COMPANYOS_TOKEN=$APPROVER_TOKEN ") {
+                    ("approver", rest)
+                } else {
+                    // The runbooks' default: "your operator token".
+                    ("operator", line)
+                };
+            let Some(command) = command.strip_prefix("companyos ") else {
+                continue;
+            };
+            let words: Vec<&str> = command.split_whitespace().take(2).collect();
+            let action = match words.as_slice() {
+                ["audit", "export"] => "audit.read".to_owned(),
+                ["evidence", "list" | "get"] => "evidence.read".to_owned(),
+                ["approval", "list"] => "approval.read".to_owned(),
+                ["approval", verb @ ("approve" | "reject")] => format!("approval.{verb}"),
+                ["tenant", "show" | "list" | "workload"] => "tenant.read".to_owned(),
+                [
+                    "tenant",
+                    verb @ ("create" | "suspend" | "reactivate" | "delete" | "restore" | "purge"
+                    | "retry"),
+                ] => format!("tenant.{verb}"),
+                // A store command: it reads the data dir, no token and no policy.
+                ["ledger", "verify"] => continue,
+                other => panic!("{runbook}.md: map {other:?} to its action in this test"),
+            };
+            assert!(
+                permits(Caller::Role(role), &action),
+                "{runbook}.md: the {role} role may not {action}: {line}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "{checked} runbook steps checked");
+    // Least privilege: the operator does not read the audit log or evidence, which is why the
+    // runbooks hand those verify steps to the auditor.
+    for action in ["audit.read", "evidence.read"] {
+        assert!(!permits(Caller::Role("operator"), action), "{action}");
+        assert!(permits(Caller::Role("auditor"), action), "{action}");
+    }
+}

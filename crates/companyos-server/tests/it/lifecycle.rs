@@ -147,3 +147,73 @@ async fn the_requester_cannot_approve_and_ids_are_never_reused() {
         server.stop().await;
     }
 }
+
+/// The names of a tenant object's `allowed_actions`.
+fn action_names(tenant: &serde_json::Value) -> Vec<String> {
+    tenant["allowed_actions"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no allowed_actions: {tenant}"))
+        .iter()
+        .map(|a| a["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// What a console needs (issue 21): the actions this caller may take in this state, decided by
+/// the policies and the state machine, and the pending approval; never reactivate on a purged
+/// tenant.
+#[tokio::test]
+async fn the_tenant_names_the_actions_its_caller_may_take_and_its_pending_approval() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        let key = server.tenant("acme").await;
+        let olga = server.operator("olga", "operator").await;
+        let vera = server.operator("vera", "viewer").await;
+        let anna = server.operator("anna", "approver").await;
+        let (status, body) = olga.get("/v1/tenants/acme").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(action_names(&body), ["suspend", "delete"], "{backend:?}");
+        assert_eq!(body["allowed_actions"][1]["needs_approval"], json!(true));
+        assert_eq!(body["allowed_actions"][0]["needs_approval"], json!(false));
+        assert_eq!(body["pending_approval"], json!(null));
+        assert_eq!(body["retention"]["tombstone_days"], json!(30), "{body}");
+        // A viewer and the tenant's own key may act on nothing.
+        let (_, body) = vera.get("/v1/tenants").await;
+        assert!(action_names(&body[0]).is_empty(), "{body}");
+        let (_, body) = server.api(&key).get("/v1/tenants/acme").await;
+        assert!(action_names(&body).is_empty(), "{body}");
+        // A requested delete is pending: staff see it; the tenant changes only when approved.
+        let (status, body) = olga
+            .post(
+                "/v1/tenants/acme/delete",
+                json!({"reason": "churned", "confirm": "acme"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let approval = body["approval"]["id"].as_str().unwrap().to_owned();
+        let (_, body) = vera.get("/v1/tenants/acme").await;
+        assert_eq!(body["pending_approval"]["id"], json!(approval), "{body}");
+        let (_, body) = anna
+            .post(&format!("/v1/approvals/{approval}/approve"), json!({}))
+            .await;
+        assert_eq!(body["tenant"]["status"], json!("deleting"), "{body}");
+        let (_, body) = olga.get("/v1/tenants/acme").await;
+        assert_eq!(action_names(&body), ["restore", "purge"], "{body}");
+        assert_eq!(body["pending_approval"], json!(null));
+        assert!(body["purge_after"].is_string(), "{body}");
+        let (_, body) = olga
+            .post(
+                "/v1/tenants/acme/purge",
+                json!({"reason": "gone", "confirm": "acme"}),
+            )
+            .await;
+        let purge = body["approval"]["id"].as_str().unwrap().to_owned();
+        let (_, body) = anna
+            .post(&format!("/v1/approvals/{purge}/approve"), json!({}))
+            .await;
+        assert_eq!(body["tenant"]["status"], json!("purged"), "{body}");
+        // Purged: nothing applies, not even for the admin.
+        let (_, body) = server.admin().get("/v1/tenants/acme").await;
+        assert!(action_names(&body).is_empty(), "{body}");
+        server.stop().await;
+    }
+}

@@ -181,6 +181,7 @@ fn lifecycle_through_the_cli_with_an_approval() {
             "drill",
             "--confirm",
             "acme",
+            // The old name of --output, kept for scripts.
             "--format",
             "json",
         ],
@@ -203,7 +204,7 @@ fn lifecycle_through_the_cli_with_an_approval() {
     let output = cli(
         &server,
         Some(&admin),
-        &["tenant", "show", "acme", "--format", "json"],
+        &["tenant", "show", "acme", "--output", "json"],
     );
     let shown: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(shown["status"], "deleting");
@@ -289,7 +290,42 @@ fn usage_send_reports_and_ledger_verify_finds_tampering() {
             "{format}: {}",
             stdout(&output)
         );
+        if format == "csv" {
+            // One CSV table: one header line, the daily usage by default.
+            let text = stdout(&output);
+            assert_eq!(
+                text.lines().filter(|l| l.starts_with("date,")).count(),
+                1,
+                "{text}"
+            );
+            assert!(text.contains("metric"), "{text}");
+        }
     }
+    let output = cli(
+        &server,
+        Some(&admin),
+        &[
+            "usage",
+            "report",
+            "--tenant",
+            "acme",
+            "--from",
+            &today,
+            "--to",
+            &today,
+            "--output",
+            "csv",
+            "--what",
+            "reconciliation",
+        ],
+    );
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        text.starts_with("date,") && text.contains("accepted"),
+        "{text}"
+    );
+    assert!(!text.contains("metric"), "{text}");
     // A proof through the CLI.
     let output = cli(
         &server,
@@ -317,6 +353,9 @@ fn usage_send_reports_and_ledger_verify_finds_tampering() {
         stdout(&output),
         stderr(&output)
     );
+    // One-shot commands log at warn by default, and the progress bar hides itself when stderr
+    // is not a terminal: nothing on stderr when all is well.
+    assert_eq!(stderr(&output), "");
     let output = verify(&["audit", "verify"]);
     assert_eq!(
         output.status.code(),
@@ -325,6 +364,7 @@ fn usage_send_reports_and_ledger_verify_finds_tampering() {
         stdout(&output),
         stderr(&output)
     );
+    assert_eq!(stderr(&output), "");
     let db = format!("sqlite://{}", data.join("companyos.db").display());
     // Usage leaves are stored by what varies (bundles::LeafLayout::Usage): the event id after
     // its length byte.
@@ -461,6 +501,8 @@ fn the_demo_evidence_verifies_with_minisign_and_its_key_file() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    // Quiet by default: no INFO lines (COMPANYOS_LOG=info brings them back).
+    assert!(!stderr(&output).contains("INFO"), "{}", stderr(&output));
     let evidence = out.join("evidence");
     let key = std::fs::read_to_string(evidence.join("minisign.pub")).unwrap();
     assert!(key.starts_with("untrusted comment: "), "{key}");
@@ -483,4 +525,49 @@ fn the_demo_evidence_verifies_with_minisign_and_its_key_file() {
         }
     }
     assert!(verified >= 5, "{verified} artifacts verified");
+    // The demo's store has its own log name; opening it without says which setting to use.
+    let verify = |extra: &[&str]| {
+        Command::new(binary())
+            .args(["ledger", "verify", "--data-dir"])
+            .arg(out.join("store"))
+            .args(extra)
+            .env_remove("COMPANYOS_DATABASE_URL")
+            .env_remove("COMPANYOS_LOG_NAME")
+            .output()
+            .unwrap()
+    };
+    let output = verify(&[]);
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("--log-name demo.companyos.local"),
+        "{message}"
+    );
+    let output = verify(&["--log-name", "demo.companyos.local"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
+#[test]
+fn a_missing_postgres_database_is_one_line_that_says_how_to_create_it() {
+    let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let (base, _) = server.rsplit_once('/').unwrap();
+    let name = format!("companyos_missing_{}", std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(binary())
+        .args(["init", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .args(["--database-url", &format!("{base}/{name}")])
+        .env_remove("COMPANYOS_DATABASE_URL")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert_eq!(message.matches("does not exist").count(), 1, "{message}");
+    assert!(
+        message.contains("createdb -h ") && message.contains(&format!("CREATE DATABASE {name}")),
+        "{message}"
+    );
 }

@@ -5,7 +5,9 @@
 
 mod cli;
 mod crash;
+mod help;
 mod log_sink;
 mod nginx;
+mod readme;
 mod store_safety;
 mod support;

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use crate::support::{Server, binary, free_port, stderr, stdout};
+use crate::support::{PgDatabase, Server, binary, free_port, stderr, stdout};
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
@@ -27,36 +27,6 @@ fn store_command(data: &Path, database_url: Option<&str>, args: &[&str]) -> Outp
         command.arg("--database-url").arg(url);
     }
     command.output().unwrap()
-}
-
-/// A fresh PostgreSQL database for one test; dropped with the guard.
-struct PgDatabase {
-    server: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    fn create(runtime: &tokio::runtime::Runtime) -> PgDatabase {
-        let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let name = format!(
-            "companyos_test_{}",
-            companyos_core::util::new_id("safety", time::OffsetDateTime::now_utc())
-                .replace("safety_", "")
-        );
-        let url = runtime
-            .block_on(companyos_core::db::create_postgres_database(&server, &name))
-            .expect("PostgreSQL must be reachable");
-        PgDatabase { server, name, url }
-    }
-
-    fn drop_with(self, runtime: &tokio::runtime::Runtime) {
-        let _ = runtime.block_on(companyos_core::db::drop_postgres_database(
-            &self.server,
-            &self.name,
-        ));
-    }
 }
 
 #[test]

@@ -143,7 +143,7 @@ pub fn operator(server: &Server, name: &str, role: &str) -> String {
         server,
         server.admin_token.as_deref(),
         &[
-            "operator", "create", "--name", name, "--role", role, "--format", "json",
+            "operator", "create", "--name", name, "--role", role, "--output", "json",
         ],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
@@ -156,7 +156,7 @@ pub fn tenant(server: &Server, id: &str) -> String {
     let output = cli(
         server,
         server.admin_token.as_deref(),
-        &["tenant", "create", id, "--name", id, "--format", "json"],
+        &["tenant", "create", id, "--name", id, "--output", "json"],
     );
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     let value: Value = serde_json::from_str(&stdout(&output)).unwrap();
@@ -171,4 +171,34 @@ pub fn event(tenant: &str, id: &str) -> Value {
         "timestamp": companyos_domain::time_util::format_rfc3339(time::OffsetDateTime::now_utc()),
         "request_id": format!("r-{id}"),
     })
+}
+
+/// A fresh PostgreSQL database for one test; dropped with the guard.
+pub struct PgDatabase {
+    pub server: String,
+    pub name: String,
+    pub url: String,
+}
+
+impl PgDatabase {
+    pub fn create(runtime: &tokio::runtime::Runtime) -> PgDatabase {
+        let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let name = format!(
+            "companyos_test_{}",
+            companyos_core::util::new_id("safety", time::OffsetDateTime::now_utc())
+                .replace("safety_", "")
+        );
+        let url = runtime
+            .block_on(companyos_core::db::create_postgres_database(&server, &name))
+            .expect("PostgreSQL must be reachable");
+        PgDatabase { server, name, url }
+    }
+
+    pub fn drop_with(self, runtime: &tokio::runtime::Runtime) {
+        let _ = runtime.block_on(companyos_core::db::drop_postgres_database(
+            &self.server,
+            &self.name,
+        ));
+    }
 }
