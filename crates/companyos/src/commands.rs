@@ -1133,26 +1133,10 @@ async fn usage(cli: &Cli, file: &FileConfig, command: &UsageCommand) -> anyhow::
     Ok(0)
 }
 
-const DAILY_COLUMNS: [&str; 7] = [
-    "date",
-    "service",
-    "metric",
-    "unit",
-    "quantity",
-    "events",
-    "late_quantity",
-];
-const RECONCILIATION_COLUMNS: [&str; 9] = [
-    "date",
-    "accepted",
-    "duplicates",
-    "late",
-    "invalid",
-    "conflicts",
-    "missing",
-    "missing_ratio",
-    "closed",
-];
+// One list of columns per report, the server's: the CLI's tables and the CSV cannot drift.
+use companyos_server::routes::usage::{
+    DAILY_USAGE_COLUMNS as DAILY_COLUMNS, RECONCILIATION_COLUMNS,
+};
 
 /// `usage report`: CSV is one table (a stream of two tables back to back is no CSV file), so
 /// `--what` picks it; table and json show both unless `--what` picks one.

@@ -136,16 +136,7 @@ pub async fn daily(
     let rows = state.app.daily_usage(&actor, &id, from, to).await?;
     Ok(csv::respond(
         format,
-        &[
-            "date",
-            "service",
-            "metric",
-            "unit",
-            "quantity",
-            "events",
-            "late_quantity",
-            "late_events",
-        ],
+        &DAILY_USAGE_COLUMNS,
         &rows,
         |r| {
             vec![
@@ -164,7 +155,19 @@ pub async fn daily(
     ))
 }
 
-/// The CSV columns of the reconciliation report.
+/// The CSV columns of the daily usage report (and the CLI's table of it).
+pub const DAILY_USAGE_COLUMNS: [&str; 8] = [
+    "date",
+    "service",
+    "metric",
+    "unit",
+    "quantity",
+    "events",
+    "late_quantity",
+    "late_events",
+];
+
+/// The CSV columns of the reconciliation report (and the CLI's table of it).
 pub const RECONCILIATION_COLUMNS: [&str; 12] = [
     "date",
     "accepted",
