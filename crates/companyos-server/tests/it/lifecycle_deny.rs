@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use time::Duration;
 
 use crate::checks::{approve, assert_audited, audit_head, create_tenant, request, status_of};
-use crate::support::{BACKENDS, START, TestServer, event};
+use crate::support::{Api, BACKENDS, Backend, START, TestServer, event};
 
 /// The policies that decided a denial, from its audit record.
 fn deciding_policies(record: &Value) -> Vec<String> {
@@ -225,21 +225,27 @@ async fn delete_needs_the_exact_confirmation() {
     }
 }
 
+/// A server with tenant `acme` under a legal hold, an operator (olga) and an approver (anna).
+async fn held_tenant(backend: Backend) -> (TestServer, Api, Api) {
+    let server = TestServer::start(backend).await;
+    create_tenant(&server, "acme").await;
+    let olga = server.operator("olga", "operator").await;
+    let anna = server.operator("anna", "approver").await;
+    let (status, body) = olga
+        .put(
+            "/v1/tenants/acme/retention",
+            json!({"legal_hold": true, "reason": "litigation 2026-17"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["retention"]["legal_hold"], json!(true));
+    (server, olga, anna)
+}
+
 #[tokio::test]
 async fn a_legal_hold_blocks_purge_by_policy_and_the_purge_timer_skips_it() {
     for backend in BACKENDS {
-        let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
-        let olga = server.operator("olga", "operator").await;
-        let anna = server.operator("anna", "approver").await;
-        let (status, body) = olga
-            .put(
-                "/v1/tenants/acme/retention",
-                json!({"legal_hold": true, "reason": "litigation 2026-17"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        assert_eq!(body["retention"]["legal_hold"], json!(true));
+        let (server, olga, anna) = held_tenant(backend).await;
         // Deletion (restorable) is still possible; its warning names the hold.
         let (status, body) = olga
             .post(
@@ -355,14 +361,11 @@ async fn a_legal_hold_blocks_purge_by_policy_and_the_purge_timer_skips_it() {
 #[tokio::test]
 async fn loosening_retention_while_deleting_is_refused_so_nothing_is_purged_unapproved() {
     for backend in BACKENDS {
-        let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
-        let olga = server.operator("olga", "operator").await;
-        let anna = server.operator("anna", "approver").await;
+        let (server, olga, anna) = held_tenant(backend).await;
         let (status, _) = olga
             .put(
                 "/v1/tenants/acme/retention",
-                json!({"legal_hold": true, "hard_delete_allowed": false, "reason": "claim"}),
+                json!({"hard_delete_allowed": false, "reason": "claim"}),
             )
             .await;
         assert_eq!(status, StatusCode::OK);
@@ -424,17 +427,7 @@ async fn loosening_retention_while_deleting_is_refused_so_nothing_is_purged_unap
 #[tokio::test]
 async fn an_approval_lapses_when_the_facts_it_was_requested_on_change() {
     for backend in BACKENDS {
-        let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
-        let olga = server.operator("olga", "operator").await;
-        let anna = server.operator("anna", "approver").await;
-        let (status, body) = olga
-            .put(
-                "/v1/tenants/acme/retention",
-                json!({"legal_hold": true, "reason": "claim"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        let (server, olga, anna) = held_tenant(backend).await;
         let delete = request(&olga, "acme", "delete").await;
         let (_, approval) = anna.get(&format!("/v1/approvals/{delete}")).await;
         assert_eq!(approval["facts"]["legal_hold"], json!(true), "{approval}");
