@@ -92,10 +92,27 @@ pub fn respond<T>(
             render(columns, &items.iter().map(row).collect::<Vec<_>>()),
             file_name,
         ),
-        Format::Json | Format::Jsonl => {
+        Format::Json => {
             crate::routes::ok(serde_json::Value::Array(items.iter().map(json).collect()))
         }
+        Format::Jsonl => ndjson_response(items.iter().map(json)),
     }
+}
+
+/// Answers records as NDJSON (`application/x-ndjson`): one JSON object a line, the one meaning
+/// of `?format=jsonl` on every route.
+pub fn ndjson_response(records: impl Iterator<Item = serde_json::Value>) -> Response {
+    let mut body = String::new();
+    for record in records {
+        body.push_str(&record.to_string());
+        body.push('\n');
+    }
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    response
 }
 
 /// The export format asked for: `?format=` first, then the Accept header.

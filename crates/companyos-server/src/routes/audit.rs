@@ -1,8 +1,8 @@
 //! The audit log (CONTRACT §8): JSON, JSONL and CSV exports, and its checkpoint.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use companyos_core::audit::{AUDIT_PAGE_MAX, AuditFilter};
 use companyos_domain::audit::AuditRecord;
 use companyos_domain::time_util::{day_end, day_start, parse_day, parse_rfc3339, to_micros};
@@ -142,18 +142,6 @@ pub async fn list(
             ),
             "audit.csv",
         ),
-        _ => {
-            let mut body = String::new();
-            for record in &records {
-                body.push_str(&record.to_json().to_string());
-                body.push('\n');
-            }
-            let mut response = body.into_response();
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/x-ndjson"),
-            );
-            response
-        }
+        _ => csv::ndjson_response(records.iter().map(|record| record.to_json())),
     })
 }

@@ -4,8 +4,8 @@
 
 use std::str::FromStr as _;
 
-use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use time::Duration;
@@ -248,6 +248,24 @@ async fn usage_and_reconciliation_csv_equal_the_json() {
             .unwrap();
         assert_eq!(quoted["quantity"], json!("1000000012.5"));
         assert_eq!(quoted["events"], json!(3));
+        // `?format=jsonl` means NDJSON here as on the audit route: a JSON object a line.
+        for path in ["usage/daily", "reconciliation"] {
+            let (status, headers, text) = admin
+                .raw(
+                    Method::GET,
+                    &format!("/v1/tenants/acme/{path}?{range}&format=jsonl"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK);
+            assert_eq!(headers["content-type"], "application/x-ndjson");
+            let lines: Vec<Value> = text
+                .lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect();
+            let (_, as_json) = admin.get(&format!("/v1/tenants/acme/{path}?{range}")).await;
+            assert_eq!(Value::Array(lines), as_json, "{path}");
+        }
 
         let (json, csv) = forms(&admin, &format!("/v1/tenants/acme/reconciliation?{range}")).await;
         assert_eq!(
