@@ -18,6 +18,7 @@ use companyos_ledger::usage_event::EventDigest;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::db::{Placeholders, StoreError, list_placeholders, values_placeholders};
+use crate::db::{to_i64, to_u64};
 
 /// Entries per bundle at most: a reader of one leaf or event decodes at most this many.
 pub const BUNDLE_ENTRIES_MAX: usize = 256;
@@ -27,14 +28,6 @@ const BUNDLES_PER_STATEMENT: usize = 256;
 const IDS_PER_LOOKUP: usize = 256;
 /// First byte of every encoded `leaf_data` and `events` column: the layout version.
 const FORMAT_VERSION: u8 = 1;
-
-fn to_i64(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::corrupt("value out of range"))
-}
-
-fn to_u64(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::corrupt("negative index"))
-}
 
 /// A cursor over an encoded bundle column; every read is bounds-checked.
 struct Reader<'a> {

@@ -135,6 +135,16 @@ impl WriteHealth {
 /// How long `/readyz`'s write probe may take before the store counts as not ready.
 pub const READINESS_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// A count or index as the store keeps it (BIGINT); beyond `i64::MAX` only if corrupt.
+pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value).map_err(|_| StoreError::corrupt("value out of range"))
+}
+
+/// A stored BIGINT count or index; negative only if corrupt.
+pub(crate) fn to_u64(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::corrupt("negative size or index"))
+}
+
 /// Which engine the store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -947,7 +947,7 @@ async fn write_state(
 }
 
 fn to_i64(value: u64) -> Result<i64, ServiceError> {
-    i64::try_from(value).map_err(|_| ServiceError::Internal("value out of range".to_owned()))
+    Ok(crate::db::to_i64(value)?)
 }
 
 /// An owned rollup key, as read back from the store.

@@ -22,6 +22,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::bundles::{LeafLayout, PendingLeaves};
 use crate::db::{Db, Placeholders, StoreError, values_placeholders};
+use crate::db::{to_i64, to_u64};
 
 /// Interior levels that are stored: multiples of this, from [`STORED_LEVEL_MIN`] up.
 pub const STORED_LEVEL_STRIDE: u8 = 4;
@@ -122,14 +123,6 @@ impl LogHead {
         let empty = PendingLeaves::new(LeafLayout::of_log(&self.log_id), self.tree_size());
         std::mem::replace(&mut self.pending_leaves, empty)
     }
-}
-
-fn to_i64(value: u64) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::corrupt("value out of range"))
-}
-
-fn to_u64(value: i64) -> Result<u64, StoreError> {
-    u64::try_from(value).map_err(|_| StoreError::corrupt("negative size or index"))
 }
 
 fn hash_of(bytes: &[u8]) -> Result<Hash, StoreError> {
