@@ -16,7 +16,8 @@ use crate::ledger_store::{self, LogProblem};
 use crate::util::new_id;
 
 /// The log id of the audit log.
-pub const AUDIT_LOG_ID: &str = "audit";
+pub use companyos_domain::log_id::AUDIT_LOG_ID;
+
 /// Upper bound on one page of audit records.
 pub const AUDIT_PAGE_MAX: i64 = 10_000;
 

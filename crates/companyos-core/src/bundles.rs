@@ -125,7 +125,7 @@ pub enum LeafLayout {
 impl LeafLayout {
     /// The layout of a log's new bundles.
     pub fn of_log(log_id: &str) -> Self {
-        match crate::tenants::usage_log_tenant(log_id) {
+        match companyos_domain::log_id::usage_log_tenant(log_id) {
             Some(_) => Self::Usage,
             None => Self::Whole,
         }
@@ -269,11 +269,11 @@ pub fn decode_leaves(
         }),
     };
     let tenant_id = match &reader {
-        Some((LeafLayout::Usage, _)) => {
-            Some(crate::tenants::usage_log_tenant(log_id).ok_or_else(|| {
+        Some((LeafLayout::Usage, _)) => Some(
+            companyos_domain::log_id::usage_log_tenant(log_id).ok_or_else(|| {
                 StoreError::corrupt(format!("log {log_id}: usage leaves outside a usage ledger"))
-            })?)
-        }
+            })?,
+        ),
         _ => None,
     };
     let mut leaves = Vec::with_capacity(count);

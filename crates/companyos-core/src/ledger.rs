@@ -108,7 +108,7 @@ impl App {
     }
 
     pub(crate) fn origin_of(&self, log_id: &str) -> String {
-        match crate::tenants::usage_log_tenant(log_id) {
+        match companyos_domain::log_id::usage_log_tenant(log_id) {
             Some(tenant) => self.settings().tenant_origin(tenant),
             None => self.settings().audit_origin(),
         }

@@ -93,7 +93,7 @@ impl LogHead {
     /// compact layout, [`LeafLayout::Usage`]). Returns its leaf index.
     pub fn append_usage(&mut self, event_id: &str, digest: &EventDigest, class: EventClass) -> u64 {
         let index = self.frontier.tree_size();
-        let tenant_id = crate::tenants::usage_log_tenant(&self.log_id)
+        let tenant_id = companyos_domain::log_id::usage_log_tenant(&self.log_id)
             .expect("usage leaves are appended to tenant usage ledgers");
         self.scratch.clear();
         write_usage_leaf(&mut self.scratch, tenant_id, index, event_id, digest, class);

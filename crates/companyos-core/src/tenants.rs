@@ -2219,18 +2219,7 @@ fn placeholder_tenant() -> TenantAttributes {
     }
 }
 
-/// Log ids of tenant usage ledgers: this prefix, then the tenant id.
-const USAGE_LOG_PREFIX: &str = "tenant/";
-
-/// The log id of a tenant's usage ledger.
-pub fn usage_log_id(tenant_id: &str) -> String {
-    format!("{USAGE_LOG_PREFIX}{tenant_id}")
-}
-
-/// The tenant of a usage ledger's log id; `None` for other logs (the audit log).
-pub fn usage_log_tenant(log_id: &str) -> Option<&str> {
-    log_id.strip_prefix(USAGE_LOG_PREFIX)
-}
+pub use companyos_domain::log_id::{usage_log_id, usage_log_tenant};
 
 pub(crate) async fn load_tenant(
     conn: &mut AnyConnection,

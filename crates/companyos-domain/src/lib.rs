@@ -6,6 +6,7 @@ pub mod audit;
 pub mod error;
 pub mod event_packing;
 pub mod ids;
+pub mod log_id;
 pub mod metering;
 pub mod plan;
 pub mod role;
