@@ -27,6 +27,10 @@ use tower::ServiceExt as _;
 /// handles), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How long a shutdown waits for open connections to finish their requests (Kubernetes sends
+/// SIGKILL 30 s after SIGTERM by default).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
 /// The limits of the accept loop.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -82,9 +86,18 @@ pub async fn serve_connections(
     }
     drop(listener);
     let _ = stop.send(true);
-    // Every connection holds a permit until it is done: having them all back means done.
+    // Every connection holds a permit until it is done: having them all back means done. A
+    // client that stops reading its response must not hold the shutdown for ever.
     let all = u32::try_from(limits.connections_max).unwrap_or(u32::MAX);
-    let _ = permits.acquire_many(all).await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_seconds = SHUTDOWN_GRACE.as_secs(),
+            "connections still open after the shutdown grace period; closing them"
+        );
+    }
     Ok(())
 }
 
