@@ -1,0 +1,238 @@
+//! Purge (LIFE-3): the boundary, payloads and keys go, a final checkpoint and the signed deletion certificate stay; workloads scaled to zero and back.
+
+#[allow(unused_imports)]
+use super::*;
+
+impl App {
+    pub(super) async fn purge(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        tenant: &mut TenantRow,
+        reason: &str,
+        approval_id: Option<&str>,
+        warnings: &[String],
+    ) -> Result<EvidenceRecord, ServiceError> {
+        let now = self.now();
+        let mut steps = StepLog::default();
+        let db = self.db().clone();
+        let data_dir = self.data_dir().to_owned();
+        let boundary = tenant.boundary.clone();
+        let tenant_id = tenant.id.clone();
+        let removed = steps
+            .run("remove-boundary", now, async {
+                let details =
+                    provisioning::remove_boundary(&boundary, &db, tx, &data_dir, &tenant_id)
+                        .await?;
+                Ok((details.clone(), details))
+            })
+            .await
+            .map_err(ServiceError::Internal)?;
+        let payloads = steps
+            .run("delete-usage-payloads", now, async {
+                let deleted =
+                    crate::dedupe::delete_tenant_events(tx, db.backend(), tenant_id.as_str())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                sqlx::query("DELETE FROM usage_conflicts WHERE tenant_id = $1")
+                    .bind(tenant_id.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query("DELETE FROM usage_rejections WHERE tenant_id = $1")
+                    .bind(tenant_id.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok((deleted, json!({"usage_event_payloads_deleted": deleted})))
+            })
+            .await
+            .map_err(ServiceError::Internal)?;
+        let now_micros = to_micros(now);
+        let keys = steps
+            .run("revoke-keys", now, async {
+                let revoked = sqlx::query(
+                    "UPDATE tenant_keys SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(now_micros)
+                .bind(tenant_id.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| e.to_string())?
+                .rows_affected();
+                Ok((revoked, json!({"api_keys_revoked": revoked})))
+            })
+            .await
+            .map_err(ServiceError::Internal)?;
+        let workloads = steps
+            .run("delete-workloads", now, async {
+                let deleted = sqlx::query("DELETE FROM workloads WHERE tenant_id = $1")
+                    .bind(tenant_id.as_str())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .rows_affected();
+                Ok((deleted, json!({"workloads_deleted": deleted})))
+            })
+            .await
+            .map_err(ServiceError::Internal)?;
+        // The final checkpoint is signed in the purge transaction's view of the tree; signing
+        // needs its own transaction on the head, so it reads the committed head instead.
+        let log_id = usage_log_id(&tenant.id);
+        let head = ledger_store::read_head(tx, &log_id).await?;
+        let final_checkpoint = match head {
+            Some((size, root)) => {
+                let latest = ledger_store::latest_checkpoint(tx, &log_id).await?;
+                match latest {
+                    Some(c) if c.tree_size == size => Some(c.note),
+                    _ => {
+                        let note = sign_in_tx(
+                            self,
+                            tx,
+                            &log_id,
+                            &self.settings().tenant_origin(&tenant.id),
+                            size,
+                            root,
+                            latest,
+                        )
+                        .await?;
+                        Some(note)
+                    }
+                }
+            }
+            None => None,
+        };
+        // The approvals behind the deletion: the executed ones, and the one running now.
+        let approvals: Vec<Value> = sqlx::query(
+            "SELECT id, action, requested_by_name, requested_at, decided_by_name, decided_at, comment \
+             FROM approvals WHERE tenant_id = $1 AND (status = 'executed' OR id = $2) \
+             ORDER BY requested_at, id",
+        )
+        .bind(tenant.id.as_str())
+        .bind(approval_id.unwrap_or(""))
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| -> Result<Value, sqlx::Error> {
+            let id: String = row.try_get("id")?;
+            let running = Some(id.as_str()) == approval_id;
+            Ok(json!({
+                "action": row.try_get::<String, _>("action")?,
+                "requested_by": row.try_get::<String, _>("requested_by_name")?,
+                "requested_at": format_rfc3339(from_micros(row.try_get("requested_at")?)),
+                "approved_by": if running { json!(actor.principal.actor_name()) } else { json!(row.try_get::<Option<String>, _>("decided_by_name")?) },
+                "approved_at": if running { json!(format_rfc3339(now)) } else { time_or_null(row.try_get("decided_at")?) },
+                "comment": row.try_get::<Option<String>, _>("comment")?,
+                "id": id,
+            }))
+        })
+        .collect::<Result<_, _>>()?;
+        let certificate = json!({
+            "kind": "deletion-certificate",
+            "version": 1,
+            "tenant": {
+                "id": tenant.id,
+                "name": tenant.name,
+                "plan": tenant.plan,
+                "created_at": format_rfc3339(from_micros(tenant.created_at)),
+                "deleted_at": time_or_null(tenant.deleted_at),
+                "purged_at": format_rfc3339(now),
+            },
+            "reason": reason,
+            "purged_by": actor.principal.actor_name(),
+            "approval_id": approval_id,
+            "approvals": approvals,
+            "warnings_given": warnings,
+            "deleted": {
+                "boundary": removed,
+                "usage_event_payloads": payloads,
+                "api_keys_revoked": keys,
+                "workloads": workloads,
+            },
+            "retained": [
+                {"what": "ledger leaves (event ids and digests) and signed checkpoints",
+                 "why": "every past checkpoint and inclusion proof given to the tenant stays verifiable"},
+                {"what": "daily usage rollups and reconciliation counters",
+                 "why": "financial records retention for issued statements"},
+                {"what": "audit records", "why": "the audit log is append-only and verifiable"},
+                {"what": "the tenant id and its tombstone row", "why": "ids are never reused"},
+            ],
+            "final_checkpoint": final_checkpoint,
+            "ledger_verifier_key": self.ledger_verifier_key(),
+            "steps": steps.to_json(),
+        });
+        let bytes = serde_json::to_vec_pretty(&certificate)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        tenant.purged_at = Some(now_micros);
+        self.store_evidence_in(
+            tx,
+            actor,
+            NewArtifact {
+                kind: "deletion-certificate",
+                tenant_id: Some(tenant.id.clone()),
+                file_name: format!("deletion-certificate-{}.json", tenant.id),
+                content_type: "application/json",
+                bytes,
+                metadata: json!({"usage_event_payloads_deleted": payloads}),
+            },
+        )
+        .await
+    }
+
+    pub(super) async fn scale_workloads_to_zero(
+        &self,
+        tx: &mut Tx,
+        tenant_id: &str,
+    ) -> Result<i64, ServiceError> {
+        let updated = sqlx::query(
+            "UPDATE workloads SET suspended_replicas = replicas, replicas = 0, updated_at = $1 \
+             WHERE tenant_id = $2 AND suspended_replicas IS NULL",
+        )
+        .bind(self.now_micros())
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        self.notify_workloads(tx, tenant_id).await?;
+        Ok(i64::try_from(updated).unwrap_or(i64::MAX))
+    }
+
+    pub(super) async fn restore_workloads(
+        &self,
+        tx: &mut Tx,
+        tenant_id: &str,
+    ) -> Result<i64, ServiceError> {
+        let updated = sqlx::query(
+            "UPDATE workloads SET replicas = suspended_replicas, suspended_replicas = NULL, \
+             updated_at = $1 WHERE tenant_id = $2 AND suspended_replicas IS NOT NULL",
+        )
+        .bind(self.now_micros())
+        .bind(tenant_id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        self.notify_workloads(tx, tenant_id).await?;
+        Ok(i64::try_from(updated).unwrap_or(i64::MAX))
+    }
+
+    pub(super) async fn notify_workloads(
+        &self,
+        tx: &mut Tx,
+        tenant_id: &str,
+    ) -> Result<(), ServiceError> {
+        let workloads = workloads_of(tx, tenant_id).await?;
+        if workloads.is_empty() {
+            return Ok(());
+        }
+        crate::outbox::enqueue(
+            tx,
+            self.now(),
+            "workloads.scale",
+            Some(tenant_id),
+            "driver",
+            json!({"tenant_id": tenant_id, "workloads": workloads}),
+        )
+        .await?;
+        Ok(())
+    }
+}
