@@ -571,26 +571,27 @@ impl App {
         entry: NewAudit,
         result: Result<T, ServiceError>,
     ) -> Result<T, ServiceError> {
-        let finished = match result {
+        match result {
             Ok(value) => {
-                async {
+                let committed = async {
                     self.append_audit(&mut tx, self.now(), vec![entry]).await?;
                     tx.commit().await?;
                     Ok(value)
                 }
-                .await
+                .await;
+                if let Err(error) = &committed {
+                    self.observe(error);
+                }
+                committed
             }
             Err(error) => {
+                // A failed audit write of the failure is observed where it is written.
                 self.observe(&error);
                 tx.rollback().await?;
                 self.audit_failure(entry, &error).await?;
                 Err(error)
             }
-        };
-        if let Err(error) = &finished {
-            self.observe(error);
         }
-        finished
     }
 
     /// Appends audit records inside the caller's transaction, under the policies in force.

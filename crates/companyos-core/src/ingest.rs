@@ -344,12 +344,9 @@ impl App {
         let (result, spent) = answer.await.map_err(|_| {
             ServiceError::Unavailable("the ingestion writer has stopped".to_owned())
         })?;
-        let decisions = result.map_err(|e| {
-            // The group commit failed: the store (a full disk, a lost connection) far more
-            // often than anything else, so readiness goes to "not ready" for a while.
-            self.db().note_write_unavailable();
-            ServiceError::Unavailable(format!("ingestion failed, retry: {e}"))
-        })?;
+        // The writer noted a failure for want of the store (readiness), where it knew the cause.
+        let decisions = result
+            .map_err(|e| ServiceError::Unavailable(format!("ingestion failed, retry: {e}")))?;
         Ok(spent.outcome(decisions))
     }
 
@@ -745,6 +742,9 @@ async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver<Job>) {
                 }
                 Err(error) => {
                     tracing::error!(%error, "could not open the ingestion writer's store");
+                    if error.is_unavailable() {
+                        app.db().note_write_unavailable();
+                    }
                     first.answer(Err(error.to_string()));
                     continue;
                 }
@@ -798,12 +798,16 @@ async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver<Job>) {
                         .commit_group(&db, std::slice::from_ref(&job))
                         .await
                         .map(|mut decided| decided.pop().unwrap_or_default())
-                        .map_err(|e| e.to_string());
+                        .map_err(|e| {
+                            app.observe(&e);
+                            e.to_string()
+                        });
                     job.answer(result);
                 }
             }
             Err(error) => {
                 tracing::error!(%error, "ingestion commit failed");
+                app.observe(&error);
                 for job in jobs {
                     job.answer(Err(error.to_string()));
                 }
