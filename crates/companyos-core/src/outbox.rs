@@ -6,7 +6,7 @@
 use companyos_domain::time_util::to_micros;
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row as _};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 use crate::app::App;
 use crate::db::StoreError;
@@ -15,11 +15,21 @@ use crate::outbound::OutboundPolicy;
 use crate::provisioning::{tenant_dir, webhook_signature};
 use crate::settings::BoundaryDriverSettings;
 use crate::util::new_id;
+use companyos_domain::backoff::Backoff;
 
 /// Messages delivered per job run.
 pub const DELIVERIES_PER_RUN_MAX: i64 = 100;
 /// Upper bound on the backoff between attempts.
 pub const BACKOFF_MAX_SECONDS: i64 = 3600;
+
+/// The outbox's retry schedule: 2 s, 4 s, 8 s ... up to [`BACKOFF_MAX_SECONDS`]; no jitter, so
+/// a test that moves the clock knows when the next attempt is due.
+fn outbox_backoff() -> Backoff {
+    Backoff::new(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(BACKOFF_MAX_SECONDS.unsigned_abs()),
+    )
+}
 
 /// Queues a message in the caller's transaction.
 pub async fn enqueue(
@@ -96,13 +106,14 @@ impl App {
                 Err(error) => {
                     let attempts = message.attempts + 1;
                     let exhausted = attempts >= i64::from(self.settings().outbox_attempts_max);
-                    let backoff = (1i64 << attempts.min(12)).min(BACKOFF_MAX_SECONDS);
+                    let backoff =
+                        outbox_backoff().ceiling(u32::try_from(attempts).unwrap_or(u32::MAX));
                     sqlx::query(
                         "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3, \
                          failed_at = $4 WHERE id = $5",
                     )
                     .bind(attempts)
-                    .bind(to_micros(now + Duration::seconds(backoff)))
+                    .bind(to_micros(now + backoff))
                     .bind(error.as_str())
                     .bind(exhausted.then(|| to_micros(now)))
                     .bind(message.id.as_str())

@@ -387,16 +387,39 @@ pub fn alert_rules(tenant_id: &str) -> String {
     )
 }
 
-/// The HMAC-SHA256 signature of a webhook: `v1=<hex>` over `<timestamp>.<body>`.
-pub fn webhook_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
-    use hmac::{Hmac, Mac as _};
-    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+/// HMAC-SHA256 over `parts`, each followed by `.`, then `body`.
+fn signing_mac(secret: &str, parts: &[&[u8]], body: &[u8]) -> HmacSha256 {
+    use hmac::Mac as _;
+    let mut mac = match HmacSha256::new_from_slice(secret.as_bytes()) {
         Ok(mac) => mac,
         Err(_) => unreachable!("HMAC accepts keys of any length"),
     };
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
+    for part in parts {
+        mac.update(part);
+        mac.update(b".");
+    }
     mac.update(body);
+    mac
+}
+
+/// Whether `signature` is `<scheme>=<hex of mac>`, compared in constant time by the `hmac`
+/// crate (`verify_slice`), not by hand.
+fn signature_matches(mac: HmacSha256, scheme: &str, signature: &str) -> bool {
+    use hmac::Mac as _;
+    signature
+        .strip_prefix(scheme)
+        .and_then(|rest| rest.strip_prefix('='))
+        .filter(|hex| hex.bytes().all(|b| !b.is_ascii_uppercase()))
+        .and_then(companyos_ledger::encoding::hex_decode)
+        .is_some_and(|tag| mac.verify_slice(&tag).is_ok())
+}
+
+/// The HMAC-SHA256 signature of a webhook: `v1=<hex>` over `<timestamp>.<body>`.
+pub fn webhook_signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    use hmac::Mac as _;
+    let mac = signing_mac(secret, &[timestamp.to_string().as_bytes()], body);
     format!(
         "v1={}",
         companyos_ledger::encoding::hex_encode(&mac.finalize().into_bytes())
@@ -414,18 +437,38 @@ pub fn verify_webhook_signature(
     if (now_unix - timestamp).abs() > 300 {
         return false;
     }
-    let expected = webhook_signature(secret, timestamp, body);
-    let (a, b) = (expected.as_bytes(), signature.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let mac = signing_mac(secret, &[timestamp.to_string().as_bytes()], body);
+    signature_matches(mac, "v1", signature)
 }
 
 /// How long a provisioning callback's timestamp stays acceptable, in seconds either way.
 pub const CALLBACK_TIMESTAMP_SKEW_SECONDS: i64 = 300;
 
+/// The text a provisioning callback signs: `<tenant_id>.<attempt>.<timestamp>.` then the body.
+/// Tenant and attempt are in the signed text, so a genuine callback for one tenant or attempt
+/// is worthless for any other; tenant ids and attempt ids hold no `.`, so the text splits only
+/// one way.
+fn callback_mac(
+    secret: &str,
+    tenant_id: &str,
+    attempt: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> HmacSha256 {
+    let timestamp = timestamp.to_string();
+    signing_mac(
+        secret,
+        &[
+            tenant_id.as_bytes(),
+            attempt.as_bytes(),
+            timestamp.as_bytes(),
+        ],
+        body,
+    )
+}
+
 /// The signature of a provisioning callback: `v2=<hex>`, HMAC-SHA256 with the driver secret
-/// over `<tenant_id>.<attempt>.<timestamp>.<body>`. Tenant and attempt are in the signed text,
-/// so a genuine callback for one tenant or attempt is worthless for any other; tenant ids and
-/// attempt ids hold no `.`, so the text splits only one way.
+/// over the text of [`callback_mac`].
 pub fn callback_signature(
     secret: &str,
     tenant_id: &str,
@@ -433,20 +476,8 @@ pub fn callback_signature(
     timestamp: i64,
     body: &[u8],
 ) -> String {
-    use hmac::{Hmac, Mac as _};
-    let mut mac = match Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("HMAC accepts keys of any length"),
-    };
-    for part in [
-        tenant_id.as_bytes(),
-        attempt.as_bytes(),
-        timestamp.to_string().as_bytes(),
-    ] {
-        mac.update(part);
-        mac.update(b".");
-    }
-    mac.update(body);
+    use hmac::Mac as _;
+    let mac = callback_mac(secret, tenant_id, attempt, timestamp, body);
     format!(
         "v2={}",
         companyos_ledger::encoding::hex_encode(&mac.finalize().into_bytes())
@@ -468,9 +499,8 @@ pub fn verify_callback_signature(
     if (now_unix - timestamp).abs() > CALLBACK_TIMESTAMP_SKEW_SECONDS {
         return false;
     }
-    let expected = callback_signature(secret, tenant_id, attempt, timestamp, body);
-    let (a, b) = (expected.as_bytes(), signature.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let mac = callback_mac(secret, tenant_id, attempt, timestamp, body);
+    signature_matches(mac, "v2", signature)
 }
 
 /// A random secret for a tenant's audit webhook subscription.

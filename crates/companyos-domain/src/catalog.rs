@@ -643,8 +643,7 @@ impl PlanSpec {
 
     /// Lower-case hex SHA-256 of the canonical form.
     pub fn sha256_hex(&self) -> String {
-        let digest = Sha256::digest(self.canonical_json().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        companyos_ledger::encoding::hex_encode(&Sha256::digest(self.canonical_json().as_bytes()))
     }
 
     pub fn quota(&self, metric: &MetricName, period: QuotaPeriod) -> Option<&QuotaSpec> {

@@ -3,6 +3,7 @@
 //! layer and every adapter share them, so an invariant is checked in exactly one place.
 
 pub mod audit;
+pub mod backoff;
 pub mod catalog;
 pub mod error;
 pub mod event_packing;

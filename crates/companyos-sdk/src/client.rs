@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use companyos_domain::backoff::Backoff;
 use serde_json::Value;
 
 /// What can go wrong while sending.
@@ -89,13 +90,13 @@ pub struct Client {
     config: ClientConfig,
 }
 
-fn jitter(max: Duration) -> Duration {
+/// A random `u64` for the backoff's jitter; without an entropy source, half the ceiling.
+fn jitter_random() -> u64 {
     let mut bytes = [0u8; 8];
     if getrandom::getrandom(&mut bytes).is_err() {
-        return max / 2;
+        return 5_000;
     }
-    let fraction = (u64::from_le_bytes(bytes) % 10_000) as f64 / 10_000.0;
-    max.mul_f64(fraction)
+    u64::from_le_bytes(bytes)
 }
 
 impl Client {
@@ -121,7 +122,13 @@ impl Client {
     /// Sends a pre-encoded JSON array body.
     pub async fn send_body(&self, body: Vec<u8>) -> Result<BatchResult, SdkError> {
         let url = format!("{}/v1/events", self.config.url);
-        let mut backoff = self.config.backoff_initial;
+        let backoff = Backoff::new(
+            self.config.backoff_initial.max(Duration::from_millis(1)),
+            self.config
+                .backoff_max
+                .max(self.config.backoff_initial)
+                .max(Duration::from_millis(1)),
+        );
         let mut last_error = String::new();
         let attempts_max = self.config.attempts_max.max(1);
         for attempt in 1..=attempts_max {
@@ -157,8 +164,7 @@ impl Client {
                 Err(error) => last_error = error.to_string(),
             }
             if attempt < attempts_max {
-                tokio::time::sleep(jitter(backoff)).await;
-                backoff = (backoff * 2).min(self.config.backoff_max);
+                tokio::time::sleep(backoff.with_full_jitter(attempt, jitter_random())).await;
             }
         }
         Err(SdkError::Unavailable {
