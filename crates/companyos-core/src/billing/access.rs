@@ -91,6 +91,30 @@ impl Billing<'_> {
                 quota_exceeded,
             });
         }
+        Err(self
+            .refuse(
+                actor,
+                &tenant,
+                &decision,
+                feature,
+                metric,
+                retry_after_seconds,
+            )
+            .await)
+    }
+
+    /// The error of a denied forward auth (429 for a used-up hard quota alone, 403 otherwise),
+    /// audited.
+    async fn refuse(
+        &self,
+        actor: &Actor,
+        tenant: &TenantAttributes,
+        decision: &crate::authz::AuthzDecision,
+        feature: Option<&FeatureName>,
+        metric: Option<&MetricName>,
+        retry_after_seconds: i64,
+    ) -> ServiceError {
+        let app = self.app;
         let error = if decision.policy_ids == [HARD_QUOTA_POLICY] {
             ServiceError::RateLimited {
                 detail: format!(
@@ -102,20 +126,24 @@ impl Billing<'_> {
         } else {
             ServiceError::Forbidden(decision.denial_reason("authz.check"))
         };
-        let target = match &actor.principal {
-            Principal::TenantKey { .. } => format!("tenant:{}", tenant.id),
-            _ => "forward-auth".to_owned(),
+        let is_tenant_key = matches!(actor.principal, Principal::TenantKey { .. });
+        let target = if is_tenant_key {
+            format!("tenant:{}", tenant.id)
+        } else {
+            "forward-auth".to_owned()
         };
         let mut entry = app.entry(actor, "authz.check", &target).details(json!({
             "policies": decision.policy_ids,
             "feature": feature.map(FeatureName::as_str),
             "metric": metric.map(MetricName::as_str),
         }));
-        if matches!(actor.principal, Principal::TenantKey { .. }) {
+        if is_tenant_key {
             entry.tenant_id = Some(tenant.id.clone());
         }
-        app.audit_failure(entry, &error).await?;
-        Err(error)
+        match app.audit_failure(entry, &error).await {
+            Ok(()) => error,
+            Err(audit_error) => audit_error,
+        }
     }
 
     /// The current periods of the tenant's quotas on `metric`, under the version in force
@@ -159,15 +187,8 @@ impl Billing<'_> {
         entry.tenant_id = Some(tenant_id.as_str().to_owned());
         let mut tx = app.db().begin().await?;
         let result = async {
-            let tenant = crate::tenants::load_tenant(&mut tx, tenant_id.as_str(), app.db().for_update()).await?;
-            let attributes = match &tenant {
-                Some(tenant) => app.attributes_of(tenant),
-                None => crate::tenants::placeholder_attributes(tenant_id.as_str()),
-            };
-            app.require(actor, "quota.top_up", Resource::Tenant(&attributes), &[], &mut entry)?;
-            if tenant.is_none() {
-                return Err(ServiceError::NotFound(format!("tenant {tenant_id}")));
-            }
+            app.lock_and_authorize(&mut tx, actor, tenant_id, "quota.top_up", &mut entry)
+                .await?;
             if top_up.quantity <= Decimal::ZERO || top_up.quantity > PLAN_AMOUNT_MAX {
                 return Err(ServiceError::invalid("quantity", "must be a positive decimal, at most 10^15"));
             }
