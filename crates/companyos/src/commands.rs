@@ -74,7 +74,8 @@ Examples:
         /// Display name.
         #[arg(long)]
         name: String,
-        /// Plan from the catalog: free, standard or enterprise [default: standard].
+        /// Plan from the catalog (`companyos plan list`; built in: free, standard, enterprise)
+        /// [default: standard]; the tenant gets its latest version.
         #[arg(long)]
         plan: Option<String>,
         /// Region where the tenant lives [default: the first allowed region, else the first

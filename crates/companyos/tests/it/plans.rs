@@ -233,3 +233,29 @@ async fn nginx_auth_request_answers_feature_and_quota_decisions() {
     let _ = nginx.kill();
     let _ = nginx.wait();
 }
+
+/// README.md's catalog example applies as written.
+#[test]
+fn the_readme_catalog_example_applies() {
+    let readme = include_str!("../../../../README.md");
+    let section = readme
+        .split("\n## ")
+        .find(|s| s.starts_with("Plans, entitlements and quotas"))
+        .expect("README.md has the catalog section");
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a toml block");
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("data"), "127.0.0.1:0", &[]);
+    let file = dir.path().join("plans.toml");
+    std::fs::write(&file, toml).unwrap();
+    let output = apply(&server, &file, &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("+ pro (new, now version 1)"),
+        "{}",
+        stdout(&output)
+    );
+}
