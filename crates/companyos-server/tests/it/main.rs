@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod audit_coverage;
+mod billing;
 mod boundaries;
 mod checks;
 mod deny_matrix;
