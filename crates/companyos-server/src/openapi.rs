@@ -6,7 +6,8 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::routes::{
-    approvals, audit, billing, evidence, ledger, metering, operators, system, tenants, usage,
+    approvals, audit, billing, evidence, ledger, metering, operators, statements, system, tenants,
+    usage,
 };
 
 /// One documented route.
@@ -621,6 +622,27 @@ pub const ROUTES: &[RouteDoc] = &[
         200,
         "Change a tenant's plan now or from the next period (audited as tenant.plan_change)",
         || put(billing::change_tenant_plan)
+    ),
+    // ---- monthly statements and packs (CONTRACT §10) ----
+    route!(
+        "GET",
+        "/v1/tenants/{id}/statements",
+        "statements",
+        true,
+        None,
+        200,
+        "A tenant's months with the status of each statement (open or final)",
+        || get(statements::list)
+    ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/statements/{month}",
+        "statements",
+        true,
+        None,
+        200,
+        "One month's statement (JSON, or ?format=csv); a final one never changes",
+        || get(statements::get)
     ),
 ];
 

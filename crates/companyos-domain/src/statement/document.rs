@@ -213,3 +213,69 @@ impl Statement {
             .collect()
     }
 }
+
+/// The CSV columns of a statement: one row per line, per adjustment, then the base fee and the
+/// total (`kind` says which).
+pub const STATEMENT_CSV_COLUMNS: [&str; 13] = [
+    "kind",
+    "month",
+    "for_month",
+    "service",
+    "metric",
+    "unit",
+    "plan",
+    "version",
+    "quantity",
+    "included",
+    "overage",
+    "unit_price",
+    "amount",
+];
+
+impl Statement {
+    /// The statement as CSV cells (the caller quotes them): see [`STATEMENT_CSV_COLUMNS`].
+    pub fn csv_rows(&self) -> Vec<Vec<String>> {
+        let month = self.month.label();
+        let mut rows: Vec<Vec<String>> = self
+            .lines
+            .iter()
+            .map(|l| {
+                vec![
+                    "line".to_owned(),
+                    month.clone(),
+                    String::new(),
+                    l.key.service.to_string(),
+                    l.key.metric.to_string(),
+                    l.key.unit.to_string(),
+                    l.plan.clone(),
+                    l.version.to_string(),
+                    l.quantity.to_string(),
+                    l.included.to_string(),
+                    l.overage.to_string(),
+                    l.unit_price.to_string(),
+                    l.amount.to_string(),
+                ]
+            })
+            .collect();
+        rows.extend(self.adjustments.iter().map(|a| {
+            let mut row = vec![String::new(); STATEMENT_CSV_COLUMNS.len()];
+            row[0] = "adjustment".to_owned();
+            row[1] = month.clone();
+            row[2] = a.for_month.label();
+            row[3] = a.key.service.to_string();
+            row[4] = a.key.metric.to_string();
+            row[5] = a.key.unit.to_string();
+            row[8] = a.quantity.to_string();
+            row[12] = a.amount.to_string();
+            row
+        }));
+        for (kind, amount) in [("base_fee", self.base_fee), ("total", self.total)] {
+            let mut row = vec![String::new(); STATEMENT_CSV_COLUMNS.len()];
+            row[0] = kind.to_owned();
+            row[1] = month.clone();
+            row[12] = amount.to_string();
+            rows.push(row);
+        }
+        rows
+    }
+}

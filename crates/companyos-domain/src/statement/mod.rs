@@ -6,8 +6,8 @@ pub mod lines;
 pub mod month;
 
 pub use document::{
-    Statement, StatementAdjustment, StatementCounts, StatementFacts, StatementLedger,
-    StatementLine, StatementPlan, StatementPolicy, StatementStatus,
+    STATEMENT_CSV_COLUMNS, Statement, StatementAdjustment, StatementCounts, StatementFacts,
+    StatementLedger, StatementLine, StatementPlan, StatementPolicy, StatementStatus,
 };
 pub use lines::{
     ComputedAdjustment, ComputedLine, ComputedMonth, DayUsage, PlanInForce, StatementMathError,
