@@ -641,8 +641,18 @@ pub const ROUTES: &[RouteDoc] = &[
         true,
         None,
         200,
-        "One month's statement (JSON, or ?format=csv); a final one never changes",
+        "One month's statement (JSON, or ?format=csv or pdf); a final one never changes",
         || get(statements::get)
+    ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/statements/{month}/pack",
+        "statements",
+        true,
+        None,
+        200,
+        "The signed statement pack (zip) that `companyos statement verify` checks offline",
+        || get(statements::pack)
     ),
 ];
 

@@ -6,6 +6,9 @@
 mod close;
 mod compute;
 pub mod events;
+mod pack;
+mod render;
+pub mod verify;
 
 use companyos_domain::TenantId;
 use companyos_domain::statement::{Statement, StatementMonth, StatementStatus};
@@ -16,7 +19,9 @@ use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::tenants::TenantRow;
 
-pub use close::STATEMENT_MONTHS_PER_RUN_MAX;
+pub use close::{MONTH_CLOSE_JOB, STATEMENT_MONTHS_PER_RUN_MAX};
+pub use pack::{PACK_AUDIT_RECORDS_MAX, PACK_EVENTS_MAX};
+pub use render::{statement_csv, statement_pdf};
 
 /// Months looked back for final months whose usage changed (adjustments).
 pub const ADJUSTMENT_LOOKBACK_MONTHS: u32 = 12;

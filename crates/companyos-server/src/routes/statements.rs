@@ -59,13 +59,15 @@ pub async fn list(
 enum StatementFormat {
     Json,
     Csv,
+    Pdf,
 }
 
 fn statement_format(query: Option<&str>, headers: &HeaderMap) -> Result<StatementFormat, AppError> {
     match query {
         Some("json") => Ok(StatementFormat::Json),
         Some("csv") => Ok(StatementFormat::Csv),
-        Some(_) => Err(AppError::invalid("format", "must be json or csv")),
+        Some("pdf") => Ok(StatementFormat::Pdf),
+        Some(_) => Err(AppError::invalid("format", "must be json, csv or pdf")),
         None => match csv::negotiate(None, headers)? {
             csv::Format::Csv => Ok(StatementFormat::Csv),
             _ => Ok(StatementFormat::Json),
@@ -97,10 +99,45 @@ pub async fn get(
             csv::render(&STATEMENT_CSV_COLUMNS, &document.statement.csv_rows()),
             &format!("statement-{tenant}-{month}.csv"),
         ),
+        StatementFormat::Pdf => attachment(
+            companyos_core::statements::statement_pdf(&document.statement),
+            "application/pdf",
+            &format!("statement-{tenant}-{month}.pdf"),
+        ),
     };
     let mut response = response;
     if let Ok(value) = HeaderValue::from_str(&format!("\"{}\"", document.sha256)) {
         response.headers_mut().insert(header::ETAG, value);
     }
     Ok(response)
+}
+
+/// Bytes served as a download.
+fn attachment(bytes: Vec<u8>, content_type: &'static str, file_name: &str) -> Response {
+    let mut response = bytes.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
+/// `GET /v1/tenants/{id}/statements/{month}/pack`: the signed statement pack (zip).
+pub async fn pack(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path((id, month)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let tenant = tenant_id(&id)?;
+    let month = month_of(&month)?;
+    let zip = state.app.statements().pack(&actor, &tenant, month).await?;
+    Ok(attachment(
+        zip,
+        "application/zip",
+        &format!("statement-pack-{tenant}-{month}.zip"),
+    ))
 }

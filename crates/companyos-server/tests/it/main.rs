@@ -15,6 +15,7 @@ mod ledger;
 mod lifecycle;
 mod lifecycle_deny;
 mod lifecycle_full;
+mod statement_pack;
 mod statements;
 mod store_faults;
 mod support;

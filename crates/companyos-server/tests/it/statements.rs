@@ -20,7 +20,7 @@ fn pro_plan() -> Value {
 
 /// acme, created on 2026-03-02 (standard), on pro from the 11th; usage on the 5th and 20th,
 /// one duplicate resent.
-async fn march_with_usage(server: &TestServer) -> String {
+pub async fn march_with_usage(server: &TestServer) -> String {
     let billing = server.operator("bill", "billing").await;
     let (status, body) = billing.put("/v1/plans/pro", pro_plan()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -44,7 +44,7 @@ async fn march_with_usage(server: &TestServer) -> String {
     key
 }
 
-async fn close_through(server: &TestServer, at: time::OffsetDateTime) {
+pub async fn close_through(server: &TestServer, at: time::OffsetDateTime) {
     let now = server.app.now();
     server.clock.advance(at - now);
     for job in ["checkpoints", "day-close", "month-close"] {
