@@ -31,6 +31,7 @@ pub mod provisioning;
 pub mod reports;
 pub mod secret_files;
 pub mod settings;
+pub mod statements;
 pub mod tenants;
 pub mod util;
 

@@ -16,6 +16,8 @@ mod ledger;
 mod lifecycle;
 mod lifecycle_deny;
 mod lifecycle_full;
+mod statement_pack;
+mod statements;
 mod store_faults;
 mod support;
 mod usage;
