@@ -9,6 +9,7 @@ pub mod auth_failures;
 pub mod authz;
 pub mod bundles;
 pub mod clock;
+pub mod console;
 pub mod day_close;
 pub mod db;
 pub mod dedupe;

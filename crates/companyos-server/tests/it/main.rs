@@ -5,6 +5,7 @@
 mod audit_coverage;
 mod boundaries;
 mod checks;
+mod console;
 mod deny_matrix;
 mod edge;
 mod exports;
