@@ -111,7 +111,7 @@ fn records_table(records: &[AuditRecord]) -> Markup {
                 @for record in records {
                     tr {
                         td.mono { (record.seq) }
-                        td { (record.occurred_at.replace('T', " ")) }
+                        td { (layout::timestamp(&record.occurred_at)) }
                         td { (record.actor) br; span.muted { (record.role) } }
                         td { code { (record.action) } }
                         td { code { (record.target) } }

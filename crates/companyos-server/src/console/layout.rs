@@ -143,8 +143,13 @@ pub fn outcome_badge(outcome: &str) -> Markup {
     html! { span class={ "badge " (class) } { (outcome) } }
 }
 
-/// A stored time (microseconds since the epoch), as RFC 3339 UTC.
+/// A stored time (microseconds since the epoch), shown to the second, in UTC.
 pub fn time(micros: i64) -> Markup {
-    let text = format_rfc3339(from_micros(micros));
-    html! { time datetime=(text) { (text.replace('T', " ")) } }
+    timestamp(&format_rfc3339(from_micros(micros)))
+}
+
+/// An RFC 3339 UTC time (as audit records carry it), shown to the second.
+pub fn timestamp(rfc3339: &str) -> Markup {
+    let shown = rfc3339.get(..19).unwrap_or(rfc3339).replace('T', " ");
+    html! { time datetime=(rfc3339) { (shown) " UTC" } }
 }

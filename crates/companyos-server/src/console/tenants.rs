@@ -233,7 +233,7 @@ fn notice(done: Option<&str>) -> Option<(&'static str, &'static str)> {
     })
 }
 
-fn overview(tenant: &TenantRow) -> Markup {
+fn overview(tenant: &TenantRow, may_read_evidence: bool) -> Markup {
     html! {
         div.card {
             h2 { "Overview" }
@@ -251,9 +251,11 @@ fn overview(tenant: &TenantRow) -> Markup {
                     @if tenant.retention.legal_hold { " · " span.badge.bad { "legal hold" } }
                 } }
                 tr { th scope="row" { "Dossier" } td {
-                    @if let Some(id) = &tenant.dossier_evidence_id {
-                        a href={ "/console/evidence/" (id) } download { "Download the signed dossier" }
-                    } @else { span.muted { "none" } }
+                    @match (&tenant.dossier_evidence_id, may_read_evidence) {
+                        (Some(id), true) => a href={ "/console/evidence/" (id) } download { "Download the signed dossier" },
+                        (Some(_), false) => span.muted { "signed; your role may not read evidence" },
+                        (None, _) => span.muted { "none" },
+                    }
                 } }
             }
         }
@@ -268,7 +270,7 @@ fn timeline(records: &[AuditRecord]) -> Markup {
             ol.timeline {
                 @for record in records {
                     li class=(record.outcome.as_str()) {
-                        time datetime=(record.occurred_at) { (record.occurred_at.replace('T', " ")) }
+                        (layout::timestamp(&record.occurred_at))
                         " · " strong { (record.action) } " " (layout::outcome_badge(record.outcome.as_str()))
                         " by " (record.actor) " (" (record.role) ")"
                         @if let Some(channel) = record.channel { " via " (channel.as_str()) }
@@ -332,7 +334,7 @@ pub async fn show(
             p class={ "notice " (class) } role="status" { (text) }
         }
         div.grid {
-            (overview(&tenant))
+            (overview(&tenant, state.app.console_may(&user.actor, "evidence.read")))
             div.card {
                 h2 { "Usage, last " (USAGE_DAYS) " days" }
                 (chart::daily_events(&usage, from, today))

@@ -6,6 +6,7 @@ mod audit_coverage;
 mod boundaries;
 mod checks;
 mod console;
+mod console_browser;
 mod deny_matrix;
 mod edge;
 mod exports;
