@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use companyos_domain::audit::{AuditOutcome, AuditRecord};
+use companyos_domain::audit::{AuditChannel, AuditOutcome, AuditRecord};
 use companyos_domain::time_util::format_rfc3339;
 use companyos_domain::{OperatorName, Role};
 use serde_json::{Value, json};
@@ -72,6 +72,9 @@ pub enum StartError {
 pub struct Actor {
     pub principal: Principal,
     pub request_id: Option<String>,
+    /// The adapter the request came through, written into its audit records; `None` for
+    /// background jobs and direct store tools.
+    pub channel: Option<AuditChannel>,
 }
 
 impl Actor {
@@ -81,6 +84,7 @@ impl Actor {
                 job: job.to_owned(),
             },
             request_id: None,
+            channel: None,
         }
     }
 }
@@ -368,6 +372,7 @@ impl App {
             reason: Some("admin token reset from the store".to_owned()),
             request_id: None,
             details: json!({"name": BOOTSTRAP_ADMIN, "created": created, "old_token_revoked": !created}),
+            channel: None,
         };
         self.append_audit(&mut tx, now, vec![entry]).await?;
         tx.commit().await?;
@@ -399,6 +404,20 @@ impl App {
         request_id: Option<&str>,
         route: &str,
         source: Option<IpAddr>,
+    ) -> Result<Principal, ServiceError> {
+        self.authenticate_via(token, request_id, route, source, None)
+            .await
+    }
+
+    /// [`App::authenticate_from`] for a request of a known adapter, whose failures are audited
+    /// with its channel.
+    pub async fn authenticate_via(
+        &self,
+        token: Option<&str>,
+        request_id: Option<&str>,
+        route: &str,
+        source: Option<IpAddr>,
+        channel: Option<AuditChannel>,
     ) -> Result<Principal, ServiceError> {
         let found = match token {
             Some(token) => self.lookup_token(token).await?,
@@ -443,6 +462,7 @@ impl App {
                     request_id: request_id.map(str::to_owned),
                     details: source
                         .map_or_else(|| json!({}), |ip| json!({"source": ip.to_string()})),
+                    channel,
                 };
                 self.audit_alone(entry).await?;
                 Err(ServiceError::Unauthenticated(reason.to_owned()))
@@ -479,6 +499,7 @@ impl App {
                     "window_start": format_rfc3339(aggregate.window_start),
                     "window_seconds": crate::auth_failures::WINDOW_SECONDS,
                 }),
+                channel: None,
             };
             entries.push(entry);
         }
@@ -684,6 +705,7 @@ impl App {
             action,
             target,
         )
+        .channel(actor.channel)
         .details(json!({"policies": decision.policy_ids}));
         entry.tenant_id = tenant_id.map(str::to_owned);
         self.audit_failure(entry, &error).await?;
@@ -697,6 +719,7 @@ impl App {
             action,
             target,
         )
+        .channel(actor.channel)
     }
 
     // ---- operators ----

@@ -438,6 +438,7 @@ impl App {
             let requester_actor = Actor {
                 principal: requester,
                 request_id: actor.request_id.clone(),
+                channel: actor.channel,
             };
             let mut exec = self
                 .entry(actor, &approval.action, &tenant.target())
@@ -648,6 +649,7 @@ fn unreachable_entry(actor: &Actor) -> NewAudit {
         "approval.execute",
         "unknown",
     )
+    .channel(actor.channel)
 }
 
 /// What a caller may do with a tenant right now, for a console that offers only what can apply.

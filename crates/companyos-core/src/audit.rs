@@ -2,7 +2,7 @@
 //! transaction of the change it records, each record a leaf of one verifiable log with signed
 //! checkpoints, so any excerpt can be proven and any tampering is found by `audit verify`.
 
-use companyos_domain::audit::{AuditOutcome, AuditRecord};
+use companyos_domain::audit::{AuditChannel, AuditOutcome, AuditRecord};
 use companyos_domain::time_util::{format_rfc3339, from_micros};
 use companyos_ledger::leaf::AuditLeaf;
 use companyos_ledger::usage_event::EventDigest;
@@ -35,6 +35,8 @@ pub struct NewAudit {
     pub reason: Option<String>,
     pub request_id: Option<String>,
     pub details: Value,
+    /// The adapter the request came through (see [`AuditChannel`]).
+    pub channel: Option<AuditChannel>,
 }
 
 impl NewAudit {
@@ -55,7 +57,13 @@ impl NewAudit {
             reason: None,
             request_id: request_id.map(str::to_owned),
             details: Value::Object(Default::default()),
+            channel: None,
         }
+    }
+
+    pub fn channel(mut self, channel: Option<AuditChannel>) -> Self {
+        self.channel = channel;
+        self
     }
 
     pub fn tenant(mut self, tenant_id: &str) -> Self {
@@ -79,7 +87,7 @@ impl NewAudit {
     }
 }
 
-/// Audit records per insert statement (13 parameters each).
+/// Audit records per insert statement (14 parameters each).
 const AUDIT_ROWS_PER_INSERT: usize = 64;
 
 /// Appends records to the audit log inside the caller's transaction.
@@ -112,6 +120,7 @@ pub async fn append(
             request_id: entry.request_id,
             policy_sha256: policy_sha256.to_owned(),
             details: entry.details,
+            channel: entry.channel,
         };
         let canonical = record
             .canonical()
@@ -129,8 +138,8 @@ pub async fn append(
     for chunk in crate::db::statement_chunks(&records, AUDIT_ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO audit_events (seq, id, occurred_at, actor, role, action, target, \
-             tenant_id, outcome, reason, request_id, policy_sha256, details) VALUES {}",
-            crate::db::values_placeholders(crate::db::Placeholders::of(conn), chunk.len(), 13)
+             tenant_id, outcome, reason, request_id, policy_sha256, details, channel) VALUES {}",
+            crate::db::values_placeholders(crate::db::Placeholders::of(conn), chunk.len(), 14)
         );
         let mut query = sqlx::query(&sql);
         for record in chunk {
@@ -147,7 +156,8 @@ pub async fn append(
                 .bind(record.reason.as_deref())
                 .bind(record.request_id.as_deref())
                 .bind(record.policy_sha256.as_str())
-                .bind(record.details.to_string());
+                .bind(record.details.to_string())
+                .bind(record.channel.map(AuditChannel::as_str));
         }
         query.execute(&mut *conn).await?;
     }
@@ -162,16 +172,22 @@ pub struct AuditFilter {
     pub action: Option<String>,
     pub outcome: Option<String>,
     pub actor: Option<String>,
+    pub channel: Option<AuditChannel>,
     pub from_micros: Option<i64>,
     pub to_micros: Option<i64>,
     /// Only records with a larger seq (for paging).
     pub after_seq: Option<i64>,
+    /// Only records with a smaller seq (for paging newest first).
+    pub before_seq: Option<i64>,
+    /// Newest first (the console's pages) instead of log order.
+    pub newest_first: bool,
     pub limit: i64,
 }
 
 fn record_from_row(row: &sqlx::any::AnyRow) -> Result<AuditRecord, StoreError> {
     let outcome: String = row.try_get("outcome")?;
     let details: String = row.try_get("details")?;
+    let channel: Option<String> = row.try_get("channel")?;
     Ok(AuditRecord {
         id: row.try_get("id")?,
         seq: u64::try_from(row.try_get::<i64, _>("seq")?)
@@ -189,11 +205,17 @@ fn record_from_row(row: &sqlx::any::AnyRow) -> Result<AuditRecord, StoreError> {
         policy_sha256: row.try_get("policy_sha256")?,
         details: serde_json::from_str(&details)
             .map_err(|e| StoreError::corrupt(format!("audit details: {e}")))?,
+        channel: channel
+            .map(|c| {
+                AuditChannel::parse(&c)
+                    .ok_or_else(|| StoreError::corrupt(format!("audit channel {c:?}")))
+            })
+            .transpose()?,
     })
 }
 
 const AUDIT_COLUMNS: &str = "seq, id, occurred_at, actor, role, action, target, tenant_id, \
-                             outcome, reason, request_id, policy_sha256, details";
+                             outcome, reason, request_id, policy_sha256, details, channel";
 
 /// Audit records matching `filter`, in log order.
 pub async fn query(
@@ -218,6 +240,9 @@ pub async fn query(
     if filter.actor.is_some() {
         sql.push_str(&format!(" AND actor = {}", next()));
     }
+    if filter.channel.is_some() {
+        sql.push_str(&format!(" AND channel = {}", next()));
+    }
     if filter.from_micros.is_some() {
         sql.push_str(&format!(" AND occurred_at >= {}", next()));
     }
@@ -227,22 +252,33 @@ pub async fn query(
     if filter.after_seq.is_some() {
         sql.push_str(&format!(" AND seq > {}", next()));
     }
-    sql.push_str(&format!(" ORDER BY seq LIMIT {}", next()));
+    if filter.before_seq.is_some() {
+        sql.push_str(&format!(" AND seq < {}", next()));
+    }
+    let order = if filter.newest_first { "DESC" } else { "ASC" };
+    sql.push_str(&format!(" ORDER BY seq {order} LIMIT {}", next()));
+    let channel = filter.channel.map(|c| c.as_str().to_owned());
     let mut query = sqlx::query(&sql);
     for value in [
         &filter.tenant_id,
         &filter.action,
         &filter.outcome,
         &filter.actor,
+        &channel,
     ]
     .into_iter()
     .flatten()
     {
         query = query.bind(value.as_str());
     }
-    for value in [filter.from_micros, filter.to_micros, filter.after_seq]
-        .into_iter()
-        .flatten()
+    for value in [
+        filter.from_micros,
+        filter.to_micros,
+        filter.after_seq,
+        filter.before_seq,
+    ]
+    .into_iter()
+    .flatten()
     {
         query = query.bind(value);
     }

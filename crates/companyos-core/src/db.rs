@@ -764,6 +764,11 @@ const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
         include_str!("../migrations/0009_plans_and_quotas.sql"),
     ),
     (10, None, include_str!("../migrations/0010_statements.sql")),
+    (
+        11,
+        None,
+        include_str!("../migrations/0011_console_sessions.sql"),
+    ),
 ];
 
 /// The version after which SQLite's merged key index is converted into a run (ADR 0007).

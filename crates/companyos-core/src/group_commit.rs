@@ -690,6 +690,7 @@ fn ingest_audit(job: &Job, counts: &StatusCounts) -> NewAudit {
         "usage.ingest",
         "usage",
     )
+    .channel(job.actor.channel)
     .details(json!({
         "accepted": counts.get(EventStatus::Accepted),
         "duplicates": counts.get(EventStatus::Duplicate),

@@ -10,6 +10,7 @@ pub mod authz;
 pub mod billing;
 pub mod bundles;
 pub mod clock;
+pub mod console;
 pub mod day_close;
 pub mod db;
 pub mod dedupe;

@@ -38,6 +38,41 @@ impl fmt::Display for AuditOutcome {
     }
 }
 
+/// Which adapter a request came through: the HTTP API, the CLI (an API client that says so) or
+/// the operator console. Records written before channels existed, and records of background
+/// jobs, have none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditChannel {
+    Api,
+    Cli,
+    Console,
+}
+
+impl AuditChannel {
+    pub const ALL: [AuditChannel; 3] =
+        [AuditChannel::Api, AuditChannel::Cli, AuditChannel::Console];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditChannel::Api => "api",
+            AuditChannel::Cli => "cli",
+            AuditChannel::Console => "console",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|channel| channel.as_str() == text)
+    }
+}
+
+impl fmt::Display for AuditChannel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One audit record, as stored and exported.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
@@ -55,12 +90,17 @@ pub struct AuditRecord {
     pub request_id: Option<String>,
     pub policy_sha256: String,
     pub details: Value,
+    /// The adapter the request came through; `None` for jobs and for records older than
+    /// channels.
+    pub channel: Option<AuditChannel>,
 }
 
 impl AuditRecord {
-    /// The record as a JSON object (the export and API form).
+    /// The record as a JSON object (the export and API form). `channel` is a member only when
+    /// the record has one, so the canonical form (and leaf digest) of every record written
+    /// before channels existed is unchanged.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut value = json!({
             "id": self.id,
             "seq": self.seq,
             "occurred_at": self.occurred_at,
@@ -74,7 +114,11 @@ impl AuditRecord {
             "request_id": self.request_id,
             "policy_sha256": self.policy_sha256,
             "details": self.details,
-        })
+        });
+        if let (Some(channel), Value::Object(members)) = (self.channel, &mut value) {
+            members.insert("channel".to_owned(), json!(channel.as_str()));
+        }
+        value
     }
 
     /// The RFC 8785 form of [`AuditRecord::to_json`], which the audit leaf's digest covers.

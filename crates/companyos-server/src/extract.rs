@@ -8,6 +8,7 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Req
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use companyos_core::Actor;
+use companyos_domain::audit::AuditChannel;
 use serde::de::DeserializeOwned;
 
 use crate::AppState;
@@ -69,7 +70,26 @@ impl FromRequestParts<AppState> for Authed {
         Ok(Authed(Actor {
             principal,
             request_id: Some(request_id),
+            channel: Some(api_channel(&parts.headers)),
         }))
+    }
+}
+
+/// The `User-Agent` prefix of the `companyos` CLI.
+pub const CLI_USER_AGENT_PREFIX: &str = "companyos-cli/";
+
+/// The channel of a `/v1` request: `cli` when the CLI says it is the caller, else `api`. A
+/// client could claim to be the CLI, but never the console: that channel is given only by the
+/// console's own routes, which authenticate by session.
+pub fn api_channel(headers: &HeaderMap) -> AuditChannel {
+    let cli = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|agent| agent.starts_with(CLI_USER_AGENT_PREFIX));
+    if cli {
+        AuditChannel::Cli
+    } else {
+        AuditChannel::Api
     }
 }
 

@@ -45,6 +45,7 @@ pub fn router(state: AppState) -> Router {
         router = router.route(route.path, (route.handler)());
     }
     router
+        .merge(console::router())
         .fallback(routes::system::not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::disable())

@@ -93,26 +93,6 @@ pub const ROUTES: &[RouteDoc] = &[
         || get(system::problem_type)
     ),
     route!(
-        "GET",
-        "/",
-        "console",
-        false,
-        None,
-        200,
-        "The operator console",
-        || get(crate::console::index)
-    ),
-    route!(
-        "GET",
-        "/console",
-        "console",
-        false,
-        None,
-        200,
-        "The operator console",
-        || get(crate::console::index)
-    ),
-    route!(
         "POST",
         "/v1/operators",
         "operators",

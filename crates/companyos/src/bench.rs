@@ -166,6 +166,7 @@ async fn fixture_with_clock(
     let admin = Actor {
         principal: app.authenticate(Some(&token), None, "bench").await?,
         request_id: None,
+        channel: None,
     };
     let created = app
         .create_operator(&admin, "bench-ingest", "ingest")
@@ -175,6 +176,7 @@ async fn fixture_with_clock(
             .authenticate(Some(&created.token), None, "bench")
             .await?,
         request_id: None,
+        channel: None,
     };
     for i in 0..tenants {
         app.create_tenant(

@@ -66,6 +66,8 @@ impl ApiClient {
             .into());
         }
         let http = reqwest::Client::builder()
+            // The server records the CLI as the channel of the audit records it causes.
+            .user_agent(concat!("companyos-cli/", env!("CARGO_PKG_VERSION")))
             .timeout(Duration::from_secs(120))
             .connect_timeout(Duration::from_secs(5))
             .build()?;

@@ -159,6 +159,7 @@ pub async fn actor(app: &App, token: &str) -> Actor {
     Actor {
         principal,
         request_id: None,
+        channel: None,
     }
 }
 

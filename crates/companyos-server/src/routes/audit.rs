@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use companyos_core::audit::{AUDIT_PAGE_MAX, AuditFilter};
-use companyos_domain::audit::AuditRecord;
+use companyos_domain::audit::{AuditChannel, AuditRecord};
 use companyos_domain::time_util::{day_end, day_start, parse_day, parse_rfc3339, to_micros};
 use serde::Deserialize;
 use serde_json::json;
@@ -25,6 +25,7 @@ pub struct AuditQuery {
     pub action: Option<String>,
     pub outcome: Option<String>,
     pub actor: Option<String>,
+    pub channel: Option<String>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub after: Option<i64>,
@@ -43,7 +44,7 @@ fn bound(text: &str, field: &str, end: bool) -> Result<i64, AppError> {
         .map_err(|_| AppError::invalid(field, "must be a date YYYY-MM-DD or an RFC 3339 timestamp"))
 }
 
-pub const AUDIT_COLUMNS: [&str; 13] = [
+pub const AUDIT_COLUMNS: [&str; 14] = [
     "id",
     "seq",
     "occurred_at",
@@ -57,6 +58,7 @@ pub const AUDIT_COLUMNS: [&str; 13] = [
     "request_id",
     "policy_sha256",
     "details",
+    "channel",
 ];
 
 fn csv_row(record: &AuditRecord) -> Vec<String> {
@@ -74,6 +76,10 @@ fn csv_row(record: &AuditRecord) -> Vec<String> {
         record.request_id.clone().unwrap_or_default(),
         record.policy_sha256.clone(),
         record.details.to_string(),
+        record
+            .channel
+            .map(|c| c.as_str().to_owned())
+            .unwrap_or_default(),
     ]
 }
 
@@ -92,11 +98,20 @@ pub async fn list(
             ));
         }
     }
+    let channel = query
+        .channel
+        .as_deref()
+        .map(|text| {
+            AuditChannel::parse(text)
+                .ok_or_else(|| AppError::invalid("channel", "must be api, cli or console"))
+        })
+        .transpose()?;
     let mut filter = AuditFilter {
         tenant_id: query.tenant_id.clone(),
         action: query.action.clone(),
         outcome: query.outcome.clone(),
         actor: query.actor.clone(),
+        channel,
         from_micros: query
             .from
             .as_deref()
@@ -108,6 +123,8 @@ pub async fn list(
             .map(|t| bound(t, "to", true))
             .transpose()?,
         after_seq: query.after,
+        before_seq: None,
+        newest_first: false,
         limit: query.limit.unwrap_or(1000).clamp(1, AUDIT_PAGE_MAX),
     };
     if format == Format::Json {

@@ -7,6 +7,8 @@ mod billing;
 mod billing_quotas;
 mod boundaries;
 mod checks;
+mod console;
+mod console_browser;
 mod deny_matrix;
 mod edge;
 mod exports;

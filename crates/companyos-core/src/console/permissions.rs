@@ -1,0 +1,69 @@
+//! What the console offers an operator: asked of the same Cedar policies that decide the
+//! request, so a form is shown only where the request would be allowed. These answers only
+//! hide forms; the service call still decides (and audits a denial) when a request arrives.
+
+use crate::app::{Actor, App};
+use crate::approvals::ApprovalView;
+use crate::authz::Resource;
+use crate::error::ServiceError;
+
+/// Whether the operator may approve and reject one approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ApprovalDecisions {
+    pub approve: bool,
+    pub reject: bool,
+}
+
+impl App {
+    /// Whether policy allows `actor` a deployment-wide `action` (such as `audit.read`).
+    pub fn console_may(&self, actor: &Actor, action: &str) -> bool {
+        self.authorizer()
+            .authorize(&actor.principal, action, Resource::Deployment, &[])
+            .allowed
+    }
+
+    /// For each approval, whether `actor` may approve or reject it (pending ones only; the
+    /// two-person rule's list of operators the requester created is checked at decision time).
+    pub async fn console_approval_decisions(
+        &self,
+        actor: &Actor,
+        approvals: &[ApprovalView],
+    ) -> Result<Vec<ApprovalDecisions>, ServiceError> {
+        let mut conn = self.db().readers().acquire().await?;
+        let mut decisions = Vec::with_capacity(approvals.len());
+        for approval in approvals {
+            if approval.status != "pending" {
+                decisions.push(ApprovalDecisions::default());
+                continue;
+            }
+            let Some(tenant) =
+                crate::tenants::load_tenant(&mut conn, &approval.tenant_id, "").await?
+            else {
+                decisions.push(ApprovalDecisions::default());
+                continue;
+            };
+            let attributes = self.attributes_of(&tenant);
+            let allowed = |action: &str| {
+                self.authorizer()
+                    .authorize(
+                        &actor.principal,
+                        action,
+                        Resource::Approval {
+                            id: &approval.id,
+                            requester_operator_id: &approval.requested_by,
+                            created_by_requester: &[],
+                            action: &approval.action,
+                            tenant: &attributes,
+                        },
+                        &[],
+                    )
+                    .allowed
+            };
+            decisions.push(ApprovalDecisions {
+                approve: allowed("approval.approve"),
+                reject: allowed("approval.reject"),
+            });
+        }
+        Ok(decisions)
+    }
+}
