@@ -758,6 +758,7 @@ const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
         None,
         include_str!("../migrations/0008_days_closed_through.sql"),
     ),
+    (12, None, include_str!("../migrations/0012_meters.sql")),
 ];
 
 /// The version after which SQLite's merged key index is converted into a run (ADR 0007).

@@ -969,7 +969,7 @@ fn boundary_summary(boundary: &Value) -> String {
 }
 
 /// Attributes used to authorize listing (no particular tenant).
-fn placeholder_tenant() -> TenantAttributes {
+pub(crate) fn placeholder_tenant() -> TenantAttributes {
     TenantAttributes {
         id: "*".to_owned(),
         status: "active".to_owned(),

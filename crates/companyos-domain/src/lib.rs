@@ -4,10 +4,12 @@
 
 pub mod audit;
 pub mod catalog;
+pub mod cloudevent;
 pub mod error;
 pub mod event_packing;
 pub mod ids;
 pub mod log_id;
+pub mod meter;
 pub mod metering;
 pub mod plan;
 pub mod role;

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod evidence;
 pub mod ledger;
 pub mod metering;
+pub mod openmeter;
 pub mod operators;
 pub mod system;
 pub mod tenants;

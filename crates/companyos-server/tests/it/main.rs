@@ -14,6 +14,7 @@ mod ledger;
 mod lifecycle;
 mod lifecycle_deny;
 mod lifecycle_full;
+mod openmeter;
 mod store_faults;
 mod support;
 mod usage;
