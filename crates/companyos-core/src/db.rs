@@ -769,6 +769,7 @@ const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
         None,
         include_str!("../migrations/0011_console_sessions.sql"),
     ),
+    (12, None, include_str!("../migrations/0012_meters.sql")),
 ];
 
 /// The version after which SQLite's merged key index is converted into a run (ADR 0007).

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod ledger;
 pub mod ledger_store;
 pub mod metering;
+pub mod meters;
 pub mod metrics;
 pub mod minisign;
 pub mod outbound;

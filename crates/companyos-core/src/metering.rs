@@ -48,7 +48,9 @@ impl App {
                 .bind(service)
                 .fetch_optional(self.db().readers())
                 .await?;
-        Ok(text.as_deref().map(parse_stored).transpose()?)
+        let declared = text.as_deref().map(parse_stored).transpose()?;
+        // A meter is a declared metric (CONTRACT §11).
+        self.with_meter_metrics(service, declared).await
     }
 
     /// The deployment's coverage mode and the per-service overrides.
@@ -243,6 +245,12 @@ impl App {
         for row in &declared_rows {
             let text: String = row.try_get("declaration")?;
             declared.insert(row.try_get("service")?, parse_stored(&text)?);
+        }
+        for service in self.metered_services().await? {
+            let merged = self
+                .with_meter_metrics(&service, declared.remove(&service))
+                .await?;
+            declared.extend(merged.map(|d| (service, d)));
         }
         let seen_rows = sqlx::query(
             "SELECT service, metric, unit, events, first_seen, last_seen FROM metering_seen \

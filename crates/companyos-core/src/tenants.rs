@@ -989,7 +989,7 @@ pub(crate) fn placeholder_attributes(id: &str) -> TenantAttributes {
     }
 }
 
-fn placeholder_tenant() -> TenantAttributes {
+pub(crate) fn placeholder_tenant() -> TenantAttributes {
     TenantAttributes {
         id: "*".to_owned(),
         status: "active".to_owned(),

@@ -5,10 +5,12 @@
 pub mod audit;
 pub mod backoff;
 pub mod catalog;
+pub mod cloudevent;
 pub mod error;
 pub mod event_packing;
 pub mod ids;
 pub mod log_id;
+pub mod meter;
 pub mod metering;
 pub mod plan;
 pub mod role;

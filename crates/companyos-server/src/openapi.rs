@@ -6,8 +6,8 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::routes::{
-    approvals, audit, billing, evidence, ledger, metering, operators, statements, system, tenants,
-    usage,
+    approvals, audit, billing, evidence, ledger, metering, openmeter, operators, statements,
+    system, tenants, usage,
 };
 
 /// One documented route.
@@ -482,6 +482,77 @@ pub const ROUTES: &[RouteDoc] = &[
         "Set the deployment's coverage mode (warn or enforce)",
         || put(metering::set_deployment_mode)
     ),
+    // OpenMeter-compatible API (CONTRACT §11, ADR 0014).
+    route!(
+        "POST",
+        "/api/v1/events",
+        "openmeter",
+        true,
+        None,
+        204,
+        "Ingest CloudEvents (application/cloudevents+json, cloudevents-batch+json or json)",
+        || post(openmeter::ingest)
+    ),
+    route!(
+        "POST",
+        "/api/v1/meters",
+        "openmeter",
+        true,
+        Some("Meter"),
+        201,
+        "Create a meter (OpenMeter shape)",
+        || post(openmeter::create_meter)
+    ),
+    route!(
+        "GET",
+        "/api/v1/meters",
+        "openmeter",
+        true,
+        None,
+        200,
+        "List meters",
+        || get(openmeter::list_meters)
+    ),
+    route!(
+        "GET",
+        "/api/v1/meters/{slug}",
+        "openmeter",
+        true,
+        None,
+        200,
+        "A meter",
+        || get(openmeter::get_meter)
+    ),
+    route!(
+        "GET",
+        "/api/v1/meters/{slug}/query",
+        "openmeter",
+        true,
+        None,
+        200,
+        "Query a meter (?from&to&windowSize&windowTimeZone&subject&groupBy&filterGroupBy[k]); CSV on Accept: text/csv",
+        || get(openmeter::query_meter)
+    ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/subjects",
+        "openmeter",
+        true,
+        None,
+        200,
+        "The CloudEvent subjects mapped to a tenant",
+        || get(openmeter::get_subjects)
+    ),
+    route!(
+        "PUT",
+        "/v1/tenants/{id}/subjects",
+        "openmeter",
+        true,
+        Some("SubjectsBody"),
+        200,
+        "Replace the CloudEvent subjects mapped to a tenant",
+        || put(openmeter::put_subjects)
+    ),
     route!(
         "GET",
         "/v1/audit",
@@ -731,6 +802,12 @@ fn schemas() -> Value {
         "PlanChange": {"type": "object", "additionalProperties": false, "required": ["plan"],
             "properties": {"plan": string, "version": {"type": "integer", "minimum": 1},
                 "effective": {"type": "string", "enum": ["now", "next_period"]}, "reason": string}},
+        "Meter": {"type": "object", "additionalProperties": false, "required": ["slug", "eventType", "aggregation"],
+            "properties": {"slug": {"type": "string", "pattern": "^[a-z][a-z0-9_.]{0,63}$"}, "eventType": string,
+                "aggregation": {"type": "string", "enum": ["SUM", "COUNT", "UNIQUE_COUNT", "AVG", "MIN", "MAX", "LATEST"]},
+                "valueProperty": string, "groupBy": {"type": "object", "additionalProperties": {"type": "string"}},
+                "description": string, "service": string, "unit": string, "name": string, "windowSize": string}},
+        "SubjectsBody": {"type": "object", "additionalProperties": false, "required": ["subjects"], "properties": {"subjects": strings}},
         "UsageEvents": {"type": "array", "items": {"$ref": "#/components/schemas/UsageEvent"}, "maxItems": 10000},
     })
 }

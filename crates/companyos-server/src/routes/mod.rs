@@ -7,6 +7,7 @@ pub mod billing;
 pub mod evidence;
 pub mod ledger;
 pub mod metering;
+pub mod openmeter;
 pub mod operators;
 pub mod statements;
 pub mod system;

@@ -18,6 +18,7 @@ mod ledger;
 mod lifecycle;
 mod lifecycle_deny;
 mod lifecycle_full;
+mod openmeter;
 mod statement_pack;
 mod statements;
 mod store_faults;

@@ -8,6 +8,7 @@ mod crash;
 mod help;
 mod log_sink;
 mod nginx;
+mod openmeter_sdk;
 mod plans;
 mod readme;
 mod store_safety;

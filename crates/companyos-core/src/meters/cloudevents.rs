@@ -1,0 +1,207 @@
+//! CloudEvents ingestion (`POST /api/v1/events`): each (CloudEvent, meter) pair becomes a
+//! native usage event, and the batch goes through [`App::ingest`], the one ingestion path
+//! (validation, dedupe, ledger, rollups, quotas, statements). Nothing here writes the store.
+
+use std::collections::{BTreeSet, HashMap};
+
+use companyos_domain::cloudevent::{self, CloudEvent};
+use companyos_domain::meter::Meter;
+use companyos_domain::{FieldError, TenantId};
+use serde_json::Value;
+
+use crate::app::{Actor, App};
+use crate::authz::Resource;
+use crate::error::ServiceError;
+use crate::ingest::{EventStatus, IngestOutcome, RawEvent};
+
+/// The problems of one CloudEvent of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudEventError {
+    /// Its position in the request (0 for a single event).
+    pub index: usize,
+    /// Its `id`, when it had a readable one.
+    pub id: Option<String>,
+    pub errors: Vec<FieldError>,
+}
+
+/// What became of a CloudEvents request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CloudEventsOutcome {
+    /// The CloudEvents of the request.
+    pub events: usize,
+    /// The native outcome of the usage events they became, in order.
+    pub usage: IngestOutcome,
+    /// Every CloudEvent that was refused (invalid, unmapped, rejected or in conflict).
+    pub errors: Vec<CloudEventError>,
+}
+
+/// Native field names as a CloudEvents sender knows them.
+fn cloudevent_field(field: &str) -> String {
+    match field {
+        "tenant_id" => "subject".to_owned(),
+        "timestamp" => "time".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+impl App {
+    /// Ingests CloudEvents: maps each to the usage events of its meters, ingests those as one
+    /// native batch, and reports per CloudEvent what was refused.
+    pub async fn ingest_cloudevents(
+        &self,
+        actor: &Actor,
+        values: Vec<Value>,
+    ) -> Result<CloudEventsOutcome, ServiceError> {
+        let batch_max = self.settings().batch_events_max;
+        if values.len() > batch_max {
+            return Err(ServiceError::TooLarge(format!(
+                "a batch holds at most {batch_max} events, this one has {}",
+                values.len()
+            )));
+        }
+        // Before any lookup: an account that may not send usage learns nothing.
+        self.authorize_read(actor, "usage.ingest", Resource::Deployment, "usage", None)
+            .await?;
+        let mut errors: Vec<CloudEventError> = Vec::new();
+        let parsed: Vec<Result<CloudEvent, Vec<FieldError>>> =
+            values.iter().map(CloudEvent::parse).collect();
+        let types: BTreeSet<&str> = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().ok().map(|e| e.event_type.as_str()))
+            .collect();
+        let subjects: BTreeSet<&str> = parsed
+            .iter()
+            .filter_map(|p| p.as_ref().ok().map(|e| e.subject.as_str()))
+            .collect();
+        let meters = self.meters_for_types(&types).await?;
+        let mapped = self.subject_tenants(&subjects).await?;
+        let now = self.now();
+        // The CloudEvent index of each usage event.
+        let mut origins: Vec<usize> = Vec::new();
+        let mut usage: Vec<RawEvent> = Vec::new();
+        for (index, (value, parsed)) in values.iter().zip(parsed).enumerate() {
+            let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
+            let event = match parsed {
+                Ok(event) => event,
+                Err(problems) => {
+                    errors.push(CloudEventError {
+                        index,
+                        id,
+                        errors: problems,
+                    });
+                    continue;
+                }
+            };
+            match map_event(&event, meters.get(&event.event_type), &mapped, now) {
+                Ok(mapped_events) => {
+                    for usage_event in mapped_events {
+                        origins.push(index);
+                        usage.push(RawEvent::from_value(&usage_event));
+                    }
+                }
+                Err(problems) => errors.push(CloudEventError {
+                    index,
+                    id,
+                    errors: problems,
+                }),
+            }
+        }
+        if usage.len() > batch_max {
+            return Err(ServiceError::TooLarge(format!(
+                "the batch maps to {} usage events, more than the {batch_max} a batch holds",
+                usage.len()
+            )));
+        }
+        let outcome = self.ingest(actor, usage).await?;
+        refused_usage(&outcome, &origins, &values, &mut errors);
+        errors.sort_by_key(|e| e.index);
+        Ok(CloudEventsOutcome {
+            events: values.len(),
+            usage: outcome,
+            errors,
+        })
+    }
+}
+
+/// The usage events of one CloudEvent: one per meter of its type.
+fn map_event(
+    event: &CloudEvent,
+    meters: Option<&Vec<Meter>>,
+    mapped: &HashMap<String, String>,
+    now: time::OffsetDateTime,
+) -> Result<Vec<Value>, Vec<FieldError>> {
+    let Some(meters) = meters.filter(|m| !m.is_empty()) else {
+        return Err(vec![FieldError::new(
+            "type",
+            format!(
+                "no meter has eventType {:?}; create one first",
+                event.event_type
+            ),
+        )]);
+    };
+    let tenant_text = mapped
+        .get(&event.subject)
+        .map_or(event.subject.as_str(), String::as_str);
+    let tenant = TenantId::parse(tenant_text).map_err(|_| {
+        vec![FieldError::new(
+            "subject",
+            "is neither a tenant id nor a subject mapped to a tenant",
+        )]
+    })?;
+    let mut events = Vec::with_capacity(meters.len());
+    let mut errors = Vec::new();
+    for meter in meters {
+        match cloudevent::usage_event(event, meter, &tenant, now) {
+            Ok(usage) => events.push(usage),
+            Err(error) => errors.push(error),
+        }
+    }
+    if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Adds an error for each CloudEvent with a usage event that was rejected or in conflict.
+fn refused_usage(
+    outcome: &IngestOutcome,
+    origins: &[usize],
+    values: &[Value],
+    errors: &mut Vec<CloudEventError>,
+) {
+    let mut by_index: HashMap<usize, Vec<FieldError>> = HashMap::new();
+    for result in &outcome.results {
+        let Some(&origin) = origins.get(result.index) else {
+            continue;
+        };
+        match result.status {
+            EventStatus::Rejected => by_index.entry(origin).or_default().extend(
+                result
+                    .errors
+                    .iter()
+                    .map(|e| FieldError::new(cloudevent_field(&e.field), e.message.clone())),
+            ),
+            EventStatus::Conflict => by_index.entry(origin).or_default().push(FieldError::new(
+                "id",
+                format!(
+                    "conflicts with the event already stored for this source and id (usage event {}); the original stands",
+                    result.event_id.as_deref().unwrap_or("?")
+                ),
+            )),
+            _ => {}
+        }
+    }
+    for (index, problems) in by_index {
+        let id = values
+            .get(index)
+            .and_then(|v| v.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        errors.push(CloudEventError {
+            index,
+            id,
+            errors: problems,
+        });
+    }
+}
