@@ -391,6 +391,7 @@ async fn two_nodes_crossing_a_threshold_together_emit_it_once() {
                     let actor = Actor {
                         principal,
                         request_id: None,
+                        channel: None,
                     };
                     for i in 0..10 {
                         let id = format!("n{n}-t{task}-{i}");
