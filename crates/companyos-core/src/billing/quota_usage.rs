@@ -245,6 +245,9 @@ impl App {
         usage: &[GroupUsage<'_>],
         now: OffsetDateTime,
     ) -> Result<Vec<NewAudit>, ServiceError> {
+        if !self.settings().quota_state {
+            return Ok(Vec::new());
+        }
         let mut changes = changes(usage);
         if changes.is_empty() {
             return Ok(Vec::new());
