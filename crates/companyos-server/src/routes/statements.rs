@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use companyos_domain::TenantId;
 use companyos_domain::statement::{STATEMENT_CSV_COLUMNS, StatementMonth};
+use companyos_domain::time_util::parse_day;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -139,5 +140,34 @@ pub async fn pack(
         zip,
         "application/zip",
         &format!("statement-pack-{tenant}-{month}.zip"),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureQuery {
+    pub from: String,
+    pub to: String,
+}
+
+/// `GET /v1/tenants/{id}/disclosure?from=&to=`: the signed disclosure pack (zip).
+pub async fn disclosure(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<DisclosureQuery>,
+) -> ApiResult<Response> {
+    let tenant = tenant_id(&id)?;
+    let from = parse_day(&query.from, "from").map_err(|e| AppError::invalid("from", e.message))?;
+    let to = parse_day(&query.to, "to").map_err(|e| AppError::invalid("to", e.message))?;
+    let zip = state
+        .app
+        .statements()
+        .disclosure(&actor, &tenant, from, to)
+        .await?;
+    Ok(attachment(
+        zip,
+        "application/zip",
+        &format!("disclosure-{tenant}-{}-{}.zip", query.from, query.to),
     ))
 }

@@ -7,6 +7,7 @@ mod billing;
 mod boundaries;
 mod checks;
 mod deny_matrix;
+mod disclosure;
 mod edge;
 mod exports;
 mod foundation;
