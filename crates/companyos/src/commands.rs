@@ -18,9 +18,11 @@ use crate::output::{self, OutputFormat, fields, table};
 use crate::{Cli, Command};
 
 mod records;
+mod statements;
 mod tenants;
 
 use records::*;
+pub use statements::StatementCommand;
 use tenants::*;
 
 /// Wrong usage found after parsing (exit code 2).
@@ -314,6 +316,21 @@ pub enum AuditCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Write a tenant's disclosure pack (every audit record about it, with proofs; signed).
+    Disclose {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last day (inclusive), YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// The zip to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -469,6 +486,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Audit(command) => audit(&cli, &file, command).await,
         Command::Metering(command) => metering(&cli, &file, command).await,
         Command::Evidence(command) => evidence(&cli, &file, command).await,
+        Command::Statement(command) => statements::statement(&cli, &file, command).await,
         Command::Demo { out } => crate::demo::run(out).await,
         Command::Bench(command) => crate::bench::run(&cli, command).await,
         Command::Completions { shell } => {

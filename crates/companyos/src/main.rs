@@ -139,6 +139,9 @@ pub enum Command {
     /// Evidence artifacts (signed with minisign).
     #[command(subcommand)]
     Evidence(commands::EvidenceCommand),
+    /// Monthly statements: verify packs offline, write packs for finance, export (BILL-3).
+    #[command(subcommand)]
+    Statement(commands::StatementCommand),
     /// Run the sprint's demo on a fresh embedded store and write its evidence to a folder.
     Demo {
         /// Folder for the demo's outputs.

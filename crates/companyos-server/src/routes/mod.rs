@@ -8,6 +8,7 @@ pub mod evidence;
 pub mod ledger;
 pub mod metering;
 pub mod operators;
+pub mod statement_exports;
 pub mod statements;
 pub mod system;
 pub mod tenants;

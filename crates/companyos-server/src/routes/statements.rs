@@ -61,6 +61,8 @@ enum StatementFormat {
     Json,
     Csv,
     Pdf,
+    Stripe,
+    Erp,
 }
 
 fn statement_format(query: Option<&str>, headers: &HeaderMap) -> Result<StatementFormat, AppError> {
@@ -68,7 +70,12 @@ fn statement_format(query: Option<&str>, headers: &HeaderMap) -> Result<Statemen
         Some("json") => Ok(StatementFormat::Json),
         Some("csv") => Ok(StatementFormat::Csv),
         Some("pdf") => Ok(StatementFormat::Pdf),
-        Some(_) => Err(AppError::invalid("format", "must be json, csv or pdf")),
+        Some("stripe") => Ok(StatementFormat::Stripe),
+        Some("erp") => Ok(StatementFormat::Erp),
+        Some(_) => Err(AppError::invalid(
+            "format",
+            "must be json, csv, pdf, stripe or erp",
+        )),
         None => match csv::negotiate(None, headers)? {
             csv::Format::Csv => Ok(StatementFormat::Csv),
             _ => Ok(StatementFormat::Json),
@@ -99,6 +106,20 @@ pub async fn get(
         StatementFormat::Csv => csv::response(
             csv::render(&STATEMENT_CSV_COLUMNS, &document.statement.csv_rows()),
             &format!("statement-{tenant}-{month}.csv"),
+        ),
+        StatementFormat::Stripe => {
+            let items = crate::routes::statement_exports::stripe_items(&document)?;
+            let value = serde_json::to_value(&items).map_err(|e| {
+                AppError::from(companyos_core::ServiceError::Internal(e.to_string()))
+            })?;
+            ok(value)
+        }
+        StatementFormat::Erp => csv::response(
+            csv::render(
+                &crate::routes::statement_exports::ERP_COLUMNS,
+                &crate::routes::statement_exports::erp_rows(&document),
+            ),
+            &format!("erp-{tenant}-{month}.csv"),
         ),
         StatementFormat::Pdf => attachment(
             companyos_core::statements::statement_pdf(&document.statement),

@@ -9,5 +9,6 @@ mod help;
 mod log_sink;
 mod nginx;
 mod readme;
+mod statements;
 mod store_safety;
 mod support;
