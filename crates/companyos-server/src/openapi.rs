@@ -735,6 +735,16 @@ pub const ROUTES: &[RouteDoc] = &[
         "The signed statement pack (zip) that `companyos statement verify` checks offline",
         || get(statements::pack)
     ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/disclosure",
+        "statements",
+        true,
+        None,
+        200,
+        "The signed disclosure pack (zip) of every audit record about a tenant from..=to (auditor, admin)",
+        || get(statements::disclosure)
+    ),
 ];
 
 fn schemas() -> Value {

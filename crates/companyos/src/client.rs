@@ -164,3 +164,30 @@ impl ApiClient {
 pub fn encode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+impl ApiClient {
+    /// GETs a binary answer (a pack): the bytes of a 2xx answer, else the problem as an error.
+    pub async fn get_bytes(&self, path: &str) -> Result<Vec<u8>, ClientError> {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| {
+            ClientError::Failed(format!("cannot reach CompanyOS at {}: {e}", self.base))
+        })?;
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| ClientError::Failed(format!("reading the answer failed: {e}")))?;
+        if (200..300).contains(&status) {
+            return Ok(bytes.to_vec());
+        }
+        let line = problem_line(status, &String::from_utf8_lossy(&bytes));
+        if status == 400 || status == 413 {
+            Err(ClientError::BadInput(line))
+        } else {
+            Err(ClientError::Failed(line))
+        }
+    }
+}

@@ -19,10 +19,12 @@ use crate::{Cli, Command};
 
 mod plans;
 mod records;
+mod statements;
 mod tenants;
 
 pub use plans::PlanCommand;
 use records::*;
+pub use statements::StatementCommand;
 use tenants::*;
 
 /// Wrong usage found after parsing (exit code 2).
@@ -317,6 +319,21 @@ pub enum AuditCommand {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Write a tenant's disclosure pack (every audit record about it, with proofs; signed).
+    Disclose {
+        /// The tenant id.
+        #[arg(long)]
+        tenant: String,
+        /// First day, YYYY-MM-DD.
+        #[arg(long)]
+        from: String,
+        /// Last day (inclusive), YYYY-MM-DD.
+        #[arg(long)]
+        to: String,
+        /// The zip to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -473,6 +490,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Metering(command) => metering(&cli, &file, command).await,
         Command::Evidence(command) => evidence(&cli, &file, command).await,
         Command::Plan(command) => plans::plan(&cli, &api(&cli, &file)?, command).await,
+        Command::Statement(command) => statements::statement(&cli, &file, command).await,
         Command::Demo { out } => crate::demo::run(out).await,
         Command::Bench(command) => crate::bench::run(&cli, command).await,
         Command::Completions { shell } => {

@@ -5,6 +5,7 @@
 
 mod close;
 mod compute;
+mod disclosure;
 pub mod events;
 mod pack;
 mod render;

@@ -502,3 +502,46 @@ pub fn check_audit(
     }
     Ok(count)
 }
+
+/// What a disclosure pack that verifies contains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DisclosureSummary {
+    pub audit_records: usize,
+    /// The ids of the records, in log order.
+    pub record_ids: Vec<String>,
+}
+
+/// Verifies a disclosure pack: the manifest signature and hashes, the audit checkpoint's
+/// signature and every record's proof.
+pub fn verify_disclosure(
+    zip_bytes: &[u8],
+    keys: &TrustedKeys,
+) -> Result<DisclosureSummary, PackFailure> {
+    let files = unzip(zip_bytes)?;
+    check_manifest(&files, keys)?;
+    let text = |name: &str| -> Result<&str, PackFailure> {
+        match files.get(name) {
+            Some(bytes) => std::str::from_utf8(bytes).or_else(|_| fail(name, "is not UTF-8")),
+            None => fail(name, "is missing"),
+        }
+    };
+    let checkpoint = open_checkpoint("audit-checkpoint.txt", text("audit-checkpoint.txt")?, keys)?;
+    let lines = text("audit.ndjson")?;
+    let audit_records = check_audit("audit.ndjson", lines, &checkpoint, None)?;
+    let record_ids = lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["record"]["id"].as_str().map(str::to_owned))
+        .collect();
+    Ok(DisclosureSummary {
+        audit_records,
+        record_ids,
+    })
+}
+
+/// Whether the zip is a statement pack (it has a `statement.json`) rather than a disclosure.
+pub fn is_statement_pack(zip_bytes: &[u8]) -> bool {
+    zip::ZipArchive::new(std::io::Cursor::new(zip_bytes))
+        .map(|archive| archive.file_names().any(|n| n == "statement.json"))
+        .unwrap_or(false)
+}

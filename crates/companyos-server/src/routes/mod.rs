@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod metering;
 pub mod openmeter;
 pub mod operators;
+pub mod statement_exports;
 pub mod statements;
 pub mod system;
 pub mod tenants;

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use companyos_domain::TenantId;
 use companyos_domain::statement::{STATEMENT_CSV_COLUMNS, StatementMonth};
+use companyos_domain::time_util::parse_day;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
@@ -60,6 +61,8 @@ enum StatementFormat {
     Json,
     Csv,
     Pdf,
+    Stripe,
+    Erp,
 }
 
 fn statement_format(query: Option<&str>, headers: &HeaderMap) -> Result<StatementFormat, AppError> {
@@ -67,7 +70,12 @@ fn statement_format(query: Option<&str>, headers: &HeaderMap) -> Result<Statemen
         Some("json") => Ok(StatementFormat::Json),
         Some("csv") => Ok(StatementFormat::Csv),
         Some("pdf") => Ok(StatementFormat::Pdf),
-        Some(_) => Err(AppError::invalid("format", "must be json, csv or pdf")),
+        Some("stripe") => Ok(StatementFormat::Stripe),
+        Some("erp") => Ok(StatementFormat::Erp),
+        Some(_) => Err(AppError::invalid(
+            "format",
+            "must be json, csv, pdf, stripe or erp",
+        )),
         None => match csv::negotiate(None, headers)? {
             csv::Format::Csv => Ok(StatementFormat::Csv),
             _ => Ok(StatementFormat::Json),
@@ -98,6 +106,20 @@ pub async fn get(
         StatementFormat::Csv => csv::response(
             csv::render(&STATEMENT_CSV_COLUMNS, &document.statement.csv_rows()),
             &format!("statement-{tenant}-{month}.csv"),
+        ),
+        StatementFormat::Stripe => {
+            let items = crate::routes::statement_exports::stripe_items(&document)?;
+            let value = serde_json::to_value(&items).map_err(|e| {
+                AppError::from(companyos_core::ServiceError::Internal(e.to_string()))
+            })?;
+            ok(value)
+        }
+        StatementFormat::Erp => csv::response(
+            csv::render(
+                &crate::routes::statement_exports::ERP_COLUMNS,
+                &crate::routes::statement_exports::erp_rows(&document),
+            ),
+            &format!("erp-{tenant}-{month}.csv"),
         ),
         StatementFormat::Pdf => attachment(
             companyos_core::statements::statement_pdf(&document.statement),
@@ -139,5 +161,34 @@ pub async fn pack(
         zip,
         "application/zip",
         &format!("statement-pack-{tenant}-{month}.zip"),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureQuery {
+    pub from: String,
+    pub to: String,
+}
+
+/// `GET /v1/tenants/{id}/disclosure?from=&to=`: the signed disclosure pack (zip).
+pub async fn disclosure(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<DisclosureQuery>,
+) -> ApiResult<Response> {
+    let tenant = tenant_id(&id)?;
+    let from = parse_day(&query.from, "from").map_err(|e| AppError::invalid("from", e.message))?;
+    let to = parse_day(&query.to, "to").map_err(|e| AppError::invalid("to", e.message))?;
+    let zip = state
+        .app
+        .statements()
+        .disclosure(&actor, &tenant, from, to)
+        .await?;
+    Ok(attachment(
+        zip,
+        "application/zip",
+        &format!("disclosure-{tenant}-{}-{}.zip", query.from, query.to),
     ))
 }

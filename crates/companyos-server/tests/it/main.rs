@@ -10,6 +10,7 @@ mod checks;
 mod console;
 mod console_browser;
 mod deny_matrix;
+mod disclosure;
 mod edge;
 mod exports;
 mod foundation;

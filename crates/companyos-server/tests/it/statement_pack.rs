@@ -13,7 +13,7 @@ use time::macros::datetime;
 use crate::statements::{close_through, march_with_usage};
 use crate::support::{BACKENDS, TestServer, audit};
 
-async fn bytes(server: &TestServer, token: &str, path: &str) -> (StatusCode, Vec<u8>) {
+pub async fn bytes(server: &TestServer, token: &str, path: &str) -> (StatusCode, Vec<u8>) {
     let response = reqwest::Client::new()
         .get(format!("{}{path}", server.url))
         .bearer_auth(token)
@@ -24,7 +24,7 @@ async fn bytes(server: &TestServer, token: &str, path: &str) -> (StatusCode, Vec
     (status, response.bytes().await.expect("body").to_vec())
 }
 
-async fn trusted_keys(server: &TestServer) -> TrustedKeys {
+pub async fn trusted_keys(server: &TestServer) -> TrustedKeys {
     let (_, public_key) = server.anonymous().text("/v1/evidence/public-key").await;
     let (_, verifier) = server.anonymous().text("/v1/ledger/verifier-key").await;
     TrustedKeys {

@@ -185,3 +185,39 @@ async fn statements_are_read_by_whom_policy_allows() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn statements_export_to_stripe_and_an_erp_csv() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        march_with_usage(&server).await;
+        let admin = server.admin();
+        let (status, items) = admin
+            .get("/v1/tenants/acme/statements/2026-03?format=stripe")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{items}");
+        let items = items.as_array().cloned().unwrap_or_default();
+        // The base fee and the pro line; the standard line costs nothing and is left out.
+        let amounts: Vec<&Value> = items.iter().map(|i| &i["amount"]).collect();
+        assert_eq!(amounts, vec![&json!(3319), &json!(165)], "{items:#?}");
+        assert!(
+            items
+                .iter()
+                .all(|i| i["currency"] == json!("usd") && i["customer"] == json!("acme"))
+        );
+        assert_eq!(items[0]["period"]["start"], json!(1_772_323_200));
+        let (status, csv) = admin
+            .text("/v1/tenants/acme/statements/2026-03?format=erp")
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            csv.starts_with("tenant_id,month,kind,for_month,service"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("acme,2026-03,base_fee,,,,,,,33.19,USD"),
+            "{csv}"
+        );
+        server.stop().await;
+    }
+}

@@ -124,6 +124,12 @@ pub(super) async fn audit(
             println!("audit verification FAILED: {} problem(s)", problems.len());
             Ok(1)
         }
+        AuditCommand::Disclose {
+            tenant,
+            from,
+            to,
+            out,
+        } => super::statements::disclose(cli, file, tenant, from, to, out).await,
         AuditCommand::Export { tenant } => {
             // Table is the global default, but an export is for files: JSON lines unless csv.
             let output = match cli.output {

@@ -11,5 +11,6 @@ mod nginx;
 mod openmeter_sdk;
 mod plans;
 mod readme;
+mod statements;
 mod store_safety;
 mod support;
