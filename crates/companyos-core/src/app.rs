@@ -119,6 +119,8 @@ pub(crate) struct AppInner {
     pub outbound_http: reqwest::Client,
     /// Failed authentications per source and minute (this node only).
     pub auth_failures: AuthFailures,
+    /// Plan versions read so far (they never change).
+    pub plan_versions: crate::billing::VersionCache,
 }
 
 /// A created operator, with its token (shown once).
@@ -216,9 +218,11 @@ impl App {
                 node_id: new_id("node", now),
                 outbound_http,
                 auth_failures: AuthFailures::new(settings_auth_failures_max),
+                plan_versions: Default::default(),
             }),
         };
         let admin_token = app.bootstrap_admin().await?;
+        crate::billing::seed(&app).await?;
         Ok((
             app,
             InitReport {

@@ -759,6 +759,11 @@ const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
         include_str!("../migrations/0008_days_closed_through.sql"),
     ),
     (
+        9,
+        None,
+        include_str!("../migrations/0009_plans_and_quotas.sql"),
+    ),
+    (
         11,
         None,
         include_str!("../migrations/0011_console_sessions.sql"),

@@ -12,8 +12,9 @@ use crate::error::ServiceError;
 use crate::tenants::LifecycleRequest;
 
 /// The jobs, in the order a tick runs them.
-pub const JOBS: [&str; 7] = [
+pub const JOBS: [&str; 8] = [
     "checkpoints",
+    "plan-changes",
     "day-close",
     "purge-timer",
     "approval-expiry",
@@ -60,6 +61,7 @@ impl App {
         }
         let done = match job {
             "checkpoints" => self.sign_all_checkpoints().await?,
+            "plan-changes" => self.billing().apply_due_plan_changes().await?,
             "day-close" => self.close_days().await?,
             "purge-timer" => self.purge_due_tenants().await?,
             "approval-expiry" => self.expire_approvals().await?,

@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod audit;
 pub mod auth_failures;
 pub mod authz;
+pub mod billing;
 pub mod bundles;
 pub mod clock;
 pub mod console;

@@ -50,6 +50,10 @@ pub struct TenantRow {
     pub id: String,
     pub name: String,
     pub plan: String,
+    /// The version of `plan` in force today (a projection of the plan history, `billing`).
+    pub plan_version: u32,
+    /// The features of that version; `None` on a row written before the catalog.
+    pub entitlements: Option<Vec<String>>,
     pub status: TenantStatus,
     pub status_before_delete: Option<TenantStatus>,
     pub home_region: String,
@@ -73,7 +77,8 @@ pub struct TenantRow {
 const TENANT_COLUMNS: &str = "id, name, plan, status, status_before_delete, home_region, \
     allowed_regions, deploy_regions, boundary_driver, boundary, policy_text, policy_sha256, \
     tombstone_days, hard_delete_allowed, legal_hold, audit_webhook_url, dossier_evidence_id, \
-    created_at, updated_at, suspended_at, deleted_at, purge_after, purged_at";
+    created_at, updated_at, suspended_at, deleted_at, purge_after, purged_at, \
+    plan_version, entitlements";
 
 fn parse_status(text: &str) -> Result<TenantStatus, StoreError> {
     TenantStatus::parse(text).ok_or_else(|| StoreError::corrupt(format!("tenant status {text:?}")))
@@ -91,6 +96,13 @@ fn row_to_tenant(row: &sqlx::any::AnyRow) -> Result<TenantRow, StoreError> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         plan: row.try_get("plan")?,
+        plan_version: u32::try_from(row.try_get::<i64, _>("plan_version")?)
+            .map_err(|_| StoreError::corrupt("tenant plan version"))?,
+        entitlements: row
+            .try_get::<Option<String>, _>("entitlements")?
+            .as_deref()
+            .map(json_list)
+            .transpose()?,
         status: parse_status(&status)?,
         status_before_delete: before.as_deref().map(parse_status).transpose()?,
         home_region: row.try_get("home_region")?,
@@ -165,6 +177,7 @@ impl TenantRow {
             "name": self.name,
             "status": self.status.as_str(),
             "plan": self.plan,
+            "plan_version": self.plan_version,
             "home_region": self.home_region,
             "allowed_regions": self.allowed_regions,
             "deploy_regions": self.deploy_regions,
@@ -282,7 +295,14 @@ fn check_webhook_url(url: &str, policy: &OutboundPolicy) -> Result<(), FieldErro
 }
 
 impl App {
-    fn validate_new_tenant(&self, input: &NewTenant) -> Result<ValidTenant, ServiceError> {
+    /// Validates a new tenant; `catalog_plan` is the latest catalog version of the plan it
+    /// names (`None`: not in the catalog, or not looked up on a failure path, where the
+    /// configured plans stand in).
+    fn validate_new_tenant(
+        &self,
+        input: &NewTenant,
+        catalog_plan: Option<&companyos_domain::catalog::PlanSpec>,
+    ) -> Result<ValidTenant, ServiceError> {
         let settings = self.settings();
         let mut c = Collector::new();
         let id = c.take(TenantId::parse(&input.id));
@@ -296,7 +316,7 @@ impl App {
         let plan_text = input.plan.clone().unwrap_or_else(|| "standard".to_owned());
         let plan = c.take(PlanName::parse(&plan_text));
         if let Some(plan) = &plan {
-            if settings.plan(plan).is_none() {
+            if catalog_plan.is_none() && settings.plan(plan).is_none() {
                 let names: Vec<&str> = settings.plans.iter().map(|p| p.name.as_str()).collect();
                 c.push(FieldError::new(
                     "plan",
@@ -356,11 +376,14 @@ impl App {
         if let Some(url) = &input.audit_webhook_url {
             c.take(check_webhook_url(url, &settings.outbound));
         }
-        let plan_retention = plan
-            .as_ref()
-            .and_then(|p| settings.plan(p))
-            .map(|p| p.retention.clone())
-            .unwrap_or_default();
+        let plan_retention = match catalog_plan {
+            Some(spec) => spec.retention.clone(),
+            None => plan
+                .as_ref()
+                .and_then(|p| settings.plan(p))
+                .map(|p| p.retention.clone())
+                .unwrap_or_default(),
+        };
         let tombstone_days = input
             .tombstone_days
             .unwrap_or(plan_retention.tombstone_days);
@@ -394,10 +417,14 @@ impl App {
 
     /// The policy attributes of a tenant row.
     pub(crate) fn attributes_of(&self, tenant: &TenantRow) -> TenantAttributes {
-        let entitlements = PlanName::parse(&tenant.plan)
-            .ok()
-            .and_then(|p| self.settings().plan(&p).map(|p| p.entitlements.clone()))
-            .unwrap_or_default();
+        // The features of the version in force (billing); a row from before the catalog
+        // falls back to the configured plan's.
+        let entitlements = tenant.entitlements.clone().unwrap_or_else(|| {
+            PlanName::parse(&tenant.plan)
+                .ok()
+                .and_then(|p| self.settings().plan(&p).map(|p| p.entitlements.clone()))
+                .unwrap_or_default()
+        });
         TenantAttributes {
             id: tenant.id.clone(),
             status: tenant.status.as_str().to_owned(),
@@ -405,6 +432,8 @@ impl App {
             home_region: tenant.home_region.clone(),
             allowed_regions: tenant.allowed_regions.clone(),
             entitlements,
+            plan_version: tenant.plan_version,
+            quotas_used_up: Vec::new(),
             legal_hold: tenant.retention.legal_hold,
             hard_delete_allowed: tenant.retention.hard_delete_allowed,
             policy_text: Some(tenant.policy_text.clone()),
@@ -803,31 +832,14 @@ impl App {
         Ok((warnings, evidence))
     }
 
-    /// Forward auth (CONTRACT §4): the tenant of an active tenant key; 403 otherwise.
+    /// Forward auth (CONTRACT §4): the tenant of an active tenant key; 403 otherwise. With a
+    /// feature or a metric to check, see `Billing::forward_auth`.
     pub async fn forward_auth(&self, actor: &Actor) -> Result<String, ServiceError> {
-        let Principal::TenantKey { tenant, .. } = &actor.principal else {
-            // Decided by policy like everything else (`forward-auth-is-for-tenant-keys`).
-            self.authorize_read(
-                actor,
-                "authz.check",
-                Resource::Tenant(&placeholder_tenant()),
-                "forward-auth",
-                None,
-            )
-            .await?;
-            return Err(ServiceError::Internal(
-                "policy admitted forward auth without a tenant key".to_owned(),
-            ));
-        };
-        self.authorize_read(
-            actor,
-            "authz.check",
-            Resource::Tenant(tenant),
-            &format!("tenant:{}", tenant.id),
-            Some(&tenant.id),
-        )
-        .await?;
-        Ok(tenant.id.clone())
+        Ok(self
+            .billing()
+            .forward_auth(actor, None, None)
+            .await?
+            .tenant_id)
     }
 }
 
@@ -969,6 +981,14 @@ fn boundary_summary(boundary: &Value) -> String {
 }
 
 /// Attributes used to authorize listing (no particular tenant).
+/// The policy attributes of a tenant id that names no tenant (so policy decides first).
+pub(crate) fn placeholder_attributes(id: &str) -> TenantAttributes {
+    TenantAttributes {
+        id: id.to_owned(),
+        ..placeholder_tenant()
+    }
+}
+
 fn placeholder_tenant() -> TenantAttributes {
     TenantAttributes {
         id: "*".to_owned(),
@@ -977,6 +997,8 @@ fn placeholder_tenant() -> TenantAttributes {
         home_region: String::new(),
         allowed_regions: Vec::new(),
         entitlements: Vec::new(),
+        plan_version: 1,
+        quotas_used_up: Vec::new(),
         legal_hold: false,
         hard_delete_allowed: true,
         policy_text: None,

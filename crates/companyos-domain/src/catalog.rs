@@ -708,7 +708,14 @@ pub fn days_in_month(first: Date) -> u32 {
 /// tenants created before the catalog existed keep their plan. Prices are zero: a deployment
 /// sets its prices with `PUT /v1/plans/{plan}`.
 pub fn builtin_plan_versions() -> Vec<PlanVersion> {
-    crate::plan::default_plans()
+    legacy_plan_versions(crate::plan::default_plans())
+}
+
+/// Version 1 of each plan of a pre-catalog plan list (the built-in one or a deployment's
+/// configured one): its entitlements as features, its monthly quotas as soft quotas with
+/// notices at 80% and 100%.
+pub fn legacy_plan_versions(plans: Vec<crate::plan::Plan>) -> Vec<PlanVersion> {
+    plans
         .into_iter()
         .filter_map(|plan| {
             let features = plan
@@ -752,6 +759,75 @@ pub fn builtin_plan_versions() -> Vec<PlanVersion> {
             ))
         })
         .collect()
+}
+
+impl PlanSpec {
+    /// Reads a stored canonical form back. Every stored spec was validated when it was
+    /// written, so metrics are not checked against the declarations again.
+    pub fn from_canonical_json(text: &str) -> Result<PlanSpec, String> {
+        let raw: RawPlanSpec = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        raw.parse(&|_| true).map_err(|e| e.to_string())
+    }
+}
+
+/// One assignment of a plan version to a tenant, as its history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanAssignment {
+    /// From 1, one more per assignment of the tenant.
+    pub seq: u64,
+    pub plan: PlanName,
+    pub version: u32,
+    /// The first UTC day it applies to.
+    pub effective_from: Date,
+}
+
+/// The assignment in force on `day`: the one with the highest `seq` among those effective on
+/// or before it. A later assignment thus overrides an earlier one from its own effective day
+/// on, and cancels a pending one that would only start on or after that day.
+pub fn assignment_on(assignments: &[PlanAssignment], day: Date) -> Option<&PlanAssignment> {
+    assignments
+        .iter()
+        .filter(|a| a.effective_from <= day)
+        .max_by_key(|a| a.seq)
+}
+
+/// The days of `[from, to_exclusive)` split by the assignment in force, as `(assignment,
+/// from, to_exclusive)` in day order; adjacent days under the same plan version form one
+/// interval. Days before the first assignment (before the tenant existed) are left out.
+pub fn assignment_intervals(
+    assignments: &[PlanAssignment],
+    from: Date,
+    to_exclusive: Date,
+) -> Vec<(&PlanAssignment, Date, Date)> {
+    let mut starts: Vec<Date> = assignments
+        .iter()
+        .map(|a| a.effective_from)
+        .filter(|d| *d > from && *d < to_exclusive)
+        .collect();
+    starts.push(from);
+    starts.sort_unstable();
+    starts.dedup();
+    let mut intervals: Vec<(&PlanAssignment, Date, Date)> = Vec::new();
+    for (index, start) in starts.iter().enumerate() {
+        let end = starts.get(index + 1).copied().unwrap_or(to_exclusive);
+        if *start >= end {
+            continue;
+        }
+        let Some(assignment) = assignment_on(assignments, *start) else {
+            continue;
+        };
+        match intervals.last_mut() {
+            Some(last)
+                if last.2 == *start
+                    && last.0.plan == assignment.plan
+                    && last.0.version == assignment.version =>
+            {
+                last.2 = end;
+            }
+            _ => intervals.push((assignment, *start, end)),
+        }
+    }
+    intervals
 }
 
 #[cfg(test)]
@@ -863,6 +939,59 @@ mod tests {
     #[test]
     fn the_amount_bound_is_ten_to_the_fifteenth() {
         assert_eq!(PLAN_AMOUNT_MAX, Decimal::from(1_000_000_000_000_000_i64));
+    }
+
+    #[test]
+    fn a_later_assignment_overrides_and_cancels_pending_ones() {
+        use time::macros::date;
+        let plan = |name: &str| PlanName::parse(name).unwrap_or_else(|e| panic!("{e}"));
+        let assignments = vec![
+            PlanAssignment {
+                seq: 1,
+                plan: plan("free"),
+                version: 1,
+                effective_from: date!(2026 - 01 - 10),
+            },
+            // On the 12th, a change for the next period (February) ...
+            PlanAssignment {
+                seq: 2,
+                plan: plan("standard"),
+                version: 1,
+                effective_from: date!(2026 - 02 - 01),
+            },
+            // ... then on the 20th a change now, which cancels the pending one.
+            PlanAssignment {
+                seq: 3,
+                plan: plan("enterprise"),
+                version: 2,
+                effective_from: date!(2026 - 01 - 20),
+            },
+        ];
+        let intervals =
+            assignment_intervals(&assignments, date!(2026 - 01 - 01), date!(2026 - 03 - 01));
+        let seen: Vec<(u64, Date, Date)> =
+            intervals.iter().map(|(a, f, t)| (a.seq, *f, *t)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (1, date!(2026 - 01 - 10), date!(2026 - 01 - 20)),
+                (3, date!(2026 - 01 - 20), date!(2026 - 03 - 01)),
+            ]
+        );
+        assert_eq!(
+            assignment_on(&assignments, date!(2026 - 02 - 05)).map(|a| a.seq),
+            Some(3)
+        );
+        assert!(assignment_on(&assignments, date!(2026 - 01 - 09)).is_none());
+    }
+
+    #[test]
+    fn a_stored_spec_reads_back_equal() {
+        for version in builtin_plan_versions() {
+            let back = PlanSpec::from_canonical_json(&version.spec.canonical_json())
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(back, version.spec);
+        }
     }
 
     #[test]

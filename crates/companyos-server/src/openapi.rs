@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::routes::{
-    approvals, audit, evidence, ledger, metering, operators, system, tenants, usage,
+    approvals, audit, billing, evidence, ledger, metering, operators, system, tenants, usage,
 };
 
 /// One documented route.
@@ -398,8 +398,8 @@ pub const ROUTES: &[RouteDoc] = &[
         true,
         None,
         200,
-        "Forward auth: 200 with X-Tenant-Id while the tenant is active",
-        || get(tenants::forward_auth)
+        "Forward auth (?feature=&metric=): 200 with X-Tenant-Id (and X-Quota-Exceeded over a soft quota), 403, or 429 with Retry-After at a used-up hard quota",
+        || get(billing::forward_auth)
     ),
     route!(
         "POST",
@@ -541,6 +541,97 @@ pub const ROUTES: &[RouteDoc] = &[
         "An artifact's minisign signature",
         || get(evidence::signature)
     ),
+    // ---- plans, entitlements and quotas (CONTRACT §9) ----
+    route!(
+        "GET",
+        "/v1/plans",
+        "billing",
+        true,
+        None,
+        200,
+        "The latest version of every plan of the catalog",
+        || get(billing::list_plans)
+    ),
+    route!(
+        "GET",
+        "/v1/plans/{plan}",
+        "billing",
+        true,
+        None,
+        200,
+        "The latest version of a plan",
+        || get(billing::get_plan)
+    ),
+    route!(
+        "PUT",
+        "/v1/plans/{plan}",
+        "billing",
+        true,
+        Some("PlanSpec"),
+        200,
+        "Write a plan: version n+1 when the body differs from version n, else version n unchanged",
+        || put(billing::put_plan)
+    ),
+    route!(
+        "GET",
+        "/v1/plans/{plan}/versions/{version}",
+        "billing",
+        true,
+        None,
+        200,
+        "One version of a plan (versions are immutable)",
+        || get(billing::get_plan_version)
+    ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/plan",
+        "billing",
+        true,
+        None,
+        200,
+        "A tenant's plan in force and its history",
+        || get(billing::tenant_plan)
+    ),
+    route!(
+        "PUT",
+        "/v1/tenants/{id}/plan",
+        "billing",
+        true,
+        Some("PlanChange"),
+        200,
+        "Change a tenant's plan now or from the next period (audited as tenant.plan_change)",
+        || put(billing::change_tenant_plan)
+    ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/entitlements",
+        "billing",
+        true,
+        None,
+        200,
+        "A tenant's features and quotas over their current periods (usage, remaining, overage, access)",
+        || get(billing::entitlements)
+    ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/quota-events",
+        "billing",
+        true,
+        None,
+        200,
+        "A tenant's quota threshold events (?period=YYYY-MM or YYYY-MM-DD)",
+        || get(billing::quota_events)
+    ),
+    route!(
+        "POST",
+        "/v1/tenants/{id}/quota-top-ups",
+        "billing",
+        true,
+        Some("QuotaTopUp"),
+        201,
+        "A one-off top-up of a quota's current period (audited as quota.top_up)",
+        || post(billing::top_up)
+    ),
 ];
 
 fn schemas() -> Value {
@@ -594,6 +685,20 @@ fn schemas() -> Value {
                 "source_signature": string, "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
                 "attributes": {"type": "object", "additionalProperties": {"type": "string"}},
             }},
+        "PlanSpec": {"type": "object", "additionalProperties": false, "required": ["name", "currency"],
+            "properties": {"name": string, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "base_fee": {"type": "string"}, "features": strings, "workloads_max": {"type": "integer"},
+                "retention": {"type": "object", "properties": {"tombstone_days": {"type": "integer"}, "hard_delete_allowed": {"type": "boolean"}, "legal_hold": {"type": "boolean"}}},
+                "quotas": {"type": "array", "items": {"type": "object", "required": ["metric", "included"], "properties": {
+                    "metric": string, "period": {"type": "string", "enum": ["day", "month"]}, "included": {"type": "string"},
+                    "thresholds_percent": {"type": "array", "items": {"type": "integer"}},
+                    "enforcement": {"type": "string", "enum": ["soft", "hard"]}, "overage_unit_price": {"type": "string"}}}}}},
+        "QuotaTopUp": {"type": "object", "additionalProperties": false, "required": ["metric", "quantity"],
+            "properties": {"metric": string, "period": {"type": "string", "enum": ["day", "month"]},
+                "quantity": {"type": "string"}, "reason": string}},
+        "PlanChange": {"type": "object", "additionalProperties": false, "required": ["plan"],
+            "properties": {"plan": string, "version": {"type": "integer", "minimum": 1},
+                "effective": {"type": "string", "enum": ["now", "next_period"]}, "reason": string}},
         "UsageEvents": {"type": "array", "items": {"$ref": "#/components/schemas/UsageEvent"}, "maxItems": 10000},
     })
 }

@@ -17,9 +17,11 @@ use crate::config::{FileConfig, ResolvedServer, resolve_server};
 use crate::output::{self, OutputFormat, fields, table};
 use crate::{Cli, Command};
 
+mod plans;
 mod records;
 mod tenants;
 
+pub use plans::PlanCommand;
 use records::*;
 use tenants::*;
 
@@ -72,7 +74,8 @@ Examples:
         /// Display name.
         #[arg(long)]
         name: String,
-        /// Plan from the catalog: free, standard or enterprise [default: standard].
+        /// Plan from the catalog (`companyos plan list`; built in: free, standard, enterprise)
+        /// [default: standard]; the tenant gets its latest version.
         #[arg(long)]
         plan: Option<String>,
         /// Region where the tenant lives [default: the first allowed region, else the first
@@ -469,6 +472,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Audit(command) => audit(&cli, &file, command).await,
         Command::Metering(command) => metering(&cli, &file, command).await,
         Command::Evidence(command) => evidence(&cli, &file, command).await,
+        Command::Plan(command) => plans::plan(&cli, &api(&cli, &file)?, command).await,
         Command::Demo { out } => crate::demo::run(out).await,
         Command::Bench(command) => crate::bench::run(&cli, command).await,
         Command::Completions { shell } => {

@@ -139,6 +139,9 @@ pub enum Command {
     /// Evidence artifacts (signed with minisign).
     #[command(subcommand)]
     Evidence(commands::EvidenceCommand),
+    /// The plan catalog (versioned plans, entitlements, quotas) and tenants' plans.
+    #[command(subcommand)]
+    Plan(commands::PlanCommand),
     /// Run the sprint's demo on a fresh embedded store and write its evidence to a folder.
     Demo {
         /// Folder for the demo's outputs.

@@ -32,7 +32,7 @@ impl App {
                 tx.rollback().await?;
                 let provisioning_failed = !steps.steps.is_empty();
                 if provisioning_failed {
-                    if let Ok(valid) = self.validate_new_tenant(&input) {
+                    if let Ok(valid) = self.validate_new_tenant(&input, None) {
                         let _ = provisioning::remove_boundary(
                             &json!({"driver": self.settings().boundary_driver.name()}),
                             self.db(),
@@ -63,12 +63,30 @@ impl App {
         steps: &mut StepLog,
         entry: &mut NewAudit,
     ) -> Result<CreatedTenant, ServiceError> {
-        let valid = self.validate_new_tenant(input)?;
+        // The plan's latest catalog version: its features, retention defaults and number.
+        let plan_name = input.plan.as_deref().unwrap_or("standard");
+        let catalog_plan = self.billing().latest_plan_version(tx, plan_name).await?;
+        let valid = self.validate_new_tenant(input, catalog_plan.as_ref().map(|v| &v.spec))?;
+        let Some(catalog_plan) = catalog_plan else {
+            return Err(ServiceError::invalid(
+                "plan",
+                format!("{plan_name} is not a plan of the catalog (GET /v1/plans)"),
+            ));
+        };
         let now = self.now();
         let mut tenant = TenantRow {
             id: valid.id.as_str().to_owned(),
             name: valid.name.clone(),
             plan: valid.plan.as_str().to_owned(),
+            plan_version: catalog_plan.version,
+            entitlements: Some(
+                catalog_plan
+                    .spec
+                    .features
+                    .iter()
+                    .map(|f| f.as_str().to_owned())
+                    .collect(),
+            ),
             status: TenantStatus::Provisioning,
             status_before_delete: None,
             home_region: valid.home_region.as_str().to_owned(),
@@ -182,6 +200,8 @@ impl App {
             id: valid.id.as_str().to_owned(),
             name: valid.name.clone(),
             plan: valid.plan.as_str().to_owned(),
+            plan_version: 1,
+            entitlements: None,
             status: TenantStatus::ProvisioningFailed,
             status_before_delete: None,
             home_region: valid.home_region.as_str().to_owned(),
@@ -239,6 +259,10 @@ impl App {
         steps: &mut StepLog,
         audit_id: &str,
     ) -> Result<ProvisionOutput, ServiceError> {
+        // The plan history starts with the tenant (billing; statements prorate by it).
+        self.billing()
+            .assign_initial_plan(tx, actor, tenant)
+            .await?;
         let now = self.now();
         let driver = self.settings().boundary_driver.clone();
         let rules = provisioning::alert_rules(&tenant.id);

@@ -46,10 +46,16 @@ pub(super) fn bind_tenant<'q>(
         .bind(t.deleted_at)
         .bind(t.purge_after)
         .bind(t.purged_at)
+        .bind(i64::from(t.plan_version))
+        .bind(
+            t.entitlements
+                .as_ref()
+                .map(|features| json!(features).to_string()),
+        )
 }
 
 pub(super) fn tenant_placeholders() -> String {
-    (1..=23)
+    (1..=25)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
         .join(", ")
@@ -75,7 +81,7 @@ pub(crate) async fn update_tenant(
 ) -> Result<(), StoreError> {
     // The same columns and binds as the insert (`id` first, matched, not changed).
     let columns = TENANT_COLUMNS.trim_start_matches("id, ");
-    let values: Vec<String> = (2..=23).map(|i| format!("${i}")).collect();
+    let values: Vec<String> = (2..=25).map(|i| format!("${i}")).collect();
     let sql = format!(
         "UPDATE tenants SET ({columns}) = ({}) WHERE id = $1",
         values.join(", ")

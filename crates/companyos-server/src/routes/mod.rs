@@ -3,6 +3,7 @@
 
 pub mod approvals;
 pub mod audit;
+pub mod billing;
 pub mod evidence;
 pub mod ledger;
 pub mod metering;

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)]
 
 mod audit_coverage;
+mod billing;
+mod billing_quotas;
 mod boundaries;
 mod checks;
 mod console;
