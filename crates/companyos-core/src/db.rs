@@ -763,6 +763,7 @@ const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
         None,
         include_str!("../migrations/0009_plans_and_quotas.sql"),
     ),
+    (10, None, include_str!("../migrations/0010_statements.sql")),
     (
         11,
         None,

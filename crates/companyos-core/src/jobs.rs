@@ -12,10 +12,12 @@ use crate::error::ServiceError;
 use crate::tenants::LifecycleRequest;
 
 /// The jobs, in the order a tick runs them.
-pub const JOBS: [&str; 8] = [
+pub const JOBS: [&str; 9] = [
     "checkpoints",
     "plan-changes",
     "day-close",
+    // After day close: a month is final once its last day is closed.
+    "month-close",
     "purge-timer",
     "approval-expiry",
     "audit-hooks",
@@ -63,6 +65,7 @@ impl App {
             "checkpoints" => self.sign_all_checkpoints().await?,
             "plan-changes" => self.billing().apply_due_plan_changes().await?,
             "day-close" => self.close_days().await?,
+            "month-close" => self.statements().close_months().await?,
             "purge-timer" => self.purge_due_tenants().await?,
             "approval-expiry" => self.expire_approvals().await?,
             "audit-hooks" => self.enqueue_audit_hooks().await?,

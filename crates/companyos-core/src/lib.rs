@@ -32,6 +32,7 @@ pub mod provisioning;
 pub mod reports;
 pub mod secret_files;
 pub mod settings;
+pub mod statements;
 pub mod tenants;
 pub mod util;
 

@@ -443,7 +443,7 @@ fn decimal_column(row: &sqlx::any::AnyRow, column: &str) -> Result<Decimal, Serv
 }
 
 /// Every gap of a tenant's sources with the day it is reported on.
-async fn gaps_of(
+pub(crate) async fn gaps_of(
     conn: &mut sqlx::AnyConnection,
     tenant_id: &str,
 ) -> Result<Vec<(i64, Gap)>, ServiceError> {

@@ -11,6 +11,7 @@ pub mod log_id;
 pub mod metering;
 pub mod plan;
 pub mod role;
+pub mod statement;
 pub mod tenant;
 pub mod time_util;
 pub mod usage;

@@ -6,7 +6,8 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::routes::{
-    approvals, audit, billing, evidence, ledger, metering, operators, system, tenants, usage,
+    approvals, audit, billing, evidence, ledger, metering, operators, statements, system, tenants,
+    usage,
 };
 
 /// One documented route.
@@ -631,6 +632,47 @@ pub const ROUTES: &[RouteDoc] = &[
         201,
         "A one-off top-up of a quota's current period (audited as quota.top_up)",
         || post(billing::top_up)
+    ),
+    // ---- monthly statements and packs (CONTRACT §10) ----
+    route!(
+        "GET",
+        "/v1/tenants/{id}/statements",
+        "statements",
+        true,
+        None,
+        200,
+        "A tenant's months with the status of each statement (open or final)",
+        || get(statements::list)
+    ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/statements/{month}",
+        "statements",
+        true,
+        None,
+        200,
+        "One month's statement (JSON, or ?format=csv or pdf); a final one never changes",
+        || get(statements::get)
+    ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/statements/{month}/pack",
+        "statements",
+        true,
+        None,
+        200,
+        "The signed statement pack (zip) that `companyos statement verify` checks offline",
+        || get(statements::pack)
+    ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/disclosure",
+        "statements",
+        true,
+        None,
+        200,
+        "The signed disclosure pack (zip) of every audit record about a tenant from..=to (auditor, admin)",
+        || get(statements::disclosure)
     ),
 ];
 

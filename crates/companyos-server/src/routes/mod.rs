@@ -8,6 +8,7 @@ pub mod evidence;
 pub mod ledger;
 pub mod metering;
 pub mod operators;
+pub mod statements;
 pub mod system;
 pub mod tenants;
 pub mod usage;

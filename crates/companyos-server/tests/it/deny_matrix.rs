@@ -111,6 +111,7 @@ fn permits(caller: Caller, action: &str) -> bool {
             "evidence.read",
             "evidence.create",
             "statement.read",
+            "tenant.disclose",
         ],
         // "billing-reads-statements-and-evidence"
         "billing" => &[
@@ -405,6 +406,31 @@ fn routes() -> Vec<Route> {
             &[("authz.check", ForwardAuth)],
             200,
         ),
+        // ---- monthly statements and packs (CONTRACT §10) ----
+        route(
+            "statements.list",
+            Method::GET,
+            &[("statement.read", Own)],
+            200,
+        ),
+        route(
+            "statements.show",
+            Method::GET,
+            &[("statement.read", Own)],
+            200,
+        ),
+        route(
+            "statements.pack",
+            Method::GET,
+            &[("statement.read", Own)],
+            200,
+        ),
+        route(
+            "statements.disclosure",
+            Method::GET,
+            &[("tenant.disclose", Own)],
+            200,
+        ),
     ]
 }
 
@@ -522,6 +548,13 @@ impl Fixture<'_> {
             "usage.integrity-report" => (
                 "/v1/tenants/acme/integrity-report".to_owned(),
                 Some(json!({"from": "2026-03-01", "to": "2026-03-02"})),
+            ),
+            "statements.list" => ("/v1/tenants/acme/statements".to_owned(), None),
+            "statements.show" => ("/v1/tenants/acme/statements/2026-03".to_owned(), None),
+            "statements.pack" => ("/v1/tenants/acme/statements/2026-03/pack".to_owned(), None),
+            "statements.disclosure" => (
+                "/v1/tenants/acme/disclosure?from=2026-03-01&to=2026-03-02".to_owned(),
+                None,
             ),
             "ledger.checkpoint" => ("/v1/tenants/acme/ledger/checkpoint".to_owned(), None),
             "ledger.proof" => ("/v1/tenants/acme/ledger/proof?event_id=e0".to_owned(), None),

@@ -1,0 +1,162 @@
+//! The month-close job: a tenant's month becomes final once every one of its days is closed
+//! (the day-close watermark has passed its last day). The final statement is stored with its
+//! SHA-256 and never changed, audited as `statement.finalize`, and announced as
+//! `statement.final` through the outbox (the tenant's webhook, HMAC-signed).
+
+use companyos_domain::statement::{StatementMonth, StatementStatus};
+use companyos_domain::time_util::{day_from_number, from_micros, utc_day};
+use serde_json::json;
+use sqlx::Row as _;
+
+use super::{StatementDocument, Statements, final_months};
+use crate::app::Actor;
+use crate::authz::Resource;
+use crate::error::ServiceError;
+use crate::tenants::TenantRow;
+
+/// Statements finalised per run of the job (the rest in the next run).
+pub const STATEMENT_MONTHS_PER_RUN_MAX: usize = 100;
+/// Tenants looked at per run of the job.
+const TENANTS_PER_RUN_MAX: i64 = 1000;
+/// The job's name (its lease) and the audit actor of what it does.
+pub const MONTH_CLOSE_JOB: &str = "month-close";
+
+impl Statements<'_> {
+    /// Finalises every month whose days are all closed. Returns the statements finalised.
+    pub async fn close_months(&self) -> Result<usize, ServiceError> {
+        let app = self.app;
+        let rows = sqlx::query(
+            "SELECT w.tenant_id, w.day FROM usage_days_closed_through w ORDER BY w.tenant_id LIMIT $1",
+        )
+        .bind(TENANTS_PER_RUN_MAX)
+        .fetch_all(app.db().readers())
+        .await?;
+        let mut finalised = 0;
+        for row in &rows {
+            let tenant_id: String = row.try_get("tenant_id")?;
+            let closed_through = day_from_number(row.try_get::<i64, _>("day")?);
+            let due = self.due_months(&tenant_id, closed_through).await?;
+            for month in due {
+                if finalised >= STATEMENT_MONTHS_PER_RUN_MAX {
+                    return Ok(finalised);
+                }
+                if self.finalise(&tenant_id, month).await?.is_some() {
+                    finalised += 1;
+                }
+            }
+        }
+        Ok(finalised)
+    }
+
+    /// Months of a tenant, from its creation, whose last day is closed and that are not final.
+    async fn due_months(
+        &self,
+        tenant_id: &str,
+        closed_through: time::Date,
+    ) -> Result<Vec<StatementMonth>, ServiceError> {
+        let mut conn = self.app.db().readers().acquire().await?;
+        let Some(tenant) = crate::tenants::load_tenant(&mut conn, tenant_id, "").await? else {
+            return Ok(Vec::new());
+        };
+        let finals = final_months(&mut conn, tenant_id).await?;
+        let mut month = StatementMonth::of(utc_day(from_micros(tenant.created_at)));
+        let mut due = Vec::new();
+        while month.last_day() <= closed_through && due.len() < STATEMENT_MONTHS_PER_RUN_MAX {
+            if !finals.contains(&month) {
+                due.push(month);
+            }
+            month = month.next();
+        }
+        Ok(due)
+    }
+
+    /// Computes, stores and announces the final statement of one month; `None` when another
+    /// node finalised it first (the stored one stands).
+    pub async fn finalise(
+        &self,
+        tenant_id: &str,
+        month: StatementMonth,
+    ) -> Result<Option<StatementDocument>, ServiceError> {
+        let app = self.app;
+        let actor = Actor::system(MONTH_CLOSE_JOB);
+        let mut conn = app.db().readers().acquire().await?;
+        let Some(tenant) = crate::tenants::load_tenant(&mut conn, tenant_id, "").await? else {
+            return Ok(None);
+        };
+        let statement = self
+            .compute(&mut conn, &tenant, month, StatementStatus::Final)
+            .await?;
+        drop(conn);
+        let document = StatementDocument::of(statement);
+        let mut entry = app
+            .entry(&actor, "statement.finalize", &tenant.target())
+            .tenant(&tenant.id)
+            .details(json!({
+                "month": month.label(),
+                "sha256": document.sha256,
+                "total": document.statement.total.to_string(),
+                "currency": document.statement.currency,
+            }));
+        let mut tx = app.db().begin().await?;
+        let result = async {
+            let attributes = app.attributes_of(&tenant);
+            app.require(
+                &actor,
+                "statement.create",
+                Resource::Tenant(&attributes),
+                &[],
+                &mut entry,
+            )?;
+            let inserted = sqlx::query(
+                "INSERT INTO statements (tenant_id, month, sha256, document, finalized_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, month) DO NOTHING",
+            )
+            .bind(tenant.id.as_str())
+            .bind(month.label())
+            .bind(document.sha256.as_str())
+            .bind(document.canonical.as_str())
+            .bind(app.now_micros())
+            .execute(&mut *tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Ok(false);
+            }
+            announce(app, &mut tx, &tenant, &document).await?;
+            Ok(true)
+        }
+        .await;
+        match result {
+            Ok(false) => Ok(None),
+            other => app.finish(tx, entry, other).await.map(|_| Some(document)),
+        }
+    }
+}
+
+/// Queues `statement.final` for the tenant's webhook, when it has one.
+async fn announce(
+    app: &crate::App,
+    tx: &mut crate::db::Tx,
+    tenant: &TenantRow,
+    document: &StatementDocument,
+) -> Result<(), ServiceError> {
+    let Some(url) = &tenant.audit_webhook_url else {
+        return Ok(());
+    };
+    crate::outbox::enqueue(
+        tx,
+        app.now(),
+        "statement.final",
+        Some(&tenant.id),
+        url,
+        json!({
+            "type": "statement.final",
+            "tenant_id": tenant.id,
+            "month": document.statement.month.label(),
+            "sha256": document.sha256,
+            "currency": document.statement.currency,
+            "total": document.statement.total.to_string(),
+        }),
+    )
+    .await?;
+    Ok(())
+}
