@@ -436,3 +436,41 @@ async fn each_console_action_is_audited_once_with_channel_console() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn delete_and_purge_need_the_typed_tenant_id() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        server.tenant("acme").await;
+        let operator = Console::operator(&server, "olga", "operator").await;
+        let page = operator.get("/console/tenants/acme").await;
+        assert!(page.body.contains("Type the tenant id"), "{}", page.body);
+        for confirm in ["", "acm", "globex"] {
+            let refused = operator
+                .submit(
+                    "/console/tenants/acme",
+                    "/console/tenants/acme/actions/delete",
+                    &[("reason", "customer left"), ("confirm", confirm)],
+                )
+                .await;
+            assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{confirm:?}");
+            assert!(refused.body.contains("confirm"), "{}", refused.body);
+        }
+        let without_reason = operator
+            .submit(
+                "/console/tenants/acme",
+                "/console/tenants/acme/actions/suspend",
+                &[("reason", "  ")],
+            )
+            .await;
+        assert_eq!(without_reason.status, StatusCode::BAD_REQUEST);
+        assert!(without_reason.body.contains("reason"));
+        let (_, approvals) = server.admin().get("/v1/approvals").await;
+        assert_eq!(approvals, json!([]));
+        assert_eq!(status_of(&server, "acme").await, json!("active"));
+        // Each refused attempt is audited once, as failed, from the console.
+        let failed = audit(&server, "outcome=failed&channel=console").await;
+        assert_eq!(failed.len(), 4, "{failed:?}");
+        server.stop().await;
+    }
+}

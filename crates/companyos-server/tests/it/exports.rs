@@ -398,13 +398,14 @@ async fn audit_csv_and_jsonl_equal_the_json() {
                     "reason",
                     "request_id",
                     "policy_sha256",
-                    "details"
+                    "details",
+                    "channel"
                 ]
             );
             assert!(!json.is_empty(), "{path}");
             assert_eq!(csv.len() - 1, json.len(), "{backend:?} {path}");
             for (record, cells) in json.iter().zip(&csv[1..]) {
-                assert_eq!(cells.len(), 13);
+                assert_eq!(cells.len(), 14);
                 assert_eq!(cells[0], text_cell(&record["id"]));
                 assert_eq!(integer(&cells[1]), record["seq"].as_i64().unwrap());
                 for (i, column) in [
@@ -431,6 +432,7 @@ async fn audit_csv_and_jsonl_equal_the_json() {
                 }
                 let details: Value = serde_json::from_str(&cells[12]).unwrap();
                 assert_eq!(details, record["details"]);
+                assert_eq!(cells[13], text_cell(&record["channel"]), "channel");
             }
 
             let separator = if query.is_empty() { '?' } else { '&' };
