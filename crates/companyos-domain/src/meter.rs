@@ -240,6 +240,30 @@ fn check_group_by_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The group-by names and paths of a meter, each problem recorded in `c`.
+fn parse_group_by(
+    raw: &BTreeMap<String, String>,
+    c: &mut Collector,
+) -> BTreeMap<String, ValuePath> {
+    if raw.len() > GROUP_BY_MAX {
+        c.push(FieldError::new(
+            "groupBy",
+            format!("has at most {GROUP_BY_MAX} entries"),
+        ));
+    }
+    let mut group_by = BTreeMap::new();
+    for (name, path) in raw {
+        let field = format!("groupBy.{name}");
+        let checked = check_group_by_name(name)
+            .and_then(|()| ValuePath::parse(path))
+            .map_err(|message| FieldError::new(&field, message));
+        if let Some(path) = c.take(checked) {
+            group_by.insert(name.clone(), path);
+        }
+    }
+    group_by
+}
+
 impl Meter {
     /// Validates a raw meter, naming every bad field.
     pub fn parse(raw: &RawMeter) -> Result<Meter, ValidationErrors> {
@@ -285,22 +309,7 @@ impl Meter {
                 ValuePath::parse(text).map_err(|message| FieldError::new("valueProperty", message)),
             ),
         };
-        if raw.group_by.len() > GROUP_BY_MAX {
-            c.push(FieldError::new(
-                "groupBy",
-                format!("has at most {GROUP_BY_MAX} entries"),
-            ));
-        }
-        let mut group_by = BTreeMap::new();
-        for (name, path) in &raw.group_by {
-            let field = format!("groupBy.{name}");
-            let checked = check_group_by_name(name)
-                .and_then(|()| ValuePath::parse(path))
-                .map_err(|message| FieldError::new(&field, message));
-            if let Some(path) = c.take(checked) {
-                group_by.insert(name.clone(), path);
-            }
-        }
+        let group_by = parse_group_by(&raw.group_by, &mut c);
         let description = raw.description.clone().unwrap_or_default();
         if description.chars().count() > DESCRIPTION_CHARS_MAX {
             c.push(FieldError::new(

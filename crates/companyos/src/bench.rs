@@ -15,6 +15,7 @@ use sqlx::Executor as _;
 use time::OffsetDateTime;
 
 mod billing;
+mod openmeter;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -89,6 +90,29 @@ pub enum BenchCommand {
         /// Skip the naive baseline (the same rows as plain INSERTs, as `bench ingest` measures).
         #[arg(long)]
         no_baseline: bool,
+    },
+    /// CloudEvents batches on `POST /api/v1/events` beside native `/v1/events` batches of the
+    /// same usage events, over loopback HTTP (issue 19).
+    Cloudevents {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 2)]
+        clients: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+    },
+    /// A meter query (SUM, DAY windows) over one tenant's month of events (issue 19).
+    MeterQuery {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
     },
     /// Provision time (dossier included) over many tenants: p50, p99.
     Provision {
@@ -567,6 +591,18 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
             tenants,
             no_baseline,
         } => http(backend, *events, *clients, *batch, *tenants, *no_baseline).await,
+        BenchCommand::Cloudevents {
+            backend,
+            events,
+            clients,
+            batch,
+            tenants,
+        } => openmeter::cloudevents(backend, *events, *clients, *batch, *tenants).await,
+        BenchCommand::MeterQuery {
+            backend,
+            events,
+            runs,
+        } => openmeter::meter_query(backend, *events, *runs).await,
         BenchCommand::Provision { backend, tenants } => provision(backend, *tenants).await,
         BenchCommand::Reports { backend, events } => reports(backend, *events).await,
         BenchCommand::ForwardAuth {

@@ -96,7 +96,8 @@ impl App {
                 Ok(mapped_events) => {
                     for usage_event in mapped_events {
                         origins.push(index);
-                        usage.push(RawEvent::from_value(&usage_event));
+                        // Through the text, as a native body is: the fast parser applies.
+                        usage.push(RawEvent::parse(&usage_event.to_string()));
                     }
                 }
                 Err(problems) => errors.push(CloudEventError {

@@ -1,0 +1,309 @@
+//! `companyos bench cloudevents` and `companyos bench meter-query` (issue 19): CloudEvents
+//! batches over loopback HTTP beside native `/v1/events` batches of the very same usage events
+//! in the same run, and a meter query over one tenant's month of events.
+
+use std::time::{Duration as StdDuration, Instant};
+
+use anyhow::{Context as _, bail};
+use companyos_core::meters::MeterQuery;
+use companyos_domain::cloudevent::usage_event_id;
+use companyos_domain::meter::{RawMeter, WindowSize};
+use companyos_domain::time_util::format_rfc3339;
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime, UtcOffset};
+
+use super::{Fixture, fixture, peak_memory_kib, rate, settle_store, uuid};
+
+const SOURCE: &str = "bench";
+const SLUG: &str = "requests";
+
+/// One logical event, sent either as a CloudEvent or as the native event it maps to.
+struct Logical {
+    id: String,
+    tenant: String,
+    value: u64,
+}
+
+fn logical_events(events: usize, tenants: usize) -> Vec<Logical> {
+    (0..events)
+        .map(|i| Logical {
+            id: uuid(),
+            tenant: format!("tenant-{:04}", i % tenants.max(1)),
+            value: 1 + (i as u64 % 7),
+        })
+        .collect()
+}
+
+fn cloudevents_body(batch: &[Logical], at: &str) -> Vec<u8> {
+    let events: Vec<Value> = batch
+        .iter()
+        .map(|e| {
+            json!({"specversion": "1.0", "id": e.id, "source": SOURCE, "type": "request",
+                   "subject": e.tenant, "time": at, "data": {"value": e.value.to_string()}})
+        })
+        .collect();
+    serde_json::to_vec(&events).unwrap_or_default()
+}
+
+/// The native events the CloudEvents map to (CONTRACT §11), member for member.
+fn native_body(batch: &[Logical], at: &str) -> Vec<u8> {
+    let events: Vec<Value> = batch
+        .iter()
+        .map(|e| {
+            json!({"event_id": usage_event_id(SOURCE, &e.id, SLUG), "tenant_id": e.tenant,
+                   "service": "cloudevents", "metric": SLUG, "quantity": e.value.to_string(),
+                   "unit": "unit", "timestamp": at, "request_id": e.id,
+                   "attributes": {"om.subject": e.tenant}})
+        })
+        .collect();
+    serde_json::to_vec(&events).unwrap_or_default()
+}
+
+async fn create_meter(fixture: &Fixture, service: &str, unit: &str) -> anyhow::Result<()> {
+    let raw = RawMeter {
+        slug: Some(SLUG.to_owned()),
+        event_type: Some("request".to_owned()),
+        aggregation: Some("SUM".to_owned()),
+        value_property: Some("$.value".to_owned()),
+        service: Some(service.to_owned()),
+        unit: Some(unit.to_owned()),
+        ..RawMeter::default()
+    };
+    fixture.app.create_meter(&fixture.admin, &raw).await?;
+    Ok(())
+}
+
+/// Serves the fixture's app on loopback; posts every body from `clients` clients; returns the
+/// elapsed time once every answer is in.
+async fn post_all(
+    fixture: &Fixture,
+    path: &str,
+    content_type: &'static str,
+    bodies: Vec<Vec<u8>>,
+    clients: usize,
+) -> anyhow::Result<StdDuration> {
+    let created = fixture
+        .app
+        .create_operator(&fixture.admin, "bench-http", "ingest")
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}{path}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = companyos_server::AppState {
+        app: fixture.app.clone(),
+        body_bytes_max: companyos_server::BODY_BYTES_MAX_DEFAULT,
+    };
+    let server = tokio::spawn(async move {
+        companyos_server::serve(state, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let clients = clients.max(1);
+    let mut per_client: Vec<Vec<Vec<u8>>> = vec![Vec::new(); clients];
+    for (i, body) in bodies.into_iter().enumerate() {
+        per_client[i % clients].push(body);
+    }
+    settle_store(fixture).await?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for client_bodies in per_client {
+        let (url, token) = (url.clone(), created.token.clone());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for body in client_bodies {
+                let response = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", content_type)
+                    .body(body)
+                    .send()
+                    .await?;
+                let status = response.status();
+                let text = response.text().await?;
+                // Native answers 200 with counts, CloudEvents 204: both must have kept all.
+                let refused = serde_json::from_str::<Value>(&text).ok().is_some_and(|v| {
+                    v["rejected"].as_u64().unwrap_or(0) + v["conflicts"].as_u64().unwrap_or(0) > 0
+                });
+                if !status.is_success() || refused {
+                    anyhow::bail!("{status}: {}", text.chars().take(300).collect::<String>());
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(());
+    let _ = server.await;
+    Ok(elapsed)
+}
+
+/// CloudEvents batches beside native batches of the same usage events, each into a fresh store.
+pub async fn cloudevents(
+    backend: &str,
+    events: usize,
+    clients: usize,
+    batch: usize,
+    tenants: usize,
+) -> anyhow::Result<u8> {
+    if batch == 0 || events == 0 {
+        bail!("--events and --batch must be positive");
+    }
+    let logical = logical_events(events, tenants);
+    let at = format_rfc3339(OffsetDateTime::now_utc());
+    let mut result = json!({"bench": "cloudevents", "backend": backend, "events": events,
+        "clients": clients, "batch": batch, "tenants": tenants});
+    for (name, path, content_type) in [
+        ("native", "/v1/events", "application/json"),
+        (
+            "cloudevents",
+            "/api/v1/events",
+            "application/cloudevents-batch+json",
+        ),
+    ] {
+        let fixture = fixture(backend, None, tenants).await?;
+        create_meter(&fixture, "cloudevents", "unit").await?;
+        let bodies: Vec<Vec<u8>> = logical
+            .chunks(batch)
+            .map(|chunk| {
+                if name == "native" {
+                    native_body(chunk, &at)
+                } else {
+                    cloudevents_body(chunk, &at)
+                }
+            })
+            .collect();
+        let elapsed = post_all(&fixture, path, content_type, bodies, clients).await?;
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(events), 0) FROM usage_daily WHERE metric = $1",
+        )
+        .bind(SLUG)
+        .fetch_one(fixture.app.db().readers())
+        .await?;
+        result[name] = json!({"seconds": elapsed.as_secs_f64(),
+            "events_per_second": rate(events, elapsed).round(), "stored": stored});
+        fixture.close().await?;
+    }
+    let ratio = result["cloudevents"]["events_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / result["native"]["events_per_second"]
+            .as_f64()
+            .unwrap_or(1.0)
+            .max(1.0);
+    result["cloudevents_to_native"] = json!((ratio * 1000.0).round() / 1000.0);
+    result["peak_memory_mib"] = json!(peak_memory_kib() / 1024);
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(0)
+}
+
+/// Native events of one tenant spread over the 30 days before today.
+fn month_body(from: usize, n: usize, today: OffsetDateTime) -> Vec<u8> {
+    let events: Vec<Value> = (from..from + n)
+        .map(|i| {
+            let at = today - Duration::days(1 + (i % 30) as i64)
+                + Duration::seconds((i % 86_000) as i64);
+            json!({"event_id": format!("m{i}"), "tenant_id": "tenant-0000", "service": "api",
+                   "metric": SLUG, "quantity": (1 + i % 7).to_string(), "unit": "request",
+                   "timestamp": format_rfc3339(at), "request_id": format!("r{i}")})
+        })
+        .collect();
+    serde_json::to_vec(&events).unwrap_or_default()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    (sorted.get(index).copied().unwrap_or(0.0) * 1000.0).round() / 1000.0
+}
+
+/// The baseline: the plain SELECT of the same rollup rows, in the same engine (sorted ms).
+async fn baseline_select_ms(fixture: &Fixture, runs: usize) -> anyhow::Result<Vec<f64>> {
+    let mut baseline = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT day, quantity_sum FROM usage_daily WHERE tenant_id = $1 AND metric = $2 \
+             UNION ALL SELECT day, quantity_sum FROM usage_late WHERE tenant_id = $1 AND metric = $2",
+        )
+        .bind("tenant-0000")
+        .bind(SLUG)
+        .fetch_all(fixture.app.db().readers())
+        .await?;
+        baseline.push(started.elapsed().as_secs_f64() * 1000.0);
+        let _ = rows.len();
+    }
+    baseline.sort_by(f64::total_cmp);
+    Ok(baseline)
+}
+
+/// MIN cannot come from the rollups: the query reads every payload of the tenant once.
+async fn payload_scan_ms(fixture: &Fixture, query: &MeterQuery) -> anyhow::Result<(f64, usize)> {
+    let raw = RawMeter {
+        slug: Some("requests_min".to_owned()),
+        event_type: Some("request-min".to_owned()),
+        aggregation: Some("MIN".to_owned()),
+        value_property: Some("$.value".to_owned()),
+        service: Some("api".to_owned()),
+        unit: Some("request".to_owned()),
+        ..RawMeter::default()
+    };
+    fixture.app.create_meter(&fixture.admin, &raw).await?;
+    let started = Instant::now();
+    let scanned = fixture
+        .app
+        .query_meter(&fixture.admin, "requests_min", query)
+        .await?;
+    Ok((started.elapsed().as_secs_f64() * 1000.0, scanned.rows.len()))
+}
+
+/// A meter query (SUM, DAY windows) over one tenant's month of `events`, beside the plain
+/// rollup SELECT in the same engine; and one query that must read the payloads (MIN).
+pub async fn meter_query(backend: &str, events: usize, runs: usize) -> anyhow::Result<u8> {
+    let fixture = fixture(backend, None, 1).await?;
+    create_meter(&fixture, "api", "request").await?;
+    let today = OffsetDateTime::now_utc().replace_time(time::Time::MIDNIGHT);
+    let bodies: Vec<Vec<u8>> = (0..events)
+        .step_by(1000)
+        .map(|from| month_body(from, 1000.min(events - from), today))
+        .collect();
+    let load_started = Instant::now();
+    super::send_bodies(&fixture, &bodies, 4, false).await?;
+    let load_seconds = load_started.elapsed().as_secs_f64();
+    settle_store(&fixture).await?;
+    let query = MeterQuery {
+        from: Some(today - Duration::days(31)),
+        to: Some(today + Duration::days(1)),
+        window_size: Some(WindowSize::Day),
+        time_zone: UtcOffset::UTC,
+        subjects: vec!["tenant-0000".to_owned()],
+        group_by: Vec::new(),
+        filter_group_by: Default::default(),
+    };
+    let mut timings = Vec::with_capacity(runs);
+    let mut total = rust_decimal::Decimal::ZERO;
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        let result = fixture
+            .app
+            .query_meter(&fixture.admin, SLUG, &query)
+            .await?;
+        timings.push(started.elapsed().as_secs_f64() * 1000.0);
+        total = result.rows.iter().map(|r| r.value).sum();
+    }
+    timings.sort_by(f64::total_cmp);
+    let baseline = baseline_select_ms(&fixture, runs).await?;
+    let (scan_ms, scan_rows) = payload_scan_ms(&fixture, &query).await?;
+    let result = json!({"bench": "meter-query", "backend": backend, "events": events,
+        "load_seconds": load_seconds, "runs": runs, "sum_total": total.to_string(),
+        "rollup_query_p50_ms": percentile(&timings, 0.5), "rollup_query_max_ms": percentile(&timings, 1.0),
+        "baseline_select_p50_ms": percentile(&baseline, 0.5),
+        "payload_scan_query_ms": (scan_ms * 1000.0).round() / 1000.0,
+        "payload_scan_rows": scan_rows,
+        "peak_memory_mib": peak_memory_kib() / 1024});
+    println!("{}", serde_json::to_string(&result)?);
+    fixture.close().await.context("closing the store")?;
+    Ok(0)
+}
