@@ -84,6 +84,7 @@ async fn open_fixture(backend: &str, quota_state: bool) -> anyhow::Result<Fixtur
     let admin = Actor {
         principal: app.authenticate(Some(&token), None, "bench").await?,
         request_id: None,
+        channel: None,
     };
     let created = app
         .create_operator(&admin, "bench-ingest", "ingest")
@@ -93,6 +94,7 @@ async fn open_fixture(backend: &str, quota_state: bool) -> anyhow::Result<Fixtur
             .authenticate(Some(&created.token), None, "bench")
             .await?,
         request_id: None,
+        channel: None,
     };
     Ok(Fixture {
         app,
