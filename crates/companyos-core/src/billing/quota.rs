@@ -61,12 +61,9 @@ impl QuotaState {
         (self.usage * Decimal::ONE_HUNDRED / allowance).round_dp(2)
     }
 
+    /// Usage above the allowance (what `X-Quota-Exceeded` reports for a soft quota).
     pub fn is_over(&self) -> bool {
-        if self.allowance().is_zero() {
-            self.usage > Decimal::ZERO
-        } else {
-            self.usage >= self.allowance()
-        }
+        self.usage > self.allowance()
     }
 
     /// False only for a used-up hard quota.
