@@ -86,6 +86,11 @@ pub struct TenantAttributes {
     pub home_region: String,
     pub allowed_regions: Vec<String>,
     pub entitlements: Vec<String>,
+    /// The plan version in force (billing; with `plan` it names the quotas).
+    pub plan_version: u32,
+    /// Metrics whose hard quota is used up for the current period. Read only where a
+    /// decision needs it (forward auth with `metric=`); empty elsewhere.
+    pub quotas_used_up: Vec<String>,
     pub legal_hold: bool,
     pub hard_delete_allowed: bool,
     /// The tenant's own baseline policies (Cedar text), evaluated with the global ones.
@@ -169,6 +174,10 @@ fn tenant_entity(tenant: &TenantAttributes) -> Result<Entity, String> {
             string_set(&tenant.allowed_regions),
         ),
         ("entitlements".to_owned(), string_set(&tenant.entitlements)),
+        (
+            "quotas_used_up".to_owned(),
+            string_set(&tenant.quotas_used_up),
+        ),
         (
             "legal_hold".to_owned(),
             RestrictedExpression::new_bool(tenant.legal_hold),

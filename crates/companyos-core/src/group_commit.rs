@@ -456,6 +456,11 @@ impl App {
             decisions.push(job_decisions);
         }
         let written = write_state(tx, &mut state, now_micros, keys_in_store).await?;
+        // Quota state (billing): one row per (tenant, metric, period) for the whole group.
+        let quota_audits = self
+            .record_quota_usage(tx, &group_usage(&state), now)
+            .await?;
+        audits.extend(quota_audits);
         audit::append(db, tx, self.authorizer().policy_sha256(), now, audits).await?;
         // Only tenants that exist get a label of their own: events naming any other tenant are
         // counted together, so made-up names cannot use up the label budget.
@@ -492,6 +497,35 @@ impl App {
         }
         Ok((decisions, written))
     }
+}
+
+/// The usage the group stored, per (tenant, metric, day): each rollup total less its stored
+/// part, so quota state costs no work per event.
+fn group_usage<'a>(state: &GroupState<'a>) -> Vec<crate::billing::GroupUsage<'a>> {
+    let mut usage = Vec::new();
+    for slot in &state.slots {
+        for (late, map) in [(false, &slot.rollups), (true, &slot.late_rollups)] {
+            for ((day, service, metric, unit), total) in map.iter() {
+                let stored = slot
+                    .stored_rollups
+                    .get(&(
+                        late,
+                        *day,
+                        (*service).to_owned(),
+                        (*metric).to_owned(),
+                        (*unit).to_owned(),
+                    ))
+                    .map_or(Decimal::ZERO, |r| r.sum);
+                usage.push(crate::billing::GroupUsage {
+                    tenant_id: slot.tenant_id,
+                    metric,
+                    day: *day,
+                    quantity: total.sum - stored,
+                });
+            }
+        }
+    }
+    usage
 }
 
 /// Decides one checked event against the store and the group so far, and counts its status

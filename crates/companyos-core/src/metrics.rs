@@ -20,7 +20,12 @@ type Labels = Vec<(&'static str, String)>;
 #[derive(Debug, Default)]
 pub struct Metrics {
     counters: Mutex<BTreeMap<&'static str, BTreeMap<Labels, u64>>>,
+    /// Gauges (billing): the last value seen, as its exposition text.
+    gauges: Mutex<BTreeMap<&'static str, BTreeMap<Labels, String>>>,
 }
+
+/// The gauge of a quota's use: usage over allowance in the current period, this node's view.
+pub const QUOTA_USED_RATIO: &str = "companyos_quota_used_ratio";
 
 const HELP: &[(&str, &str)] = &[
     (
@@ -103,9 +108,56 @@ impl Metrics {
         );
     }
 
+    /// Sets a gauge (bounded like the counters: past [`LABEL_SETS_MAX`] label sets, new ones
+    /// are dropped rather than overflowed, since a gauge cannot be summed).
+    pub fn set_gauge(&self, name: &'static str, labels: Labels, value: String) {
+        let Ok(mut gauges) = self.gauges.lock() else {
+            return;
+        };
+        let family = gauges.entry(name).or_default();
+        if family.len() >= LABEL_SETS_MAX && !family.contains_key(&labels) {
+            return;
+        }
+        family.insert(labels, value);
+    }
+
+    /// `companyos_quota_used_ratio{tenant,metric}` from a quota's current period.
+    pub fn set_quota_ratio(&self, tenant_id: &str, state: &crate::billing::QuotaState) {
+        let ratio = (state.percent_used() / rust_decimal::Decimal::ONE_HUNDRED).normalize();
+        self.set_gauge(
+            QUOTA_USED_RATIO,
+            vec![
+                ("tenant", tenant_id.to_owned()),
+                ("metric", state.quota.metric.as_str().to_owned()),
+            ],
+            ratio.to_string(),
+        );
+    }
+
+    fn render_gauges(&self, out: &mut String) {
+        let Ok(gauges) = self.gauges.lock() else {
+            return;
+        };
+        for (name, family) in gauges.iter() {
+            let _ = writeln!(
+                out,
+                "# HELP {name} Quota usage over its allowance in the current period"
+            );
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (labels, value) in family {
+                let rendered: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                let _ = writeln!(out, "{name}{{{}}} {value}", rendered.join(","));
+            }
+        }
+    }
+
     /// The text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
+        self.render_gauges(&mut out);
         let Ok(counters) = self.counters.lock() else {
             return out;
         };

@@ -140,6 +140,9 @@ pub struct Settings {
     /// Open connections at most; one more is closed at once (the client may retry), so file
     /// handles stay available for the store and for `/healthz`.
     pub http_connections_max: usize,
+    /// Whether the ingestion group commit keeps quota state (billing, ADR 0011). Always on in
+    /// a deployment; `companyos bench quota-ingest` turns it off for its same-run baseline.
+    pub quota_state: bool,
 }
 
 impl Settings {
@@ -178,6 +181,7 @@ impl Settings {
             http_header_read_timeout: StdDuration::from_secs(10),
             http_idle_timeout: StdDuration::from_secs(60),
             http_connections_max: 512,
+            quota_state: true,
         }
     }
 

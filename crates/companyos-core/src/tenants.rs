@@ -432,6 +432,8 @@ impl App {
             home_region: tenant.home_region.clone(),
             allowed_regions: tenant.allowed_regions.clone(),
             entitlements,
+            plan_version: tenant.plan_version,
+            quotas_used_up: Vec::new(),
             legal_hold: tenant.retention.legal_hold,
             hard_delete_allowed: tenant.retention.hard_delete_allowed,
             policy_text: Some(tenant.policy_text.clone()),
@@ -830,31 +832,14 @@ impl App {
         Ok((warnings, evidence))
     }
 
-    /// Forward auth (CONTRACT §4): the tenant of an active tenant key; 403 otherwise.
+    /// Forward auth (CONTRACT §4): the tenant of an active tenant key; 403 otherwise. With a
+    /// feature or a metric to check, see `Billing::forward_auth`.
     pub async fn forward_auth(&self, actor: &Actor) -> Result<String, ServiceError> {
-        let Principal::TenantKey { tenant, .. } = &actor.principal else {
-            // Decided by policy like everything else (`forward-auth-is-for-tenant-keys`).
-            self.authorize_read(
-                actor,
-                "authz.check",
-                Resource::Tenant(&placeholder_tenant()),
-                "forward-auth",
-                None,
-            )
-            .await?;
-            return Err(ServiceError::Internal(
-                "policy admitted forward auth without a tenant key".to_owned(),
-            ));
-        };
-        self.authorize_read(
-            actor,
-            "authz.check",
-            Resource::Tenant(tenant),
-            &format!("tenant:{}", tenant.id),
-            Some(&tenant.id),
-        )
-        .await?;
-        Ok(tenant.id.clone())
+        Ok(self
+            .billing()
+            .forward_auth(actor, None, None)
+            .await?
+            .tenant_id)
     }
 }
 
@@ -1012,6 +997,8 @@ fn placeholder_tenant() -> TenantAttributes {
         home_region: String::new(),
         allowed_regions: Vec::new(),
         entitlements: Vec::new(),
+        plan_version: 1,
+        quotas_used_up: Vec::new(),
         legal_hold: false,
         hard_delete_allowed: true,
         policy_text: None,

@@ -419,8 +419,8 @@ pub const ROUTES: &[RouteDoc] = &[
         true,
         None,
         200,
-        "Forward auth: 200 with X-Tenant-Id while the tenant is active",
-        || get(tenants::forward_auth)
+        "Forward auth (?feature=&metric=): 200 with X-Tenant-Id (and X-Quota-Exceeded over a soft quota), 403, or 429 with Retry-After at a used-up hard quota",
+        || get(billing::forward_auth)
     ),
     route!(
         "POST",
@@ -623,6 +623,36 @@ pub const ROUTES: &[RouteDoc] = &[
         "Change a tenant's plan now or from the next period (audited as tenant.plan_change)",
         || put(billing::change_tenant_plan)
     ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/entitlements",
+        "billing",
+        true,
+        None,
+        200,
+        "A tenant's features and quotas over their current periods (usage, remaining, overage, access)",
+        || get(billing::entitlements)
+    ),
+    route!(
+        "GET",
+        "/v1/tenants/{id}/quota-events",
+        "billing",
+        true,
+        None,
+        200,
+        "A tenant's quota threshold events (?period=YYYY-MM or YYYY-MM-DD)",
+        || get(billing::quota_events)
+    ),
+    route!(
+        "POST",
+        "/v1/tenants/{id}/quota-top-ups",
+        "billing",
+        true,
+        Some("QuotaTopUp"),
+        201,
+        "A one-off top-up of a quota's current period (audited as quota.top_up)",
+        || post(billing::top_up)
+    ),
     // ---- monthly statements and packs (CONTRACT §10) ----
     route!(
         "GET",
@@ -725,6 +755,9 @@ fn schemas() -> Value {
                     "metric": string, "period": {"type": "string", "enum": ["day", "month"]}, "included": {"type": "string"},
                     "thresholds_percent": {"type": "array", "items": {"type": "integer"}},
                     "enforcement": {"type": "string", "enum": ["soft", "hard"]}, "overage_unit_price": {"type": "string"}}}}}},
+        "QuotaTopUp": {"type": "object", "additionalProperties": false, "required": ["metric", "quantity"],
+            "properties": {"metric": string, "period": {"type": "string", "enum": ["day", "month"]},
+                "quantity": {"type": "string"}, "reason": string}},
         "PlanChange": {"type": "object", "additionalProperties": false, "required": ["plan"],
             "properties": {"plan": string, "version": {"type": "integer", "minimum": 1},
                 "effective": {"type": "string", "enum": ["now", "next_period"]}, "reason": string}},

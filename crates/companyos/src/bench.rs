@@ -14,8 +14,38 @@ use serde_json::{Value, json};
 use sqlx::Executor as _;
 use time::OffsetDateTime;
 
+mod billing;
+
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
+    /// Forward auth with `feature=` and `metric=` over loopback HTTP beside `GET /healthz` in
+    /// the same run: requests/s, p50, p99 (issue 16).
+    ForwardAuth {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1000)]
+        tenants: usize,
+        /// Requests per measured path.
+        #[arg(long, default_value_t = 20_000)]
+        requests: usize,
+        /// Concurrent keep-alive clients.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+    },
+    /// Ingestion with quota state beside the same ingestion without it (two runs each,
+    /// alternating), on tenants whose plan has a quota (issue 16).
+    QuotaIngest {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1000)]
+        tenants: usize,
+        #[arg(long, default_value_t = 200_000)]
+        events: usize,
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
     /// Ingestion through the whole service path beside a naive INSERT baseline.
     Ingest {
         /// sqlite or postgres.
@@ -537,6 +567,19 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
         } => http(backend, *events, *clients, *batch, *tenants, *no_baseline).await,
         BenchCommand::Provision { backend, tenants } => provision(backend, *tenants).await,
         BenchCommand::Reports { backend, events } => reports(backend, *events).await,
+        BenchCommand::ForwardAuth {
+            backend,
+            tenants,
+            requests,
+            concurrency,
+        } => billing::forward_auth(backend, *tenants, *requests, *concurrency).await,
+        BenchCommand::QuotaIngest {
+            backend,
+            tenants,
+            events,
+            batch,
+            concurrency,
+        } => billing::quota_ingest(backend, *tenants, *events, *batch, *concurrency).await,
     }
 }
 

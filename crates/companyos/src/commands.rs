@@ -17,10 +17,12 @@ use crate::config::{FileConfig, ResolvedServer, resolve_server};
 use crate::output::{self, OutputFormat, fields, table};
 use crate::{Cli, Command};
 
+mod plans;
 mod records;
 mod statements;
 mod tenants;
 
+pub use plans::PlanCommand;
 use records::*;
 pub use statements::StatementCommand;
 use tenants::*;
@@ -74,7 +76,8 @@ Examples:
         /// Display name.
         #[arg(long)]
         name: String,
-        /// Plan from the catalog: free, standard or enterprise [default: standard].
+        /// Plan from the catalog (`companyos plan list`; built in: free, standard, enterprise)
+        /// [default: standard]; the tenant gets its latest version.
         #[arg(long)]
         plan: Option<String>,
         /// Region where the tenant lives [default: the first allowed region, else the first
@@ -487,6 +490,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Metering(command) => metering(&cli, &file, command).await,
         Command::Evidence(command) => evidence(&cli, &file, command).await,
         Command::Statement(command) => statements::statement(&cli, &file, command).await,
+        Command::Plan(command) => plans::plan(&cli, &api(&cli, &file)?, command).await,
         Command::Demo { out } => crate::demo::run(out).await,
         Command::Bench(command) => crate::bench::run(&cli, command).await,
         Command::Completions { shell } => {

@@ -21,6 +21,8 @@ use time::{Duration, OffsetDateTime, Time};
 
 use crate::client::ApiClient;
 
+mod billing;
+
 /// Days of synthetic traffic.
 const DAYS: i64 = 7;
 
@@ -714,6 +716,9 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
         "id reuse refused",
         &format!("creating `globex` again answered {status}"),
     );
+
+    // Plans, entitlements and quotas (issue 16), on a tenant of their own.
+    billing::billing_day(demo).await?;
 
     // Evidence of it all: the ledgers and the audit log verify; an audit excerpt.
     let ledger_problems = demo.app.verify_ledgers(None).await?;

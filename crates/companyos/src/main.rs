@@ -142,6 +142,9 @@ pub enum Command {
     /// Monthly statements: verify packs offline, write packs for finance, export (BILL-3).
     #[command(subcommand)]
     Statement(commands::StatementCommand),
+    /// The plan catalog (versioned plans, entitlements, quotas) and tenants' plans.
+    #[command(subcommand)]
+    Plan(commands::PlanCommand),
     /// Run the sprint's demo on a fresh embedded store and write its evidence to a folder.
     Demo {
         /// Folder for the demo's outputs.

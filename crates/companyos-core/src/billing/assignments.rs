@@ -13,10 +13,11 @@ use sqlx::Row as _;
 use time::Date;
 
 use super::catalog_store;
-use super::{AssignmentRecord, Billing, PlanInForce};
-use crate::app::Actor;
+use super::{AssignmentRecord, Billing, PlanInForce, StoredPlanVersion};
+use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::error::ServiceError;
+use crate::tenants::TenantRow;
 
 /// Characters of a plan change's reason at most.
 pub const PLAN_CHANGE_REASON_CHARS_MAX: usize = 1000;
@@ -62,6 +63,86 @@ pub struct TenantPlan {
     pub history: Vec<AssignmentRecord>,
 }
 
+impl Effective {
+    fn as_str(self) -> &'static str {
+        match self {
+            Effective::Now => "now",
+            Effective::NextPeriod => "next_period",
+        }
+    }
+
+    /// The first day a change made on `today` applies to.
+    fn first_day(self, today: Date) -> Date {
+        match self {
+            Effective::Now => today,
+            Effective::NextPeriod => first_of_next_month(today.replace_day(1).unwrap_or(today)),
+        }
+    }
+}
+
+fn check_change(change: &PlanChange, tenant: &TenantRow) -> Result<(), ServiceError> {
+    if change
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > PLAN_CHANGE_REASON_CHARS_MAX)
+    {
+        return Err(ServiceError::invalid(
+            "reason",
+            format!("at most {PLAN_CHANGE_REASON_CHARS_MAX} characters"),
+        ));
+    }
+    if tenant.status == TenantStatus::Purged {
+        return Err(ServiceError::Conflict {
+            message: format!("tenant {} is purged; its plan cannot change", tenant.id),
+            current_status: Some(tenant.status.as_str().to_owned()),
+        });
+    }
+    Ok(())
+}
+
+/// The version a change names: a given one, or the latest; a 400 naming the field otherwise.
+async fn resolve_version(
+    conn: &mut sqlx::AnyConnection,
+    change: &PlanChange,
+) -> Result<StoredPlanVersion, ServiceError> {
+    let stored = match change.version {
+        Some(number) => catalog_store::version(conn, change.plan.as_str(), number).await?,
+        None => catalog_store::latest_version(conn, change.plan.as_str()).await?,
+    };
+    stored.ok_or_else(|| match change.version {
+        Some(number) => ServiceError::invalid(
+            "version",
+            format!("plan {} has no version {number}", change.plan),
+        ),
+        None => ServiceError::invalid(
+            "plan",
+            format!("{} is not a plan of the catalog", change.plan),
+        ),
+    })
+}
+
+impl App {
+    /// Loads a tenant row for update and authorizes `action` on it; an unknown tenant is
+    /// decided by policy first (so a role that may not act learns nothing), then 404.
+    pub(super) async fn lock_and_authorize(
+        &self,
+        tx: &mut crate::db::Tx,
+        actor: &Actor,
+        tenant_id: &TenantId,
+        action: &str,
+        entry: &mut crate::audit::NewAudit,
+    ) -> Result<TenantRow, ServiceError> {
+        let found =
+            crate::tenants::load_tenant(tx, tenant_id.as_str(), self.db().for_update()).await?;
+        let attributes = match &found {
+            Some(tenant) => self.attributes_of(tenant),
+            None => crate::tenants::placeholder_attributes(tenant_id.as_str()),
+        };
+        self.require(actor, action, Resource::Tenant(&attributes), &[], entry)?;
+        found.ok_or_else(|| ServiceError::NotFound(format!("tenant {tenant_id}")))
+    }
+}
+
 impl Billing<'_> {
     /// Assigns a plan version to a tenant from today or the next period.
     pub async fn change_tenant_plan(
@@ -78,77 +159,14 @@ impl Billing<'_> {
         entry.tenant_id = Some(tenant_id.as_str().to_owned());
         let mut tx = app.db().begin().await?;
         let result = async {
-            let tenant = match crate::tenants::load_tenant(
-                &mut tx,
-                tenant_id.as_str(),
-                app.db().for_update(),
-            )
-            .await?
-            {
-                Some(tenant) => tenant,
-                None => {
-                    // Decided by policy first, so a role that may not change plans learns nothing.
-                    let placeholder = crate::tenants::placeholder_attributes(tenant_id.as_str());
-                    app.require(
-                        actor,
-                        "tenant.plan_change",
-                        Resource::Tenant(&placeholder),
-                        &[],
-                        &mut entry,
-                    )?;
-                    return Err(ServiceError::NotFound(format!("tenant {tenant_id}")));
-                }
-            };
-            let attributes = app.attributes_of(&tenant);
-            app.require(
-                actor,
-                "tenant.plan_change",
-                Resource::Tenant(&attributes),
-                &[],
-                &mut entry,
-            )?;
-            if change
-                .reason
-                .as_ref()
-                .is_some_and(|r| r.chars().count() > PLAN_CHANGE_REASON_CHARS_MAX)
-            {
-                return Err(ServiceError::invalid(
-                    "reason",
-                    format!("at most {PLAN_CHANGE_REASON_CHARS_MAX} characters"),
-                ));
-            }
-            if tenant.status == TenantStatus::Purged {
-                return Err(ServiceError::Conflict {
-                    message: format!("tenant {tenant_id} is purged; its plan cannot change"),
-                    current_status: Some(tenant.status.as_str().to_owned()),
-                });
-            }
-            let stored = match change.version {
-                Some(number) => {
-                    catalog_store::version(&mut tx, change.plan.as_str(), number).await?
-                }
-                None => catalog_store::latest_version(&mut tx, change.plan.as_str()).await?,
-            };
-            let Some(stored) = stored else {
-                return Err(match change.version {
-                    Some(number) => ServiceError::invalid(
-                        "version",
-                        format!("plan {} has no version {number}", change.plan),
-                    ),
-                    None => ServiceError::invalid(
-                        "plan",
-                        format!("{} is not a plan of the catalog", change.plan),
-                    ),
-                });
-            };
+            let tenant = app
+                .lock_and_authorize(&mut tx, actor, tenant_id, "tenant.plan_change", &mut entry)
+                .await?;
+            check_change(&change, &tenant)?;
+            let stored = resolve_version(&mut tx, &change).await?;
             let now = app.now();
             let today = utc_day(now);
-            let effective_from = match change.effective {
-                Effective::Now => today,
-                Effective::NextPeriod => {
-                    first_of_next_month(today.replace_day(1).unwrap_or(today))
-                }
-            };
+            let effective_from = change.effective.first_day(today);
             let history = catalog_store::assignments(&mut tx, tenant_id.as_str()).await?;
             let plain: Vec<PlanAssignment> = history.iter().map(|a| a.as_assignment()).collect();
             let old = assignment_on(&plain, today);
@@ -167,16 +185,14 @@ impl Billing<'_> {
                 catalog_store::project_onto_tenant(&mut tx, tenant_id.as_str(), &stored.version)
                     .await?;
             }
-            entry.details = json!({
-                "old_plan": old.map(|a| a.plan.as_str()),
-                "old_version": old.map(|a| a.version),
-                "plan": record.plan.as_str(),
-                "version": record.version,
-                "sha256": stored.sha256,
-                "effective": match change.effective { Effective::Now => "now", Effective::NextPeriod => "next_period" },
-                "effective_from": format_day(effective_from),
-                "seq": record.seq,
-            });
+            let details = &mut entry.details;
+            details["old_plan"] = json!(old.map(|a| a.plan.as_str()));
+            details["old_version"] = json!(old.map(|a| a.version));
+            details["version"] = json!(record.version);
+            details["sha256"] = json!(stored.sha256);
+            details["effective"] = json!(change.effective.as_str());
+            details["effective_from"] = json!(format_day(effective_from));
+            details["seq"] = json!(record.seq);
             Ok(record)
         }
         .await;

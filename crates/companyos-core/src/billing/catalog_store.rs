@@ -116,7 +116,7 @@ pub(super) async fn insert_version(
     Ok(written.rows_affected() == 1)
 }
 
-fn assignment_of(row: &sqlx::any::AnyRow) -> Result<AssignmentRecord, StoreError> {
+pub(super) fn assignment_of(row: &sqlx::any::AnyRow) -> Result<AssignmentRecord, StoreError> {
     let tenant: String = row.try_get("tenant_id")?;
     let plan: String = row.try_get("plan")?;
     let day: String = row.try_get("effective_from")?;

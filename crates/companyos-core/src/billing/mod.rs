@@ -2,9 +2,12 @@
 //! catalog, each tenant's plan history, and (in later modules) quota state, threshold events and
 //! forward auth by feature and metric. Reached through [`App::billing`].
 
+mod access;
 mod assignments;
 mod catalog_store;
 mod plans;
+mod quota;
+mod quota_usage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,8 +18,11 @@ use time::{Date, OffsetDateTime};
 
 use crate::app::App;
 
+pub use access::{ForwardAuthGrant, HARD_QUOTA_POLICY, TopUp};
 pub use assignments::{Effective, PlanChange, TenantPlan};
 pub(crate) use catalog_store::seed;
+pub use quota::{Entitlements, QuotaEvent, QuotaState};
+pub(crate) use quota_usage::GroupUsage;
 
 impl Billing<'_> {
     /// Runs the start-up seed again (version 1 of configured plans without versions, a first

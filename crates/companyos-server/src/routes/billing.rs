@@ -2,19 +2,22 @@
 //! Ids are parsed into newtypes here; the service layer does the rest.
 
 use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use companyos_core::billing::{
-    AssignmentRecord, Effective, PlanChange, PlanWrite, StoredPlanVersion, TenantPlan,
+    AssignmentRecord, Effective, Entitlements, PlanChange, PlanWrite, QuotaEvent, QuotaState,
+    StoredPlanVersion, TenantPlan, TopUp,
 };
-use companyos_domain::catalog::{PlanVersion, RawPlanSpec};
+use companyos_domain::catalog::{FeatureName, PlanVersion, QuotaPeriod, RawPlanSpec};
 use companyos_domain::time_util::{format_day, format_rfc3339};
-use companyos_domain::{PlanName, TenantId};
+use companyos_domain::{MetricName, PlanName, TenantId};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::error::{ApiResult, AppError};
-use crate::extract::{Authed, JsonBody};
-use crate::routes::ok;
+use crate::extract::{Authed, JsonBody, QueryParams};
+use crate::routes::{json, ok};
 
 /// One quota of a plan version, as sent.
 #[derive(Debug, Serialize)]
@@ -257,4 +260,243 @@ pub async fn tenant_plan(
         history: history.iter().map(assignment_view).collect(),
     };
     to_json(&view)
+}
+
+/// `GET /v1/tenants/{id}/entitlements`.
+#[derive(Debug, Serialize)]
+pub struct EntitlementsView {
+    pub tenant_id: String,
+    pub plan: String,
+    pub version: u32,
+    pub features: Vec<FeatureView>,
+    pub quotas: Vec<QuotaStateView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FeatureView {
+    pub feature: String,
+    pub has_access: bool,
+}
+
+/// A quota over its current period; quantities are exact decimals as strings.
+#[derive(Debug, Serialize)]
+pub struct QuotaStateView {
+    pub metric: String,
+    pub period: &'static str,
+    pub period_start: String,
+    pub period_end: String,
+    pub included: String,
+    pub top_up: String,
+    pub usage: String,
+    pub remaining: String,
+    pub overage: String,
+    pub percent_used: String,
+    pub enforcement: &'static str,
+    pub has_access: bool,
+}
+
+fn quota_state_view(state: &QuotaState) -> QuotaStateView {
+    QuotaStateView {
+        metric: state.quota.metric.as_str().to_owned(),
+        period: state.quota.period.as_str(),
+        period_start: format_day(state.bounds.start),
+        period_end: format_day(state.bounds.end),
+        included: state.quota.included.normalize().to_string(),
+        top_up: state.top_up.normalize().to_string(),
+        usage: state.usage.normalize().to_string(),
+        remaining: state.remaining().normalize().to_string(),
+        overage: state.overage().normalize().to_string(),
+        percent_used: state.percent_used().normalize().to_string(),
+        enforcement: state.quota.enforcement.as_str(),
+        has_access: state.has_access(),
+    }
+}
+
+pub async fn entitlements(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let tenant = tenant_id(&id)?;
+    let found: Entitlements = state.app.billing().entitlements(&actor, &tenant).await?;
+    to_json(&EntitlementsView {
+        tenant_id: found.tenant_id.as_str().to_owned(),
+        plan: found.plan.as_str().to_owned(),
+        version: found.version,
+        features: found
+            .features
+            .iter()
+            .map(|(f, has)| FeatureView {
+                feature: f.as_str().to_owned(),
+                has_access: *has,
+            })
+            .collect(),
+        quotas: found.quotas.iter().map(quota_state_view).collect(),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaEventsQuery {
+    pub period: Option<String>,
+}
+
+/// One quota event, as sent (`period` is its label: `YYYY-MM` or `YYYY-MM-DD`).
+#[derive(Debug, Serialize)]
+pub struct QuotaEventView {
+    pub id: String,
+    pub tenant_id: String,
+    pub metric: String,
+    pub period: String,
+    pub period_kind: &'static str,
+    pub threshold_percent: u32,
+    pub usage: String,
+    pub included: String,
+    pub overage: String,
+    pub plan: String,
+    pub version: u32,
+    pub occurred_at: String,
+}
+
+pub fn quota_event_view(event: &QuotaEvent) -> QuotaEventView {
+    QuotaEventView {
+        id: event.id.clone(),
+        tenant_id: event.tenant_id.clone(),
+        metric: event.metric.clone(),
+        period: event.bounds.label(),
+        period_kind: event.bounds.period.as_str(),
+        threshold_percent: event.threshold_percent,
+        usage: event.usage.normalize().to_string(),
+        included: event.included.normalize().to_string(),
+        overage: event.overage.normalize().to_string(),
+        plan: event.plan.clone(),
+        version: event.version,
+        occurred_at: format_rfc3339(event.occurred_at),
+    }
+}
+
+pub async fn quota_events(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<QuotaEventsQuery>,
+) -> ApiResult<Response> {
+    let tenant = tenant_id(&id)?;
+    let events = state
+        .app
+        .billing()
+        .quota_events(&actor, &tenant, query.period.as_deref())
+        .await?;
+    to_json(&events.iter().map(quota_event_view).collect::<Vec<_>>())
+}
+
+/// `POST /v1/tenants/{id}/quota-top-ups`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopUpBody {
+    pub metric: String,
+    pub period: Option<String>,
+    pub quantity: RawQuantity,
+    pub reason: Option<String>,
+}
+
+/// A quantity sent as a JSON string or number, read exactly.
+#[derive(Debug)]
+pub struct RawQuantity(String);
+
+impl<'de> Deserialize<'de> for RawQuantity {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(deserializer)? {
+            serde_json::Value::String(text) => Ok(Self(text)),
+            serde_json::Value::Number(number) => Ok(Self(number.to_string())),
+            _ => Err(serde::de::Error::custom("must be a decimal")),
+        }
+    }
+}
+
+pub async fn top_up(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<TopUpBody>,
+) -> ApiResult<Response> {
+    let tenant = tenant_id(&id)?;
+    let metric = MetricName::parse_field(&body.metric, "metric")
+        .map_err(|e| AppError::invalid("metric", e.message))?;
+    let period = body
+        .period
+        .as_deref()
+        .map(|p| QuotaPeriod::parse_field(p, "period"))
+        .transpose()
+        .map_err(|e| AppError::invalid("period", e.message))?;
+    let quantity: Decimal = body
+        .quantity
+        .0
+        .trim()
+        .parse()
+        .map_err(|_| AppError::invalid("quantity", "must be a decimal such as \"500\""))?;
+    let after = state
+        .app
+        .billing()
+        .top_up(
+            &actor,
+            &tenant,
+            TopUp {
+                metric,
+                period,
+                quantity,
+                reason: body.reason,
+            },
+        )
+        .await?;
+    let value = serde_json::to_value(quota_state_view(&after))
+        .map_err(|e| AppError::from(companyos_core::ServiceError::Internal(e.to_string())))?;
+    Ok(json(StatusCode::CREATED, value))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthQuery {
+    pub feature: Option<String>,
+    pub metric: Option<String>,
+}
+
+/// `GET /v1/authz/check[?feature=&metric=]`: 200 with `X-Tenant-Id` (and `X-Quota-Exceeded`
+/// over a soft quota), 403, or 429 with `Retry-After`.
+pub async fn forward_auth(
+    State(state): State<AppState>,
+    Authed(actor): Authed,
+    QueryParams(query): QueryParams<ForwardAuthQuery>,
+) -> ApiResult<Response> {
+    let feature = query
+        .feature
+        .as_deref()
+        .map(FeatureName::parse)
+        .transpose()
+        .map_err(|e| AppError::invalid("feature", e.message))?;
+    let metric = query
+        .metric
+        .as_deref()
+        .map(MetricName::parse)
+        .transpose()
+        .map_err(|e| AppError::invalid("metric", e.message))?;
+    let grant = state
+        .app
+        .billing()
+        .forward_auth(&actor, feature.as_ref(), metric.as_ref())
+        .await?;
+    let mut response = (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({"tenant_id": grant.tenant_id})),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&grant.tenant_id) {
+        response.headers_mut().insert("x-tenant-id", value);
+    }
+    if let Some(metric) = grant.quota_exceeded {
+        if let Ok(value) = HeaderValue::from_str(metric.as_str()) {
+            response.headers_mut().insert("x-quota-exceeded", value);
+        }
+    }
+    Ok(response)
 }

@@ -1,8 +1,8 @@
 //! Tenants and their lifecycle (CONTRACT §4), regions, workloads, retention and forward auth.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use companyos_core::tenants::{LifecycleOutcome, LifecycleRequest, NewTenant, TenantView};
 use companyos_domain::LifecycleAction;
 use serde::Deserialize;
@@ -294,19 +294,8 @@ pub async fn retention(
     Ok(ok(tenant.to_json(TenantView::of(&actor.principal))))
 }
 
-/// Forward auth for nginx `auth_request`: 200 with `X-Tenant-Id` while the tenant is active.
-pub async fn forward_auth(
-    State(state): State<AppState>,
-    Authed(actor): Authed,
-) -> ApiResult<Response> {
-    let tenant_id = state.app.forward_auth(&actor).await?;
-    let mut response =
-        (StatusCode::OK, axum::Json(json!({"tenant_id": tenant_id}))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&tenant_id) {
-        response.headers_mut().insert("x-tenant-id", value);
-    }
-    Ok(response)
-}
+// Forward auth (`GET /v1/authz/check`) is in `routes::billing`: it also checks features and
+// quotas (CONTRACT §9).
 
 /// The webhook driver's confirmation that a tenant's boundary exists (HMAC-signed, no bearer).
 pub async fn provisioning_callback(

@@ -4,6 +4,7 @@
 
 mod audit_coverage;
 mod billing;
+mod billing_quotas;
 mod boundaries;
 mod checks;
 mod deny_matrix;

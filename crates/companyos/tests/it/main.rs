@@ -8,6 +8,7 @@ mod crash;
 mod help;
 mod log_sink;
 mod nginx;
+mod plans;
 mod readme;
 mod statements;
 mod store_safety;

@@ -1,0 +1,385 @@
+//! Quota state kept inside the ingestion group commit (BILL-2): each group adds its stored
+//! events (accepted and late, by their timestamp's UTC day and month) to one row per (tenant,
+//! metric, period), read and written once per group, never per event; and every threshold the
+//! group's usage crosses becomes one quota event (insert-if-absent on a unique key, so exactly
+//! once across nodes and restarts), an audit record and an outbox webhook.
+
+use std::collections::{BTreeMap, HashMap};
+
+use companyos_domain::catalog::{PeriodBounds, PlanAssignment, QuotaPeriod, assignment_on};
+use companyos_domain::time_util::{day_from_number, day_start, format_day, format_rfc3339};
+use rust_decimal::Decimal;
+use serde_json::json;
+use sqlx::Row as _;
+use time::OffsetDateTime;
+
+use super::catalog_store;
+use crate::app::App;
+use crate::audit::NewAudit;
+use crate::authz::Principal;
+use crate::db::{Placeholders, StoreError, Tx, list_placeholders, values_placeholders};
+use crate::error::ServiceError;
+use crate::util::new_id;
+
+/// Tenants per lookup statement.
+const TENANTS_PER_LOOKUP: usize = 256;
+/// Rows per upsert statement (7 parameters each).
+const ROWS_PER_UPSERT: usize = 1024;
+
+/// A group's added usage of one metric by one tenant on one UTC day (day number).
+#[derive(Debug, Clone)]
+pub(crate) struct GroupUsage<'a> {
+    pub tenant_id: &'a str,
+    pub metric: &'a str,
+    pub day: i64,
+    pub quantity: Decimal,
+}
+
+/// (tenant, metric, period, period start day "YYYY-MM-DD").
+type UsageKey<'a> = (&'a str, &'a str, QuotaPeriod, String);
+
+/// A quota row's change in this group.
+#[derive(Debug, Clone)]
+struct UsageChange {
+    bounds: PeriodBounds,
+    /// The latest day of the group's events in the period: its plan decides the thresholds.
+    last_day: i64,
+    added: Decimal,
+    before: Decimal,
+}
+
+fn period_bounds(period: QuotaPeriod, day: i64) -> PeriodBounds {
+    period.bounds(day_start(day_from_number(day)))
+}
+
+/// Sums the group's usage into one change per (tenant, metric, period).
+fn changes<'a>(usage: &[GroupUsage<'a>]) -> BTreeMap<UsageKey<'a>, UsageChange> {
+    let mut changes: BTreeMap<UsageKey<'a>, UsageChange> = BTreeMap::new();
+    for item in usage.iter().filter(|u| !u.quantity.is_zero()) {
+        for period in [QuotaPeriod::Day, QuotaPeriod::Month] {
+            let bounds = period_bounds(period, item.day);
+            let key = (
+                item.tenant_id,
+                item.metric,
+                period,
+                format_day(bounds.start),
+            );
+            let change = changes.entry(key).or_insert(UsageChange {
+                bounds,
+                last_day: item.day,
+                added: Decimal::ZERO,
+                before: Decimal::ZERO,
+            });
+            change.last_day = change.last_day.max(item.day);
+            // Each day's total was already summed exactly by the rollups; a month of them
+            // beyond 28 digits is not a real quantity, and saturating keeps the group going.
+            change.added = change
+                .added
+                .checked_add(item.quantity)
+                .unwrap_or(Decimal::MAX);
+        }
+    }
+    changes
+}
+
+/// The stored quantities of the rows the group changes, into `before`.
+async fn load_before(
+    tx: &mut Tx,
+    changes: &mut BTreeMap<UsageKey<'_>, UsageChange>,
+) -> Result<(), StoreError> {
+    let mut tenants: Vec<&str> = changes.keys().map(|k| k.0).collect();
+    tenants.dedup();
+    // Only the periods the group touches: a tenant's rows are its metrics times its days and
+    // months, so the filter on the start keeps the read small.
+    let mut starts: Vec<&str> = changes.keys().map(|k| k.3.as_str()).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let mut stored: HashMap<(String, String, String, String), Decimal> = HashMap::new();
+    for chunk in tenants.chunks(TENANTS_PER_LOOKUP) {
+        let style = Placeholders::of(tx);
+        let sql = format!(
+            "SELECT tenant_id, metric, period, period_start, quantity FROM quota_usage \
+             WHERE tenant_id IN ({}) AND period_start IN ({})",
+            list_placeholders(style, 1, chunk.len()),
+            list_placeholders(style, chunk.len() + 1, starts.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for tenant in chunk {
+            query = query.bind(*tenant);
+        }
+        for start in &starts {
+            query = query.bind(*start);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let quantity: String = row.try_get("quantity")?;
+            let quantity: Decimal = quantity
+                .parse()
+                .map_err(|_| StoreError::corrupt("quota usage quantity"))?;
+            stored.insert(
+                (
+                    row.try_get("tenant_id")?,
+                    row.try_get("metric")?,
+                    row.try_get("period")?,
+                    row.try_get("period_start")?,
+                ),
+                quantity,
+            );
+        }
+    }
+    for ((tenant, metric, period, start), change) in changes.iter_mut() {
+        let key = (
+            (*tenant).to_owned(),
+            (*metric).to_owned(),
+            period.as_str().to_owned(),
+            start.clone(),
+        );
+        if let Some(quantity) = stored.get(&key) {
+            change.before = *quantity;
+        }
+    }
+    Ok(())
+}
+
+async fn write_after(
+    tx: &mut Tx,
+    changes: &BTreeMap<UsageKey<'_>, UsageChange>,
+    now_micros: i64,
+) -> Result<(), StoreError> {
+    let rows: Vec<(&UsageKey<'_>, &UsageChange)> = changes.iter().collect();
+    for chunk in rows.chunks(ROWS_PER_UPSERT) {
+        let sql = format!(
+            "INSERT INTO quota_usage (tenant_id, metric, period, period_start, quantity, top_up, \
+             updated_at) VALUES {} ON CONFLICT (tenant_id, metric, period, period_start) \
+             DO UPDATE SET quantity = excluded.quantity, updated_at = excluded.updated_at",
+            values_placeholders(Placeholders::of(tx), chunk.len(), 7)
+        );
+        let mut query = sqlx::query(&sql);
+        for ((tenant, metric, period, start), change) in chunk {
+            let after = change
+                .before
+                .checked_add(change.added)
+                .unwrap_or(Decimal::MAX);
+            query = query
+                .bind(*tenant)
+                .bind(*metric)
+                .bind(period.as_str())
+                .bind(start.as_str())
+                .bind(after.normalize().to_string())
+                .bind("0")
+                .bind(now_micros);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// What the thresholds need of each tenant: its history and webhook.
+struct TenantBilling {
+    assignments: Vec<PlanAssignment>,
+    webhook: Option<String>,
+}
+
+async fn tenant_billing(
+    tx: &mut Tx,
+    tenants: &[&str],
+) -> Result<HashMap<String, TenantBilling>, StoreError> {
+    let mut found: HashMap<String, TenantBilling> = HashMap::new();
+    for chunk in tenants.chunks(TENANTS_PER_LOOKUP) {
+        let sql = format!(
+            "SELECT id, audit_webhook_url FROM tenants WHERE id IN ({})",
+            list_placeholders(Placeholders::of(tx), 1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for tenant in chunk {
+            query = query.bind(*tenant);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            found.insert(
+                row.try_get("id")?,
+                TenantBilling {
+                    assignments: Vec::new(),
+                    webhook: row.try_get("audit_webhook_url")?,
+                },
+            );
+        }
+        let sql = format!(
+            "SELECT tenant_id, seq, plan, version, effective_from, assigned_at, assigned_by, \
+             reason FROM tenant_plan_assignments WHERE tenant_id IN ({})",
+            list_placeholders(Placeholders::of(tx), 1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for tenant in chunk {
+            query = query.bind(*tenant);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let record = catalog_store::assignment_of(&row)?;
+            if let Some(billing) = found.get_mut(record.tenant_id.as_str()) {
+                billing.assignments.push(record.as_assignment());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// A threshold crossing to record.
+#[derive(Debug)]
+struct Crossing<'a> {
+    tenant_id: &'a str,
+    metric: &'a str,
+    bounds: PeriodBounds,
+    threshold_percent: u32,
+    plan: String,
+    version: u32,
+    usage: Decimal,
+    included: Decimal,
+    overage: Decimal,
+}
+
+impl App {
+    /// Adds a group's stored usage to the quota rows and records every threshold it crosses.
+    /// Runs inside the group commit's transaction, under its tenants' ledger head locks, so
+    /// two nodes never interleave on one tenant's rows. Returns the audit records to append.
+    pub(crate) async fn record_quota_usage(
+        &self,
+        tx: &mut Tx,
+        usage: &[GroupUsage<'_>],
+        now: OffsetDateTime,
+    ) -> Result<Vec<NewAudit>, ServiceError> {
+        if !self.settings().quota_state {
+            return Ok(Vec::new());
+        }
+        let mut changes = changes(usage);
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        load_before(tx, &mut changes).await?;
+        write_after(tx, &changes, companyos_domain::time_util::to_micros(now)).await?;
+        let mut tenants: Vec<&str> = changes.keys().map(|k| k.0).collect();
+        tenants.dedup();
+        let billing = tenant_billing(tx, &tenants).await?;
+        let mut crossings = Vec::new();
+        for ((tenant_id, metric, period, _), change) in &changes {
+            let Some(tenant) = billing.get(*tenant_id) else {
+                continue;
+            };
+            let day = day_from_number(change.last_day);
+            let Some(assignment) = assignment_on(&tenant.assignments, day) else {
+                continue;
+            };
+            let Some(version) = self
+                .plan_version_cached(tx, assignment.plan.as_str(), assignment.version)
+                .await?
+            else {
+                continue;
+            };
+            let Some(quota) = version
+                .spec
+                .quotas
+                .iter()
+                .find(|q| q.metric.as_str() == *metric && q.period == *period)
+            else {
+                continue;
+            };
+            let after = change
+                .before
+                .checked_add(change.added)
+                .unwrap_or(Decimal::MAX);
+            for threshold_percent in quota.thresholds_crossed(change.before, after) {
+                crossings.push(Crossing {
+                    tenant_id,
+                    metric,
+                    bounds: change.bounds,
+                    threshold_percent,
+                    plan: assignment.plan.as_str().to_owned(),
+                    version: assignment.version,
+                    usage: after,
+                    included: quota.included,
+                    overage: quota.overage(after),
+                });
+            }
+        }
+        let mut audits = Vec::new();
+        for crossing in crossings {
+            let webhook = billing
+                .get(crossing.tenant_id)
+                .and_then(|t| t.webhook.as_deref());
+            if let Some(entry) = record_crossing(tx, &crossing, webhook, now).await? {
+                audits.push(entry);
+            }
+        }
+        Ok(audits)
+    }
+}
+
+/// Inserts the quota event unless one exists for its (tenant, metric, period, threshold); when
+/// this call wrote it, queues its webhook and returns its audit record.
+async fn record_crossing(
+    tx: &mut Tx,
+    crossing: &Crossing<'_>,
+    webhook: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Option<NewAudit>, StoreError> {
+    let id = new_id("qev", now);
+    let start = format_day(crossing.bounds.start);
+    let written = sqlx::query(
+        "INSERT INTO quota_events (id, tenant_id, metric, period, period_start, \
+         threshold_percent, plan, version, quantity, included, overage, occurred_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (tenant_id, metric, period, period_start, threshold_percent) DO NOTHING",
+    )
+    .bind(id.as_str())
+    .bind(crossing.tenant_id)
+    .bind(crossing.metric)
+    .bind(crossing.bounds.period.as_str())
+    .bind(start.as_str())
+    .bind(i64::from(crossing.threshold_percent))
+    .bind(crossing.plan.as_str())
+    .bind(i64::from(crossing.version))
+    .bind(crossing.usage.normalize().to_string())
+    .bind(crossing.included.normalize().to_string())
+    .bind(crossing.overage.normalize().to_string())
+    .bind(companyos_domain::time_util::to_micros(now))
+    .execute(&mut **tx)
+    .await?;
+    if written.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let payload = json!({
+        "id": id,
+        "tenant_id": crossing.tenant_id,
+        "metric": crossing.metric,
+        "period": crossing.bounds.label(),
+        "period_kind": crossing.bounds.period.as_str(),
+        "period_start": start,
+        "period_end": format_day(crossing.bounds.end),
+        "threshold_percent": crossing.threshold_percent,
+        "usage": crossing.usage.normalize().to_string(),
+        "included": crossing.included.normalize().to_string(),
+        "overage": crossing.overage.normalize().to_string(),
+        "plan": crossing.plan,
+        "version": crossing.version,
+        "occurred_at": format_rfc3339(now),
+    });
+    if let Some(url) = webhook {
+        crate::outbox::enqueue(
+            tx,
+            now,
+            "quota.threshold",
+            Some(crossing.tenant_id),
+            url,
+            payload.clone(),
+        )
+        .await?;
+    }
+    let entry = NewAudit::new(
+        &Principal::System {
+            job: "quota".to_owned(),
+        },
+        None,
+        "quota.threshold",
+        &format!("tenant:{}", crossing.tenant_id),
+    )
+    .tenant(crossing.tenant_id)
+    .details(payload);
+    Ok(Some(entry))
+}
