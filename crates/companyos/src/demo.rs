@@ -22,6 +22,7 @@ use time::{Duration, OffsetDateTime, Time};
 use crate::client::ApiClient;
 
 mod billing;
+mod statements;
 
 /// Days of synthetic traffic.
 const DAYS: i64 = 7;
@@ -68,6 +69,8 @@ struct Demo {
     url: String,
     log: Log,
     rng: Rng,
+    /// The first day of the seed's traffic.
+    first_day: time::Date,
 }
 
 impl Demo {
@@ -162,6 +165,7 @@ pub async fn run(out: &Path) -> anyhow::Result<u8> {
             started: Instant::now(),
         },
         rng: Rng(0x5eed_c0de_2026_0302),
+        first_day,
     };
     let result = game_day(&mut demo).await;
     let _ = stop.send(());
@@ -567,6 +571,10 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
         &format!("forward auth {again}; workloads restored {workloads}"),
     );
 
+    // Statement packs of the seed's tenants (issue 17), before the drill below purges them.
+    let first_day = demo.first_day;
+    statements::statement_packs(demo, &statements::SEED_TENANTS, first_day).await?;
+
     // LIFE-3: delete with approval, restore, delete again; purge (explicit and timed).
     let mut certificates = Vec::new();
     for tenant in ["globex", "acme"] {
@@ -719,6 +727,9 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
 
     // Plans, entitlements and quotas (issue 16), on a tenant of their own.
     billing::billing_day(demo).await?;
+
+    // Monthly statements and packs (issue 17): initech's pack, every tenant's disclosure pack.
+    statements::statements_day(demo, first_day).await?;
 
     // Evidence of it all: the ledgers and the audit log verify; an audit excerpt.
     let ledger_problems = demo.app.verify_ledgers(None).await?;

@@ -95,6 +95,17 @@ impl Statements<'_> {
         let month = statement.month;
         let mut events = events_by_month(conn, &tenant.id, tree_size, &|m| m == month).await?;
         let events = events.remove(&month).unwrap_or_default();
+        if events.is_empty() && statement.ledger.to_seq.is_some() {
+            // Purge deletes the payloads; the leaves stay, but they cannot prove quantities.
+            return Err(ServiceError::Conflict {
+                message: format!(
+                    "the events of tenant {} were purged: its statement of {month} can no longer \
+                     be proved by a pack",
+                    tenant.id
+                ),
+                current_status: Some(tenant.status.as_str().to_owned()),
+            });
+        }
         if events.len() > PACK_EVENTS_MAX {
             return Err(ServiceError::invalid(
                 "month",
