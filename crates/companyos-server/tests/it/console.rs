@@ -538,3 +538,31 @@ async fn plan_change_and_statements_go_through_the_console() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_session_expires_after_eight_hours() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        let mut console = Console::new(&server);
+        console.login(&server.admin_token).await;
+        server
+            .clock
+            .advance(time::Duration::hours(8) - time::Duration::seconds(1));
+        assert_eq!(console.get("/console/tenants").await.status, StatusCode::OK);
+        server.clock.advance(time::Duration::seconds(1));
+        assert_eq!(
+            console.get("/console/tenants").await.location(),
+            "/console/login"
+        );
+        // A new login works, and drops the expired session's row.
+        let mut again = Console::new(&server);
+        again.login(&server.admin_token).await;
+        assert_eq!(again.get("/console/tenants").await.status, StatusCode::OK);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM console_sessions")
+            .fetch_one(server.app.db().readers())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+        server.stop().await;
+    }
+}
