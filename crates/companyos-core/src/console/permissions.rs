@@ -22,6 +22,19 @@ impl App {
             .allowed
     }
 
+    /// Whether policy allows `actor` `action` on `tenant` (such as `tenant.plan_change`).
+    pub fn console_may_on_tenant(
+        &self,
+        actor: &Actor,
+        action: &str,
+        tenant: &crate::tenants::TenantRow,
+    ) -> bool {
+        let attributes = self.attributes_of(tenant);
+        self.authorizer()
+            .authorize(&actor.principal, action, Resource::Tenant(&attributes), &[])
+            .allowed
+    }
+
     /// For each approval, whether `actor` may approve or reject it (pending ones only; the
     /// two-person rule's list of operators the requester created is checked at decision time).
     pub async fn console_approval_decisions(

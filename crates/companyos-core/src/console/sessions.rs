@@ -86,6 +86,12 @@ impl App {
                 csrf_token: new_token(CSRF_TOKEN_PREFIX),
                 expires_at: now + time::Duration::seconds(CONSOLE_SESSION_SECONDS),
             };
+            // Sessions past their expiry are never read again: dropping them here keeps the
+            // table to the live sessions without a job of its own.
+            sqlx::query("DELETE FROM console_sessions WHERE expires_at <= $1")
+                .bind(companyos_domain::time_util::to_micros(now))
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "INSERT INTO console_sessions \
                  (id_sha256, operator_id, csrf_token, created_at, expires_at) \

@@ -6,6 +6,7 @@
 
 mod approvals;
 mod audit;
+mod billing;
 mod chart;
 mod forms;
 mod layout;
@@ -51,6 +52,19 @@ pub fn router() -> Router<AppState> {
             post(tenants::integrity_report),
         )
         .route("/console/tenants/{id}/actions/{action}", post(tenants::act))
+        .route("/console/tenants/{id}/plan", post(billing::change_plan))
+        .route(
+            "/console/tenants/{id}/statements/{month}",
+            get(billing::statement),
+        )
+        .route(
+            "/console/tenants/{id}/statements/{month}/download",
+            get(billing::download),
+        )
+        .route(
+            "/console/tenants/{id}/statements/{month}/pack",
+            get(billing::pack),
+        )
         .route("/console/evidence/{id}", get(tenants::evidence))
         .route("/console/approvals", get(approvals::list))
         .route("/console/approvals/{id}/decision", post(approvals::decide))

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::layout::{self, Nav, status_badge, time};
 use super::session::ConsoleUser;
-use super::{ConsoleResult, chart, forms, parse_query};
+use super::{ConsoleResult, billing, chart, forms, parse_query};
 use crate::AppState;
 
 pub use super::forms::{act, evidence, integrity_report};
@@ -229,6 +229,7 @@ fn notice(done: Option<&str>) -> Option<(&'static str, &'static str)> {
             "An approval was requested: a second operator must approve it.",
         ),
         "integrity-report" => ("ok", "The integrity report was generated and signed."),
+        "plan" => ("ok", "The plan was changed."),
         _ => return None,
     })
 }
@@ -327,6 +328,7 @@ pub async fn show(
         )
         .await?;
     let may_report = state.app.console_may(&user.actor, "evidence.create");
+    let plan = billing::load(&state, &user, &tenant).await?;
     let body = html! {
         p { a href="/console/tenants" { "← Tenants" } }
         h1 { (tenant.name) " " code { (tenant.id) } " " (status_badge(tenant.status)) }
@@ -338,9 +340,9 @@ pub async fn show(
             div.card {
                 h2 { "Usage, last " (USAGE_DAYS) " days" }
                 (chart::daily_events(&usage, from, today))
-                p.muted { "Quota gauges appear here with the plan catalog (billing)." }
             }
         }
+        (billing::plan_section(&user, &tenant, &plan))
         (forms::pending(&actions))
         (forms::lifecycle(&user, &tenant, &actions))
         @if may_report { (forms::reports(&user, &tenant)) }

@@ -474,3 +474,95 @@ async fn delete_and_purge_need_the_typed_tenant_id() {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn plan_change_and_statements_go_through_the_console() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        server.tenant("acme").await;
+        let viewer = Console::operator(&server, "vera", "viewer").await;
+        let page = viewer.get("/console/tenants/acme").await;
+        assert!(page.body.contains("<meter"), "quota gauges: {}", page.body);
+        assert!(!page.body.contains("/plan\""), "no plan form for a viewer");
+        let billing = Console::operator(&server, "bill", "billing").await;
+        let page = billing.get("/console/tenants/acme").await;
+        assert!(
+            page.body.contains("action=\"/console/tenants/acme/plan\""),
+            "{}",
+            page.body
+        );
+        let changed = billing
+            .submit(
+                "/console/tenants/acme",
+                "/console/tenants/acme/plan",
+                &[
+                    ("plan", "enterprise"),
+                    ("effective", "now"),
+                    ("reason", "upgrade, order 77"),
+                ],
+            )
+            .await;
+        assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
+        let (_, plan) = server.admin().get("/v1/tenants/acme/plan").await;
+        assert_eq!(plan["plan"], json!("enterprise"), "{plan}");
+        let records = audit(&server, "action=tenant.plan_change&channel=console").await;
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0]["actor"], json!("bill"));
+        // The month's statement renders, and downloads in every format.
+        let statement = billing
+            .get("/console/tenants/acme/statements/2026-03")
+            .await;
+        assert_eq!(statement.status, StatusCode::OK, "{}", statement.body);
+        assert!(statement.body.contains("Total"));
+        for (path, content_type) in [
+            ("download?format=json", "application/json"),
+            ("download?format=csv", "text/csv; charset=utf-8"),
+            ("download?format=pdf", "application/pdf"),
+            ("pack", "application/zip"),
+        ] {
+            let download = billing
+                .get(&format!("/console/tenants/acme/statements/2026-03/{path}"))
+                .await;
+            assert_eq!(download.status, StatusCode::OK, "{path}: {}", download.body);
+            assert_eq!(download.headers["content-type"], content_type, "{path}");
+            assert!(
+                download.headers["content-disposition"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("attachment"),
+                "{path}"
+            );
+        }
+        let packs = audit(&server, "action=statement.pack&channel=console").await;
+        assert_eq!(packs.len(), 1, "{packs:?}");
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_expires_after_eight_hours() {
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        let mut console = Console::new(&server);
+        console.login(&server.admin_token).await;
+        server
+            .clock
+            .advance(time::Duration::hours(8) - time::Duration::seconds(1));
+        assert_eq!(console.get("/console/tenants").await.status, StatusCode::OK);
+        server.clock.advance(time::Duration::seconds(1));
+        assert_eq!(
+            console.get("/console/tenants").await.location(),
+            "/console/login"
+        );
+        // A new login works, and drops the expired session's row.
+        let mut again = Console::new(&server);
+        again.login(&server.admin_token).await;
+        assert_eq!(again.get("/console/tenants").await.status, StatusCode::OK);
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM console_sessions")
+            .fetch_one(server.app.db().readers())
+            .await
+            .unwrap();
+        assert_eq!(rows, 1);
+        server.stop().await;
+    }
+}

@@ -414,6 +414,48 @@ async fn the_console_flows_in_a_real_browser() {
     }
     shot(&client, "09-audit-console-channel").await;
 
+    // Plan, quota gauges and the month's statement, which downloads.
+    client
+        .goto(&format!("{base}/console/tenants/acme"))
+        .await
+        .unwrap();
+    client
+        .execute(
+            "document.querySelector('meter').closest('.card').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .expect("scroll to the gauges");
+    shot(&client, "10-plan-and-quotas").await;
+    click(
+        &client,
+        "a[href='/console/tenants/acme/statements/2026-03']",
+    )
+    .await;
+    assert!(
+        text_of(&client, "h1")
+            .await
+            .starts_with("Statement 2026-03")
+    );
+    shot(&client, "11-statement").await;
+    for format in ["csv", "pdf"] {
+        let selector = format!("a[href$='download?format={format}']");
+        let href = css(&client, &selector)
+            .await
+            .attr("href")
+            .await
+            .unwrap()
+            .expect("href");
+        let download = reqwest::Client::new()
+            .get(format!("{base}{href}"))
+            .header("cookie", format!("companyos_session={}", cookie.value()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(download.status(), StatusCode::OK, "{format}");
+        assert!(!download.bytes().await.unwrap().is_empty(), "{format}");
+    }
+
     client.close().await.expect("close the browser");
     server.stop().await;
 }
