@@ -114,3 +114,28 @@ pub(crate) async fn workloads_of(
         })
         .collect()
 }
+
+/// Attributes used to authorize listing (no particular tenant).
+/// The policy attributes of a tenant id that names no tenant (so policy decides first).
+pub(crate) fn placeholder_attributes(id: &str) -> TenantAttributes {
+    TenantAttributes {
+        id: id.to_owned(),
+        ..placeholder_tenant()
+    }
+}
+
+pub(crate) fn placeholder_tenant() -> TenantAttributes {
+    TenantAttributes {
+        id: "*".to_owned(),
+        status: "active".to_owned(),
+        plan: String::new(),
+        home_region: String::new(),
+        allowed_regions: Vec::new(),
+        entitlements: Vec::new(),
+        plan_version: 1,
+        quotas_used_up: Vec::new(),
+        legal_hold: false,
+        hard_delete_allowed: true,
+        policy_text: None,
+    }
+}
