@@ -199,6 +199,31 @@ async fn fixture_with_clock(
     };
     let mut settings = Settings::new(data_dir);
     settings.ingest_queue_capacity = 64;
+    let fixture = open_store(settings, backend, clock, temp).await?;
+    let (app, admin) = (&fixture.app, &fixture.admin);
+    for i in 0..tenants {
+        app.create_tenant(
+            admin,
+            companyos_core::tenants::NewTenant {
+                id: format!("tenant-{i:04}"),
+                name: format!("Bench tenant {i}"),
+                ..Default::default()
+            },
+        )
+        .await?;
+    }
+    Ok(fixture)
+}
+
+/// Opens a fresh store for a benchmark on `backend` (`sqlite`, or `postgres`: a database of
+/// its own on `COMPANYOS_TEST_POSTGRES_URL`, dropped by [`Fixture`]) with an admin and an
+/// `ingest` operator.
+async fn open_store(
+    mut settings: Settings,
+    backend: &str,
+    clock: Arc<dyn companyos_core::clock::Clock>,
+    dir: Option<tempfile::TempDir>,
+) -> anyhow::Result<Fixture> {
     let mut postgres = None;
     match backend {
         "sqlite" => {}
@@ -232,22 +257,11 @@ async fn fixture_with_clock(
         request_id: None,
         channel: None,
     };
-    for i in 0..tenants {
-        app.create_tenant(
-            &admin,
-            companyos_core::tenants::NewTenant {
-                id: format!("tenant-{i:04}"),
-                name: format!("Bench tenant {i}"),
-                ..Default::default()
-            },
-        )
-        .await?;
-    }
     Ok(Fixture {
         app,
         ingest,
         admin,
-        _dir: temp,
+        _dir: dir,
         postgres,
     })
 }

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
-use anyhow::{Context as _, ensure};
+use anyhow::ensure;
 use companyos_core::clock::SystemClock;
-use companyos_core::{Actor, App, Settings};
+use companyos_core::Settings;
 use companyos_domain::PlanName;
 use companyos_domain::catalog::RawPlanSpec;
 use companyos_domain::time_util::format_rfc3339;
@@ -62,47 +62,7 @@ async fn open_fixture(backend: &str, quota_state: bool) -> anyhow::Result<Fixtur
     let mut settings = Settings::new(temp.path().join("data"));
     settings.ingest_queue_capacity = 64;
     settings.quota_state = quota_state;
-    let mut postgres = None;
-    if backend == "postgres" {
-        let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let name = format!(
-            "companyos_bench_{}",
-            companyos_core::util::new_id("b", OffsetDateTime::now_utc()).replace("b_", "")
-        );
-        settings.database_url =
-            Some(companyos_core::db::create_postgres_database(&server, &name).await?);
-        postgres = Some((server, name));
-    } else {
-        ensure!(
-            backend == "sqlite",
-            "--backend must be sqlite or postgres, got {backend:?}"
-        );
-    }
-    let (app, report) = App::open(settings, Arc::new(SystemClock)).await?;
-    let token = report.admin_token.context("fresh store")?;
-    let admin = Actor {
-        principal: app.authenticate(Some(&token), None, "bench").await?,
-        request_id: None,
-        channel: None,
-    };
-    let created = app
-        .create_operator(&admin, "bench-ingest", "ingest")
-        .await?;
-    let ingest = Actor {
-        principal: app
-            .authenticate(Some(&created.token), None, "bench")
-            .await?,
-        request_id: None,
-        channel: None,
-    };
-    Ok(Fixture {
-        app,
-        ingest,
-        admin,
-        _dir: Some(temp),
-        postgres,
-    })
+    super::open_store(settings, backend, Arc::new(SystemClock), Some(temp)).await
 }
 
 /// Requests per second, p50 and p99 (milliseconds) of `requests` GETs of `path` from
