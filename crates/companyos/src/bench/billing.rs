@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::ensure;
-use companyos_core::clock::SystemClock;
 use companyos_core::Settings;
+use companyos_core::clock::SystemClock;
 use companyos_domain::PlanName;
 use companyos_domain::catalog::RawPlanSpec;
 use companyos_domain::time_util::format_rfc3339;
