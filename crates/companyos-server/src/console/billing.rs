@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use companyos_core::ServiceError;
 use companyos_core::billing::{Effective, Entitlements, PlanChange};
-use companyos_core::statements::StatementSummary;
+use companyos_core::statements::{StatementDocument, StatementSummary};
 use companyos_core::tenants::TenantRow;
 use companyos_domain::statement::{Statement, StatementMonth};
 use companyos_domain::{PlanName, TenantId};
@@ -259,14 +259,16 @@ fn statement_body(tenant: &TenantId, document: &Statement, sha256: &str) -> Mark
     }
 }
 
-/// `GET /console/tenants/{id}/statements/{month}`
-pub async fn statement(
-    State(state): State<AppState>,
-    user: ConsoleUser,
-    Path((id, month)): Path<(String, String)>,
-) -> ConsoleResult {
-    let tenant = tenant_id(&id)?;
-    let month = month_of(&month)?;
+/// Reads one statement through the same service as the API and audits the console read, for
+/// both the statement page and its downloads.
+async fn read_statement(
+    state: &AppState,
+    user: &ConsoleUser,
+    id: &str,
+    month: &str,
+) -> Result<(TenantId, StatementMonth, StatementDocument), ConsoleError> {
+    let tenant = tenant_id(id)?;
+    let month = month_of(month)?;
     let document = state
         .app
         .statements()
@@ -281,6 +283,16 @@ pub async fn statement(
             Some(tenant.as_str()),
         )
         .await?;
+    Ok((tenant, month, document))
+}
+
+/// `GET /console/tenants/{id}/statements/{month}`
+pub async fn statement(
+    State(state): State<AppState>,
+    user: ConsoleUser,
+    Path((id, month)): Path<(String, String)>,
+) -> ConsoleResult {
+    let (tenant, month, document) = read_statement(&state, &user, &id, &month).await?;
     let body = statement_body(&tenant, &document.statement, &document.sha256);
     let title = format!("Statement {}", month.label());
     Ok(layout::html(layout::page(&title, &user, Nav::Tenants, body)).into_response())
@@ -309,22 +321,7 @@ pub async fn download(
     RawQuery(query): RawQuery,
 ) -> ConsoleResult {
     let query: DownloadQuery = parse_query(query.as_deref())?;
-    let tenant = tenant_id(&id)?;
-    let month = month_of(&month)?;
-    let document = state
-        .app
-        .statements()
-        .get(&user.actor, &tenant, month)
-        .await?;
-    state
-        .app
-        .console_read(
-            &user.actor,
-            "statement.read",
-            &format!("tenant:{tenant}"),
-            Some(tenant.as_str()),
-        )
-        .await?;
+    let (tenant, month, document) = read_statement(&state, &user, &id, &month).await?;
     let name = format!("statement-{tenant}-{month}");
     Ok(match query.format.as_deref().unwrap_or("json") {
         "json" => attachment(
