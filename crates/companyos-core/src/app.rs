@@ -124,6 +124,8 @@ pub(crate) struct AppInner {
     pub auth_failures: AuthFailures,
     /// Plan versions read so far (they never change).
     pub plan_versions: crate::billing::VersionCache,
+    /// Forward-auth answers of this node (`billing::access_cache`).
+    pub access_cache: crate::billing::AccessCache,
 }
 
 /// A created operator, with its token (shown once).
@@ -204,6 +206,7 @@ impl App {
         };
         let ingest = IngestQueue::new(settings.ingest_queue_capacity);
         let settings_auth_failures_max = settings.auth_failures_per_minute_max;
+        let access_cache = crate::billing::AccessCache::new(settings.forward_auth_cache);
         let outbound_http = settings
             .outbound
             .client(settings.outbox_timeout)
@@ -222,6 +225,7 @@ impl App {
                 outbound_http,
                 auth_failures: AuthFailures::new(settings_auth_failures_max),
                 plan_versions: Default::default(),
+                access_cache,
             }),
         };
         let admin_token = app.bootstrap_admin().await?;
@@ -602,8 +606,9 @@ impl App {
         match result {
             Ok(value) => {
                 let committed = async {
-                    self.append_audit(&mut tx, self.now(), vec![entry]).await?;
+                    let records = self.append_audit(&mut tx, self.now(), vec![entry]).await?;
                     tx.commit().await?;
+                    self.committed(&records);
                     Ok(value)
                 }
                 .await;
@@ -620,6 +625,18 @@ impl App {
                 Err(error)
             }
         }
+    }
+
+    /// Tells this node's caches that the mutations of these (committed) records happened:
+    /// forward-auth answers of the tenants they name are recomputed (`billing::access_cache`).
+    pub(crate) fn committed(&self, records: &[AuditRecord]) {
+        let tenants = records.iter().filter_map(|record| {
+            record
+                .tenant_id
+                .as_deref()
+                .or_else(|| record.target.strip_prefix("tenant:"))
+        });
+        self.inner.access_cache.invalidate(tenants);
     }
 
     /// Appends audit records inside the caller's transaction, under the policies in force.

@@ -295,8 +295,9 @@ impl App {
                     entry,
                     execution_entry.unwrap_or_else(|| unreachable_entry(actor)),
                 ];
-                self.append_audit(&mut tx, self.now(), records).await?;
+                let records = self.append_audit(&mut tx, self.now(), records).await?;
                 tx.commit().await?;
+                self.committed(&records);
                 Ok((
                     approval,
                     outcome

@@ -610,6 +610,13 @@ impl App {
             .write_group(db, &mut tx, jobs, now, index.as_deref_mut())
             .await?;
         tx.commit().await?;
+        // The group's usage is in the tenants' quota state now: their forward-auth answers
+        // are recomputed (a used-up hard quota answers 429 from the next request on).
+        self.inner.access_cache.invalidate(
+            jobs.iter()
+                .flat_map(|job| job.checked.iter())
+                .map(|checked| checked.event.tenant_id.as_str()),
+        );
         self.inner
             .metrics
             .increment("companyos_ingest_commits_total", Vec::new(), 1);

@@ -81,6 +81,9 @@ impl App {
         if let Err(error) = self.flush_auth_failures(false).await {
             tracing::error!(%error, "cannot write the failed-authentication aggregates");
         }
+        if let Err(error) = self.billing().flush_refusals().await {
+            tracing::error!(%error, "cannot write the forward-auth refusal aggregates");
+        }
         for job in JOBS {
             let outcome = match self.run_job(job).await {
                 Ok(Some(_)) => "ok",
@@ -113,6 +116,9 @@ impl App {
         // Runs after the server stopped taking requests: every count reaches the audit log.
         if let Err(error) = self.flush_auth_failures(true).await {
             tracing::error!(%error, "cannot write the failed-authentication aggregates");
+        }
+        if let Err(error) = self.billing().flush_refusals().await {
+            tracing::error!(%error, "cannot write the forward-auth refusal aggregates");
         }
     }
 

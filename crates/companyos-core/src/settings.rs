@@ -143,6 +143,10 @@ pub struct Settings {
     /// Whether the ingestion group commit keeps quota state (billing, ADR 0011). Always on in
     /// a deployment; `companyos bench quota-ingest` turns it off for its same-run baseline.
     pub quota_state: bool,
+    /// How long this node keeps a forward-auth answer (`billing::access_cache`): the bound on
+    /// how late another node's change reaches it (this node's own changes end its answers at
+    /// once). Zero reads the store on every request.
+    pub forward_auth_cache: StdDuration,
 }
 
 impl Settings {
@@ -182,6 +186,7 @@ impl Settings {
             http_idle_timeout: StdDuration::from_secs(60),
             http_connections_max: 512,
             quota_state: true,
+            forward_auth_cache: StdDuration::from_secs(1),
         }
     }
 

@@ -2,7 +2,7 @@
 //! naming the field on bad input, and the request id.
 
 use axum::body::Bytes;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
@@ -47,31 +47,58 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let request_id = RequestId::from_request_parts(parts, state).await?.0;
-        let route = parts
-            .extensions
-            .get::<MatchedPath>()
-            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-        // The peer address, for counting failed attempts per source (never a forwarded header,
-        // which the caller could set to anything).
-        let source = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| peer.ip());
+        let credentials = Credentials::from_request_parts(parts, state).await?;
         let principal = state
             .app
             .authenticate_from(
-                bearer(&parts.headers),
-                Some(&request_id),
-                &format!("route:{route}"),
-                source,
+                credentials.token.as_deref(),
+                Some(&credentials.request_id),
+                &credentials.route,
+                credentials.source,
             )
             .await?;
         Ok(Authed(Actor {
             principal,
-            request_id: Some(request_id),
-            channel: Some(api_channel(&parts.headers)),
+            request_id: Some(credentials.request_id),
+            channel: Some(credentials.channel),
         }))
+    }
+}
+
+/// What a request brings to be authenticated, not yet looked up: for the routes that
+/// authenticate through a service call of their own (forward auth, answered from a cache).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub token: Option<String>,
+    pub request_id: String,
+    /// `route:<matched path>`, the target of a failed authentication's audit record.
+    pub route: String,
+    /// The peer address, for counting failed attempts per source (never a forwarded header,
+    /// which the caller could set to anything).
+    pub source: Option<IpAddr>,
+    pub channel: AuditChannel,
+}
+
+impl FromRequestParts<AppState> for Credentials {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let request_id = RequestId::from_request_parts(parts, state).await?.0;
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or_else(|| parts.uri.path(), |p| p.as_str());
+        let source = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(peer)| peer.ip());
+        Ok(Credentials {
+            token: bearer(&parts.headers).map(str::to_owned),
+            request_id,
+            route: format!("route:{route}"),
+            source,
+            channel: api_channel(&parts.headers),
+        })
     }
 }
 

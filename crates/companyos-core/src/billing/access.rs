@@ -8,12 +8,20 @@ use companyos_domain::time_util::format_day;
 use companyos_domain::{MetricName, TenantId};
 use rust_decimal::Decimal;
 use serde_json::json;
+use std::net::IpAddr;
+use time::OffsetDateTime;
 
 use super::Billing;
+use super::access_cache::{AccessAnswer, AccessQuestion, CachedAccess, RefusalCount, RefusalKey};
 use super::quota::{QuotaState, quota_states};
-use crate::app::Actor;
+use crate::app::{Actor, TENANT_KEY_PREFIX};
+use crate::audit::NewAudit;
 use crate::authz::{Principal, Resource, TenantAttributes};
 use crate::error::ServiceError;
+use crate::util::token_hash;
+use companyos_domain::audit::AuditChannel;
+use companyos_domain::audit::AuditOutcome;
+use companyos_domain::time_util::format_rfc3339;
 
 /// The policy whose denial is a used-up hard quota (429), not a refusal (403).
 pub const HARD_QUOTA_POLICY: &str = "forward-auth-hard-quota-used-up";
@@ -37,7 +45,129 @@ pub struct TopUp {
     pub reason: Option<String>,
 }
 
+/// A forward-auth request as it arrives: the bearer token and what it asks.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardAuthRequest<'a> {
+    pub token: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    /// The route, for the audit record of a failed authentication.
+    pub route: &'a str,
+    /// The peer address, for counting failed authentications per source.
+    pub source: Option<IpAddr>,
+    pub channel: Option<AuditChannel>,
+    pub feature: Option<&'a FeatureName>,
+    pub metric: Option<&'a MetricName>,
+}
+
 impl Billing<'_> {
+    /// Forward auth at request rate: the answer of [`Billing::forward_auth`] for a tenant key,
+    /// from this node's cache while it is true (`access_cache`), else authenticated, decided
+    /// and audited as any request, and kept. A refusal served from the cache is counted for
+    /// an aggregate audit record instead of written on its own.
+    pub async fn forward_auth_request(
+        &self,
+        request: ForwardAuthRequest<'_>,
+    ) -> Result<ForwardAuthGrant, ServiceError> {
+        let app = self.app;
+        let cache = &app.inner.access_cache;
+        let question = request
+            .token
+            .filter(|token| cache.enabled() && token.starts_with(TENANT_KEY_PREFIX))
+            .map(|token| AccessQuestion {
+                token_sha256: token_hash(token),
+                feature: request.feature.map(|f| f.as_str().to_owned()),
+                metric: request.metric.map(|m| m.as_str().to_owned()),
+            });
+        let now = app.now();
+        if let Some(hit) = question.as_ref().and_then(|q| cache.get(q, now)) {
+            app.metrics()
+                .increment("companyos_forward_auth_cache_hits_total", Vec::new(), 1);
+            return self.answer_from_cache(hit, &request, now);
+        }
+        let stamp = cache.begin();
+        let principal = app
+            .authenticate_from(
+                request.token,
+                request.request_id,
+                request.route,
+                request.source,
+            )
+            .await?;
+        let actor = Actor {
+            principal,
+            request_id: request.request_id.map(str::to_owned),
+            channel: request.channel,
+        };
+        let result = self
+            .forward_auth(&actor, request.feature, request.metric)
+            .await;
+        if let (Some(question), Principal::TenantKey { key_id, tenant }) =
+            (question, &actor.principal)
+        {
+            let answer = match &result {
+                Ok(grant) => Some(AccessAnswer::Granted(grant.clone())),
+                Err(ServiceError::Forbidden(detail)) => Some(AccessAnswer::Forbidden {
+                    detail: detail.clone(),
+                }),
+                Err(ServiceError::RateLimited {
+                    detail,
+                    retry_after_seconds,
+                }) => Some(AccessAnswer::RateLimited {
+                    detail: detail.clone(),
+                    until: now
+                        + time::Duration::seconds(
+                            i64::try_from(*retry_after_seconds).unwrap_or(i64::MAX / 2),
+                        ),
+                }),
+                Err(_) => None,
+            };
+            if let Some(answer) = answer {
+                let cached = CachedAccess {
+                    tenant_id: tenant.id.clone(),
+                    key_id: key_id.clone(),
+                    answer,
+                };
+                cache.put(question, stamp, cached, now);
+            }
+        }
+        result
+    }
+
+    /// A kept answer as the service's result; a refusal is counted for its aggregate record.
+    fn answer_from_cache(
+        &self,
+        hit: CachedAccess,
+        request: &ForwardAuthRequest<'_>,
+        now: OffsetDateTime,
+    ) -> Result<ForwardAuthGrant, ServiceError> {
+        let app = self.app;
+        let (status, error) = match hit.answer {
+            AccessAnswer::Granted(grant) => {
+                app.metrics().authorization(true);
+                return Ok(grant);
+            }
+            AccessAnswer::Forbidden { detail } => (403, ServiceError::Forbidden(detail)),
+            AccessAnswer::RateLimited { detail, until } => {
+                let seconds = (until - now).whole_seconds().max(1);
+                let error = ServiceError::RateLimited {
+                    detail,
+                    retry_after_seconds: u64::try_from(seconds).unwrap_or(1),
+                };
+                (429, error)
+            }
+        };
+        app.metrics().authorization(false);
+        let key = RefusalKey {
+            tenant_id: Some(hit.tenant_id),
+            key_id: Some(hit.key_id),
+            status,
+            feature: request.feature.map(|f| f.as_str().to_owned()),
+            metric: request.metric.map(|m| m.as_str().to_owned()),
+        };
+        app.inner.access_cache.count_refusal(key, now);
+        Err(error)
+    }
+
     /// Forward auth (CONTRACT §4, §9) for a tenant key: the tenant while it is active and, when
     /// asked, entitled to `feature` and not at a used-up hard quota of `metric`.
     pub async fn forward_auth(
@@ -227,5 +357,54 @@ impl Billing<'_> {
         }
         .await;
         app.finish(tx, entry, result).await
+    }
+}
+
+impl Billing<'_> {
+    /// Writes one `authz.check.aggregate` audit record per (tenant, key, answer) for the
+    /// refusals served from this node's cache since the last flush (runs with the jobs on
+    /// every node, and at shutdown). Returns the records written.
+    pub async fn flush_refusals(&self) -> Result<usize, ServiceError> {
+        let app = self.app;
+        let taken = app.inner.access_cache.take_refusals();
+        if taken.is_empty() {
+            return Ok(0);
+        }
+        let entries: Vec<NewAudit> = taken.iter().map(refusal_record).collect();
+        let written = entries.len();
+        // One transaction for all of them, however many tenants they name.
+        let mut tx = app.db().begin().await?;
+        app.append_audit(&mut tx, app.now(), entries).await?;
+        tx.commit().await?;
+        Ok(written)
+    }
+}
+
+fn refusal_record(refusals: &RefusalCount) -> NewAudit {
+    let key = &refusals.key;
+    let (actor, target) = match &key.tenant_id {
+        Some(tenant_id) => (format!("tenant:{tenant_id}"), format!("tenant:{tenant_id}")),
+        None => ("tenant:*".to_owned(), "forward-auth".to_owned()),
+    };
+    NewAudit {
+        id: None,
+        actor,
+        role: "tenant".to_owned(),
+        action: "authz.check.aggregate".to_owned(),
+        target,
+        tenant_id: key.tenant_id.clone(),
+        outcome: AuditOutcome::Denied,
+        reason: Some("repeated refused forward-auth requests, answered from the cache".to_owned()),
+        request_id: None,
+        details: json!({
+            "count": refusals.count,
+            "status": key.status,
+            "key_id": key.key_id,
+            "feature": key.feature,
+            "metric": key.metric,
+            "first_at": format_rfc3339(refusals.first_at),
+            "last_at": format_rfc3339(refusals.last_at),
+        }),
+        channel: None,
     }
 }

@@ -3,6 +3,7 @@
 //! forward auth by feature and metric. Reached through [`App::billing`].
 
 mod access;
+mod access_cache;
 mod assignments;
 mod catalog_store;
 mod plans;
@@ -18,7 +19,8 @@ use time::{Date, OffsetDateTime};
 
 use crate::app::App;
 
-pub use access::{ForwardAuthGrant, HARD_QUOTA_POLICY, TopUp};
+pub use access::{ForwardAuthGrant, ForwardAuthRequest, HARD_QUOTA_POLICY, TopUp};
+pub use access_cache::{AccessCache, RefusalCount};
 pub use assignments::{Effective, PlanChange, TenantPlan};
 pub(crate) use catalog_store::seed;
 pub use quota::{Entitlements, QuotaEvent, QuotaState};

@@ -2,6 +2,7 @@
 //! `App` opened on a real SQLite file and on a fresh PostgreSQL database, every test on both.
 #![allow(clippy::unwrap_used)]
 
+mod access_cache;
 mod billing;
 mod concurrency;
 mod coverage;

@@ -5,8 +5,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use companyos_core::billing::{
-    AssignmentRecord, Effective, Entitlements, PlanChange, PlanWrite, QuotaEvent, QuotaState,
-    StoredPlanVersion, TenantPlan, TopUp,
+    AssignmentRecord, Effective, Entitlements, ForwardAuthRequest, PlanChange, PlanWrite,
+    QuotaEvent, QuotaState, StoredPlanVersion, TenantPlan, TopUp,
 };
 use companyos_domain::catalog::{FeatureName, PlanVersion, QuotaPeriod, RawPlanSpec};
 use companyos_domain::time_util::{format_day, format_rfc3339};
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::error::{ApiResult, AppError};
-use crate::extract::{Authed, JsonBody, QueryParams};
+use crate::extract::{Authed, Credentials, JsonBody, QueryParams};
 use crate::routes::{json, ok};
 
 /// One quota of a plan version, as sent.
@@ -465,7 +465,7 @@ pub struct ForwardAuthQuery {
 /// over a soft quota), 403, or 429 with `Retry-After`.
 pub async fn forward_auth(
     State(state): State<AppState>,
-    Authed(actor): Authed,
+    credentials: Credentials,
     QueryParams(query): QueryParams<ForwardAuthQuery>,
 ) -> ApiResult<Response> {
     let feature = query
@@ -483,7 +483,15 @@ pub async fn forward_auth(
     let grant = state
         .app
         .billing()
-        .forward_auth(&actor, feature.as_ref(), metric.as_ref())
+        .forward_auth_request(ForwardAuthRequest {
+            token: credentials.token.as_deref(),
+            request_id: Some(&credentials.request_id),
+            route: &credentials.route,
+            source: credentials.source,
+            channel: Some(credentials.channel),
+            feature: feature.as_ref(),
+            metric: metric.as_ref(),
+        })
         .await?;
     let mut response = (
         StatusCode::OK,
