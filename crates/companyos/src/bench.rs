@@ -16,6 +16,7 @@ use time::OffsetDateTime;
 
 mod billing;
 mod openmeter;
+mod statements;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -112,6 +113,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1_000_000)]
         events: usize,
         #[arg(long, default_value_t = 20)]
+        runs: usize,
+    },
+    /// Month close for many tenants with a month of events (issue 17): the day close and the
+    /// month-close job beside one GROUP BY over the same events (their totals must agree),
+    /// one statement read (service and HTTP) p50 and max, one pack built and verified.
+    MonthClose {
+        #[arg(long, default_value = "sqlite")]
+        backend: String,
+        #[arg(long, default_value_t = 1000)]
+        tenants: usize,
+        /// Events in the month, spread over its days and the tenants.
+        #[arg(long, default_value_t = 10_000_000)]
+        events: usize,
+        #[arg(long, default_value_t = 5000)]
+        batch: usize,
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Statement reads measured (each of: open, final, HTTP).
+        #[arg(long, default_value_t = 50)]
         runs: usize,
     },
     /// Provision time (dossier included) over many tenants: p50, p99.
@@ -617,6 +637,24 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
             events,
             runs,
         } => openmeter::meter_query(backend, *events, *runs).await,
+        BenchCommand::MonthClose {
+            backend,
+            tenants,
+            events,
+            batch,
+            concurrency,
+            runs,
+        } => {
+            statements::month_close(statements::MonthCloseRun {
+                backend,
+                tenants: *tenants,
+                events: *events,
+                batch: *batch,
+                concurrency: *concurrency,
+                runs: *runs,
+            })
+            .await
+        }
         BenchCommand::Provision { backend, tenants } => provision(backend, *tenants).await,
         BenchCommand::Reports { backend, events } => reports(backend, *events).await,
         BenchCommand::ForwardAuth {

@@ -16,36 +16,52 @@ use crate::tenants::TenantRow;
 
 /// Statements finalised per run of the job (the rest in the next run).
 pub const STATEMENT_MONTHS_PER_RUN_MAX: usize = 100;
-/// Tenants looked at per run of the job.
-const TENANTS_PER_RUN_MAX: i64 = 1000;
+/// Tenants read per page while the job walks every tenant's watermark.
+const TENANTS_PER_PAGE_MAX: i64 = 1000;
 /// The job's name (its lease) and the audit actor of what it does.
 pub const MONTH_CLOSE_JOB: &str = "month-close";
 
 impl Statements<'_> {
     /// Finalises every month whose days are all closed. Returns the statements finalised.
+    /// Tenants are walked in pages by id, so tenants past the first page are reached too.
     pub async fn close_months(&self) -> Result<usize, ServiceError> {
         let app = self.app;
-        let rows = sqlx::query(
-            "SELECT w.tenant_id, w.day FROM usage_days_closed_through w ORDER BY w.tenant_id LIMIT $1",
-        )
-        .bind(TENANTS_PER_RUN_MAX)
-        .fetch_all(app.db().readers())
-        .await?;
         let mut finalised = 0;
-        for row in &rows {
-            let tenant_id: String = row.try_get("tenant_id")?;
-            let closed_through = day_from_number(row.try_get::<i64, _>("day")?);
-            let due = self.due_months(&tenant_id, closed_through).await?;
-            for month in due {
-                if finalised >= STATEMENT_MONTHS_PER_RUN_MAX {
-                    return Ok(finalised);
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(
+                "SELECT w.tenant_id, w.day, (SELECT MAX(s.month) FROM statements s \
+                 WHERE s.tenant_id = w.tenant_id) AS last_final FROM usage_days_closed_through w \
+                 WHERE w.tenant_id > $1 ORDER BY w.tenant_id LIMIT $2",
+            )
+            .bind(after.as_str())
+            .bind(TENANTS_PER_PAGE_MAX)
+            .fetch_all(app.db().readers())
+            .await?;
+            for row in &rows {
+                let tenant_id: String = row.try_get("tenant_id")?;
+                let closed_through = day_from_number(row.try_get::<i64, _>("day")?);
+                let last_final: Option<String> = row.try_get("last_final")?;
+                after.clone_from(&tenant_id);
+                // Months are finalised in order: a tenant whose last closed month is final
+                // has nothing due (and costs no further query).
+                if last_final.is_some_and(|m| m >= last_closed_month(closed_through).label()) {
+                    continue;
                 }
-                if self.finalise(&tenant_id, month).await?.is_some() {
-                    finalised += 1;
+                let due = self.due_months(&tenant_id, closed_through).await?;
+                for month in due {
+                    if finalised >= STATEMENT_MONTHS_PER_RUN_MAX {
+                        return Ok(finalised);
+                    }
+                    if self.finalise(&tenant_id, month).await?.is_some() {
+                        finalised += 1;
+                    }
                 }
             }
+            if rows.len() < usize::try_from(TENANTS_PER_PAGE_MAX).unwrap_or(usize::MAX) {
+                return Ok(finalised);
+            }
         }
-        Ok(finalised)
     }
 
     /// Months of a tenant, from its creation, whose last day is closed and that are not final.
@@ -129,6 +145,16 @@ impl Statements<'_> {
             Ok(false) => Ok(None),
             other => app.finish(tx, entry, other).await.map(|_| Some(document)),
         }
+    }
+}
+
+/// The last month all of whose days are closed when days are closed through `closed_through`.
+fn last_closed_month(closed_through: time::Date) -> StatementMonth {
+    let month = StatementMonth::of(closed_through);
+    if month.last_day() == closed_through {
+        month
+    } else {
+        month.previous()
     }
 }
 

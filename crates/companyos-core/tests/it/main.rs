@@ -13,4 +13,5 @@ mod leases;
 mod model;
 mod properties;
 mod signatures;
+mod statements_property;
 mod support;

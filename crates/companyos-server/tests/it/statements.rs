@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use time::Duration;
 use time::macros::datetime;
 
-use crate::support::{BACKENDS, TestServer, audit, event};
+use crate::boundaries::start_provisioner;
+use crate::support::{BACKENDS, TestServer, allow_loopback, audit, event};
 
 fn pro_plan() -> Value {
     json!({
@@ -218,6 +219,83 @@ async fn statements_export_to_stripe_and_an_erp_csv() {
             csv.contains("acme,2026-03,base_fee,,,,,,,33.19,USD"),
             "{csv}"
         );
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn the_month_close_delivers_statement_final_once_signed() {
+    for backend in BACKENDS {
+        let server = TestServer::start_with(backend, allow_loopback).await;
+        let (url, received, receiver) = start_provisioner().await;
+        let (status, body) = server
+            .admin()
+            .post(
+                "/v1/tenants",
+                json!({"id": "acme", "name": "Acme", "audit_webhook_url": url}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let secret = body["audit_webhook_secret"].as_str().unwrap().to_owned();
+        let usage = json!([event("acme", "e-1", "7", datetime!(2026-03-05 10:00 UTC))]);
+        let (status, body) = server.admin().post("/v1/events", usage).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        close_through(&server, datetime!(2026-04-03 00:30 UTC)).await;
+        // Another node's run of the job, and a second delivery pass, send nothing more.
+        server.app.run_job("month-close").await.expect("job runs");
+        server.app.deliver_outbox().await.unwrap();
+        server.app.deliver_outbox().await.unwrap();
+        let (status, statement) = server
+            .admin()
+            .text("/v1/tenants/acme/statements/2026-03")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{statement}");
+        let sha256 = companyos_ledger::hash::sha256(statement.as_bytes()).to_hex();
+        let deliveries = received.0.lock().unwrap().clone();
+        let finals: Vec<Value> = deliveries
+            .iter()
+            .filter_map(|(headers, body)| {
+                let value: Value = serde_json::from_slice(body).unwrap();
+                if value["topic"] != json!("statement.final") {
+                    return None;
+                }
+                let timestamp: i64 = headers["x-companyos-timestamp"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let signature = headers["x-companyos-signature"].to_str().unwrap();
+                assert!(
+                    companyos_core::provisioning::verify_webhook_signature(
+                        &secret, timestamp, timestamp, body, signature
+                    ),
+                    "signed with the tenant's hook secret"
+                );
+                assert!(
+                    !companyos_core::provisioning::verify_webhook_signature(
+                        "another secret",
+                        timestamp,
+                        timestamp,
+                        body,
+                        signature
+                    ),
+                    "not with another secret"
+                );
+                Some(value)
+            })
+            .collect();
+        assert_eq!(finals.len(), 1, "{backend:?}: one delivery only");
+        let payload = &finals[0]["payload"];
+        assert_eq!(finals[0]["tenant_id"], json!("acme"));
+        assert_eq!(payload["type"], json!("statement.final"));
+        assert_eq!(payload["tenant_id"], json!("acme"));
+        assert_eq!(payload["month"], json!("2026-03"));
+        assert_eq!(
+            payload["sha256"],
+            json!(sha256),
+            "the served statement's SHA-256"
+        );
+        receiver.abort();
         server.stop().await;
     }
 }
