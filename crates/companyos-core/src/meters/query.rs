@@ -7,8 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use companyos_domain::meter::{
-    Meter, MeterAggregation, SUBJECT_ATTRIBUTE, UNIQUE_VALUE_ATTRIBUTE, WindowSize, window_end,
-    window_start,
+    Meter, MeterAggregation, SUBJECT_ATTRIBUTE, UNIQUE_VALUE_ATTRIBUTE, WindowSize, WindowZone,
+    window_end, window_start,
 };
 use companyos_domain::time_util::{day_from_number, day_number, day_start, utc_day};
 use companyos_domain::usage::exact_add;
@@ -35,7 +35,7 @@ pub struct MeterQuery {
     pub from: Option<OffsetDateTime>,
     pub to: Option<OffsetDateTime>,
     pub window_size: Option<WindowSize>,
-    pub time_zone: UtcOffset,
+    pub time_zone: WindowZone,
     pub subjects: Vec<String>,
     /// Group-by names of the meter, and `subject`.
     pub group_by: Vec<String>,
@@ -136,7 +136,7 @@ struct Plan<'a> {
     from: OffsetDateTime,
     to: OffsetDateTime,
     window_size: Option<WindowSize>,
-    offset: UtcOffset,
+    zone: WindowZone,
     by_subject: bool,
     subjects: BTreeSet<String>,
     groups: Vec<String>,
@@ -146,14 +146,14 @@ struct Plan<'a> {
 impl Plan<'_> {
     fn window_of(&self, at: OffsetDateTime) -> OffsetDateTime {
         match self.window_size {
-            Some(size) => window_start(at, size, self.offset),
+            Some(size) => window_start(at, size, &self.zone),
             None => self.from,
         }
     }
 
     fn window_end_of(&self, start: OffsetDateTime) -> OffsetDateTime {
         match self.window_size {
-            Some(size) => window_end(start, size, self.offset),
+            Some(size) => window_end(start, size, &self.zone),
             None => self.to,
         }
     }
@@ -169,7 +169,7 @@ impl Plan<'_> {
                 | MeterAggregation::Avg
         ) && self.groups.is_empty()
             && self.filters.is_empty()
-            && self.offset == UtcOffset::UTC
+            && self.zone.is_utc()
             && matches!(
                 self.window_size,
                 None | Some(WindowSize::Day) | Some(WindowSize::Month)
@@ -220,7 +220,7 @@ fn plan<'a>(
         from,
         to,
         window_size: query.window_size,
-        offset: query.time_zone,
+        zone: query.time_zone.clone(),
         by_subject: query.group_by.iter().any(|g| g == "subject") || !query.subjects.is_empty(),
         subjects: query.subjects.iter().cloned().collect(),
         groups,

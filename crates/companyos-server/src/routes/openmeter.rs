@@ -8,7 +8,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use companyos_core::meters::{CloudEventsOutcome, MeterQuery, MeterQueryResult, StoredMeter};
-use companyos_domain::meter::{RawMeter, WindowSize, parse_time_zone};
+use companyos_domain::meter::{RawMeter, WindowSize, WindowZone};
 use companyos_domain::time_util::{format_rfc3339, parse_rfc3339};
 use companyos_domain::{FieldError, TenantId};
 use serde::{Deserialize, Serialize};
@@ -220,7 +220,7 @@ fn parse_query(raw: &str) -> Result<(MeterQuery, Option<String>), AppError> {
         from: None,
         to: None,
         window_size: None,
-        time_zone: time::UtcOffset::UTC,
+        time_zone: WindowZone::UTC,
         subjects: Vec::new(),
         group_by: Vec::new(),
         filter_group_by: BTreeMap::new(),
@@ -237,7 +237,7 @@ fn parse_query(raw: &str) -> Result<(MeterQuery, Option<String>), AppError> {
                 })?);
             }
             "windowTimeZone" => {
-                query.time_zone = parse_time_zone(&value)
+                query.time_zone = companyos_core::meters::window_zone(&value)
                     .map_err(|message| AppError::invalid("windowTimeZone", message))?;
             }
             "subject" => query.subjects.push(value),

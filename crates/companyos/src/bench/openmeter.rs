@@ -7,10 +7,10 @@ use std::time::{Duration as StdDuration, Instant};
 use anyhow::{Context as _, bail};
 use companyos_core::meters::MeterQuery;
 use companyos_domain::cloudevent::usage_event_id;
-use companyos_domain::meter::{RawMeter, WindowSize};
+use companyos_domain::meter::{RawMeter, WindowSize, WindowZone};
 use companyos_domain::time_util::format_rfc3339;
 use serde_json::{Value, json};
-use time::{Duration, OffsetDateTime, UtcOffset};
+use time::{Duration, OffsetDateTime};
 
 use super::{Fixture, fixture, peak_memory_kib, rate, settle_store, uuid};
 
@@ -270,7 +270,7 @@ pub async fn meter_query(backend: &str, events: usize, runs: usize) -> anyhow::R
         from: Some(today - Duration::days(31)),
         to: Some(today + Duration::days(1)),
         window_size: Some(WindowSize::Day),
-        time_zone: UtcOffset::UTC,
+        time_zone: WindowZone::UTC,
         subjects: vec!["tenant-0000".to_owned()],
         group_by: Vec::new(),
         filter_group_by: Default::default(),
