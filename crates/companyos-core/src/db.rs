@@ -869,6 +869,11 @@ mod tests {
             assert_eq!(events[1].event_id, "e-1");
             assert_eq!(events[1].source_signature.as_deref(), Some("c2ln"));
             assert_eq!(events[1].class, companyos_ledger::leaf::EventClass::Late);
+            // The meter query's lighter reading gives the same canonical forms.
+            let canonical = bundles::read_canonical_forms(&mut conn, "acme", 1, 10)
+                .await
+                .expect("canonical forms");
+            assert_eq!(canonical, [(1, events[1].canonical.clone())]);
             let mut tail = crate::dedupe::KeyIndex::default();
             if db.backend() == Backend::Sqlite {
                 tail.sync(&mut conn).await.expect("tail");

@@ -95,6 +95,12 @@ impl RawEvent {
         }
     }
 
+    /// Parses one event's JSON text, keeping the text itself.
+    pub fn from_text(raw: String) -> RawEvent {
+        let parsed = UsageEvent::parse_bytes(raw.as_bytes());
+        RawEvent { raw, parsed }
+    }
+
     /// Parses an already-parsed JSON value (an element of an array body).
     pub fn from_value(value: &Value) -> RawEvent {
         RawEvent {
@@ -326,6 +332,16 @@ impl App {
         }
         self.authorize_read(actor, "usage.ingest", Resource::Deployment, "usage", None)
             .await?;
+        self.ingest_authorized(actor, events).await
+    }
+
+    /// [`Self::ingest`] for a caller that has authorized `usage.ingest` for this request and
+    /// checked the batch's size.
+    pub(crate) async fn ingest_authorized(
+        &self,
+        actor: &Actor,
+        events: Vec<RawEvent>,
+    ) -> Result<IngestOutcome, ServiceError> {
         if events.is_empty() {
             return Ok(IngestOutcome::default());
         }

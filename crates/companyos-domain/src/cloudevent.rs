@@ -2,7 +2,12 @@
 //! events (CONTRACT §11): each (CloudEvent, meter) pair becomes one usage event whose
 //! `event_id` a sender can compute itself. Pure rules; ingestion goes through the native path.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -27,32 +32,119 @@ pub struct CloudEvent {
     pub data: Value,
 }
 
+/// One attribute as the sender wrote it.
+#[derive(Debug, Clone, Copy)]
+enum Attribute<'a> {
+    /// Absent or `null`.
+    Absent,
+    Text(&'a str),
+    /// Anything but a string.
+    Other,
+}
+
+impl<'a> Attribute<'a> {
+    fn of(value: Option<&'a Value>) -> Self {
+        match value {
+            None | Some(Value::Null) => Self::Absent,
+            Some(Value::String(text)) => Self::Text(text),
+            Some(_) => Self::Other,
+        }
+    }
+
+    fn of_text(text: Option<&'a str>) -> Self {
+        text.map_or(Self::Absent, Self::Text)
+    }
+}
+
 fn required_string(
-    object: &Map<String, Value>,
+    attribute: Attribute<'_>,
     field: &str,
     max_chars: usize,
     errors: &mut Vec<FieldError>,
 ) -> Option<String> {
-    match object.get(field) {
-        Some(Value::String(text)) if !text.is_empty() && text.chars().count() <= max_chars => {
-            Some(text.clone())
+    match attribute {
+        Attribute::Text(text) if !text.is_empty() && text.chars().count() <= max_chars => {
+            Some(text.to_owned())
         }
-        Some(Value::String(_)) => {
+        Attribute::Text(_) => {
             errors.push(FieldError::new(
                 field,
                 format!("must be 1 to {max_chars} characters"),
             ));
             None
         }
-        None | Some(Value::Null) => {
+        Attribute::Absent => {
             errors.push(FieldError::new(field, "is required"));
             None
         }
-        Some(_) => {
+        Attribute::Other => {
             errors.push(FieldError::new(field, "must be a string"));
             None
         }
     }
+}
+
+/// What a meter needs of a CloudEvent, however it was read.
+struct Attributes<'a> {
+    id: Attribute<'a>,
+    source: Attribute<'a>,
+    event_type: Attribute<'a>,
+    subject: Attribute<'a>,
+    specversion: Attribute<'a>,
+    time: Attribute<'a>,
+    has_data_base64: bool,
+    data: Value,
+}
+
+/// The plain shape of a CloudEvent, borrowed from its JSON text: string attributes, `data` left
+/// as text. Most events have it, and reading it costs no tree of the whole event.
+#[derive(Deserialize)]
+struct PlainEvent<'a> {
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "type")]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    subject: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    specversion: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    time: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(default)]
+    data_base64: Present,
+}
+
+/// Whether a member was there at all (even as `null`).
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer).map(|_| Present(true))
+    }
+}
+
+/// `data` as JSON: a string that holds JSON is read as that JSON; anything unreadable is null.
+fn data_value(data: Option<&RawValue>) -> Value {
+    let Some(raw) = data else {
+        return Value::Null;
+    };
+    match serde_json::from_str::<Value>(raw.get()) {
+        Ok(Value::String(text)) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        Ok(value) => value,
+        Err(_) => Value::Null,
+    }
+}
+
+/// A CloudEvent that was refused before mapping: its `id` when it had a readable one, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefusedCloudEvent {
+    pub id: Option<String>,
+    pub errors: Vec<FieldError>,
 }
 
 impl CloudEvent {
@@ -61,41 +153,102 @@ impl CloudEvent {
         let Value::Object(object) = value else {
             return Err(vec![FieldError::new("event", "must be a JSON object")]);
         };
-        let mut errors = Vec::new();
-        let id = required_string(object, "id", ATTRIBUTE_CHARS_MAX, &mut errors);
-        let source = required_string(object, "source", ATTRIBUTE_CHARS_MAX, &mut errors);
-        let event_type = required_string(object, "type", ATTRIBUTE_CHARS_MAX, &mut errors);
-        let subject = required_string(object, "subject", ATTRIBUTE_VALUE_CHARS_MAX, &mut errors);
-        match object.get("specversion") {
-            Some(Value::String(version)) if version == "1.0" => {}
-            None | Some(Value::Null) => errors.push(FieldError::new("specversion", "is required")),
-            Some(_) => errors.push(FieldError::new("specversion", "must be \"1.0\"")),
+        let data = match object.get("data") {
+            None => Value::Null,
+            Some(Value::String(text)) => serde_json::from_str(text).unwrap_or(Value::Null),
+            Some(data) => data.clone(),
+        };
+        Self::from_attributes(Attributes {
+            id: Attribute::of(object.get("id")),
+            source: Attribute::of(object.get("source")),
+            event_type: Attribute::of(object.get("type")),
+            subject: Attribute::of(object.get("subject")),
+            specversion: Attribute::of(object.get("specversion")),
+            time: Attribute::of(object.get("time")),
+            has_data_base64: object.contains_key("data_base64"),
+            data,
+        })
+    }
+
+    /// Parses one CloudEvent from its JSON text: the plain shape directly, anything else (an
+    /// attribute that is no string, a repeated member, not an object) through [`Self::parse`],
+    /// which names each problem. Both read the same rules.
+    pub fn parse_text(text: &str) -> Result<CloudEvent, RefusedCloudEvent> {
+        if let Ok(plain) = serde_json::from_str::<PlainEvent<'_>>(text) {
+            let id = plain.id.as_deref().map(str::to_owned);
+            return Self::from_attributes(Attributes {
+                id: Attribute::of_text(plain.id.as_deref()),
+                source: Attribute::of_text(plain.source.as_deref()),
+                event_type: Attribute::of_text(plain.event_type.as_deref()),
+                subject: Attribute::of_text(plain.subject.as_deref()),
+                specversion: Attribute::of_text(plain.specversion.as_deref()),
+                time: Attribute::of_text(plain.time.as_deref()),
+                has_data_base64: plain.data_base64.0,
+                data: data_value(plain.data),
+            })
+            .map_err(|errors| RefusedCloudEvent { id, errors });
         }
-        let time = match object.get("time") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(text)) => match parse_rfc3339(text, "time") {
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) => Self::parse(&value).map_err(|errors| RefusedCloudEvent {
+                id: value.get("id").and_then(Value::as_str).map(str::to_owned),
+                errors,
+            }),
+            Err(error) => Err(RefusedCloudEvent {
+                id: None,
+                errors: vec![FieldError::new(
+                    "event",
+                    format!("is not valid JSON: {error}"),
+                )],
+            }),
+        }
+    }
+
+    fn from_attributes(attributes: Attributes<'_>) -> Result<CloudEvent, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let id = required_string(attributes.id, "id", ATTRIBUTE_CHARS_MAX, &mut errors);
+        let source = required_string(
+            attributes.source,
+            "source",
+            ATTRIBUTE_CHARS_MAX,
+            &mut errors,
+        );
+        let event_type = required_string(
+            attributes.event_type,
+            "type",
+            ATTRIBUTE_CHARS_MAX,
+            &mut errors,
+        );
+        let subject = required_string(
+            attributes.subject,
+            "subject",
+            ATTRIBUTE_VALUE_CHARS_MAX,
+            &mut errors,
+        );
+        match attributes.specversion {
+            Attribute::Text("1.0") => {}
+            Attribute::Absent => errors.push(FieldError::new("specversion", "is required")),
+            _ => errors.push(FieldError::new("specversion", "must be \"1.0\"")),
+        }
+        let time = match attributes.time {
+            Attribute::Absent => None,
+            Attribute::Text(text) => match parse_rfc3339(text, "time") {
                 Ok(time) => Some(time),
                 Err(error) => {
                     errors.push(error);
                     None
                 }
             },
-            Some(_) => {
+            Attribute::Other => {
                 errors.push(FieldError::new("time", "must be an RFC 3339 string"));
                 None
             }
         };
-        if object.contains_key("data_base64") {
+        if attributes.has_data_base64 {
             errors.push(FieldError::new(
                 "data_base64",
                 "is not supported; send the data as JSON in `data`",
             ));
         }
-        let data = match object.get("data") {
-            None => Value::Null,
-            Some(Value::String(text)) => serde_json::from_str(text).unwrap_or(Value::Null),
-            Some(data) => data.clone(),
-        };
         match (id, source, event_type, subject) {
             (Some(id), Some(source), Some(event_type), Some(subject)) if errors.is_empty() => {
                 Ok(CloudEvent {
@@ -104,7 +257,7 @@ impl CloudEvent {
                     event_type,
                     subject,
                     time,
-                    data,
+                    data: attributes.data,
                 })
             }
             _ => Err(errors),
@@ -122,11 +275,12 @@ pub fn usage_event_id(source: &str, id: &str, slug: &str) -> String {
     hasher.update(b"\n");
     hasher.update(slug.as_bytes());
     let digest = hasher.finalize();
+    let mut hex_digits = [0u8; 40];
+    // 20 bytes always fit 40 hex digits, which are ASCII.
+    let _ = hex::encode_to_slice(&digest[..20], &mut hex_digits);
     let mut id = String::with_capacity(43);
     id.push_str("ce-");
-    for byte in &digest[..20] {
-        id.push_str(&format!("{byte:02x}"));
-    }
+    id.push_str(std::str::from_utf8(&hex_digits).unwrap_or_default());
     id
 }
 
@@ -162,19 +316,30 @@ fn quantity_of(value: Option<&Value>, path: &str) -> Result<Value, FieldError> {
     }
 }
 
-/// The native usage event (JSON, as `POST /v1/events` takes it) of a CloudEvent for a meter,
-/// for `tenant`; `now` stands in for an absent `time`.
+/// The native usage event of a CloudEvent for one meter, member for member (CONTRACT §11).
+#[derive(Serialize)]
+struct NativeEvent<'a> {
+    event_id: String,
+    tenant_id: &'a str,
+    service: &'a str,
+    metric: &'a str,
+    quantity: Value,
+    unit: &'a str,
+    timestamp: String,
+    request_id: Cow<'a, str>,
+    attributes: BTreeMap<&'a str, Cow<'a, str>>,
+}
+
+/// The native usage event (its JSON text, as `POST /v1/events` takes it) of a CloudEvent for a
+/// meter, for `tenant`; `now` stands in for an absent `time`.
 pub fn usage_event(
     event: &CloudEvent,
     meter: &Meter,
     tenant: &TenantId,
     now: OffsetDateTime,
-) -> Result<Value, FieldError> {
-    let mut attributes = Map::new();
-    attributes.insert(
-        SUBJECT_ATTRIBUTE.to_owned(),
-        Value::String(event.subject.clone()),
-    );
+) -> Result<String, FieldError> {
+    let mut attributes = BTreeMap::new();
+    attributes.insert(SUBJECT_ATTRIBUTE, Cow::Borrowed(event.subject.as_str()));
     for (name, path) in &meter.group_by {
         if let Some(text) = path.select(&event.data).and_then(attribute_text) {
             if text.chars().count() > ATTRIBUTE_VALUE_CHARS_MAX {
@@ -183,7 +348,7 @@ pub fn usage_event(
                     format!("is over {ATTRIBUTE_VALUE_CHARS_MAX} characters (groupBy {name})"),
                 ));
             }
-            attributes.insert(name.clone(), Value::String(text));
+            attributes.insert(name.as_str(), Cow::Owned(text));
         }
     }
     let quantity = match (meter.aggregation, &meter.value_property) {
@@ -200,49 +365,28 @@ pub fn usage_event(
                         format!("must be a string or number of at most {ATTRIBUTE_VALUE_CHARS_MAX} characters"),
                     )
                 })?;
-            attributes.insert(UNIQUE_VALUE_ATTRIBUTE.to_owned(), Value::String(text));
+            attributes.insert(UNIQUE_VALUE_ATTRIBUTE, Cow::Owned(text));
             Value::String("1".to_owned())
         }
         (_, Some(path)) => quantity_of(path.select(&event.data), path.as_str())?,
     };
     let request_id = if RequestId::parse(&event.id).is_ok() {
-        event.id.clone()
+        Cow::Borrowed(event.id.as_str())
     } else {
-        usage_event_id(&event.source, &event.id, "")
+        Cow::Owned(usage_event_id(&event.source, &event.id, ""))
     };
-    let mut object = Map::new();
-    object.insert(
-        "event_id".to_owned(),
-        Value::String(usage_event_id(
-            &event.source,
-            &event.id,
-            meter.slug.as_str(),
-        )),
-    );
-    object.insert(
-        "tenant_id".to_owned(),
-        Value::String(tenant.as_str().to_owned()),
-    );
-    object.insert(
-        "service".to_owned(),
-        Value::String(meter.service.as_str().to_owned()),
-    );
-    object.insert(
-        "metric".to_owned(),
-        Value::String(meter.slug.as_str().to_owned()),
-    );
-    object.insert("quantity".to_owned(), quantity);
-    object.insert(
-        "unit".to_owned(),
-        Value::String(meter.unit.as_str().to_owned()),
-    );
-    object.insert(
-        "timestamp".to_owned(),
-        Value::String(format_rfc3339(event.time.unwrap_or(now))),
-    );
-    object.insert("request_id".to_owned(), Value::String(request_id));
-    object.insert("attributes".to_owned(), Value::Object(attributes));
-    Ok(Value::Object(object))
+    let native = NativeEvent {
+        event_id: usage_event_id(&event.source, &event.id, meter.slug.as_str()),
+        tenant_id: tenant.as_str(),
+        service: meter.service.as_str(),
+        metric: meter.slug.as_str(),
+        quantity,
+        unit: meter.unit.as_str(),
+        timestamp: format_rfc3339(event.time.unwrap_or(now)),
+        request_id,
+        attributes,
+    };
+    serde_json::to_string(&native).map_err(|e| FieldError::new("event", e.to_string()))
 }
 
 #[cfg(test)]
@@ -271,6 +415,40 @@ mod tests {
     }
 
     #[test]
+    fn the_plain_and_the_general_reading_agree() {
+        let plain = r#"{"specversion":"1.0","id":"e\u0031","source":"svc","type":"prompt",
+            "subject":"acme","time":"2026-03-02T12:00:00Z","data":"{\"tokens\": 5}"}"#;
+        let value: Value = serde_json::from_str(plain).expect("JSON");
+        let event = CloudEvent::parse_text(plain).expect("valid");
+        assert_eq!(Ok(event.clone()), CloudEvent::parse(&value));
+        assert_eq!(
+            (event.id.as_str(), &event.data),
+            ("e1", &json!({"tokens": 5}))
+        );
+        // Not the plain shape: a number id, a repeated member, `data_base64` even as null.
+        for (text, field) in [
+            (
+                r#"{"specversion":"1.0","id":7,"source":"s","type":"t","subject":"a"}"#,
+                "id",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","source":"s","type":"t","subject":"a","data_base64":null}"#,
+                "data_base64",
+            ),
+            (
+                r#"{"specversion":"1.0","id":"1","id":"2","source":"s","type":"t"}"#,
+                "subject",
+            ),
+            ("[1]", "event"),
+        ] {
+            let refused = CloudEvent::parse_text(text).expect_err(text);
+            assert_eq!(refused.errors[0].field, field, "{text}");
+        }
+        let refused = CloudEvent::parse_text(r#"{"id":"x","specversion":"0.3"}"#).expect_err("bad");
+        assert_eq!(refused.id.as_deref(), Some("x"));
+    }
+
+    #[test]
     fn maps_value_group_by_and_subject() {
         let meter = Meter::parse(&RawMeter {
             slug: Some("tokens".into()),
@@ -288,7 +466,8 @@ mod tests {
         }))
         .expect("valid");
         let tenant = TenantId::parse("acme").expect("id");
-        let usage = usage_event(&event, &meter, &tenant, OffsetDateTime::UNIX_EPOCH).expect("ok");
+        let text = usage_event(&event, &meter, &tenant, OffsetDateTime::UNIX_EPOCH).expect("ok");
+        let usage: Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(usage["quantity"], json!("12.5"));
         assert_eq!(
             usage["attributes"],

@@ -19,6 +19,7 @@ pub mod tenant;
 pub mod time_util;
 pub mod usage;
 mod usage_fast;
+pub mod window;
 
 pub use error::{FieldError, ValidationErrors};
 pub use ids::*;

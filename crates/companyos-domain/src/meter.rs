@@ -7,11 +7,11 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use time::{Duration, OffsetDateTime, UtcOffset};
 
 use crate::error::{Collector, FieldError, ValidationErrors};
 use crate::ids::{MetricName, ServiceName, Unit};
 use crate::usage::{ATTRIBUTE_KEY_BYTES_MAX, ATTRIBUTES_MAX};
+pub use crate::window::{WindowSize, WindowZone, window_end, window_start};
 
 /// The attribute of a CloudEvents-sent usage event that holds the CloudEvent's `subject`.
 pub const SUBJECT_ATTRIBUTE: &str = "om.subject";
@@ -364,140 +364,10 @@ impl Meter {
     }
 }
 
-/// The window of a meter query (OpenMeter's names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WindowSize {
-    Minute,
-    Hour,
-    Day,
-    Month,
-}
-
-impl WindowSize {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Minute => "MINUTE",
-            Self::Hour => "HOUR",
-            Self::Day => "DAY",
-            Self::Month => "MONTH",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Self> {
-        [Self::Minute, Self::Hour, Self::Day, Self::Month]
-            .into_iter()
-            .find(|w| w.as_str() == text)
-    }
-}
-
-/// Reads `windowTimeZone`: UTC (by any of its names) or a fixed offset such as `+02:00`.
-/// IANA zones with daylight saving are refused (ADR 0014): no time zone database is built in.
-pub fn parse_time_zone(text: &str) -> Result<UtcOffset, String> {
-    if matches!(
-        text,
-        "UTC" | "Etc/UTC" | "GMT" | "Etc/GMT" | "Z" | "Universal" | "Zulu"
-    ) {
-        return Ok(UtcOffset::UTC);
-    }
-    let refused = || {
-        format!(
-            "{text:?} is not supported: use UTC or a fixed offset such as +02:00 \
-             (zones with daylight saving time are not supported)"
-        )
-    };
-    let (sign, rest) = match text.as_bytes().first() {
-        Some(b'+') => (1i8, &text[1..]),
-        Some(b'-') => (-1i8, &text[1..]),
-        _ => return Err(refused()),
-    };
-    let (hours, minutes) = rest.split_once(':').ok_or_else(refused)?;
-    let two_digits = |t: &str| (t.len() == 2).then(|| t.parse::<i8>().ok()).flatten();
-    let (Some(hours), Some(minutes)) = (two_digits(hours), two_digits(minutes)) else {
-        return Err(refused());
-    };
-    if hours > 23 || minutes > 59 {
-        return Err(refused());
-    }
-    UtcOffset::from_hms(sign * hours, sign * minutes, 0).map_err(|_| refused())
-}
-
-/// The start of the window of `size` that holds `at`, in the zone `offset`.
-pub fn window_start(at: OffsetDateTime, size: WindowSize, offset: UtcOffset) -> OffsetDateTime {
-    let local = at.to_offset(offset);
-    let truncated = match size {
-        WindowSize::Minute => local
-            .replace_second(0)
-            .and_then(|t| t.replace_nanosecond(0)),
-        WindowSize::Hour => local
-            .replace_minute(0)
-            .and_then(|t| t.replace_second(0))
-            .and_then(|t| t.replace_nanosecond(0)),
-        WindowSize::Day => Ok(local.replace_time(time::Time::MIDNIGHT)),
-        WindowSize::Month => local
-            .replace_day(1)
-            .map(|t| t.replace_time(time::Time::MIDNIGHT)),
-    };
-    // Every replacement above is in range (second 0, day 1 exist); keep `at` if not.
-    truncated.unwrap_or(local).to_offset(UtcOffset::UTC)
-}
-
-/// The end of the window that starts at `start` (exclusive).
-pub fn window_end(start: OffsetDateTime, size: WindowSize, offset: UtcOffset) -> OffsetDateTime {
-    match size {
-        WindowSize::Minute => start + Duration::minutes(1),
-        WindowSize::Hour => start + Duration::hours(1),
-        WindowSize::Day => start + Duration::days(1),
-        WindowSize::Month => {
-            let local = start.to_offset(offset);
-            let (year, month) = match local.month() {
-                time::Month::December => (local.year() + 1, time::Month::January),
-                month => (local.year(), month.next()),
-            };
-            time::Date::from_calendar_date(year, month, 1)
-                .map(|date| date.with_time(time::Time::MIDNIGHT).assume_offset(offset))
-                .unwrap_or(start + Duration::days(31))
-                .to_offset(UtcOffset::UTC)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn windows_in_utc_and_fixed_offsets() {
-        use time::macros::datetime;
-        let at = datetime!(2026-03-31 23:30:10 UTC);
-        let plus_two = parse_time_zone("+02:00").expect("offset");
-        let start = window_start(at, WindowSize::Day, plus_two);
-        assert_eq!(start, datetime!(2026-03-31 22:00 UTC));
-        assert_eq!(
-            window_end(start, WindowSize::Day, plus_two),
-            datetime!(2026-04-01 22:00 UTC)
-        );
-        let month = window_start(at, WindowSize::Month, plus_two);
-        assert_eq!(month, datetime!(2026-03-31 22:00 UTC));
-        assert_eq!(
-            window_end(month, WindowSize::Month, plus_two),
-            datetime!(2026-04-30 22:00 UTC)
-        );
-        assert_eq!(
-            window_start(at, WindowSize::Month, UtcOffset::UTC),
-            datetime!(2026-03-01 0:00 UTC)
-        );
-        assert_eq!(
-            window_start(at, WindowSize::Hour, UtcOffset::UTC),
-            datetime!(2026-03-31 23:00 UTC)
-        );
-        assert_eq!(
-            window_start(at, WindowSize::Minute, UtcOffset::UTC),
-            datetime!(2026-03-31 23:30 UTC)
-        );
-        assert!(parse_time_zone("Europe/Berlin").is_err());
-        assert_eq!(parse_time_zone("UTC"), Ok(UtcOffset::UTC));
-    }
 
     #[test]
     fn paths_select_members_and_items() {

@@ -105,6 +105,9 @@ pub enum BenchCommand {
         batch: usize,
         #[arg(long, default_value_t = 100)]
         tenants: usize,
+        /// Rounds of one run per path, alternating which goes first.
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
     },
     /// A meter query (SUM, DAY windows) over one tenant's month of events (issue 19).
     MeterQuery {
@@ -631,7 +634,8 @@ pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8
             clients,
             batch,
             tenants,
-        } => openmeter::cloudevents(backend, *events, *clients, *batch, *tenants).await,
+            rounds,
+        } => openmeter::cloudevents(backend, *events, (*clients, *batch, *tenants), *rounds).await,
         BenchCommand::MeterQuery {
             backend,
             events,

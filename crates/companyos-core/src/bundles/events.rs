@@ -517,6 +517,45 @@ pub async fn read_events(
     Ok(events)
 }
 
+/// The sequence number and canonical form of each of a tenant's events with `from <= seq < to`:
+/// what a meter query reads, without the digests, keys and flags [`read_events`] also decodes.
+pub async fn read_canonical_forms(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, String)>, StoreError> {
+    let to = to.min(i64::MAX as u64);
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    let sql = range_sql(&EVENT_BUNDLES, "first_seq, event_count, events");
+    let rows = sqlx::query(&sql)
+        .bind(tenant_id)
+        .bind(tenant_id)
+        .bind(to_i64(from)?)
+        .bind(to_i64(to)?)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut events = Vec::new();
+    for row in &rows {
+        let first_seq = to_u64(row.try_get("first_seq")?)?;
+        let count = usize::try_from(row.try_get::<i64, _>("event_count")?)
+            .map_err(|_| StoreError::corrupt("event count"))?;
+        let bytes: Vec<u8> = row.try_get("events")?;
+        let mut reader = EventReader::new(&bytes)?;
+        for seq in first_seq..first_seq + count as u64 {
+            let entry = reader.next()?;
+            if seq >= from && seq < to {
+                let event_id = entry.event_id()?;
+                events.push((seq, entry.canonical(tenant_id, &event_id)?));
+            }
+        }
+        reader.finish()?;
+    }
+    Ok(events)
+}
+
 /// What a dedupe lookup needs of a stored event: who and what it is, not its payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventIdentity {

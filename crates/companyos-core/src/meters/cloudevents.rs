@@ -4,10 +4,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use companyos_domain::cloudevent::{self, CloudEvent};
+use companyos_domain::cloudevent::{self, CloudEvent, RefusedCloudEvent};
 use companyos_domain::meter::Meter;
 use companyos_domain::{FieldError, TenantId};
-use serde_json::Value;
 
 use crate::app::{Actor, App};
 use crate::authz::Resource;
@@ -45,26 +44,27 @@ fn cloudevent_field(field: &str) -> String {
 }
 
 impl App {
-    /// Ingests CloudEvents: maps each to the usage events of its meters, ingests those as one
-    /// native batch, and reports per CloudEvent what was refused.
+    /// Ingests CloudEvents (each its JSON text): maps each to the usage events of its meters,
+    /// ingests those as one native batch, and reports per CloudEvent what was refused.
     pub async fn ingest_cloudevents(
         &self,
         actor: &Actor,
-        values: Vec<Value>,
+        texts: &[&str],
     ) -> Result<CloudEventsOutcome, ServiceError> {
         let batch_max = self.settings().batch_events_max;
-        if values.len() > batch_max {
+        if texts.len() > batch_max {
             return Err(ServiceError::TooLarge(format!(
                 "a batch holds at most {batch_max} events, this one has {}",
-                values.len()
+                texts.len()
             )));
         }
         // Before any lookup: an account that may not send usage learns nothing.
         self.authorize_read(actor, "usage.ingest", Resource::Deployment, "usage", None)
             .await?;
-        let mut errors: Vec<CloudEventError> = Vec::new();
-        let parsed: Vec<Result<CloudEvent, Vec<FieldError>>> =
-            values.iter().map(CloudEvent::parse).collect();
+        let parsed: Vec<Result<CloudEvent, RefusedCloudEvent>> = texts
+            .iter()
+            .map(|text| CloudEvent::parse_text(text))
+            .collect();
         let types: BTreeSet<&str> = parsed
             .iter()
             .filter_map(|p| p.as_ref().ok().map(|e| e.event_type.as_str()))
@@ -76,36 +76,30 @@ impl App {
         let meters = self.meters_for_types(&types).await?;
         let mapped = self.subject_tenants(&subjects).await?;
         let now = self.now();
+        let mut errors: Vec<CloudEventError> = Vec::new();
         // The CloudEvent index of each usage event.
         let mut origins: Vec<usize> = Vec::new();
         let mut usage: Vec<RawEvent> = Vec::new();
-        for (index, (value, parsed)) in values.iter().zip(parsed).enumerate() {
-            let id = value.get("id").and_then(Value::as_str).map(str::to_owned);
-            let event = match parsed {
-                Ok(event) => event,
-                Err(problems) => {
-                    errors.push(CloudEventError {
-                        index,
-                        id,
-                        errors: problems,
-                    });
-                    continue;
-                }
-            };
-            match map_event(&event, meters.get(&event.event_type), &mapped, now) {
-                Ok(mapped_events) => {
-                    for usage_event in mapped_events {
-                        origins.push(index);
-                        // Through the text, as a native body is: the fast parser applies.
-                        usage.push(RawEvent::parse(&usage_event.to_string()));
+        for (index, parsed) in parsed.iter().enumerate() {
+            let (id, problems) = match parsed {
+                Ok(event) => match map_event(event, meters.get(&event.event_type), &mapped, now) {
+                    Ok(texts) => {
+                        for text in texts {
+                            origins.push(index);
+                            // Parsed as a native body's event is: the fast parser applies.
+                            usage.push(RawEvent::from_text(text));
+                        }
+                        continue;
                     }
-                }
-                Err(problems) => errors.push(CloudEventError {
-                    index,
-                    id,
-                    errors: problems,
-                }),
-            }
+                    Err(problems) => (Some(event.id.clone()), problems),
+                },
+                Err(refused) => (refused.id.clone(), refused.errors.clone()),
+            };
+            errors.push(CloudEventError {
+                index,
+                id,
+                errors: problems,
+            });
         }
         if usage.len() > batch_max {
             return Err(ServiceError::TooLarge(format!(
@@ -113,11 +107,12 @@ impl App {
                 usage.len()
             )));
         }
-        let outcome = self.ingest(actor, usage).await?;
-        refused_usage(&outcome, &origins, &values, &mut errors);
+        // Authorized above, once for the request.
+        let outcome = self.ingest_authorized(actor, usage).await?;
+        refused_usage(&outcome, &origins, &parsed, &mut errors);
         errors.sort_by_key(|e| e.index);
         Ok(CloudEventsOutcome {
-            events: values.len(),
+            events: texts.len(),
             usage: outcome,
             errors,
         })
@@ -130,7 +125,7 @@ fn map_event(
     meters: Option<&Vec<Meter>>,
     mapped: &HashMap<String, String>,
     now: time::OffsetDateTime,
-) -> Result<Vec<Value>, Vec<FieldError>> {
+) -> Result<Vec<String>, Vec<FieldError>> {
     let Some(meters) = meters.filter(|m| !m.is_empty()) else {
         return Err(vec![FieldError::new(
             "type",
@@ -168,7 +163,7 @@ fn map_event(
 fn refused_usage(
     outcome: &IngestOutcome,
     origins: &[usize],
-    values: &[Value],
+    parsed: &[Result<CloudEvent, RefusedCloudEvent>],
     errors: &mut Vec<CloudEventError>,
 ) {
     let mut by_index: HashMap<usize, Vec<FieldError>> = HashMap::new();
@@ -194,11 +189,10 @@ fn refused_usage(
         }
     }
     for (index, problems) in by_index {
-        let id = values
+        let id = parsed
             .get(index)
-            .and_then(|v| v.get("id"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+            .and_then(|p| p.as_ref().ok())
+            .map(|event| event.id.clone());
         errors.push(CloudEventError {
             index,
             id,

@@ -3,17 +3,19 @@
 //! events. SUM, COUNT, MAX and AVG over UTC days or months without group-by attributes are
 //! answered from the daily rollups; everything else reads the tenant's event payloads.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 
 use companyos_domain::meter::{
-    Meter, MeterAggregation, SUBJECT_ATTRIBUTE, UNIQUE_VALUE_ATTRIBUTE, WindowSize, window_end,
-    window_start,
+    Meter, MeterAggregation, SUBJECT_ATTRIBUTE, UNIQUE_VALUE_ATTRIBUTE, WindowSize, WindowZone,
+    window_end, window_start,
 };
 use companyos_domain::time_util::{day_from_number, day_number, day_start, utc_day};
 use companyos_domain::usage::exact_add;
 use rust_decimal::Decimal;
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use sqlx::{AnyConnection, Row as _};
 use time::{OffsetDateTime, UtcOffset};
 
@@ -35,7 +37,7 @@ pub struct MeterQuery {
     pub from: Option<OffsetDateTime>,
     pub to: Option<OffsetDateTime>,
     pub window_size: Option<WindowSize>,
-    pub time_zone: UtcOffset,
+    pub time_zone: WindowZone,
     pub subjects: Vec<String>,
     /// Group-by names of the meter, and `subject`.
     pub group_by: Vec<String>,
@@ -136,7 +138,7 @@ struct Plan<'a> {
     from: OffsetDateTime,
     to: OffsetDateTime,
     window_size: Option<WindowSize>,
-    offset: UtcOffset,
+    zone: WindowZone,
     by_subject: bool,
     subjects: BTreeSet<String>,
     groups: Vec<String>,
@@ -146,14 +148,14 @@ struct Plan<'a> {
 impl Plan<'_> {
     fn window_of(&self, at: OffsetDateTime) -> OffsetDateTime {
         match self.window_size {
-            Some(size) => window_start(at, size, self.offset),
+            Some(size) => window_start(at, size, &self.zone),
             None => self.from,
         }
     }
 
     fn window_end_of(&self, start: OffsetDateTime) -> OffsetDateTime {
         match self.window_size {
-            Some(size) => window_end(start, size, self.offset),
+            Some(size) => window_end(start, size, &self.zone),
             None => self.to,
         }
     }
@@ -169,7 +171,7 @@ impl Plan<'_> {
                 | MeterAggregation::Avg
         ) && self.groups.is_empty()
             && self.filters.is_empty()
-            && self.offset == UtcOffset::UTC
+            && self.zone.is_utc()
             && matches!(
                 self.window_size,
                 None | Some(WindowSize::Day) | Some(WindowSize::Month)
@@ -220,7 +222,7 @@ fn plan<'a>(
         from,
         to,
         window_size: query.window_size,
-        offset: query.time_zone,
+        zone: query.time_zone.clone(),
         by_subject: query.group_by.iter().any(|g| g == "subject") || !query.subjects.is_empty(),
         subjects: query.subjects.iter().cloned().collect(),
         groups,
@@ -419,21 +421,19 @@ impl App {
         let mut from = 0u64;
         while from < end {
             let to = (from + SEQ_CHUNK).min(end);
-            let events = crate::bundles::read_events(conn, tenant, from, to).await?;
+            let events = crate::bundles::read_canonical_forms(conn, tenant, from, to).await?;
             *scanned += events.len();
             if *scanned > EVENTS_SCANNED_MAX {
                 return Err(ServiceError::TooLarge(format!(
                     "the query reads more than {EVENTS_SCANNED_MAX} events; narrow it by subject"
                 )));
             }
-            for event in &events {
+            for (seq, canonical) in &events {
                 // The canonical form (JCS) has no spaces: a cheap test before parsing.
-                if !event.canonical.contains(&needle) {
+                if !canonical.contains(&needle) {
                     continue;
                 }
-                let value: Value = serde_json::from_str(&event.canonical)
-                    .map_err(|e| ServiceError::Internal(format!("stored event: {e}")))?;
-                add_event(plan, tenant, event.seq, &value, rows)?;
+                add_event(plan, tenant, *seq, &UsageFields::parse(canonical)?, rows)?;
             }
             from = to;
         }
@@ -441,56 +441,88 @@ impl App {
     }
 }
 
-/// Adds one stored event (its canonical JSON) when it is the meter's and in the query.
+/// What a meter query reads of a stored event, borrowed from its canonical form.
+#[derive(Deserialize)]
+struct UsageFields<'a> {
+    #[serde(borrow)]
+    service: Cow<'a, str>,
+    #[serde(borrow)]
+    metric: Cow<'a, str>,
+    #[serde(borrow)]
+    unit: Cow<'a, str>,
+    #[serde(borrow)]
+    timestamp: Cow<'a, str>,
+    #[serde(borrow)]
+    quantity: &'a RawValue,
+    /// Attribute values are strings (CONTRACT §5).
+    #[serde(borrow, default)]
+    attributes: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
+}
+
+impl<'a> UsageFields<'a> {
+    /// Reads a stored canonical form (a valid usage event: anything else is a corrupt store).
+    fn parse(canonical: &'a str) -> Result<Self, ServiceError> {
+        serde_json::from_str(canonical)
+            .map_err(|e| ServiceError::Internal(format!("stored event: {e}")))
+    }
+
+    fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name).map(|value| value.as_ref())
+    }
+
+    /// The quantity: a JSON string or number, exactly.
+    fn quantity(&self) -> Result<Decimal, ServiceError> {
+        match serde_json::from_str::<Cow<'_, str>>(self.quantity.get()) {
+            Ok(text) => decimal(&text),
+            Err(_) => decimal(self.quantity.get()),
+        }
+    }
+}
+
+/// Adds one stored event when it is the meter's and in the query.
 fn add_event(
     plan: &Plan<'_>,
     tenant: &str,
     seq: u64,
-    event: &Value,
+    event: &UsageFields<'_>,
     rows: &mut BTreeMap<RowKey, Aggregate>,
 ) -> Result<(), ServiceError> {
-    let text = |name: &str| event.get(name).and_then(Value::as_str);
-    if text("metric") != Some(plan.meter.slug.as_str())
-        || text("service") != Some(plan.meter.service.as_str())
-        || text("unit") != Some(plan.meter.unit.as_str())
+    if event.metric != plan.meter.slug.as_str()
+        || event.service != plan.meter.service.as_str()
+        || event.unit != plan.meter.unit.as_str()
     {
         return Ok(());
     }
-    let Some(at) = text("timestamp")
-        .and_then(|t| companyos_domain::time_util::parse_rfc3339(t, "timestamp").ok())
-    else {
+    let Ok(at) = companyos_domain::time_util::parse_rfc3339(&event.timestamp, "timestamp") else {
         return Ok(());
     };
     if at < plan.from || at >= plan.to {
         return Ok(());
     }
-    let attributes = event.get("attributes");
-    let attribute = |name: &str| attributes.and_then(|a| a.get(name)).and_then(Value::as_str);
-    let subject = attribute(SUBJECT_ATTRIBUTE).unwrap_or(tenant);
+    let subject = event.attribute(SUBJECT_ATTRIBUTE).unwrap_or(tenant);
     if !plan.subjects.is_empty() && !plan.subjects.contains(subject) {
         return Ok(());
     }
     if plan
         .filters
         .iter()
-        .any(|(name, wanted)| attribute(name) != Some(wanted.as_str()))
+        .any(|(name, wanted)| event.attribute(name) != Some(wanted.as_str()))
     {
         return Ok(());
     }
-    let quantity = match event.get("quantity") {
-        Some(Value::String(text)) => decimal(text)?,
-        Some(Value::Number(number)) => decimal(&number.to_string())?,
-        _ => return Ok(()),
-    };
+    let quantity = event.quantity()?;
     let key = (
         plan.window_of(at),
         plan.by_subject.then(|| subject.to_owned()),
         plan.groups
             .iter()
-            .map(|g| attribute(g).map(str::to_owned))
+            .map(|g| event.attribute(g).map(str::to_owned))
             .collect(),
     );
-    rows.entry(key)
-        .or_default()
-        .add_event(quantity, at, seq, attribute(UNIQUE_VALUE_ATTRIBUTE))
+    rows.entry(key).or_default().add_event(
+        quantity,
+        at,
+        seq,
+        event.attribute(UNIQUE_VALUE_ATTRIBUTE),
+    )
 }

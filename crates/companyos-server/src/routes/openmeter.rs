@@ -8,7 +8,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use companyos_core::meters::{CloudEventsOutcome, MeterQuery, MeterQueryResult, StoredMeter};
-use companyos_domain::meter::{RawMeter, WindowSize, parse_time_zone};
+use companyos_domain::meter::{RawMeter, WindowSize, WindowZone};
 use companyos_domain::time_util::{format_rfc3339, parse_rfc3339};
 use companyos_domain::{FieldError, TenantId};
 use serde::{Deserialize, Serialize};
@@ -50,24 +50,30 @@ fn unsupported() -> AppError {
     )
 }
 
-/// The events of a body, as JSON values.
-fn events_of(kind: CloudEventsBody, body: &[u8]) -> Result<Vec<Value>, AppError> {
-    let value: Value = serde_json::from_slice(body)
+/// The events of a body, each as its own JSON text (no tree of the whole body is built: each
+/// event is read once, by the service).
+fn events_of(kind: CloudEventsBody, body: &[u8]) -> Result<Vec<&RawValue>, AppError> {
+    let whole: &RawValue = serde_json::from_slice(body)
         .map_err(|e| AppError::malformed(format!("the body is not valid JSON: {e}")))?;
-    match (kind, value) {
-        (CloudEventsBody::Structured, Value::Array(_)) => Err(AppError::invalid(
+    let not_an_array = || AppError::malformed("the body is not valid JSON");
+    match (kind, whole.get().as_bytes().first()) {
+        (CloudEventsBody::Structured, Some(b'[')) => Err(AppError::invalid(
             "body",
             "application/cloudevents+json is one event; send an array as application/cloudevents-batch+json",
         )),
-        (CloudEventsBody::Batch, Value::Object(_)) => Err(AppError::invalid(
+        (CloudEventsBody::Batch, Some(b'{')) => Err(AppError::invalid(
             "body",
             "application/cloudevents-batch+json is an array of events",
         )),
-        (_, Value::Array(items)) if items.is_empty() => {
-            Err(AppError::invalid("body", "has no events"))
+        (_, Some(b'[')) => {
+            let items: Vec<&RawValue> =
+                serde_json::from_str(whole.get()).map_err(|_| not_an_array())?;
+            if items.is_empty() {
+                return Err(AppError::invalid("body", "has no events"));
+            }
+            Ok(items)
         }
-        (_, Value::Array(items)) => Ok(items),
-        (_, value @ Value::Object(_)) => Ok(vec![value]),
+        (_, Some(b'{')) => Ok(vec![whole]),
         _ => Err(AppError::invalid(
             "body",
             "must be a CloudEvent (a JSON object) or an array of them",
@@ -132,7 +138,8 @@ pub async fn ingest(
     let kind = body_kind(request.headers())?;
     let body = read_body(request, state.body_bytes_max).await?;
     let events = events_of(kind, &body)?;
-    let outcome = state.app.ingest_cloudevents(&actor, events).await?;
+    let texts: Vec<&str> = events.iter().map(|event| event.get()).collect();
+    let outcome = state.app.ingest_cloudevents(&actor, &texts).await?;
     if outcome.errors.is_empty() {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -220,7 +227,7 @@ fn parse_query(raw: &str) -> Result<(MeterQuery, Option<String>), AppError> {
         from: None,
         to: None,
         window_size: None,
-        time_zone: time::UtcOffset::UTC,
+        time_zone: WindowZone::UTC,
         subjects: Vec::new(),
         group_by: Vec::new(),
         filter_group_by: BTreeMap::new(),
@@ -237,7 +244,7 @@ fn parse_query(raw: &str) -> Result<(MeterQuery, Option<String>), AppError> {
                 })?);
             }
             "windowTimeZone" => {
-                query.time_zone = parse_time_zone(&value)
+                query.time_zone = companyos_core::meters::window_zone(&value)
                     .map_err(|message| AppError::invalid("windowTimeZone", message))?;
             }
             "subject" => query.subjects.push(value),

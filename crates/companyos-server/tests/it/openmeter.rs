@@ -354,7 +354,7 @@ async fn meter_queries_aggregate_exactly_by_window_group_and_subject() {
         assert_eq!(hourly["data"].as_array().unwrap().len(), 2, "{hourly}");
         let (status, problem) = admin
             .get(&format!(
-                "/api/v1/meters/tokens/query?{range}&windowTimeZone=Europe/Berlin"
+                "/api/v1/meters/tokens/query?{range}&windowTimeZone=Mars/Olympus_Mons"
             ))
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
@@ -410,6 +410,148 @@ async fn meter_queries_aggregate_exactly_by_window_group_and_subject() {
         assert_eq!(
             (status, problem["errors"][0]["field"].clone()),
             (StatusCode::BAD_REQUEST, json!("valueProperty"))
+        );
+        server.stop().await;
+    }
+}
+
+/// The `prompts` (COUNT) rows of a query: (windowStart, windowEnd, value).
+async fn count_windows(api: &Api, query_text: &str) -> Vec<(String, String, String)> {
+    let body = query(api, "prompts", query_text).await;
+    body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            let text = |name: &str| row[name].as_str().unwrap_or_default().to_owned();
+            (
+                text("windowStart"),
+                text("windowEnd"),
+                row["value"].to_string(),
+            )
+        })
+        .collect()
+}
+
+fn window(start: &str, end: &str, value: &str) -> (String, String, String) {
+    (
+        format!("{start}.000000Z"),
+        format!("{end}.000000Z"),
+        value.to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn iana_zones_cut_local_days_of_23_and_25_hours() {
+    use time::macros::datetime;
+    for backend in BACKENDS {
+        let server = TestServer::start(backend).await;
+        server.tenant("acme").await;
+        meters(&server).await;
+        let ingest = server.operator("gateway", "ingest").await;
+        let data = json!({"tokens": 1, "model": "gpt", "user": "u1"});
+        // Europe/Berlin springs forward on 2026-03-29 (02:00 CET -> 03:00 CEST) and falls back
+        // on 2026-10-25 (03:00 CEST -> 02:00 CET); America/New_York springs on 2026-03-08.
+        for (clock, times) in [
+            (
+                datetime!(2026-03-30 12:00 UTC),
+                vec![
+                    datetime!(2026-03-08 04:30 UTC), // 23:30 EST on the 7th
+                    datetime!(2026-03-08 05:30 UTC), // 00:30 EST on the 8th
+                    datetime!(2026-03-09 03:30 UTC), // 23:30 EDT on the 8th
+                    datetime!(2026-03-28 23:30 UTC), // 00:30 CET on the 29th
+                    datetime!(2026-03-29 00:30 UTC), // 01:30 CET
+                    datetime!(2026-03-29 01:30 UTC), // 03:30 CEST
+                    datetime!(2026-03-29 21:30 UTC), // 23:30 CEST on the 29th
+                    datetime!(2026-03-29 22:30 UTC), // 00:30 CEST on the 30th
+                ],
+            ),
+            (
+                datetime!(2026-10-26 12:00 UTC),
+                vec![
+                    datetime!(2026-10-24 22:30 UTC), // 00:30 CEST on the 25th
+                    datetime!(2026-10-25 22:30 UTC), // 23:30 CET on the 25th
+                ],
+            ),
+        ] {
+            server.clock.set(clock);
+            let batch: Vec<Value> = times
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    cloudevent(
+                        &format!("dst-{}-{i}", clock.unix_timestamp()),
+                        "acme",
+                        "prompt",
+                        *t,
+                        data.clone(),
+                    )
+                })
+                .collect();
+            let (status, body) =
+                send(&ingest, "application/cloudevents-batch+json", &json!(batch)).await;
+            assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+        }
+        let admin = server.admin();
+        let berlin = "windowTimeZone=Europe/Berlin";
+        assert_eq!(
+            count_windows(
+                &admin,
+                &format!(
+                    "from=2026-03-28T23:00:00Z&to=2026-03-30T22:00:00Z&windowSize=DAY&{berlin}"
+                )
+            )
+            .await,
+            [
+                window("2026-03-28T23:00:00", "2026-03-29T22:00:00", "4"), // 23 hours
+                window("2026-03-29T22:00:00", "2026-03-30T22:00:00", "1"),
+            ]
+        );
+        assert_eq!(
+            count_windows(
+                &admin,
+                &format!(
+                    "from=2026-10-24T22:00:00Z&to=2026-10-26T23:00:00Z&windowSize=DAY&{berlin}"
+                )
+            )
+            .await,
+            [window("2026-10-24T22:00:00", "2026-10-25T23:00:00", "2")] // 25 hours
+        );
+        // Hours follow the local clock and stay one hour long across the gap.
+        assert_eq!(
+            count_windows(
+                &admin,
+                &format!(
+                    "from=2026-03-29T00:00:00Z&to=2026-03-29T02:00:00Z&windowSize=HOUR&{berlin}"
+                )
+            )
+            .await,
+            [
+                window("2026-03-29T00:00:00", "2026-03-29T01:00:00", "1"),
+                window("2026-03-29T01:00:00", "2026-03-29T02:00:00", "1"),
+            ]
+        );
+        assert_eq!(
+            count_windows(
+                &admin,
+                &format!(
+                    "from=2026-03-01T00:00:00Z&to=2026-04-01T00:00:00Z&windowSize=MONTH&{berlin}"
+                )
+            )
+            .await,
+            [window("2026-02-28T23:00:00", "2026-03-31T22:00:00", "8")]
+        );
+        assert_eq!(
+            count_windows(&admin, "from=2026-03-07T05:00:00Z&to=2026-03-09T04:00:00Z&windowSize=DAY&windowTimeZone=America/New_York").await,
+            [
+                window("2026-03-07T05:00:00", "2026-03-08T05:00:00", "1"),
+                window("2026-03-08T05:00:00", "2026-03-09T04:00:00", "2"), // 23 hours
+            ]
+        );
+        // A fixed offset is the same every day of the year.
+        assert_eq!(
+            count_windows(&admin, "from=2026-03-28T23:00:00Z&to=2026-03-29T23:00:00Z&windowSize=DAY&windowTimeZone=%2B01:00").await,
+            [window("2026-03-28T23:00:00", "2026-03-29T23:00:00", "5")]
         );
         server.stop().await;
     }
