@@ -8,30 +8,12 @@ use std::time::Duration as StdDuration;
 
 use companyos_core::billing::ForwardAuthRequest;
 use companyos_core::clock::ManualClock;
-use companyos_core::tenants::{LifecycleRequest, NewTenant};
+use companyos_core::tenants::LifecycleRequest;
 use companyos_core::{App, ServiceError};
 use companyos_domain::tenant::LifecycleAction;
 use sqlx::Row as _;
 
 use crate::support::{BACKENDS, Backend, Node, START, event, ingest, settings_for};
-
-async fn tenant_key(node: &Node, id: &str) -> String {
-    node.app
-        .create_tenant(
-            &node.admin,
-            NewTenant {
-                id: id.to_owned(),
-                name: format!("Tenant {id}"),
-                plan: Some("standard".to_owned()),
-                home_region: Some("eu-west-1".to_owned()),
-                allowed_regions: Some(vec!["eu-west-1".to_owned()]),
-                ..NewTenant::default()
-            },
-        )
-        .await
-        .expect("create tenant")
-        .api_key
-}
 
 /// Asks forward auth with no feature or metric; the status it would answer.
 async fn check(app: &App, key: &str) -> u16 {
@@ -83,7 +65,7 @@ async fn audit_count(app: &App, action: &str) -> i64 {
 async fn this_nodes_changes_end_cached_answers_at_once() {
     for backend in BACKENDS {
         let node = Node::open(backend).await;
-        let key = tenant_key(&node, "acme").await;
+        let key = node.tenant("acme").await;
         let hits = || {
             node.app
                 .metrics()
@@ -149,7 +131,7 @@ async fn another_nodes_change_is_seen_within_the_time_bound() {
         settings.forward_auth_cache = ttl;
     })
     .await;
-    let key = tenant_key(&node, "acme").await;
+    let key = node.tenant("acme").await;
     let second_dir = tempfile::tempdir().unwrap();
     let data_dir = second_dir.path().join("data");
     std::fs::create_dir_all(data_dir.join("keys")).unwrap();
@@ -178,7 +160,7 @@ async fn a_zero_bound_reads_the_store_every_time() {
         settings.forward_auth_cache = StdDuration::ZERO;
     })
     .await;
-    let key = tenant_key(&node, "acme").await;
+    let key = node.tenant("acme").await;
     for _ in 0..3 {
         assert_eq!(check(&node.app, &key).await, 200);
     }

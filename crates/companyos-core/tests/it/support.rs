@@ -135,9 +135,9 @@ impl Node {
             .token
     }
 
-    /// Creates an active tenant.
-    pub async fn tenant(&self, id: &str) {
-        create_tenant(&self.app, &self.admin, id).await;
+    /// Creates an active tenant; returns its API key.
+    pub async fn tenant(&self, id: &str) -> String {
+        create_tenant(&self.app, &self.admin, id).await
     }
 
     /// Closes the store; a PostgreSQL test database is dropped.
@@ -163,7 +163,8 @@ pub async fn actor(app: &App, token: &str) -> Actor {
     }
 }
 
-pub async fn create_tenant(app: &App, admin: &Actor, id: &str) {
+/// Creates an active tenant on the standard plan; returns its API key.
+pub async fn create_tenant(app: &App, admin: &Actor, id: &str) -> String {
     let created = app
         .create_tenant(
             admin,
@@ -179,6 +180,7 @@ pub async fn create_tenant(app: &App, admin: &Actor, id: &str) {
         .await
         .expect("create tenant");
     assert_eq!(created.tenant.status.as_str(), "active");
+    created.api_key
 }
 
 /// A valid usage event at `at` (service api, metric requests, unit request).
