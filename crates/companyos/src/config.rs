@@ -42,6 +42,7 @@ pub struct FileConfig {
     pub clock_offset_seconds: Option<i64>,
     pub outbound_allow_cidrs: Option<Vec<String>>,
     pub auth_failures_per_minute_max: Option<u64>,
+    pub forward_auth_cache_ms: Option<u64>,
     pub header_read_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub connections_max: Option<usize>,
@@ -151,6 +152,11 @@ pub struct ServerArgs {
     /// 429 (its repeated failures are audited as one aggregate record a minute). Default 60.
     #[arg(long, global = true, env = "COMPANYOS_AUTH_FAILURES_PER_MINUTE_MAX")]
     pub auth_failures_per_minute_max: Option<u64>,
+    /// Milliseconds this node keeps a forward-auth answer: how late another node's change to a
+    /// tenant reaches this node's `GET /v1/authz/check` (this node's own changes apply at
+    /// once). 0 reads the store on every request. Default 1000.
+    #[arg(long, global = true, env = "COMPANYOS_FORWARD_AUTH_CACHE_MS")]
+    pub forward_auth_cache_ms: Option<u64>,
     /// Milliseconds a client has to send a request's whole header before the connection is
     /// closed. Default 10000.
     #[arg(long, global = true, env = "COMPANYOS_HEADER_READ_TIMEOUT_MS")]
@@ -282,6 +288,12 @@ pub fn resolve_server(
         }
         settings.auth_failures_per_minute_max = max;
     }
+    if let Some(ms) = pick(&args.forward_auth_cache_ms, &file.forward_auth_cache_ms) {
+        if ms > 60_000 {
+            bail!("setting forward_auth_cache_ms must be between 0 and 60000");
+        }
+        settings.forward_auth_cache = StdDuration::from_millis(ms);
+    }
     if let Some(ms) = pick(&args.header_read_timeout_ms, &file.header_read_timeout_ms) {
         if !(100..=600_000).contains(&ms) {
             bail!("setting header_read_timeout_ms must be between 100 and 600000");
@@ -393,6 +405,7 @@ mod tests {
             idle_timeout_ms: Some(30_000),
             connections_max: Some(64),
             auth_failures_per_minute_max: Some(10),
+            forward_auth_cache_ms: Some(250),
             ..ServerArgs::default()
         };
         let resolved = resolve(&args, &FileConfig::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -402,6 +415,7 @@ mod tests {
         assert_eq!(s.http_idle_timeout, StdDuration::from_secs(30));
         assert_eq!(s.http_connections_max, 64);
         assert_eq!(s.auth_failures_per_minute_max, 10);
+        assert_eq!(s.forward_auth_cache, StdDuration::from_millis(250));
         let bad = ServerArgs {
             outbound_allow_cidrs: Some(vec!["10.0.0.1/8".into()]),
             ..ServerArgs::default()
