@@ -129,15 +129,17 @@ impl<'de> Deserialize<'de> for Present {
 }
 
 /// `data` as JSON: a string that holds JSON is read as that JSON; anything unreadable is null.
-fn data_value(data: Option<&RawValue>) -> Value {
-    let Some(raw) = data else {
-        return Value::Null;
-    };
-    match serde_json::from_str::<Value>(raw.get()) {
-        Ok(Value::String(text)) => serde_json::from_str(&text).unwrap_or(Value::Null),
-        Ok(value) => value,
-        Err(_) => Value::Null,
+fn data_json(data: Value) -> Value {
+    match data {
+        Value::String(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        value => value,
     }
+}
+
+/// [`data_json`] of `data` left as text by the plain reading.
+fn data_value(data: Option<&RawValue>) -> Value {
+    data.and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+        .map_or(Value::Null, data_json)
 }
 
 /// A CloudEvent that was refused before mapping: its `id` when it had a readable one, and why.
@@ -153,11 +155,7 @@ impl CloudEvent {
         let Value::Object(object) = value else {
             return Err(vec![FieldError::new("event", "must be a JSON object")]);
         };
-        let data = match object.get("data") {
-            None => Value::Null,
-            Some(Value::String(text)) => serde_json::from_str(text).unwrap_or(Value::Null),
-            Some(data) => data.clone(),
-        };
+        let data = object.get("data").cloned().map_or(Value::Null, data_json);
         Self::from_attributes(Attributes {
             id: Attribute::of(object.get("id")),
             source: Attribute::of(object.get("source")),

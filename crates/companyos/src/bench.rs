@@ -223,19 +223,69 @@ async fn fixture_with_clock(
     let mut settings = Settings::new(data_dir);
     settings.ingest_queue_capacity = 64;
     let fixture = open_store(settings, backend, clock, temp).await?;
-    let (app, admin) = (&fixture.app, &fixture.admin);
-    for i in 0..tenants {
-        app.create_tenant(
-            admin,
-            companyos_core::tenants::NewTenant {
-                id: format!("tenant-{i:04}"),
-                name: format!("Bench tenant {i}"),
-                ..Default::default()
-            },
-        )
-        .await?;
-    }
+    create_bench_tenants(&fixture, tenants, None).await?;
     Ok(fixture)
+}
+
+/// Creates tenants `tenant-0000` ... on `plan` (the default plan when `None`); their API keys.
+async fn create_bench_tenants(
+    fixture: &Fixture,
+    tenants: usize,
+    plan: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::with_capacity(tenants);
+    for i in 0..tenants {
+        let created = fixture
+            .app
+            .create_tenant(
+                &fixture.admin,
+                companyos_core::tenants::NewTenant {
+                    id: format!("tenant-{i:04}"),
+                    name: format!("Bench tenant {i}"),
+                    plan: plan.map(str::to_owned),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        keys.push(created.api_key);
+    }
+    Ok(keys)
+}
+
+/// A server of the fixture's app on a loopback port, for the benchmarks over HTTP.
+struct LoopbackServer {
+    /// `127.0.0.1:<port>`.
+    address: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl LoopbackServer {
+    async fn start(app: &App) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = companyos_server::AppState {
+            app: app.clone(),
+            body_bytes_max: companyos_server::BODY_BYTES_MAX_DEFAULT,
+        };
+        let task = tokio::spawn(async move {
+            companyos_server::serve(state, listener, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Ok(Self {
+            address,
+            stop,
+            task,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
 }
 
 /// Opens a fresh store for a benchmark on `backend` (`sqlite`, or `postgres`: a database of
@@ -690,19 +740,8 @@ async fn http(
         .app
         .create_operator(&fixture.admin, "bench-http", "ingest")
         .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/v1/events", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = companyos_server::AppState {
-        app: fixture.app.clone(),
-        body_bytes_max: companyos_server::BODY_BYTES_MAX_DEFAULT,
-    };
-    let server = tokio::spawn(async move {
-        companyos_server::serve(state, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let server = LoopbackServer::start(&fixture.app).await?;
+    let url = format!("http://{}/v1/events", server.address);
     let at = format_rfc3339(OffsetDateTime::now_utc());
     let mut counter = 0;
     let mut bodies = Vec::new();
@@ -750,8 +789,7 @@ async fn http(
         accepted += task.await??;
     }
     let elapsed = started.elapsed();
-    let _ = stop.send(());
-    let _ = server.await;
+    server.stop().await;
     let mut result = json!({
         "bench": "http", "backend": backend, "events": events, "accepted": accepted,
         "clients": clients, "batch": batch, "seconds": elapsed.as_secs_f64(),

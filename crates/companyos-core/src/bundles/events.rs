@@ -487,6 +487,27 @@ pub async fn write_events(
     Ok(written)
 }
 
+/// The event bundle rows (these `columns`) that hold a tenant's events with `from <= seq < to`.
+async fn bundle_rows(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    from: u64,
+    to: u64,
+    columns: &str,
+) -> Result<Vec<sqlx::any::AnyRow>, StoreError> {
+    if from >= to {
+        return Ok(Vec::new());
+    }
+    let sql = range_sql(&EVENT_BUNDLES, columns);
+    Ok(sqlx::query(&sql)
+        .bind(tenant_id)
+        .bind(tenant_id)
+        .bind(to_i64(from)?)
+        .bind(to_i64(to)?)
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
 /// The stored events of a tenant with `from <= seq < to`, in order.
 pub async fn read_events(
     conn: &mut AnyConnection,
@@ -495,17 +516,7 @@ pub async fn read_events(
     to: u64,
 ) -> Result<Vec<StoredEvent>, StoreError> {
     let to = to.min(i64::MAX as u64);
-    if from >= to {
-        return Ok(Vec::new());
-    }
-    let sql = range_sql(&EVENT_BUNDLES, EVENT_BUNDLE_COLUMNS);
-    let rows = sqlx::query(&sql)
-        .bind(tenant_id)
-        .bind(tenant_id)
-        .bind(to_i64(from)?)
-        .bind(to_i64(to)?)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = bundle_rows(conn, tenant_id, from, to, EVENT_BUNDLE_COLUMNS).await?;
     let mut events = Vec::new();
     for row in &rows {
         for event in decode_event_bundle(row)? {
@@ -526,17 +537,7 @@ pub async fn read_canonical_forms(
     to: u64,
 ) -> Result<Vec<(u64, String)>, StoreError> {
     let to = to.min(i64::MAX as u64);
-    if from >= to {
-        return Ok(Vec::new());
-    }
-    let sql = range_sql(&EVENT_BUNDLES, "first_seq, event_count, events");
-    let rows = sqlx::query(&sql)
-        .bind(tenant_id)
-        .bind(tenant_id)
-        .bind(to_i64(from)?)
-        .bind(to_i64(to)?)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = bundle_rows(conn, tenant_id, from, to, "first_seq, event_count, events").await?;
     let mut events = Vec::new();
     for row in &rows {
         let first_seq = to_u64(row.try_get("first_seq")?)?;

@@ -38,22 +38,7 @@ async fn open(
         .billing()
         .put_plan(&fixture.admin, &plan, bench_plan()?)
         .await?;
-    let mut keys = Vec::with_capacity(tenants);
-    for i in 0..tenants {
-        let created = fixture
-            .app
-            .create_tenant(
-                &fixture.admin,
-                companyos_core::tenants::NewTenant {
-                    id: format!("tenant-{i:04}"),
-                    name: format!("Bench tenant {i}"),
-                    plan: Some("bench".to_owned()),
-                    ..Default::default()
-                },
-            )
-            .await?;
-        keys.push(created.api_key);
-    }
+    let keys = super::create_bench_tenants(&fixture, tenants, Some("bench")).await?;
     Ok((fixture, keys))
 }
 
@@ -140,19 +125,8 @@ pub(super) async fn forward_auth(
     concurrency: usize,
 ) -> anyhow::Result<u8> {
     let (fixture, keys) = open(backend, tenants, true).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = companyos_server::AppState {
-        app: fixture.app.clone(),
-        body_bytes_max: companyos_server::BODY_BYTES_MAX_DEFAULT,
-    };
-    let server = tokio::spawn(async move {
-        companyos_server::serve(state, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let server = super::LoopbackServer::start(&fixture.app).await?;
+    let base = format!("http://{}", server.address);
     // Warm up both paths (connections, the plan version cache), then measure them in turn.
     load(&base, "/healthz", &[], 1000, concurrency).await?;
     load(
@@ -173,8 +147,7 @@ pub(super) async fn forward_auth(
     )
     .await?;
     let healthz_after = load(&base, "/healthz", &[], requests, concurrency).await?;
-    let _ = stop.send(());
-    let _ = server.await;
+    server.stop().await;
     let healthz_rate = (healthz_before.0 + healthz_after.0) / 2.0;
     let mut result = json!({
         "bench": "forward-auth", "backend": backend, "tenants": tenants,

@@ -86,19 +86,8 @@ async fn post_all(
         .app
         .create_operator(&fixture.admin, "bench-http", "ingest")
         .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}{path}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = companyos_server::AppState {
-        app: fixture.app.clone(),
-        body_bytes_max: companyos_server::BODY_BYTES_MAX_DEFAULT,
-    };
-    let server = tokio::spawn(async move {
-        companyos_server::serve(state, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
+    let server = super::LoopbackServer::start(&fixture.app).await?;
+    let url = format!("http://{}{path}", server.address);
     let clients = clients.max(1);
     let mut per_client: Vec<Vec<Vec<u8>>> = vec![Vec::new(); clients];
     for (i, body) in bodies.into_iter().enumerate() {
@@ -136,8 +125,7 @@ async fn post_all(
         task.await??;
     }
     let elapsed = started.elapsed();
-    let _ = stop.send(());
-    let _ = server.await;
+    server.stop().await;
     Ok(elapsed)
 }
 

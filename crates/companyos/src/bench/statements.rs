@@ -65,20 +65,7 @@ async fn open(run: &MonthCloseRun<'_>, clock: Arc<ManualClock>) -> anyhow::Resul
         .billing()
         .put_plan(&fixture.admin, &plan, bench_plan()?)
         .await?;
-    for i in 0..run.tenants {
-        fixture
-            .app
-            .create_tenant(
-                &fixture.admin,
-                companyos_core::tenants::NewTenant {
-                    id: format!("tenant-{i:04}"),
-                    name: format!("Bench tenant {i}"),
-                    plan: Some("month-bench".to_owned()),
-                    ..Default::default()
-                },
-            )
-            .await?;
-    }
+    super::create_bench_tenants(&fixture, run.tenants, Some("month-bench")).await?;
     Ok(fixture)
 }
 
@@ -285,23 +272,12 @@ async fn http_reads(
         .app
         .create_operator(&fixture.admin, "bench-statements", "billing")
         .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let server = super::LoopbackServer::start(&fixture.app).await?;
     let url = format!(
         "http://{}/v1/tenants/{READ_TENANT}/statements/{}",
-        listener.local_addr()?,
+        server.address,
         month.label()
     );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = companyos_server::AppState {
-        app: fixture.app.clone(),
-        body_bytes_max: companyos_server::BODY_BYTES_MAX_DEFAULT,
-    };
-    let server = tokio::spawn(async move {
-        companyos_server::serve(state, listener, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
     let http = reqwest::Client::new();
     let mut timings = Vec::with_capacity(runs);
     for _ in 0..runs.max(1) {
@@ -313,8 +289,7 @@ async fn http_reads(
         ensure!(status.is_success(), "GET {url}: {status}");
         ensure!(!body.is_empty(), "GET {url}: empty body");
     }
-    let _ = stop.send(());
-    let _ = server.await;
+    server.stop().await;
     timings.sort_by(f64::total_cmp);
     Ok(timings)
 }
