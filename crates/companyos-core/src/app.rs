@@ -26,6 +26,7 @@ use crate::keys::{KeyError, Keys};
 use crate::metrics::Metrics;
 use crate::settings::{EvidenceStoreKind, Settings};
 use crate::util::{new_id, new_token, token_hash};
+use companyos_domain::Action;
 
 mod data_files;
 use data_files::{create_private_dir, protect_sqlite_files};
@@ -576,7 +577,7 @@ impl App {
     pub(crate) fn require(
         &self,
         actor: &Actor,
-        action: &str,
+        action: Action,
         resource: Resource<'_>,
         context: &[(&str, &str)],
         entry: &mut NewAudit,
@@ -705,7 +706,7 @@ impl App {
     pub(crate) async fn authorize_read(
         &self,
         actor: &Actor,
-        action: &str,
+        action: Action,
         resource: Resource<'_>,
         target: &str,
         tenant_id: Option<&str>,
@@ -722,7 +723,7 @@ impl App {
         let mut entry = NewAudit::new(
             &actor.principal,
             actor.request_id.as_deref(),
-            action,
+            action.as_str(),
             target,
         )
         .channel(actor.channel)
@@ -758,7 +759,7 @@ impl App {
         let result = async {
             self.require(
                 actor,
-                "operator.create",
+                Action::OperatorCreate,
                 Resource::Deployment,
                 &[],
                 &mut entry,
@@ -809,7 +810,7 @@ impl App {
     pub async fn list_operators(&self, actor: &Actor) -> Result<Vec<OperatorView>, ServiceError> {
         self.authorize_read(
             actor,
-            "operator.read",
+            Action::OperatorRead,
             Resource::Deployment,
             "operators",
             None,
@@ -844,7 +845,7 @@ impl App {
         let result = async {
             self.require(
                 actor,
-                "operator.revoke",
+                Action::OperatorRevoke,
                 Resource::Deployment,
                 &[],
                 &mut entry,
@@ -873,15 +874,27 @@ impl App {
     /// The Prometheus text of `/metrics`: every tenant's event counts, so it is read under
     /// policy (`metrics.read`) like any other cross-tenant read.
     pub async fn metrics_text(&self, actor: &Actor) -> Result<String, ServiceError> {
-        self.authorize_read(actor, "metrics.read", Resource::Deployment, "metrics", None)
-            .await?;
+        self.authorize_read(
+            actor,
+            Action::MetricsRead,
+            Resource::Deployment,
+            "metrics",
+            None,
+        )
+        .await?;
         Ok(self.inner.metrics.render())
     }
 
     /// The policy text and its SHA-256.
     pub async fn policies(&self, actor: &Actor) -> Result<(String, String), ServiceError> {
-        self.authorize_read(actor, "policy.read", Resource::Deployment, "policies", None)
-            .await?;
+        self.authorize_read(
+            actor,
+            Action::PolicyRead,
+            Resource::Deployment,
+            "policies",
+            None,
+        )
+        .await?;
         Ok((
             self.inner.authz.policy_text().to_owned(),
             self.inner.authz.policy_sha256().to_owned(),
@@ -896,7 +909,7 @@ impl App {
     ) -> Result<Vec<AuditRecord>, ServiceError> {
         self.authorize_read(
             actor,
-            "audit.read",
+            Action::AuditRead,
             Resource::Deployment,
             "audit",
             filter.tenant_id.as_deref(),
@@ -928,7 +941,7 @@ impl App {
     ) -> Result<Vec<EvidenceRecord>, ServiceError> {
         self.authorize_read(
             actor,
-            "evidence.read",
+            Action::EvidenceRead,
             Resource::Deployment,
             "evidence",
             tenant_id,
@@ -946,7 +959,7 @@ impl App {
     ) -> Result<(EvidenceRecord, Vec<u8>), ServiceError> {
         self.authorize_read(
             actor,
-            "evidence.read",
+            Action::EvidenceRead,
             Resource::Deployment,
             &format!("evidence:{id}"),
             None,

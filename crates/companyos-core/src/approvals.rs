@@ -14,6 +14,7 @@ use crate::db::{StoreError, Tx};
 use crate::error::ServiceError;
 use crate::tenants::{LifecycleOutcome, TenantRow};
 use crate::util::new_id;
+use companyos_domain::Action;
 
 /// How many creators back the two-person rule follows from an approver (an admin who creates
 /// an admin who creates an approver is still one person).
@@ -158,7 +159,7 @@ impl App {
              AND expires_at > $3",
         )
         .bind(tenant.id.as_str())
-        .bind(format!("tenant.{action}"))
+        .bind(action.cedar_action().as_str())
         .bind(to_micros(now))
         .fetch_optional(&mut **tx)
         .await?;
@@ -170,7 +171,7 @@ impl App {
         }
         let approval = ApprovalView {
             id: new_id("apr", now),
-            action: format!("tenant.{action}"),
+            action: action.cedar_action().as_str().to_owned(),
             tenant_id: tenant.id.clone(),
             status: "pending".to_owned(),
             requested_by: id.clone(),
@@ -230,7 +231,7 @@ impl App {
         }
         self.authorize_read(
             actor,
-            "approval.read",
+            Action::ApprovalRead,
             Resource::Deployment,
             "approvals",
             None,
@@ -264,7 +265,7 @@ impl App {
     ) -> Result<ApprovalView, ServiceError> {
         self.authorize_read(
             actor,
-            "approval.read",
+            Action::ApprovalRead,
             Resource::Deployment,
             &format!("approval:{id}"),
             None,
@@ -367,9 +368,9 @@ impl App {
         let attributes = self.attributes_of(&tenant);
         let created_by_requester = self.created_by_requester(tx, &approval, actor).await?;
         let policy_action = if approve {
-            "approval.approve"
+            Action::ApprovalApprove
         } else {
-            "approval.reject"
+            Action::ApprovalReject
         };
         self.require(
             actor,
@@ -445,9 +446,13 @@ impl App {
                 .entry(actor, &approval.action, &tenant.target())
                 .tenant(&tenant.id)
                 .reason(approval.reason.as_deref());
+            // Stored approvals name one of the lifecycle's Cedar actions.
+            let approved_action = Action::parse(&approval.action).ok_or_else(|| {
+                StoreError::corrupt(format!("approval action {:?}", approval.action))
+            })?;
             self.require(
                 &requester_actor,
-                &approval.action,
+                approved_action,
                 crate::authz::Resource::Tenant(&attributes),
                 &[],
                 &mut exec,
@@ -699,7 +704,12 @@ impl App {
     ) -> Result<Vec<TenantActions>, ServiceError> {
         let may_read_approvals = self
             .authorizer()
-            .authorize(&actor.principal, "approval.read", Resource::Deployment, &[])
+            .authorize(
+                &actor.principal,
+                Action::ApprovalRead,
+                Resource::Deployment,
+                &[],
+            )
             .allowed;
         let mut pending: std::collections::HashMap<String, ApprovalView> =
             std::collections::HashMap::new();
@@ -739,7 +749,7 @@ impl App {
                         self.authorizer()
                             .authorize(
                                 &actor.principal,
-                                &format!("tenant.{action}"),
+                                action.cedar_action(),
                                 Resource::Tenant(&attributes),
                                 &[],
                             )

@@ -9,7 +9,7 @@ use cedar_policy::{
     Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request,
     RestrictedExpression, Schema, ValidationMode, Validator,
 };
-use companyos_domain::Role;
+use companyos_domain::{Action, Role};
 use companyos_ledger::hash::sha256;
 
 /// The policy files, in the order they are concatenated.
@@ -124,7 +124,7 @@ pub struct AuthzDecision {
 
 impl AuthzDecision {
     /// A human-readable reason for a denial.
-    pub fn denial_reason(&self, action: &str) -> String {
+    pub fn denial_reason(&self, action: Action) -> String {
         if self.policy_ids.is_empty() {
             format!("no policy permits {action}")
         } else {
@@ -282,7 +282,7 @@ impl Authorizer {
     pub fn authorize(
         &self,
         principal: &Principal,
-        action: &str,
+        action: Action,
         resource: Resource<'_>,
         context: &[(&str, &str)],
     ) -> AuthzDecision {
@@ -300,7 +300,7 @@ impl Authorizer {
     fn try_authorize(
         &self,
         principal: &Principal,
-        action: &str,
+        action: Action,
         resource: Resource<'_>,
         context: &[(&str, &str)],
     ) -> Result<AuthzDecision, String> {
@@ -388,7 +388,7 @@ impl Authorizer {
                 uid
             }
         };
-        let action_uid = uid("Action", action);
+        let action_uid = uid("Action", action.as_str());
         let context =
             Context::from_pairs(context.iter().map(|(k, v)| ((*k).to_owned(), string(v))))
                 .map_err(|e| e.to_string())?;
@@ -460,4 +460,26 @@ pub fn tenant_baseline_policies(tenant: &TenantAttributes) -> String {
         entitlements = tenant.entitlements.join(", "),
         regions = regions.join(", "),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use cedar_policy::Schema;
+    use companyos_domain::Action;
+
+    use super::SCHEMA_TEXT;
+
+    /// The `Action` enum and the Cedar schema name the same actions: an action the schema
+    /// lacks would be denied at run time, one the enum lacks could not be asked for.
+    #[test]
+    fn action_enum_matches_schema() {
+        let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA_TEXT).expect("schema");
+        let mut in_schema: Vec<String> = schema
+            .actions()
+            .map(|uid| uid.id().unescaped().to_owned())
+            .collect();
+        in_schema.sort();
+        let in_enum: Vec<String> = Action::ALL.iter().map(|a| a.as_str().to_owned()).collect();
+        assert_eq!(in_enum, in_schema);
+    }
 }

@@ -21,12 +21,6 @@ impl Clock for SystemClock {
     }
 }
 
-/// The system clock in microseconds, for the few places (migrations) that run before a clock is
-/// chosen.
-pub fn system_now_micros() -> i64 {
-    companyos_domain::time_util::to_micros(OffsetDateTime::now_utc())
-}
-
 /// A clock that only moves when told to.
 #[derive(Debug)]
 pub struct ManualClock {

@@ -17,7 +17,6 @@ use companyos_domain::time_util::{day_number, utc_day};
 use companyos_domain::usage::{InvalidEvent, UsageEvent};
 use companyos_domain::{FieldError, TenantId};
 use companyos_ledger::usage_event;
-use serde_json::Value;
 use sqlx::{AnyConnection, Row as _};
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,6 +27,7 @@ use crate::dedupe::{self, KeyIndex};
 use crate::error::ServiceError;
 use crate::group_commit::Decision;
 use crate::settings::SignatureRequirement;
+use companyos_domain::Action;
 
 /// Keys per dedupe lookup.
 const KEYS_PER_LOOKUP: usize = 256;
@@ -99,14 +99,6 @@ impl RawEvent {
     pub fn from_text(raw: String) -> RawEvent {
         let parsed = UsageEvent::parse_bytes(raw.as_bytes());
         RawEvent { raw, parsed }
-    }
-
-    /// Parses an already-parsed JSON value (an element of an array body).
-    pub fn from_value(value: &Value) -> RawEvent {
-        RawEvent {
-            raw: value.to_string(),
-            parsed: UsageEvent::parse(value),
-        }
     }
 }
 
@@ -296,18 +288,7 @@ pub(crate) fn truncate(raw: &str, bytes_max: usize) -> (String, bool) {
     (raw[..end].to_owned(), true)
 }
 
-/// The compact dedupe key of an event: the first 8 bytes of SHA-256(tenant_id "\n" event_id).
-pub fn event_key(tenant_id: &str, event_id: &str) -> i64 {
-    let mut input = Vec::with_capacity(tenant_id.len() + event_id.len() + 1);
-    input.extend_from_slice(tenant_id.as_bytes());
-    input.push(b'\n');
-    input.extend_from_slice(event_id.as_bytes());
-    let digest = companyos_ledger::hash::sha256(&input);
-    let bytes = digest.as_bytes();
-    i64::from_be_bytes([
-        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-    ])
-}
+pub use companyos_store::dedupe::event_key;
 
 /// A registered source.
 #[derive(Debug, Clone)]
@@ -330,8 +311,14 @@ impl App {
                 events.len()
             )));
         }
-        self.authorize_read(actor, "usage.ingest", Resource::Deployment, "usage", None)
-            .await?;
+        self.authorize_read(
+            actor,
+            Action::UsageIngest,
+            Resource::Deployment,
+            "usage",
+            None,
+        )
+        .await?;
         self.ingest_authorized(actor, events).await
     }
 

@@ -17,6 +17,7 @@ use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::ledger_store::{self, LogProblem, StoredCheckpoint};
 use crate::tenants::usage_log_id;
+use companyos_domain::Action;
 
 /// A proof of inclusion, as served.
 #[derive(Debug, Clone)]
@@ -122,7 +123,7 @@ impl App {
     ) -> Result<String, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
-            .readable_tenant(&mut conn, actor, tenant_id, "ledger.read")
+            .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
             .await?;
         drop(conn);
         let origin = self.settings().tenant_origin(&tenant.id);
@@ -150,7 +151,7 @@ impl App {
     pub async fn audit_checkpoint(&self, actor: &Actor) -> Result<String, ServiceError> {
         self.authorize_read(
             actor,
-            "audit.read",
+            Action::AuditRead,
             crate::authz::Resource::Deployment,
             "audit",
             None,
@@ -174,7 +175,7 @@ impl App {
         let event_id = companyos_domain::EventId::parse(event_id)?;
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
-            .readable_tenant(&mut conn, actor, tenant_id, "ledger.read")
+            .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
             .await?;
         let log_id = usage_log_id(&tenant.id);
         let seq = self
@@ -253,7 +254,7 @@ impl App {
     ) -> Result<Value, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
-            .readable_tenant(&mut conn, actor, tenant_id, "ledger.read")
+            .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
             .await?;
         let log_id = usage_log_id(&tenant.id);
         let head_size = ledger_store::read_head(&mut conn, &log_id)

@@ -8,21 +8,16 @@ pub mod audit;
 pub mod auth_failures;
 pub mod authz;
 pub mod billing;
-pub mod bundles;
 pub mod clock;
 pub mod console;
 pub mod day_close;
-pub mod db;
-pub mod dedupe;
 pub mod error;
 pub mod evidence;
 mod group_commit;
 pub mod ingest;
 pub mod jobs;
-pub mod key_runs;
 pub mod keys;
 pub mod ledger;
-pub mod ledger_store;
 pub mod metering;
 pub mod meters;
 pub mod metrics;
@@ -36,6 +31,10 @@ pub mod settings;
 pub mod statements;
 pub mod tenants;
 pub mod util;
+
+// The store is its own crate (issue 15); its modules keep their old paths here so that the
+// services read `crate::db`, `crate::bundles` as before.
+pub use companyos_store::{bundles, db, dedupe, key_runs, ledger_store};
 
 pub use app::{Actor, App, InitReport};
 pub use error::ServiceError;

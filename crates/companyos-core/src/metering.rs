@@ -15,6 +15,7 @@ use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::db::StoreError;
 use crate::error::ServiceError;
+use companyos_domain::Action;
 
 const COVERAGE_SETTING: &str = "coverage_mode";
 
@@ -91,7 +92,7 @@ impl App {
         let mut entry = self.entry(actor, "metering.declare", &format!("service:{service}"));
         let mut tx = self.db().begin().await?;
         let result = async {
-            self.require(actor, "metering.declare", Resource::Deployment, &[], &mut entry)?;
+            self.require(actor, Action::MeteringDeclare, Resource::Deployment, &[], &mut entry)?;
             let declaration = MeteringDeclaration::parse(raw, Some(service))?;
             let stored = declaration_json(&declaration);
             entry.details = json!({"declaration": stored});
@@ -117,7 +118,7 @@ impl App {
     pub async fn list_services(&self, actor: &Actor) -> Result<Value, ServiceError> {
         self.authorize_read(
             actor,
-            "metering.read",
+            Action::MeteringRead,
             Resource::Deployment,
             "services",
             None,
@@ -166,7 +167,7 @@ impl App {
         let result = async {
             self.require(
                 actor,
-                "metering.coverage.update",
+                Action::MeteringCoverageUpdate,
                 Resource::Deployment,
                 &[],
                 &mut entry,
@@ -232,7 +233,7 @@ impl App {
     pub async fn coverage_report(&self, actor: &Actor) -> Result<Value, ServiceError> {
         self.authorize_read(
             actor,
-            "metering.read",
+            Action::MeteringRead,
             Resource::Deployment,
             "services",
             None,
@@ -322,7 +323,7 @@ impl App {
         let result = async {
             self.require(
                 actor,
-                "source.create",
+                Action::SourceCreate,
                 Resource::Deployment,
                 &[],
                 &mut entry,
@@ -373,8 +374,14 @@ impl App {
     }
 
     pub async fn list_sources(&self, actor: &Actor) -> Result<Vec<Value>, ServiceError> {
-        self.authorize_read(actor, "source.read", Resource::Deployment, "sources", None)
-            .await?;
+        self.authorize_read(
+            actor,
+            Action::SourceRead,
+            Resource::Deployment,
+            "sources",
+            None,
+        )
+        .await?;
         let rows = sqlx::query(
             "SELECT id, service, public_key, created_at, created_by FROM sources ORDER BY id",
         )

@@ -20,6 +20,7 @@ use crate::error::ServiceError;
 use crate::evidence::{EvidenceRecord, NewArtifact};
 use crate::ledger_store;
 use crate::tenants::usage_log_id;
+use companyos_domain::Action;
 
 /// A report covers at most this many days.
 pub const REPORT_DAYS_MAX: i64 = 400;
@@ -168,7 +169,7 @@ impl App {
     ) -> Result<Vec<DailyUsage>, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
-            .readable_tenant(&mut conn, actor, tenant_id, "usage.read")
+            .readable_tenant(&mut conn, actor, tenant_id, Action::UsageRead)
             .await?;
         let mut stored = Vec::with_capacity(2);
         for table in ["usage_daily", "usage_late"] {
@@ -239,7 +240,7 @@ impl App {
     ) -> Result<Vec<ReconciliationDay>, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
-            .readable_tenant(&mut conn, actor, tenant_id, "usage.read")
+            .readable_tenant(&mut conn, actor, tenant_id, Action::UsageRead)
             .await?;
         let (first, last) = (day_number(from), day_number(to));
         let mut days: BTreeMap<i64, ReconciliationDay> = (first..=last)
@@ -297,7 +298,7 @@ impl App {
     ) -> Result<(Value, EvidenceRecord), ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
-            .readable_tenant(&mut conn, actor, tenant_id, "usage.read")
+            .readable_tenant(&mut conn, actor, tenant_id, Action::UsageRead)
             .await?;
         drop(conn);
         let days = (day_number(from), day_number(to));
@@ -402,7 +403,7 @@ impl App {
         let result = async {
             self.require(
                 actor,
-                "evidence.create",
+                Action::EvidenceCreate,
                 crate::authz::Resource::Deployment,
                 &[],
                 &mut entry,

@@ -28,6 +28,7 @@ use crate::outbound::OutboundPolicy;
 use crate::provisioning::{self, StepLog};
 use crate::settings::BoundaryDriverSettings;
 use crate::util::{new_id, new_token, token_fingerprint, token_hash};
+use companyos_domain::Action;
 
 mod attempts;
 mod callbacks;
@@ -471,7 +472,7 @@ impl App {
             // A tenant key lists exactly its own tenant.
             self.authorize_read(
                 actor,
-                "tenant.read",
+                Action::TenantRead,
                 Resource::Tenant(tenant),
                 &format!("tenant:{}", tenant.id),
                 Some(&tenant.id),
@@ -485,7 +486,7 @@ impl App {
         }
         self.authorize_read(
             actor,
-            "tenant.read",
+            Action::TenantRead,
             Resource::Tenant(&placeholder_tenant()),
             "tenants",
             None,
@@ -516,7 +517,7 @@ impl App {
     pub async fn get_tenant(&self, actor: &Actor, id: &str) -> Result<TenantRow, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
-            .readable_tenant(&mut conn, actor, id, "tenant.read")
+            .readable_tenant(&mut conn, actor, id, Action::TenantRead)
             .await?;
         Ok(tenant)
     }
@@ -528,7 +529,7 @@ impl App {
         conn: &mut AnyConnection,
         actor: &Actor,
         id: &str,
-        action: &str,
+        action: Action,
     ) -> Result<TenantRow, ServiceError> {
         let tenant = load_tenant(conn, id, "").await?;
         match tenant {
@@ -571,9 +572,12 @@ impl App {
         action: LifecycleAction,
         request: LifecycleRequest,
     ) -> Result<LifecycleOutcome, ServiceError> {
-        let policy_action = format!("tenant.{action}");
         let mut entry = self
-            .entry(actor, &policy_action, &format!("tenant:{tenant_id}"))
+            .entry(
+                actor,
+                action.cedar_action().as_str(),
+                &format!("tenant:{tenant_id}"),
+            )
             .reason(request.reason.as_deref());
         if TenantId::parse(tenant_id).is_ok() {
             entry.tenant_id = Some(tenant_id.to_owned());
@@ -594,12 +598,11 @@ impl App {
         request: &LifecycleRequest,
         entry: &mut NewAudit,
     ) -> Result<LifecycleOutcome, ServiceError> {
-        let policy_action = format!("tenant.{action}");
         let mut tenant = self.lock_tenant(tx, tenant_id).await?;
         let attributes = self.attributes_of(&tenant);
         self.require(
             actor,
-            &policy_action,
+            action.cedar_action(),
             Resource::Tenant(&attributes),
             &[],
             entry,
@@ -626,7 +629,7 @@ impl App {
                 .await?;
             entry.action = "approval.request".to_owned();
             if let Value::Object(details) = &mut entry.details {
-                details.insert("action".to_owned(), json!(policy_action));
+                details.insert("action".to_owned(), json!(action.cedar_action().as_str()));
                 details.insert("approval_id".to_owned(), json!(approval.id));
                 details.insert("warnings".to_owned(), json!(approval.warnings));
             }

@@ -2,6 +2,7 @@
 //! regions, usage events and metering declarations. Pure types and rules, no I/O: the service
 //! layer and every adapter share them, so an invariant is checked in exactly one place.
 
+pub mod action;
 pub mod audit;
 pub mod backoff;
 pub mod catalog;
@@ -21,6 +22,7 @@ pub mod usage;
 mod usage_fast;
 pub mod window;
 
+pub use action::Action;
 pub use error::{FieldError, ValidationErrors};
 pub use ids::*;
 pub use role::Role;

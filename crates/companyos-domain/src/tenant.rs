@@ -95,6 +95,17 @@ impl LifecycleAction {
         Self::ALL.into_iter().find(|a| a.as_str() == text)
     }
 
+    /// The Cedar action that decides this transition (`tenant.suspend`, ...).
+    pub fn cedar_action(self) -> crate::Action {
+        match self {
+            LifecycleAction::Suspend => crate::Action::TenantSuspend,
+            LifecycleAction::Reactivate => crate::Action::TenantReactivate,
+            LifecycleAction::Delete => crate::Action::TenantDelete,
+            LifecycleAction::Restore => crate::Action::TenantRestore,
+            LifecycleAction::Purge => crate::Action::TenantPurge,
+        }
+    }
+
     /// Whether the action needs `confirm` equal to the tenant id.
     pub fn needs_confirmation(self) -> bool {
         matches!(self, LifecycleAction::Delete | LifecycleAction::Purge)

@@ -19,6 +19,7 @@ use crate::audit::NewAudit;
 use crate::authz::{Principal, Resource, TenantAttributes};
 use crate::error::ServiceError;
 use crate::util::token_hash;
+use companyos_domain::Action;
 use companyos_domain::audit::AuditChannel;
 use companyos_domain::audit::AuditOutcome;
 use companyos_domain::time_util::format_rfc3339;
@@ -210,7 +211,7 @@ impl Billing<'_> {
         ];
         let decision = app.authorizer().authorize(
             &principal,
-            "authz.check",
+            Action::AuthzCheck,
             Resource::Tenant(&tenant),
             &context,
         );
@@ -254,7 +255,7 @@ impl Billing<'_> {
                 retry_after_seconds: u64::try_from(retry_after_seconds).unwrap_or(1),
             }
         } else {
-            ServiceError::Forbidden(decision.denial_reason("authz.check"))
+            ServiceError::Forbidden(decision.denial_reason(Action::AuthzCheck))
         };
         let is_tenant_key = matches!(actor.principal, Principal::TenantKey { .. });
         let target = if is_tenant_key {
@@ -317,7 +318,7 @@ impl Billing<'_> {
         entry.tenant_id = Some(tenant_id.as_str().to_owned());
         let mut tx = app.db().begin().await?;
         let result = async {
-            app.lock_and_authorize(&mut tx, actor, tenant_id, "quota.top_up", &mut entry)
+            app.lock_and_authorize(&mut tx, actor, tenant_id, Action::QuotaTopUp, &mut entry)
                 .await?;
             if top_up.quantity <= Decimal::ZERO || top_up.quantity > PLAN_AMOUNT_MAX {
                 return Err(ServiceError::invalid("quantity", "must be a positive decimal, at most 10^15"));

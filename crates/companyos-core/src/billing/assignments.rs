@@ -18,6 +18,7 @@ use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::error::ServiceError;
 use crate::tenants::TenantRow;
+use companyos_domain::Action;
 
 /// Characters of a plan change's reason at most.
 pub const PLAN_CHANGE_REASON_CHARS_MAX: usize = 1000;
@@ -129,7 +130,7 @@ impl App {
         tx: &mut crate::db::Tx,
         actor: &Actor,
         tenant_id: &TenantId,
-        action: &str,
+        action: Action,
         entry: &mut crate::audit::NewAudit,
     ) -> Result<TenantRow, ServiceError> {
         let found =
@@ -160,7 +161,13 @@ impl Billing<'_> {
         let mut tx = app.db().begin().await?;
         let result = async {
             let tenant = app
-                .lock_and_authorize(&mut tx, actor, tenant_id, "tenant.plan_change", &mut entry)
+                .lock_and_authorize(
+                    &mut tx,
+                    actor,
+                    tenant_id,
+                    Action::TenantPlanChange,
+                    &mut entry,
+                )
                 .await?;
             check_change(&change, &tenant)?;
             let stored = resolve_version(&mut tx, &change).await?;
@@ -207,7 +214,7 @@ impl Billing<'_> {
     ) -> Result<TenantPlan, ServiceError> {
         let mut conn = self.app.db().readers().acquire().await?;
         self.app
-            .readable_tenant(&mut conn, actor, tenant_id.as_str(), "tenant.read")
+            .readable_tenant(&mut conn, actor, tenant_id.as_str(), Action::TenantRead)
             .await?;
         let history = catalog_store::assignments(&mut conn, tenant_id.as_str()).await?;
         let today = utc_day(self.app.now());

@@ -13,6 +13,7 @@ use super::{Billing, PlanWrite, StoredPlanVersion};
 use crate::app::Actor;
 use crate::authz::Resource;
 use crate::error::ServiceError;
+use companyos_domain::Action;
 
 /// Metric names a plan may put a quota on: every metric a service declared (MET-4), and every
 /// metric a stored plan version already has a quota on (the built-in plans' metrics).
@@ -64,7 +65,13 @@ impl Billing<'_> {
             .details(json!({"plan": plan.as_str()}));
         let mut tx = app.db().begin().await?;
         let result = async {
-            app.require(actor, "plan.update", Resource::Deployment, &[], &mut entry)?;
+            app.require(
+                actor,
+                Action::PlanUpdate,
+                Resource::Deployment,
+                &[],
+                &mut entry,
+            )?;
             let declared = declared_metrics(&mut tx).await?;
             let spec = raw.parse(&|m: &MetricName| declared.contains(m.as_str()))?;
             let latest = catalog_store::latest_version(&mut tx, plan.as_str()).await?;
@@ -114,7 +121,7 @@ impl Billing<'_> {
 
     async fn authorize_catalog_read(&self, actor: &Actor) -> Result<(), ServiceError> {
         self.app
-            .authorize_read(actor, "plan.read", Resource::Deployment, "plans", None)
+            .authorize_read(actor, Action::PlanRead, Resource::Deployment, "plans", None)
             .await
     }
 

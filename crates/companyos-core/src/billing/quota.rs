@@ -2,6 +2,7 @@
 //! each quota: usage, remaining, overage, access), its quota events, an operator's one-off
 //! top-up of the current period, and forward auth by feature and metric.
 
+use companyos_domain::Action;
 use std::collections::BTreeSet;
 
 use companyos_domain::catalog::{
@@ -231,7 +232,7 @@ impl Billing<'_> {
     ) -> Result<Entitlements, ServiceError> {
         let app = self.app;
         let mut conn = app.db().readers().acquire().await?;
-        app.readable_tenant(&mut conn, actor, tenant_id.as_str(), "tenant.read")
+        app.readable_tenant(&mut conn, actor, tenant_id.as_str(), Action::TenantRead)
             .await?;
         let version = app
             .version_in_force(&mut conn, tenant_id.as_str())
@@ -282,7 +283,7 @@ impl Billing<'_> {
             Some(text) => period_range(text)?,
         };
         let mut conn = app.db().readers().acquire().await?;
-        app.readable_tenant(&mut conn, actor, tenant_id.as_str(), "tenant.read")
+        app.readable_tenant(&mut conn, actor, tenant_id.as_str(), Action::TenantRead)
             .await?;
         Ok(stored_quota_events(&mut conn, tenant_id.as_str(), from, to).await?)
     }

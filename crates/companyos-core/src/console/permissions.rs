@@ -2,6 +2,8 @@
 //! request, so a form is shown only where the request would be allowed. These answers only
 //! hide forms; the service call still decides (and audits a denial) when a request arrives.
 
+use companyos_domain::Action;
+
 use crate::app::{Actor, App};
 use crate::approvals::ApprovalView;
 use crate::authz::Resource;
@@ -16,7 +18,7 @@ pub struct ApprovalDecisions {
 
 impl App {
     /// Whether policy allows `actor` a deployment-wide `action` (such as `audit.read`).
-    pub fn console_may(&self, actor: &Actor, action: &str) -> bool {
+    pub fn console_may(&self, actor: &Actor, action: Action) -> bool {
         self.authorizer()
             .authorize(&actor.principal, action, Resource::Deployment, &[])
             .allowed
@@ -26,7 +28,7 @@ impl App {
     pub fn console_may_on_tenant(
         &self,
         actor: &Actor,
-        action: &str,
+        action: Action,
         tenant: &crate::tenants::TenantRow,
     ) -> bool {
         let attributes = self.attributes_of(tenant);
@@ -56,7 +58,7 @@ impl App {
                 continue;
             };
             let attributes = self.attributes_of(&tenant);
-            let allowed = |action: &str| {
+            let allowed = |action: Action| {
                 self.authorizer()
                     .authorize(
                         &actor.principal,
@@ -73,8 +75,8 @@ impl App {
                     .allowed
             };
             decisions.push(ApprovalDecisions {
-                approve: allowed("approval.approve"),
-                reject: allowed("approval.reject"),
+                approve: allowed(Action::ApprovalApprove),
+                reject: allowed(Action::ApprovalReject),
             });
         }
         Ok(decisions)

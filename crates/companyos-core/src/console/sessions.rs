@@ -14,6 +14,7 @@ use crate::authz::{Principal, Resource};
 use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::util::{new_token, token_hash};
+use companyos_domain::Action;
 
 /// How long a console session lasts from login (a working day); then the operator logs in again.
 pub const CONSOLE_SESSION_SECONDS: i64 = 8 * 3600;
@@ -70,7 +71,7 @@ impl App {
         let result = async {
             self.require(
                 &actor,
-                "console.login",
+                Action::ConsoleLogin,
                 Resource::Deployment,
                 &[],
                 &mut entry,

@@ -12,6 +12,7 @@ use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::error::ServiceError;
 use crate::ingest::{EventStatus, IngestOutcome, RawEvent};
+use companyos_domain::Action;
 
 /// The problems of one CloudEvent of a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,8 +60,14 @@ impl App {
             )));
         }
         // Before any lookup: an account that may not send usage learns nothing.
-        self.authorize_read(actor, "usage.ingest", Resource::Deployment, "usage", None)
-            .await?;
+        self.authorize_read(
+            actor,
+            Action::UsageIngest,
+            Resource::Deployment,
+            "usage",
+            None,
+        )
+        .await?;
         let parsed: Vec<Result<CloudEvent, RefusedCloudEvent>> = texts
             .iter()
             .map(|text| CloudEvent::parse_text(text))

@@ -23,6 +23,7 @@ use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::error::ServiceError;
 use crate::tenants::placeholder_tenant;
+use companyos_domain::Action;
 
 /// At most this many rows in an answer.
 pub const ROWS_MAX: usize = 100_000;
@@ -292,7 +293,7 @@ impl App {
         };
         self.authorize_read(
             actor,
-            "usage.read",
+            Action::UsageRead,
             Resource::Tenant(&attributes),
             &format!("meter:{slug}"),
             None,
@@ -327,7 +328,7 @@ impl App {
         let mut tenants = BTreeSet::new();
         for tenant in candidates {
             match self
-                .readable_tenant(conn, actor, &tenant, "usage.read")
+                .readable_tenant(conn, actor, &tenant, Action::UsageRead)
                 .await
             {
                 Ok(_) => {

@@ -15,6 +15,7 @@ use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::db::{Placeholders, StoreError, list_placeholders};
 use crate::error::ServiceError;
+use companyos_domain::Action;
 
 /// At most this many meters in a deployment (every ingestion request reads those of its types).
 pub const METERS_MAX: i64 = 1000;
@@ -62,7 +63,7 @@ impl App {
         let mut entry = self.entry(actor, "meter.create", &format!("meter:{slug}"));
         let mut tx = self.db().begin().await?;
         let result = async {
-            self.require(actor, "meter.create", Resource::Deployment, &[], &mut entry)?;
+            self.require(actor, Action::MeterCreate, Resource::Deployment, &[], &mut entry)?;
             let meter = Meter::parse(raw)?;
             let definition = serde_json::to_string(&meter.to_raw())
                 .map_err(|e| ServiceError::Internal(e.to_string()))?;
@@ -111,8 +112,14 @@ impl App {
 
     /// Every meter, by slug.
     pub async fn list_meters(&self, actor: &Actor) -> Result<Vec<StoredMeter>, ServiceError> {
-        self.authorize_read(actor, "metering.read", Resource::Deployment, "meters", None)
-            .await?;
+        self.authorize_read(
+            actor,
+            Action::MeteringRead,
+            Resource::Deployment,
+            "meters",
+            None,
+        )
+        .await?;
         let rows = sqlx::query(
             "SELECT definition, created_at, created_by FROM meters ORDER BY slug LIMIT 1000",
         )
@@ -125,7 +132,7 @@ impl App {
     pub async fn get_meter(&self, actor: &Actor, slug: &str) -> Result<StoredMeter, ServiceError> {
         self.authorize_read(
             actor,
-            "metering.read",
+            Action::MeteringRead,
             Resource::Deployment,
             &format!("meter:{slug}"),
             None,
@@ -270,7 +277,7 @@ impl App {
         tenant_id: &TenantId,
     ) -> Result<TenantSubjects, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
-        self.readable_tenant(&mut conn, actor, tenant_id.as_str(), "usage.read")
+        self.readable_tenant(&mut conn, actor, tenant_id.as_str(), Action::UsageRead)
             .await?;
         let subjects: Vec<String> = sqlx::query_scalar(
             "SELECT subject FROM meter_subjects WHERE tenant_id = $1 ORDER BY subject",
@@ -305,7 +312,7 @@ impl App {
             let attributes = self.attributes_of(&tenant);
             self.require(
                 actor,
-                "tenant.subjects.update",
+                Action::TenantSubjectsUpdate,
                 Resource::Tenant(&attributes),
                 &[],
                 &mut entry,

@@ -13,6 +13,7 @@ use crate::app::Actor;
 use crate::authz::Resource;
 use crate::error::ServiceError;
 use crate::tenants::TenantRow;
+use companyos_domain::Action;
 
 /// Statements finalised per run of the job (the rest in the next run).
 pub const STATEMENT_MONTHS_PER_RUN_MAX: usize = 100;
@@ -118,7 +119,7 @@ impl Statements<'_> {
             let attributes = app.attributes_of(&tenant);
             app.require(
                 &actor,
-                "statement.create",
+                Action::StatementCreate,
                 Resource::Tenant(&attributes),
                 &[],
                 &mut entry,

@@ -3,6 +3,7 @@
 //! signed MANIFEST. Only auditors and admins may take one (policy `tenant.disclose`); the
 //! download is itself audited.
 
+use companyos_domain::Action;
 use companyos_domain::TenantId;
 use companyos_domain::time_util::{day_start, to_micros};
 use serde_json::json;
@@ -44,7 +45,7 @@ impl Statements<'_> {
         let app = self.app;
         let mut conn = app.db().readers().acquire().await?;
         let tenant = app
-            .readable_tenant(&mut conn, actor, tenant_id.as_str(), "tenant.disclose")
+            .readable_tenant(&mut conn, actor, tenant_id.as_str(), Action::TenantDisclose)
             .await?;
         let end = to.next_day().unwrap_or(to);
         let (lines, note) = app

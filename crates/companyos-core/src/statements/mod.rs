@@ -11,6 +11,7 @@ mod pack;
 mod render;
 pub mod verify;
 
+use companyos_domain::Action;
 use companyos_domain::TenantId;
 use companyos_domain::statement::{Statement, StatementMonth, StatementStatus};
 use sqlx::{AnyConnection, Row as _};
@@ -81,7 +82,7 @@ impl Statements<'_> {
         let app = self.app;
         let mut conn = app.db().readers().acquire().await?;
         let tenant = app
-            .readable_tenant(&mut conn, actor, tenant_id.as_str(), "statement.read")
+            .readable_tenant(&mut conn, actor, tenant_id.as_str(), Action::StatementRead)
             .await?;
         let finals = final_months(&mut conn, tenant_id.as_str()).await?;
         let first = creation_month(&tenant);
@@ -109,7 +110,7 @@ impl Statements<'_> {
         let app = self.app;
         let mut conn = app.db().readers().acquire().await?;
         let tenant = app
-            .readable_tenant(&mut conn, actor, tenant_id.as_str(), "statement.read")
+            .readable_tenant(&mut conn, actor, tenant_id.as_str(), Action::StatementRead)
             .await?;
         self.document(&mut conn, &tenant, month).await
     }

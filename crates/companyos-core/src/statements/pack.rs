@@ -3,6 +3,7 @@
 //! audit records of the month with proofs under a signed audit checkpoint, the policy texts,
 //! the plan versions, a README, and a MANIFEST of SHA-256 lines signed with minisign.
 
+use companyos_domain::Action;
 use std::collections::BTreeMap;
 use std::io::Write as _;
 
@@ -49,7 +50,7 @@ impl Statements<'_> {
         let app = self.app;
         let mut conn = app.db().readers().acquire().await?;
         let tenant = app
-            .readable_tenant(&mut conn, actor, tenant_id.as_str(), "statement.read")
+            .readable_tenant(&mut conn, actor, tenant_id.as_str(), Action::StatementRead)
             .await?;
         let document = self.document(&mut conn, &tenant, month).await?;
         let mut files = self.pack_files(&mut conn, &tenant, &document).await?;

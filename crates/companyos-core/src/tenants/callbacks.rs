@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use companyos_domain::Action;
 
 impl App {
     /// Retries a failed (or stuck) provisioning.
@@ -22,7 +23,7 @@ impl App {
         let result = async {
             let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;
             let attributes = self.attributes_of(&tenant);
-            self.require(actor, "tenant.retry", Resource::Tenant(&attributes), &[], &mut entry)?;
+            self.require(actor, Action::TenantRetry, Resource::Tenant(&attributes), &[], &mut entry)?;
             if !matches!(
                 tenant.status,
                 TenantStatus::ProvisioningFailed | TenantStatus::Provisioning
@@ -140,7 +141,7 @@ impl App {
         let result = async {
             let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;
             let attributes = self.attributes_of(&tenant);
-            self.require(&system, "tenant.create", Resource::Tenant(&attributes), &[], &mut entry)?;
+            self.require(&system, Action::TenantCreate, Resource::Tenant(&attributes), &[], &mut entry)?;
             // Closing the attempt is what makes the callback count once: a replay, a callback of
             // a superseded attempt, or another tenant's attempt finds no open row and is refused.
             let closed = sqlx::query(
@@ -223,7 +224,7 @@ impl App {
     ) -> Result<Vec<Value>, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
-            .readable_tenant(&mut conn, actor, tenant_id, "tenant.read")
+            .readable_tenant(&mut conn, actor, tenant_id, Action::TenantRead)
             .await?;
         let rows = sqlx::query(
             "SELECT id, status, started_at, finished_at, steps FROM provisioning_runs \

@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use companyos_domain::Action;
 
 impl App {
     /// Adds or removes deploy regions; each addition must be within the allowed regions
@@ -31,7 +32,7 @@ impl App {
             // unauthorized caller is denied (and audited) whatever it sent.
             self.require(
                 actor,
-                "tenant.regions.update",
+                Action::TenantRegionsUpdate,
                 Resource::Tenant(&attributes),
                 &[("region", ""), ("operation", "remove")],
                 &mut entry,
@@ -57,7 +58,7 @@ impl App {
             for region in &add {
                 self.require(
                     actor,
-                    "tenant.regions.update",
+                    Action::TenantRegionsUpdate,
                     Resource::Tenant(&attributes),
                     &[("region", region.as_str()), ("operation", "add")],
                     &mut entry,
@@ -66,7 +67,7 @@ impl App {
             for region in &remove {
                 self.require(
                     actor,
-                    "tenant.regions.update",
+                    Action::TenantRegionsUpdate,
                     Resource::Tenant(&attributes),
                     &[("region", region.as_str()), ("operation", "remove")],
                     &mut entry,
@@ -127,7 +128,7 @@ impl App {
             let attributes = self.attributes_of(&tenant);
             self.require(
                 actor,
-                "tenant.workloads.update",
+                Action::TenantWorkloadsUpdate,
                 Resource::Tenant(&attributes),
                 &[],
                 &mut entry,
@@ -187,7 +188,7 @@ impl App {
     ) -> Result<Vec<Value>, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
-            .readable_tenant(&mut conn, actor, tenant_id, "tenant.read")
+            .readable_tenant(&mut conn, actor, tenant_id, Action::TenantRead)
             .await?;
         Ok(workloads_of(&mut conn, &tenant.id).await?)
     }
@@ -222,7 +223,7 @@ impl App {
             let attributes = self.attributes_of(&tenant);
             self.require(
                 actor,
-                "tenant.retention.update",
+                Action::TenantRetentionUpdate,
                 Resource::Tenant(&attributes),
                 &[],
                 &mut entry,

@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use companyos_domain::Action;
 
 impl App {
     /// Creates and provisions a tenant (LIFE-1). The steps run in one transaction with the
@@ -113,7 +114,7 @@ impl App {
         let attributes = self.attributes_of(&tenant);
         self.require(
             actor,
-            "tenant.create",
+            Action::TenantCreate,
             Resource::Tenant(&attributes),
             &[],
             entry,

@@ -305,7 +305,7 @@ async fn run_case(
         let events: Vec<RawEvent> = step
             .events
             .iter()
-            .map(|(id, conflict)| RawEvent::from_value(&content(tenant, *id, *conflict).0))
+            .map(|(id, conflict)| crate::support::raw_event(&content(tenant, *id, *conflict).0))
             .collect();
         node.app
             .ingest(ingest, events)
@@ -400,7 +400,7 @@ async fn two_nodes_crossing_a_threshold_together_emit_it_once() {
                             "metric": "requests", "quantity": "1", "unit": "request",
                             "timestamp": format_rfc3339(START), "request_id": format!("r-{id}"),
                         });
-                        app.ingest(&actor, vec![RawEvent::from_value(&event)])
+                        app.ingest(&actor, vec![crate::support::raw_event(&event)])
                             .await
                             .unwrap();
                     }

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use companyos_core::clock::ManualClock;
-use companyos_core::ingest::{EventResult, RawEvent};
+use companyos_core::ingest::EventResult;
 use companyos_core::tenants::usage_log_id;
 use companyos_core::{Actor, App};
 use rust_decimal::Decimal;
@@ -119,7 +119,7 @@ async fn nodes_on_one_database_keep_one_consistent_tree_per_tenant() {
                 handles.push(tokio::spawn(async move {
                     let mut sent: Vec<(Value, EventResult)> = Vec::new();
                     for batch in batches(node, task) {
-                        let raw = batch.iter().map(RawEvent::from_value).collect();
+                        let raw = batch.iter().map(crate::support::raw_event).collect();
                         let outcome = app
                             .ingest(&actor, raw)
                             .await

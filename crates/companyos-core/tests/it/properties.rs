@@ -62,7 +62,7 @@ impl Context {
         for (b, batch) in stream.batches.iter().enumerate() {
             let events: Vec<RawEvent> = batch
                 .iter()
-                .map(|g| RawEvent::from_value(&g.json))
+                .map(|g| crate::support::raw_event(&g.json))
                 .collect();
             let outcome = app
                 .ingest(&self.ingest, events)

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use companyos_core::billing::{Effective, PlanChange};
 use companyos_core::clock::Clock as _;
-use companyos_core::ingest::RawEvent;
 use companyos_core::tenants::NewTenant;
 use companyos_core::{Actor, ServiceError};
 use companyos_domain::catalog::RawPlanSpec;
@@ -388,7 +387,7 @@ impl Context {
             .app
             .ingest(
                 &self.ingest,
-                values.iter().map(RawEvent::from_value).collect(),
+                values.iter().map(crate::support::raw_event).collect(),
             )
             .await
             .map_err(|e| TestCaseError::fail(e.to_string()))?;

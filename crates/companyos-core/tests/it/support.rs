@@ -199,7 +199,7 @@ pub fn event(tenant: &str, event_id: &str, quantity: &str, at: OffsetDateTime) -
 
 /// Sends events through the service layer.
 pub async fn ingest(app: &App, actor: &Actor, events: &[Value]) -> IngestOutcome {
-    app.ingest(actor, events.iter().map(RawEvent::from_value).collect())
+    app.ingest(actor, events.iter().map(raw_event).collect())
         .await
         .expect("ingest")
 }
@@ -267,4 +267,9 @@ pub async fn execute(app: &App, sql: &str, binds: &[&str]) -> u64 {
     let done = query.execute(&mut *tx).await.expect("statement runs");
     tx.commit().await.expect("commit");
     done.rows_affected()
+}
+
+/// One event as the HTTP adapter hands it to ingestion: its JSON text.
+pub fn raw_event(event: &Value) -> RawEvent {
+    RawEvent::from_text(event.to_string())
 }

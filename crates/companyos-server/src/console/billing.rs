@@ -9,6 +9,7 @@ use companyos_core::ServiceError;
 use companyos_core::billing::{Effective, Entitlements, PlanChange};
 use companyos_core::statements::{StatementDocument, StatementSummary};
 use companyos_core::tenants::TenantRow;
+use companyos_domain::Action;
 use companyos_domain::statement::{Statement, StatementMonth};
 use companyos_domain::{PlanName, TenantId};
 use maud::{Markup, html};
@@ -61,7 +62,7 @@ pub async fn load(
     let entitlements = optional(billing.entitlements(&user.actor, &id).await)?;
     let plans = if state
         .app
-        .console_may_on_tenant(&user.actor, "tenant.plan_change", tenant)
+        .console_may_on_tenant(&user.actor, Action::TenantPlanChange, tenant)
     {
         optional(billing.list_plans(&user.actor).await)?.map(|plans| {
             plans
@@ -74,7 +75,7 @@ pub async fn load(
     };
     let statements = if state
         .app
-        .console_may_on_tenant(&user.actor, "statement.read", tenant)
+        .console_may_on_tenant(&user.actor, Action::StatementRead, tenant)
     {
         optional(state.app.statements().list(&user.actor, &id).await)?.unwrap_or_default()
     } else {

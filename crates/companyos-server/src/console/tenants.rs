@@ -6,6 +6,7 @@ use axum::response::IntoResponse;
 use companyos_core::approvals::TenantActions;
 use companyos_core::audit::AuditFilter;
 use companyos_core::tenants::TenantRow;
+use companyos_domain::Action;
 use companyos_domain::TenantStatus;
 use companyos_domain::audit::AuditRecord;
 use maud::{Markup, html};
@@ -307,7 +308,7 @@ pub async fn show(
         .app
         .daily_usage(&user.actor, &tenant.id, from, today)
         .await?;
-    let records = if state.app.console_may(&user.actor, "audit.read") {
+    let records = if state.app.console_may(&user.actor, Action::AuditRead) {
         let filter = AuditFilter {
             tenant_id: Some(tenant.id.clone()),
             newest_first: true,
@@ -327,7 +328,7 @@ pub async fn show(
             Some(&tenant.id),
         )
         .await?;
-    let may_report = state.app.console_may(&user.actor, "evidence.create");
+    let may_report = state.app.console_may(&user.actor, Action::EvidenceCreate);
     let plan = billing::load(&state, &user, &tenant).await?;
     let body = html! {
         p { a href="/console/tenants" { "← Tenants" } }
@@ -336,7 +337,7 @@ pub async fn show(
             p class={ "notice " (class) } role="status" { (text) }
         }
         div.grid {
-            (overview(&tenant, state.app.console_may(&user.actor, "evidence.read")))
+            (overview(&tenant, state.app.console_may(&user.actor, Action::EvidenceRead)))
             div.card {
                 h2 { "Usage, last " (USAGE_DAYS) " days" }
                 (chart::daily_events(&usage, from, today))

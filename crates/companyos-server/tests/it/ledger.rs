@@ -204,7 +204,7 @@ async fn bundles_of_the_layouts_before_packing_are_read_alike() {
                 &row.get::<Vec<u8>, _>("events"),
             )
             .unwrap();
-            let whole = companyos_core::bundles::earlier_layouts::encode_events(&stored);
+            let whole = companyos_store::bundles::earlier_layouts::encode_events(&stored);
             sqlx::query("UPDATE usage_event_bundles SET events = $1 WHERE id = $2")
                 .bind(whole)
                 .bind(row.get::<i64, _>("id"))
@@ -233,7 +233,7 @@ async fn bundles_of_the_layouts_before_packing_are_read_alike() {
                 .iter()
                 .map(|stored| UsageLeaf::parse(&stored.data).unwrap())
                 .collect();
-            let whole_ids = companyos_core::bundles::earlier_layouts::encode_usage_leaves(&leaves);
+            let whole_ids = companyos_store::bundles::earlier_layouts::encode_usage_leaves(&leaves);
             sqlx::query(
                 "UPDATE ledger_leaf_bundles SET leaf_data = $1 \
                  WHERE log_id = 'tenant/acme' AND first_index = $2",

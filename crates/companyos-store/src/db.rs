@@ -11,6 +11,12 @@ use std::time::{Duration, Instant};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions as _, Connection as _, Executor as _};
 
+/// The system clock in microseconds, for the migrations, which run before the service layer has
+/// chosen its injected clock.
+fn system_now_micros() -> i64 {
+    companyos_domain::time_util::to_micros(time::OffsetDateTime::now_utc())
+}
+
 /// A write transaction.
 pub type Tx = sqlx::Transaction<'static, Any>;
 
@@ -136,12 +142,12 @@ impl WriteHealth {
 pub const READINESS_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A count or index as the store keeps it (BIGINT); beyond `i64::MAX` only if corrupt.
-pub(crate) fn to_i64(value: u64) -> Result<i64, StoreError> {
+pub fn to_i64(value: u64) -> Result<i64, StoreError> {
     i64::try_from(value).map_err(|_| StoreError::corrupt("value out of range"))
 }
 
 /// A stored BIGINT count or index; negative only if corrupt.
-pub(crate) fn to_u64(value: i64) -> Result<u64, StoreError> {
+pub fn to_u64(value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::corrupt("negative size or index"))
 }
 
@@ -402,8 +408,8 @@ impl Db {
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
                  updated_at = excluded.updated_at",
             )
-            .bind(format!("{}", crate::clock::system_now_micros()))
-            .bind(crate::clock::system_now_micros())
+            .bind(format!("{}", system_now_micros()))
+            .bind(system_now_micros())
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -486,7 +492,7 @@ impl Db {
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
                 .bind(*version)
-                .bind(crate::clock::system_now_micros())
+                .bind(system_now_micros())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -722,54 +728,62 @@ pub fn list_placeholders(style: Placeholders, first: usize, count: usize) -> Str
 /// spelled the same on both engines. A migration for one engine only (`Some(backend)`) is
 /// recorded as applied, and skipped, on the other.
 const MIGRATIONS: &[(i64, Option<Backend>, &str)] = &[
-    (1, None, include_str!("../migrations/0001_init.sql")),
+    (1, None, include_str!("../migrations/common/0001_init.sql")),
     (
         2,
         Some(Backend::Sqlite),
-        include_str!("../migrations/0002_sqlite_key_index.sql"),
+        include_str!("../migrations/sqlite/0002_sqlite_key_index.sql"),
     ),
     (
         3,
         Some(Backend::Sqlite),
-        include_str!("../migrations/0003_sqlite_bundles.sql"),
+        include_str!("../migrations/sqlite/0003_sqlite_bundles.sql"),
     ),
     (
         4,
         Some(Backend::Postgres),
-        include_str!("../migrations/0004_postgres_bundles.sql"),
+        include_str!("../migrations/postgres/0004_postgres_bundles.sql"),
     ),
     (
         5,
         None,
-        include_str!("../migrations/0005_no_level_4_nodes.sql"),
+        include_str!("../migrations/common/0005_no_level_4_nodes.sql"),
     ),
     (
         6,
         Some(Backend::Sqlite),
-        include_str!("../migrations/0006_sqlite_key_runs.sql"),
+        include_str!("../migrations/sqlite/0006_sqlite_key_runs.sql"),
     ),
     (
         7,
         None,
-        include_str!("../migrations/0007_provisioning_attempts.sql"),
+        include_str!("../migrations/common/0007_provisioning_attempts.sql"),
     ),
     (
         8,
         None,
-        include_str!("../migrations/0008_days_closed_through.sql"),
+        include_str!("../migrations/common/0008_days_closed_through.sql"),
     ),
     (
         9,
         None,
-        include_str!("../migrations/0009_plans_and_quotas.sql"),
+        include_str!("../migrations/common/0009_plans_and_quotas.sql"),
     ),
-    (10, None, include_str!("../migrations/0010_statements.sql")),
+    (
+        10,
+        None,
+        include_str!("../migrations/common/0010_statements.sql"),
+    ),
     (
         11,
         None,
-        include_str!("../migrations/0011_console_sessions.sql"),
+        include_str!("../migrations/common/0011_console_sessions.sql"),
     ),
-    (12, None, include_str!("../migrations/0012_meters.sql")),
+    (
+        12,
+        None,
+        include_str!("../migrations/common/0012_meters.sql"),
+    ),
 ];
 
 /// The version after which SQLite's merged key index is converted into a run (ADR 0007).
@@ -827,7 +841,7 @@ mod tests {
                      NULL, NULL, 5, $8, $9)",
                 )
                 .bind("acme")
-                .bind(crate::ingest::event_key("acme", event_id))
+                .bind(crate::dedupe::event_key("acme", event_id))
                 .bind(event_id)
                 .bind(seq)
                 .bind(digest.to_string())
@@ -881,7 +895,7 @@ mod tests {
             }
             let tail = (db.backend() == Backend::Sqlite).then_some(&mut tail);
             let found =
-                crate::dedupe::lookup(&mut conn, tail, &[crate::ingest::event_key("acme", "e-1")])
+                crate::dedupe::lookup(&mut conn, tail, &[crate::dedupe::event_key("acme", "e-1")])
                     .await
                     .expect("lookup");
             assert_eq!(found.len(), 1);

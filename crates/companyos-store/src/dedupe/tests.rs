@@ -15,7 +15,7 @@ async fn append(
     let ids: Vec<String> = (first..first + count).map(|i| format!("e-{i}")).collect();
     let keys: Vec<i64> = ids
         .iter()
-        .map(|id| crate::ingest::event_key(tenant, id))
+        .map(|id| crate::dedupe::event_key(tenant, id))
         .collect();
     let events: Vec<bundles::NewEvent<'_>> = ids
         .iter()

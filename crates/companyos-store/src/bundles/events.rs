@@ -660,7 +660,9 @@ pub async fn count_events(conn: &mut AnyConnection, tenant_id: &str) -> Result<i
 /// The layouts written before ADR 0009: payload entries with the id, digest and canonical form
 /// whole (`events` version 1), and usage leaves with the id whole (`leaf_data` version 2).
 /// Nothing writes them any more and readers still read them; tests use these to build a store
-/// as an earlier release left it.
+/// as an earlier release left it, so only test builds (and the `earlier-layouts` feature, which
+/// the server's tests turn on) have them.
+#[cfg(any(test, feature = "earlier-layouts"))]
 pub mod earlier_layouts {
     use super::{FORMAT_VERSION, StoredEvent, USAGE_LEAVES_VERSION, class_code, push_u32_len};
     use companyos_ledger::leaf::UsageLeaf;

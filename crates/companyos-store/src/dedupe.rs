@@ -30,6 +30,19 @@ use crate::bundles;
 use crate::db::{Backend, Placeholders, StoreError, list_placeholders};
 use crate::key_runs::{self, BlockCutter, KeyEntry, RunFilter};
 
+/// The compact dedupe key of an event: the first 8 bytes of SHA-256(tenant_id "\n" event_id).
+pub fn event_key(tenant_id: &str, event_id: &str) -> i64 {
+    let mut input = Vec::with_capacity(tenant_id.len() + event_id.len() + 1);
+    input.extend_from_slice(tenant_id.as_bytes());
+    input.push(b'\n');
+    input.extend_from_slice(event_id.as_bytes());
+    let digest = companyos_ledger::hash::sha256(&input);
+    let bytes = digest.as_bytes();
+    i64::from_be_bytes([
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+    ])
+}
+
 /// Keys per lookup statement on PostgreSQL (one array parameter).
 const POSTGRES_KEYS_PER_LOOKUP: usize = 65_536;
 
