@@ -3,14 +3,14 @@
 fresh directory, reads the process's `/proc/<pid>/io` until it exits (what it wrote: WAL frames and
 checkpoints), then sums SQLite's `dbstat` page sizes by table. Shows what the store grows by per
 event and where (docs/BENCHMARKS.md, session 5).
-Usage: scripts/store-bytes-per-event.py path/to/companyos [events]"""
+Usage: scripts/store-bytes-per-event.py path/to/companyos-bench [events]"""
 import glob, subprocess, sqlite3, sys, tempfile, time
 
 binary = sys.argv[1]
 events = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
 with tempfile.TemporaryDirectory() as directory:
     bench = subprocess.Popen(
-        [binary, "bench", "ingest", "--events", str(events), "--concurrency", "16",
+        [binary, "ingest", "--events", str(events), "--concurrency", "16",
          "--no-baseline", "--dir", directory],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     io = {}

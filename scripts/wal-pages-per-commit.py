@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """WAL pages one group commit writes per table, on a real CompanyOS SQLite store: builds a store
-with `companyos bench ingest` (100 tenants), then, on a copy, replays the rows one group of
+with `companyos-bench ingest` (100 tenants), then, on a copy, replays the rows one group of
 EVENTS events writes into each table in turn (bundles of EVENTS/100 events per tenant, interior
 node rows, head updates, counters, rollups) and reports the WAL bytes of each commit. Shows
 which per-tenant structures a small group pays for (ADR 0006, docs/BENCHMARKS.md).
-Usage: scripts/wal-pages-per-commit.py path/to/companyos [events per group] [leaf entry bytes]
+Usage: scripts/wal-pages-per-commit.py path/to/companyos-bench [events per group] [leaf entry bytes]
 (leaf entry bytes: 70 for the compact usage leaves, 194 for the whole-text leaves of schema 4)."""
 import glob, os, shutil, sqlite3, subprocess, sys, tempfile
 
@@ -12,7 +12,7 @@ binary = sys.argv[1]
 events = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 leaf_bytes = int(sys.argv[3]) if len(sys.argv) > 3 else 70
 work = tempfile.mkdtemp()
-subprocess.run([binary, "bench", "ingest", "--events", "200000", "--concurrency", "16",
+subprocess.run([binary, "ingest", "--events", "200000", "--concurrency", "16",
                 "--no-baseline", "--dir", work], check=True, stdout=subprocess.DEVNULL,
                stderr=subprocess.DEVNULL)
 source = glob.glob(os.path.join(work, "*", "companyos.db"))[0]

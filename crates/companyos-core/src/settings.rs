@@ -141,7 +141,7 @@ pub struct Settings {
     /// handles stay available for the store and for `/healthz`.
     pub http_connections_max: usize,
     /// Whether the ingestion group commit keeps quota state (billing, ADR 0011). Always on in
-    /// a deployment; `companyos bench quota-ingest` turns it off for its same-run baseline.
+    /// a deployment; `companyos-bench quota-ingest` turns it off for its same-run baseline.
     pub quota_state: bool,
     /// How long this node keeps a forward-auth answer (`billing::access_cache`): the bound on
     /// how late another node's change reaches it (this node's own changes end its answers at

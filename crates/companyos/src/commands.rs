@@ -470,7 +470,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve => crate::logging(log_format.as_deref(), crate::LOG_FILTER_SERVER)?,
         Command::Init { .. }
         | Command::Demo { .. }
-        | Command::Bench(_)
         | Command::Ledger(LedgerCommand::Verify { .. })
         | Command::Audit(AuditCommand::Verify)
         | Command::Operator(OperatorCommand::ResetAdmin { .. }) => {
@@ -492,7 +491,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Plan(command) => plans::plan(&cli, &api(&cli, &file)?, command).await,
         Command::Statement(command) => statements::statement(&cli, &file, command).await,
         Command::Demo { out } => crate::demo::run(out).await,
-        Command::Bench(command) => crate::bench::run(&cli, command).await,
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             // Into memory first: clap_complete panics when its writer fails (`| head`), a

@@ -1,9 +1,8 @@
 //! `companyos`: the tenant control plane in one binary — the server (`serve`), the store
-//! commands (`init`, `ledger verify`, `audit verify`), the API client commands, the demo and the
-//! benchmarks. Exit codes: 0 success, 1 the operation failed or a verification found a problem,
-//! 2 bad usage.
+//! commands (`init`, `ledger verify`, `audit verify`), the API client commands and the demo.
+//! The benchmarks are a binary of their own, `companyos-bench`, outside the product. Exit codes:
+//! 0 success, 1 the operation failed or a verification found a problem, 2 bad usage.
 
-mod bench;
 mod client;
 mod commands;
 mod commands_usage;
@@ -151,9 +150,6 @@ pub enum Command {
         #[arg(long, default_value = "demo-output")]
         out: PathBuf,
     },
-    /// Benchmarks (results for docs/BENCHMARKS.md).
-    #[command(subcommand)]
-    Bench(bench::BenchCommand),
     /// Print a shell completion script to stdout.
     #[command(after_long_help = "\
 Examples:

@@ -1,4 +1,4 @@
-//! `companyos bench month-close` (issue 17): a month of usage for many tenants loaded through the
+//! `companyos-bench month-close` (issue 17): a month of usage for many tenants loaded through the
 //! ingestion service on a moving clock (every event on time), then the day close and the
 //! month-close job timed beside one `GROUP BY` over the same events in the same store (their
 //! totals must agree), one statement read (service call and HTTP) p50 and max, and one pack
@@ -335,7 +335,7 @@ fn timing_summary(sorted: &[f64]) -> Value {
     json!({"p50_ms": percentile(sorted, 0.5), "max_ms": percentile(sorted, 1.0)})
 }
 
-/// `companyos bench month-close`.
+/// `companyos-bench month-close`.
 pub async fn month_close(run: MonthCloseRun<'_>) -> anyhow::Result<u8> {
     if run.tenants == 0 || run.tenants > 9999 || run.events == 0 || run.batch == 0 {
         bail!("--tenants must be 1..=9999, --events and --batch positive");

@@ -1,5 +1,7 @@
-//! `companyos bench`: benchmarks whose results go into `docs/BENCHMARKS.md`, each measured beside
-//! a naive baseline in the same run on the same engine (a ratio survives a noisy machine).
+//! `companyos-bench`: the benchmarks whose results go into `docs/BENCHMARKS.md`, each measured
+//! beside a naive baseline in the same run on the same engine (a ratio survives a noisy machine).
+//! A binary of its own so that the product binary carries no benchmark code, raw SQL of its
+//! own or temporary directories; it drives the same `App` and HTTP server the product runs.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,8 +20,48 @@ mod billing;
 mod openmeter;
 mod statements;
 
+/// The same allocator as the product binary, so that the figures measure what runs in
+/// production (see `crates/companyos/src/main.rs` and docs/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL_ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Benchmarks of CompanyOS; each prints one JSON line (results for docs/BENCHMARKS.md).
+#[derive(Debug, clap::Parser)]
+#[command(name = "companyos-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = <Cli as clap::Parser>::parse();
+    // What goes wrong in the service layer is logged (warn) on stderr, as the product's one-shot
+    // commands do; stdout carries only the result lines.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: failed to start the runtime: {error}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(&cli.command)) {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
-pub enum BenchCommand {
+enum BenchCommand {
     /// Forward auth with `feature=` and `metric=` over loopback HTTP beside `GET /healthz` in
     /// the same run: requests/s, p50, p99 (issue 16).
     ForwardAuth {
@@ -572,7 +614,7 @@ fn rate(events: usize, elapsed: StdDuration) -> f64 {
     events as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
-pub async fn run(_cli: &crate::Cli, command: &BenchCommand) -> anyhow::Result<u8> {
+async fn run(command: &BenchCommand) -> anyhow::Result<u8> {
     match command {
         BenchCommand::Ingest {
             backend,

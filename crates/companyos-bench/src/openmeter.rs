@@ -1,4 +1,4 @@
-//! `companyos bench cloudevents` and `companyos bench meter-query` (issue 19): CloudEvents
+//! `companyos-bench cloudevents` and `companyos-bench meter-query` (issue 19): CloudEvents
 //! batches over loopback HTTP beside native `/v1/events` batches of the very same usage events
 //! in the same run, and a meter query over one tenant's month of events.
 
