@@ -62,6 +62,29 @@ pub fn token_fingerprint(token: &str) -> String {
     format!("sha256:{}", &token_hash(token)[..16])
 }
 
+/// RFC 4180 text: a header row, then one row each, CRLF line ends, a field quoted only when it
+/// holds a comma, a quote or a line break (quotes doubled). The one CSV writer of the product:
+/// the API's CSV exports guard spreadsheet formulas first and then write through here.
+pub fn csv_text<R, F>(header: &[&str], rows: impl IntoIterator<Item = R>) -> String
+where
+    R: IntoIterator<Item = F>,
+    F: AsRef<[u8]>,
+{
+    let mut writer = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .flexible(true)
+        .from_writer(Vec::new());
+    // Writing into memory cannot fail, and every field is UTF-8 text, so neither can the
+    // conversion back; an error here would be a bug in this function.
+    let written = writer.write_record(header).and_then(|()| {
+        rows.into_iter()
+            .try_for_each(|row| writer.write_record(row))
+    });
+    assert!(written.is_ok(), "writing CSV into memory failed");
+    let bytes = writer.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,31 +36,13 @@ pub fn guard_formula(field: &str) -> String {
     }
 }
 
-fn escape(field: &str) -> String {
-    let guarded = guard_formula(field);
-    if guarded.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", guarded.replace('"', "\"\""))
-    } else {
-        guarded
-    }
-}
-
-/// Renders rows under a header.
+/// Renders rows under a header, every cell formula-guarded.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut out = String::new();
-    out.push_str(
-        &header
-            .iter()
-            .map(|h| escape(h))
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    out.push_str("\r\n");
-    for row in rows {
-        out.push_str(&row.iter().map(|f| escape(f)).collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
-    }
-    out
+    let guard_row =
+        |row: &[String]| -> Vec<String> { row.iter().map(|f| guard_formula(f)).collect() };
+    let header: Vec<String> = header.iter().map(|h| guard_formula(h)).collect();
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    companyos_core::util::csv_text(&header, rows.iter().map(|row| guard_row(row)))
 }
 
 /// A `text/csv` response.
@@ -155,6 +137,12 @@ pub fn negotiate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One cell as it is written: guarded, then quoted where needed.
+    fn escape(field: &str) -> String {
+        let text = render(&["h"], &[vec![field.to_owned()]]);
+        text["h\r\n".len()..text.len() - "\r\n".len()].to_owned()
+    }
 
     #[test]
     fn quoting() {

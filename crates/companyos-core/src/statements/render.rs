@@ -11,20 +11,7 @@ const ROW_CHARS_MAX: usize = 110;
 
 /// The statement's CSV: a header row, then [`Statement::csv_rows`].
 pub fn statement_csv(statement: &Statement) -> String {
-    let quote = |cell: &str| {
-        if cell.contains([',', '"', '\n', '\r']) {
-            format!("\"{}\"", cell.replace('"', "\"\""))
-        } else {
-            cell.to_owned()
-        }
-    };
-    let mut out = STATEMENT_CSV_COLUMNS.join(",");
-    out.push_str("\r\n");
-    for row in statement.csv_rows() {
-        out.push_str(&row.iter().map(|c| quote(c)).collect::<Vec<_>>().join(","));
-        out.push_str("\r\n");
-    }
-    out
+    crate::util::csv_text(&STATEMENT_CSV_COLUMNS, statement.csv_rows())
 }
 
 /// The text rows of the PDF: heading, plans, lines, adjustments, totals, counts, ledger.
