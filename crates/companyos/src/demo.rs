@@ -13,8 +13,8 @@ use std::time::Instant;
 use anyhow::{Context as _, bail, ensure};
 use companyos_core::clock::{Clock as _, ManualClock};
 use companyos_core::{App, Settings};
-use companyos_domain::time_util::{format_day, format_rfc3339};
-use companyos_sdk::{EventBuilder, SourceKey};
+use companyos_domain::time_util::format_rfc3339;
+use companyos_sdk::SourceKey;
 use reqwest::Method;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime, Time};
@@ -22,7 +22,9 @@ use time::{Duration, OffsetDateTime, Time};
 use crate::client::ApiClient;
 
 mod billing;
+mod lifecycle;
 mod statements;
+mod traffic;
 
 /// Days of synthetic traffic.
 const DAYS: i64 = 7;
@@ -189,14 +191,57 @@ pub async fn run(out: &Path) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
-    let clock = demo.clock.clone();
-    let olga = demo.operator("olga", "operator").await?;
-    let anna = demo.operator("anna", "approver").await?;
-    let meter = demo.operator("meter", "ingest").await?;
-    let audrey = demo.operator("audrey", "auditor").await?;
+/// What the game day's sections pass on to the later ones: the operators, the seed tenants'
+/// keys and the evidence the summary lists.
+struct GameDay {
+    olga: ApiClient,
+    anna: ApiClient,
+    meter: ApiClient,
+    audrey: ApiClient,
+    /// The signing key of each registered source, by the service it meters.
+    source_keys: Vec<(&'static str, SourceKey)>,
+    /// The seed tenants and their API keys, in the order they were provisioned.
+    tenant_keys: Vec<(&'static str, String)>,
+    dossiers: Vec<String>,
+    /// Each seed tenant's integrity report: the tenant, the evidence id and the result.
+    integrity: Vec<(String, String, Value)>,
+    certificates: Vec<String>,
+}
 
-    // Metering declarations (MET-4); `search` stays undeclared to show the warn gate.
+/// The game day, section by section; returns the summary that ends the lifecycle log.
+async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
+    let mut game = GameDay {
+        olga: demo.operator("olga", "operator").await?,
+        anna: demo.operator("anna", "approver").await?,
+        meter: demo.operator("meter", "ingest").await?,
+        audrey: demo.operator("audrey", "auditor").await?,
+        source_keys: Vec::new(),
+        tenant_keys: Vec::new(),
+        dossiers: Vec::new(),
+        integrity: Vec::new(),
+        certificates: Vec::new(),
+    };
+    declarations(demo, &mut game).await?;
+    provisioning(demo, &mut game).await?;
+    placement(demo, &game).await?;
+    let traffic = traffic::traffic(demo, &game).await?;
+    traffic::day_close(demo, &mut game, &traffic).await?;
+    lifecycle::suspend_and_reactivate(demo, &game).await?;
+    // Statement packs of the seed's tenants (issue 17), before the drill below purges them.
+    let first_day = demo.first_day;
+    statements::statement_packs(demo, &statements::SEED_TENANTS, first_day).await?;
+    lifecycle::deletion_drill(demo, &mut game).await?;
+    // Plans, entitlements and quotas (issue 16), on a tenant of their own.
+    billing::billing_day(demo).await?;
+    // Monthly statements and packs (issue 17): initech's pack, every tenant's disclosure pack.
+    statements::statements_day(demo, first_day).await?;
+    evidence(demo, &game).await
+}
+
+/// Metering declarations (MET-4), with `search` left undeclared to show the warn gate, and the
+/// sources that sign their services' events.
+async fn declarations(demo: &mut Demo, game: &mut GameDay) -> anyhow::Result<()> {
+    let clock = demo.clock.clone();
     for (service, metrics) in [
         (
             "api",
@@ -211,7 +256,7 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
             json!([{"name": "vcpu_seconds", "unit": "vCPU-second", "aggregation": "sum", "description": "vCPU time used"}]),
         ),
     ] {
-        meter
+        game.meter
             .call(
                 Method::PUT,
                 &format!("/v1/services/{service}/metering"),
@@ -225,27 +270,28 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
         "services `api`, `storage`, `compute` (`search` left undeclared)",
     );
     let sources = [("api-gw-1", "api"), ("storage-agent-1", "storage")];
-    let mut keys = Vec::new();
     for (id, service) in sources {
         let key = SourceKey::generate(id);
-        meter
+        game.meter
             .call(
                 Method::POST,
                 "/v1/sources",
                 Some(&json!({"id": id, "service": service, "public_key": key.public_key_base64()})),
             )
             .await?;
-        keys.push((service, key));
+        game.source_keys.push((service, key));
     }
     demo.log.step(
         &clock,
         "sources registered",
         "`api-gw-1` (api) and `storage-agent-1` (storage) with Ed25519 keys",
     );
+    Ok(())
+}
 
-    // LIFE-1: provisioning with dossiers.
-    let mut dossiers = Vec::new();
-    let mut tenant_keys = Vec::new();
+/// LIFE-1: provisioning with dossiers.
+async fn provisioning(demo: &mut Demo, game: &mut GameDay) -> anyhow::Result<()> {
+    let clock = demo.clock.clone();
     for (id, name, plan, home, allowed) in [
         (
             "acme",
@@ -263,7 +309,8 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
         ),
     ] {
         let started = Instant::now();
-        let (status, body) = olga
+        let (status, body) = game
+            .olga
             .call(Method::POST, "/v1/tenants", Some(&json!({"id": id, "name": name, "plan": plan, "home_region": home, "allowed_regions": allowed})))
             .await?;
         ensure!(status == 201, "tenant {id} was not created");
@@ -281,23 +328,27 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
                 body["provisioning"]["steps"].as_array().map_or(0, Vec::len)
             ),
         );
-        dossiers.push(dossier);
-        tenant_keys.push((id, body["api_key"].as_str().context("api key")?.to_owned()));
+        game.dossiers.push(dossier);
+        game.tenant_keys
+            .push((id, body["api_key"].as_str().context("api key")?.to_owned()));
     }
-    let (status, _) = olga
-        .call(
+    Ok(())
+}
+
+/// The provisioned tenants' regions (residency refuses a region outside the allowed ones) and
+/// workloads.
+async fn placement(demo: &mut Demo, game: &GameDay) -> anyhow::Result<()> {
+    let clock = demo.clock.clone();
+    let olga = &game.olga;
+    let status = status_or_refusal(
+        olga.call(
             Method::POST,
             "/v1/tenants/acme/regions",
             Some(&json!({"add": ["us-east-1"]})),
         )
-        .await
-        .or_else(|e| {
-            if e.to_string().contains("403") {
-                Ok((403, Value::Null))
-            } else {
-                Err(e)
-            }
-        })?;
+        .await,
+        403,
+    )?;
     demo.log.step(
         &clock,
         "residency enforced",
@@ -326,416 +377,29 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
         "workloads registered",
         "acme: web ×3, worker ×2; globex: web ×4",
     );
+    Ok(())
+}
 
-    // MET-1..3: seven days of traffic.
-    let mut totals = json!({});
-    let mut seqs: std::collections::BTreeMap<(String, String), u64> =
-        std::collections::BTreeMap::new();
-    let first_day = clock.now().date();
-    for day_index in 0..DAYS {
-        let day = first_day + Duration::days(day_index);
-        clock.set(day.with_time(Time::from_hms(23, 30, 0)?).assume_utc());
-        let mut batch = Vec::new();
-        for (tenant, _) in &tenant_keys {
-            let tenant_start = batch.len();
-            let volume = if *tenant == "acme" { 240 } else { 160 };
-            for n in 0..volume {
-                let at = day
-                    .with_time(Time::from_hms(
-                        u8::try_from(demo.rng.below(23))?,
-                        u8::try_from(demo.rng.below(60))?,
-                        u8::try_from(demo.rng.below(60))?,
-                    )?)
-                    .assume_utc();
-                let pick = demo.rng.below(10);
-                let (service, metric, unit, quantity) = match pick {
-                    0..=5 => (
-                        "api",
-                        "requests",
-                        "request",
-                        format!("{}", 1 + demo.rng.below(50)),
-                    ),
-                    6..=7 => (
-                        "storage",
-                        "gb_hours",
-                        "GiB-hour",
-                        format!("{}.{:02}", demo.rng.below(20), demo.rng.below(100)),
-                    ),
-                    8 => (
-                        "compute",
-                        "vcpu_seconds",
-                        "vCPU-second",
-                        format!("{}", 10 + demo.rng.below(600)),
-                    ),
-                    _ => (
-                        "search",
-                        "queries",
-                        "query",
-                        format!("{}", 1 + demo.rng.below(5)),
-                    ),
-                };
-                let event_id = format!("{tenant}-{}-{n}", format_day(day));
-                let mut builder = EventBuilder::new(tenant, service, metric, &quantity, unit)
-                    .event_id(&event_id)
-                    .timestamp(at)
-                    .request_id(&format!("req-{event_id}"));
-                let signer = keys.iter().find(|(s, _)| *s == service).map(|(_, k)| k);
-                let event = match signer {
-                    Some(key) => {
-                        let counter = seqs
-                            .entry((key.id().to_owned(), (*tenant).to_owned()))
-                            .or_insert(0);
-                        *counter += 1;
-                        // A source loses a few events: the gaps are what reconciliation reports.
-                        if demo.rng.below(200) == 0 {
-                            *counter += 1;
-                        }
-                        builder = builder.source(key.id(), *counter);
-                        builder.sign(key)?.into_value()
-                    }
-                    None => builder.build()?.into_value(),
-                };
-                batch.push(event.clone());
-                // Retries of a flaky network: about 3% of events are sent twice.
-                if demo.rng.below(33) == 0 {
-                    batch.push(event);
-                }
-            }
-            // A conflict: the same event id with other content.
-            let mut conflict = batch[tenant_start + (batch.len() - tenant_start) / 2].clone();
-            conflict["quantity"] = json!("999");
-            conflict.as_object_mut().map(|o| o.remove("digest"));
-            conflict
-                .as_object_mut()
-                .map(|o| o.remove("source_signature"));
-            conflict.as_object_mut().map(|o| o.remove("source"));
-            conflict.as_object_mut().map(|o| o.remove("source_seq"));
-            batch.push(conflict);
-            // Invalid events, kept with their reasons for reconciliation.
-            batch.push(json!({"event_id": format!("{tenant}-bad-{day_index}-1"), "tenant_id": tenant, "service": "api", "metric": "requests", "quantity": "-4", "unit": "request", "timestamp": format_rfc3339(day.midnight().assume_utc() + Duration::hours(12)), "request_id": "r"}));
-            batch.push(json!({"event_id": format!("{tenant}-bad-{day_index}-2"), "tenant_id": tenant, "service": "api", "metric": "Requests!", "quantity": "1", "unit": "request", "timestamp": format_rfc3339(day.midnight().assume_utc() + Duration::hours(13)), "request_id": "r"}));
-        }
-        // Late arrivals: on the fifth day, events from three days before show up.
-        if day_index == 4 {
-            for n in 0..5 {
-                let at = (day - Duration::days(3))
-                    .with_time(Time::from_hms(10, n, 0)?)
-                    .assume_utc();
-                batch.push(
-                    EventBuilder::new("acme", "api", "requests", "7", "request")
-                        .event_id(&format!("acme-late-{n}"))
-                        .timestamp(at)
-                        .request_id("late")
-                        .build()?
-                        .into_value(),
-                );
-            }
-        }
-        let mut day_totals =
-            json!({"accepted": 0, "duplicates": 0, "late": 0, "rejected": 0, "conflicts": 0});
-        for chunk in batch.chunks(500) {
-            let (_, body) = meter
-                .call(Method::POST, "/v1/events", Some(&json!(chunk)))
-                .await?;
-            for key in ["accepted", "duplicates", "late", "rejected", "conflicts"] {
-                day_totals[key] =
-                    json!(day_totals[key].as_u64().unwrap_or(0) + body[key].as_u64().unwrap_or(0));
-                totals[key] =
-                    json!(totals[key].as_u64().unwrap_or(0) + body[key].as_u64().unwrap_or(0));
-            }
-        }
-        demo.app.run_jobs_once().await;
-        demo.log.step(
-            &clock,
-            "usage ingested",
-            &format!("day {}: {day_totals}", format_day(day)),
-        );
+/// The status of an answer, or `refused` when the call failed with that status: the refusals
+/// the demo shows are answers, not failures.
+fn status_or_refusal<T>(
+    answer: Result<(u16, T), crate::client::ClientError>,
+    refused: u16,
+) -> Result<u16, crate::client::ClientError> {
+    match answer {
+        Ok((status, _)) => Ok(status),
+        Err(e) if e.to_string().contains(&refused.to_string()) => Ok(refused),
+        Err(e) => Err(e),
     }
-    // Close every day, then the evidence of metering (MET-3, issue 5).
-    clock.set(clock.now() + Duration::days(3));
-    demo.app.run_jobs_once().await;
-    let from = format_day(first_day);
-    let to = format_day(first_day + Duration::days(DAYS - 1));
-    let metering_dir = demo.out.join("metering");
-    std::fs::create_dir_all(&metering_dir)?;
-    let mut integrity = Vec::new();
-    for (tenant, _) in &tenant_keys {
-        for (kind, path) in [
-            ("usage-daily", "usage/daily"),
-            ("reconciliation", "reconciliation"),
-        ] {
-            let (_, json_body) = audrey
-                .call_raw(
-                    Method::GET,
-                    &format!("/v1/tenants/{tenant}/{path}?from={from}&to={to}"),
-                    None,
-                )
-                .await?;
-            let (_, csv_body) = audrey
-                .call_raw(
-                    Method::GET,
-                    &format!("/v1/tenants/{tenant}/{path}?from={from}&to={to}&format=csv"),
-                    None,
-                )
-                .await?;
-            let pretty: Value = serde_json::from_str(&json_body)?;
-            std::fs::write(
-                metering_dir.join(format!("{tenant}-{kind}.json")),
-                serde_json::to_string_pretty(&pretty)?,
-            )?;
-            std::fs::write(metering_dir.join(format!("{tenant}-{kind}.csv")), csv_body)?;
-        }
-        let (_, body) = audrey
-            .call(
-                Method::POST,
-                &format!("/v1/tenants/{tenant}/integrity-report"),
-                Some(&json!({"from": from, "to": to})),
-            )
-            .await?;
-        let evidence = body["evidence"]["id"]
-            .as_str()
-            .context("integrity evidence")?
-            .to_owned();
-        let file = demo.save_evidence(&evidence).await?;
-        demo.log.step(
-            &clock,
-            "integrity report",
-            &format!(
-                "`{tenant}` {from}..{to}: **{}**, missing ratio {} → {file}",
-                body["report"]["result"],
-                body["report"]["checks"]["missing_ratio_below_target"]["missing_ratio"]
-            ),
-        );
-        integrity.push((
-            tenant.to_string(),
-            evidence,
-            body["report"]["result"].clone(),
-        ));
-    }
-    demo.log
-        .step(&clock, "metering totals", &totals.to_string());
+}
 
-    // LIFE-2: suspend and reactivate.
-    let acme_key = &tenant_keys[0].1;
-    let acme = demo.client(acme_key)?;
-    let before = acme
-        .call_raw(Method::GET, "/v1/authz/check", None)
-        .await
-        .map(|(s, _)| s)
-        .unwrap_or(0);
-    let (_, body) = olga
-        .call(
-            Method::POST,
-            "/v1/tenants/acme/suspend",
-            Some(&json!({"reason": "game day: payment overdue"})),
-        )
-        .await?;
-    let after = match acme.call_raw(Method::GET, "/v1/authz/check", None).await {
-        Ok((s, _)) => s,
-        Err(e) => {
-            if e.to_string().contains("403") {
-                403
-            } else {
-                0
-            }
-        }
-    };
-    let (_, workloads) = olga
-        .call(Method::GET, "/v1/tenants/acme/workloads", None)
-        .await?;
-    demo.log.step(
-        &clock,
-        "acme suspended",
-        &format!(
-            "status {}; forward auth {before} → {after}; workloads {}",
-            body["status"], workloads
-        ),
-    );
-    olga.call(
-        Method::POST,
-        "/v1/tenants/acme/reactivate",
-        Some(&json!({"reason": "game day: paid"})),
-    )
-    .await?;
-    let (_, workloads) = olga
-        .call(Method::GET, "/v1/tenants/acme/workloads", None)
-        .await?;
-    let again = acme
-        .call_raw(Method::GET, "/v1/authz/check", None)
-        .await
-        .map(|(s, _)| s)
-        .unwrap_or(0);
-    demo.log.step(
-        &clock,
-        "acme reactivated",
-        &format!("forward auth {again}; workloads restored {workloads}"),
-    );
-
-    // Statement packs of the seed's tenants (issue 17), before the drill below purges them.
-    let first_day = demo.first_day;
-    statements::statement_packs(demo, &statements::SEED_TENANTS, first_day).await?;
-
-    // LIFE-3: delete with approval, restore, delete again; purge (explicit and timed).
-    let mut certificates = Vec::new();
-    for tenant in ["globex", "acme"] {
-        let (status, body) = olga
-            .call(
-                Method::POST,
-                &format!("/v1/tenants/{tenant}/delete"),
-                Some(&json!({"reason": "game day: contract ended", "confirm": tenant})),
-            )
-            .await?;
-        let approval = body["approval"]["id"]
-            .as_str()
-            .context("approval")?
-            .to_owned();
-        demo.log.step(
-            &clock,
-            "delete requested",
-            &format!(
-                "`{tenant}` → {status}, approval `{approval}`; warnings: {}",
-                body["warnings"]
-            ),
-        );
-        let refused = olga
-            .call(
-                Method::POST,
-                &format!("/v1/approvals/{approval}/approve"),
-                Some(&json!({})),
-            )
-            .await
-            .is_err();
-        demo.log.step(
-            &clock,
-            "self-approval refused",
-            &format!("olga approving her own request refused: {refused}"),
-        );
-        let (_, body) = anna
-            .call(
-                Method::POST,
-                &format!("/v1/approvals/{approval}/approve"),
-                Some(&json!({"comment": "verified with finance"})),
-            )
-            .await?;
-        demo.log.step(
-            &clock,
-            "delete approved",
-            &format!("by anna; `{tenant}` is now {}", body["tenant"]["status"]),
-        );
-    }
-    olga.call(
-        Method::POST,
-        "/v1/tenants/acme/restore",
-        Some(&json!({"reason": "game day: restore drill"})),
-    )
-    .await?;
-    demo.log.step(
-        &clock,
-        "acme restored",
-        "tombstone undone; the tenant is back as it was",
-    );
-    let (_, body) = olga
-        .call(
-            Method::POST,
-            "/v1/tenants/acme/delete",
-            Some(&json!({"reason": "game day: final", "confirm": "acme"})),
-        )
-        .await?;
-    let approval = body["approval"]["id"]
-        .as_str()
-        .context("approval")?
-        .to_owned();
-    anna.call(
-        Method::POST,
-        &format!("/v1/approvals/{approval}/approve"),
-        Some(&json!({"comment": "final"})),
-    )
-    .await?;
-    let (_, body) = olga
-        .call(
-            Method::POST,
-            "/v1/tenants/globex/purge",
-            Some(&json!({"reason": "game day: purge drill", "confirm": "globex"})),
-        )
-        .await?;
-    let approval = body["approval"]["id"]
-        .as_str()
-        .context("approval")?
-        .to_owned();
-    demo.log.step(
-        &clock,
-        "purge requested",
-        &format!("`globex`; warnings: {}", body["warnings"]),
-    );
-    let (_, body) = anna
-        .call(
-            Method::POST,
-            &format!("/v1/approvals/{approval}/approve"),
-            Some(&json!({"comment": "irreversible, confirmed"})),
-        )
-        .await?;
-    let certificate = body["evidence_id"]
-        .as_str()
-        .context("certificate")?
-        .to_owned();
-    let file = demo.save_evidence(&certificate).await?;
-    demo.log.step(
-        &clock,
-        "globex purged",
-        &format!("deletion certificate `{certificate}` → {file}"),
-    );
-    certificates.push(certificate);
-    clock.set(clock.now() + Duration::days(31));
-    let purged = demo.app.purge_due_tenants().await?;
-    let (_, acme_row) = olga.call(Method::GET, "/v1/tenants/acme", None).await?;
-    let (_, listing) = audrey
-        .call(
-            Method::GET,
-            "/v1/evidence?tenant_id=acme&kind=deletion-certificate",
-            None,
-        )
-        .await?;
-    if let Some(id) = listing
-        .as_array()
-        .and_then(|l| l.first())
-        .and_then(|e| e["id"].as_str())
-    {
-        let id = id.to_owned();
-        let file = demo.save_evidence(&id).await?;
-        demo.log.step(&clock, "timed purge", &format!("{purged} tenant(s) past their 30-day tombstone purged; acme is {}; certificate `{id}` → {file}", acme_row["status"]));
-        certificates.push(id);
-    }
-    let (status, _) = olga
-        .call(
-            Method::POST,
-            "/v1/tenants",
-            Some(&json!({"id": "globex", "name": "Globex again"})),
-        )
-        .await
-        .or_else(|e| {
-            if e.to_string().contains("409") {
-                Ok((409, Value::Null))
-            } else {
-                Err(e)
-            }
-        })?;
-    demo.log.step(
-        &clock,
-        "id reuse refused",
-        &format!("creating `globex` again answered {status}"),
-    );
-
-    // Plans, entitlements and quotas (issue 16), on a tenant of their own.
-    billing::billing_day(demo).await?;
-
-    // Monthly statements and packs (issue 17): initech's pack, every tenant's disclosure pack.
-    statements::statements_day(demo, first_day).await?;
-
-    // Evidence of it all: the ledgers and the audit log verify; an audit excerpt.
+/// Evidence of it all: the ledgers and the audit log verify; the keys that check the
+/// artifacts, the full audit log, and the summary with an audit excerpt.
+async fn evidence(demo: &mut Demo, game: &GameDay) -> anyhow::Result<String> {
     let ledger_problems = demo.app.verify_ledgers(None).await?;
     let audit_problems = demo.app.verify_audit().await?;
     demo.log.step(
-        &clock,
+        &demo.clock,
         "verification",
         &format!(
             "ledger problems: {}, audit problems: {}",
@@ -743,6 +407,28 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
             audit_problems.len()
         ),
     );
+    write_verification_keys(demo).await?;
+    let (_, audit_jsonl) = game
+        .audrey
+        .call_raw(Method::GET, "/v1/audit?format=jsonl", None)
+        .await?;
+    std::fs::write(demo.out.join("audit.jsonl"), &audit_jsonl)?;
+    let (_, audit_csv) = game
+        .audrey
+        .call_raw(Method::GET, "/v1/audit?format=csv", None)
+        .await?;
+    std::fs::write(demo.out.join("audit.csv"), audit_csv)?;
+    let mut summary = evidence_list(game)?;
+    audit_excerpt(&mut summary, &audit_jsonl)?;
+    ensure!(
+        ledger_problems.is_empty() && audit_problems.is_empty(),
+        "verification found problems"
+    );
+    Ok(summary)
+}
+
+/// The evidence signer's public key and the ledgers' verifier key, as files.
+async fn write_verification_keys(demo: &Demo) -> anyhow::Result<()> {
     let (_, public_key) = demo
         .admin
         .call_raw(Method::GET, "/v1/evidence/public-key", None)
@@ -761,25 +447,21 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
         .call_raw(Method::GET, "/v1/ledger/verifier-key", None)
         .await?;
     std::fs::write(demo.out.join("ledger-verifier-key.txt"), verifier)?;
-    let (_, audit_jsonl) = audrey
-        .call_raw(Method::GET, "/v1/audit?format=jsonl", None)
-        .await?;
-    std::fs::write(demo.out.join("audit.jsonl"), &audit_jsonl)?;
-    let (_, audit_csv) = audrey
-        .call_raw(Method::GET, "/v1/audit?format=csv", None)
-        .await?;
-    std::fs::write(demo.out.join("audit.csv"), audit_csv)?;
+    Ok(())
+}
 
+/// The summary's list of evidence and how to verify it.
+fn evidence_list(game: &GameDay) -> anyhow::Result<String> {
     let mut summary = String::new();
     writeln!(summary, "## Evidence\n")?;
-    writeln!(summary, "- Dossiers: {}", dossiers.join(", "))?;
-    for (tenant, id, result) in &integrity {
+    writeln!(summary, "- Dossiers: {}", game.dossiers.join(", "))?;
+    for (tenant, id, result) in &game.integrity {
         writeln!(summary, "- Integrity report of {tenant}: {id} ({result})")?;
     }
     writeln!(
         summary,
         "- Deletion certificates: {}",
-        certificates.join(", ")
+        game.certificates.join(", ")
     )?;
     writeln!(
         summary,
@@ -791,6 +473,11 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
         summary,
         "```\nminisign -V -p evidence/minisign.pub -m evidence/<file> -x evidence/<file>.minisig\n```\n"
     )?;
+    Ok(summary)
+}
+
+/// A table of the audit log's lifecycle actions and denials.
+fn audit_excerpt(summary: &mut String, audit_jsonl: &str) -> anyhow::Result<()> {
     writeln!(
         summary,
         "## Audit excerpt (lifecycle actions and denials)\n"
@@ -819,9 +506,5 @@ async fn game_day(demo: &mut Demo) -> anyhow::Result<String> {
             )?;
         }
     }
-    ensure!(
-        ledger_problems.is_empty() && audit_problems.is_empty(),
-        "verification found problems"
-    );
-    Ok(summary)
+    Ok(())
 }

@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::Demo;
+use crate::client::ApiClient;
 
 fn usage_event(
     tenant: &str,
@@ -46,9 +47,27 @@ async fn forward_auth(
 
 /// Runs the billing steps on a tenant of its own (`initech`).
 pub(super) async fn billing_day(demo: &mut Demo) -> anyhow::Result<()> {
-    let clock = demo.clock.clone();
     let bill = demo.operator("bill", "billing").await?;
     let meter = demo.operator("meter-billing", "ingest").await?;
+    write_plan(demo, &bill).await?;
+    let key = create_initech_on_the_plan(demo, &bill).await?;
+    let at = companyos_domain::time_util::format_rfc3339(demo.clock.now());
+    let entitlements = soft_quota_overage(demo, &bill, &meter, &key, &at).await?;
+    let events = hard_quota_and_top_up(demo, &bill, &meter, &key, &at).await?;
+    std::fs::create_dir_all(demo.out.join("billing"))?;
+    std::fs::write(
+        demo.out.join("billing/entitlements-initech.json"),
+        serde_json::to_string_pretty(&entitlements)?,
+    )?;
+    std::fs::write(
+        demo.out.join("billing/quota-events-initech.json"),
+        serde_json::to_string_pretty(&events)?,
+    )?;
+    Ok(())
+}
+
+/// The `metered` plan: a soft monthly quota of requests and a hard daily quota of vCPU seconds.
+async fn write_plan(demo: &mut Demo, bill: &ApiClient) -> anyhow::Result<()> {
     let plan = json!({
         "name": "Metered", "currency": "EUR", "base_fee": "49.00", "features": ["api", "webhooks"],
         "quotas": [
@@ -62,7 +81,7 @@ pub(super) async fn billing_day(demo: &mut Demo) -> anyhow::Result<()> {
         .call(Method::PUT, "/v1/plans/metered", Some(&plan))
         .await?;
     demo.log.step(
-        &clock,
+        &demo.clock,
         "plan written",
         &format!(
             "`metered` version {} (sha256 {}): soft monthly requests, hard daily vCPU seconds",
@@ -70,6 +89,11 @@ pub(super) async fn billing_day(demo: &mut Demo) -> anyhow::Result<()> {
             written["sha256"].as_str().unwrap_or("")
         ),
     );
+    Ok(())
+}
+
+/// Creates `initech` on the standard plan and moves it to `metered`; returns its API key.
+async fn create_initech_on_the_plan(demo: &mut Demo, bill: &ApiClient) -> anyhow::Result<String> {
     let (_, created) = demo
         .admin
         .call(
@@ -87,7 +111,7 @@ pub(super) async fn billing_day(demo: &mut Demo) -> anyhow::Result<()> {
               Some(&json!({"plan": "metered", "effective": "now", "reason": "upgrade to metered billing"})))
         .await?;
     demo.log.step(
-        &clock,
+        &demo.clock,
         "plan change",
         &format!(
             "initech: standard v1 → metered v{} from {} (audited as tenant.plan_change)",
@@ -95,8 +119,18 @@ pub(super) async fn billing_day(demo: &mut Demo) -> anyhow::Result<()> {
             change["effective_from"].as_str().unwrap_or("")
         ),
     );
+    Ok(key)
+}
 
-    let at = companyos_domain::time_util::format_rfc3339(clock.now());
+/// 600 requests of 500 included: an overage that forward auth still lets through; returns
+/// initech's entitlements.
+async fn soft_quota_overage(
+    demo: &mut Demo,
+    bill: &ApiClient,
+    meter: &ApiClient,
+    key: &str,
+    at: &str,
+) -> anyhow::Result<Value> {
     let requests: Vec<Value> = (0..6)
         .map(|i| {
             usage_event(
@@ -106,14 +140,14 @@ pub(super) async fn billing_day(demo: &mut Demo) -> anyhow::Result<()> {
                 "requests",
                 "request",
                 100,
-                &at,
+                at,
             )
         })
         .collect();
     meter
         .call(Method::POST, "/v1/events", Some(&json!(requests)))
         .await?;
-    let (status, _) = forward_auth(demo, &key, "metric=requests").await?;
+    let (status, _) = forward_auth(demo, key, "metric=requests").await?;
     let (_, entitlements) = bill
         .call(Method::GET, "/v1/tenants/initech/entitlements", None)
         .await?;
@@ -122,10 +156,21 @@ pub(super) async fn billing_day(demo: &mut Demo) -> anyhow::Result<()> {
         .and_then(|q| q.first())
         .cloned()
         .unwrap_or_default();
-    demo.log.step(&clock, "soft-quota overage", &format!(
+    demo.log.step(&demo.clock, "soft-quota overage", &format!(
         "600 requests of 500 included: usage {}, overage {}, forward auth still {status} (X-Quota-Exceeded)",
         quota["usage"], quota["overage"]));
+    Ok(entitlements)
+}
 
+/// 120 vCPU seconds of 100 included today: forward auth answers 429 until a top-up reopens
+/// the quota; returns initech's quota events.
+async fn hard_quota_and_top_up(
+    demo: &mut Demo,
+    bill: &ApiClient,
+    meter: &ApiClient,
+    key: &str,
+    at: &str,
+) -> anyhow::Result<Value> {
     let vcpu = vec![usage_event(
         "initech",
         "bill-c1",
@@ -133,17 +178,17 @@ pub(super) async fn billing_day(demo: &mut Demo) -> anyhow::Result<()> {
         "vcpu_seconds",
         "vCPU-second",
         120,
-        &at,
+        at,
     )];
     meter
         .call(Method::POST, "/v1/events", Some(&json!(vcpu)))
         .await?;
-    let (status, retry_after) = forward_auth(demo, &key, "metric=vcpu_seconds").await?;
+    let (status, retry_after) = forward_auth(demo, key, "metric=vcpu_seconds").await?;
     ensure!(
         status == 429,
         "a used-up hard quota answers 429, got {status}"
     );
-    demo.log.step(&clock, "hard-quota 429", &format!(
+    demo.log.step(&demo.clock, "hard-quota 429", &format!(
         "120 vCPU seconds of 100 included today: forward auth answers {status}, Retry-After {} s (usage is still recorded)",
         retry_after.unwrap_or_default()));
     bill.call(
@@ -152,21 +197,12 @@ pub(super) async fn billing_day(demo: &mut Demo) -> anyhow::Result<()> {
         Some(&json!({"metric": "vcpu_seconds", "quantity": "50", "reason": "incident credit"})),
     )
     .await?;
-    let (status, _) = forward_auth(demo, &key, "metric=vcpu_seconds").await?;
+    let (status, _) = forward_auth(demo, key, "metric=vcpu_seconds").await?;
     let (_, events) = bill
         .call(Method::GET, "/v1/tenants/initech/quota-events", None)
         .await?;
-    demo.log.step(&clock, "top-up", &format!(
+    demo.log.step(&demo.clock, "top-up", &format!(
         "50 vCPU seconds for today (audited quota.top_up): forward auth {status}; quota events so far: {}",
         events.as_array().map_or(0, Vec::len)));
-    std::fs::create_dir_all(demo.out.join("billing"))?;
-    std::fs::write(
-        demo.out.join("billing/entitlements-initech.json"),
-        serde_json::to_string_pretty(&entitlements)?,
-    )?;
-    std::fs::write(
-        demo.out.join("billing/quota-events-initech.json"),
-        serde_json::to_string_pretty(&events)?,
-    )?;
-    Ok(())
+    Ok(events)
 }
