@@ -190,6 +190,65 @@ async fn flush(
     Ok(())
 }
 
+/// The events read so far, sent in batches as they fill, and the answers' totals.
+struct Batches<'a> {
+    client: &'a Client,
+    batch_size: usize,
+    batch: Vec<String>,
+    /// The index in the file of the batch's first event, for the problems' messages.
+    batch_first: u64,
+    next_index: u64,
+    totals: Totals,
+    /// Whether to show a live counter: only on a terminal, as in a file or a pipe the `\r`
+    /// updates are one long line.
+    interactive: bool,
+    /// The file's size, shown with the counter.
+    file_bytes: u64,
+}
+
+impl Batches<'_> {
+    /// Adds one event's text; sends the batch when it is full.
+    async fn push(&mut self, element: String) -> anyhow::Result<()> {
+        if self.batch.is_empty() {
+            self.batch_first = self.next_index;
+        }
+        self.batch.push(element);
+        self.next_index += 1;
+        if self.batch.len() == self.batch_size {
+            self.send().await?;
+            if self.interactive {
+                eprint!(
+                    "\r{} ({} bytes file)",
+                    self.totals.progress(),
+                    self.file_bytes
+                );
+                let _ = std::io::stderr().flush();
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the batch, if any.
+    async fn send(&mut self) -> anyhow::Result<()> {
+        flush(
+            self.client,
+            &mut self.batch,
+            self.batch_first,
+            &mut self.totals,
+        )
+        .await
+    }
+
+    /// Sends what is left; returns the totals.
+    async fn finish(mut self) -> anyhow::Result<Totals> {
+        self.send().await?;
+        if self.interactive {
+            eprintln!("\r{}", self.totals.progress());
+        }
+        Ok(self.totals)
+    }
+}
+
 /// Sends a file of events in batches; exit 1 when any event was rejected or conflicted.
 pub async fn send(
     api: &ApiClient,
@@ -210,49 +269,26 @@ pub async fn send(
     let client = Client::new(ClientConfig::new(api.base(), token))?;
     let file =
         std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let file_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut reader = BufReader::new(file);
-    // Decide the format from the first non-blank byte: '[' is a JSON array, anything else NDJSON.
-    let first = loop {
-        let buffer = reader
-            .fill_buf()
-            .context("failed to read the events file")?;
-        match buffer.iter().position(|b| !b.is_ascii_whitespace()) {
-            Some(i) => break Some(buffer[i]),
-            None if buffer.is_empty() => break None,
-            None => {
-                let n = buffer.len();
-                reader.consume(n);
-            }
-        }
-    };
-    let mut totals = Totals::default();
-    let mut batch: Vec<String> = Vec::with_capacity(batch_size);
-    let mut batch_first: u64 = 0;
-    let mut next_index: u64 = 0;
-    // A live counter only on a terminal: in a file or a pipe the `\r` updates are one long line.
-    let interactive =
-        format == OutputFormat::Table && std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let report_progress = |totals: &Totals| {
-        if interactive {
-            eprint!("\r{} ({} bytes file)", totals.progress(), size);
-            let _ = std::io::stderr().flush();
-        }
+    let first = first_byte(&mut reader)?;
+    let mut batches = Batches {
+        client: &client,
+        batch_size,
+        batch: Vec::with_capacity(batch_size),
+        batch_first: 0,
+        next_index: 0,
+        totals: Totals::default(),
+        interactive: format == OutputFormat::Table
+            && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        file_bytes,
     };
     match first {
         None => {}
         Some(b'[') => {
             let mut elements = ArrayElements::new(reader);
             while let Some(element) = elements.next_element()? {
-                if batch.is_empty() {
-                    batch_first = next_index;
-                }
-                batch.push(element);
-                next_index += 1;
-                if batch.len() == batch_size {
-                    flush(&client, &mut batch, batch_first, &mut totals).await?;
-                    report_progress(&totals);
-                }
+                batches.push(element).await?;
             }
         }
         Some(_) => {
@@ -261,29 +297,48 @@ pub async fn send(
                 if line.trim().is_empty() {
                     continue;
                 }
-                if batch.is_empty() {
-                    batch_first = next_index;
-                }
-                batch.push(line);
-                next_index += 1;
-                if batch.len() == batch_size {
-                    flush(&client, &mut batch, batch_first, &mut totals).await?;
-                    report_progress(&totals);
-                }
+                batches.push(line).await?;
             }
         }
     }
-    flush(&client, &mut batch, batch_first, &mut totals).await?;
-    if interactive {
-        eprintln!("\r{}", totals.progress());
+    let totals = batches.finish().await?;
+    print_summary(&totals, all_errors, format)?;
+    Ok(if totals.rejected > 0 || totals.conflicts > 0 {
+        1
+    } else {
+        0
+    })
+}
+
+/// The first non-blank byte of the file, which decides its format: '[' is a JSON array,
+/// anything else NDJSON.
+fn first_byte<R: Read>(reader: &mut BufReader<R>) -> anyhow::Result<Option<u8>> {
+    loop {
+        let buffer = reader
+            .fill_buf()
+            .context("failed to read the events file")?;
+        match buffer.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => return Ok(Some(buffer[i])),
+            None if buffer.is_empty() => return Ok(None),
+            None => {
+                let n = buffer.len();
+                reader.consume(n);
+            }
+        }
     }
-    let summary = json!({
-        "sent": totals.sent, "accepted": totals.accepted, "duplicates": totals.duplicates,
-        "late": totals.late, "rejected": totals.rejected, "conflicts": totals.conflicts,
-        "problems": totals.problems,
-    });
+}
+
+/// The totals and the problems (the first ten unless `all_errors`), or the JSON summary.
+fn print_summary(totals: &Totals, all_errors: bool, format: OutputFormat) -> anyhow::Result<()> {
     match format {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        OutputFormat::Json => {
+            let summary = json!({
+                "sent": totals.sent, "accepted": totals.accepted, "duplicates": totals.duplicates,
+                "late": totals.late, "rejected": totals.rejected, "conflicts": totals.conflicts,
+                "problems": totals.problems,
+            });
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
         OutputFormat::Table | OutputFormat::Csv => {
             println!("{}", totals.progress());
             let shown = if all_errors {
@@ -302,11 +357,7 @@ pub async fn send(
             }
         }
     }
-    Ok(if totals.rejected > 0 || totals.conflicts > 0 {
-        1
-    } else {
-        0
-    })
+    Ok(())
 }
 
 /// Reads and validates a TOML metering declaration; every problem named.

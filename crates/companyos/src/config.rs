@@ -196,6 +196,19 @@ fn in_range(name: &str, value: i64, low: i64, high: i64) -> anyhow::Result<i64> 
     Ok(value)
 }
 
+/// `value` if it lies in `low..=high`, else an error naming the setting and its bounds.
+fn within<T: PartialOrd + Copy + std::fmt::Display>(
+    name: &str,
+    value: T,
+    low: T,
+    high: T,
+) -> anyhow::Result<T> {
+    if !(low..=high).contains(&value) {
+        bail!("setting {name} must be between {low} and {high}");
+    }
+    Ok(value)
+}
+
 /// Combines flags/env with the file and validates.
 pub fn resolve_server(
     data_dir: PathBuf,
@@ -213,6 +226,43 @@ pub fn resolve_server(
         }
         settings.database_url = Some(url);
     }
+    resolve_ingestion(&mut settings, args, file)?;
+    resolve_lifecycle(&mut settings, args, file)?;
+    resolve_edge(&mut settings, args, file)?;
+    resolve_boundary_driver(&mut settings, args, file)?;
+    if let Some(store) = pick(&args.evidence_store, &file.evidence_store) {
+        settings.evidence_store = match store.as_str() {
+            "fs" => EvidenceStoreKind::FileSystem,
+            "database" => EvidenceStoreKind::Database,
+            other => bail!("setting evidence_store must be fs or database, got {other:?}"),
+        };
+    }
+    let body_bytes_max = pick(&args.body_bytes_max, &file.body_bytes_max)
+        .unwrap_or(companyos_server::BODY_BYTES_MAX_DEFAULT);
+    if !(1024..=1024 * 1024 * 1024).contains(&body_bytes_max) {
+        bail!("setting body_bytes_max must be between 1 KiB and 1 GiB");
+    }
+    resolve_capacity(&mut settings, args, file)?;
+    let offset = pick(&args.clock_offset_seconds, &file.clock_offset_seconds).unwrap_or(0);
+    Ok(ResolvedServer {
+        settings,
+        body_bytes_max,
+        clock_offset: Duration::seconds(in_range(
+            "clock_offset_seconds",
+            offset,
+            -10 * 365 * 86_400,
+            10 * 365 * 86_400,
+        )?),
+    })
+}
+
+/// The log's name and what ingestion accepts: the late window, the backdating bound, the
+/// signature requirement and the default coverage mode.
+fn resolve_ingestion(
+    settings: &mut Settings,
+    args: &ServerArgs,
+    file: &FileConfig,
+) -> anyhow::Result<()> {
     if let Some(name) = pick(&args.log_name, &file.log_name) {
         companyos_ledger::note::KeyName::parse(&name)
             .map_err(|e| anyhow::anyhow!("setting log_name: {e}"))?;
@@ -237,6 +287,15 @@ pub fn resolve_server(
             anyhow::anyhow!("setting coverage_mode must be warn or enforce, got {text:?}")
         })?;
     }
+    Ok(())
+}
+
+/// The lifecycle actions that need approval, how long an approval waits, and the regions.
+fn resolve_lifecycle(
+    settings: &mut Settings,
+    args: &ServerArgs,
+    file: &FileConfig,
+) -> anyhow::Result<()> {
     if let Some(list) = pick(&args.approval_required, &file.approval_required) {
         let mut actions = Vec::new();
         for item in list
@@ -269,6 +328,16 @@ pub fn resolve_server(
         }
         settings.regions = parsed;
     }
+    Ok(())
+}
+
+/// The network edge: outbound addresses allowed, the authentication failure limit, the
+/// forward-auth cache and the HTTP connection bounds.
+fn resolve_edge(
+    settings: &mut Settings,
+    args: &ServerArgs,
+    file: &FileConfig,
+) -> anyhow::Result<()> {
     if let Some(list) = pick(&args.outbound_allow_cidrs, &file.outbound_allow_cidrs) {
         let mut allow = Vec::new();
         for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
@@ -283,35 +352,34 @@ pub fn resolve_server(
         &args.auth_failures_per_minute_max,
         &file.auth_failures_per_minute_max,
     ) {
-        if !(1..=1_000_000).contains(&max) {
-            bail!("setting auth_failures_per_minute_max must be between 1 and 1000000");
-        }
-        settings.auth_failures_per_minute_max = max;
+        settings.auth_failures_per_minute_max =
+            within("auth_failures_per_minute_max", max, 1, 1_000_000)?;
     }
     if let Some(ms) = pick(&args.forward_auth_cache_ms, &file.forward_auth_cache_ms) {
-        if ms > 60_000 {
-            bail!("setting forward_auth_cache_ms must be between 0 and 60000");
-        }
-        settings.forward_auth_cache = StdDuration::from_millis(ms);
+        settings.forward_auth_cache =
+            StdDuration::from_millis(within("forward_auth_cache_ms", ms, 0, 60_000)?);
     }
     if let Some(ms) = pick(&args.header_read_timeout_ms, &file.header_read_timeout_ms) {
-        if !(100..=600_000).contains(&ms) {
-            bail!("setting header_read_timeout_ms must be between 100 and 600000");
-        }
-        settings.http_header_read_timeout = StdDuration::from_millis(ms);
+        settings.http_header_read_timeout =
+            StdDuration::from_millis(within("header_read_timeout_ms", ms, 100, 600_000)?);
     }
     if let Some(ms) = pick(&args.idle_timeout_ms, &file.idle_timeout_ms) {
-        if !(100..=3_600_000).contains(&ms) {
-            bail!("setting idle_timeout_ms must be between 100 and 3600000");
-        }
-        settings.http_idle_timeout = StdDuration::from_millis(ms);
+        settings.http_idle_timeout =
+            StdDuration::from_millis(within("idle_timeout_ms", ms, 100, 3_600_000)?);
     }
     if let Some(max) = pick(&args.connections_max, &file.connections_max) {
-        if !(1..=1_000_000).contains(&max) {
-            bail!("setting connections_max must be between 1 and 1000000");
-        }
-        settings.http_connections_max = max;
+        settings.http_connections_max = within("connections_max", max, 1, 1_000_000)?;
     }
+    Ok(())
+}
+
+/// The tenant boundary driver; the webhook driver's URL must pass the outbound policy, so this
+/// runs after `resolve_edge`.
+fn resolve_boundary_driver(
+    settings: &mut Settings,
+    args: &ServerArgs,
+    file: &FileConfig,
+) -> anyhow::Result<()> {
     let webhook_url = pick(&args.webhook_url, &file.webhook_url);
     let webhook_secret = pick(&args.webhook_secret, &file.webhook_secret);
     if let Some(driver) = pick(&args.boundary_driver, &file.boundary_driver) {
@@ -336,53 +404,30 @@ pub fn resolve_server(
             ),
         };
     }
-    if let Some(store) = pick(&args.evidence_store, &file.evidence_store) {
-        settings.evidence_store = match store.as_str() {
-            "fs" => EvidenceStoreKind::FileSystem,
-            "database" => EvidenceStoreKind::Database,
-            other => bail!("setting evidence_store must be fs or database, got {other:?}"),
-        };
-    }
-    let body_bytes_max = pick(&args.body_bytes_max, &file.body_bytes_max)
-        .unwrap_or(companyos_server::BODY_BYTES_MAX_DEFAULT);
-    if !(1024..=1024 * 1024 * 1024).contains(&body_bytes_max) {
-        bail!("setting body_bytes_max must be between 1 KiB and 1 GiB");
-    }
+    Ok(())
+}
+
+/// The bounds of the work one node takes on: events per batch, dedupe keys kept in memory,
+/// database connections, and the pace of the background jobs.
+fn resolve_capacity(
+    settings: &mut Settings,
+    args: &ServerArgs,
+    file: &FileConfig,
+) -> anyhow::Result<()> {
     if let Some(max) = pick(&args.batch_events_max, &file.batch_events_max) {
-        if !(1..=100_000).contains(&max) {
-            bail!("setting batch_events_max must be between 1 and 100000");
-        }
-        settings.batch_events_max = max;
+        settings.batch_events_max = within("batch_events_max", max, 1, 100_000)?;
     }
     if let Some(max) = pick(&args.dedupe_tail_rows_max, &file.dedupe_tail_rows_max) {
-        if !(1_000..=50_000_000).contains(&max) {
-            bail!("setting dedupe_tail_rows_max must be between 1000 and 50000000");
-        }
-        settings.dedupe_tail_rows_max = max;
+        settings.dedupe_tail_rows_max = within("dedupe_tail_rows_max", max, 1_000, 50_000_000)?;
     }
     if let Some(max) = pick(&args.pool_connections_max, &file.pool_connections_max) {
-        if !(1..=256).contains(&max) {
-            bail!("setting pool_connections_max must be between 1 and 256");
-        }
-        settings.pool_connections_max = max;
+        settings.pool_connections_max = within("pool_connections_max", max, 1, 256)?;
     }
     if let Some(seconds) = pick(&args.job_interval_seconds, &file.job_interval_seconds) {
-        if !(1..=3600).contains(&seconds) {
-            bail!("setting job_interval_seconds must be between 1 and 3600");
-        }
-        settings.job_interval = StdDuration::from_secs(seconds);
+        settings.job_interval =
+            StdDuration::from_secs(within("job_interval_seconds", seconds, 1, 3600)?);
     }
-    let offset = pick(&args.clock_offset_seconds, &file.clock_offset_seconds).unwrap_or(0);
-    Ok(ResolvedServer {
-        settings,
-        body_bytes_max,
-        clock_offset: Duration::seconds(in_range(
-            "clock_offset_seconds",
-            offset,
-            -10 * 365 * 86_400,
-            10 * 365 * 86_400,
-        )?),
-    })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -424,6 +469,38 @@ mod tests {
             .err()
             .map(|e| e.to_string());
         assert!(error.is_some_and(|e| e.contains("outbound_allow_cidrs")));
+    }
+
+    #[test]
+    fn a_setting_out_of_its_bounds_is_refused_with_its_name_and_bounds() {
+        for (args, message) in [
+            (
+                ServerArgs {
+                    pool_connections_max: Some(0),
+                    ..ServerArgs::default()
+                },
+                "setting pool_connections_max must be between 1 and 256",
+            ),
+            (
+                ServerArgs {
+                    forward_auth_cache_ms: Some(60_001),
+                    ..ServerArgs::default()
+                },
+                "setting forward_auth_cache_ms must be between 0 and 60000",
+            ),
+            (
+                ServerArgs {
+                    dedupe_tail_rows_max: Some(999),
+                    ..ServerArgs::default()
+                },
+                "setting dedupe_tail_rows_max must be between 1000 and 50000000",
+            ),
+        ] {
+            let error = resolve(&args, &FileConfig::default())
+                .err()
+                .map(|e| e.to_string());
+            assert_eq!(error.as_deref(), Some(message));
+        }
     }
 
     #[test]

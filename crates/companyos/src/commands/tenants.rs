@@ -90,6 +90,57 @@ pub(super) async fn tenant(
     command: &TenantCommand,
 ) -> anyhow::Result<u8> {
     let api = api(cli, file)?;
+    let (method, path) = tenant_route(command)?;
+    let body = tenant_body(command);
+    let (status, value) = api.call(method, &path, body.as_ref()).await?;
+    print_tenant_answer(cli.format(), command, status, &value);
+    Ok(0)
+}
+
+/// Where a tenant command's request goes: its method and path.
+fn tenant_route(command: &TenantCommand) -> Result<(Method, String), UsageError> {
+    let tenant = |id: &str, rest: &str| format!("/v1/tenants/{}{rest}", encode(id));
+    Ok(match command {
+        TenantCommand::Create { .. } => (Method::POST, "/v1/tenants".to_owned()),
+        TenantCommand::List {
+            status: Some(status),
+        } => (
+            Method::GET,
+            format!("/v1/tenants?status={}", encode(status)),
+        ),
+        TenantCommand::List { status: None } => (Method::GET, "/v1/tenants".to_owned()),
+        TenantCommand::Show { id } => (Method::GET, tenant(id, "")),
+        TenantCommand::Suspend { id, .. } => (Method::POST, tenant(id, "/suspend")),
+        TenantCommand::Reactivate { id, .. } => (Method::POST, tenant(id, "/reactivate")),
+        TenantCommand::Restore { id, .. } => (Method::POST, tenant(id, "/restore")),
+        TenantCommand::Delete { id, .. } => (Method::POST, tenant(id, "/delete")),
+        TenantCommand::Purge { id, .. } => (Method::POST, tenant(id, "/purge")),
+        TenantCommand::Regions { id, .. } => (Method::POST, tenant(id, "/regions")),
+        TenantCommand::Workload {
+            id,
+            name: Some(name),
+            replicas: Some(_),
+        } => (
+            Method::PUT,
+            tenant(id, &format!("/workloads/{}", encode(name))),
+        ),
+        TenantCommand::Workload {
+            id,
+            name: None,
+            replicas: None,
+        } => (Method::GET, tenant(id, "/workloads")),
+        TenantCommand::Workload { .. } => {
+            return Err(UsageError(
+                "give both a workload name and --replicas, or neither".to_owned(),
+            ));
+        }
+        TenantCommand::Retention { id, .. } => (Method::PUT, tenant(id, "/retention")),
+        TenantCommand::Retry { id } => (Method::POST, tenant(id, "/retry")),
+    })
+}
+
+/// What a tenant command's request carries.
+fn tenant_body(command: &TenantCommand) -> Option<Value> {
     match command {
         TenantCommand::Create {
             id,
@@ -112,156 +163,48 @@ pub(super) async fn tenant(
             if let Some(regions) = deploy_regions {
                 body["deploy_regions"] = json!(regions);
             }
-            let (_, value) = api.call(Method::POST, "/v1/tenants", Some(&body)).await?;
-            output::print(cli.format(), &value, |v| {
-                format!(
-                    "{}api key (shown once): {}\n",
-                    fields(v, &TENANT_FIELDS),
-                    output::cell(&v["api_key"])
-                )
-            });
+            Some(body)
         }
-        TenantCommand::List { status } => {
-            let path = match status {
-                Some(status) => format!("/v1/tenants?status={}", encode(status)),
-                None => "/v1/tenants".to_owned(),
-            };
-            let (_, value) = api.call(Method::GET, &path, None).await?;
-            output::print(cli.format(), &value, |v| {
-                table(v.as_array().map_or(&[], Vec::as_slice), &TENANT_COLUMNS)
-            });
+        TenantCommand::List { .. } | TenantCommand::Show { .. } | TenantCommand::Retry { .. } => {
+            None
         }
-        TenantCommand::Show { id } => {
-            let (_, value) = api
-                .call(Method::GET, &format!("/v1/tenants/{}", encode(id)), None)
-                .await?;
-            output::print(cli.format(), &value, |v| {
-                format!("{}{}", fields(v, &TENANT_FIELDS), actions_lines(v))
-            });
-        }
-        TenantCommand::Suspend { id, reason }
-        | TenantCommand::Reactivate { id, reason }
-        | TenantCommand::Restore { id, reason } => {
-            let action = match command {
-                TenantCommand::Suspend { .. } => "suspend",
-                TenantCommand::Reactivate { .. } => "reactivate",
-                _ => "restore",
-            };
-            let (status, value) = api
-                .call(
-                    Method::POST,
-                    &format!("/v1/tenants/{}/{action}", encode(id)),
-                    Some(&json!({"reason": reason})),
-                )
-                .await?;
-            print_lifecycle(cli.format(), status, &value);
-        }
+        TenantCommand::Suspend { reason, .. }
+        | TenantCommand::Reactivate { reason, .. }
+        | TenantCommand::Restore { reason, .. } => Some(json!({"reason": reason})),
         TenantCommand::Delete {
-            id,
-            reason,
-            confirm,
+            reason, confirm, ..
         }
         | TenantCommand::Purge {
-            id,
-            reason,
-            confirm,
+            reason, confirm, ..
         } => {
-            let action = if matches!(command, TenantCommand::Delete { .. }) {
-                "delete"
-            } else {
-                "purge"
-            };
             let mut body = json!({"reason": reason});
             if let Some(confirm) = confirm {
                 body["confirm"] = json!(confirm);
             }
-            let (status, value) = api
-                .call(
-                    Method::POST,
-                    &format!("/v1/tenants/{}/{action}", encode(id)),
-                    Some(&body),
-                )
-                .await?;
-            print_lifecycle(cli.format(), status, &value);
+            Some(body)
         }
-        TenantCommand::Regions { id, add, remove } => {
-            let (_, value) = api
-                .call(
-                    Method::POST,
-                    &format!("/v1/tenants/{}/regions", encode(id)),
-                    Some(&json!({"add": add, "remove": remove})),
-                )
-                .await?;
-            output::print(cli.format(), &value, |v| fields(v, &TENANT_FIELDS));
-        }
-        TenantCommand::Workload { id, name, replicas } => {
-            let value = match (name, replicas) {
-                (Some(name), Some(replicas)) => {
-                    api.call(
-                        Method::PUT,
-                        &format!("/v1/tenants/{}/workloads/{}", encode(id), encode(name)),
-                        Some(&json!({"replicas": replicas})),
-                    )
-                    .await?
-                    .1
-                }
-                (None, None) => {
-                    api.call(
-                        Method::GET,
-                        &format!("/v1/tenants/{}/workloads", encode(id)),
-                        None,
-                    )
-                    .await?
-                    .1
-                }
-                _ => {
-                    return Err(UsageError(
-                        "give both a workload name and --replicas, or neither".to_owned(),
-                    )
-                    .into());
-                }
-            };
-            output::print(cli.format(), &value, |v| {
-                table(
-                    v.as_array().map_or(&[], Vec::as_slice),
-                    &["name", "replicas", "suspended_replicas", "updated_at"],
-                )
-            });
+        TenantCommand::Regions { add, remove, .. } => Some(json!({"add": add, "remove": remove})),
+        TenantCommand::Workload { replicas, .. } => {
+            replicas.map(|replicas| json!({"replicas": replicas}))
         }
         TenantCommand::Retention {
-            id,
             tombstone_days,
             legal_hold,
             hard_delete_allowed,
             reason,
-        } => {
-            let (_, value) = api
-                .call(
-                    Method::PUT,
-                    &format!("/v1/tenants/{}/retention", encode(id)),
-                    Some(
-                        &json!({"tombstone_days": tombstone_days, "legal_hold": legal_hold,
-                                 "hard_delete_allowed": hard_delete_allowed, "reason": reason}),
-                    ),
-                )
-                .await?;
-            output::print(cli.format(), &value, |v| {
-                format!(
-                    "{}retention  {}\n",
-                    fields(v, &TENANT_FIELDS),
-                    v["retention"]
-                )
-            });
-        }
-        TenantCommand::Retry { id } => {
-            let (_, value) = api
-                .call(
-                    Method::POST,
-                    &format!("/v1/tenants/{}/retry", encode(id)),
-                    None,
-                )
-                .await?;
-            output::print(cli.format(), &value, |v| {
+            ..
+        } => Some(
+            json!({"tombstone_days": tombstone_days, "legal_hold": legal_hold,
+                     "hard_delete_allowed": hard_delete_allowed, "reason": reason}),
+        ),
+    }
+}
+
+/// Prints the answer to a tenant command.
+fn print_tenant_answer(format: OutputFormat, command: &TenantCommand, status: u16, value: &Value) {
+    match command {
+        TenantCommand::Create { .. } | TenantCommand::Retry { .. } => {
+            output::print(format, value, |v| {
                 format!(
                     "{}api key (shown once): {}\n",
                     fields(v, &TENANT_FIELDS),
@@ -269,8 +212,34 @@ pub(super) async fn tenant(
                 )
             });
         }
+        TenantCommand::List { .. } => output::print(format, value, |v| {
+            table(v.as_array().map_or(&[], Vec::as_slice), &TENANT_COLUMNS)
+        }),
+        TenantCommand::Show { .. } => output::print(format, value, |v| {
+            format!("{}{}", fields(v, &TENANT_FIELDS), actions_lines(v))
+        }),
+        TenantCommand::Suspend { .. }
+        | TenantCommand::Reactivate { .. }
+        | TenantCommand::Restore { .. }
+        | TenantCommand::Delete { .. }
+        | TenantCommand::Purge { .. } => print_lifecycle(format, status, value),
+        TenantCommand::Regions { .. } => {
+            output::print(format, value, |v| fields(v, &TENANT_FIELDS));
+        }
+        TenantCommand::Workload { .. } => output::print(format, value, |v| {
+            table(
+                v.as_array().map_or(&[], Vec::as_slice),
+                &["name", "replicas", "suspended_replicas", "updated_at"],
+            )
+        }),
+        TenantCommand::Retention { .. } => output::print(format, value, |v| {
+            format!(
+                "{}retention  {}\n",
+                fields(v, &TENANT_FIELDS),
+                v["retention"]
+            )
+        }),
     }
-    Ok(0)
 }
 
 pub(super) async fn approval(
@@ -314,36 +283,40 @@ pub(super) async fn approval(
                     Some(&json!({"comment": comment})),
                 )
                 .await?;
-            output::print(cli.format(), &value, |v| {
-                let mut out = fields(
-                    &v["approval"],
-                    &[
-                        "id",
-                        "action",
-                        "tenant_id",
-                        "status",
-                        "requested_by",
-                        "decided_by",
-                    ],
-                );
-                for warning in v["warnings"].as_array().into_iter().flatten() {
-                    out.push_str(&format!("WARNING: {}\n", output::cell(warning)));
-                }
-                if !v["tenant"].is_null() {
-                    out.push_str(&format!(
-                        "tenant {} is now {}\n",
-                        output::cell(&v["tenant"]["id"]),
-                        output::cell(&v["tenant"]["status"])
-                    ));
-                }
-                if !v["evidence_id"].is_null() {
-                    out.push_str(&format!("evidence {}\n", output::cell(&v["evidence_id"])));
-                }
-                out
-            });
+            output::print(cli.format(), &value, decision_text);
         }
     }
     Ok(0)
+}
+
+/// An approval decision's answer as text: the approval, its warnings, and the tenant and
+/// evidence it produced.
+fn decision_text(v: &Value) -> String {
+    let mut out = fields(
+        &v["approval"],
+        &[
+            "id",
+            "action",
+            "tenant_id",
+            "status",
+            "requested_by",
+            "decided_by",
+        ],
+    );
+    for warning in v["warnings"].as_array().into_iter().flatten() {
+        out.push_str(&format!("WARNING: {}\n", output::cell(warning)));
+    }
+    if !v["tenant"].is_null() {
+        out.push_str(&format!(
+            "tenant {} is now {}\n",
+            output::cell(&v["tenant"]["id"]),
+            output::cell(&v["tenant"]["status"])
+        ));
+    }
+    if !v["evidence_id"].is_null() {
+        out.push_str(&format!("evidence {}\n", output::cell(&v["evidence_id"])));
+    }
+    out
 }
 
 pub(super) async fn usage(
