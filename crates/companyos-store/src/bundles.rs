@@ -492,7 +492,27 @@ pub(crate) async fn convert_legacy_rows(
     conn: &mut AnyConnection,
     backend: crate::db::Backend,
 ) -> Result<(), StoreError> {
-    // Leaves, log by log, in index order.
+    convert_legacy_leaves(conn).await?;
+    convert_legacy_events(conn).await?;
+    if backend == crate::db::Backend::Sqlite {
+        sqlx::query(
+            "UPDATE usage_key_index SET indexed_bundle_id = \
+             (SELECT COALESCE(MAX(id), 0) FROM usage_event_bundles) WHERE id = 1",
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query("DROP TABLE usage_events")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("DROP TABLE ledger_leaves")
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Leaves, log by log, in index order, a page at a time.
+async fn convert_legacy_leaves(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let mut after: (String, i64) = (String::new(), -1);
     // Leaves of every log are converted whole (layout version 1), as they were stored.
     let mut pending: Vec<(String, PendingLeaves)> = Vec::new();
@@ -536,8 +556,12 @@ pub(crate) async fn convert_legacy_rows(
         write_leaves(conn, &logs).await?;
         pending.clear();
     }
-    // Event payloads, tenant by tenant, in seq order, with their keys page by page (so the
-    // memory used is bounded by a page, whatever the store's size).
+    Ok(())
+}
+
+/// Event payloads, tenant by tenant, in seq order, with their keys page by page (so the
+/// memory used is bounded by a page, whatever the store's size).
+async fn convert_legacy_events(conn: &mut AnyConnection) -> Result<(), StoreError> {
     let mut after: (String, i64) = (String::new(), -1);
     loop {
         let rows = legacy_page(
@@ -552,97 +576,99 @@ pub(crate) async fn convert_legacy_rows(
         if rows.is_empty() {
             break;
         }
-        struct Legacy {
-            tenant_id: String,
-            seq: u64,
-            key: i64,
-            event_id: String,
-            class: EventClass,
-            flags: Vec<String>,
-            received_at: i64,
-            canonical: String,
-            source_signature: Option<String>,
-        }
-        let mut legacy = Vec::with_capacity(rows.len());
-        for row in &rows {
-            // Column 4, the digest, is not kept: it is the SHA-256 of the canonical form, and
-            // the leaf holds it to check the payload against.
-            let class: String = row.try_get(5)?;
-            let flags: String = row.try_get(6)?;
-            legacy.push(Legacy {
-                tenant_id: row.try_get(0)?,
-                seq: to_u64(row.try_get(1)?)?,
-                key: row.try_get(2)?,
-                event_id: row.try_get(3)?,
-                class: EventClass::parse(&class).ok_or_else(|| StoreError::corrupt("class"))?,
-                flags: serde_json::from_str(&flags)
-                    .map_err(|_| StoreError::corrupt("event flags"))?,
-                received_at: row.try_get(7)?,
-                canonical: row.try_get(8)?,
-                source_signature: row.try_get(9)?,
-            });
-        }
+        let legacy = legacy_events(&rows)?;
         if let Some(last) = legacy.last() {
             after = (last.tenant_id.clone(), to_i64(last.seq)?);
         }
-        // Runs of one tenant, consecutive seqs and one receive time make one bundle each.
-        let mut keys: Vec<(i64, i64, i64)> = Vec::with_capacity(legacy.len());
-        let mut start = 0;
-        while start < legacy.len() {
-            let first = &legacy[start];
-            let mut end = start + 1;
-            while end < legacy.len()
-                && end - start < BUNDLE_ENTRIES_MAX
-                && legacy[end].tenant_id == first.tenant_id
-                && legacy[end].seq == legacy[end - 1].seq + 1
-                && legacy[end].received_at == first.received_at
-            {
-                end += 1;
-            }
-            let flags: Vec<Vec<&str>> = legacy[start..end]
-                .iter()
-                .map(|e| e.flags.iter().map(String::as_str).collect())
-                .collect();
-            let events: Vec<NewEvent<'_>> = legacy[start..end]
-                .iter()
-                .zip(&flags)
-                .map(|(e, flags)| NewEvent {
-                    key: e.key,
-                    event_id: &e.event_id,
-                    class: e.class,
-                    flags,
-                    canonical: &e.canonical,
-                    source_signature: e.source_signature.as_deref(),
-                })
-                .collect();
-            keys.extend(
-                write_events(
-                    conn,
-                    &[(first.tenant_id.as_str(), first.seq, events)],
-                    first.received_at,
-                )
-                .await?,
-            );
-            start = end;
-        }
+        let mut keys = write_legacy_bundles(conn, &legacy).await?;
         keys.sort_unstable();
         insert_keys(conn, &keys).await?;
     }
-    if backend == crate::db::Backend::Sqlite {
-        sqlx::query(
-            "UPDATE usage_key_index SET indexed_bundle_id = \
-             (SELECT COALESCE(MAX(id), 0) FROM usage_event_bundles) WHERE id = 1",
-        )
-        .execute(&mut *conn)
-        .await?;
-    }
-    sqlx::query("DROP TABLE usage_events")
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("DROP TABLE ledger_leaves")
-        .execute(&mut *conn)
-        .await?;
     Ok(())
+}
+
+/// One row of the per-entry `usage_events` table.
+struct LegacyEvent {
+    tenant_id: String,
+    seq: u64,
+    key: i64,
+    event_id: String,
+    class: EventClass,
+    flags: Vec<String>,
+    received_at: i64,
+    canonical: String,
+    source_signature: Option<String>,
+}
+
+/// Decodes a page of `usage_events` rows.
+fn legacy_events(rows: &[sqlx::any::AnyRow]) -> Result<Vec<LegacyEvent>, StoreError> {
+    let mut legacy = Vec::with_capacity(rows.len());
+    for row in rows {
+        // Column 4, the digest, is not kept: it is the SHA-256 of the canonical form, and
+        // the leaf holds it to check the payload against.
+        let class: String = row.try_get(5)?;
+        let flags: String = row.try_get(6)?;
+        legacy.push(LegacyEvent {
+            tenant_id: row.try_get(0)?,
+            seq: to_u64(row.try_get(1)?)?,
+            key: row.try_get(2)?,
+            event_id: row.try_get(3)?,
+            class: EventClass::parse(&class).ok_or_else(|| StoreError::corrupt("class"))?,
+            flags: serde_json::from_str(&flags).map_err(|_| StoreError::corrupt("event flags"))?,
+            received_at: row.try_get(7)?,
+            canonical: row.try_get(8)?,
+            source_signature: row.try_get(9)?,
+        });
+    }
+    Ok(legacy)
+}
+
+/// Writes a page of events as payload bundles; returns their key rows `(event_key, bundle_id,
+/// position)`. Runs of one tenant, consecutive seqs and one receive time make one bundle each.
+async fn write_legacy_bundles(
+    conn: &mut AnyConnection,
+    legacy: &[LegacyEvent],
+) -> Result<Vec<(i64, i64, i64)>, StoreError> {
+    let mut keys: Vec<(i64, i64, i64)> = Vec::with_capacity(legacy.len());
+    let mut start = 0;
+    while start < legacy.len() {
+        let first = &legacy[start];
+        let mut end = start + 1;
+        while end < legacy.len()
+            && end - start < BUNDLE_ENTRIES_MAX
+            && legacy[end].tenant_id == first.tenant_id
+            && legacy[end].seq == legacy[end - 1].seq + 1
+            && legacy[end].received_at == first.received_at
+        {
+            end += 1;
+        }
+        let flags: Vec<Vec<&str>> = legacy[start..end]
+            .iter()
+            .map(|e| e.flags.iter().map(String::as_str).collect())
+            .collect();
+        let events: Vec<NewEvent<'_>> = legacy[start..end]
+            .iter()
+            .zip(&flags)
+            .map(|(e, flags)| NewEvent {
+                key: e.key,
+                event_id: &e.event_id,
+                class: e.class,
+                flags,
+                canonical: &e.canonical,
+                source_signature: e.source_signature.as_deref(),
+            })
+            .collect();
+        keys.extend(
+            write_events(
+                conn,
+                &[(first.tenant_id.as_str(), first.seq, events)],
+                first.received_at,
+            )
+            .await?,
+        );
+        start = end;
+    }
+    Ok(keys)
 }
 
 /// One page of a per-entry table in (owner, index) order after `after`; `sql` binds the owner
