@@ -423,6 +423,26 @@ async fn forward_auth_status(node: &Node, key: &str) -> u16 {
     }
 }
 
+/// Creates a tenant on the enterprise plan (no quotas); returns its API key.
+async fn enterprise_tenant(node: &Node, id: &str) -> String {
+    let created = node
+        .app
+        .create_tenant(
+            &node.admin,
+            companyos_core::tenants::NewTenant {
+                id: id.to_owned(),
+                name: format!("Tenant {id}"),
+                plan: Some("enterprise".to_owned()),
+                home_region: Some("eu-west-1".to_owned()),
+                allowed_regions: Some(vec!["eu-west-1".to_owned()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    created.api_key
+}
+
 /// A tenant on a plan without quotas stores usage (late and on time), then moves mid-month to
 /// one with a monthly and a daily quota on that metric: both quotas start from the usage
 /// stored before the change, not from zero, in the answers and in the thresholds.
@@ -431,21 +451,7 @@ async fn a_plan_change_adding_a_quota_mid_period_sees_the_usage_ingested_before(
     for backend in BACKENDS {
         let node = Node::open(backend).await;
         put_plans(&node).await;
-        let created = node
-            .app
-            .create_tenant(
-                &node.admin,
-                companyos_core::tenants::NewTenant {
-                    id: "acme".to_owned(),
-                    name: "Acme".to_owned(),
-                    plan: Some("enterprise".to_owned()),
-                    home_region: Some("eu-west-1".to_owned()),
-                    allowed_regions: Some(vec!["eu-west-1".to_owned()]),
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
+        let api_key = enterprise_tenant(&node, "acme").await;
         let ingest = node.operator("meter", "ingest").await;
         node.clock.set(datetime!(2026-03-05 12:00 UTC));
         let before = [
@@ -481,12 +487,12 @@ async fn a_plan_change_adding_a_quota_mid_period_sees_the_usage_ingested_before(
             Decimal::from(2),
             "{backend:?}"
         );
-        assert_eq!(forward_auth_status(&node, &created.api_key).await, 200);
+        assert_eq!(forward_auth_status(&node, &api_key).await, 200);
         // One more request uses up the day (3, hard) and reaches the month's 100% (8); the
         // month's 25% was passed before the change and is not emitted by it.
         let last = crate::support::event("acme", "after", "1", datetime!(2026-03-05 11:00 UTC));
         crate::support::ingest(&node.app, &ingest, &[last]).await;
-        assert_eq!(forward_auth_status(&node, &created.api_key).await, 429);
+        assert_eq!(forward_auth_status(&node, &api_key).await, 429);
         let mut events = stored_events(&node.app, "acme").await;
         events.sort();
         let key = |period, start: &str| ("requests".to_owned(), period, start.to_owned());
@@ -516,6 +522,53 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A second node on the node's database (on SQLite, the one node itself, which then takes
+/// both halves of a test).
+async fn second_node(node: &Node, dir: &Path) -> App {
+    match node.backend {
+        Backend::Postgres => {
+            let data_dir = dir.join("data");
+            copy_dir(&node.data_dir().join("keys"), &data_dir.join("keys"));
+            let settings = settings_for(&data_dir, node.database_url.as_deref());
+            let (app, _) = App::open(settings, Arc::new(ManualClock::new(START)))
+                .await
+                .unwrap();
+            app
+        }
+        Backend::Sqlite => node.app.clone(),
+    }
+}
+
+/// Ingests `count` requests of one unit at START for acme, one event per request, as the
+/// holder of `token`, with event ids starting with `prefix`.
+fn spawn_ingest(
+    app: &App,
+    token: &str,
+    prefix: String,
+    count: usize,
+) -> tokio::task::JoinHandle<()> {
+    let (app, token) = (app.clone(), token.to_owned());
+    tokio::spawn(async move {
+        let principal = app.authenticate(Some(&token), None, "test").await.unwrap();
+        let actor = Actor {
+            principal,
+            request_id: None,
+            channel: None,
+        };
+        for i in 0..count {
+            let id = format!("{prefix}-{i}");
+            let event = json!({
+                "event_id": id, "tenant_id": "acme", "service": "api",
+                "metric": "requests", "quantity": "1", "unit": "request",
+                "timestamp": format_rfc3339(START), "request_id": format!("r-{id}"),
+            });
+            app.ingest(&actor, vec![RawEvent::from_value(&event)])
+                .await
+                .unwrap();
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_crossing_a_threshold_together_emit_it_once() {
     for backend in BACKENDS {
@@ -524,44 +577,17 @@ async fn two_nodes_crossing_a_threshold_together_emit_it_once() {
         node.tenant("acme").await;
         change_plan(&node, "acme", "tight").await;
         let ingest_token = node.operator_token("meter", "ingest").await;
-        // A second node on the same database (on SQLite, the one node takes both halves).
         let second_dir = tempfile::tempdir().unwrap();
-        let second = match backend {
-            Backend::Postgres => {
-                let data_dir = second_dir.path().join("data");
-                copy_dir(&node.data_dir().join("keys"), &data_dir.join("keys"));
-                let settings = settings_for(&data_dir, node.database_url.as_deref());
-                let (app, _) = App::open(settings, Arc::new(ManualClock::new(START)))
-                    .await
-                    .unwrap();
-                app
-            }
-            Backend::Sqlite => node.app.clone(),
-        };
+        let second = second_node(&node, second_dir.path()).await;
         let mut tasks = Vec::new();
-        for (n, app) in [node.app.clone(), second.clone()].into_iter().enumerate() {
+        for (n, app) in [&node.app, &second].into_iter().enumerate() {
             for task in 0..4 {
-                let app = app.clone();
-                let token = ingest_token.clone();
-                tasks.push(tokio::spawn(async move {
-                    let principal = app.authenticate(Some(&token), None, "test").await.unwrap();
-                    let actor = Actor {
-                        principal,
-                        request_id: None,
-                        channel: None,
-                    };
-                    for i in 0..10 {
-                        let id = format!("n{n}-t{task}-{i}");
-                        let event = json!({
-                            "event_id": id, "tenant_id": "acme", "service": "api",
-                            "metric": "requests", "quantity": "1", "unit": "request",
-                            "timestamp": format_rfc3339(START), "request_id": format!("r-{id}"),
-                        });
-                        app.ingest(&actor, vec![RawEvent::from_value(&event)])
-                            .await
-                            .unwrap();
-                    }
-                }));
+                tasks.push(spawn_ingest(
+                    app,
+                    &ingest_token,
+                    format!("n{n}-t{task}"),
+                    10,
+                ));
             }
         }
         for task in tasks {
@@ -589,6 +615,56 @@ async fn two_nodes_crossing_a_threshold_together_emit_it_once() {
         .await
         .unwrap();
         assert_eq!(audits, 3, "{backend:?}");
+        if backend == Backend::Postgres {
+            second.db().close().await;
+        }
+        node.close().await;
+    }
+}
+
+/// A plan change on one node that brings quotas into force while the other node ingests for
+/// the tenant (its first events included): whichever commits first, the rows end exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plan_change_racing_ingestion_on_another_node_leaves_exact_rows() {
+    for backend in BACKENDS {
+        let node = Node::open(backend).await;
+        put_plans(&node).await;
+        enterprise_tenant(&node, "acme").await;
+        let ingest_token = node.operator_token("meter", "ingest").await;
+        let second_dir = tempfile::tempdir().unwrap();
+        let second = second_node(&node, second_dir.path()).await;
+        let tasks: Vec<_> = (0..4)
+            .map(|task| spawn_ingest(&node.app, &ingest_token, format!("t{task}"), 50))
+            .collect();
+        // Into the stream of group commits, past the tenant's first.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let change = PlanChange {
+            plan: PlanName::parse("loose").unwrap(),
+            version: None,
+            effective: Effective::Now,
+            reason: None,
+        };
+        second
+            .billing()
+            .change_tenant_plan(&node.admin, &TenantId::parse("acme").unwrap(), change)
+            .await
+            .unwrap();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let usage = stored_usage(&node.app, "acme").await;
+        let key = |period, start: &str| ("requests".to_owned(), period, start.to_owned());
+        let all = Decimal::from(200);
+        assert_eq!(
+            usage.get(&key(QuotaPeriod::Month, "2026-03-01")),
+            Some(&all),
+            "{backend:?}"
+        );
+        assert_eq!(
+            usage.get(&key(QuotaPeriod::Day, "2026-03-02")),
+            Some(&all),
+            "{backend:?}"
+        );
         if backend == Backend::Postgres {
             second.db().close().await;
         }
