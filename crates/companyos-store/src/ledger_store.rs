@@ -546,6 +546,11 @@ pub async fn lock_heads(
     if heads.len() == log_ids.len() {
         return Ok(heads);
     }
+    let missing: Vec<&String> = ids
+        .iter()
+        .copied()
+        .filter(|id| !heads.contains_key(id.as_str()))
+        .collect();
     let empty_root = companyos_ledger::hash::empty_tree_root()
         .as_bytes()
         .to_vec();
@@ -567,6 +572,7 @@ pub async fn lock_heads(
         }
         query.execute(&mut *conn).await?;
     }
+    lock_first_appends(db, conn, &missing).await?;
     let heads = select_heads(db, conn, &ids).await?;
     if heads.len() != log_ids.len() {
         return Err(StoreError::corrupt(
@@ -574,6 +580,36 @@ pub async fn lock_heads(
         ));
     }
     Ok(heads)
+}
+
+/// On PostgreSQL, takes the advisory lock [`lock_head`] takes for a log without a head, for
+/// each log whose head this transaction is creating. A transaction that found no head to lock
+/// (a plan change seeding quota rows from the rollups, `billing::quota_seed`) then either runs
+/// wholly before this first append or sees its rows: the head row being inserted is invisible
+/// to it and would not make it wait. Taken after every insert of the group, so a transaction
+/// holding one never waits on another's head insert: two first appends of one log meet on the
+/// insert, the later one takes the lock after the earlier one committed.
+async fn lock_first_appends(
+    db: &Db,
+    conn: &mut AnyConnection,
+    missing: &[&String],
+) -> Result<(), StoreError> {
+    if db.backend() != crate::db::Backend::Postgres {
+        return Ok(());
+    }
+    for chunk in crate::db::statement_chunks(missing, INSERT_ROWS_MAX) {
+        let sql = format!(
+            "SELECT pg_advisory_xact_lock(hashtextextended(v.log_id, 0)) \
+             FROM (VALUES {}) AS v(log_id)",
+            values_placeholders(Placeholders::of(conn), chunk.len(), 1)
+        );
+        let mut query = sqlx::query(&sql);
+        for id in chunk {
+            query = query.bind(id.as_str());
+        }
+        query.execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Reads (and on PostgreSQL locks, in log id order) the heads that exist among `ids`.

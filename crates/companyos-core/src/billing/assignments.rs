@@ -188,6 +188,14 @@ impl Billing<'_> {
                 reason: change.reason.clone(),
             };
             catalog_store::append_assignment(&mut tx, &record).await?;
+            app.seed_quota_usage(
+                &mut tx,
+                tenant_id.as_str(),
+                &stored.version,
+                effective_from,
+                now,
+            )
+            .await?;
             if effective_from <= today {
                 catalog_store::project_onto_tenant(&mut tx, tenant_id.as_str(), &stored.version)
                     .await?;

@@ -216,9 +216,11 @@ pub(crate) async fn seed(app: &App) -> Result<(), StoreError> {
             insert_version(&mut tx, &version, now, "system:seed").await?;
         }
     }
+    // In id order: quota rows are seeded under each tenant's ledger head lock, which every
+    // writer takes in that order.
     let rows = sqlx::query(
         "SELECT id, plan, created_at FROM tenants t WHERE NOT EXISTS \
-         (SELECT 1 FROM tenant_plan_assignments a WHERE a.tenant_id = t.id)",
+         (SELECT 1 FROM tenant_plan_assignments a WHERE a.tenant_id = t.id) ORDER BY id",
     )
     .fetch_all(&mut *tx)
     .await?;
@@ -242,7 +244,7 @@ pub(crate) async fn seed(app: &App) -> Result<(), StoreError> {
             assigned_by: "system:seed".to_owned(),
             reason: Some("the plan the tenant had before the catalog".to_owned()),
         };
-        sqlx::query(
+        let written = sqlx::query(
             "INSERT INTO tenant_plan_assignments (tenant_id, seq, plan, version, effective_from, \
              assigned_at, assigned_by, reason) VALUES ($1, 1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (tenant_id, seq) DO NOTHING",
@@ -256,6 +258,11 @@ pub(crate) async fn seed(app: &App) -> Result<(), StoreError> {
         .bind(record.reason.as_deref())
         .execute(&mut *tx)
         .await?;
+        if written.rows_affected() == 1 {
+            // Usage stored before the catalog counts towards the quotas it now has.
+            app.seed_quota_usage(&mut tx, &id, &stored.version, created, now)
+                .await?;
+        }
         project_onto_tenant(&mut tx, &id, &stored.version).await?;
     }
     tx.commit().await?;

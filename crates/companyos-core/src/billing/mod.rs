@@ -8,6 +8,7 @@ mod assignments;
 mod catalog_store;
 mod plans;
 mod quota;
+mod quota_seed;
 mod quota_usage;
 
 use std::collections::HashMap;

@@ -1,12 +1,16 @@
 //! Quota state kept inside the ingestion group commit (BILL-2): each group adds its stored
 //! events (accepted and late, by their timestamp's UTC day and month) to one row per (tenant,
-//! metric, period), read and written once per group, never per event; and every threshold the
-//! group's usage crosses becomes one quota event (insert-if-absent on a unique key, so exactly
-//! once across nodes and restarts), an audit record and an outbox webhook.
+//! metric, period) that a quota covers (a version of the tenant's plan in force on a day of the
+//! period has a quota on that metric and period; `quota_seed` fills a row when a plan change
+//! starts covering it), read and written once per group, never per event; and every threshold
+//! the group's usage crosses becomes one quota event (insert-if-absent on a unique key, so
+//! exactly once across nodes and restarts), an audit record and an outbox webhook.
 
 use std::collections::{BTreeMap, HashMap};
 
-use companyos_domain::catalog::{PeriodBounds, PlanAssignment, QuotaPeriod, assignment_on};
+use companyos_domain::catalog::{
+    PeriodBounds, PlanAssignment, QuotaPeriod, assignment_intervals, assignment_on,
+};
 use companyos_domain::time_util::{day_from_number, day_start, format_day, format_rfc3339};
 use rust_decimal::Decimal;
 use serde_json::json;
@@ -140,12 +144,15 @@ async fn load_before(
     Ok(())
 }
 
-async fn write_after(
+/// A quota row's new quantity: (tenant, metric, period, period start day, quantity).
+pub(super) type QuantityRow<'a> = (&'a str, &'a str, QuotaPeriod, &'a str, Decimal);
+
+/// Sets the quantity of quota rows (in key order), leaving their top-ups as they are.
+pub(super) async fn upsert_quantities(
     tx: &mut Tx,
-    changes: &BTreeMap<UsageKey<'_>, UsageChange>,
+    rows: &[QuantityRow<'_>],
     now_micros: i64,
 ) -> Result<(), StoreError> {
-    let rows: Vec<(&UsageKey<'_>, &UsageChange)> = changes.iter().collect();
     for chunk in rows.chunks(ROWS_PER_UPSERT) {
         let sql = format!(
             "INSERT INTO quota_usage (tenant_id, metric, period, period_start, quantity, top_up, \
@@ -154,23 +161,40 @@ async fn write_after(
             values_placeholders(Placeholders::of(tx), chunk.len(), 7)
         );
         let mut query = sqlx::query(&sql);
-        for ((tenant, metric, period, start), change) in chunk {
-            let after = change
-                .before
-                .checked_add(change.added)
-                .unwrap_or(Decimal::MAX);
+        for (tenant, metric, period, start, quantity) in chunk {
             query = query
                 .bind(*tenant)
                 .bind(*metric)
                 .bind(period.as_str())
-                .bind(start.as_str())
-                .bind(after.normalize().to_string())
+                .bind(*start)
+                .bind(quantity.normalize().to_string())
                 .bind("0")
                 .bind(now_micros);
         }
         query.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+fn after(change: &UsageChange) -> Decimal {
+    change
+        .before
+        .checked_add(change.added)
+        .unwrap_or(Decimal::MAX)
+}
+
+async fn write_after(
+    tx: &mut Tx,
+    changes: &BTreeMap<UsageKey<'_>, UsageChange>,
+    now_micros: i64,
+) -> Result<(), StoreError> {
+    let rows: Vec<QuantityRow<'_>> = changes
+        .iter()
+        .map(|((tenant, metric, period, start), change)| {
+            (*tenant, *metric, *period, start.as_str(), after(change))
+        })
+        .collect();
+    upsert_quantities(tx, &rows, now_micros).await
 }
 
 /// What the thresholds need of each tenant: its history and webhook.
@@ -238,7 +262,9 @@ struct Crossing<'a> {
 impl App {
     /// Adds a group's stored usage to the quota rows and records every threshold it crosses.
     /// Runs inside the group commit's transaction, under its tenants' ledger head locks, so
-    /// two nodes never interleave on one tenant's rows. Returns the audit records to append.
+    /// two nodes never interleave on one tenant's rows, and a plan change (which takes the
+    /// same lock to fill the rows it starts covering) runs wholly before or after it. Returns
+    /// the audit records to append.
     pub(crate) async fn record_quota_usage(
         &self,
         tx: &mut Tx,
@@ -252,13 +278,90 @@ impl App {
         if changes.is_empty() {
             return Ok(Vec::new());
         }
-        load_before(tx, &mut changes).await?;
-        write_after(tx, &changes, companyos_domain::time_util::to_micros(now)).await?;
+        // The plan histories are read under the head locks: a plan change that committed
+        // before them is seen, one that waits for them sees this group's rollups.
         let mut tenants: Vec<&str> = changes.keys().map(|k| k.0).collect();
         tenants.dedup();
         let billing = tenant_billing(tx, &tenants).await?;
+        self.keep_covered_changes(tx, &mut changes, &billing)
+            .await?;
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        load_before(tx, &mut changes).await?;
+        write_after(tx, &changes, companyos_domain::time_util::to_micros(now)).await?;
+        let crossings = self.crossings(tx, &changes, &billing).await?;
+        let mut audits = Vec::new();
+        for crossing in crossings {
+            let webhook = billing
+                .get(crossing.tenant_id)
+                .and_then(|t| t.webhook.as_deref());
+            if let Some(entry) = record_crossing(tx, &crossing, webhook, now).await? {
+                audits.push(entry);
+            }
+        }
+        Ok(audits)
+    }
+
+    /// Drops the changes of rows no quota covers. Their usage is in the rollups, from which a
+    /// plan change that starts covering them fills them (`quota_seed`); nothing reads them
+    /// before that, so writing them would cost every group page writes for nothing.
+    async fn keep_covered_changes(
+        &self,
+        tx: &mut Tx,
+        changes: &mut BTreeMap<UsageKey<'_>, UsageChange>,
+        billing: &HashMap<String, TenantBilling>,
+    ) -> Result<(), StoreError> {
+        for (key, change) in std::mem::take(changes) {
+            let covered = match billing.get(key.0) {
+                Some(tenant) => {
+                    self.quota_covers(tx, &tenant.assignments, key.1, change.bounds)
+                        .await?
+                }
+                None => false,
+            };
+            if covered {
+                changes.insert(key, change);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a plan version in force on some day of `bounds` has a quota on `metric` over
+    /// that kind of period: the rule for which quota rows are kept.
+    async fn quota_covers(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        assignments: &[PlanAssignment],
+        metric: &str,
+        bounds: PeriodBounds,
+    ) -> Result<bool, StoreError> {
+        for (assignment, _, _) in assignment_intervals(assignments, bounds.start, bounds.end) {
+            let version = self
+                .plan_version_cached(conn, assignment.plan.as_str(), assignment.version)
+                .await?;
+            if version.is_some_and(|v| {
+                v.spec
+                    .quotas
+                    .iter()
+                    .any(|q| q.metric.as_str() == metric && q.period == bounds.period)
+            }) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The thresholds the group's changes cross, each under the quota of the plan version in
+    /// force on the latest day of the group's events in its period.
+    async fn crossings<'a>(
+        &self,
+        tx: &mut Tx,
+        changes: &'a BTreeMap<UsageKey<'a>, UsageChange>,
+        billing: &HashMap<String, TenantBilling>,
+    ) -> Result<Vec<Crossing<'a>>, StoreError> {
         let mut crossings = Vec::new();
-        for ((tenant_id, metric, period, _), change) in &changes {
+        for ((tenant_id, metric, period, _), change) in changes {
             let Some(tenant) = billing.get(*tenant_id) else {
                 continue;
             };
@@ -280,10 +383,7 @@ impl App {
             else {
                 continue;
             };
-            let after = change
-                .before
-                .checked_add(change.added)
-                .unwrap_or(Decimal::MAX);
+            let after = after(change);
             for threshold_percent in quota.thresholds_crossed(change.before, after) {
                 crossings.push(Crossing {
                     tenant_id,
@@ -298,16 +398,7 @@ impl App {
                 });
             }
         }
-        let mut audits = Vec::new();
-        for crossing in crossings {
-            let webhook = billing
-                .get(crossing.tenant_id)
-                .and_then(|t| t.webhook.as_deref());
-            if let Some(entry) = record_crossing(tx, &crossing, webhook, now).await? {
-                audits.push(entry);
-            }
-        }
-        Ok(audits)
+        Ok(crossings)
     }
 }
 

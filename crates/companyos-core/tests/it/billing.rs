@@ -1,6 +1,7 @@
 //! Quotas kept by ingestion (issue 16): a property test of random streams with duplicates,
 //! conflicts, late and refused events and plan changes against a recomputation from the stored
-//! events, and two nodes on one database crossing a threshold together; both engines.
+//! events, a plan change that brings a quota into force mid-period, and two nodes on one
+//! database crossing a threshold together; both engines.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -11,8 +12,10 @@ use companyos_core::billing::{Effective, PlanChange};
 use companyos_core::clock::{Clock as _, ManualClock};
 use companyos_core::ingest::RawEvent;
 use companyos_core::{Actor, App};
-use companyos_domain::catalog::{PlanAssignment, QuotaPeriod, RawPlanSpec, assignment_on};
-use companyos_domain::time_util::{format_day, format_rfc3339, utc_day};
+use companyos_domain::catalog::{
+    PlanAssignment, QuotaPeriod, RawPlanSpec, assignment_intervals, assignment_on,
+};
+use companyos_domain::time_util::{day_start, format_day, format_rfc3339, parse_day, utc_day};
 use companyos_domain::{PlanName, TenantId};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -194,6 +197,19 @@ fn spec_of(plan: &str) -> companyos_domain::catalog::PlanSpec {
     }
 }
 
+/// Whether a quota covers `key`: a plan version in force on a day of its period has a quota
+/// on its metric and period. Only such rows are kept (and must be exact).
+fn covered(history: &[PlanAssignment], (metric, period, start): &Key) -> bool {
+    let bounds = period.bounds(day_start(parse_day(start, "period_start").unwrap()));
+    assignment_intervals(history, bounds.start, bounds.end)
+        .iter()
+        .any(|(assignment, _, _)| {
+            spec_of(assignment.plan.as_str())
+                .quota(&metric.parse_metric(), *period)
+                .is_some()
+        })
+}
+
 async fn stored_usage(app: &App, tenant: &str) -> BTreeMap<Key, Decimal> {
     let rows = sqlx::query(
         "SELECT metric, period, period_start, quantity FROM quota_usage WHERE tenant_id = $1",
@@ -314,8 +330,20 @@ async fn run_case(
         model.apply_batch(tenant, &step.events, now);
     }
     let stored = stored_usage(&node.app, tenant).await;
-    prop_assert_eq!(&stored, &recomputed_usage(&node.app, tenant).await);
-    prop_assert_eq!(&stored, &model.usage);
+    let recomputed = recomputed_usage(&node.app, tenant).await;
+    prop_assert_eq!(&recomputed, &model.usage);
+    // Every row a quota covers holds the exact usage of its period (a row not written is
+    // zero). A row a quota no longer covers (a plan change the same day replaced the version
+    // that covered it) may keep what it had; nothing reads it.
+    let covered_usage: BTreeMap<Key, Decimal> = recomputed
+        .into_iter()
+        .filter(|(key, _)| covered(&model.history, key))
+        .collect();
+    let covered_stored: BTreeMap<Key, Decimal> = stored
+        .into_iter()
+        .filter(|(key, _)| covered(&model.history, key))
+        .collect();
+    prop_assert_eq!(&covered_stored, &covered_usage);
     let events = stored_events(&node.app, tenant).await;
     let unique: BTreeSet<(Key, u32)> = events.iter().cloned().collect();
     prop_assert_eq!(events.len(), unique.len(), "each threshold once");
@@ -351,12 +379,194 @@ fn quota_usage_and_events_equal_a_recomputation_from_the_stored_events() {
     }
 }
 
+/// The current period's usage of each quota in the tenant's entitlements, by (metric, period).
+async fn entitled_usage(node: &Node, tenant: &str) -> BTreeMap<(String, QuotaPeriod), Decimal> {
+    let entitlements = node
+        .app
+        .billing()
+        .entitlements(&node.admin, &TenantId::parse(tenant).unwrap())
+        .await
+        .unwrap();
+    entitlements
+        .quotas
+        .iter()
+        .map(|q| {
+            (
+                (q.quota.metric.as_str().to_owned(), q.quota.period),
+                q.usage,
+            )
+        })
+        .collect()
+}
+
+async fn forward_auth_status(node: &Node, key: &str) -> u16 {
+    let principal = node
+        .app
+        .authenticate(Some(key), None, "test")
+        .await
+        .unwrap();
+    let actor = Actor {
+        principal,
+        request_id: None,
+        channel: None,
+    };
+    let metric = companyos_domain::MetricName::parse("requests").unwrap();
+    match node
+        .app
+        .billing()
+        .forward_auth(&actor, None, Some(&metric))
+        .await
+    {
+        Ok(_) => 200,
+        Err(companyos_core::ServiceError::RateLimited { .. }) => 429,
+        Err(other) => panic!("forward auth: {other}"),
+    }
+}
+
+/// Creates a tenant on the enterprise plan (no quotas); returns its API key.
+async fn enterprise_tenant(node: &Node, id: &str) -> String {
+    let created = node
+        .app
+        .create_tenant(
+            &node.admin,
+            companyos_core::tenants::NewTenant {
+                id: id.to_owned(),
+                name: format!("Tenant {id}"),
+                plan: Some("enterprise".to_owned()),
+                home_region: Some("eu-west-1".to_owned()),
+                allowed_regions: Some(vec!["eu-west-1".to_owned()]),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    created.api_key
+}
+
+/// A tenant on a plan without quotas stores usage (late and on time), then moves mid-month to
+/// one with a monthly and a daily quota on that metric: both quotas start from the usage
+/// stored before the change, not from zero, in the answers and in the thresholds.
+#[tokio::test]
+async fn a_plan_change_adding_a_quota_mid_period_sees_the_usage_ingested_before() {
+    for backend in BACKENDS {
+        let node = Node::open(backend).await;
+        put_plans(&node).await;
+        let api_key = enterprise_tenant(&node, "acme").await;
+        let ingest = node.operator("meter", "ingest").await;
+        node.clock.set(datetime!(2026-03-05 12:00 UTC));
+        let before = [
+            ("late", "2", datetime!(2026-03-02 13:00 UTC)),
+            ("on-time", "3", datetime!(2026-03-04 09:00 UTC)),
+            ("today", "2", datetime!(2026-03-05 10:00 UTC)),
+        ];
+        let events: Vec<Value> = before
+            .iter()
+            .map(|(id, quantity, at)| crate::support::event("acme", id, quantity, *at))
+            .collect();
+        let outcome = crate::support::ingest(&node.app, &ingest, &events).await;
+        assert_eq!(
+            crate::support::statuses(&outcome),
+            ["late", "accepted", "accepted"],
+            "{backend:?}"
+        );
+        // Enterprise has no quotas: nothing is kept for them yet.
+        assert!(
+            stored_usage(&node.app, "acme").await.is_empty(),
+            "{backend:?}"
+        );
+        change_plan(&node, "acme", "loose").await;
+        let usage = entitled_usage(&node, "acme").await;
+        let requests = |period| ("requests".to_owned(), period);
+        assert_eq!(
+            usage[&requests(QuotaPeriod::Month)],
+            Decimal::from(7),
+            "{backend:?}"
+        );
+        assert_eq!(
+            usage[&requests(QuotaPeriod::Day)],
+            Decimal::from(2),
+            "{backend:?}"
+        );
+        assert_eq!(forward_auth_status(&node, &api_key).await, 200);
+        // One more request uses up the day (3, hard) and reaches the month's 100% (8); the
+        // month's 25% was passed before the change and is not emitted by it.
+        let last = crate::support::event("acme", "after", "1", datetime!(2026-03-05 11:00 UTC));
+        crate::support::ingest(&node.app, &ingest, &[last]).await;
+        assert_eq!(forward_auth_status(&node, &api_key).await, 429);
+        let mut events = stored_events(&node.app, "acme").await;
+        events.sort();
+        let key = |period, start: &str| ("requests".to_owned(), period, start.to_owned());
+        assert_eq!(
+            events,
+            vec![
+                (key(QuotaPeriod::Day, "2026-03-05"), 100),
+                (key(QuotaPeriod::Month, "2026-03-01"), 100),
+            ],
+            "{backend:?}"
+        );
+        let usage = entitled_usage(&node, "acme").await;
+        assert_eq!(
+            usage[&requests(QuotaPeriod::Month)],
+            Decimal::from(8),
+            "{backend:?}"
+        );
+        node.close().await;
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
+}
+
+/// A second node on the node's database (on SQLite, the one node itself, which then takes
+/// both halves of a test).
+async fn second_node(node: &Node, dir: &Path) -> App {
+    match node.backend {
+        Backend::Postgres => {
+            let data_dir = dir.join("data");
+            copy_dir(&node.data_dir().join("keys"), &data_dir.join("keys"));
+            let settings = settings_for(&data_dir, node.database_url.as_deref());
+            let (app, _) = App::open(settings, Arc::new(ManualClock::new(START)))
+                .await
+                .unwrap();
+            app
+        }
+        Backend::Sqlite => node.app.clone(),
+    }
+}
+
+/// Ingests `count` requests of one unit at START for acme, one event per request, as the
+/// holder of `token`, with event ids starting with `prefix`.
+fn spawn_ingest(
+    app: &App,
+    token: &str,
+    prefix: String,
+    count: usize,
+) -> tokio::task::JoinHandle<()> {
+    let (app, token) = (app.clone(), token.to_owned());
+    tokio::spawn(async move {
+        let principal = app.authenticate(Some(&token), None, "test").await.unwrap();
+        let actor = Actor {
+            principal,
+            request_id: None,
+            channel: None,
+        };
+        for i in 0..count {
+            let id = format!("{prefix}-{i}");
+            let event = json!({
+                "event_id": id, "tenant_id": "acme", "service": "api",
+                "metric": "requests", "quantity": "1", "unit": "request",
+                "timestamp": format_rfc3339(START), "request_id": format!("r-{id}"),
+            });
+            app.ingest(&actor, vec![crate::support::raw_event(&event)])
+                .await
+                .unwrap();
+        }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -367,44 +577,17 @@ async fn two_nodes_crossing_a_threshold_together_emit_it_once() {
         node.tenant("acme").await;
         change_plan(&node, "acme", "tight").await;
         let ingest_token = node.operator_token("meter", "ingest").await;
-        // A second node on the same database (on SQLite, the one node takes both halves).
         let second_dir = tempfile::tempdir().unwrap();
-        let second = match backend {
-            Backend::Postgres => {
-                let data_dir = second_dir.path().join("data");
-                copy_dir(&node.data_dir().join("keys"), &data_dir.join("keys"));
-                let settings = settings_for(&data_dir, node.database_url.as_deref());
-                let (app, _) = App::open(settings, Arc::new(ManualClock::new(START)))
-                    .await
-                    .unwrap();
-                app
-            }
-            Backend::Sqlite => node.app.clone(),
-        };
+        let second = second_node(&node, second_dir.path()).await;
         let mut tasks = Vec::new();
-        for (n, app) in [node.app.clone(), second.clone()].into_iter().enumerate() {
+        for (n, app) in [&node.app, &second].into_iter().enumerate() {
             for task in 0..4 {
-                let app = app.clone();
-                let token = ingest_token.clone();
-                tasks.push(tokio::spawn(async move {
-                    let principal = app.authenticate(Some(&token), None, "test").await.unwrap();
-                    let actor = Actor {
-                        principal,
-                        request_id: None,
-                        channel: None,
-                    };
-                    for i in 0..10 {
-                        let id = format!("n{n}-t{task}-{i}");
-                        let event = json!({
-                            "event_id": id, "tenant_id": "acme", "service": "api",
-                            "metric": "requests", "quantity": "1", "unit": "request",
-                            "timestamp": format_rfc3339(START), "request_id": format!("r-{id}"),
-                        });
-                        app.ingest(&actor, vec![crate::support::raw_event(&event)])
-                            .await
-                            .unwrap();
-                    }
-                }));
+                tasks.push(spawn_ingest(
+                    app,
+                    &ingest_token,
+                    format!("n{n}-t{task}"),
+                    10,
+                ));
             }
         }
         for task in tasks {
@@ -432,6 +615,56 @@ async fn two_nodes_crossing_a_threshold_together_emit_it_once() {
         .await
         .unwrap();
         assert_eq!(audits, 3, "{backend:?}");
+        if backend == Backend::Postgres {
+            second.db().close().await;
+        }
+        node.close().await;
+    }
+}
+
+/// A plan change on one node that brings quotas into force while the other node ingests for
+/// the tenant (its first events included): whichever commits first, the rows end exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_plan_change_racing_ingestion_on_another_node_leaves_exact_rows() {
+    for backend in BACKENDS {
+        let node = Node::open(backend).await;
+        put_plans(&node).await;
+        enterprise_tenant(&node, "acme").await;
+        let ingest_token = node.operator_token("meter", "ingest").await;
+        let second_dir = tempfile::tempdir().unwrap();
+        let second = second_node(&node, second_dir.path()).await;
+        let tasks: Vec<_> = (0..4)
+            .map(|task| spawn_ingest(&node.app, &ingest_token, format!("t{task}"), 50))
+            .collect();
+        // Into the stream of group commits, past the tenant's first.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let change = PlanChange {
+            plan: PlanName::parse("loose").unwrap(),
+            version: None,
+            effective: Effective::Now,
+            reason: None,
+        };
+        second
+            .billing()
+            .change_tenant_plan(&node.admin, &TenantId::parse("acme").unwrap(), change)
+            .await
+            .unwrap();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let usage = stored_usage(&node.app, "acme").await;
+        let key = |period, start: &str| ("requests".to_owned(), period, start.to_owned());
+        let all = Decimal::from(200);
+        assert_eq!(
+            usage.get(&key(QuotaPeriod::Month, "2026-03-01")),
+            Some(&all),
+            "{backend:?}"
+        );
+        assert_eq!(
+            usage.get(&key(QuotaPeriod::Day, "2026-03-02")),
+            Some(&all),
+            "{backend:?}"
+        );
         if backend == Backend::Postgres {
             second.db().close().await;
         }
