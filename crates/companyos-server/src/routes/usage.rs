@@ -14,7 +14,8 @@ use crate::AppState;
 use crate::csv;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{Authed, JsonBody, QueryParams, read_body};
-use crate::routes::{json, ok};
+use crate::routes::{json, ok_reply, reply};
+use crate::wire::metering::SourceBody;
 
 /// The answer of `POST /v1/events` (CONTRACT §5), serialized straight from the outcome: the
 /// results of a thousand events are not built as a tree of JSON values first.
@@ -262,12 +263,15 @@ pub async fn create_source(
         .app
         .register_source(&actor, &body.id, &body.service, &body.public_key)
         .await?;
-    Ok(json(StatusCode::CREATED, source))
+    Ok(reply(StatusCode::CREATED, SourceBody::created(&source)))
 }
 
 pub async fn list_sources(
     State(state): State<AppState>,
     Authed(actor): Authed,
 ) -> ApiResult<Response> {
-    Ok(ok(json!(state.app.list_sources(&actor).await?)))
+    let sources = state.app.list_sources(&actor).await?;
+    Ok(ok_reply(
+        sources.iter().map(SourceBody::listed).collect::<Vec<_>>(),
+    ))
 }

@@ -1,0 +1,13 @@
+//! The JSON shapes clients see (CONTRACT §3-§8), one module per area: the service layer returns
+//! domain values and each route maps them to one of these `Serialize` structs. A struct's field
+//! order is the order of the members on the wire.
+
+pub mod metering;
+
+use companyos_domain::time_util::format_rfc3339;
+use time::OffsetDateTime;
+
+/// An instant as the API writes every instant: RFC 3339 in UTC.
+pub fn instant(at: OffsetDateTime) -> String {
+    format_rfc3339(at)
+}
