@@ -2,7 +2,11 @@
 //! domain values and each route maps them to one of these `Serialize` structs. A struct's field
 //! order is the order of the members on the wire.
 
+pub mod evidence;
+pub mod ledger;
 pub mod metering;
+pub mod operators;
+pub mod reports;
 
 use companyos_domain::time_util::format_rfc3339;
 use time::OffsetDateTime;
