@@ -46,7 +46,7 @@ impl App {
                 }
                 entry.id = None;
                 if let Value::Object(details) = &mut entry.details {
-                    details.insert("steps".to_owned(), steps.to_json());
+                    details.insert("steps".to_owned(), json!(steps));
                 }
                 self.audit_failure(entry, &error).await?;
                 Err(error)
@@ -159,14 +159,14 @@ impl App {
         .bind("succeeded")
         .bind(to_micros(now))
         .bind(self.now_micros())
-        .bind(steps.to_json().to_string())
+        .bind(json!(steps).to_string())
         .execute(&mut **tx)
         .await?;
         let provisioning = json!({
             "id": run_id,
             "status": "succeeded",
             "total_ms": steps.total_ms(),
-            "steps": steps.to_json(),
+            "steps": steps,
         });
         if let Value::Object(details) = &mut entry.details {
             details.insert("provisioning_run".to_owned(), json!(run_id));
@@ -242,7 +242,7 @@ impl App {
         .bind("failed")
         .bind(now)
         .bind(now)
-        .bind(steps.to_json().to_string())
+        .bind(json!(steps).to_string())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -417,7 +417,7 @@ impl App {
             "version": 1,
             "generated_at": format_rfc3339(now),
             "generated_by": actor.principal.actor_name(),
-            "tenant": tenant.to_json(TenantView::Operator),
+            "tenant": TenantRecord::of(tenant, TenantView::Operator),
             "plan": plan.map(|p| json!({
                 "name": p.name,
                 "entitlements": p.entitlements,
@@ -462,7 +462,7 @@ impl App {
         if let Value::Object(map) = &mut document {
             map.insert(
                 "provisioning_run".to_owned(),
-                json!({"steps": steps.to_json(), "total_ms": steps.total_ms()}),
+                json!({"steps": steps, "total_ms": steps.total_ms()}),
             );
         }
         let bytes = serde_json::to_vec_pretty(&document)
