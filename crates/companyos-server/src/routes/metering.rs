@@ -4,12 +4,11 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use companyos_domain::metering::RawDeclaration;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody};
-use crate::routes::{ok, ok_reply};
+use crate::routes::ok_reply;
 use crate::wire::metering::{CoverageBody, ModeChangeBody, ServicesBody};
 
 pub async fn declare(
@@ -19,7 +18,8 @@ pub async fn declare(
     JsonBody(body): JsonBody<RawDeclaration>,
 ) -> ApiResult<Response> {
     let declaration = state.app.declare_metering(&actor, &service, &body).await?;
-    Ok(ok(json!(declaration)))
+    // A declaration's own serialization is its wire form (and its stored one).
+    Ok(ok_reply(&declaration))
 }
 
 pub async fn list(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Response> {

@@ -4,13 +4,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody};
-use crate::routes::{ok, ok_reply, reply};
-use crate::wire::operators::{OperatorBody, RevokedBody};
+use crate::routes::{ok_reply, reply};
+use crate::wire::operators::{OperatorBody, PoliciesBody, RevokedBody};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,10 +55,16 @@ pub async fn revoke(
 
 pub async fn policies(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Response> {
     let (text, sha256) = state.app.policies(&actor).await?;
-    Ok(ok(json!({
-        "sha256": sha256,
-        "policies": text,
-        "schema": companyos_core::authz::SCHEMA_TEXT,
-        "approval_required": state.app.settings().approval_required.iter().map(|a| format!("tenant.{a}")).collect::<Vec<_>>(),
-    })))
+    Ok(ok_reply(PoliciesBody {
+        sha256: &sha256,
+        policies: &text,
+        schema: companyos_core::authz::SCHEMA_TEXT,
+        approval_required: state
+            .app
+            .settings()
+            .approval_required
+            .iter()
+            .map(|a| format!("tenant.{a}"))
+            .collect(),
+    }))
 }

@@ -1,4 +1,4 @@
-//! Operators (CONTRACT §3).
+//! Operators and policies (CONTRACT §3).
 
 use companyos_core::app::OperatorView;
 use serde::Serialize;
@@ -35,4 +35,14 @@ impl<'a> OperatorBody<'a> {
 pub struct RevokedBody<'a> {
     pub id: &'a str,
     pub revoked: bool,
+}
+
+/// `GET /v1/policies`: the global policies, their schema, and the Cedar actions of the
+/// lifecycle that need approval.
+#[derive(Debug, Serialize)]
+pub struct PoliciesBody<'a> {
+    pub sha256: &'a str,
+    pub policies: &'a str,
+    pub schema: &'static str,
+    pub approval_required: Vec<String>,
 }
