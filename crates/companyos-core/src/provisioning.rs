@@ -51,7 +51,7 @@ impl Serialize for Step {
 }
 
 /// Records steps with their durations; serialized, the array of its steps.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 #[serde(transparent)]
 pub struct StepLog {
     pub steps: Vec<Step>,

@@ -158,12 +158,21 @@ pub struct NewTenant {
     pub legal_hold: Option<bool>,
 }
 
+/// The provisioning run a creation or a retry carried out (it succeeded: a failed one is an
+/// error).
+#[derive(Debug, Clone)]
+pub struct ProvisioningOutcome {
+    /// The run's id (`provisioning_runs`); `None` after a retry, whose answer never named it.
+    pub run_id: Option<String>,
+    pub steps: StepLog,
+}
+
 /// A created tenant: its API key and any boundary credentials are shown only here.
 #[derive(Debug, Clone)]
 pub struct CreatedTenant {
     pub tenant: TenantRow,
     pub api_key: String,
-    pub provisioning: Value,
+    pub provisioning: ProvisioningOutcome,
     pub dossier: Option<EvidenceRecord>,
     pub boundary_credentials: Option<Value>,
 }

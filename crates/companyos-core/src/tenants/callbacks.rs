@@ -63,7 +63,10 @@ impl App {
             .execute(&mut *tx)
             .await?;
             Ok(CreatedTenant {
-                provisioning: json!({"status": "succeeded", "steps": steps, "total_ms": steps.total_ms()}),
+                provisioning: ProvisioningOutcome {
+                    run_id: None,
+                    steps: steps.clone(),
+                },
                 tenant,
                 api_key: output.api_key,
                 dossier: output.dossier,

@@ -162,12 +162,6 @@ impl App {
         .bind(json!(steps).to_string())
         .execute(&mut **tx)
         .await?;
-        let provisioning = json!({
-            "id": run_id,
-            "status": "succeeded",
-            "total_ms": steps.total_ms(),
-            "steps": steps,
-        });
         if let Value::Object(details) = &mut entry.details {
             details.insert("provisioning_run".to_owned(), json!(run_id));
             details.insert("total_ms".to_owned(), json!(steps.total_ms()));
@@ -184,7 +178,10 @@ impl App {
         Ok(CreatedTenant {
             tenant,
             api_key: output.api_key,
-            provisioning,
+            provisioning: ProvisioningOutcome {
+                run_id: Some(run_id),
+                steps: steps.clone(),
+            },
             dossier: output.dossier,
             boundary_credentials: output.credentials,
         })

@@ -3,7 +3,10 @@
 //! the signed dossier and the `workloads.scale` message; the answers here wrap them.
 
 use companyos_core::approvals::{ApprovalView, TenantActions};
-use companyos_core::tenants::{CreatedTenant, ProvisioningRun, TenantRow, TenantView};
+use companyos_core::provisioning::StepLog;
+use companyos_core::tenants::{
+    CreatedTenant, ProvisioningOutcome, ProvisioningRun, TenantRow, TenantView,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -18,7 +21,7 @@ pub struct CreatedTenantBody<'a> {
     #[serde(flatten)]
     pub tenant: TenantRecord<'a>,
     pub api_key: &'a str,
-    pub provisioning: &'a Value,
+    pub provisioning: ProvisioningBody<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub boundary_credentials: Option<&'a Value>,
     /// Only at creation, and only when the tenant has an audit webhook.
@@ -32,9 +35,48 @@ impl<'a> CreatedTenantBody<'a> {
         Self {
             tenant: TenantRecord::of(&created.tenant, view),
             api_key: &created.api_key,
-            provisioning: &created.provisioning,
+            provisioning: ProvisioningBody::of(&created.provisioning),
             boundary_credentials: created.boundary_credentials.as_ref(),
             audit_webhook_secret: None,
+        }
+    }
+}
+
+/// The provisioning run of a creation (its id first) or of a retry (no id, the steps before
+/// the total): two member orders, each as its answer has always had it.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ProvisioningBody<'a> {
+    Created {
+        id: &'a str,
+        status: &'static str,
+        total_ms: f64,
+        steps: &'a StepLog,
+    },
+    Retried {
+        status: &'static str,
+        steps: &'a StepLog,
+        total_ms: f64,
+    },
+}
+
+impl<'a> ProvisioningBody<'a> {
+    pub fn of(outcome: &'a ProvisioningOutcome) -> Self {
+        // Only successful runs are answered.
+        let status = "succeeded";
+        let (steps, total_ms) = (&outcome.steps, outcome.steps.total_ms());
+        match &outcome.run_id {
+            Some(id) => Self::Created {
+                id,
+                status,
+                total_ms,
+                steps,
+            },
+            None => Self::Retried {
+                status,
+                steps,
+                total_ms,
+            },
         }
     }
 }
