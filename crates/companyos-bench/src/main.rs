@@ -964,7 +964,7 @@ async fn reports(backend: &str, events: usize) -> anyhow::Result<u8> {
             "daily_rollups_for_a_year_ms": (rollup_ms * 1000.0).round() / 1000.0,
             "integrity_report_seconds": report_elapsed.as_secs_f64(),
             "integrity_report_events_per_second": rate(events, report_elapsed).round(),
-            "integrity_result": report["result"],
+            "integrity_result": report.result,
             "baseline_read_and_group_seconds": group_by.as_secs_f64(),
             "baseline_read_and_group_events_per_second": rate(events, group_by).round(),
             "baseline_groups": rows.len(),

@@ -145,18 +145,6 @@ pub struct OperatorView {
     pub revoked: bool,
 }
 
-impl OperatorView {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "name": self.name,
-            "role": self.role.as_str(),
-            "created_at": companyos_domain::time_util::format_rfc3339(self.created_at),
-            "revoked": self.revoked,
-        })
-    }
-}
-
 impl App {
     /// Opens the data dir and the store: creates what is missing (data dir, schema, keys, the
     /// bootstrap admin) and changes nothing that exists.

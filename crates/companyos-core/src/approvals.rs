@@ -69,28 +69,6 @@ fn changed_facts(approved: Option<&Value>, now: &Value) -> Vec<String> {
         .collect()
 }
 
-impl ApprovalView {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "action": self.action,
-            "tenant_id": self.tenant_id,
-            "status": self.status,
-            "requested_by": self.requested_by_name,
-            "requested_by_id": self.requested_by,
-            "reason": self.reason,
-            "requested_at": format_rfc3339(from_micros(self.requested_at)),
-            "expires_at": format_rfc3339(from_micros(self.expires_at)),
-            "decided_by": self.decided_by_name,
-            "decided_at": self.decided_at.map(|m| format_rfc3339(from_micros(m))),
-            "comment": self.comment,
-            "warnings": self.warnings,
-            "result": self.result,
-            "facts": self.facts,
-        })
-    }
-}
-
 const APPROVAL_COLUMNS: &str = "id, action, tenant_id, params, warnings, status, requested_by, \
     requested_by_name, requested_reason, requested_at, expires_at, decided_by, decided_by_name, \
     decided_at, comment, result";
@@ -675,22 +653,6 @@ pub struct AllowedAction {
     pub action: LifecycleAction,
     /// Running it creates a pending approval (the `approval_required` setting).
     pub needs_approval: bool,
-}
-
-impl TenantActions {
-    pub fn to_json(&self) -> (Value, Value) {
-        (
-            json!(
-                self.allowed
-                    .iter()
-                    .map(|a| json!({"action": a.action.to_string(), "needs_approval": a.needs_approval}))
-                    .collect::<Vec<_>>()
-            ),
-            self.pending_approval
-                .as_ref()
-                .map_or(Value::Null, ApprovalView::to_json),
-        )
-    }
 }
 
 impl App {

@@ -11,7 +11,7 @@ use std::pin::Pin;
 
 use companyos_domain::time_util::{format_rfc3339, from_micros, to_micros};
 use companyos_ledger::hash::sha256;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::{AnyConnection, Row as _};
 use time::OffsetDateTime;
 
@@ -187,23 +187,6 @@ pub struct EvidenceRecord {
     pub created_at: OffsetDateTime,
     pub created_by: String,
     pub metadata: Value,
-}
-
-impl EvidenceRecord {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "id": self.id,
-            "kind": self.kind,
-            "tenant_id": self.tenant_id,
-            "sha256": self.sha256,
-            "size_bytes": self.size_bytes,
-            "content_type": self.content_type,
-            "file_name": self.file_name,
-            "created_at": format_rfc3339(self.created_at),
-            "created_by": self.created_by,
-            "metadata": self.metadata,
-        })
-    }
 }
 
 /// Stores an artifact: its bytes in the blob store, its signature and index row in `conn`'s

@@ -4,11 +4,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use companyos_ledger::Hash;
 use companyos_ledger::leaf::{EventClass, UsageLeaf};
 use companyos_ledger::usage_event::EventDigest;
-use companyos_ledger::{Hash, encoding::base64_encode};
 use rust_decimal::Decimal;
-use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row as _};
 
 use crate::app::{Actor, App};
@@ -33,20 +32,12 @@ pub struct InclusionProof {
     pub checkpoint: Option<String>,
 }
 
-impl InclusionProof {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "log_id": self.log_id,
-            "origin": self.origin,
-            "event_id": self.event_id,
-            "leaf_index": self.leaf_index,
-            "tree_size": self.tree_size,
-            "leaf_data": base64_encode(&self.leaf_data),
-            "leaf_hash": self.leaf_hash.to_hex(),
-            "proof": self.proof.iter().map(Hash::to_hex).collect::<Vec<_>>(),
-            "checkpoint": self.checkpoint,
-        })
-    }
+/// A proof that the tree of size `to` extends the tree of size `from` (RFC 6962 §2.1.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    pub from: u64,
+    pub to: u64,
+    pub proof: Vec<Hash>,
 }
 
 /// Where `App::verify_ledgers_with_progress` is.
@@ -251,7 +242,7 @@ impl App {
         tenant_id: &str,
         from: u64,
         to: u64,
-    ) -> Result<Value, ServiceError> {
+    ) -> Result<ConsistencyProof, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
@@ -270,11 +261,7 @@ impl App {
             ));
         }
         let proof = ledger_store::consistency_proof(&mut conn, &log_id, from, to).await?;
-        Ok(json!({
-            "from": from,
-            "to": to,
-            "proof": proof.iter().map(Hash::to_hex).collect::<Vec<_>>(),
-        }))
+        Ok(ConsistencyProof { from, to, proof })
     }
 
     /// Verifies tenant ledgers from the store (`companyos ledger verify`): the tree, its

@@ -5,11 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use companyos_domain::metering::{CoverageMode, MeteringDeclaration, RawDeclaration};
-use companyos_domain::time_util::{format_rfc3339, from_micros};
-use companyos_domain::{FieldError, ServiceName, SourceId};
+use companyos_domain::time_util::from_micros;
+use companyos_domain::{FieldError, MetricName, ServiceName, SourceId, Unit};
 use companyos_ledger::usage_event;
 use serde_json::{Value, json};
 use sqlx::Row as _;
+use time::OffsetDateTime;
 
 use crate::app::{Actor, App};
 use crate::authz::Resource;
@@ -19,15 +20,90 @@ use companyos_domain::Action;
 
 const COVERAGE_SETTING: &str = "coverage_mode";
 
-fn declaration_json(declaration: &MeteringDeclaration) -> Value {
-    json!({
-        "service": declaration.service,
-        "metrics": declaration.metrics.iter().map(|m| json!({
-            "name": m.name,
-            "unit": m.unit,
-            "aggregation": m.aggregation.as_str(),
-            "description": m.description,
-        })).collect::<Vec<_>>(),
+/// The declared services and the deployment's coverage mode (`GET /v1/metering/services`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclaredServices {
+    pub deployment_mode: CoverageMode,
+    pub services: Vec<DeclaredService>,
+}
+
+/// One declared service, its override of the deployment's mode and its last change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeclaredService {
+    pub declaration: MeteringDeclaration,
+    pub mode_override: Option<CoverageMode>,
+    pub updated_at: OffsetDateTime,
+    pub updated_by: String,
+}
+
+impl DeclaredServices {
+    /// The mode the coverage gate applies to `service`: its override, else the deployment's.
+    pub fn mode_of(&self, service: &DeclaredService) -> CoverageMode {
+        service.mode_override.unwrap_or(self.deployment_mode)
+    }
+}
+
+/// What the coverage gate saw that no declaration matches (`GET /v1/metering/coverage`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoverageReport {
+    pub mode: CoverageMode,
+    pub services_without_declaration: Vec<UndeclaredService>,
+    pub undeclared_metrics: Vec<UndeclaredMetric>,
+    pub unit_mismatches: Vec<UnitMismatch>,
+    pub declared_metrics_never_seen: Vec<DeclaredMetric>,
+}
+
+/// A service seen in usage that has no declaration, with its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndeclaredService {
+    pub service: String,
+    pub events: i64,
+}
+
+/// A metric seen for a declared service that does not declare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndeclaredMetric {
+    pub service: String,
+    pub metric: String,
+    pub events: i64,
+}
+
+/// A declared metric seen with another unit than the declared one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitMismatch {
+    pub service: String,
+    pub metric: String,
+    pub unit: String,
+    pub declared_unit: Unit,
+    pub events: i64,
+}
+
+/// A declared metric (of `service`), here one that was never seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclaredMetric {
+    pub service: String,
+    pub metric: MetricName,
+}
+
+/// A registered usage source and its Ed25519 public key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub id: SourceId,
+    pub service: ServiceName,
+    pub public_key: String,
+    pub created_at: OffsetDateTime,
+    pub created_by: String,
+}
+
+fn source_of(row: &sqlx::any::AnyRow) -> Result<Source, StoreError> {
+    let id: String = row.try_get("id")?;
+    let service: String = row.try_get("service")?;
+    Ok(Source {
+        id: SourceId::parse_field(&id, "id").map_err(|_| StoreError::corrupt("source id"))?,
+        service: ServiceName::parse(&service).map_err(|_| StoreError::corrupt("source service"))?,
+        public_key: row.try_get("public_key")?,
+        created_at: from_micros(row.try_get("created_at")?),
+        created_by: row.try_get("created_by")?,
     })
 }
 
@@ -94,8 +170,10 @@ impl App {
         let result = async {
             self.require(actor, Action::MeteringDeclare, Resource::Deployment, &[], &mut entry)?;
             let declaration = MeteringDeclaration::parse(raw, Some(service))?;
-            let stored = declaration_json(&declaration);
-            entry.details = json!({"declaration": stored});
+            // The declaration's serialized form is what is stored and what the audit record holds.
+            let stored = serde_json::to_string(&declaration)
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            entry.details = json!({"declaration": declaration});
             sqlx::query(
                 "INSERT INTO metering_declarations (service, declaration, coverage_mode, updated_at, \
                  updated_by) VALUES ($1, $2, NULL, $3, $4) ON CONFLICT (service) DO UPDATE SET \
@@ -103,7 +181,7 @@ impl App {
                  updated_by = excluded.updated_by",
             )
             .bind(declaration.service.as_str())
-            .bind(stored.to_string())
+            .bind(stored)
             .bind(self.now_micros())
             .bind(actor.principal.actor_name())
             .execute(&mut *tx)
@@ -115,7 +193,7 @@ impl App {
     }
 
     /// Declared services, their modes, and what was seen of each.
-    pub async fn list_services(&self, actor: &Actor) -> Result<Value, ServiceError> {
+    pub async fn list_services(&self, actor: &Actor) -> Result<DeclaredServices, ServiceError> {
         self.authorize_read(
             actor,
             Action::MeteringRead,
@@ -135,20 +213,17 @@ impl App {
         for row in &rows {
             let service: String = row.try_get("service")?;
             let declaration: String = row.try_get("declaration")?;
-            let declaration = parse_stored(&declaration)?;
-            services.push(json!({
-                "service": service,
-                "metrics": declaration_json(&declaration)["metrics"],
-                "coverage_mode": overrides.get(&service).copied().unwrap_or(deployment).as_str(),
-                "coverage_mode_override": overrides.get(&service).map(|m| m.as_str()),
-                "updated_at": format_rfc3339(from_micros(row.try_get("updated_at")?)),
-                "updated_by": row.try_get::<String, _>("updated_by")?,
-            }));
+            services.push(DeclaredService {
+                declaration: parse_stored(&declaration)?,
+                mode_override: overrides.get(&service).copied(),
+                updated_at: from_micros(row.try_get("updated_at")?),
+                updated_by: row.try_get("updated_by")?,
+            });
         }
-        Ok(json!({
-            "coverage_mode": deployment.as_str(),
-            "services": services,
-        }))
+        Ok(DeclaredServices {
+            deployment_mode: deployment,
+            services,
+        })
     }
 
     /// Sets the coverage mode of the deployment (`service` = None) or overrides it for one
@@ -158,7 +233,7 @@ impl App {
         actor: &Actor,
         service: Option<&str>,
         mode: Option<&str>,
-    ) -> Result<Value, ServiceError> {
+    ) -> Result<(), ServiceError> {
         let target = service.map_or("deployment".to_owned(), |s| format!("service:{s}"));
         let mut entry = self
             .entry(actor, "metering.coverage.update", &target)
@@ -222,7 +297,7 @@ impl App {
                     }
                 }
             }
-            Ok(json!({"service": service, "mode": mode}))
+            Ok(())
         }
         .await;
         self.finish(tx, entry, result).await
@@ -230,7 +305,7 @@ impl App {
 
     /// The coverage report: services seen without a declaration, declared metrics never seen,
     /// and units that differ from the declaration.
-    pub async fn coverage_report(&self, actor: &Actor) -> Result<Value, ServiceError> {
+    pub async fn coverage_report(&self, actor: &Actor) -> Result<CoverageReport, ServiceError> {
         self.authorize_read(
             actor,
             Action::MeteringRead,
@@ -279,12 +354,18 @@ impl App {
                         .iter()
                         .find(|m| m.name.as_str() == metric)
                     {
-                        None => undeclared_metrics
-                            .push(json!({"service": service, "metric": metric, "events": events})),
-                        Some(m) if m.unit.as_str() != unit => unit_mismatches.push(json!({
-                            "service": service, "metric": metric, "unit": unit,
-                            "declared_unit": m.unit, "events": events,
-                        })),
+                        None => undeclared_metrics.push(UndeclaredMetric {
+                            service,
+                            metric,
+                            events,
+                        }),
+                        Some(m) if m.unit.as_str() != unit => unit_mismatches.push(UnitMismatch {
+                            service,
+                            metric,
+                            unit,
+                            declared_unit: m.unit.clone(),
+                            events,
+                        }),
                         Some(_) => {}
                     }
                 }
@@ -294,18 +375,24 @@ impl App {
         for (service, declaration) in &declared {
             for metric in &declaration.metrics {
                 if !seen_metrics.contains_key(&(service.clone(), metric.name.as_str().to_owned())) {
-                    never_seen.push(json!({"service": service, "metric": metric.name}));
+                    never_seen.push(DeclaredMetric {
+                        service: service.clone(),
+                        metric: metric.name.clone(),
+                    });
                 }
             }
         }
         let (mode, _) = self.coverage_modes().await?;
-        Ok(json!({
-            "coverage_mode": mode.as_str(),
-            "services_without_declaration": undeclared_services.iter().map(|(s, e)| json!({"service": s, "events": e})).collect::<Vec<_>>(),
-            "undeclared_metrics": undeclared_metrics,
-            "unit_mismatches": unit_mismatches,
-            "declared_metrics_never_seen": never_seen,
-        }))
+        Ok(CoverageReport {
+            mode,
+            services_without_declaration: undeclared_services
+                .into_iter()
+                .map(|(service, events)| UndeclaredService { service, events })
+                .collect(),
+            undeclared_metrics,
+            unit_mismatches,
+            declared_metrics_never_seen: never_seen,
+        })
     }
 
     /// Registers a usage source and its Ed25519 public key.
@@ -315,7 +402,7 @@ impl App {
         id: &str,
         service: &str,
         public_key: &str,
-    ) -> Result<Value, ServiceError> {
+    ) -> Result<Source, ServiceError> {
         let mut entry = self
             .entry(actor, "source.create", &format!("source:{id}"))
             .details(json!({"service": service, "public_key": public_key}));
@@ -362,18 +449,19 @@ impl App {
             .bind(actor.principal.actor_name())
             .execute(&mut *tx)
             .await?;
-            Ok(json!({
-                "id": id,
-                "service": service,
-                "public_key": public_key,
-                "created_at": format_rfc3339(from_micros(now)),
-            }))
+            Ok(Source {
+                id,
+                service,
+                public_key: public_key.to_owned(),
+                created_at: from_micros(now),
+                created_by: actor.principal.actor_name(),
+            })
         }
         .await;
         self.finish(tx, entry, result).await
     }
 
-    pub async fn list_sources(&self, actor: &Actor) -> Result<Vec<Value>, ServiceError> {
+    pub async fn list_sources(&self, actor: &Actor) -> Result<Vec<Source>, ServiceError> {
         self.authorize_read(
             actor,
             Action::SourceRead,
@@ -387,17 +475,6 @@ impl App {
         )
         .fetch_all(self.db().readers())
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(json!({
-                    "id": row.try_get::<String, _>("id")?,
-                    "service": row.try_get::<String, _>("service")?,
-                    "public_key": row.try_get::<String, _>("public_key")?,
-                    "created_at": format_rfc3339(from_micros(row.try_get("created_at")?)),
-                    "created_by": row.try_get::<String, _>("created_by")?,
-                }))
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(ServiceError::from)
+        Ok(rows.iter().map(source_of).collect::<Result<Vec<_>, _>>()?)
     }
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use companyos_domain::time_util::format_rfc3339;
+use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Connection as _, Executor as _};
 use time::OffsetDateTime;
@@ -25,20 +26,33 @@ pub struct Step {
     pub details: Value,
 }
 
-impl Step {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "status": if self.ok { "ok" } else { "failed" },
-            "started_at": format_rfc3339(self.started_at),
-            "duration_ms": (self.duration_ms * 1000.0).round() / 1000.0,
-            "details": self.details,
-        })
+/// A step as the step log stores it (in `provisioning_runs`, the dossier, certificates and audit
+/// details): a status word, and the duration rounded to the microsecond.
+#[derive(Serialize)]
+struct StoredStep<'a> {
+    name: &'a str,
+    status: &'static str,
+    started_at: String,
+    duration_ms: f64,
+    details: &'a Value,
+}
+
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        StoredStep {
+            name: &self.name,
+            status: if self.ok { "ok" } else { "failed" },
+            started_at: format_rfc3339(self.started_at),
+            duration_ms: (self.duration_ms * 1000.0).round() / 1000.0,
+            details: &self.details,
+        }
+        .serialize(serializer)
     }
 }
 
-/// Records steps with their durations.
-#[derive(Debug, Default)]
+/// Records steps with their durations; serialized, the array of its steps.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(transparent)]
 pub struct StepLog {
     pub steps: Vec<Step>,
 }
@@ -76,10 +90,6 @@ impl StepLog {
                 Err(format!("step {name} failed: {message}"))
             }
         }
-    }
-
-    pub fn to_json(&self) -> Value {
-        Value::Array(self.steps.iter().map(Step::to_json).collect())
     }
 
     pub fn total_ms(&self) -> f64 {

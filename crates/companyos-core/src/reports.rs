@@ -10,7 +10,8 @@ use companyos_domain::time_util::{
     day_from_number, day_number, format_day, format_rfc3339, parse_day,
 };
 use rust_decimal::Decimal;
-use serde_json::{Number, Value, json};
+use serde::Serialize;
+use serde_json::json;
 use sqlx::Row as _;
 use time::Date;
 
@@ -21,6 +22,10 @@ use crate::evidence::{EvidenceRecord, NewArtifact};
 use crate::ledger_store;
 use crate::tenants::usage_log_id;
 use companyos_domain::Action;
+
+pub mod integrity;
+
+pub use integrity::{IntegrityReport, ReconciliationRow, decimal_number};
 
 /// A report covers at most this many days.
 pub const REPORT_DAYS_MAX: i64 = 400;
@@ -42,23 +47,8 @@ pub struct DailyUsage {
     pub late_events: i64,
 }
 
-impl DailyUsage {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "date": self.date,
-            "service": self.service,
-            "metric": self.metric,
-            "unit": self.unit,
-            "quantity": self.quantity.normalize().to_string(),
-            "events": self.events,
-            "late_quantity": self.late_quantity.normalize().to_string(),
-            "late_events": self.late_events,
-        })
-    }
-}
-
 /// One source_seq gap.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Gap {
     pub source: String,
     pub from_seq: u64,
@@ -111,30 +101,6 @@ impl ReconciliationDay {
             .round_dp_with_strategy(6, rust_decimal::RoundingStrategy::MidpointAwayFromZero)
             .normalize()
     }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "date": self.date,
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "late": self.late,
-            "invalid": self.invalid,
-            "conflicts": self.conflicts,
-            "missing": self.missing,
-            "missing_ratio": decimal_number(self.missing_ratio()),
-            "unsigned": self.unsigned,
-            "undeclared": self.undeclared,
-            "closed": self.closed,
-            "gaps": self.gaps.iter().map(|g| json!({
-                "source": g.source, "from_seq": g.from_seq, "to_seq": g.to_seq,
-            })).collect::<Vec<_>>(),
-        })
-    }
-}
-
-/// A JSON number with the exact digits of a decimal (no binary float on the way).
-pub fn decimal_number(value: Decimal) -> Value {
-    Number::from_str(&value.normalize().to_string()).map_or(Value::Null, Value::Number)
 }
 
 /// Parses and bounds a `from`/`to` range of days.
@@ -295,7 +261,7 @@ impl App {
         tenant_id: &str,
         from: Date,
         to: Date,
-    ) -> Result<(Value, EvidenceRecord), ServiceError> {
+    ) -> Result<(IntegrityReport, EvidenceRecord), ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, Action::UsageRead)
@@ -312,19 +278,7 @@ impl App {
         let conn = &mut *snapshot;
         let recomputed = crate::ledger::recompute_rollups(conn, &tenant.id, Some(days)).await?;
         let stored = crate::ledger::stored_rollups(conn, &tenant.id, Some(days)).await?;
-        let rollups_match = recomputed == stored;
-        let mismatches: Vec<Value> = stored
-            .keys()
-            .chain(recomputed.keys())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .filter(|k| stored.get(*k) != recomputed.get(*k))
-            .map(|k| json!({
-                "date": format_day(day_from_number(k.0)), "service": k.1, "metric": k.2, "unit": k.3,
-                "stored": stored.get(k).map(|v| json!({"quantity": v.0.to_string(), "events": v.1})),
-                "recomputed": recomputed.get(k).map(|v| json!({"quantity": v.0.to_string(), "events": v.1})),
-            }))
-            .collect();
+        let rollups = integrity::rollup_check(&stored, &recomputed);
         let tree_problems = ledger_store::verify_log(
             conn,
             &log_id,
@@ -334,71 +288,42 @@ impl App {
         )
         .await?;
         snapshot.rollback().await.map_err(StoreError::from)?;
-        let tree_verifies = tree_problems.is_empty();
-        let mut totals = ReconciliationDay::empty(String::new());
-        for day in &reconciliation {
-            totals.accepted += day.accepted;
-            totals.duplicates += day.duplicates;
-            totals.late += day.late;
-            totals.invalid += day.invalid;
-            totals.conflicts += day.conflicts;
-            totals.missing += day.missing;
-            totals.unsigned += day.unsigned;
-            totals.undeclared += day.undeclared;
-        }
+        let tree = integrity::tree_check(&tree_problems);
+        let totals = integrity::Totals::of(&reconciliation);
         let ratio = totals.missing_ratio();
         let target = Decimal::from_str(MISSING_RATIO_TARGET).unwrap_or(Decimal::ONE);
-        let missing_ok = ratio < target;
-        let pass = rollups_match && tree_verifies && missing_ok;
-        let rollup_rows: Vec<Value> = stored
-            .iter()
-            .map(|(k, v)| json!({
-                "date": format_day(day_from_number(k.0)), "service": k.1, "metric": k.2, "unit": k.3,
-                "quantity": v.0.to_string(), "events": v.1,
-            }))
-            .collect();
-        let report = json!({
-            "kind": "integrity-report",
-            "version": 1,
-            "tenant_id": tenant.id,
-            "from": format_day(from),
-            "to": format_day(to),
-            "generated_at": format_rfc3339(self.now()),
-            "generated_by": actor.principal.actor_name(),
-            "result": if pass { "pass" } else { "fail" },
-            "checks": {
-                "rollups_equal_ledger": {"pass": rollups_match, "rollups_compared": stored.len().max(recomputed.len()), "mismatches": mismatches},
-                "tree_verifies_against_checkpoint": {
-                    "pass": tree_verifies,
-                    "problems": tree_problems.iter().map(|p| json!({"leaf_index": p.leaf_index, "message": p.message})).collect::<Vec<_>>(),
-                },
-                "missing_ratio_below_target": {
-                    "pass": missing_ok,
-                    "missing_ratio": decimal_number(ratio),
-                    "target": decimal_number(target),
-                },
+        let missing = integrity::MissingRatioCheck {
+            pass: ratio < target,
+            missing_ratio: ratio,
+            target,
+        };
+        let pass = rollups.pass && tree.pass && missing.pass;
+        let report = IntegrityReport {
+            kind: "integrity-report",
+            version: 1,
+            tenant_id: tenant.id.clone(),
+            from: format_day(from),
+            to: format_day(to),
+            generated_at: format_rfc3339(self.now()),
+            generated_by: actor.principal.actor_name(),
+            result: if pass { "pass" } else { "fail" },
+            checks: integrity::Checks {
+                rollups_equal_ledger: rollups,
+                tree_verifies_against_checkpoint: tree,
+                missing_ratio_below_target: missing,
             },
-            "totals": {
-                "accepted": totals.accepted,
-                "duplicates": totals.duplicates,
-                "late": totals.late,
-                "invalid": totals.invalid,
-                "conflicts": totals.conflicts,
-                "missing": totals.missing,
-                "unsigned": totals.unsigned,
-                "undeclared": totals.undeclared,
-            },
-            "checkpoint": checkpoint.as_ref().map(|c| c.note.clone()),
-            "ledger_verifier_key": self.ledger_verifier_key(),
-            "rollups": rollup_rows,
-            "reconciliation": reconciliation.iter().map(ReconciliationDay::to_json).collect::<Vec<_>>(),
-        });
+            totals,
+            checkpoint: checkpoint.map(|c| c.note),
+            ledger_verifier_key: self.ledger_verifier_key(),
+            rollups: integrity::rollup_rows(&stored),
+            reconciliation,
+        };
         let bytes = serde_json::to_vec_pretty(&report)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let mut entry = self
             .entry(actor, "evidence.create", &format!("tenant:{}", tenant.id))
             .tenant(&tenant.id)
-            .details(json!({"kind": "integrity-report", "from": format_day(from), "to": format_day(to), "result": report["result"]}));
+            .details(json!({"kind": "integrity-report", "from": format_day(from), "to": format_day(to), "result": report.result}));
         let mut tx = self.db().begin().await?;
         let result = async {
             self.require(
@@ -423,7 +348,7 @@ impl App {
                         ),
                         content_type: "application/json",
                         bytes,
-                        metadata: json!({"result": report["result"], "from": format_day(from), "to": format_day(to)}),
+                        metadata: json!({"result": report.result, "from": format_day(from), "to": format_day(to)}),
                     },
                 )
                 .await?;

@@ -35,9 +35,12 @@ mod callbacks;
 mod placement;
 mod provision;
 mod purge;
+mod record;
 mod rows;
 
 pub use attempts::*;
+pub use callbacks::ProvisioningRun;
+pub use record::{TenantRecord, TenantView, Workload};
 pub(crate) use rows::*;
 
 /// Upper bound on a tenant's display name.
@@ -135,71 +138,7 @@ fn time_or_null(micros: Option<i64>) -> Value {
     micros.map_or(Value::Null, |m| json!(format_rfc3339(from_micros(m))))
 }
 
-/// Who a tenant object is shown to: operators see the boundary's server-side details (paths,
-/// database names, the provisioner URL); the tenant itself (its API key) and outside callers
-/// (the provisioner's callback) see only what names their own boundary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TenantView {
-    Operator,
-    Tenant,
-}
-
-impl TenantView {
-    pub fn of(principal: &crate::authz::Principal) -> Self {
-        match principal {
-            crate::authz::Principal::Operator { .. } => TenantView::Operator,
-            _ => TenantView::Tenant,
-        }
-    }
-}
-
-/// The boundary members a tenant may see: an allow-list, so a member a driver adds later stays
-/// hidden from tenants until someone decides it is theirs to see.
-const TENANT_VISIBLE_BOUNDARY: [&str; 5] = ["driver", "state", "mode", "schema", "role"];
-
-fn boundary_for(view: TenantView, boundary: &Value) -> Value {
-    match (view, boundary) {
-        (TenantView::Operator, _) => boundary.clone(),
-        (TenantView::Tenant, Value::Object(map)) => Value::Object(
-            map.iter()
-                .filter(|(key, _)| TENANT_VISIBLE_BOUNDARY.contains(&key.as_str()))
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect(),
-        ),
-        (TenantView::Tenant, _) => json!({}),
-    }
-}
-
 impl TenantRow {
-    /// The API view of a tenant (CONTRACT §4), without secrets; the boundary as `view` may see it.
-    pub fn to_json(&self, view: TenantView) -> Value {
-        json!({
-            "id": self.id,
-            "name": self.name,
-            "status": self.status.as_str(),
-            "plan": self.plan,
-            "plan_version": self.plan_version,
-            "home_region": self.home_region,
-            "allowed_regions": self.allowed_regions,
-            "deploy_regions": self.deploy_regions,
-            "created_at": format_rfc3339(from_micros(self.created_at)),
-            "updated_at": format_rfc3339(from_micros(self.updated_at)),
-            "suspended_at": time_or_null(self.suspended_at),
-            "deleted_at": time_or_null(self.deleted_at),
-            "purge_after": time_or_null(self.purge_after),
-            "purged_at": time_or_null(self.purged_at),
-            "boundary": boundary_for(view, &self.boundary),
-            "policy_sha256": self.policy_sha256,
-            "retention": {
-                "tombstone_days": self.retention.tombstone_days,
-                "hard_delete_allowed": self.retention.hard_delete_allowed,
-                "legal_hold": self.retention.legal_hold,
-            },
-            "audit_webhook_url": self.audit_webhook_url,
-            "dossier_evidence_id": self.dossier_evidence_id,
-        })
-    }
-
     pub fn target(&self) -> String {
         format!("tenant:{}", self.id)
     }
@@ -220,12 +159,21 @@ pub struct NewTenant {
     pub legal_hold: Option<bool>,
 }
 
+/// The provisioning run a creation or a retry carried out (it succeeded: a failed one is an
+/// error).
+#[derive(Debug, Clone)]
+pub struct ProvisioningOutcome {
+    /// The run's id (`provisioning_runs`); `None` after a retry, whose answer never named it.
+    pub run_id: Option<String>,
+    pub steps: StepLog,
+}
+
 /// A created tenant: its API key and any boundary credentials are shown only here.
 #[derive(Debug, Clone)]
 pub struct CreatedTenant {
     pub tenant: TenantRow,
     pub api_key: String,
-    pub provisioning: Value,
+    pub provisioning: ProvisioningOutcome,
     pub dossier: Option<EvidenceRecord>,
     pub boundary_credentials: Option<Value>,
 }

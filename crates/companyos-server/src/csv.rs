@@ -5,6 +5,7 @@
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 /// Characters that make a spreadsheet read a cell as a formula when they lead it.
 const FORMULA_LEADS: [char; 4] = ['=', '+', '-', '@'];
@@ -61,12 +62,12 @@ pub fn response(body: String, file_name: &str) -> Response {
 }
 
 /// Answers a list of records as CSV (a header row, then a row each) or as a JSON array.
-pub fn respond<T>(
+pub fn respond<'a, T, W: Serialize>(
     format: Format,
     columns: &[&str],
-    items: &[T],
+    items: &'a [T],
     row: impl Fn(&T) -> Vec<String>,
-    json: impl Fn(&T) -> serde_json::Value,
+    json: impl Fn(&'a T) -> W,
     file_name: &str,
 ) -> Response {
     match format {
@@ -74,20 +75,21 @@ pub fn respond<T>(
             render(columns, &items.iter().map(row).collect::<Vec<_>>()),
             file_name,
         ),
-        Format::Json => {
-            crate::routes::ok(serde_json::Value::Array(items.iter().map(json).collect()))
-        }
+        Format::Json => crate::routes::ok_reply(items.iter().map(json).collect::<Vec<_>>()),
         Format::Jsonl => ndjson_response(items.iter().map(json)),
     }
 }
 
 /// Answers records as NDJSON (`application/x-ndjson`): one JSON object a line, the one meaning
 /// of `?format=jsonl` on every route.
-pub fn ndjson_response(records: impl Iterator<Item = serde_json::Value>) -> Response {
-    let mut body = String::new();
+pub fn ndjson_response<W: Serialize>(records: impl Iterator<Item = W>) -> Response {
+    let mut body = Vec::new();
     for record in records {
-        body.push_str(&record.to_string());
-        body.push('\n');
+        // Wire types have string keys only, so writing one to memory cannot fail.
+        if let Ok(line) = serde_json::to_vec(&record) {
+            body.extend_from_slice(&line);
+            body.push(b'\n');
+        }
     }
     let mut response = body.into_response();
     response.headers_mut().insert(

@@ -10,6 +10,7 @@ pub mod media;
 pub mod openapi;
 pub mod routes;
 pub mod serve;
+pub mod wire;
 
 use std::time::Instant;
 

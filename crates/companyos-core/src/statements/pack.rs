@@ -15,6 +15,7 @@ use companyos_ledger::checkpoint::Checkpoint;
 use companyos_ledger::encoding::base64_encode;
 use companyos_ledger::hash::Hash;
 use companyos_ledger::note::SignedNote;
+use serde::Serialize;
 use serde_json::json;
 use sqlx::AnyConnection;
 
@@ -121,7 +122,7 @@ impl Statements<'_> {
                 "{{\"seq\":{},\"event\":{}}}\n",
                 event.seq, event.canonical
             ));
-            proofs.push(proof_json(conn, &log_id, event.seq, tree_size).await?);
+            proofs.push(leaf_proof(conn, &log_id, event.seq, tree_size).await?);
         }
         files.insert("events.ndjson".into(), lines.into_bytes());
         files.insert(
@@ -204,12 +205,14 @@ impl crate::App {
         .await?;
         let mut lines = String::new();
         for record in records.iter().filter(|r| r.seq < tree_size) {
-            let mut line = proof_json(conn, AUDIT_LOG_ID, record.seq, tree_size).await?;
-            line["record"] = record.to_json();
-            if let serde_json::Value::Object(map) = &mut line {
-                map.remove("tree_size");
-            }
-            lines.push_str(&line.to_string());
+            let proof = leaf_proof(conn, AUDIT_LOG_ID, record.seq, tree_size).await?;
+            let line = AuditLine {
+                leaf_index: proof.leaf_index,
+                record: record.to_json(),
+                leaf_data: proof.leaf_data,
+                proof: proof.proof,
+            };
+            lines.push_str(&serde_json::to_string(&line).map_err(internal)?);
             lines.push('\n');
         }
         Ok((lines, note))
@@ -227,23 +230,41 @@ fn checkpoint_size(note: &str) -> Result<u64, ServiceError> {
         .tree_size())
 }
 
-/// `{"leaf_index", "tree_size", "leaf_data" (base64), "proof": [hex]}` of one leaf.
-async fn proof_json(
+/// One entry of `proofs.json`: a leaf, base64, and its inclusion proof, hex hashes.
+#[derive(Debug, Serialize)]
+struct LeafProof {
+    leaf_index: u64,
+    tree_size: u64,
+    leaf_data: String,
+    proof: Vec<String>,
+}
+
+/// One line of `audit.ndjson`. The members keep the order packs have always written: the line
+/// was once a [`LeafProof`] whose `tree_size` member was swapped out for `record`.
+#[derive(Debug, Serialize)]
+struct AuditLine {
+    leaf_index: u64,
+    record: serde_json::Value,
+    leaf_data: String,
+    proof: Vec<String>,
+}
+
+async fn leaf_proof(
     conn: &mut AnyConnection,
     log_id: &str,
     leaf_index: u64,
     tree_size: u64,
-) -> Result<serde_json::Value, ServiceError> {
+) -> Result<LeafProof, ServiceError> {
     let (_, leaf_data) = ledger_store::read_leaf(conn, log_id, leaf_index)
         .await?
         .ok_or_else(|| StoreError::corrupt(format!("leaf {leaf_index} of {log_id} is missing")))?;
     let proof = ledger_store::inclusion_proof(conn, log_id, leaf_index, tree_size).await?;
-    Ok(json!({
-        "leaf_index": leaf_index,
-        "tree_size": tree_size,
-        "leaf_data": base64_encode(&leaf_data),
-        "proof": proof.iter().map(Hash::to_hex).collect::<Vec<_>>(),
-    }))
+    Ok(LeafProof {
+        leaf_index,
+        tree_size,
+        leaf_data: base64_encode(&leaf_data),
+        proof: proof.iter().map(Hash::to_hex).collect(),
+    })
 }
 
 fn internal(error: impl std::fmt::Display) -> ServiceError {

@@ -4,6 +4,17 @@
 use super::*;
 use companyos_domain::Action;
 
+/// One recorded provisioning run of a tenant; `steps` is its stored step log (without each
+/// step's details when the reader is the tenant).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProvisioningRun {
+    pub id: String,
+    pub status: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub steps: Value,
+}
+
 impl App {
     /// Retries a failed (or stuck) provisioning.
     pub async fn retry_provisioning(
@@ -49,11 +60,14 @@ impl App {
             .bind("succeeded")
             .bind(to_micros(now))
             .bind(self.now_micros())
-            .bind(steps.to_json().to_string())
+            .bind(json!(steps).to_string())
             .execute(&mut *tx)
             .await?;
             Ok(CreatedTenant {
-                provisioning: json!({"status": "succeeded", "steps": steps.to_json(), "total_ms": steps.total_ms()}),
+                provisioning: ProvisioningOutcome {
+                    run_id: None,
+                    steps: steps.clone(),
+                },
                 tenant,
                 api_key: output.api_key,
                 dossier: output.dossier,
@@ -76,7 +90,7 @@ impl App {
         &self,
         tenant_id: &str,
         callback: ProvisioningCallback<'_>,
-    ) -> Result<Value, ServiceError> {
+    ) -> Result<TenantRow, ServiceError> {
         let ProvisioningCallback {
             attempt,
             timestamp,
@@ -207,10 +221,10 @@ impl App {
             .bind(if succeeded { "succeeded" } else { "failed" })
             .bind(self.now_micros())
             .bind(self.now_micros())
-            .bind(steps.to_json().to_string())
+            .bind(json!(steps).to_string())
             .execute(&mut *tx)
             .await?;
-            Ok(tenant.to_json(TenantView::Tenant))
+            Ok(tenant)
         }
         .await;
         self.finish(tx, entry, result).await
@@ -221,7 +235,7 @@ impl App {
         &self,
         actor: &Actor,
         tenant_id: &str,
-    ) -> Result<Vec<Value>, ServiceError> {
+    ) -> Result<Vec<ProvisioningRun>, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, Action::TenantRead)
@@ -247,13 +261,13 @@ impl App {
                         }
                     }
                 }
-                Ok(json!({
-                    "id": row.try_get::<String, _>("id")?,
-                    "status": row.try_get::<String, _>("status")?,
-                    "started_at": format_rfc3339(from_micros(row.try_get("started_at")?)),
-                    "finished_at": time_or_null(row.try_get("finished_at")?),
-                    "steps": steps,
-                }))
+                Ok(ProvisioningRun {
+                    id: row.try_get("id")?,
+                    status: row.try_get("status")?,
+                    started_at: row.try_get("started_at")?,
+                    finished_at: row.try_get("finished_at")?,
+                    steps,
+                })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(ServiceError::from)

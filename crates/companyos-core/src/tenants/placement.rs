@@ -111,7 +111,7 @@ impl App {
         tenant_id: &str,
         name: &str,
         replicas: i64,
-    ) -> Result<Vec<Value>, ServiceError> {
+    ) -> Result<Vec<Workload>, ServiceError> {
         let mut entry = self
             .entry(
                 actor,
@@ -150,9 +150,7 @@ impl App {
                 });
             }
             let existing = workloads_of(&mut tx, &tenant.id).await?;
-            let is_new = !existing
-                .iter()
-                .any(|w| w.get("name").and_then(Value::as_str) == Some(name.as_str()));
+            let is_new = !existing.iter().any(|w| w.name == name.as_str());
             let max = PlanName::parse(&tenant.plan)
                 .ok()
                 .and_then(|p| self.settings().plan(&p).map(|p| p.workloads_max))
@@ -185,7 +183,7 @@ impl App {
         &self,
         actor: &Actor,
         tenant_id: &str,
-    ) -> Result<Vec<Value>, ServiceError> {
+    ) -> Result<Vec<Workload>, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, Action::TenantRead)

@@ -47,7 +47,7 @@ impl App {
                 }
                 entry.id = None;
                 if let Value::Object(details) = &mut entry.details {
-                    details.insert("steps".to_owned(), steps.to_json());
+                    details.insert("steps".to_owned(), json!(steps));
                 }
                 self.audit_failure(entry, &error).await?;
                 Err(error)
@@ -160,15 +160,9 @@ impl App {
         .bind("succeeded")
         .bind(to_micros(now))
         .bind(self.now_micros())
-        .bind(steps.to_json().to_string())
+        .bind(json!(steps).to_string())
         .execute(&mut **tx)
         .await?;
-        let provisioning = json!({
-            "id": run_id,
-            "status": "succeeded",
-            "total_ms": steps.total_ms(),
-            "steps": steps.to_json(),
-        });
         if let Value::Object(details) = &mut entry.details {
             details.insert("provisioning_run".to_owned(), json!(run_id));
             details.insert("total_ms".to_owned(), json!(steps.total_ms()));
@@ -185,7 +179,10 @@ impl App {
         Ok(CreatedTenant {
             tenant,
             api_key: output.api_key,
-            provisioning,
+            provisioning: ProvisioningOutcome {
+                run_id: Some(run_id),
+                steps: steps.clone(),
+            },
             dossier: output.dossier,
             boundary_credentials: output.credentials,
         })
@@ -243,7 +240,7 @@ impl App {
         .bind("failed")
         .bind(now)
         .bind(now)
-        .bind(steps.to_json().to_string())
+        .bind(json!(steps).to_string())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -418,7 +415,7 @@ impl App {
             "version": 1,
             "generated_at": format_rfc3339(now),
             "generated_by": actor.principal.actor_name(),
-            "tenant": tenant.to_json(TenantView::Operator),
+            "tenant": TenantRecord::of(tenant, TenantView::Operator),
             "plan": plan.map(|p| json!({
                 "name": p.name,
                 "entitlements": p.entitlements,
@@ -463,7 +460,7 @@ impl App {
         if let Value::Object(map) = &mut document {
             map.insert(
                 "provisioning_run".to_owned(),
-                json!({"steps": steps.to_json(), "total_ms": steps.total_ms()}),
+                json!({"steps": steps, "total_ms": steps.total_ms()}),
             );
         }
         let bytes = serde_json::to_vec_pretty(&document)

@@ -159,7 +159,7 @@ impl App {
             ],
             "final_checkpoint": final_checkpoint,
             "ledger_verifier_key": self.ledger_verifier_key(),
-            "steps": steps.to_json(),
+            "steps": steps,
         });
         let bytes = serde_json::to_vec_pretty(&certificate)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;

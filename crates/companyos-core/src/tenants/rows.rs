@@ -95,7 +95,7 @@ pub(crate) async fn update_tenant(
 pub(crate) async fn workloads_of(
     conn: &mut AnyConnection,
     tenant_id: &str,
-) -> Result<Vec<Value>, StoreError> {
+) -> Result<Vec<Workload>, StoreError> {
     let rows = sqlx::query(
         "SELECT name, replicas, suspended_replicas, updated_at FROM workloads \
          WHERE tenant_id = $1 ORDER BY name",
@@ -105,12 +105,12 @@ pub(crate) async fn workloads_of(
     .await?;
     rows.iter()
         .map(|row| {
-            Ok(json!({
-                "name": row.try_get::<String, _>("name")?,
-                "replicas": row.try_get::<i64, _>("replicas")?,
-                "suspended_replicas": row.try_get::<Option<i64>, _>("suspended_replicas")?,
-                "updated_at": format_rfc3339(from_micros(row.try_get("updated_at")?)),
-            }))
+            Ok(Workload {
+                name: row.try_get("name")?,
+                replicas: row.try_get("replicas")?,
+                suspended_replicas: row.try_get("suspended_replicas")?,
+                updated_at: row.try_get("updated_at")?,
+            })
         })
         .collect()
 }

@@ -5,7 +5,7 @@ use companyos_core::audit::AuditFilter;
 use companyos_core::ingest::IngestOutcome;
 use companyos_core::{Actor, ServiceError};
 use companyos_domain::audit::{AuditOutcome, AuditRecord};
-use companyos_domain::metering::{RawDeclaration, RawMetric};
+use companyos_domain::metering::{CoverageMode, RawDeclaration, RawMetric};
 use serde_json::{Value, json};
 
 use crate::support::{BACKENDS, Node, START, day_of, event, ingest, statuses};
@@ -149,37 +149,38 @@ async fn warn_flags_enforce_rejects_per_deployment_and_per_service() {
         assert_eq!(undeclared_today(&node).await, (5, 0, 4));
 
         let report = app.coverage_report(&node.admin).await.unwrap();
-        assert_eq!(report["coverage_mode"], json!("warn"));
+        assert_eq!(report.mode, CoverageMode::Warn);
+        let undeclared_services: Vec<(&str, i64)> = report
+            .services_without_declaration
+            .iter()
+            .map(|s| (s.service.as_str(), s.events))
+            .collect();
+        assert_eq!(undeclared_services, [("search", 1)], "{report:?}");
+        let undeclared_metrics: Vec<(&str, &str, i64)> = report
+            .undeclared_metrics
+            .iter()
+            .map(|m| (m.service.as_str(), m.metric.as_str(), m.events))
+            .collect();
         assert_eq!(
-            report["services_without_declaration"],
-            json!([{"service": "search", "events": 1}]),
-            "{report}"
+            undeclared_metrics,
+            [("api", "latency", 1), ("storage", "iops", 1)],
+            "{report:?}"
         );
+        assert_eq!(report.unit_mismatches[0].unit, "call", "{report:?}");
+        assert_eq!(report.unit_mismatches[0].declared_unit.as_str(), "request");
+        let never_seen: Vec<(&str, &str)> = report
+            .declared_metrics_never_seen
+            .iter()
+            .map(|m| (m.service.as_str(), m.metric.as_str()))
+            .collect();
         assert_eq!(
-            report["undeclared_metrics"],
-            json!([
-                {"service": "api", "metric": "latency", "events": 1},
-                {"service": "storage", "metric": "iops", "events": 1},
-            ]),
-            "{report}"
-        );
-        assert_eq!(
-            report["unit_mismatches"][0]["unit"],
-            json!("call"),
-            "{report}"
-        );
-        assert_eq!(
-            report["unit_mismatches"][0]["declared_unit"],
-            json!("request")
-        );
-        assert_eq!(
-            report["declared_metrics_never_seen"],
-            json!([
-                {"service": "api", "metric": "bytes_out"},
-                {"service": "storage", "metric": "gib.hours"},
-                {"service": "storage", "metric": "snapshots"},
-            ]),
-            "{report}"
+            never_seen,
+            [
+                ("api", "bytes_out"),
+                ("storage", "gib.hours"),
+                ("storage", "snapshots"),
+            ],
+            "{report:?}"
         );
 
         // enforce for the deployment: each kind is rejected naming its field.
@@ -209,10 +210,13 @@ async fn warn_flags_enforce_rejects_per_deployment_and_per_service() {
         assert!(flags(&outcome, 3).contains(&"unit_mismatch"));
         assert_eq!(undeclared_today(&node).await, (9, 6, 6));
         let services = app.list_services(&node.admin).await.unwrap();
-        assert_eq!(services["coverage_mode"], json!("enforce"));
-        assert_eq!(services["services"][0]["service"], json!("api"));
-        assert_eq!(services["services"][0]["coverage_mode"], json!("warn"));
-        assert_eq!(services["services"][1]["coverage_mode"], json!("enforce"));
+        assert_eq!(services.deployment_mode, CoverageMode::Enforce);
+        assert_eq!(services.services[0].declaration.service.as_str(), "api");
+        assert_eq!(services.mode_of(&services.services[0]), CoverageMode::Warn);
+        assert_eq!(
+            services.mode_of(&services.services[1]),
+            CoverageMode::Enforce
+        );
         // An override needs a declaration.
         assert!(matches!(
             app.set_coverage_mode(&node.admin, Some("search"), Some("warn"))
@@ -259,7 +263,7 @@ async fn warn_flags_enforce_rejects_per_deployment_and_per_service() {
         let latest = coverage_updates(&node).await;
         assert_eq!(latest.last().unwrap().outcome, AuditOutcome::Failed);
         let report = app.coverage_report(&node.admin).await.unwrap();
-        assert_eq!(report["coverage_mode"], json!("enforce"));
+        assert_eq!(report.mode, CoverageMode::Enforce);
         let outcome = ingest(app, &meter, &round("v1")).await;
         assert_eq!(statuses(&outcome)[1], "rejected");
 

@@ -2,13 +2,15 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use companyos_core::tenants::{LifecycleOutcome, TenantView};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody, QueryParams};
-use crate::routes::ok;
+use crate::routes::ok_reply;
+use crate::wire::approvals::ApprovalBody;
+use crate::wire::tenants::{DecidedBody, TenantRecord};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,9 +27,9 @@ pub async fn list(
         .app
         .list_approvals(&actor, query.status.as_deref())
         .await?;
-    Ok(ok(json!(
-        approvals.iter().map(|a| a.to_json()).collect::<Vec<_>>()
-    )))
+    Ok(ok_reply(
+        approvals.iter().map(ApprovalBody::of).collect::<Vec<_>>(),
+    ))
 }
 
 pub async fn show(
@@ -35,7 +37,8 @@ pub async fn show(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(ok(state.app.get_approval(&actor, &id).await?.to_json()))
+    let approval = state.app.get_approval(&actor, &id).await?;
+    Ok(ok_reply(ApprovalBody::of(&approval)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -54,21 +57,19 @@ pub async fn approve(
         .app
         .approve(&actor, &id, body.comment.as_deref())
         .await?;
-    let mut value = json!({"approval": approval.to_json()});
-    if let companyos_core::tenants::LifecycleOutcome::Done {
+    let mut body = DecidedBody::of(&approval);
+    if let LifecycleOutcome::Done {
         tenant,
         warnings,
         evidence,
         ..
-    } = outcome
+    } = &outcome
     {
-        value["tenant"] = tenant.to_json(companyos_core::tenants::TenantView::of(&actor.principal));
-        value["warnings"] = json!(warnings);
-        if let Some(evidence) = evidence {
-            value["evidence_id"] = json!(evidence.id);
-        }
+        body.tenant = Some(TenantRecord::of(tenant, TenantView::of(&actor.principal)));
+        body.warnings = Some(warnings);
+        body.evidence_id = evidence.as_ref().map(|e| e.id.as_str());
     }
-    Ok(ok(value))
+    Ok(ok_reply(body))
 }
 
 pub async fn reject(
@@ -81,5 +82,5 @@ pub async fn reject(
         .app
         .reject(&actor, &id, body.comment.as_deref())
         .await?;
-    Ok(ok(json!({"approval": approval.to_json()})))
+    Ok(ok_reply(DecidedBody::of(&approval)))
 }

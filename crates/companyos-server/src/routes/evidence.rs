@@ -4,12 +4,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Authed, QueryParams};
-use crate::routes::ok;
+use crate::routes::ok_reply;
+use crate::wire::evidence::EvidenceBody;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,9 +27,9 @@ pub async fn list(
         .app
         .list_evidence(&actor, query.tenant_id.as_deref(), query.kind.as_deref())
         .await?;
-    Ok(ok(json!(
-        records.iter().map(|r| r.to_json()).collect::<Vec<_>>()
-    )))
+    Ok(ok_reply(
+        records.iter().map(EvidenceBody::of).collect::<Vec<_>>(),
+    ))
 }
 
 fn with_headers(

@@ -8,7 +8,8 @@ use serde::Deserialize;
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Authed, QueryParams};
-use crate::routes::ok;
+use crate::routes::ok_reply;
+use crate::wire::ledger::{ConsistencyProofBody, InclusionProofBody};
 
 fn text(body: String) -> Response {
     let mut response = body.into_response();
@@ -49,7 +50,7 @@ pub async fn proof(
         .app
         .inclusion_proof(&actor, &id, &query.event_id, query.tree_size)
         .await?;
-    Ok(ok(proof.to_json()))
+    Ok(ok_reply(InclusionProofBody::of(&proof)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,10 +66,11 @@ pub async fn consistency(
     Path(id): Path<String>,
     QueryParams(query): QueryParams<ConsistencyQuery>,
 ) -> ApiResult<Response> {
-    Ok(ok(state
+    let proof = state
         .app
         .consistency_proof(&actor, &id, query.from, query.to)
-        .await?))
+        .await?;
+    Ok(ok_reply(ConsistencyProofBody::of(&proof)))
 }
 
 pub async fn audit_checkpoint(

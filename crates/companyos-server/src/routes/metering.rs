@@ -4,12 +4,12 @@ use axum::extract::{Path, State};
 use axum::response::Response;
 use companyos_domain::metering::RawDeclaration;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody};
-use crate::routes::ok;
+use crate::routes::ok_reply;
+use crate::wire::metering::{CoverageBody, ModeChangeBody, ServicesBody};
 
 pub async fn declare(
     State(state): State<AppState>,
@@ -18,18 +18,21 @@ pub async fn declare(
     JsonBody(body): JsonBody<RawDeclaration>,
 ) -> ApiResult<Response> {
     let declaration = state.app.declare_metering(&actor, &service, &body).await?;
-    Ok(ok(json!(declaration)))
+    // A declaration's own serialization is its wire form (and its stored one).
+    Ok(ok_reply(&declaration))
 }
 
 pub async fn list(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Response> {
-    Ok(ok(state.app.list_services(&actor).await?))
+    let declared = state.app.list_services(&actor).await?;
+    Ok(ok_reply(ServicesBody::of(&declared)))
 }
 
 pub async fn coverage_report(
     State(state): State<AppState>,
     Authed(actor): Authed,
 ) -> ApiResult<Response> {
-    Ok(ok(state.app.coverage_report(&actor).await?))
+    let report = state.app.coverage_report(&actor).await?;
+    Ok(ok_reply(CoverageBody::of(&report)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,15 +41,22 @@ pub struct ModeBody {
     pub mode: Option<String>,
 }
 
+async fn set_mode(
+    state: &AppState,
+    actor: &companyos_core::Actor,
+    service: Option<&str>,
+    mode: Option<&str>,
+) -> ApiResult<Response> {
+    state.app.set_coverage_mode(actor, service, mode).await?;
+    Ok(ok_reply(ModeChangeBody { service, mode }))
+}
+
 pub async fn set_deployment_mode(
     State(state): State<AppState>,
     Authed(actor): Authed,
     JsonBody(body): JsonBody<ModeBody>,
 ) -> ApiResult<Response> {
-    Ok(ok(state
-        .app
-        .set_coverage_mode(&actor, None, body.mode.as_deref())
-        .await?))
+    set_mode(&state, &actor, None, body.mode.as_deref()).await
 }
 
 pub async fn set_service_mode(
@@ -55,8 +65,5 @@ pub async fn set_service_mode(
     Path(service): Path<String>,
     JsonBody(body): JsonBody<ModeBody>,
 ) -> ApiResult<Response> {
-    Ok(ok(state
-        .app
-        .set_coverage_mode(&actor, Some(&service), body.mode.as_deref())
-        .await?))
+    set_mode(&state, &actor, Some(&service), body.mode.as_deref()).await
 }

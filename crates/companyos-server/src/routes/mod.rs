@@ -18,6 +18,7 @@ pub mod usage;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::Value;
 
 /// A JSON response with a status.
@@ -28,4 +29,14 @@ pub fn json(status: StatusCode, value: Value) -> Response {
 /// 200 with a JSON body.
 pub fn ok(value: Value) -> Response {
     json(StatusCode::OK, value)
+}
+
+/// A response with a status and a wire type (`crate::wire`), serialized straight to bytes.
+pub fn reply<T: Serialize>(status: StatusCode, body: T) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// 200 with a wire type.
+pub fn ok_reply<T: Serialize>(value: T) -> Response {
+    reply(StatusCode::OK, value)
 }

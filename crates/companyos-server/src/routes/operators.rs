@@ -4,12 +4,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody};
-use crate::routes::{json, ok};
+use crate::routes::{ok_reply, reply};
+use crate::wire::operators::{OperatorBody, PoliciesBody, RevokedBody};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,16 +27,18 @@ pub async fn create(
         .app
         .create_operator(&actor, &body.name, &body.role)
         .await?;
-    let mut value = created.operator.to_json();
-    value["token"] = json!(created.token);
-    Ok(json(StatusCode::CREATED, value))
+    let body = OperatorBody {
+        token: Some(&created.token),
+        ..OperatorBody::of(&created.operator)
+    };
+    Ok(reply(StatusCode::CREATED, body))
 }
 
 pub async fn list(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Response> {
     let operators = state.app.list_operators(&actor).await?;
-    Ok(ok(json!(
-        operators.iter().map(|o| o.to_json()).collect::<Vec<_>>()
-    )))
+    Ok(ok_reply(
+        operators.iter().map(OperatorBody::of).collect::<Vec<_>>(),
+    ))
 }
 
 pub async fn revoke(
@@ -45,15 +47,24 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     state.app.revoke_operator(&actor, &id).await?;
-    Ok(ok(json!({"id": id, "revoked": true})))
+    Ok(ok_reply(RevokedBody {
+        id: &id,
+        revoked: true,
+    }))
 }
 
 pub async fn policies(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Response> {
     let (text, sha256) = state.app.policies(&actor).await?;
-    Ok(ok(json!({
-        "sha256": sha256,
-        "policies": text,
-        "schema": companyos_core::authz::SCHEMA_TEXT,
-        "approval_required": state.app.settings().approval_required.iter().map(|a| format!("tenant.{a}")).collect::<Vec<_>>(),
-    })))
+    Ok(ok_reply(PoliciesBody {
+        sha256: &sha256,
+        policies: &text,
+        schema: companyos_core::authz::SCHEMA_TEXT,
+        approval_required: state
+            .app
+            .settings()
+            .approval_required
+            .iter()
+            .map(|a| format!("tenant.{a}"))
+            .collect(),
+    }))
 }

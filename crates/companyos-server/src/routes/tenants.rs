@@ -6,12 +6,15 @@ use axum::response::Response;
 use companyos_core::tenants::{LifecycleOutcome, LifecycleRequest, NewTenant, TenantView};
 use companyos_domain::LifecycleAction;
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Authed, JsonBody, QueryParams};
-use crate::routes::{json, ok};
+use crate::routes::{ok_reply, reply};
+use crate::wire::tenants::{
+    CreatedTenantBody, LifecycleDoneBody, PendingApprovalBody, ProvisioningRunBody, TenantRecord,
+    TenantWithActionsBody,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,21 +54,20 @@ pub async fn create(
             },
         )
         .await?;
-    let mut value = created.tenant.to_json(TenantView::of(&actor.principal));
-    value["api_key"] = json!(created.api_key);
-    value["provisioning"] = created.provisioning;
-    if let Some(credentials) = created.boundary_credentials {
-        value["boundary_credentials"] = credentials;
-    }
-    if value["audit_webhook_url"].is_string() {
-        value["audit_webhook_secret"] = json!(state.app.audit_hook_secret(&created.tenant.id));
-    }
+    let body = CreatedTenantBody {
+        audit_webhook_secret: created
+            .tenant
+            .audit_webhook_url
+            .is_some()
+            .then(|| state.app.audit_hook_secret(&created.tenant.id)),
+        ..CreatedTenantBody::of(&created, TenantView::of(&actor.principal))
+    };
     let status = if created.tenant.status == companyos_domain::TenantStatus::Active {
         StatusCode::CREATED
     } else {
         StatusCode::ACCEPTED
     };
-    Ok(json(status, value))
+    Ok(reply(status, body))
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,27 +86,14 @@ pub async fn list(
         .list_tenants(&actor, query.status.as_deref())
         .await?;
     let actions = state.app.tenant_actions(&actor, &tenants).await?;
-    Ok(ok(json!(
+    let view = TenantView::of(&actor.principal);
+    Ok(ok_reply(
         tenants
             .iter()
             .zip(&actions)
-            .map(|(tenant, actions)| with_actions(tenant, actions, &actor))
-            .collect::<Vec<_>>()
-    )))
-}
-
-/// A tenant as a console needs it: the tenant, the lifecycle actions this caller may take now
-/// and its pending approval (see `App::tenant_actions`).
-fn with_actions(
-    tenant: &companyos_core::tenants::TenantRow,
-    actions: &companyos_core::approvals::TenantActions,
-    actor: &companyos_core::Actor,
-) -> serde_json::Value {
-    let mut value = tenant.to_json(TenantView::of(&actor.principal));
-    let (allowed, pending) = actions.to_json();
-    value["allowed_actions"] = allowed;
-    value["pending_approval"] = pending;
-    value
+            .map(|(tenant, actions)| TenantWithActionsBody::of(tenant, actions, view))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 pub async fn show(
@@ -117,9 +106,10 @@ pub async fn show(
         .app
         .tenant_actions(&actor, std::slice::from_ref(&tenant))
         .await?;
+    let view = TenantView::of(&actor.principal);
     match actions.first() {
-        Some(actions) => Ok(ok(with_actions(&tenant, actions, &actor))),
-        None => Ok(ok(tenant.to_json(TenantView::of(&actor.principal)))),
+        Some(actions) => Ok(ok_reply(TenantWithActionsBody::of(&tenant, actions, view))),
+        None => Ok(ok_reply(TenantRecord::of(&tenant, view))),
     }
 }
 
@@ -160,19 +150,15 @@ pub fn outcome_response(outcome: LifecycleOutcome, view: TenantView) -> Response
             changed,
             warnings,
             evidence,
-        } => {
-            let mut value = tenant.to_json(view);
-            value["changed"] = json!(changed);
-            value["warnings"] = json!(warnings);
-            if let Some(evidence) = evidence {
-                value["evidence_id"] = json!(evidence.id);
-            }
-            ok(value)
+        } => ok_reply(LifecycleDoneBody {
+            tenant: TenantRecord::of(&tenant, view),
+            changed,
+            warnings: &warnings,
+            evidence_id: evidence.as_ref().map(|e| e.id.as_str()),
+        }),
+        LifecycleOutcome::PendingApproval(approval) => {
+            reply(StatusCode::ACCEPTED, PendingApprovalBody::of(&approval))
         }
-        LifecycleOutcome::PendingApproval(approval) => json(
-            StatusCode::ACCEPTED,
-            json!({"approval": approval.to_json(), "warnings": approval.warnings}),
-        ),
     }
 }
 
@@ -201,10 +187,11 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let created = state.app.retry_provisioning(&actor, &id).await?;
-    let mut value = created.tenant.to_json(TenantView::of(&actor.principal));
-    value["api_key"] = json!(created.api_key);
-    value["provisioning"] = created.provisioning;
-    Ok(ok(value))
+    // A retry shows the new key and run, never the boundary's login again.
+    Ok(ok_reply(CreatedTenantBody {
+        boundary_credentials: None,
+        ..CreatedTenantBody::of(&created, TenantView::of(&actor.principal))
+    }))
 }
 
 pub async fn provisioning_runs(
@@ -212,7 +199,10 @@ pub async fn provisioning_runs(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(ok(json!(state.app.provisioning_runs(&actor, &id).await?)))
+    let runs = state.app.provisioning_runs(&actor, &id).await?;
+    Ok(ok_reply(
+        runs.iter().map(ProvisioningRunBody::of).collect::<Vec<_>>(),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,7 +224,10 @@ pub async fn regions(
         .app
         .update_regions(&actor, &id, &body.add, &body.remove)
         .await?;
-    Ok(ok(tenant.to_json(TenantView::of(&actor.principal))))
+    Ok(ok_reply(TenantRecord::of(
+        &tenant,
+        TenantView::of(&actor.principal),
+    )))
 }
 
 pub async fn workloads(
@@ -242,7 +235,7 @@ pub async fn workloads(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(ok(json!(state.app.list_workloads(&actor, &id).await?)))
+    Ok(ok_reply(state.app.list_workloads(&actor, &id).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -257,12 +250,12 @@ pub async fn set_workload(
     Path((id, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<WorkloadBody>,
 ) -> ApiResult<Response> {
-    Ok(ok(json!(
+    Ok(ok_reply(
         state
             .app
             .set_workload(&actor, &id, &name, body.replicas)
-            .await?
-    )))
+            .await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,7 +284,10 @@ pub async fn retention(
             body.reason.as_deref(),
         )
         .await?;
-    Ok(ok(tenant.to_json(TenantView::of(&actor.principal))))
+    Ok(ok_reply(TenantRecord::of(
+        &tenant,
+        TenantView::of(&actor.principal),
+    )))
 }
 
 // Forward auth (`GET /v1/authz/check`) is in `routes::billing`: it also checks features and
@@ -323,5 +319,5 @@ pub async fn provisioning_callback(
             },
         )
         .await?;
-    Ok(ok(outcome))
+    Ok(ok_reply(TenantRecord::of(&outcome, TenantView::Tenant)))
 }

@@ -8,13 +8,14 @@ use companyos_core::ingest::{EventStatus, IngestOutcome, split_body};
 use companyos_core::reports::{ReconciliationDay, day_range};
 use companyos_domain::FieldError;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use crate::AppState;
 use crate::csv;
 use crate::error::{ApiResult, AppError};
 use crate::extract::{Authed, JsonBody, QueryParams, read_body};
-use crate::routes::{json, ok};
+use crate::routes::{ok_reply, reply};
+use crate::wire::metering::SourceBody;
+use crate::wire::reports::{DailyUsageBody, IntegrityReportBody, ReconciliationRow};
 
 /// The answer of `POST /v1/events` (CONTRACT §5), serialized straight from the outcome: the
 /// results of a thousand events are not built as a tree of JSON values first.
@@ -150,7 +151,7 @@ pub async fn daily(
                 r.late_events.to_string(),
             ]
         },
-        |r| r.to_json(),
+        DailyUsageBody::of,
         &format!("usage-{id}-{}-{}.csv", query.from, query.to),
     ))
 }
@@ -219,7 +220,7 @@ pub async fn reconciliation(
         &RECONCILIATION_COLUMNS,
         &days,
         reconciliation_row,
-        |d| d.to_json(),
+        ReconciliationRow::of,
         &format!("reconciliation-{id}-{}-{}.csv", query.from, query.to),
     ))
 }
@@ -239,9 +240,9 @@ pub async fn integrity_report(
 ) -> ApiResult<Response> {
     let (from, to) = day_range(&body.from, &body.to)?;
     let (report, record) = state.app.integrity_report(&actor, &id, from, to).await?;
-    Ok(json(
+    Ok(reply(
         StatusCode::CREATED,
-        json!({"evidence": record.to_json(), "report": report}),
+        IntegrityReportBody::of(&record, &report),
     ))
 }
 
@@ -262,12 +263,15 @@ pub async fn create_source(
         .app
         .register_source(&actor, &body.id, &body.service, &body.public_key)
         .await?;
-    Ok(json(StatusCode::CREATED, source))
+    Ok(reply(StatusCode::CREATED, SourceBody::created(&source)))
 }
 
 pub async fn list_sources(
     State(state): State<AppState>,
     Authed(actor): Authed,
 ) -> ApiResult<Response> {
-    Ok(ok(json!(state.app.list_sources(&actor).await?)))
+    let sources = state.app.list_sources(&actor).await?;
+    Ok(ok_reply(
+        sources.iter().map(SourceBody::listed).collect::<Vec<_>>(),
+    ))
 }
