@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Bytes a SQLite store writes and keeps per ingested event: runs `companyos bench ingest` into a
+"""Bytes a SQLite store writes and keeps per ingested event: runs `companyos-bench ingest` into a
 fresh directory, reads the process's `/proc/<pid>/io` until it exits (what it wrote: WAL frames and
 checkpoints), then sums SQLite's `dbstat` page sizes by table. Shows what the store grows by per
 event and where (docs/BENCHMARKS.md, session 5).

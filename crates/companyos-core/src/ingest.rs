@@ -8,6 +8,7 @@
 //! Several nodes on one PostgreSQL database serialise per tenant on the ledger head row lock,
 //! so each tenant's tree stays gap-free and duplicate-free.
 
+use crate::dedupe::event_key;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -287,8 +288,6 @@ pub(crate) fn truncate(raw: &str, bytes_max: usize) -> (String, bool) {
     }
     (raw[..end].to_owned(), true)
 }
-
-pub use companyos_store::dedupe::event_key;
 
 /// A registered source.
 #[derive(Debug, Clone)]

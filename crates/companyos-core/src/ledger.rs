@@ -574,7 +574,7 @@ fn check_payload(event: &crate::bundles::StoredEvent, leaf: &UsageLeaf) -> Optio
     if event.class != leaf.class {
         return Some("stored event class differs from the leaf".to_owned());
     }
-    if event.key != crate::ingest::event_key(&leaf.tenant_id, &leaf.event_id) {
+    if event.key != crate::dedupe::event_key(&leaf.tenant_id, &leaf.event_id) {
         return Some("stored dedupe key differs from the leaf".to_owned());
     }
     match companyos_domain::usage::UsageEvent::parse_bytes(event.canonical.as_bytes()) {

@@ -171,7 +171,7 @@ impl App {
     }
 
     /// Pending and failed outbox messages, for operators.
-    pub async fn outbox_backlog(&self) -> Result<Value, ServiceError> {
+    pub async fn outbox_backlog(&self) -> Result<OutboxBacklog, ServiceError> {
         let pending: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND failed_at IS NULL",
         )
@@ -181,8 +181,15 @@ impl App {
             sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL")
                 .fetch_one(self.db().readers())
                 .await?;
-        Ok(json!({"pending": pending, "failed": failed}))
+        Ok(OutboxBacklog { pending, failed })
     }
+}
+
+/// How many outbox messages wait for delivery and how many failed for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxBacklog {
+    pub pending: i64,
+    pub failed: i64,
 }
 
 async fn post_signed(

@@ -765,13 +765,13 @@ impl App {
         crate::outbox::enqueue(
             tx,
             now,
-            &format!("tenant.{action}"),
+            action.cedar_action().as_str(),
             Some(&tenant.id),
             "driver",
             json!({"tenant_id": tenant.id, "status": tenant.status.as_str(), "reason": reason}),
         )
         .await?;
-        entry.action = format!("tenant.{action}");
+        entry.action = action.cedar_action().as_str().to_owned();
         if let (Value::Object(existing), Value::Object(new)) = (&mut entry.details, details) {
             existing.extend(new);
         }

@@ -68,21 +68,28 @@ pub fn token_fingerprint(token: &str) -> String {
 pub fn csv_text<R, F>(header: &[&str], rows: impl IntoIterator<Item = R>) -> String
 where
     R: IntoIterator<Item = F>,
-    F: AsRef<[u8]>,
+    F: AsRef<str>,
 {
     let mut writer = csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .flexible(true)
         .from_writer(Vec::new());
-    // Writing into memory cannot fail, and every field is UTF-8 text, so neither can the
-    // conversion back; an error here would be a bug in this function.
+    // Writing into memory cannot fail (records may differ in length: `flexible`), and every
+    // field is text, so neither can the conversion back: these are invariants, not errors.
     let written = writer.write_record(header).and_then(|()| {
-        rows.into_iter()
-            .try_for_each(|row| writer.write_record(row))
+        rows.into_iter().try_for_each(|row| {
+            for field in row {
+                writer.write_field(field.as_ref())?;
+            }
+            // No more fields: ends the record.
+            writer.write_record(None::<&[u8]>)
+        })
     });
-    assert!(written.is_ok(), "writing CSV into memory failed");
-    let bytes = writer.into_inner().unwrap_or_default();
-    String::from_utf8(bytes).unwrap_or_default()
+    assert!(written.is_ok(), "writing CSV into memory cannot fail");
+    let bytes = writer
+        .into_inner()
+        .expect("flushing into memory cannot fail");
+    String::from_utf8(bytes).expect("CSV of text fields is UTF-8")
 }
 
 #[cfg(test)]
@@ -102,5 +109,21 @@ mod tests {
         assert!(early < late);
         assert!(companyos_domain::ids::check_generated_id(&early, "apr"));
         assert_ne!(new_token("x"), new_token("x"));
+    }
+
+    #[test]
+    fn csv_quotes_only_where_needed_with_crlf() {
+        let text = csv_text(
+            &["a", "b"],
+            [
+                vec!["x,y", "say \"hi\""],
+                vec!["line\nbreak", "-5"],
+                vec!["only"],
+            ],
+        );
+        assert_eq!(
+            text,
+            "a,b\r\n\"x,y\",\"say \"\"hi\"\"\"\r\n\"line\nbreak\",-5\r\nonly\r\n"
+        );
     }
 }

@@ -176,8 +176,8 @@ impl Statements<'_> {
 }
 
 impl crate::App {
-    /// Audit records of a tenant with `from <= occurred_at < to` as pack lines (`{"record",
-    /// "leaf_index", "leaf_data", "proof"}`) and the signed audit checkpoint they are proved
+    /// Audit records of a tenant with `from <= occurred_at < to` as pack lines (`{"leaf_index",
+    /// "record", "leaf_data", "proof"}`) and the signed audit checkpoint they are proved
     /// against. Records appended after the checkpoint are left for a later pack.
     pub(crate) async fn audit_lines(
         &self,

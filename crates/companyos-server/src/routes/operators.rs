@@ -64,7 +64,7 @@ pub async fn policies(State(state): State<AppState>, Authed(actor): Authed) -> A
             .settings()
             .approval_required
             .iter()
-            .map(|a| format!("tenant.{a}"))
+            .map(|a| a.cedar_action().as_str())
             .collect(),
     }))
 }

@@ -44,5 +44,5 @@ pub struct PoliciesBody<'a> {
     pub sha256: &'a str,
     pub policies: &'a str,
     pub schema: &'static str,
-    pub approval_required: Vec<String>,
+    pub approval_required: Vec<&'static str>,
 }
