@@ -125,6 +125,8 @@ pub(crate) struct AppInner {
     pub auth_failures: AuthFailures,
     /// Plan versions read so far (they never change).
     pub plan_versions: crate::billing::VersionCache,
+    /// Tenants' plan histories at a revision of the shared counter (quota state).
+    pub plan_histories: crate::billing::HistoryCache,
     /// Forward-auth answers of this node (`billing::access_cache`).
     pub access_cache: crate::billing::AccessCache,
 }
@@ -214,6 +216,7 @@ impl App {
                 outbound_http,
                 auth_failures: AuthFailures::new(settings_auth_failures_max),
                 plan_versions: Default::default(),
+                plan_histories: Default::default(),
                 access_cache,
             }),
         };

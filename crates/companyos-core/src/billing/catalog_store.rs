@@ -180,7 +180,31 @@ pub(super) async fn append_assignment(
     .bind(record.reason.as_deref())
     .execute(&mut *conn)
     .await?;
+    bump_history_revision(conn).await
+}
+
+/// Marks every node's in-memory plan histories stale (`HistoryCache`): called in the
+/// transaction of every assignment written, so a reader that sees the assignment sees the new
+/// revision. On PostgreSQL the row lock orders plan changes among themselves until commit;
+/// group commits only read the row and never wait on it.
+async fn bump_history_revision(conn: &mut AnyConnection) -> Result<(), StoreError> {
+    let updated =
+        sqlx::query("UPDATE plan_history_revision SET revision = revision + 1 WHERE id = 1")
+            .execute(&mut *conn)
+            .await?;
+    if updated.rows_affected() != 1 {
+        return Err(StoreError::corrupt("plan_history_revision has no row"));
+    }
     Ok(())
+}
+
+/// The current revision of all plan histories (see [`bump_history_revision`]).
+pub(super) async fn history_revision(conn: &mut AnyConnection) -> Result<i64, StoreError> {
+    let revision: Option<i64> =
+        sqlx::query_scalar("SELECT revision FROM plan_history_revision WHERE id = 1")
+            .fetch_optional(&mut *conn)
+            .await?;
+    revision.ok_or_else(|| StoreError::corrupt("plan_history_revision has no row"))
 }
 
 /// The tenant row's projection of the version in force: plan, version and its features.
@@ -259,6 +283,7 @@ pub(crate) async fn seed(app: &App) -> Result<(), StoreError> {
         .execute(&mut *tx)
         .await?;
         if written.rows_affected() == 1 {
+            bump_history_revision(&mut tx).await?;
             // Usage stored before the catalog counts towards the quotas it now has.
             app.seed_quota_usage(&mut tx, &id, &stored.version, created, now)
                 .await?;

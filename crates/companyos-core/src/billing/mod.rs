@@ -6,6 +6,7 @@ mod access;
 mod access_cache;
 mod assignments;
 mod catalog_store;
+mod history_cache;
 mod plans;
 mod quota;
 mod quota_seed;
@@ -24,6 +25,7 @@ pub use access::{ForwardAuthGrant, ForwardAuthRequest, HARD_QUOTA_POLICY, TopUp}
 pub use access_cache::{AccessCache, RefusalCount};
 pub use assignments::{Effective, PlanChange, TenantPlan};
 pub(crate) use catalog_store::seed;
+pub(crate) use history_cache::HistoryCache;
 pub use quota::{Entitlements, QuotaEvent, QuotaState};
 pub(crate) use quota_usage::GroupUsage;
 

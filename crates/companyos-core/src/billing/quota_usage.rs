@@ -18,6 +18,7 @@ use sqlx::Row as _;
 use time::OffsetDateTime;
 
 use super::catalog_store;
+use super::history_cache::History;
 use crate::app::App;
 use crate::audit::NewAudit;
 use crate::authz::Principal;
@@ -86,7 +87,9 @@ fn changes<'a>(usage: &[GroupUsage<'a>]) -> BTreeMap<UsageKey<'a>, UsageChange> 
     changes
 }
 
-/// The stored quantities of the rows the group changes, into `before`.
+/// The stored quantities of the rows the group changes, into `before`: one joined text value
+/// per statement (`Placeholders::joined_rows`; every field is an id, a period, a day or a
+/// decimal, none holds `,` or `;`).
 async fn load_before(
     tx: &mut Tx,
     changes: &mut BTreeMap<UsageKey<'_>, UsageChange>,
@@ -98,50 +101,62 @@ async fn load_before(
     let mut starts: Vec<&str> = changes.keys().map(|k| k.3.as_str()).collect();
     starts.sort_unstable();
     starts.dedup();
-    let mut stored: HashMap<(String, String, String, String), Decimal> = HashMap::new();
+    let mut joined_values: Vec<String> = Vec::new();
     for chunk in tenants.chunks(TENANTS_PER_LOOKUP) {
         let style = Placeholders::of(tx);
         let sql = format!(
-            "SELECT tenant_id, metric, period, period_start, quantity FROM quota_usage \
-             WHERE tenant_id IN ({}) AND period_start IN ({})",
+            "SELECT {} FROM quota_usage WHERE tenant_id IN ({}) AND period_start IN ({})",
+            style.joined_rows(
+                "tenant_id || ',' || metric || ',' || period || ',' || period_start || ',' \
+                 || quantity"
+            ),
             list_placeholders(style, 1, chunk.len()),
             list_placeholders(style, chunk.len() + 1, starts.len())
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query_scalar::<_, Option<String>>(&sql);
         for tenant in chunk {
             query = query.bind(*tenant);
         }
         for start in &starts {
             query = query.bind(*start);
         }
-        for row in query.fetch_all(&mut **tx).await? {
-            let quantity: String = row.try_get("quantity")?;
-            let quantity: Decimal = quantity
-                .parse()
-                .map_err(|_| StoreError::corrupt("quota usage quantity"))?;
-            stored.insert(
-                (
-                    row.try_get("tenant_id")?,
-                    row.try_get("metric")?,
-                    row.try_get("period")?,
-                    row.try_get("period_start")?,
-                ),
-                quantity,
-            );
-        }
+        joined_values.extend(query.fetch_one(&mut **tx).await?);
     }
+    let mut stored: HashMap<StoredKey<'_>, Decimal> = HashMap::new();
+    for row in joined_values.iter().flat_map(|joined| joined.split(';')) {
+        let (key, quantity) = stored_row(row)?;
+        stored.insert(key, quantity);
+    }
+    // The filter is tenants times starts, so it may return rows of periods the group does not
+    // change (a day start that is another tenant's month start): those are not looked up.
     for ((tenant, metric, period, start), change) in changes.iter_mut() {
-        let key = (
-            (*tenant).to_owned(),
-            (*metric).to_owned(),
-            period.as_str().to_owned(),
-            start.clone(),
-        );
-        if let Some(quantity) = stored.get(&key) {
+        if let Some(quantity) = stored.get(&(*tenant, *metric, *period, start.as_str())) {
             change.before = *quantity;
         }
     }
     Ok(())
+}
+
+/// A stored quota row's key: (tenant, metric, period, period start day).
+type StoredKey<'r> = (&'r str, &'r str, QuotaPeriod, &'r str);
+
+/// One joined quota row, `tenant,metric,period,period_start,quantity`.
+fn stored_row(row: &str) -> Result<(StoredKey<'_>, Decimal), StoreError> {
+    let corrupt = || StoreError::corrupt(format!("quota usage row {row:?}"));
+    let mut fields = row.split(',');
+    let (Some(tenant), Some(metric), Some(period), Some(start), Some(quantity), None) = (
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+        fields.next(),
+    ) else {
+        return Err(corrupt());
+    };
+    let period = QuotaPeriod::parse_field(period, "period").map_err(|_| corrupt())?;
+    let quantity: Decimal = quantity.parse().map_err(|_| corrupt())?;
+    Ok(((tenant, metric, period, start), quantity))
 }
 
 /// A quota row's new quantity: (tenant, metric, period, period start day, quantity).
@@ -197,17 +212,50 @@ async fn write_after(
     upsert_quantities(tx, &rows, now_micros).await
 }
 
-/// What the thresholds need of each tenant: its history and webhook.
-struct TenantBilling {
-    assignments: Vec<PlanAssignment>,
-    webhook: Option<String>,
-}
-
-async fn tenant_billing(
+/// The plan histories of `tenants` (in `seq` order; empty for a tenant without one), read
+/// from the store only for tenants this node has not read since the last plan change anywhere
+/// (`HistoryCache`). Runs under the tenants' head locks, which every assignment of a tenant
+/// with usage takes too, so the histories read here hold for the whole group.
+async fn load_histories(
     tx: &mut Tx,
     tenants: &[&str],
-) -> Result<HashMap<String, TenantBilling>, StoreError> {
-    let mut found: HashMap<String, TenantBilling> = HashMap::new();
+) -> Result<HashMap<String, History>, StoreError> {
+    let mut histories: HashMap<String, Vec<PlanAssignment>> = tenants
+        .iter()
+        .map(|tenant| ((*tenant).to_owned(), Vec::new()))
+        .collect();
+    for chunk in tenants.chunks(TENANTS_PER_LOOKUP) {
+        let sql = format!(
+            "SELECT tenant_id, seq, plan, version, effective_from, assigned_at, assigned_by, \
+             reason FROM tenant_plan_assignments WHERE tenant_id IN ({}) ORDER BY tenant_id, seq",
+            list_placeholders(Placeholders::of(tx), 1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for tenant in chunk {
+            query = query.bind(*tenant);
+        }
+        for row in query.fetch_all(&mut **tx).await? {
+            let record = catalog_store::assignment_of(&row)?;
+            if let Some(history) = histories.get_mut(record.tenant_id.as_str()) {
+                history.push(record.as_assignment());
+            }
+        }
+    }
+    Ok(histories
+        .into_iter()
+        .map(|(tenant, history)| (tenant, History::from(history)))
+        .collect())
+}
+
+/// The audit webhooks of the tenants that crossed a threshold.
+async fn webhooks(
+    tx: &mut Tx,
+    crossings: &[Crossing<'_>],
+) -> Result<HashMap<String, String>, StoreError> {
+    let mut tenants: Vec<&str> = crossings.iter().map(|c| c.tenant_id).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    let mut found = HashMap::new();
     for chunk in tenants.chunks(TENANTS_PER_LOOKUP) {
         let sql = format!(
             "SELECT id, audit_webhook_url FROM tenants WHERE id IN ({})",
@@ -218,27 +266,9 @@ async fn tenant_billing(
             query = query.bind(*tenant);
         }
         for row in query.fetch_all(&mut **tx).await? {
-            found.insert(
-                row.try_get("id")?,
-                TenantBilling {
-                    assignments: Vec::new(),
-                    webhook: row.try_get("audit_webhook_url")?,
-                },
-            );
-        }
-        let sql = format!(
-            "SELECT tenant_id, seq, plan, version, effective_from, assigned_at, assigned_by, \
-             reason FROM tenant_plan_assignments WHERE tenant_id IN ({})",
-            list_placeholders(Placeholders::of(tx), 1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for tenant in chunk {
-            query = query.bind(*tenant);
-        }
-        for row in query.fetch_all(&mut **tx).await? {
-            let record = catalog_store::assignment_of(&row)?;
-            if let Some(billing) = found.get_mut(record.tenant_id.as_str()) {
-                billing.assignments.push(record.as_assignment());
+            let url: Option<String> = row.try_get("audit_webhook_url")?;
+            if let Some(url) = url {
+                found.insert(row.try_get("id")?, url);
             }
         }
     }
@@ -282,25 +312,45 @@ impl App {
         // before them is seen, one that waits for them sees this group's rollups.
         let mut tenants: Vec<&str> = changes.keys().map(|k| k.0).collect();
         tenants.dedup();
-        let billing = tenant_billing(tx, &tenants).await?;
-        self.keep_covered_changes(tx, &mut changes, &billing)
+        let histories = self.plan_histories(tx, &tenants).await?;
+        self.keep_covered_changes(tx, &mut changes, &histories)
             .await?;
         if changes.is_empty() {
             return Ok(Vec::new());
         }
         load_before(tx, &mut changes).await?;
         write_after(tx, &changes, companyos_domain::time_util::to_micros(now)).await?;
-        let crossings = self.crossings(tx, &changes, &billing).await?;
+        let crossings = self.crossings(tx, &changes, &histories).await?;
+        if crossings.is_empty() {
+            return Ok(Vec::new());
+        }
+        let webhooks = webhooks(tx, &crossings).await?;
         let mut audits = Vec::new();
         for crossing in crossings {
-            let webhook = billing
-                .get(crossing.tenant_id)
-                .and_then(|t| t.webhook.as_deref());
+            let webhook = webhooks.get(crossing.tenant_id).map(String::as_str);
             if let Some(entry) = record_crossing(tx, &crossing, webhook, now).await? {
                 audits.push(entry);
             }
         }
         Ok(audits)
+    }
+
+    /// The plan histories of `tenants`, from this node's memory while the shared revision
+    /// read in this transaction is the one they were read at.
+    async fn plan_histories(
+        &self,
+        tx: &mut Tx,
+        tenants: &[&str],
+    ) -> Result<HashMap<String, History>, StoreError> {
+        let revision = catalog_store::history_revision(tx).await?;
+        let cache = &self.inner.plan_histories;
+        let (mut histories, missing) = cache.lookup(revision, tenants);
+        if !missing.is_empty() {
+            let loaded = load_histories(tx, &missing).await?;
+            cache.keep(revision, &loaded);
+            histories.extend(loaded);
+        }
+        Ok(histories)
     }
 
     /// Drops the changes of rows no quota covers. Their usage is in the rollups, from which a
@@ -310,14 +360,11 @@ impl App {
         &self,
         tx: &mut Tx,
         changes: &mut BTreeMap<UsageKey<'_>, UsageChange>,
-        billing: &HashMap<String, TenantBilling>,
+        histories: &HashMap<String, History>,
     ) -> Result<(), StoreError> {
         for (key, change) in std::mem::take(changes) {
-            let covered = match billing.get(key.0) {
-                Some(tenant) => {
-                    self.quota_covers(tx, &tenant.assignments, key.1, change.bounds)
-                        .await?
-                }
+            let covered = match histories.get(key.0) {
+                Some(history) => self.quota_covers(tx, history, key.1, change.bounds).await?,
                 None => false,
             };
             if covered {
@@ -358,15 +405,15 @@ impl App {
         &self,
         tx: &mut Tx,
         changes: &'a BTreeMap<UsageKey<'a>, UsageChange>,
-        billing: &HashMap<String, TenantBilling>,
+        histories: &HashMap<String, History>,
     ) -> Result<Vec<Crossing<'a>>, StoreError> {
         let mut crossings = Vec::new();
         for ((tenant_id, metric, period, _), change) in changes {
-            let Some(tenant) = billing.get(*tenant_id) else {
+            let Some(history) = histories.get(*tenant_id) else {
                 continue;
             };
             let day = day_from_number(change.last_day);
-            let Some(assignment) = assignment_on(&tenant.assignments, day) else {
+            let Some(assignment) = assignment_on(history, day) else {
                 continue;
             };
             let Some(version) = self
