@@ -18,6 +18,12 @@ use crate::db::StoreError;
 use crate::error::ServiceError;
 use companyos_domain::Action;
 
+pub mod day_close;
+pub(crate) mod group_commit;
+pub mod ingest;
+pub mod meters;
+pub mod reports;
+
 const COVERAGE_SETTING: &str = "coverage_mode";
 
 /// The declared services and the deployment's coverage mode (`GET /v1/metering/services`).

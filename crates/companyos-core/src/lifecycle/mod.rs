@@ -31,6 +31,7 @@ use crate::util::{new_id, new_token, token_fingerprint, token_hash};
 use companyos_domain::Action;
 
 mod attempts;
+pub mod boundary;
 mod callbacks;
 mod placement;
 mod provision;

@@ -15,6 +15,8 @@ use crate::db::{Db, StoreError};
 use crate::ledger_store::{self, LogProblem};
 use crate::util::new_id;
 
+pub mod auth_failures;
+
 /// The log id of the audit log.
 pub use companyos_domain::log_id::AUDIT_LOG_ID;
 

@@ -19,6 +19,10 @@ use crate::db::{Db, StoreError};
 use crate::minisign::MinisignKey;
 use crate::util::new_id;
 
+pub mod keys;
+pub mod minisign;
+pub mod secret_files;
+
 /// Upper bound on one artifact, in bytes.
 pub const ARTIFACT_BYTES_MAX: usize = 64 * 1024 * 1024;
 

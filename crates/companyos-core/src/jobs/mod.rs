@@ -11,6 +11,9 @@ use crate::app::{Actor, App};
 use crate::error::ServiceError;
 use crate::tenants::LifecycleRequest;
 
+pub mod outbound;
+pub mod outbox;
+
 /// The jobs, in the order a tick runs them.
 pub const JOBS: [&str; 9] = [
     "checkpoints",
