@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 use time::OffsetDateTime;
 
+use crate::app::Metering;
 use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::db::StoreError;
@@ -163,9 +164,11 @@ impl App {
         }
         Ok((deployment, overrides))
     }
+}
 
+impl Metering<'_> {
     /// Declares (or replaces) what a service meters.
-    pub async fn declare_metering(
+    pub async fn declare(
         &self,
         actor: &Actor,
         service: &str,
