@@ -9,7 +9,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::{Context as _, bail};
 use companyos_core::clock::SystemClock;
-use companyos_core::ingest::split_body;
+use companyos_core::metering::ingest::split_body;
 use companyos_core::{Actor, App, Settings};
 use companyos_domain::time_util::format_rfc3339;
 use serde_json::{Value, json};
@@ -279,9 +279,10 @@ async fn create_bench_tenants(
     for i in 0..tenants {
         let created = fixture
             .app
-            .create_tenant(
+            .lifecycle()
+            .create(
                 &fixture.admin,
-                companyos_core::tenants::NewTenant {
+                companyos_core::lifecycle::NewTenant {
                     id: format!("tenant-{i:04}"),
                     name: format!("Bench tenant {i}"),
                     plan: plan.map(str::to_owned),
@@ -363,7 +364,8 @@ async fn open_store(
         channel: None,
     };
     let created = app
-        .create_operator(&admin, "bench-ingest", "ingest")
+        .operators()
+        .create(&admin, "bench-ingest", "ingest")
         .await?;
     let ingest = Actor {
         principal: app
@@ -474,9 +476,9 @@ async fn send_bodies(
     for task in tasks {
         let outcome = task.await??;
         let wanted = if expect_duplicates {
-            companyos_core::ingest::EventStatus::Duplicate
+            companyos_core::metering::ingest::EventStatus::Duplicate
         } else {
-            companyos_core::ingest::EventStatus::Accepted
+            companyos_core::metering::ingest::EventStatus::Accepted
         };
         counted += outcome.count(wanted) as u64;
     }
@@ -705,7 +707,7 @@ async fn run(command: &BenchCommand) -> anyhow::Result<u8> {
                 result["preload_events_per_second_by_million"] = json!(preload_rates_by_million);
             }
             result["peak_memory_mib"] = json!(peak_memory_kib() / 1024);
-            let problems = fixture.app.verify_ledgers(Some("tenant-0001")).await?;
+            let problems = fixture.app.ledger().verify(Some("tenant-0001")).await?;
             result["sample_ledger_verifies"] = json!(problems.is_empty());
             println!("{}", serde_json::to_string(&result)?);
             fixture.close().await?;
@@ -780,7 +782,8 @@ async fn http(
     let fixture = fixture(backend, None, tenants).await?;
     let created = fixture
         .app
-        .create_operator(&fixture.admin, "bench-http", "ingest")
+        .operators()
+        .create(&fixture.admin, "bench-http", "ingest")
         .await?;
     let server = LoopbackServer::start(&fixture.app).await?;
     let url = format!("http://{}/v1/events", server.address);
@@ -854,9 +857,10 @@ async fn provision(backend: &str, tenants: usize) -> anyhow::Result<u8> {
         let started = Instant::now();
         fixture
             .app
-            .create_tenant(
+            .lifecycle()
+            .create(
                 &fixture.admin,
-                companyos_core::tenants::NewTenant {
+                companyos_core::lifecycle::NewTenant {
                     id: format!("prov-{i:04}"),
                     name: format!("Provisioned {i}"),
                     plan: Some("standard".to_owned()),
@@ -920,6 +924,7 @@ async fn reports(backend: &str, events: usize) -> anyhow::Result<u8> {
     for _ in 0..runs {
         fixture
             .app
+            .metering()
             .daily_usage(&fixture.admin, "tenant-0000", year_ago, today)
             .await?;
     }
@@ -927,6 +932,7 @@ async fn reports(backend: &str, events: usize) -> anyhow::Result<u8> {
     let started = Instant::now();
     let (report, _) = fixture
         .app
+        .metering()
         .integrity_report(
             &fixture.admin,
             "tenant-0000",

@@ -5,7 +5,7 @@
 use std::time::{Duration as StdDuration, Instant};
 
 use anyhow::{Context as _, bail};
-use companyos_core::meters::MeterQuery;
+use companyos_core::metering::meters::MeterQuery;
 use companyos_domain::cloudevent::usage_event_id;
 use companyos_domain::meter::{RawMeter, WindowSize, WindowZone};
 use companyos_domain::time_util::format_rfc3339;
@@ -69,7 +69,11 @@ async fn create_meter(fixture: &Fixture, service: &str, unit: &str) -> anyhow::R
         unit: Some(unit.to_owned()),
         ..RawMeter::default()
     };
-    fixture.app.create_meter(&fixture.admin, &raw).await?;
+    fixture
+        .app
+        .metering()
+        .create_meter(&fixture.admin, &raw)
+        .await?;
     Ok(())
 }
 
@@ -84,7 +88,8 @@ async fn post_all(
 ) -> anyhow::Result<StdDuration> {
     let created = fixture
         .app
-        .create_operator(&fixture.admin, "bench-http", "ingest")
+        .operators()
+        .create(&fixture.admin, "bench-http", "ingest")
         .await?;
     let server = super::LoopbackServer::start(&fixture.app).await?;
     let url = format!("http://{}{path}", server.address);
@@ -264,6 +269,7 @@ async fn payload_scan_ms(fixture: &Fixture, query: &MeterQuery) -> anyhow::Resul
     let started = Instant::now();
     let scanned = fixture
         .app
+        .metering()
         .query_meter(&fixture.admin, SLUG, &shifted)
         .await?;
     Ok((started.elapsed().as_secs_f64() * 1000.0, scanned.rows.len()))
@@ -298,6 +304,7 @@ pub async fn meter_query(backend: &str, events: usize, runs: usize) -> anyhow::R
         let started = Instant::now();
         let result = fixture
             .app
+            .metering()
             .query_meter(&fixture.admin, SLUG, &query)
             .await?;
         timings.push(started.elapsed().as_secs_f64() * 1000.0);

@@ -270,7 +270,8 @@ async fn http_reads(
 ) -> anyhow::Result<Vec<f64>> {
     let reader = fixture
         .app
-        .create_operator(&fixture.admin, "bench-statements", "billing")
+        .operators()
+        .create(&fixture.admin, "bench-statements", "billing")
         .await?;
     let server = super::LoopbackServer::start(&fixture.app).await?;
     let url = format!(
@@ -314,9 +315,9 @@ async fn pack(fixture: &Fixture, month: StatementMonth) -> anyhow::Result<Value>
         .await?;
     let built = started.elapsed();
     let keys = TrustedKeys {
-        minisign_public_key: fixture.app.evidence_public_key(),
+        minisign_public_key: fixture.app.evidence().public_key(),
         note_verifier: companyos_ledger::note::NoteVerifier::parse(
-            &fixture.app.ledger_verifier_key(),
+            &fixture.app.ledger().verifier_key(),
         )
         .map_err(|e| anyhow::anyhow!("verifier key: {e}"))?,
     };
@@ -354,7 +355,7 @@ pub async fn month_close(run: MonthCloseRun<'_>) -> anyhow::Result<u8> {
     settle_store(&fixture).await?;
     let open_reads = service_reads(&fixture, month, run.runs).await?;
     let app = fixture.app.clone();
-    let (day_close, days) = drain(async || Ok(app.close_days().await?)).await?;
+    let (day_close, days) = drain(async || Ok(app.metering().close_days().await?)).await?;
     let (month_close, finalised) =
         drain(async || Ok(app.statements().close_months().await?)).await?;
     let (group_by, baseline_totals) = group_by_totals(&fixture).await?;

@@ -10,7 +10,7 @@ use companyos_domain::plan::{Plan, default_plans, default_regions};
 use companyos_domain::{LifecycleAction, PlanName, RegionName};
 use time::Duration;
 
-use crate::outbound::OutboundPolicy;
+use crate::jobs::outbound::OutboundPolicy;
 
 /// What to do with usage events that carry no `source_signature`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -442,8 +442,10 @@ fn api(cli: &Cli, file: &FileConfig) -> anyhow::Result<ApiClient> {
 
 /// Opens a file for a secret (a token) before the secret exists: mode 0600 whatever existed at
 /// `path`; a symbolic link is refused.
-fn open_secret_file(path: &Path) -> anyhow::Result<companyos_core::secret_files::SecretFile> {
-    companyos_core::secret_files::SecretFile::open(path)
+fn open_secret_file(
+    path: &Path,
+) -> anyhow::Result<companyos_core::evidence::secret_files::SecretFile> {
+    companyos_core::evidence::secret_files::SecretFile::open(path)
         .with_context(|| format!("failed to open the secret file {}", path.display()))
 }
 
@@ -604,7 +606,7 @@ async fn serve(cli: &Cli, file: &FileConfig) -> anyhow::Result<u8> {
     tracing::info!(address = %bound, store = app.db().backend().as_str(), "serving");
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let jobs_app = app.clone();
-    let jobs = tokio::spawn(async move { jobs_app.run_jobs(jobs_stopped).await });
+    let jobs = tokio::spawn(async move { jobs_app.jobs().run(jobs_stopped).await });
     let state = companyos_server::AppState {
         app: app.clone(),
         body_bytes_max: resolved.body_bytes_max,
@@ -736,7 +738,7 @@ async fn reset_admin(
     let secret = token_file.map(open_secret_file).transpose()?;
     let result = async {
         let app = open_existing(cli, file).await?;
-        let result = app.reset_admin().await;
+        let result = app.operators().reset_admin().await;
         app.db().close().await;
         result.context("failed to reset the admin token")
     }

@@ -342,7 +342,7 @@ fn resolve_edge(
         let mut allow = Vec::new();
         for item in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
             allow.push(
-                companyos_core::outbound::Cidr::parse(item)
+                companyos_core::jobs::outbound::Cidr::parse(item)
                     .map_err(|e| anyhow::anyhow!("setting outbound_allow_cidrs: {e}"))?,
             );
         }

@@ -396,8 +396,8 @@ fn status_or_refusal<T>(
 /// Evidence of it all: the ledgers and the audit log verify; the keys that check the
 /// artifacts, the full audit log, and the summary with an audit excerpt.
 async fn evidence(demo: &mut Demo, game: &GameDay) -> anyhow::Result<String> {
-    let ledger_problems = demo.app.verify_ledgers(None).await?;
-    let audit_problems = demo.app.verify_audit().await?;
+    let ledger_problems = demo.app.ledger().verify(None).await?;
+    let audit_problems = demo.app.audit().verify().await?;
     demo.log.step(
         &demo.clock,
         "verification",

@@ -12,10 +12,10 @@ pub(super) fn protect_sqlite_files(path: &Path) -> Result<(), StartError> {
         let path = path.to_owned();
         move |reason| StartError::DatabaseFile { path, reason }
     };
-    match crate::secret_files::create_secret_file(path, b"") {
+    match crate::evidence::secret_files::create_secret_file(path, b"") {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            crate::secret_files::protect_existing_file(path).map_err(error(path))?;
+            crate::evidence::secret_files::protect_existing_file(path).map_err(error(path))?;
         }
         Err(e) => return Err(error(path)(e)),
     }
@@ -23,7 +23,7 @@ pub(super) fn protect_sqlite_files(path: &Path) -> Result<(), StartError> {
         let mut name = path.as_os_str().to_owned();
         name.push(suffix);
         let side = PathBuf::from(name);
-        crate::secret_files::protect_existing_file(&side).map_err(error(&side))?;
+        crate::evidence::secret_files::protect_existing_file(&side).map_err(error(&side))?;
     }
     Ok(())
 }
@@ -38,10 +38,10 @@ pub(super) fn create_private_dir(path: &Path) -> Result<(), StartError> {
     // chmod (someone else's mount point, a read-only file system) is not fatal by itself:
     // the keys dir inside is 0700 and the database 0600 either way, and the write check
     // below names a dir that cannot be used.
-    if let Err(error) = crate::secret_files::create_private_dir(path) {
+    if let Err(error) = crate::evidence::secret_files::create_private_dir(path) {
         tracing::warn!(path = %path.display(), %error, "cannot set mode 0700 on the data dir");
     }
-    crate::secret_files::check_writable(path).map_err(|reason| StartError::NotWritable {
+    crate::evidence::secret_files::check_writable(path).map_err(|reason| StartError::NotWritable {
         path: path.to_owned(),
         reason,
     })

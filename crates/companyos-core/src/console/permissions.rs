@@ -4,7 +4,7 @@
 
 use companyos_domain::Action;
 
-use crate::app::{Actor, App};
+use crate::app::{Actor, Console};
 use crate::approvals::ApprovalView;
 use crate::authz::Resource;
 use crate::error::ServiceError;
@@ -16,20 +16,20 @@ pub struct ApprovalDecisions {
     pub reject: bool,
 }
 
-impl App {
+impl Console<'_> {
     /// Whether policy allows `actor` a deployment-wide `action` (such as `audit.read`).
-    pub fn console_may(&self, actor: &Actor, action: Action) -> bool {
+    pub fn may(&self, actor: &Actor, action: Action) -> bool {
         self.authorizer()
             .authorize(&actor.principal, action, Resource::Deployment, &[])
             .allowed
     }
 
     /// Whether policy allows `actor` `action` on `tenant` (such as `tenant.plan_change`).
-    pub fn console_may_on_tenant(
+    pub fn may_on_tenant(
         &self,
         actor: &Actor,
         action: Action,
-        tenant: &crate::tenants::TenantRow,
+        tenant: &crate::lifecycle::TenantRow,
     ) -> bool {
         let attributes = self.attributes_of(tenant);
         self.authorizer()
@@ -39,7 +39,7 @@ impl App {
 
     /// For each approval, whether `actor` may approve or reject it (pending ones only; the
     /// two-person rule's list of operators the requester created is checked at decision time).
-    pub async fn console_approval_decisions(
+    pub async fn approval_decisions(
         &self,
         actor: &Actor,
         approvals: &[ApprovalView],
@@ -52,7 +52,7 @@ impl App {
                 continue;
             }
             let Some(tenant) =
-                crate::tenants::load_tenant(&mut conn, &approval.tenant_id, "").await?
+                crate::lifecycle::load_tenant(&mut conn, &approval.tenant_id, "").await?
             else {
                 decisions.push(ApprovalDecisions::default());
                 continue;

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::Row as _;
 use time::OffsetDateTime;
 
-use crate::app::{Actor, App};
+use crate::app::{Actor, Console};
 use crate::authz::{Principal, Resource};
 use crate::db::StoreError;
 use crate::error::ServiceError;
@@ -42,10 +42,10 @@ pub struct SessionActor {
     pub expires_at: OffsetDateTime,
 }
 
-impl App {
+impl Console<'_> {
     /// Logs an operator in: the token must be a live operator token, and the operator's role
     /// must be allowed `console.login` by policy. Failures are audited with channel `console`.
-    pub async fn console_login(
+    pub async fn login(
         &self,
         token: &str,
         request_id: Option<&str>,
@@ -113,7 +113,7 @@ impl App {
 
     /// The operator of a live session: not ended, not expired, and the operator not revoked
     /// (read from the store on every request, never cached). `None` otherwise.
-    pub async fn console_session(
+    pub async fn session(
         &self,
         cookie_value: &str,
         request_id: Option<&str>,
@@ -154,11 +154,7 @@ impl App {
     }
 
     /// Ends a session (logout); audited as `console.logout`.
-    pub async fn console_logout(
-        &self,
-        actor: &Actor,
-        cookie_value: &str,
-    ) -> Result<(), ServiceError> {
+    pub async fn logout(&self, actor: &Actor, cookie_value: &str) -> Result<(), ServiceError> {
         let entry = self.entry(actor, "console.logout", "console");
         let mut tx = self.db().begin().await?;
         let result = sqlx::query(
@@ -175,7 +171,7 @@ impl App {
 
     /// Records that `actor` read `target` through the console (the read itself was authorized
     /// by the service call that returned it): least-privilege evidence of who looked at what.
-    pub async fn console_read(
+    pub async fn read(
         &self,
         actor: &Actor,
         action: &str,
@@ -192,7 +188,7 @@ impl App {
 
     /// Audits a console request refused before any service call (a missing or wrong CSRF
     /// token): `denied`, with the target it aimed at. Nothing else is changed.
-    pub async fn console_refused(
+    pub async fn refused(
         &self,
         actor: &Actor,
         target: &str,

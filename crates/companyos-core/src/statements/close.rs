@@ -12,7 +12,7 @@ use super::{StatementDocument, Statements, final_months};
 use crate::app::Actor;
 use crate::authz::Resource;
 use crate::error::ServiceError;
-use crate::tenants::TenantRow;
+use crate::lifecycle::TenantRow;
 use companyos_domain::Action;
 
 /// Statements finalised per run of the job (the rest in the next run).
@@ -72,7 +72,7 @@ impl Statements<'_> {
         closed_through: time::Date,
     ) -> Result<Vec<StatementMonth>, ServiceError> {
         let mut conn = self.app.db().readers().acquire().await?;
-        let Some(tenant) = crate::tenants::load_tenant(&mut conn, tenant_id, "").await? else {
+        let Some(tenant) = crate::lifecycle::load_tenant(&mut conn, tenant_id, "").await? else {
             return Ok(Vec::new());
         };
         let finals = final_months(&mut conn, tenant_id).await?;
@@ -97,7 +97,7 @@ impl Statements<'_> {
         let app = self.app;
         let actor = Actor::system(MONTH_CLOSE_JOB);
         let mut conn = app.db().readers().acquire().await?;
-        let Some(tenant) = crate::tenants::load_tenant(&mut conn, tenant_id, "").await? else {
+        let Some(tenant) = crate::lifecycle::load_tenant(&mut conn, tenant_id, "").await? else {
             return Ok(None);
         };
         let statement = self
@@ -169,7 +169,7 @@ async fn announce(
     let Some(url) = &tenant.audit_webhook_url else {
         return Ok(());
     };
-    crate::outbox::enqueue(
+    crate::jobs::outbox::enqueue(
         tx,
         app.now(),
         "statement.final",

@@ -17,7 +17,7 @@ use super::events::{CountedEvent, events_by_month};
 use super::{ADJUSTMENT_LOOKBACK_MONTHS, Statements, final_months, stored_final};
 use crate::db::StoreError;
 use crate::error::ServiceError;
-use crate::tenants::{TenantRow, usage_log_id};
+use crate::lifecycle::{TenantRow, usage_log_id};
 
 /// Quota events listed in one statement at most.
 const QUOTA_EVENTS_PER_STATEMENT_MAX: i64 = 1000;
@@ -36,7 +36,7 @@ impl Statements<'_> {
         let log_id = usage_log_id(&tenant.id);
         let origin = app.settings().tenant_origin(&tenant.id);
         // Signed first: the events counted are exactly those the checkpoint covers.
-        let checkpoint = app.sign_checkpoint(&log_id, &origin).await?;
+        let checkpoint = app.ledger().sign_checkpoint(&log_id, &origin).await?;
         let tree_size = checkpoint.as_ref().map_or(0, |c| c.tree_size);
         let oldest = (0..ADJUSTMENT_LOOKBACK_MONTHS).fold(month, |m, _| m.previous());
         let mut events =
@@ -168,7 +168,7 @@ async fn counts(
         let value: i64 = row.try_get(column)?;
         u64::try_from(value).map_err(|_| StoreError::corrupt(format!("negative {column}")))
     };
-    let missing = crate::reports::gaps_of(conn, tenant_id)
+    let missing = crate::metering::reports::gaps_of(conn, tenant_id)
         .await?
         .iter()
         .filter(|(day, _)| (first..=last).contains(day))

@@ -19,7 +19,7 @@ use sqlx::{AnyConnection, Row as _};
 use crate::app::{Actor, App};
 use crate::db::StoreError;
 use crate::error::ServiceError;
-use crate::tenants::TenantRow;
+use crate::lifecycle::TenantRow;
 
 pub use close::{MONTH_CLOSE_JOB, STATEMENT_MONTHS_PER_RUN_MAX};
 pub use pack::{PACK_AUDIT_RECORDS_MAX, PACK_EVENTS_MAX};

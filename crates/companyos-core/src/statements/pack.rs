@@ -27,7 +27,7 @@ use crate::audit::{AUDIT_LOG_ID, AuditFilter};
 use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::ledger_store;
-use crate::tenants::{TenantRow, usage_log_id};
+use crate::lifecycle::{TenantRow, usage_log_id};
 
 /// Events in one pack at most: a bigger month is split by the finance export, not zipped whole.
 pub const PACK_EVENTS_MAX: usize = 2_000_000;
@@ -187,7 +187,7 @@ impl crate::App {
         to_micros: i64,
     ) -> Result<(String, String), ServiceError> {
         let origin = self.origin_of(AUDIT_LOG_ID);
-        let checkpoint = self.sign_checkpoint(AUDIT_LOG_ID, &origin).await?;
+        let checkpoint = self.ledger().sign_checkpoint(AUDIT_LOG_ID, &origin).await?;
         let (tree_size, note) = match checkpoint {
             Some(c) => (c.tree_size, c.note),
             None => (0, String::new()),

@@ -178,12 +178,14 @@ pub fn check_manifest(
     };
     let signature =
         std::str::from_utf8(signature).or_else(|_| fail("MANIFEST.minisig", "is not UTF-8"))?;
-    crate::minisign::verify(&keys.minisign_public_key, manifest, signature).or_else(|e| {
-        fail(
-            "MANIFEST.minisig",
-            format!("does not verify MANIFEST with the given key: {e}"),
-        )
-    })?;
+    crate::evidence::minisign::verify(&keys.minisign_public_key, manifest, signature).or_else(
+        |e| {
+            fail(
+                "MANIFEST.minisig",
+                format!("does not verify MANIFEST with the given key: {e}"),
+            )
+        },
+    )?;
     let manifest = std::str::from_utf8(manifest).or_else(|_| fail("MANIFEST", "is not UTF-8"))?;
     let mut listed = BTreeMap::new();
     for line in manifest.lines() {

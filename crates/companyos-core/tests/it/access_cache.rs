@@ -8,7 +8,7 @@ use std::time::Duration as StdDuration;
 
 use companyos_core::billing::ForwardAuthRequest;
 use companyos_core::clock::ManualClock;
-use companyos_core::tenants::LifecycleRequest;
+use companyos_core::lifecycle::LifecycleRequest;
 use companyos_core::{App, ServiceError};
 use companyos_domain::tenant::LifecycleAction;
 use sqlx::Row as _;
@@ -40,7 +40,8 @@ async fn check(app: &App, key: &str) -> u16 {
 
 async fn lifecycle(node: &Node, tenant: &str, action: LifecycleAction) {
     node.app
-        .lifecycle(
+        .lifecycle()
+        .transition(
             &node.admin,
             tenant,
             action,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use companyos_core::billing::{Effective, PlanChange};
 use companyos_core::clock::{Clock as _, ManualClock};
-use companyos_core::ingest::RawEvent;
+use companyos_core::metering::ingest::RawEvent;
 use companyos_core::{Actor, App};
 use companyos_domain::catalog::{
     PlanAssignment, QuotaPeriod, RawPlanSpec, assignment_intervals, assignment_on,
@@ -427,9 +427,10 @@ async fn forward_auth_status(node: &Node, key: &str) -> u16 {
 async fn enterprise_tenant(node: &Node, id: &str) -> String {
     let created = node
         .app
-        .create_tenant(
+        .lifecycle()
+        .create(
             &node.admin,
-            companyos_core::tenants::NewTenant {
+            companyos_core::lifecycle::NewTenant {
                 id: id.to_owned(),
                 name: format!("Tenant {id}"),
                 plan: Some("enterprise".to_owned()),

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use companyos_core::clock::ManualClock;
-use companyos_core::ingest::EventResult;
-use companyos_core::tenants::usage_log_id;
+use companyos_core::lifecycle::usage_log_id;
+use companyos_core::metering::ingest::EventResult;
 use companyos_core::{Actor, App};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -192,7 +192,7 @@ async fn nodes_on_one_database_keep_one_consistent_tree_per_tenant() {
 
             for (app, _) in &nodes {
                 assert!(
-                    app.verify_ledgers(Some(tenant)).await.unwrap().is_empty(),
+                    app.ledger().verify(Some(tenant)).await.unwrap().is_empty(),
                     "{backend:?} {tenant}"
                 );
             }
@@ -221,6 +221,7 @@ async fn nodes_on_one_database_keep_one_consistent_tree_per_tenant() {
             // The reports agree with what the results said.
             let day = day_of(START);
             let reconciliation = app
+                .metering()
                 .reconciliation(&first.admin, tenant, day, day)
                 .await
                 .unwrap();
@@ -230,6 +231,7 @@ async fn nodes_on_one_database_keep_one_consistent_tree_per_tenant() {
                 repeats
             );
             let daily = app
+                .metering()
                 .daily_usage(&first.admin, tenant, day, day)
                 .await
                 .unwrap();

@@ -2,7 +2,7 @@
 //! for the deployment or per service; every mode change is audited once, with the previous mode.
 
 use companyos_core::audit::AuditFilter;
-use companyos_core::ingest::IngestOutcome;
+use companyos_core::metering::ingest::IngestOutcome;
 use companyos_core::{Actor, ServiceError};
 use companyos_domain::audit::{AuditOutcome, AuditRecord};
 use companyos_domain::metering::{CoverageMode, RawDeclaration, RawMetric};
@@ -47,7 +47,8 @@ fn round(prefix: &str) -> Vec<Value> {
 
 async fn coverage_updates(node: &Node) -> Vec<AuditRecord> {
     node.app
-        .audit_records(
+        .audit()
+        .records(
             &node.admin,
             &AuditFilter {
                 action: Some("metering.coverage.update".to_owned()),
@@ -69,6 +70,7 @@ async fn change_mode(
 ) -> AuditRecord {
     let before = coverage_updates(node).await;
     node.app
+        .metering()
         .set_coverage_mode(&node.admin, service, mode)
         .await
         .unwrap();
@@ -94,6 +96,7 @@ async fn undeclared_today(node: &Node) -> (i64, i64, i64) {
     let day = day_of(START);
     let rows = node
         .app
+        .metering()
         .reconciliation(&node.admin, "acme", day, day)
         .await
         .unwrap();
@@ -108,26 +111,28 @@ async fn warn_flags_enforce_rejects_per_deployment_and_per_service() {
         let meter = node.operator("meter", "ingest").await;
         let viewer: Actor = node.operator("watcher", "viewer").await;
         let app = &node.app;
-        app.declare_metering(
-            &meter,
-            "api",
-            &declaration(vec![
-                metric("requests", "request"),
-                metric("bytes_out", "byte"),
-            ]),
-        )
-        .await
-        .unwrap();
-        app.declare_metering(
-            &meter,
-            "storage",
-            &declaration(vec![
-                metric("gib.hours", "GiB-hours"),
-                metric("snapshots", "snapshot"),
-            ]),
-        )
-        .await
-        .unwrap();
+        app.metering()
+            .declare(
+                &meter,
+                "api",
+                &declaration(vec![
+                    metric("requests", "request"),
+                    metric("bytes_out", "byte"),
+                ]),
+            )
+            .await
+            .unwrap();
+        app.metering()
+            .declare(
+                &meter,
+                "storage",
+                &declaration(vec![
+                    metric("gib.hours", "GiB-hours"),
+                    metric("snapshots", "snapshot"),
+                ]),
+            )
+            .await
+            .unwrap();
 
         // warn (the default): everything is kept, flagged and counted as undeclared.
         let outcome = ingest(app, &meter, &round("w1")).await;
@@ -148,7 +153,7 @@ async fn warn_flags_enforce_rejects_per_deployment_and_per_service() {
         assert!(flags(&outcome, 4).contains(&"undeclared_metric"));
         assert_eq!(undeclared_today(&node).await, (5, 0, 4));
 
-        let report = app.coverage_report(&node.admin).await.unwrap();
+        let report = app.metering().coverage_report(&node.admin).await.unwrap();
         assert_eq!(report.mode, CoverageMode::Warn);
         let undeclared_services: Vec<(&str, i64)> = report
             .services_without_declaration
@@ -209,7 +214,7 @@ async fn warn_flags_enforce_rejects_per_deployment_and_per_service() {
         assert!(flags(&outcome, 2).contains(&"undeclared_metric"));
         assert!(flags(&outcome, 3).contains(&"unit_mismatch"));
         assert_eq!(undeclared_today(&node).await, (9, 6, 6));
-        let services = app.list_services(&node.admin).await.unwrap();
+        let services = app.metering().list_services(&node.admin).await.unwrap();
         assert_eq!(services.deployment_mode, CoverageMode::Enforce);
         assert_eq!(services.services[0].declaration.service.as_str(), "api");
         assert_eq!(services.mode_of(&services.services[0]), CoverageMode::Warn);
@@ -219,7 +224,8 @@ async fn warn_flags_enforce_rejects_per_deployment_and_per_service() {
         );
         // An override needs a declaration.
         assert!(matches!(
-            app.set_coverage_mode(&node.admin, Some("search"), Some("warn"))
+            app.metering()
+                .set_coverage_mode(&node.admin, Some("search"), Some("warn"))
                 .await,
             Err(ServiceError::NotFound(_))
         ));
@@ -237,7 +243,10 @@ async fn warn_flags_enforce_rejects_per_deployment_and_per_service() {
         // A viewer may not change the mode: denied, audited, nothing changes.
         let before = coverage_updates(&node).await;
         for (service, mode) in [(None, Some("warn")), (Some("api"), Some("warn"))] {
-            let denied = app.set_coverage_mode(&viewer, service, mode).await;
+            let denied = app
+                .metering()
+                .set_coverage_mode(&viewer, service, mode)
+                .await;
             assert!(
                 matches!(denied, Err(ServiceError::Forbidden(_))),
                 "{denied:?}"
@@ -252,6 +261,7 @@ async fn warn_flags_enforce_rejects_per_deployment_and_per_service() {
         }
         // A mode that does not exist is refused naming the field, and changes nothing.
         match app
+            .metering()
             .set_coverage_mode(&node.admin, None, Some("strict"))
             .await
         {
@@ -262,7 +272,7 @@ async fn warn_flags_enforce_rejects_per_deployment_and_per_service() {
         }
         let latest = coverage_updates(&node).await;
         assert_eq!(latest.last().unwrap().outcome, AuditOutcome::Failed);
-        let report = app.coverage_report(&node.admin).await.unwrap();
+        let report = app.metering().coverage_report(&node.admin).await.unwrap();
         assert_eq!(report.mode, CoverageMode::Enforce);
         let outcome = ingest(app, &meter, &round("v1")).await;
         assert_eq!(statuses(&outcome)[1], "rejected");

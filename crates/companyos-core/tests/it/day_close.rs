@@ -59,21 +59,26 @@ async fn a_closed_day_keeps_its_rollup_and_later_events_are_late() {
         .await;
         assert_eq!(statuses(&outcome), ["accepted"; 4]);
         let rollup_before = app
+            .metering()
             .daily_usage(&node.admin, "acme", day, day)
             .await
             .unwrap();
         assert_eq!(rollup_before.len(), 2);
 
         // Nothing closes while the late window of the day is open.
-        assert_eq!(app.close_days().await.unwrap(), 0);
+        assert_eq!(app.metering().close_days().await.unwrap(), 0);
         node.clock.set(datetime!(2026-03-04 23:59:59 UTC));
-        assert_eq!(app.close_days().await.unwrap(), 0, "{backend:?}");
+        assert_eq!(app.metering().close_days().await.unwrap(), 0, "{backend:?}");
         assert_eq!(closed_row(&node, "acme", day).await, None);
 
         // Past the end of the day plus the 48-hour window, it closes once.
         node.clock.set(datetime!(2026-03-05 00:30:00 UTC));
-        assert_eq!(app.close_days().await.unwrap(), 1, "{backend:?}");
-        assert_eq!(app.close_days().await.unwrap(), 0, "closing is idempotent");
+        assert_eq!(app.metering().close_days().await.unwrap(), 1, "{backend:?}");
+        assert_eq!(
+            app.metering().close_days().await.unwrap(),
+            0,
+            "closing is idempotent"
+        );
         let (tree_size, hash) = closed_row(&node, "acme", day).await.unwrap();
         assert_eq!(tree_size, 4);
         assert_eq!(
@@ -88,6 +93,7 @@ async fn a_closed_day_keeps_its_rollup_and_later_events_are_late() {
             )
         );
         let reconciliation = app
+            .metering()
             .reconciliation(&node.admin, "acme", day, day.next_day().unwrap())
             .await
             .unwrap();
@@ -116,11 +122,12 @@ async fn a_closed_day_keeps_its_rollup_and_later_events_are_late() {
         );
         assert_eq!(outcome.results[0].seq, Some(4));
         let rollup_after = app
+            .metering()
             .daily_usage(&node.admin, "acme", day, day)
             .await
             .unwrap();
         let on_time =
-            |rows: &[companyos_core::reports::DailyUsage]| -> Vec<(String, String, String)> {
+            |rows: &[companyos_core::metering::reports::DailyUsage]| -> Vec<(String, String, String)> {
                 rows.iter()
                     .map(|r| {
                         (
@@ -147,6 +154,7 @@ async fn a_closed_day_keeps_its_rollup_and_later_events_are_late() {
         );
         assert!(rollup_before.iter().all(|r| r.late_events == 0));
         let reconciliation = app
+            .metering()
             .reconciliation(&node.admin, "acme", day, day)
             .await
             .unwrap();
@@ -177,7 +185,7 @@ async fn a_closed_day_keeps_its_rollup_and_later_events_are_late() {
             closed_row(&node, "acme", day).await,
             Some((tree_size, hash))
         );
-        assert!(app.verify_ledgers(Some("acme")).await.unwrap().is_empty());
+        assert!(app.ledger().verify(Some("acme")).await.unwrap().is_empty());
         node.close().await;
     }
 }
@@ -200,11 +208,20 @@ async fn quiet_days_close_too_from_the_tenants_creation_on() {
         // 2026-03-10 00:30: every day up to 03-07 is past its 48-hour window.
         node.clock.set(datetime!(2026-03-10 00:30:00 UTC));
         // acme: 03-02 (usage) and 03-03 to 03-07 (quiet); quiet: 03-02 to 03-07.
-        assert_eq!(app.close_days().await.unwrap(), 12, "{backend:?}");
-        assert_eq!(app.close_days().await.unwrap(), 0, "closing is idempotent");
+        assert_eq!(
+            app.metering().close_days().await.unwrap(),
+            12,
+            "{backend:?}"
+        );
+        assert_eq!(
+            app.metering().close_days().await.unwrap(),
+            0,
+            "closing is idempotent"
+        );
         let first = day_of(START);
         let last = datetime!(2026-03-07 00:00:00 UTC).date();
         let quiet = app
+            .metering()
             .reconciliation(&node.admin, "quiet", first, last.next_day().unwrap())
             .await
             .unwrap();
@@ -247,7 +264,7 @@ async fn quiet_days_close_too_from_the_tenants_creation_on() {
         // The next days close as time passes, one run each.
         node.clock.set(datetime!(2026-03-12 00:30:00 UTC));
         assert_eq!(
-            app.close_days().await.unwrap(),
+            app.metering().close_days().await.unwrap(),
             4,
             "03-08 and 03-09 of both"
         );

@@ -2,7 +2,7 @@
 //! in the merged on-disk index or in SQLite's in-memory tail, after a restart, when another
 //! process wrote to the same SQLite file, and after a purge deleted the newest bundles.
 
-use companyos_core::tenants::{LifecycleOutcome, LifecycleRequest};
+use companyos_core::lifecycle::{LifecycleOutcome, LifecycleRequest};
 use companyos_core::{Actor, App};
 
 use companyos_domain::tenant::LifecycleAction;
@@ -108,7 +108,7 @@ async fn duplicates_and_conflicts_across_merges() {
                 "every indexed event has one key in the runs"
             );
         }
-        let problems = node.app.verify_ledgers(None).await.unwrap();
+        let problems = node.app.ledger().verify(None).await.unwrap();
         assert!(problems.is_empty(), "{backend:?}: {problems:?}");
         node.close().await;
     }
@@ -143,6 +143,7 @@ async fn tail_survives_restarts_and_other_writers() {
     // next ingestion both catch up with the table.
     if let Err(error) = node
         .app
+        .ledger()
         .inclusion_proof(&node.admin, "acme", "b-0003", None)
         .await
     {
@@ -169,7 +170,7 @@ async fn tail_survives_restarts_and_other_writers() {
     let mut all = first.clone();
     all.extend(second);
     expect_all(&restarted, &meter, &all, "duplicate", "after restart").await;
-    let problems = restarted.verify_ledgers(None).await.unwrap();
+    let problems = restarted.ledger().verify(None).await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     restarted.db().close().await;
 }
@@ -193,7 +194,8 @@ async fn purge_keeps_dedupe_of_later_and_older_events() {
     for action in [LifecycleAction::Delete, LifecycleAction::Purge] {
         let outcome = node
             .app
-            .lifecycle(
+            .lifecycle()
+            .transition(
                 &first,
                 "globex",
                 action,
@@ -206,12 +208,18 @@ async fn purge_keeps_dedupe_of_later_and_older_events() {
             .unwrap_or_else(|e| panic!("{action:?}: {e}"));
         if let LifecycleOutcome::PendingApproval(approval) = outcome {
             node.app
+                .approvals()
                 .approve(&second, &approval.id, None)
                 .await
                 .unwrap_or_else(|e| panic!("approve {action:?}: {e}"));
         }
     }
-    let status = node.app.get_tenant(&node.admin, "globex").await.unwrap();
+    let status = node
+        .app
+        .lifecycle()
+        .get(&node.admin, "globex")
+        .await
+        .unwrap();
     assert_eq!(status.status.as_str(), "purged");
     let remaining: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM usage_event_bundles WHERE tenant_id = 'globex'")
@@ -223,6 +231,7 @@ async fn purge_keeps_dedupe_of_later_and_older_events() {
     // finds no event there); its proofs still come from the leaves, which stay.
     if let Err(error) = node
         .app
+        .ledger()
         .inclusion_proof(&node.admin, "globex", "p-0003", None)
         .await
     {
@@ -326,7 +335,7 @@ async fn compactions_take_steps_and_survive_restarts() {
         "at most the run of a compaction in progress besides the live ones: {blocks} blocks, \
          {live_blocks} live, {unfinished} unfinished runs"
     );
-    let problems = app.verify_ledgers(None).await.unwrap();
+    let problems = app.ledger().verify(None).await.unwrap();
     assert!(problems.is_empty(), "{problems:?}");
     app.db().close().await;
 }

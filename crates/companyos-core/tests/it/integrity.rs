@@ -3,8 +3,8 @@
 //! nothing but the minisign public key.
 
 use companyos_core::Actor;
-use companyos_core::minisign;
-use companyos_core::reports::ReconciliationRow;
+use companyos_core::evidence::minisign;
+use companyos_core::metering::reports::ReconciliationRow;
 use serde_json::{Value, json};
 use time::Duration;
 
@@ -36,24 +36,30 @@ async fn report(node: &Node, actor: &Actor, tenant: &str) -> Value {
     let day = day_of(START);
     let (report, record) = node
         .app
+        .metering()
         .integrity_report(actor, tenant, day - Duration::days(2), day)
         .await
         .unwrap();
     let report = serde_json::to_value(&report).unwrap();
     // The stored artifact is the report, signed: it verifies with the public key alone.
-    let (stored, bytes) = node.app.evidence(&node.admin, &record.id).await.unwrap();
+    let (stored, bytes) = node
+        .app
+        .evidence()
+        .get(&node.admin, &record.id)
+        .await
+        .unwrap();
     assert_eq!(stored.kind, "integrity-report");
     assert_eq!(stored.tenant_id.as_deref(), Some(tenant));
     let parsed: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(parsed, report);
-    minisign::verify(&node.app.evidence_public_key(), &bytes, &record.signature)
+    minisign::verify(&node.app.evidence().public_key(), &bytes, &record.signature)
         .expect("the evidence verifies with the minisign public key");
     let mut tampered = bytes.clone();
     let at = tampered.len() / 2;
     tampered[at] ^= 1;
     assert!(
         minisign::verify(
-            &node.app.evidence_public_key(),
+            &node.app.evidence().public_key(),
             &tampered,
             &record.signature
         )
@@ -71,6 +77,7 @@ async fn integrity_reports_pass_clean_and_fail_on_gaps_or_tampered_rollups() {
         let auditor = node.operator("inspector", "auditor").await;
         let (id, service, seed) = SOURCES[0];
         node.app
+            .metering()
             .register_source(&meter, id, service, &public_key_base64(&source_key(seed)))
             .await
             .unwrap();
@@ -166,7 +173,7 @@ async fn integrity_reports_pass_clean_and_fail_on_gaps_or_tampered_rollups() {
             tampered["checks"]["tree_verifies_against_checkpoint"]["pass"],
             json!(true)
         );
-        let problems = node.app.verify_ledgers(Some("tampered")).await.unwrap();
+        let problems = node.app.ledger().verify(Some("tampered")).await.unwrap();
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(
             problems[0].message.contains("stored rollup"),
@@ -175,7 +182,8 @@ async fn integrity_reports_pass_clean_and_fail_on_gaps_or_tampered_rollups() {
         // The other tenants are unaffected.
         assert!(
             node.app
-                .verify_ledgers(Some("clean"))
+                .ledger()
+                .verify(Some("clean"))
                 .await
                 .unwrap()
                 .is_empty()
@@ -191,6 +199,7 @@ async fn the_missing_ratio_is_rounded_half_away_from_zero() {
         let meter = node.operator("meter", "ingest").await;
         let (id, service, seed) = SOURCES[0];
         node.app
+            .metering()
             .register_source(&meter, id, service, &public_key_base64(&source_key(seed)))
             .await
             .unwrap();
@@ -200,6 +209,7 @@ async fn the_missing_ratio_is_rounded_half_away_from_zero() {
         let day = day_of(START);
         let rows = node
             .app
+            .metering()
             .reconciliation(&node.admin, "acme", day, day)
             .await
             .unwrap();

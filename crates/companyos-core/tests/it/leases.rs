@@ -26,31 +26,38 @@ async fn one_node_holds_a_job_until_its_lease_expires() {
     )
     .await
     .unwrap();
-    assert!(first.app.acquire_lease("checkpoints").await.unwrap());
+    assert!(first.app.jobs().acquire_lease("checkpoints").await.unwrap());
     assert!(
-        !second.acquire_lease("checkpoints").await.unwrap(),
+        !second.jobs().acquire_lease("checkpoints").await.unwrap(),
         "held by the first node"
     );
     assert!(
-        first.app.acquire_lease("checkpoints").await.unwrap(),
+        first.app.jobs().acquire_lease("checkpoints").await.unwrap(),
         "the holder renews"
     );
     assert!(
-        second.acquire_lease("outbox").await.unwrap(),
+        second.jobs().acquire_lease("outbox").await.unwrap(),
         "leases are per job"
     );
-    assert!(!first.app.acquire_lease("outbox").await.unwrap());
+    assert!(!first.app.jobs().acquire_lease("outbox").await.unwrap());
     // The first node stops renewing; past the lease (30 s) the second one takes the job over.
     first.clock.advance(Duration::seconds(31));
     second_clock.advance(Duration::seconds(31));
-    assert!(second.acquire_lease("checkpoints").await.unwrap());
-    assert!(!first.app.acquire_lease("checkpoints").await.unwrap());
+    assert!(second.jobs().acquire_lease("checkpoints").await.unwrap());
+    assert!(!first.app.jobs().acquire_lease("checkpoints").await.unwrap());
     assert_eq!(
-        first.app.run_job("checkpoints").await.unwrap(),
+        first.app.jobs().run_job("checkpoints").await.unwrap(),
         None,
         "skipped"
     );
-    assert!(second.run_job("checkpoints").await.unwrap().is_some());
+    assert!(
+        second
+            .jobs()
+            .run_job("checkpoints")
+            .await
+            .unwrap()
+            .is_some()
+    );
     second.db().close().await;
     first.close().await;
 }

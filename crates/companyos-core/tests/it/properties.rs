@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use companyos_core::Actor;
-use companyos_core::ingest::RawEvent;
-use companyos_core::reports::ReconciliationRow;
-use companyos_core::tenants::usage_log_id;
+use companyos_core::lifecycle::usage_log_id;
+use companyos_core::metering::ingest::RawEvent;
+use companyos_core::metering::reports::ReconciliationRow;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use proptest::{prop_assert, prop_assert_eq};
 use rust_decimal::Decimal;
@@ -44,6 +44,7 @@ impl Context {
         let ingest = node.operator("meter", "ingest").await;
         for (id, service, seed) in SOURCES {
             node.app
+                .metering()
                 .register_source(
                     &node.admin,
                     id,
@@ -149,7 +150,8 @@ impl Context {
             prop_assert_eq!(digest, &digest_of(&kept.content), "{}", event_id);
         }
         let problems = app
-            .verify_ledgers(Some(tenant))
+            .ledger()
+            .verify(Some(tenant))
             .await
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(problems.is_empty(), "{:?}", problems);
@@ -170,6 +172,7 @@ impl Context {
         let admin = &self.node.admin;
         let (from, to) = report_range();
         let rows = app
+            .metering()
             .daily_usage(admin, tenant, from, to)
             .await
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -195,6 +198,7 @@ impl Context {
         prop_assert_eq!(actual, expected, "daily rollups (on-time events only)");
 
         let days = app
+            .metering()
             .reconciliation(admin, tenant, from, to)
             .await
             .map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -28,6 +28,7 @@ async fn enforce_rejects_unsigned_and_foreign_signatures() {
         let key = source_key(1);
         let stranger = source_key(2);
         node.app
+            .metering()
             .register_source(&meter, "gw-1", "api", &public_key_base64(&key))
             .await
             .unwrap();
@@ -88,6 +89,7 @@ async fn enforce_rejects_unsigned_and_foreign_signatures() {
         let day = day_of(START);
         let rows = node
             .app
+            .metering()
             .reconciliation(&node.admin, "acme", day, day)
             .await
             .unwrap();

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use companyos_core::billing::{Effective, PlanChange};
 use companyos_core::clock::Clock as _;
-use companyos_core::tenants::NewTenant;
+use companyos_core::lifecycle::NewTenant;
 use companyos_core::{Actor, ServiceError};
 use companyos_domain::catalog::RawPlanSpec;
 use companyos_domain::statement::{Statement, StatementMonth};
@@ -418,7 +418,7 @@ impl Context {
     /// Runs the day-close and month-close jobs until they have nothing left to do.
     async fn close(&self) -> Result<(), TestCaseError> {
         let fail = |e: ServiceError| TestCaseError::fail(e.to_string());
-        while self.node.app.close_days().await.map_err(fail)? > 0 {}
+        while self.node.app.metering().close_days().await.map_err(fail)? > 0 {}
         while self
             .node
             .app
@@ -456,7 +456,8 @@ impl Context {
         clock.set(time::PrimitiveDateTime::new(created, time::macros::time!(10:00)).assume_utc());
         self.node
             .app
-            .create_tenant(
+            .lifecycle()
+            .create(
                 &self.node.admin,
                 NewTenant {
                     id: tenant.to_owned(),

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use companyos_core::app::InitReport;
 use companyos_core::authz::Principal;
 use companyos_core::clock::ManualClock;
-use companyos_core::ingest::{IngestOutcome, RawEvent};
+use companyos_core::lifecycle::NewTenant;
+use companyos_core::metering::ingest::{IngestOutcome, RawEvent};
 use companyos_core::settings::Settings;
-use companyos_core::tenants::NewTenant;
 use companyos_core::{Actor, App, db};
 use companyos_domain::time_util::format_rfc3339;
 use ed25519_dalek::SigningKey;
@@ -120,7 +120,8 @@ impl Node {
     pub async fn operator(&self, name: &str, role: &str) -> Actor {
         let created = self
             .app
-            .create_operator(&self.admin, name, role)
+            .operators()
+            .create(&self.admin, name, role)
             .await
             .expect("create operator");
         actor(&self.app, &created.token).await
@@ -129,7 +130,8 @@ impl Node {
     /// Creates an operator and returns its token.
     pub async fn operator_token(&self, name: &str, role: &str) -> String {
         self.app
-            .create_operator(&self.admin, name, role)
+            .operators()
+            .create(&self.admin, name, role)
             .await
             .expect("create operator")
             .token
@@ -166,7 +168,8 @@ pub async fn actor(app: &App, token: &str) -> Actor {
 /// Creates an active tenant on the standard plan; returns its API key.
 pub async fn create_tenant(app: &App, admin: &Actor, id: &str) -> String {
     let created = app
-        .create_tenant(
+        .lifecycle()
+        .create(
             admin,
             NewTenant {
                 id: id.to_owned(),

@@ -1,5 +1,5 @@
 //! The approval queue: who asked, why, the warnings and the expiry; approve or reject with a
-//! comment (the same `App::approve` / `App::reject` as the API, under the two-person rule).
+//! comment (the same `Approvals::approve` / `Approvals::reject` as the API, under the two-person rule).
 
 use axum::extract::{Path, RawQuery, State};
 use axum::response::IntoResponse;
@@ -85,14 +85,20 @@ pub async fn list(
         .as_deref()
         .filter(|s| !s.is_empty())
         .unwrap_or("pending");
-    let approvals = state.app.list_approvals(&user.actor, Some(status)).await?;
+    let approvals = state
+        .app
+        .approvals()
+        .list(&user.actor, Some(status))
+        .await?;
     let decisions = state
         .app
-        .console_approval_decisions(&user.actor, &approvals)
+        .console()
+        .approval_decisions(&user.actor, &approvals)
         .await?;
     state
         .app
-        .console_read(&user.actor, "approval.read", "approvals", None)
+        .console()
+        .read(&user.actor, "approval.read", "approvals", None)
         .await?;
     let body = html! {
         h1 { "Approvals" }
@@ -131,10 +137,10 @@ pub async fn decide(
     let actor = &posted.user.actor;
     match posted.form.decision.as_str() {
         "approve" => {
-            state.app.approve(actor, &id, comment).await?;
+            state.app.approvals().approve(actor, &id, comment).await?;
         }
         "reject" => {
-            state.app.reject(actor, &id, comment).await?;
+            state.app.approvals().reject(actor, &id, comment).await?;
         }
         _ => {
             return Err(ConsoleError::Page(AppError::invalid(

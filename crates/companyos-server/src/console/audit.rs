@@ -1,5 +1,5 @@
 //! The audit page: the log newest first, filtered by tenant, actor, action, outcome and
-//! channel on the server, a page at a time (`App::audit_records`, as `GET /v1/audit`).
+//! channel on the server, a page at a time (`Audit::records`, as `GET /v1/audit`).
 
 use axum::extract::{RawQuery, State};
 use axum::response::IntoResponse;
@@ -133,10 +133,11 @@ pub async fn list(
 ) -> ConsoleResult {
     let query: AuditQuery = parse_query(query.as_deref())?;
     let filter = filter_of(&query)?;
-    let records = state.app.audit_records(&user.actor, &filter).await?;
+    let records = state.app.audit().records(&user.actor, &filter).await?;
     state
         .app
-        .console_read(
+        .console()
+        .read(
             &user.actor,
             "audit.read",
             "audit",

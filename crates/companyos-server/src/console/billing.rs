@@ -7,8 +7,8 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use companyos_core::ServiceError;
 use companyos_core::billing::{Effective, Entitlements, PlanChange};
+use companyos_core::lifecycle::TenantRow;
 use companyos_core::statements::{StatementDocument, StatementSummary};
-use companyos_core::tenants::TenantRow;
 use companyos_domain::Action;
 use companyos_domain::statement::{Statement, StatementMonth};
 use companyos_domain::{PlanName, TenantId};
@@ -62,7 +62,8 @@ pub async fn load(
     let entitlements = optional(billing.entitlements(&user.actor, &id).await)?;
     let plans = if state
         .app
-        .console_may_on_tenant(&user.actor, Action::TenantPlanChange, tenant)
+        .console()
+        .may_on_tenant(&user.actor, Action::TenantPlanChange, tenant)
     {
         optional(billing.list_plans(&user.actor).await)?.map(|plans| {
             plans
@@ -73,14 +74,16 @@ pub async fn load(
     } else {
         None
     };
-    let statements = if state
-        .app
-        .console_may_on_tenant(&user.actor, Action::StatementRead, tenant)
-    {
-        optional(state.app.statements().list(&user.actor, &id).await)?.unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let statements =
+        if state
+            .app
+            .console()
+            .may_on_tenant(&user.actor, Action::StatementRead, tenant)
+        {
+            optional(state.app.statements().list(&user.actor, &id).await)?.unwrap_or_default()
+        } else {
+            Vec::new()
+        };
     Ok(PlanSection {
         entitlements,
         plans,
@@ -277,7 +280,8 @@ async fn read_statement(
         .await?;
     state
         .app
-        .console_read(
+        .console()
+        .read(
             &user.actor,
             "statement.read",
             &format!("tenant:{tenant}"),

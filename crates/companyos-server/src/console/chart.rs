@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use companyos_core::reports::DailyUsage;
+use companyos_core::metering::reports::DailyUsage;
 use companyos_domain::time_util::format_day;
 use maud::{Markup, html};
 use time::Date;

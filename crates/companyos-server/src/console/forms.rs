@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use companyos_core::approvals::{AllowedAction, TenantActions};
-use companyos_core::tenants::{LifecycleOutcome, LifecycleRequest, TenantRow};
+use companyos_core::lifecycle::{LifecycleOutcome, LifecycleRequest, TenantRow};
 use companyos_domain::LifecycleAction;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -133,7 +133,7 @@ fn non_empty(text: &str) -> Option<String> {
     Some(text.trim().to_owned()).filter(|t| !t.is_empty())
 }
 
-/// `POST /console/tenants/{id}/actions/{action}`: the same `App::lifecycle` as the API.
+/// `POST /console/tenants/{id}/actions/{action}`: the same `Lifecycle::transition` as the API.
 pub async fn act(
     State(state): State<AppState>,
     Path((id, action)): Path<(String, String)>,
@@ -146,7 +146,8 @@ pub async fn act(
     };
     let outcome = state
         .app
-        .lifecycle(
+        .lifecycle()
+        .transition(
             &posted.user.actor,
             &id,
             action,
@@ -168,7 +169,7 @@ pub async fn act(
 pub struct EmptyForm {}
 
 /// `POST /console/tenants/{id}/integrity-report`: builds, signs and stores the report (the same
-/// `App::integrity_report` as the API), then downloads it.
+/// `Metering::integrity_report` as the API), then downloads it.
 pub async fn integrity_report(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -178,22 +179,24 @@ pub async fn integrity_report(
     let from = to - time::Duration::days(REPORT_DAYS - 1);
     let (_, record) = state
         .app
+        .metering()
         .integrity_report(&posted.user.actor, &id, from, to)
         .await?;
     Ok(see_other(&format!("/console/evidence/{}", record.id)))
 }
 
 /// `GET /console/evidence/{id}`: an artifact (dossier, integrity report, certificate) as a
-/// download, read with `App::evidence` like the API.
+/// download, read with `Evidence::get` like the API.
 pub async fn evidence(
     State(state): State<AppState>,
     user: ConsoleUser,
     Path(id): Path<String>,
 ) -> ConsoleResult {
-    let (record, bytes) = state.app.evidence(&user.actor, &id).await?;
+    let (record, bytes) = state.app.evidence().get(&user.actor, &id).await?;
     state
         .app
-        .console_read(
+        .console()
+        .read(
             &user.actor,
             "evidence.read",
             &format!("evidence:{}", record.id),

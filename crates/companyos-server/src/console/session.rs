@@ -61,7 +61,8 @@ impl FromRequestParts<AppState> for ConsoleUser {
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
         let session = state
             .app
-            .console_session(&cookie_value, request_id.as_deref())
+            .console()
+            .session(&cookie_value, request_id.as_deref())
             .await?;
         let Some(session) = session else {
             return Err(ConsoleError::LoggedOut);
@@ -130,7 +131,8 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
         if let Some(reason) = refusal {
             state
                 .app
-                .console_refused(&user.actor, &target, reason)
+                .console()
+                .refused(&user.actor, &target, reason)
                 .await?;
             return Err(ConsoleError::Page(AppError::new(
                 CSRF_REFUSED,
@@ -201,7 +203,8 @@ pub async fn login(
         .map_err(|e| ConsoleError::Page(AppError::invalid("token", e.to_string())))?;
     let session = state
         .app
-        .console_login(&form.token, Some(&request_id), source)
+        .console()
+        .login(&form.token, Some(&request_id), source)
         .await;
     let session = match session {
         Ok(session) => session,
@@ -243,7 +246,8 @@ pub async fn logout(
 ) -> ConsoleResult {
     state
         .app
-        .console_logout(&posted.user.actor, &posted.user.cookie_value)
+        .console()
+        .logout(&posted.user.actor, &posted.user.cookie_value)
         .await?;
     let mut response = Redirect::to("/console/login").into_response();
     if let Some(cookie) = cookie_header("", 0, over_tls(&headers)) {

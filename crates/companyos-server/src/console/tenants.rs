@@ -5,7 +5,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::response::IntoResponse;
 use companyos_core::approvals::TenantActions;
 use companyos_core::audit::AuditFilter;
-use companyos_core::tenants::TenantRow;
+use companyos_core::lifecycle::TenantRow;
 use companyos_domain::Action;
 use companyos_domain::TenantStatus;
 use companyos_domain::audit::AuditRecord;
@@ -175,7 +175,8 @@ pub async fn list(
     let filters: TenantFilters = parse_query(query.as_deref())?;
     let all = state
         .app
-        .list_tenants(&user.actor, given(&filters.status))
+        .lifecycle()
+        .list(&user.actor, given(&filters.status))
         .await?;
     let selected: Vec<TenantRow> = all.into_iter().filter(|t| matches(t, &filters)).collect();
     let pages = selected.len().div_ceil(TENANTS_PER_PAGE).max(1);
@@ -186,10 +187,15 @@ pub async fn list(
         .take(TENANTS_PER_PAGE)
         .cloned()
         .collect();
-    let actions = state.app.tenant_actions(&user.actor, &shown).await?;
+    let actions = state
+        .app
+        .approvals()
+        .tenant_actions(&user.actor, &shown)
+        .await?;
     state
         .app
-        .console_read(&user.actor, "tenant.read", "tenants", None)
+        .console()
+        .read(&user.actor, "tenant.read", "tenants", None)
         .await?;
     let rows: Vec<(&TenantRow, &TenantActions)> = shown.iter().zip(&actions).collect();
     let body = html! {
@@ -292,9 +298,10 @@ pub async fn show(
     RawQuery(query): RawQuery,
 ) -> ConsoleResult {
     let query: DetailQuery = parse_query(query.as_deref())?;
-    let tenant = state.app.get_tenant(&user.actor, &id).await?;
+    let tenant = state.app.lifecycle().get(&user.actor, &id).await?;
     let actions = state
         .app
+        .approvals()
         .tenant_actions(&user.actor, std::slice::from_ref(&tenant))
         .await?
         .pop()
@@ -306,29 +313,31 @@ pub async fn show(
     let from = today - time::Duration::days(USAGE_DAYS - 1);
     let usage = state
         .app
+        .metering()
         .daily_usage(&user.actor, &tenant.id, from, today)
         .await?;
-    let records = if state.app.console_may(&user.actor, Action::AuditRead) {
+    let records = if state.app.console().may(&user.actor, Action::AuditRead) {
         let filter = AuditFilter {
             tenant_id: Some(tenant.id.clone()),
             newest_first: true,
             limit: TIMELINE_RECORDS,
             ..AuditFilter::default()
         };
-        Some(state.app.audit_records(&user.actor, &filter).await?)
+        Some(state.app.audit().records(&user.actor, &filter).await?)
     } else {
         None
     };
     state
         .app
-        .console_read(
+        .console()
+        .read(
             &user.actor,
             "tenant.read",
             &tenant.target(),
             Some(&tenant.id),
         )
         .await?;
-    let may_report = state.app.console_may(&user.actor, Action::EvidenceCreate);
+    let may_report = state.app.console().may(&user.actor, Action::EvidenceCreate);
     let plan = billing::load(&state, &user, &tenant).await?;
     let body = html! {
         p { a href="/console/tenants" { "← Tenants" } }
@@ -337,7 +346,7 @@ pub async fn show(
             p class={ "notice " (class) } role="status" { (text) }
         }
         div.grid {
-            (overview(&tenant, state.app.console_may(&user.actor, Action::EvidenceRead)))
+            (overview(&tenant, state.app.console().may(&user.actor, Action::EvidenceRead)))
             div.card {
                 h2 { "Usage, last " (USAGE_DAYS) " days" }
                 (chart::daily_events(&usage, from, today))

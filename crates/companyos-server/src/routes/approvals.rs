@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::Response;
-use companyos_core::tenants::{LifecycleOutcome, TenantView};
+use companyos_core::lifecycle::{LifecycleOutcome, TenantView};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -25,7 +25,8 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let approvals = state
         .app
-        .list_approvals(&actor, query.status.as_deref())
+        .approvals()
+        .list(&actor, query.status.as_deref())
         .await?;
     Ok(ok_reply(
         approvals.iter().map(ApprovalBody::of).collect::<Vec<_>>(),
@@ -37,7 +38,7 @@ pub async fn show(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let approval = state.app.get_approval(&actor, &id).await?;
+    let approval = state.app.approvals().get(&actor, &id).await?;
     Ok(ok_reply(ApprovalBody::of(&approval)))
 }
 
@@ -55,6 +56,7 @@ pub async fn approve(
 ) -> ApiResult<Response> {
     let (approval, outcome) = state
         .app
+        .approvals()
         .approve(&actor, &id, body.comment.as_deref())
         .await?;
     let mut body = DecidedBody::of(&approval);
@@ -80,6 +82,7 @@ pub async fn reject(
 ) -> ApiResult<Response> {
     let approval = state
         .app
+        .approvals()
         .reject(&actor, &id, body.comment.as_deref())
         .await?;
     Ok(ok_reply(DecidedBody::of(&approval)))

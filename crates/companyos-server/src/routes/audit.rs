@@ -128,7 +128,7 @@ pub async fn list(
         limit: query.limit.unwrap_or(1000).clamp(1, AUDIT_PAGE_MAX),
     };
     if format == Format::Json {
-        let records = state.app.audit_records(&actor, &filter).await?;
+        let records = state.app.audit().records(&actor, &filter).await?;
         return Ok(ok(json!(
             records.iter().map(AuditRecord::to_json).collect::<Vec<_>>()
         )));
@@ -140,7 +140,7 @@ pub async fn list(
     filter.limit = AUDIT_PAGE_MAX;
     let mut records: Vec<AuditRecord> = Vec::new();
     loop {
-        let page = state.app.audit_records(&actor, &filter).await?;
+        let page = state.app.audit().records(&actor, &filter).await?;
         let done = (page.len() as i64) < filter.limit;
         if let Some(last) = page.last() {
             filter.after_seq = i64::try_from(last.seq).ok();

@@ -25,7 +25,8 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let records = state
         .app
-        .list_evidence(&actor, query.tenant_id.as_deref(), query.kind.as_deref())
+        .evidence()
+        .list(&actor, query.tenant_id.as_deref(), query.kind.as_deref())
         .await?;
     Ok(ok_reply(
         records.iter().map(EvidenceBody::of).collect::<Vec<_>>(),
@@ -60,7 +61,7 @@ pub async fn get(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let (record, bytes) = state.app.evidence(&actor, &id).await?;
+    let (record, bytes) = state.app.evidence().get(&actor, &id).await?;
     let content_type = record.content_type.clone();
     let mut response = with_headers(bytes, &content_type, &record);
     if let Ok(value) =
@@ -79,7 +80,7 @@ pub async fn signature(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let (record, _) = state.app.evidence(&actor, &id).await?;
+    let (record, _) = state.app.evidence().get(&actor, &id).await?;
     let signature = record.signature.clone().into_bytes();
     Ok(with_headers(
         signature,
@@ -90,7 +91,7 @@ pub async fn signature(
 
 /// The minisign public key (public), as `minisign -P` takes it.
 pub async fn public_key(State(state): State<AppState>) -> Response {
-    let mut response = format!("{}\n", state.app.evidence_public_key()).into_response();
+    let mut response = format!("{}\n", state.app.evidence().public_key()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),

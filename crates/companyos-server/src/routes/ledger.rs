@@ -25,12 +25,14 @@ pub async fn checkpoint(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(text(state.app.tenant_checkpoint(&actor, &id).await?))
+    Ok(text(
+        state.app.ledger().tenant_checkpoint(&actor, &id).await?,
+    ))
 }
 
 /// The note verifier key (public: it is what lets anyone check our checkpoints).
 pub async fn verifier_key(State(state): State<AppState>) -> Response {
-    text(format!("{}\n", state.app.ledger_verifier_key()))
+    text(format!("{}\n", state.app.ledger().verifier_key()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -48,6 +50,7 @@ pub async fn proof(
 ) -> ApiResult<Response> {
     let proof = state
         .app
+        .ledger()
         .inclusion_proof(&actor, &id, &query.event_id, query.tree_size)
         .await?;
     Ok(ok_reply(InclusionProofBody::of(&proof)))
@@ -68,6 +71,7 @@ pub async fn consistency(
 ) -> ApiResult<Response> {
     let proof = state
         .app
+        .ledger()
         .consistency_proof(&actor, &id, query.from, query.to)
         .await?;
     Ok(ok_reply(ConsistencyProofBody::of(&proof)))
@@ -77,5 +81,5 @@ pub async fn audit_checkpoint(
     State(state): State<AppState>,
     Authed(actor): Authed,
 ) -> ApiResult<Response> {
-    Ok(text(state.app.audit_checkpoint(&actor).await?))
+    Ok(text(state.app.ledger().audit_checkpoint(&actor).await?))
 }

@@ -17,13 +17,17 @@ pub async fn declare(
     Path(service): Path<String>,
     JsonBody(body): JsonBody<RawDeclaration>,
 ) -> ApiResult<Response> {
-    let declaration = state.app.declare_metering(&actor, &service, &body).await?;
+    let declaration = state
+        .app
+        .metering()
+        .declare(&actor, &service, &body)
+        .await?;
     // A declaration's own serialization is its wire form (and its stored one).
     Ok(ok_reply(&declaration))
 }
 
 pub async fn list(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Response> {
-    let declared = state.app.list_services(&actor).await?;
+    let declared = state.app.metering().list_services(&actor).await?;
     Ok(ok_reply(ServicesBody::of(&declared)))
 }
 
@@ -31,7 +35,7 @@ pub async fn coverage_report(
     State(state): State<AppState>,
     Authed(actor): Authed,
 ) -> ApiResult<Response> {
-    let report = state.app.coverage_report(&actor).await?;
+    let report = state.app.metering().coverage_report(&actor).await?;
     Ok(ok_reply(CoverageBody::of(&report)))
 }
 
@@ -47,7 +51,11 @@ async fn set_mode(
     service: Option<&str>,
     mode: Option<&str>,
 ) -> ApiResult<Response> {
-    state.app.set_coverage_mode(actor, service, mode).await?;
+    state
+        .app
+        .metering()
+        .set_coverage_mode(actor, service, mode)
+        .await?;
     Ok(ok_reply(ModeChangeBody { service, mode }))
 }
 

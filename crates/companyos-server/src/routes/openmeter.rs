@@ -1,13 +1,15 @@
 //! OpenMeter-compatible API (CONTRACT §11, ADR 0014): CloudEvents ingestion, meters and meter
 //! queries, and the subject mapping of a tenant. Wire shapes follow OpenMeter's
-//! `api/openapi.yaml`; the service work is in `companyos_core::meters`.
+//! `api/openapi.yaml`; the service work is in `companyos_core::metering::meters`.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
-use companyos_core::meters::{CloudEventsOutcome, MeterQuery, MeterQueryResult, StoredMeter};
+use companyos_core::metering::meters::{
+    CloudEventsOutcome, MeterQuery, MeterQueryResult, StoredMeter,
+};
 use companyos_domain::meter::{RawMeter, WindowSize, WindowZone};
 use companyos_domain::time_util::{format_rfc3339, parse_rfc3339};
 use companyos_domain::{FieldError, TenantId};
@@ -139,7 +141,11 @@ pub async fn ingest(
     let body = read_body(request, state.body_bytes_max).await?;
     let events = events_of(kind, &body)?;
     let texts: Vec<&str> = events.iter().map(|event| event.get()).collect();
-    let outcome = state.app.ingest_cloudevents(&actor, &texts).await?;
+    let outcome = state
+        .app
+        .metering()
+        .ingest_cloudevents(&actor, &texts)
+        .await?;
     if outcome.errors.is_empty() {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -199,7 +205,7 @@ pub async fn create_meter(
     Authed(actor): Authed,
     JsonBody(body): JsonBody<RawMeter>,
 ) -> ApiResult<Response> {
-    let stored = state.app.create_meter(&actor, &body).await?;
+    let stored = state.app.metering().create_meter(&actor, &body).await?;
     Ok(meter_response(StatusCode::CREATED, &stored))
 }
 
@@ -207,7 +213,7 @@ pub async fn list_meters(
     State(state): State<AppState>,
     Authed(actor): Authed,
 ) -> ApiResult<Response> {
-    let meters = state.app.list_meters(&actor).await?;
+    let meters = state.app.metering().list_meters(&actor).await?;
     let wire: Vec<MeterWire<'_>> = meters.iter().map(MeterWire::of).collect();
     Ok((StatusCode::OK, axum::Json(wire)).into_response())
 }
@@ -217,7 +223,7 @@ pub async fn get_meter(
     Authed(actor): Authed,
     Path(slug): Path<String>,
 ) -> ApiResult<Response> {
-    let stored = state.app.get_meter(&actor, &slug).await?;
+    let stored = state.app.metering().get_meter(&actor, &slug).await?;
     Ok(meter_response(StatusCode::OK, &stored))
 }
 
@@ -244,7 +250,7 @@ fn parse_query(raw: &str) -> Result<(MeterQuery, Option<String>), AppError> {
                 })?);
             }
             "windowTimeZone" => {
-                query.time_zone = companyos_core::meters::window_zone(&value)
+                query.time_zone = companyos_core::metering::meters::window_zone(&value)
                     .map_err(|message| AppError::invalid("windowTimeZone", message))?;
             }
             "subject" => query.subjects.push(value),
@@ -324,7 +330,11 @@ pub async fn query_meter(
 ) -> ApiResult<Response> {
     let (query, format) = parse_query(request.uri().query().unwrap_or(""))?;
     let format = csv::negotiate(format.as_deref(), request.headers())?;
-    let result = state.app.query_meter(&actor, &slug, &query).await?;
+    let result = state
+        .app
+        .metering()
+        .query_meter(&actor, &slug, &query)
+        .await?;
     if format != csv::Format::Csv {
         return Ok((StatusCode::OK, axum::Json(query_wire(&result)?)).into_response());
     }
@@ -372,7 +382,11 @@ pub async fn get_subjects(
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
     let tenant = parse_tenant(&id)?;
-    let subjects = state.app.tenant_subjects(&actor, &tenant).await?;
+    let subjects = state
+        .app
+        .metering()
+        .tenant_subjects(&actor, &tenant)
+        .await?;
     Ok(json(
         StatusCode::OK,
         json!({"tenant_id": subjects.tenant_id.as_str(), "subjects": subjects.subjects}),
@@ -388,6 +402,7 @@ pub async fn put_subjects(
     let tenant = parse_tenant(&id)?;
     let subjects = state
         .app
+        .metering()
         .set_tenant_subjects(&actor, &tenant, &body.subjects)
         .await?;
     Ok(json(

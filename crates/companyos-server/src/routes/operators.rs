@@ -25,7 +25,8 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let created = state
         .app
-        .create_operator(&actor, &body.name, &body.role)
+        .operators()
+        .create(&actor, &body.name, &body.role)
         .await?;
     let body = OperatorBody {
         token: Some(&created.token),
@@ -35,7 +36,7 @@ pub async fn create(
 }
 
 pub async fn list(State(state): State<AppState>, Authed(actor): Authed) -> ApiResult<Response> {
-    let operators = state.app.list_operators(&actor).await?;
+    let operators = state.app.operators().list(&actor).await?;
     Ok(ok_reply(
         operators.iter().map(OperatorBody::of).collect::<Vec<_>>(),
     ))
@@ -46,7 +47,7 @@ pub async fn revoke(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    state.app.revoke_operator(&actor, &id).await?;
+    state.app.operators().revoke(&actor, &id).await?;
     Ok(ok_reply(RevokedBody {
         id: &id,
         revoked: true,

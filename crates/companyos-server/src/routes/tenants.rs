@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use companyos_core::tenants::{LifecycleOutcome, LifecycleRequest, NewTenant, TenantView};
+use companyos_core::lifecycle::{LifecycleOutcome, LifecycleRequest, NewTenant, TenantView};
 use companyos_domain::LifecycleAction;
 use serde::Deserialize;
 
@@ -38,7 +38,8 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let created = state
         .app
-        .create_tenant(
+        .lifecycle()
+        .create(
             &actor,
             NewTenant {
                 id: body.id,
@@ -59,7 +60,7 @@ pub async fn create(
             .tenant
             .audit_webhook_url
             .is_some()
-            .then(|| state.app.audit_hook_secret(&created.tenant.id)),
+            .then(|| state.app.jobs().audit_hook_secret(&created.tenant.id)),
         ..CreatedTenantBody::of(&created, TenantView::of(&actor.principal))
     };
     let status = if created.tenant.status == companyos_domain::TenantStatus::Active {
@@ -83,9 +84,14 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let tenants = state
         .app
-        .list_tenants(&actor, query.status.as_deref())
+        .lifecycle()
+        .list(&actor, query.status.as_deref())
         .await?;
-    let actions = state.app.tenant_actions(&actor, &tenants).await?;
+    let actions = state
+        .app
+        .approvals()
+        .tenant_actions(&actor, &tenants)
+        .await?;
     let view = TenantView::of(&actor.principal);
     Ok(ok_reply(
         tenants
@@ -101,9 +107,10 @@ pub async fn show(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let tenant = state.app.get_tenant(&actor, &id).await?;
+    let tenant = state.app.lifecycle().get(&actor, &id).await?;
     let actions = state
         .app
+        .approvals()
         .tenant_actions(&actor, std::slice::from_ref(&tenant))
         .await?;
     let view = TenantView::of(&actor.principal);
@@ -129,7 +136,8 @@ async fn lifecycle(
 ) -> ApiResult<Response> {
     let outcome = state
         .app
-        .lifecycle(
+        .lifecycle()
+        .transition(
             &actor,
             &id,
             action,
@@ -186,7 +194,11 @@ pub async fn retry(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let created = state.app.retry_provisioning(&actor, &id).await?;
+    let created = state
+        .app
+        .lifecycle()
+        .retry_provisioning(&actor, &id)
+        .await?;
     // A retry shows the new key and run, never the boundary's login again.
     Ok(ok_reply(CreatedTenantBody {
         boundary_credentials: None,
@@ -199,7 +211,7 @@ pub async fn provisioning_runs(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let runs = state.app.provisioning_runs(&actor, &id).await?;
+    let runs = state.app.lifecycle().provisioning_runs(&actor, &id).await?;
     Ok(ok_reply(
         runs.iter().map(ProvisioningRunBody::of).collect::<Vec<_>>(),
     ))
@@ -222,6 +234,7 @@ pub async fn regions(
 ) -> ApiResult<Response> {
     let tenant = state
         .app
+        .lifecycle()
         .update_regions(&actor, &id, &body.add, &body.remove)
         .await?;
     Ok(ok_reply(TenantRecord::of(
@@ -235,7 +248,9 @@ pub async fn workloads(
     Authed(actor): Authed,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    Ok(ok_reply(state.app.list_workloads(&actor, &id).await?))
+    Ok(ok_reply(
+        state.app.lifecycle().list_workloads(&actor, &id).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -253,6 +268,7 @@ pub async fn set_workload(
     Ok(ok_reply(
         state
             .app
+            .lifecycle()
             .set_workload(&actor, &id, &name, body.replicas)
             .await?,
     ))
@@ -275,6 +291,7 @@ pub async fn retention(
 ) -> ApiResult<Response> {
     let tenant = state
         .app
+        .lifecycle()
         .update_retention(
             &actor,
             &id,
@@ -309,9 +326,10 @@ pub async fn provisioning_callback(
     };
     let outcome = state
         .app
+        .lifecycle()
         .provisioning_callback(
             &id,
-            companyos_core::tenants::ProvisioningCallback {
+            companyos_core::lifecycle::ProvisioningCallback {
                 attempt: header("x-companyos-attempt").as_deref(),
                 timestamp: header("x-companyos-timestamp").as_deref(),
                 signature: header("x-companyos-signature").as_deref(),

@@ -4,8 +4,8 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse as _;
 use axum::response::Response;
-use companyos_core::ingest::{EventStatus, IngestOutcome, split_body};
-use companyos_core::reports::{ReconciliationDay, day_range};
+use companyos_core::metering::ingest::{EventStatus, IngestOutcome, split_body};
+use companyos_core::metering::reports::{ReconciliationDay, day_range};
 use companyos_domain::FieldError;
 use serde::{Deserialize, Serialize};
 
@@ -134,7 +134,11 @@ pub async fn daily(
 ) -> ApiResult<Response> {
     let format = csv::negotiate(query.format.as_deref(), &headers)?;
     let (from, to) = day_range(&query.from, &query.to)?;
-    let rows = state.app.daily_usage(&actor, &id, from, to).await?;
+    let rows = state
+        .app
+        .metering()
+        .daily_usage(&actor, &id, from, to)
+        .await?;
     Ok(csv::respond(
         format,
         &DAILY_USAGE_COLUMNS,
@@ -214,7 +218,11 @@ pub async fn reconciliation(
 ) -> ApiResult<Response> {
     let format = csv::negotiate(query.format.as_deref(), &headers)?;
     let (from, to) = day_range(&query.from, &query.to)?;
-    let days = state.app.reconciliation(&actor, &id, from, to).await?;
+    let days = state
+        .app
+        .metering()
+        .reconciliation(&actor, &id, from, to)
+        .await?;
     Ok(csv::respond(
         format,
         &RECONCILIATION_COLUMNS,
@@ -239,7 +247,11 @@ pub async fn integrity_report(
     JsonBody(body): JsonBody<IntegrityBody>,
 ) -> ApiResult<Response> {
     let (from, to) = day_range(&body.from, &body.to)?;
-    let (report, record) = state.app.integrity_report(&actor, &id, from, to).await?;
+    let (report, record) = state
+        .app
+        .metering()
+        .integrity_report(&actor, &id, from, to)
+        .await?;
     Ok(reply(
         StatusCode::CREATED,
         IntegrityReportBody::of(&record, &report),
@@ -261,6 +273,7 @@ pub async fn create_source(
 ) -> ApiResult<Response> {
     let source = state
         .app
+        .metering()
         .register_source(&actor, &body.id, &body.service, &body.public_key)
         .await?;
     Ok(reply(StatusCode::CREATED, SourceBody::created(&source)))
@@ -270,7 +283,7 @@ pub async fn list_sources(
     State(state): State<AppState>,
     Authed(actor): Authed,
 ) -> ApiResult<Response> {
-    let sources = state.app.list_sources(&actor).await?;
+    let sources = state.app.metering().list_sources(&actor).await?;
     Ok(ok_reply(
         sources.iter().map(SourceBody::listed).collect::<Vec<_>>(),
     ))

@@ -1,6 +1,6 @@
 //! Operators and policies (CONTRACT §3).
 
-use companyos_core::app::OperatorView;
+use companyos_core::operators::OperatorView;
 use serde::Serialize;
 
 use super::instant;

@@ -1,14 +1,14 @@
 //! Usage reports (CONTRACT §6): daily usage, reconciliation and the integrity report. The
 //! reconciliation row and the integrity report are the signed report's own document
-//! (`companyos_core::reports::integrity`), served as stored, so the two cannot drift.
+//! (`companyos_core::metering::reports::integrity`), served as stored, so the two cannot drift.
 
 use companyos_core::evidence::EvidenceRecord;
-use companyos_core::reports::{DailyUsage, IntegrityReport};
+use companyos_core::metering::reports::{DailyUsage, IntegrityReport};
 use serde::Serialize;
 
 use super::evidence::EvidenceBody;
 
-pub use companyos_core::reports::ReconciliationRow;
+pub use companyos_core::metering::reports::ReconciliationRow;
 
 /// One row of `GET /v1/tenants/{id}/usage/daily`: quantities as decimal strings.
 #[derive(Debug, Serialize)]

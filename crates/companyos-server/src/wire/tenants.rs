@@ -3,8 +3,8 @@
 //! the signed dossier and the `workloads.scale` message; the answers here wrap them.
 
 use companyos_core::approvals::{ApprovalView, TenantActions};
-use companyos_core::provisioning::StepLog;
-use companyos_core::tenants::{
+use companyos_core::lifecycle::boundary::StepLog;
+use companyos_core::lifecycle::{
     CreatedTenant, ProvisioningOutcome, ProvisioningRun, TenantRow, TenantView,
 };
 use serde::Serialize;
@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::approvals::{ActionsBody, ApprovalBody};
 use super::instant_micros;
 
-pub use companyos_core::tenants::{TenantRecord, Workload};
+pub use companyos_core::lifecycle::{TenantRecord, Workload};
 
 /// A created (or re-provisioned) tenant: the tenant, then what is shown only in this answer.
 #[derive(Debug, Serialize)]

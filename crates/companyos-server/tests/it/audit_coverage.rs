@@ -1,7 +1,7 @@
 //! Audit coverage (issues 3 and 6): every mutating call writes exactly one audit record naming
 //! its action (an approval that runs its action: two, the decision and the action), every
 //! lifecycle action and every denial is found once; reads write nothing; tampering with a stored
-//! record is found by `verify_audit`; the audit log's checkpoint opens with the verifier key.
+//! record is found by `audit().verify`; the audit log's checkpoint opens with the verifier key.
 
 use companyos_ledger::{Checkpoint, NoteVerifier};
 use reqwest::{Method, StatusCode};
@@ -397,7 +397,7 @@ async fn every_mutation_and_every_denial_writes_exactly_one_audit_record() {
         let pending = request(&olga, "beta", "delete").await;
         server.clock.advance(Duration::hours(73));
         let before = audit_head(s).await;
-        assert_eq!(server.app.expire_approvals().await.unwrap(), 1);
+        assert_eq!(server.app.approvals().expire().await.unwrap(), 1);
         let records = assert_audited(s, before, &[("approval.expire", "success")], "expiry").await;
         assert_eq!(records[0]["target"], json!(format!("approval:{pending}")));
         assert_eq!(records[0]["actor"], json!("system:approval-expiry"));
@@ -494,14 +494,14 @@ async fn tampering_with_a_stored_audit_record_is_found_and_the_checkpoint_opens(
         assert!(Checkpoint::open(note.as_bytes(), None, &other).is_err());
 
         assert!(
-            server.app.verify_audit().await.unwrap().is_empty(),
+            server.app.audit().verify().await.unwrap().is_empty(),
             "{backend:?}: an untouched log verifies"
         );
         sqlx::query("UPDATE audit_events SET reason = 'x' WHERE seq = 3")
             .execute(server.app.db().readers())
             .await
             .unwrap();
-        let problems = server.app.verify_audit().await.unwrap();
+        let problems = server.app.audit().verify().await.unwrap();
         assert!(
             problems
                 .iter()
@@ -517,7 +517,7 @@ async fn tampering_with_a_stored_audit_record_is_found_and_the_checkpoint_opens(
             .execute(server.app.db().readers())
             .await
             .unwrap();
-        let problems = server.app.verify_audit().await.unwrap();
+        let problems = server.app.audit().verify().await.unwrap();
         assert!(
             problems.iter().any(|p| p.leaf_index == Some(1)),
             "{backend:?} {problems:?}"

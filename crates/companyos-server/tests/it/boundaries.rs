@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use companyos_core::provisioning::{
+use companyos_core::lifecycle::boundary::{
     callback_signature, verify_webhook_signature, webhook_signature,
 };
 use companyos_core::settings::BoundaryDriverSettings;
@@ -293,7 +293,7 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
             received.0.lock().unwrap().is_empty(),
             "nothing before delivery"
         );
-        let delivered = server.app.deliver_outbox().await.unwrap();
+        let delivered = server.app.jobs().deliver_outbox().await.unwrap();
         assert_eq!(delivered, 1);
         let messages = received.0.lock().unwrap().clone();
         assert_eq!(messages.len(), 1, "{messages:?}");
@@ -328,7 +328,7 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
             callback_signature(secret, tenant, attempt, ts, body)
         };
         // Delivered once: a second run sends nothing.
-        assert_eq!(server.app.deliver_outbox().await.unwrap(), 0);
+        assert_eq!(server.app.jobs().deliver_outbox().await.unwrap(), 0);
 
         // A callback without a valid signature is refused (and audited).
         let confirm = json!({"status": "succeeded", "details": {"cluster": "eu-1"}})
@@ -436,7 +436,7 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
         let failed = json!({"status": "failed", "details": {"error": "no capacity"}})
             .to_string()
             .into_bytes();
-        server.app.deliver_outbox().await.unwrap();
+        server.app.jobs().deliver_outbox().await.unwrap();
         let beta_attempt = attempt_of(&received, "beta");
         let (status, body) = callback(
             &server,
@@ -492,7 +492,7 @@ async fn a_provisioning_callback_counts_for_its_own_tenant_and_attempt_once() {
                 .await;
             assert_eq!(status, StatusCode::ACCEPTED, "{body}");
         }
-        server.app.deliver_outbox().await.unwrap();
+        server.app.jobs().deliver_outbox().await.unwrap();
         let (alpha, bravo) = (
             attempt_of(&received, "alpha"),
             attempt_of(&received, "bravo"),
@@ -567,7 +567,7 @@ async fn a_provisioning_callback_counts_for_its_own_tenant_and_attempt_once() {
             .post("/v1/tenants/bravo/retry", json!({}))
             .await;
         assert!(status.is_success(), "{backend:?} {body}");
-        server.app.deliver_outbox().await.unwrap();
+        server.app.jobs().deliver_outbox().await.unwrap();
         let retried = attempt_of(&received, "bravo");
         assert_ne!(retried, bravo);
         let old = callback_signature(secret, "bravo", &bravo, now, &ok);

@@ -84,13 +84,14 @@ pub async fn verified_evidence(server: &TestServer, reader: &Api, id: &str) -> V
     assert_eq!(status, StatusCode::OK, "{signature}");
     let (status, public_key) = server.anonymous().text("/v1/evidence/public-key").await;
     assert_eq!(status, StatusCode::OK);
-    companyos_core::minisign::verify(public_key.trim(), bytes.as_bytes(), &signature)
+    companyos_core::evidence::minisign::verify(public_key.trim(), bytes.as_bytes(), &signature)
         .unwrap_or_else(|e| panic!("evidence {id} does not verify: {e}"));
     // A changed byte does not verify.
     let mut tampered = bytes.clone().into_bytes();
     tampered[0] ^= 0x20;
     assert!(
-        companyos_core::minisign::verify(public_key.trim(), &tampered, &signature).is_err(),
+        companyos_core::evidence::minisign::verify(public_key.trim(), &tampered, &signature)
+            .is_err(),
         "a changed artifact must not verify"
     );
     serde_json::from_str(&bytes).expect("evidence is JSON")

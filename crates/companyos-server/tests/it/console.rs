@@ -432,7 +432,7 @@ async fn each_console_action_is_audited_once_with_channel_console() {
         let (status, body) = server.admin().get("/v1/audit?channel=telegraph").await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         // Every record, with or without a channel, still verifies against its leaf.
-        assert!(server.app.verify_audit().await.unwrap().is_empty());
+        assert!(server.app.audit().verify().await.unwrap().is_empty());
         server.stop().await;
     }
 }

@@ -226,9 +226,9 @@ async fn deliveries_refuse_internal_addresses_and_never_follow_redirects() {
             )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        assert_eq!(server.app.deliver_outbox().await.unwrap(), 0);
+        assert_eq!(server.app.jobs().deliver_outbox().await.unwrap(), 0);
         assert!(received.0.lock().unwrap().is_empty(), "{backend:?}");
-        assert_eq!(server.app.outbox_backlog().await.unwrap().pending, 1);
+        assert_eq!(server.app.jobs().outbox_backlog().await.unwrap().pending, 1);
         provisioner.abort();
         server.stop().await;
 
@@ -245,8 +245,8 @@ async fn deliveries_refuse_internal_addresses_and_never_follow_redirects() {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        assert!(server.app.enqueue_audit_hooks().await.unwrap() > 0);
-        assert_eq!(server.app.deliver_outbox().await.unwrap(), 0);
+        assert!(server.app.jobs().enqueue_audit_hooks().await.unwrap() > 0);
+        assert_eq!(server.app.jobs().deliver_outbox().await.unwrap(), 0);
         assert_eq!(redirected.0.lock().unwrap().len(), 1, "{backend:?}");
         assert!(
             landed.0.lock().unwrap().is_empty(),
@@ -301,7 +301,15 @@ async fn an_anonymous_flood_is_aggregated_and_rate_limited() {
             "written when the minute is over"
         );
         server.clock.advance(time::Duration::seconds(61));
-        assert_eq!(server.app.flush_auth_failures(false).await.unwrap(), 1);
+        assert_eq!(
+            server
+                .app
+                .operators()
+                .flush_auth_failures(false)
+                .await
+                .unwrap(),
+            1
+        );
         let aggregate = audit(&server, "action=auth.failed.aggregate").await;
         assert_eq!(aggregate.len(), 1, "{aggregate:?}");
         assert_eq!(aggregate[0]["outcome"], json!("denied"));

@@ -25,14 +25,14 @@ async fn a_tenants_audit_records_reach_its_webhook_signed() {
             .admin()
             .post("/v1/tenants/acme/suspend", json!({"reason": "hook test"}))
             .await;
-        let queued = server.app.enqueue_audit_hooks().await.unwrap();
+        let queued = server.app.jobs().enqueue_audit_hooks().await.unwrap();
         assert_eq!(queued, 2, "tenant.create and tenant.suspend of acme");
         assert_eq!(
-            server.app.enqueue_audit_hooks().await.unwrap(),
+            server.app.jobs().enqueue_audit_hooks().await.unwrap(),
             0,
             "each record once"
         );
-        server.app.deliver_outbox().await.unwrap();
+        server.app.jobs().deliver_outbox().await.unwrap();
         let deliveries = received.0.lock().unwrap().clone();
         let actions: Vec<String> = deliveries
             .iter()
@@ -44,7 +44,7 @@ async fn a_tenants_audit_records_reach_its_webhook_signed() {
                     .ok()?;
                 let signature = headers["x-companyos-signature"].to_str().ok()?;
                 assert!(
-                    companyos_core::provisioning::verify_webhook_signature(
+                    companyos_core::lifecycle::boundary::verify_webhook_signature(
                         &secret, timestamp, timestamp, body, signature
                     ),
                     "signed with the tenant's hook secret"

@@ -120,7 +120,7 @@ async fn ledger_verify_finds_tampering_and_names_tenant_and_leaf() {
             .admin()
             .text("/v1/tenants/acme/ledger/checkpoint")
             .await;
-        assert!(server.app.verify_ledgers(None).await.unwrap().is_empty());
+        assert!(server.app.ledger().verify(None).await.unwrap().is_empty());
         let db = server.app.db().readers();
         // One byte of event 17's stored payload: its quantity "2" becomes "3". The payload is
         // packed (ADR 0009): the entry starts with the id's length and text, and the quantity
@@ -148,7 +148,7 @@ async fn ledger_verify_finds_tampering_and_names_tenant_and_leaf() {
             tampered = true;
         }
         assert!(tampered, "event e17 is stored");
-        let problems = server.app.verify_ledgers(Some("acme")).await.unwrap();
+        let problems = server.app.ledger().verify(Some("acme")).await.unwrap();
         assert!(
             problems
                 .iter()
@@ -244,7 +244,7 @@ async fn bundles_of_the_layouts_before_packing_are_read_alike() {
             .await
             .unwrap();
         }
-        let problems = server.app.verify_ledgers(Some("acme")).await.unwrap();
+        let problems = server.app.ledger().verify(Some("acme")).await.unwrap();
         assert!(problems.is_empty(), "{backend:?} {problems:?}");
         let (status, again) = ingest.post("/v1/events", json!(events)).await;
         assert_eq!(status, StatusCode::OK);
@@ -268,7 +268,8 @@ async fn bundles_of_the_layouts_before_packing_are_read_alike() {
         assert!(
             server
                 .app
-                .verify_ledgers(Some("acme"))
+                .ledger()
+                .verify(Some("acme"))
                 .await
                 .unwrap()
                 .is_empty(),
@@ -316,15 +317,15 @@ async fn verification_of_a_live_store_raises_no_false_alarm_and_still_finds_tamp
         });
         let mut rounds = 0;
         while !sender.is_finished() || rounds < 3 {
-            let ledger = server.app.verify_ledgers(Some("acme")).await.unwrap();
+            let ledger = server.app.ledger().verify(Some("acme")).await.unwrap();
             assert!(ledger.is_empty(), "{backend:?} round {rounds}: {ledger:?}");
-            let audit = server.app.verify_audit().await.unwrap();
+            let audit = server.app.audit().verify().await.unwrap();
             assert!(audit.is_empty(), "{backend:?} round {rounds}: {audit:?}");
             rounds += 1;
         }
         sender.await.unwrap();
         tamper_quantity_of(&server, "e17").await;
-        let problems = server.app.verify_ledgers(Some("acme")).await.unwrap();
+        let problems = server.app.ledger().verify(Some("acme")).await.unwrap();
         assert!(
             problems
                 .iter()

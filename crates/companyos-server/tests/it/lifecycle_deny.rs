@@ -282,7 +282,7 @@ async fn a_legal_hold_blocks_purge_by_policy_and_the_purge_timer_skips_it() {
         // The timer skips it, however long the tombstone has run.
         server.clock.advance(Duration::days(400));
         let before = audit_head(&server).await;
-        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 0);
+        assert_eq!(server.app.jobs().purge_due_tenants().await.unwrap(), 0);
         assert_eq!(status_of(&server, "acme").await, "deleting");
         assert_audited(&server, before, &[], "the timer skips a held tenant").await;
 
@@ -332,7 +332,7 @@ async fn a_legal_hold_blocks_purge_by_policy_and_the_purge_timer_skips_it() {
             )
             .await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 0);
+        assert_eq!(server.app.jobs().purge_due_tenants().await.unwrap(), 0);
         let (status, body) = server
             .admin()
             .post(
@@ -348,7 +348,7 @@ async fn a_legal_hold_blocks_purge_by_policy_and_the_purge_timer_skips_it() {
             )
             .await;
         assert_eq!(status, StatusCode::CONFLICT);
-        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 0);
+        assert_eq!(server.app.jobs().purge_due_tenants().await.unwrap(), 0);
         assert_eq!(status_of(&server, "acme").await, "deleting");
         server.stop().await;
     }
@@ -414,7 +414,7 @@ async fn loosening_retention_while_deleting_is_refused_so_nothing_is_purged_unap
             .await;
         assert_eq!(status, StatusCode::OK);
         server.clock.advance(Duration::days(400));
-        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 0);
+        assert_eq!(server.app.jobs().purge_due_tenants().await.unwrap(), 0);
         assert_eq!(status_of(&server, "acme").await, "deleting");
         server.stop().await;
     }

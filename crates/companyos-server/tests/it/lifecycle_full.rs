@@ -192,11 +192,11 @@ async fn a_tenant_from_creation_to_purge() {
         let approval = request(&olga, "acme", "delete").await;
         approve(&anna, &approval).await;
         server.clock.advance(Duration::days(29));
-        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 0);
+        assert_eq!(server.app.jobs().purge_due_tenants().await.unwrap(), 0);
         assert_eq!(status_of(&server, "acme").await, "deleting");
         server.clock.advance(Duration::days(2));
         let before = audit_head(&server).await;
-        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 1);
+        assert_eq!(server.app.jobs().purge_due_tenants().await.unwrap(), 1);
         let records =
             assert_audited(&server, before, &[("tenant.purge", "success")], "timer").await;
         assert_eq!(records[0]["actor"], json!("system:purge-timer"));
@@ -248,7 +248,8 @@ async fn a_tenant_from_creation_to_purge() {
         assert!(
             server
                 .app
-                .verify_ledgers(Some("acme"))
+                .ledger()
+                .verify(Some("acme"))
                 .await
                 .unwrap()
                 .is_empty(),
@@ -280,7 +281,7 @@ async fn a_tenant_from_creation_to_purge() {
             .await;
         assert_eq!(daily[0]["quantity"], json!("10"), "{daily}");
         // A second run changes nothing.
-        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 0);
+        assert_eq!(server.app.jobs().purge_due_tenants().await.unwrap(), 0);
         server.stop().await;
     }
 }
@@ -297,7 +298,7 @@ async fn approvals_expire_after_their_ttl() {
         let second = request(&olga, "beta", "delete").await;
         // Just before the TTL they can still be decided (we only look).
         server.clock.advance(Duration::hours(71));
-        assert_eq!(server.app.expire_approvals().await.unwrap(), 0);
+        assert_eq!(server.app.approvals().expire().await.unwrap(), 0);
         let (_, pending) = anna.get("/v1/approvals?status=pending").await;
         assert_eq!(pending.as_array().unwrap().len(), 2, "{pending}");
 
@@ -324,7 +325,7 @@ async fn approvals_expire_after_their_ttl() {
         assert_eq!(status_of(&server, "acme").await, "active");
 
         let before = audit_head(&server).await;
-        assert_eq!(server.app.expire_approvals().await.unwrap(), 1);
+        assert_eq!(server.app.approvals().expire().await.unwrap(), 1);
         let records = assert_audited(
             &server,
             before,
@@ -335,7 +336,7 @@ async fn approvals_expire_after_their_ttl() {
         assert_eq!(records[0]["target"], json!(format!("approval:{second}")));
         assert_eq!(records[0]["actor"], json!("system:approval-expiry"));
         assert_eq!(records[0]["role"], json!("system"));
-        assert_eq!(server.app.expire_approvals().await.unwrap(), 0);
+        assert_eq!(server.app.approvals().expire().await.unwrap(), 0);
         let (_, expired) = anna.get("/v1/approvals?status=expired").await;
         let ids: Vec<&str> = expired
             .as_array()
@@ -372,7 +373,7 @@ async fn a_purge_approval_left_pending_when_the_timer_purged_does_not_purge_twic
         server.clock.advance(Duration::days(29));
         let purge = request(&olga, "acme", "purge").await;
         server.clock.advance(Duration::days(2));
-        assert_eq!(server.app.purge_due_tenants().await.unwrap(), 1);
+        assert_eq!(server.app.jobs().purge_due_tenants().await.unwrap(), 1);
         assert_eq!(status_of(&server, "acme").await, "purged");
         let (_, tenant) = olga.get("/v1/tenants/acme").await;
         let purged_at = tenant["purged_at"].clone();

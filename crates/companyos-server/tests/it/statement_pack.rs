@@ -201,7 +201,7 @@ async fn a_pack_verifies_and_every_tampering_is_named() {
         assert_eq!(got.file, "checkpoint.txt", "{got}");
 
         // Keys from the pack are never trusted: another deployment's key fails.
-        let other = companyos_core::minisign::MinisignKey::generate();
+        let other = companyos_core::evidence::minisign::MinisignKey::generate();
         let wrong = TrustedKeys {
             minisign_public_key: other.public_key_base64(),
             ..keys.clone()

@@ -49,7 +49,7 @@ pub async fn close_through(server: &TestServer, at: time::OffsetDateTime) {
     let now = server.app.now();
     server.clock.advance(at - now);
     for job in ["checkpoints", "day-close", "month-close"] {
-        server.app.run_job(job).await.expect("job runs");
+        server.app.jobs().run_job(job).await.expect("job runs");
     }
 }
 
@@ -111,7 +111,12 @@ async fn a_statement_is_open_then_final_and_never_changes() {
         let finalised = audit(&server, "action=statement.finalize").await;
         assert_eq!(finalised.len(), 1, "{finalised:#?}");
         // Running the job again (another node) changes nothing.
-        server.app.run_job("month-close").await.expect("job runs");
+        server
+            .app
+            .jobs()
+            .run_job("month-close")
+            .await
+            .expect("job runs");
         assert_eq!(audit(&server, "action=statement.finalize").await.len(), 1);
 
         // A late event of March: the final bytes stay, April carries the adjustment.
@@ -119,7 +124,12 @@ async fn a_statement_is_open_then_final_and_never_changes() {
         let (status, body) = admin.post("/v1/events", late).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["late"], json!(1), "{body}");
-        server.app.run_job("checkpoints").await.expect("job runs");
+        server
+            .app
+            .jobs()
+            .run_job("checkpoints")
+            .await
+            .expect("job runs");
         let (_, again) = admin.text("/v1/tenants/acme/statements/2026-03").await;
         assert_eq!(again, final_text, "a final statement never changes");
         let (status, april) = admin.get("/v1/tenants/acme/statements/2026-04").await;
@@ -242,9 +252,14 @@ async fn the_month_close_delivers_statement_final_once_signed() {
         assert_eq!(status, StatusCode::OK, "{body}");
         close_through(&server, datetime!(2026-04-03 00:30 UTC)).await;
         // Another node's run of the job, and a second delivery pass, send nothing more.
-        server.app.run_job("month-close").await.expect("job runs");
-        server.app.deliver_outbox().await.unwrap();
-        server.app.deliver_outbox().await.unwrap();
+        server
+            .app
+            .jobs()
+            .run_job("month-close")
+            .await
+            .expect("job runs");
+        server.app.jobs().deliver_outbox().await.unwrap();
+        server.app.jobs().deliver_outbox().await.unwrap();
         let (status, statement) = server
             .admin()
             .text("/v1/tenants/acme/statements/2026-03")
@@ -266,13 +281,13 @@ async fn the_month_close_delivers_statement_final_once_signed() {
                     .unwrap();
                 let signature = headers["x-companyos-signature"].to_str().unwrap();
                 assert!(
-                    companyos_core::provisioning::verify_webhook_signature(
+                    companyos_core::lifecycle::boundary::verify_webhook_signature(
                         &secret, timestamp, timestamp, body, signature
                     ),
                     "signed with the tenant's hook secret"
                 );
                 assert!(
-                    !companyos_core::provisioning::verify_webhook_signature(
+                    !companyos_core::lifecycle::boundary::verify_webhook_signature(
                         "another secret",
                         timestamp,
                         timestamp,

@@ -41,10 +41,10 @@ pub async fn fresh_postgres() -> String {
 }
 
 /// Lets outbound deliveries reach this machine's loopback, where tests run their receivers
-/// (refused by default: see `companyos_core::outbound`).
+/// (refused by default: see `companyos_core::jobs::outbound`).
 pub fn allow_loopback(settings: &mut Settings) {
     settings.outbound.allow =
-        vec![companyos_core::outbound::Cidr::parse("127.0.0.1/32").expect("a CIDR")];
+        vec![companyos_core::jobs::outbound::Cidr::parse("127.0.0.1/32").expect("a CIDR")];
 }
 
 /// The instant tests start at.

@@ -391,7 +391,7 @@ async fn a_day_total_that_would_round_refuses_the_event_instead() {
                 .get("/v1/tenants/acme/reconciliation?from=2026-03-02&to=2026-03-02")
                 .await;
             assert_eq!(reconciliation[0]["invalid"], json!(1), "{reconciliation}");
-            let problems = server.app.verify_ledgers(Some("acme")).await.unwrap();
+            let problems = server.app.ledger().verify(Some("acme")).await.unwrap();
             assert!(problems.is_empty(), "{backend:?}: {problems:?}");
             server.stop().await;
         }

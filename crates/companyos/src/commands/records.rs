@@ -32,7 +32,8 @@ pub(super) async fn ledger(
                 VerifyProgress::Leaves(_) => {}
             };
             let result = app
-                .verify_ledgers_with_progress(tenant.as_deref(), &mut on_progress)
+                .ledger()
+                .verify_with_progress(tenant.as_deref(), &mut on_progress)
                 .await;
             bar.finish_and_clear();
             app.db().close().await;
@@ -107,7 +108,7 @@ pub(super) async fn audit(
     match command {
         AuditCommand::Verify => {
             let app = open_existing(cli, file).await?;
-            let problems = app.verify_audit().await?;
+            let problems = app.audit().verify().await?;
             app.db().close().await;
             if problems.is_empty() {
                 println!(

@@ -205,7 +205,7 @@ async fn explicit_purge(demo: &mut Demo, game: &mut GameDay) -> anyhow::Result<(
 async fn timed_purge(demo: &mut Demo, game: &mut GameDay) -> anyhow::Result<()> {
     let clock = demo.clock.clone();
     clock.set(clock.now() + Duration::days(31));
-    let purged = demo.app.purge_due_tenants().await?;
+    let purged = demo.app.jobs().purge_due_tenants().await?;
     let (_, acme_row) = game
         .olga
         .call(Method::GET, "/v1/tenants/acme", None)

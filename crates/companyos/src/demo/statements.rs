@@ -39,7 +39,7 @@ pub(super) async fn statement_packs(
 ) -> anyhow::Result<()> {
     let clock = demo.clock.clone();
     for job in ["checkpoints", "day-close", "month-close"] {
-        demo.app.run_job(job).await?;
+        demo.app.jobs().run_job(job).await?;
     }
     let dir = demo.out.join("statements");
     std::fs::create_dir_all(&dir)?;

@@ -45,7 +45,7 @@ pub(super) async fn traffic(demo: &mut Demo, game: &GameDay) -> anyhow::Result<T
             batch.extend(late_arrivals(day)?);
         }
         let day_totals = send_day(&game.meter, &batch, &mut totals).await?;
-        demo.app.run_jobs_once().await;
+        demo.app.jobs().run_once().await;
         demo.log.step(
             &clock,
             "usage ingested",
@@ -216,7 +216,7 @@ pub(super) async fn day_close(
 ) -> anyhow::Result<()> {
     let clock = demo.clock.clone();
     clock.set(clock.now() + Duration::days(3));
-    demo.app.run_jobs_once().await;
+    demo.app.jobs().run_once().await;
     let from = format_day(traffic.first_day);
     let to = format_day(traffic.first_day + Duration::days(DAYS - 1));
     let metering_dir = demo.out.join("metering");

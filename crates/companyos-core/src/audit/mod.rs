@@ -10,10 +10,16 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row as _};
 use time::OffsetDateTime;
 
+use crate::app::{Actor, Audit};
 use crate::authz::Principal;
+use crate::authz::Resource;
 use crate::db::{Db, StoreError};
+use crate::error::ServiceError;
 use crate::ledger_store::{self, LogProblem};
 use crate::util::new_id;
+use companyos_domain::Action;
+
+pub mod auth_failures;
 
 /// The log id of the audit log.
 pub use companyos_domain::log_id::AUDIT_LOG_ID;
@@ -372,4 +378,38 @@ pub async fn verify(
         });
     }
     Ok(all)
+}
+
+impl Audit<'_> {
+    /// Audit records matching `filter`.
+    pub async fn records(
+        &self,
+        actor: &Actor,
+        filter: &AuditFilter,
+    ) -> Result<Vec<AuditRecord>, ServiceError> {
+        self.authorize_read(
+            actor,
+            Action::AuditRead,
+            Resource::Deployment,
+            "audit",
+            filter.tenant_id.as_deref(),
+        )
+        .await?;
+        let mut conn = self.db().readers().acquire().await?;
+        Ok(query(&mut conn, filter).await?)
+    }
+
+    /// Verifies the audit log (for `companyos audit verify` and the integrity job).
+    pub async fn verify(&self) -> Result<Vec<crate::ledger_store::LogProblem>, ServiceError> {
+        // One snapshot: the head, the leaves and the records as they were committed together.
+        let mut snapshot = self.db().begin_snapshot().await?;
+        let problems = verify(
+            &mut snapshot,
+            &self.inner.keys.checkpoint_verifier(),
+            &self.settings().audit_origin(),
+        )
+        .await?;
+        snapshot.rollback().await.map_err(StoreError::from)?;
+        Ok(problems)
+    }
 }

@@ -15,7 +15,7 @@ pub struct ProvisioningRun {
     pub steps: Value,
 }
 
-impl App {
+impl Lifecycle<'_> {
     /// Retries a failed (or stuck) provisioning.
     pub async fn retry_provisioning(
         &self,
@@ -83,7 +83,7 @@ impl App {
 
     /// The webhook driver's callback: the external provisioner confirms (or fails) a tenant's
     /// boundary. Authenticated by the HMAC of the driver secret over
-    /// `<tenant_id>.<attempt>.<timestamp>.<body>` ([`provisioning::callback_signature`]), and
+    /// `<tenant_id>.<attempt>.<timestamp>.<body>` ([`boundary::callback_signature`]), and
     /// accepted once: the attempt it answers must be this tenant's open attempt, and is closed
     /// in the same transaction.
     pub async fn provisioning_callback(
@@ -118,7 +118,7 @@ impl App {
             timestamp.and_then(|t| t.parse::<i64>().ok()),
             signature,
         ) {
-            (Some(attempt), Some(ts), Some(sig)) => provisioning::verify_callback_signature(
+            (Some(attempt), Some(ts), Some(sig)) => boundary::verify_callback_signature(
                 secret,
                 tenant_id,
                 attempt,
@@ -182,7 +182,7 @@ impl App {
                 });
             }
             let mut steps = StepLog::default();
-            steps.steps.push(provisioning::Step {
+            steps.steps.push(boundary::Step {
                 name: "boundary-confirmed".to_owned(),
                 ok: succeeded,
                 started_at: self.now(),

@@ -2,21 +2,24 @@
 //! and on demand), inclusion and consistency proofs, and `ledger verify`, which checks every
 //! stored leaf, node, root, checkpoint and payload against each other.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use companyos_ledger::Hash;
-use companyos_ledger::leaf::{EventClass, UsageLeaf};
+use companyos_ledger::leaf::UsageLeaf;
 use companyos_ledger::usage_event::EventDigest;
-use rust_decimal::Decimal;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
-use crate::app::{Actor, App};
+use crate::app::{Actor, App, Ledger};
 use crate::audit::AUDIT_LOG_ID;
 use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::ledger_store::{self, LogProblem, StoredCheckpoint};
-use crate::tenants::usage_log_id;
+use crate::lifecycle::usage_log_id;
 use companyos_domain::Action;
+
+mod rollups;
+
+pub(crate) use rollups::{RollupMap, recompute_rollups, stored_rollups};
 
 /// A proof of inclusion, as served.
 #[derive(Debug, Clone)]
@@ -40,7 +43,7 @@ pub struct ConsistencyProof {
     pub proof: Vec<Hash>,
 }
 
-/// Where `App::verify_ledgers_with_progress` is.
+/// Where `Ledger::verify_with_progress` is.
 #[derive(Debug, Clone, Copy)]
 pub enum VerifyProgress<'a> {
     /// Starting the `index`-th (from 0) of `total` tenants.
@@ -54,6 +57,141 @@ pub enum VerifyProgress<'a> {
 }
 
 impl App {
+    pub(crate) fn origin_of(&self, log_id: &str) -> String {
+        match companyos_domain::log_id::usage_log_tenant(log_id) {
+            Some(tenant) => self.settings().tenant_origin(tenant),
+            None => self.settings().audit_origin(),
+        }
+    }
+
+    /// A signed checkpoint of the empty tree (not stored: it commits to nothing).
+    fn empty_checkpoint(&self, origin: &str) -> Result<String, ServiceError> {
+        let checkpoint =
+            companyos_ledger::Checkpoint::new(origin, 0, companyos_ledger::hash::empty_tree_root())
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        Ok(self
+            .keys()
+            .checkpoint
+            .sign_note(&checkpoint.to_note_text())
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
+            .to_string())
+    }
+
+    async fn verify_payloads(
+        &self,
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+    ) -> Result<Vec<LogProblem>, ServiceError> {
+        let log_id = usage_log_id(tenant_id);
+        let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        let purged = purged.as_deref() == Some("purged");
+        let mut problems = Vec::new();
+        let problem = |leaf_index: u64, message: String| LogProblem {
+            log_id: log_id.clone(),
+            leaf_index: Some(leaf_index),
+            message,
+        };
+        let page = 5_000u64;
+        let mut next = 0u64;
+        loop {
+            let leaves =
+                crate::bundles::read_leaves(conn, &log_id, next, next.saturating_add(page), true)
+                    .await?;
+            let Some(last) = leaves.last().map(|l| l.index) else {
+                break;
+            };
+            let events: HashMap<u64, crate::bundles::StoredEvent> =
+                crate::bundles::read_events(conn, tenant_id, next, last + 1)
+                    .await?
+                    .into_iter()
+                    .map(|e| (e.seq, e))
+                    .collect();
+            next = last + 1;
+            for stored in &leaves {
+                let Ok(leaf) = UsageLeaf::parse(&stored.data) else {
+                    continue;
+                };
+                let Some(event) = events.get(&stored.index) else {
+                    if !purged {
+                        problems.push(problem(stored.index, "event payload is missing".to_owned()));
+                    }
+                    continue;
+                };
+                if let Some(message) = check_payload(event, &leaf) {
+                    problems.push(problem(stored.index, message));
+                }
+            }
+        }
+        let events = crate::bundles::count_events(conn, tenant_id).await?;
+        let leaves = crate::bundles::count_leaves(conn, &log_id).await?;
+        if events > leaves {
+            problems.push(LogProblem {
+                log_id: log_id.clone(),
+                leaf_index: u64::try_from(leaves).ok(),
+                message: format!("{events} stored events but only {leaves} leaves"),
+            });
+        }
+        Ok(problems)
+    }
+
+    /// Recomputes the on-time daily rollups of a tenant from its ledger payloads and compares
+    /// them with the stored rollups.
+    pub(crate) async fn verify_rollups(
+        &self,
+        conn: &mut AnyConnection,
+        tenant_id: &str,
+    ) -> Result<Vec<LogProblem>, ServiceError> {
+        let log_id = usage_log_id(tenant_id);
+        let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+        if purged.as_deref() == Some("purged") {
+            // Payloads are gone; the rollups are retained as records, not recomputable.
+            return Ok(Vec::new());
+        }
+        let recomputed = recompute_rollups(conn, tenant_id, None).await?;
+        let stored = stored_rollups(conn, tenant_id, None).await?;
+        let mut problems = Vec::new();
+        for (key, value) in &stored {
+            if recomputed.get(key) != Some(value) {
+                problems.push(LogProblem {
+                    log_id: log_id.clone(),
+                    leaf_index: None,
+                    message: format!(
+                        "stored rollup of day {} {}/{}/{} is {} over {} events but the ledger gives {}",
+                        companyos_domain::time_util::format_day(companyos_domain::time_util::day_from_number(key.0)),
+                        key.1, key.2, key.3, value.0, value.1,
+                        recomputed.get(key).map_or("nothing".to_owned(), |v| format!("{} over {} events", v.0, v.1)),
+                    ),
+                });
+            }
+        }
+        for key in recomputed.keys() {
+            if !stored.contains_key(key) {
+                problems.push(LogProblem {
+                    log_id: log_id.clone(),
+                    leaf_index: None,
+                    message: format!(
+                        "the ledger has events of day {} {}/{}/{} but no stored rollup",
+                        companyos_domain::time_util::format_day(
+                            companyos_domain::time_util::day_from_number(key.0)
+                        ),
+                        key.1,
+                        key.2,
+                        key.3
+                    ),
+                });
+            }
+        }
+        Ok(problems)
+    }
+}
+
+impl Ledger<'_> {
     /// Signs a checkpoint of a log if it grew since the last one; returns the latest.
     pub async fn sign_checkpoint(
         &self,
@@ -89,6 +227,7 @@ impl App {
                     .map(|c| c.tree_size)
             };
             let after = self
+                .ledger()
                 .sign_checkpoint(&log_id, &origin)
                 .await?
                 .map(|c| c.tree_size);
@@ -97,13 +236,6 @@ impl App {
             }
         }
         Ok(signed)
-    }
-
-    pub(crate) fn origin_of(&self, log_id: &str) -> String {
-        match companyos_domain::log_id::usage_log_tenant(log_id) {
-            Some(tenant) => self.settings().tenant_origin(tenant),
-            None => self.settings().audit_origin(),
-        }
     }
 
     /// The latest signed checkpoint of a tenant's ledger (signed now if the tree grew).
@@ -123,19 +255,6 @@ impl App {
             Some(checkpoint) => Ok(checkpoint.note),
             None => Ok(self.empty_checkpoint(&origin)?),
         }
-    }
-
-    /// A signed checkpoint of the empty tree (not stored: it commits to nothing).
-    fn empty_checkpoint(&self, origin: &str) -> Result<String, ServiceError> {
-        let checkpoint =
-            companyos_ledger::Checkpoint::new(origin, 0, companyos_ledger::hash::empty_tree_root())
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        Ok(self
-            .keys()
-            .checkpoint
-            .sign_note(&checkpoint.to_note_text())
-            .map_err(|e| ServiceError::Internal(e.to_string()))?
-            .to_string())
     }
 
     /// The latest checkpoint of the audit log (signed now if it grew).
@@ -267,16 +386,12 @@ impl App {
     /// Verifies tenant ledgers from the store (`companyos ledger verify`): the tree, its
     /// checkpoints, each payload against its leaf, the payload's columns against the payload,
     /// and the daily rollups against a recomputation from the ledger.
-    pub async fn verify_ledgers(
-        &self,
-        tenant_id: Option<&str>,
-    ) -> Result<Vec<LogProblem>, ServiceError> {
-        self.verify_ledgers_with_progress(tenant_id, &mut |_| {})
-            .await
+    pub async fn verify(&self, tenant_id: Option<&str>) -> Result<Vec<LogProblem>, ServiceError> {
+        self.verify_with_progress(tenant_id, &mut |_| {}).await
     }
 
-    /// `verify_ledgers`, telling `progress` where it is (a long verification shows a bar).
-    pub async fn verify_ledgers_with_progress(
+    /// `verify`, telling `progress` where it is (a long verification shows a bar).
+    pub async fn verify_with_progress(
         &self,
         tenant_id: Option<&str>,
         progress: &mut (dyn FnMut(VerifyProgress<'_>) + Send),
@@ -329,235 +444,6 @@ impl App {
         }
         Ok(problems)
     }
-
-    async fn verify_payloads(
-        &self,
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-    ) -> Result<Vec<LogProblem>, ServiceError> {
-        let log_id = usage_log_id(tenant_id);
-        let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
-            .bind(tenant_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let purged = purged.as_deref() == Some("purged");
-        let mut problems = Vec::new();
-        let problem = |leaf_index: u64, message: String| LogProblem {
-            log_id: log_id.clone(),
-            leaf_index: Some(leaf_index),
-            message,
-        };
-        let page = 5_000u64;
-        let mut next = 0u64;
-        loop {
-            let leaves =
-                crate::bundles::read_leaves(conn, &log_id, next, next.saturating_add(page), true)
-                    .await?;
-            let Some(last) = leaves.last().map(|l| l.index) else {
-                break;
-            };
-            let events: HashMap<u64, crate::bundles::StoredEvent> =
-                crate::bundles::read_events(conn, tenant_id, next, last + 1)
-                    .await?
-                    .into_iter()
-                    .map(|e| (e.seq, e))
-                    .collect();
-            next = last + 1;
-            for stored in &leaves {
-                let Ok(leaf) = UsageLeaf::parse(&stored.data) else {
-                    continue;
-                };
-                let Some(event) = events.get(&stored.index) else {
-                    if !purged {
-                        problems.push(problem(stored.index, "event payload is missing".to_owned()));
-                    }
-                    continue;
-                };
-                if let Some(message) = check_payload(event, &leaf) {
-                    problems.push(problem(stored.index, message));
-                }
-            }
-        }
-        let events = crate::bundles::count_events(conn, tenant_id).await?;
-        let leaves = crate::bundles::count_leaves(conn, &log_id).await?;
-        if events > leaves {
-            problems.push(LogProblem {
-                log_id: log_id.clone(),
-                leaf_index: u64::try_from(leaves).ok(),
-                message: format!("{events} stored events but only {leaves} leaves"),
-            });
-        }
-        Ok(problems)
-    }
-
-    /// Recomputes the on-time daily rollups of a tenant from its ledger payloads and compares
-    /// them with the stored rollups.
-    pub(crate) async fn verify_rollups(
-        &self,
-        conn: &mut AnyConnection,
-        tenant_id: &str,
-    ) -> Result<Vec<LogProblem>, ServiceError> {
-        let log_id = usage_log_id(tenant_id);
-        let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
-            .bind(tenant_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if purged.as_deref() == Some("purged") {
-            // Payloads are gone; the rollups are retained as records, not recomputable.
-            return Ok(Vec::new());
-        }
-        let recomputed = recompute_rollups(conn, tenant_id, None).await?;
-        let stored = stored_rollups(conn, tenant_id, None).await?;
-        let mut problems = Vec::new();
-        for (key, value) in &stored {
-            if recomputed.get(key) != Some(value) {
-                problems.push(LogProblem {
-                    log_id: log_id.clone(),
-                    leaf_index: None,
-                    message: format!(
-                        "stored rollup of day {} {}/{}/{} is {} over {} events but the ledger gives {}",
-                        companyos_domain::time_util::format_day(companyos_domain::time_util::day_from_number(key.0)),
-                        key.1, key.2, key.3, value.0, value.1,
-                        recomputed.get(key).map_or("nothing".to_owned(), |v| format!("{} over {} events", v.0, v.1)),
-                    ),
-                });
-            }
-        }
-        for key in recomputed.keys() {
-            if !stored.contains_key(key) {
-                problems.push(LogProblem {
-                    log_id: log_id.clone(),
-                    leaf_index: None,
-                    message: format!(
-                        "the ledger has events of day {} {}/{}/{} but no stored rollup",
-                        companyos_domain::time_util::format_day(
-                            companyos_domain::time_util::day_from_number(key.0)
-                        ),
-                        key.1,
-                        key.2,
-                        key.3
-                    ),
-                });
-            }
-        }
-        Ok(problems)
-    }
-}
-
-/// (day, service, metric, unit) -> (sum, events).
-pub(crate) type RollupMap = BTreeMap<(i64, String, String, String), (Decimal, i64)>;
-
-/// Sums the on-time events of a tenant from the ledger payloads (not from the columns).
-pub(crate) async fn recompute_rollups(
-    conn: &mut AnyConnection,
-    tenant_id: &str,
-    days: Option<(i64, i64)>,
-) -> Result<RollupMap, ServiceError> {
-    let mut map = RollupMap::new();
-    let page = 10_000u64;
-    let mut next = 0u64;
-    loop {
-        let events =
-            crate::bundles::read_events(conn, tenant_id, next, next.saturating_add(page)).await?;
-        let Some(last) = events.last().map(|e| e.seq) else {
-            // A gap of a whole page (never written, or damaged) ends the scan only if nothing
-            // follows it.
-            let more: Option<i64> = sqlx::query_scalar(
-                "SELECT MIN(first_seq) FROM usage_event_bundles WHERE tenant_id = $1 \
-                 AND first_seq >= $2",
-            )
-            .bind(tenant_id)
-            .bind(i64::try_from(next).unwrap_or(i64::MAX))
-            .fetch_one(&mut *conn)
-            .await?;
-            match more.and_then(|m| u64::try_from(m).ok()) {
-                Some(more) => {
-                    next = more;
-                    continue;
-                }
-                None => break,
-            }
-        };
-        next = last + 1;
-        for stored in &events {
-            if stored.class != EventClass::OnTime {
-                continue;
-            }
-            let Ok(event) =
-                companyos_domain::usage::UsageEvent::parse_bytes(stored.canonical.as_bytes())
-            else {
-                continue;
-            };
-            let day = companyos_domain::time_util::day_number(
-                companyos_domain::time_util::utc_day(event.timestamp),
-            );
-            if let Some((from, to)) = days {
-                if day < from || day > to {
-                    continue;
-                }
-            }
-            let entry = map
-                .entry((
-                    day,
-                    event.service.into_string(),
-                    event.metric.into_string(),
-                    event.unit.into_string(),
-                ))
-                .or_insert((Decimal::ZERO, 0));
-            // The same exact addition as ingestion: a sum that would round is a finding (the
-            // writer refuses the event that would cause it), never a rounded total that
-            // happens to agree with a rounded stored one.
-            entry.0 = companyos_domain::usage::exact_add(entry.0, event.quantity.as_decimal())
-                .ok_or_else(|| {
-                    ServiceError::Internal(format!(
-                        "tenant {tenant_id}: the ledger's on-time events of day {} do not sum exactly",
-                        companyos_domain::time_util::format_day(
-                            companyos_domain::time_util::day_from_number(day)
-                        ),
-                    ))
-                })?;
-            entry.1 += 1;
-        }
-    }
-    for value in map.values_mut() {
-        value.0 = value.0.normalize();
-    }
-    Ok(map)
-}
-
-/// The stored on-time rollups of a tenant.
-pub(crate) async fn stored_rollups(
-    conn: &mut AnyConnection,
-    tenant_id: &str,
-    days: Option<(i64, i64)>,
-) -> Result<RollupMap, ServiceError> {
-    let (from, to) = days.unwrap_or((i64::MIN, i64::MAX));
-    let rows = sqlx::query(
-        "SELECT day, service, metric, unit, quantity_sum, events FROM usage_daily \
-         WHERE tenant_id = $1 AND day >= $2 AND day <= $3",
-    )
-    .bind(tenant_id)
-    .bind(from)
-    .bind(to)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut map = RollupMap::new();
-    for row in &rows {
-        let sum: String = row.try_get("quantity_sum")?;
-        let sum: Decimal = sum
-            .parse()
-            .map_err(|_| StoreError::corrupt("stored rollup quantity"))?;
-        map.insert(
-            (
-                row.try_get("day")?,
-                row.try_get("service")?,
-                row.try_get("metric")?,
-                row.try_get("unit")?,
-            ),
-            (sum.normalize(), row.try_get("events")?),
-        );
-    }
-    Ok(map)
 }
 
 fn check_payload(event: &crate::bundles::StoredEvent, leaf: &UsageLeaf) -> Option<String> {
@@ -605,5 +491,12 @@ async fn find_leaf_by_event_id(
                 return Ok(Some(i64::try_from(leaf.index).unwrap_or(i64::MAX)));
             }
         }
+    }
+}
+
+impl Ledger<'_> {
+    /// The C2SP note verifier key of every checkpoint (public).
+    pub fn verifier_key(&self) -> String {
+        self.inner.keys.checkpoint_verifier().to_string()
     }
 }

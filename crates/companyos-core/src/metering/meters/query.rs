@@ -19,10 +19,11 @@ use serde_json::value::RawValue;
 use sqlx::{AnyConnection, Row as _};
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::app::Metering;
 use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::error::ServiceError;
-use crate::tenants::placeholder_tenant;
+use crate::lifecycle::placeholder_tenant;
 use companyos_domain::Action;
 
 /// At most this many rows in an answer.
@@ -239,51 +240,6 @@ fn decimal(text: &str) -> Result<Decimal, ServiceError> {
 }
 
 impl App {
-    /// Answers a meter query for the subjects the actor may read.
-    pub async fn query_meter(
-        &self,
-        actor: &Actor,
-        slug: &str,
-        query: &MeterQuery,
-    ) -> Result<MeterQueryResult, ServiceError> {
-        let meter = self.get_meter_for_query(actor, slug).await?;
-        let plan = plan(&meter, query, self.now())?;
-        let mut conn = self.db().readers().acquire().await?;
-        let tenants = self.query_tenants(&mut conn, actor, &plan).await?;
-        let mut rows: BTreeMap<RowKey, Aggregate> = BTreeMap::new();
-        let mut scanned = 0usize;
-        for tenant in &tenants {
-            if plan.rollups_answer() && !self.has_mapped_subjects(tenant).await? {
-                self.add_rollups(&mut conn, tenant, &plan, &mut rows)
-                    .await?;
-            } else {
-                self.scan_events(&mut conn, tenant, &plan, &mut rows, &mut scanned)
-                    .await?;
-            }
-            if rows.len() > ROWS_MAX {
-                return Err(ServiceError::TooLarge(format!(
-                    "the answer has more than {ROWS_MAX} rows; narrow the query or widen the window"
-                )));
-            }
-        }
-        let rows = rows
-            .into_iter()
-            .map(|((start, subject, values), aggregate)| MeterRow {
-                value: aggregate.value(meter.aggregation),
-                window_start: start,
-                window_end: plan.window_end_of(start),
-                subject,
-                group_by: plan.groups.iter().cloned().zip(values).collect(),
-            })
-            .collect();
-        Ok(MeterQueryResult {
-            from: plan.from,
-            to: plan.to,
-            window_size: plan.window_size,
-            rows,
-        })
-    }
-
     /// The meter, once the actor may read usage at all (a tenant key of an active tenant, or
     /// an operator whose role reads usage): 404 is not an oracle for the unauthorized.
     async fn get_meter_for_query(&self, actor: &Actor, slug: &str) -> Result<Meter, ServiceError> {
@@ -439,6 +395,53 @@ impl App {
             from = to;
         }
         Ok(())
+    }
+}
+
+impl Metering<'_> {
+    /// Answers a meter query for the subjects the actor may read.
+    pub async fn query_meter(
+        &self,
+        actor: &Actor,
+        slug: &str,
+        query: &MeterQuery,
+    ) -> Result<MeterQueryResult, ServiceError> {
+        let meter = self.get_meter_for_query(actor, slug).await?;
+        let plan = plan(&meter, query, self.now())?;
+        let mut conn = self.db().readers().acquire().await?;
+        let tenants = self.query_tenants(&mut conn, actor, &plan).await?;
+        let mut rows: BTreeMap<RowKey, Aggregate> = BTreeMap::new();
+        let mut scanned = 0usize;
+        for tenant in &tenants {
+            if plan.rollups_answer() && !self.has_mapped_subjects(tenant).await? {
+                self.add_rollups(&mut conn, tenant, &plan, &mut rows)
+                    .await?;
+            } else {
+                self.scan_events(&mut conn, tenant, &plan, &mut rows, &mut scanned)
+                    .await?;
+            }
+            if rows.len() > ROWS_MAX {
+                return Err(ServiceError::TooLarge(format!(
+                    "the answer has more than {ROWS_MAX} rows; narrow the query or widen the window"
+                )));
+            }
+        }
+        let rows = rows
+            .into_iter()
+            .map(|((start, subject, values), aggregate)| MeterRow {
+                value: aggregate.value(meter.aggregation),
+                window_start: start,
+                window_end: plan.window_end_of(start),
+                subject,
+                group_by: plan.groups.iter().cloned().zip(values).collect(),
+            })
+            .collect();
+        Ok(MeterQueryResult {
+            from: plan.from,
+            to: plan.to,
+            window_size: plan.window_size,
+            rows,
+        })
     }
 }
 

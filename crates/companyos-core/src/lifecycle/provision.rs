@@ -5,56 +5,6 @@ use super::*;
 use companyos_domain::Action;
 
 impl App {
-    /// Creates and provisions a tenant (LIFE-1). The steps run in one transaction with the
-    /// tenant row and its audit record; when a step fails, nothing of it stays but the tenant
-    /// row in `provisioning_failed` with the step log, so the id is reserved and `retry` works.
-    pub async fn create_tenant(
-        &self,
-        actor: &Actor,
-        input: NewTenant,
-    ) -> Result<CreatedTenant, ServiceError> {
-        let now = self.now();
-        let mut entry = self
-            .entry(actor, "tenant.create", &format!("tenant:{}", input.id))
-            .details(json!({"plan": input.plan, "home_region": input.home_region}));
-        if TenantId::parse(&input.id).is_ok() {
-            entry.tenant_id = Some(input.id.clone());
-        }
-        let audit_id = new_id("aud", now);
-        entry.id = Some(audit_id.clone());
-        let mut tx = self.db().begin().await?;
-        let mut steps = StepLog::default();
-        let result = self
-            .create_tenant_in(&mut tx, actor, &input, &audit_id, &mut steps, &mut entry)
-            .await;
-        match result {
-            Ok(created) => self.finish(tx, entry, Ok(created)).await,
-            Err(error) => {
-                tx.rollback().await?;
-                let provisioning_failed = !steps.steps.is_empty();
-                if provisioning_failed {
-                    if let Ok(valid) = self.validate_new_tenant(&input, None) {
-                        let _ = provisioning::remove_boundary(
-                            &json!({"driver": self.settings().boundary_driver.name()}),
-                            self.db(),
-                            &mut *self.db().readers().acquire().await?,
-                            self.data_dir(),
-                            valid.id.as_str(),
-                        )
-                        .await;
-                        self.record_failed_provisioning(&valid, &steps).await?;
-                    }
-                }
-                entry.id = None;
-                if let Value::Object(details) = &mut entry.details {
-                    details.insert("steps".to_owned(), json!(steps));
-                }
-                self.audit_failure(entry, &error).await?;
-                Err(error)
-            }
-        }
-    }
-
     pub(super) async fn create_tenant_in(
         &self,
         tx: &mut Tx,
@@ -263,14 +213,14 @@ impl App {
             .await?;
         let now = self.now();
         let driver = self.settings().boundary_driver.clone();
-        let rules = provisioning::alert_rules(&tenant.id);
+        let rules = boundary::alert_rules(&tenant.id);
         let db = self.db().clone();
         let data_dir = self.data_dir().to_owned();
         let tenant_id = tenant.id.clone();
         let boundary = steps
             .run("boundary", now, async {
                 let details =
-                    provisioning::create_boundary(&driver, &db, tx, &data_dir, &tenant_id, &rules)
+                    boundary::create_boundary(&driver, &db, tx, &data_dir, &tenant_id, &rules)
                         .await?;
                 // The step log is stored and shown later: never with the credentials.
                 let mut logged = details.clone();
@@ -357,7 +307,7 @@ impl App {
             tenant.status = TenantStatus::Active;
         } else {
             let attempt = open_provisioning_attempt(tx, &tenant.id, self.now()).await?;
-            crate::outbox::enqueue(
+            crate::jobs::outbox::enqueue(
                 tx,
                 self.now(),
                 "boundary.create",
@@ -409,7 +359,7 @@ impl App {
         let plan = PlanName::parse(&tenant.plan)
             .ok()
             .and_then(|p| self.settings().plan(&p).cloned());
-        let rules = provisioning::alert_rules(&tenant.id);
+        let rules = boundary::alert_rules(&tenant.id);
         let mut document = json!({
             "kind": "tenant-dossier",
             "version": 1,
@@ -431,8 +381,8 @@ impl App {
             },
             "keys": {
                 "api_key_fingerprint": key_fingerprint,
-                "ledger_verifier_key": self.ledger_verifier_key(),
-                "evidence_public_key": self.evidence_public_key(),
+                "ledger_verifier_key": self.ledger().verifier_key(),
+                "evidence_public_key": self.evidence().public_key(),
             },
             "observability": {
                 "metric_labels": {"tenant": tenant.id, "plan": tenant.plan, "home_region": tenant.home_region},
@@ -450,7 +400,7 @@ impl App {
             "audit_event_ids": audit_ids,
         });
         let dossier_ms = started.elapsed().as_secs_f64() * 1000.0;
-        steps.steps.push(provisioning::Step {
+        steps.steps.push(boundary::Step {
             name: "dossier".to_owned(),
             ok: true,
             started_at: now,
@@ -465,18 +415,71 @@ impl App {
         }
         let bytes = serde_json::to_vec_pretty(&document)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        self.store_evidence_in(
-            tx,
-            actor,
-            NewArtifact {
-                kind: "tenant-dossier",
-                tenant_id: Some(tenant.id.clone()),
-                file_name: format!("tenant-dossier-{}.json", tenant.id),
-                content_type: "application/json",
-                bytes,
-                metadata: json!({"tenant_status": tenant.status.as_str()}),
-            },
-        )
-        .await
+        self.evidence()
+            .store_in(
+                tx,
+                actor,
+                NewArtifact {
+                    kind: "tenant-dossier",
+                    tenant_id: Some(tenant.id.clone()),
+                    file_name: format!("tenant-dossier-{}.json", tenant.id),
+                    content_type: "application/json",
+                    bytes,
+                    metadata: json!({"tenant_status": tenant.status.as_str()}),
+                },
+            )
+            .await
+    }
+}
+
+impl Lifecycle<'_> {
+    /// Creates and provisions a tenant (LIFE-1). The steps run in one transaction with the
+    /// tenant row and its audit record; when a step fails, nothing of it stays but the tenant
+    /// row in `provisioning_failed` with the step log, so the id is reserved and `retry` works.
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        input: NewTenant,
+    ) -> Result<CreatedTenant, ServiceError> {
+        let now = self.now();
+        let mut entry = self
+            .entry(actor, "tenant.create", &format!("tenant:{}", input.id))
+            .details(json!({"plan": input.plan, "home_region": input.home_region}));
+        if TenantId::parse(&input.id).is_ok() {
+            entry.tenant_id = Some(input.id.clone());
+        }
+        let audit_id = new_id("aud", now);
+        entry.id = Some(audit_id.clone());
+        let mut tx = self.db().begin().await?;
+        let mut steps = StepLog::default();
+        let result = self
+            .create_tenant_in(&mut tx, actor, &input, &audit_id, &mut steps, &mut entry)
+            .await;
+        match result {
+            Ok(created) => self.finish(tx, entry, Ok(created)).await,
+            Err(error) => {
+                tx.rollback().await?;
+                let provisioning_failed = !steps.steps.is_empty();
+                if provisioning_failed {
+                    if let Ok(valid) = self.validate_new_tenant(&input, None) {
+                        let _ = boundary::remove_boundary(
+                            &json!({"driver": self.settings().boundary_driver.name()}),
+                            self.db(),
+                            &mut *self.db().readers().acquire().await?,
+                            self.data_dir(),
+                            valid.id.as_str(),
+                        )
+                        .await;
+                        self.record_failed_provisioning(&valid, &steps).await?;
+                    }
+                }
+                entry.id = None;
+                if let Value::Object(details) = &mut entry.details {
+                    details.insert("steps".to_owned(), json!(steps));
+                }
+                self.audit_failure(entry, &error).await?;
+                Err(error)
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ use serde_json::json;
 use sqlx::Row as _;
 use time::OffsetDateTime;
 
+use crate::app::Metering;
 use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::db::{Placeholders, StoreError, list_placeholders};
@@ -53,96 +54,6 @@ fn stored_meter(row: &sqlx::any::AnyRow) -> Result<StoredMeter, ServiceError> {
 }
 
 impl App {
-    /// Creates a meter (`POST /api/v1/meters`); a slug is never redefined.
-    pub async fn create_meter(
-        &self,
-        actor: &Actor,
-        raw: &RawMeter,
-    ) -> Result<StoredMeter, ServiceError> {
-        let slug = raw.slug.clone().unwrap_or_default();
-        let mut entry = self.entry(actor, "meter.create", &format!("meter:{slug}"));
-        let mut tx = self.db().begin().await?;
-        let result = async {
-            self.require(actor, Action::MeterCreate, Resource::Deployment, &[], &mut entry)?;
-            let meter = Meter::parse(raw)?;
-            let definition = serde_json::to_string(&meter.to_raw())
-                .map_err(|e| ServiceError::Internal(e.to_string()))?;
-            entry.details = json!({"meter": serde_json::from_str::<serde_json::Value>(&definition).unwrap_or_default()});
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meters")
-                .fetch_one(&mut *tx)
-                .await?;
-            if count >= METERS_MAX {
-                return Err(ServiceError::TooLarge(format!(
-                    "a deployment holds at most {METERS_MAX} meters"
-                )));
-            }
-            let existing: Option<String> =
-                sqlx::query_scalar("SELECT slug FROM meters WHERE slug = $1")
-                    .bind(meter.slug.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if existing.is_some() {
-                return Err(ServiceError::conflict(format!(
-                    "meter {} already exists; a meter is never redefined (its events would change meaning)",
-                    meter.slug
-                )));
-            }
-            let now = self.now_micros();
-            sqlx::query(
-                "INSERT INTO meters (slug, event_type, service, definition, created_at, created_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(meter.slug.as_str())
-            .bind(&meter.event_type)
-            .bind(meter.service.as_str())
-            .bind(&definition)
-            .bind(now)
-            .bind(actor.principal.actor_name())
-            .execute(&mut *tx)
-            .await?;
-            Ok(StoredMeter {
-                meter,
-                created_at: from_micros(now),
-                created_by: actor.principal.actor_name(),
-            })
-        }
-        .await;
-        self.finish(tx, entry, result).await
-    }
-
-    /// Every meter, by slug.
-    pub async fn list_meters(&self, actor: &Actor) -> Result<Vec<StoredMeter>, ServiceError> {
-        self.authorize_read(
-            actor,
-            Action::MeteringRead,
-            Resource::Deployment,
-            "meters",
-            None,
-        )
-        .await?;
-        let rows = sqlx::query(
-            "SELECT definition, created_at, created_by FROM meters ORDER BY slug LIMIT 1000",
-        )
-        .fetch_all(self.db().readers())
-        .await?;
-        rows.iter().map(stored_meter).collect()
-    }
-
-    /// One meter.
-    pub async fn get_meter(&self, actor: &Actor, slug: &str) -> Result<StoredMeter, ServiceError> {
-        self.authorize_read(
-            actor,
-            Action::MeteringRead,
-            Resource::Deployment,
-            &format!("meter:{slug}"),
-            None,
-        )
-        .await?;
-        self.meter_by_slug(slug)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("meter {slug}")))
-    }
-
     pub(crate) async fn meter_by_slug(
         &self,
         slug: &str,
@@ -270,6 +181,128 @@ impl App {
         Ok(found.is_some())
     }
 
+    /// Refuses subjects that belong to another tenant: mapped to it, or its own id.
+    async fn check_subjects_free(
+        &self,
+        tx: &mut crate::db::Tx,
+        tenant_id: &TenantId,
+        wanted: &BTreeSet<String>,
+    ) -> Result<(), ServiceError> {
+        for subject in wanted {
+            let owner: Option<String> =
+                sqlx::query_scalar("SELECT tenant_id FROM meter_subjects WHERE subject = $1")
+                    .bind(subject)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let other_tenant: Option<String> =
+                sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
+                    .bind(subject)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            let taken = owner
+                .filter(|o| o != tenant_id.as_str())
+                .or(other_tenant.filter(|o| o != tenant_id.as_str()));
+            if let Some(owner) = taken {
+                return Err(ServiceError::conflict(format!(
+                    "subject {subject:?} belongs to tenant {owner}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Metering<'_> {
+    /// Creates a meter (`POST /api/v1/meters`); a slug is never redefined.
+    pub async fn create_meter(
+        &self,
+        actor: &Actor,
+        raw: &RawMeter,
+    ) -> Result<StoredMeter, ServiceError> {
+        let slug = raw.slug.clone().unwrap_or_default();
+        let mut entry = self.entry(actor, "meter.create", &format!("meter:{slug}"));
+        let mut tx = self.db().begin().await?;
+        let result = async {
+            self.require(actor, Action::MeterCreate, Resource::Deployment, &[], &mut entry)?;
+            let meter = Meter::parse(raw)?;
+            let definition = serde_json::to_string(&meter.to_raw())
+                .map_err(|e| ServiceError::Internal(e.to_string()))?;
+            entry.details = json!({"meter": serde_json::from_str::<serde_json::Value>(&definition).unwrap_or_default()});
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM meters")
+                .fetch_one(&mut *tx)
+                .await?;
+            if count >= METERS_MAX {
+                return Err(ServiceError::TooLarge(format!(
+                    "a deployment holds at most {METERS_MAX} meters"
+                )));
+            }
+            let existing: Option<String> =
+                sqlx::query_scalar("SELECT slug FROM meters WHERE slug = $1")
+                    .bind(meter.slug.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if existing.is_some() {
+                return Err(ServiceError::conflict(format!(
+                    "meter {} already exists; a meter is never redefined (its events would change meaning)",
+                    meter.slug
+                )));
+            }
+            let now = self.now_micros();
+            sqlx::query(
+                "INSERT INTO meters (slug, event_type, service, definition, created_at, created_by) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(meter.slug.as_str())
+            .bind(&meter.event_type)
+            .bind(meter.service.as_str())
+            .bind(&definition)
+            .bind(now)
+            .bind(actor.principal.actor_name())
+            .execute(&mut *tx)
+            .await?;
+            Ok(StoredMeter {
+                meter,
+                created_at: from_micros(now),
+                created_by: actor.principal.actor_name(),
+            })
+        }
+        .await;
+        self.finish(tx, entry, result).await
+    }
+
+    /// Every meter, by slug.
+    pub async fn list_meters(&self, actor: &Actor) -> Result<Vec<StoredMeter>, ServiceError> {
+        self.authorize_read(
+            actor,
+            Action::MeteringRead,
+            Resource::Deployment,
+            "meters",
+            None,
+        )
+        .await?;
+        let rows = sqlx::query(
+            "SELECT definition, created_at, created_by FROM meters ORDER BY slug LIMIT 1000",
+        )
+        .fetch_all(self.db().readers())
+        .await?;
+        rows.iter().map(stored_meter).collect()
+    }
+
+    /// One meter.
+    pub async fn get_meter(&self, actor: &Actor, slug: &str) -> Result<StoredMeter, ServiceError> {
+        self.authorize_read(
+            actor,
+            Action::MeteringRead,
+            Resource::Deployment,
+            &format!("meter:{slug}"),
+            None,
+        )
+        .await?;
+        self.meter_by_slug(slug)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("meter {slug}")))
+    }
+
     /// The subjects mapped to a tenant.
     pub async fn tenant_subjects(
         &self,
@@ -350,36 +383,6 @@ impl App {
         }
         .await;
         self.finish(tx, entry, result).await
-    }
-
-    /// Refuses subjects that belong to another tenant: mapped to it, or its own id.
-    async fn check_subjects_free(
-        &self,
-        tx: &mut crate::db::Tx,
-        tenant_id: &TenantId,
-        wanted: &BTreeSet<String>,
-    ) -> Result<(), ServiceError> {
-        for subject in wanted {
-            let owner: Option<String> =
-                sqlx::query_scalar("SELECT tenant_id FROM meter_subjects WHERE subject = $1")
-                    .bind(subject)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            let other_tenant: Option<String> =
-                sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
-                    .bind(subject)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            let taken = owner
-                .filter(|o| o != tenant_id.as_str())
-                .or(other_tenant.filter(|o| o != tenant_id.as_str()));
-            if let Some(owner) = taken {
-                return Err(ServiceError::conflict(format!(
-                    "subject {subject:?} belongs to tenant {owner}"
-                )));
-            }
-        }
-        Ok(())
     }
 }
 

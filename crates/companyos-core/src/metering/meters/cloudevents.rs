@@ -8,10 +8,10 @@ use companyos_domain::cloudevent::{self, CloudEvent, RefusedCloudEvent};
 use companyos_domain::meter::Meter;
 use companyos_domain::{FieldError, TenantId};
 
-use crate::app::{Actor, App};
+use crate::app::{Actor, Metering};
 use crate::authz::Resource;
 use crate::error::ServiceError;
-use crate::ingest::{EventStatus, IngestOutcome, RawEvent};
+use crate::metering::ingest::{EventStatus, IngestOutcome, RawEvent};
 use companyos_domain::Action;
 
 /// The problems of one CloudEvent of a request.
@@ -44,7 +44,7 @@ fn cloudevent_field(field: &str) -> String {
     }
 }
 
-impl App {
+impl Metering<'_> {
     /// Ingests CloudEvents (each its JSON text): maps each to the usage events of its meters,
     /// ingests those as one native batch, and reports per CloudEvent what was refused.
     pub async fn ingest_cloudevents(

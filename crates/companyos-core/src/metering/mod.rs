@@ -12,11 +12,18 @@ use serde_json::{Value, json};
 use sqlx::Row as _;
 use time::OffsetDateTime;
 
+use crate::app::Metering;
 use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::db::StoreError;
 use crate::error::ServiceError;
 use companyos_domain::Action;
+
+pub mod day_close;
+pub(crate) mod group_commit;
+pub mod ingest;
+pub mod meters;
+pub mod reports;
 
 const COVERAGE_SETTING: &str = "coverage_mode";
 
@@ -157,9 +164,11 @@ impl App {
         }
         Ok((deployment, overrides))
     }
+}
 
+impl Metering<'_> {
     /// Declares (or replaces) what a service meters.
-    pub async fn declare_metering(
+    pub async fn declare(
         &self,
         actor: &Actor,
         service: &str,

@@ -15,12 +15,12 @@ use serde_json::json;
 use sqlx::Row as _;
 use time::Date;
 
-use crate::app::{Actor, App};
+use crate::app::{Actor, Metering};
 use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::evidence::{EvidenceRecord, NewArtifact};
 use crate::ledger_store;
-use crate::tenants::usage_log_id;
+use crate::lifecycle::usage_log_id;
 use companyos_domain::Action;
 
 pub mod integrity;
@@ -124,7 +124,7 @@ pub fn day_range(from: &str, to: &str) -> Result<(Date, Date), ServiceError> {
     Ok((from, to))
 }
 
-impl App {
+impl Metering<'_> {
     /// Daily usage rows of a tenant: on-time usage, and the late usage of each day beside it.
     pub async fn daily_usage(
         &self,
@@ -271,7 +271,7 @@ impl App {
         let reconciliation = self.reconciliation(actor, &tenant.id, from, to).await?;
         let log_id = usage_log_id(&tenant.id);
         let origin = self.settings().tenant_origin(&tenant.id);
-        let checkpoint = self.sign_checkpoint(&log_id, &origin).await?;
+        let checkpoint = self.ledger().sign_checkpoint(&log_id, &origin).await?;
         // The rollups, the leaves and the head from one snapshot, so ingestion running meanwhile
         // is never reported as a mismatch.
         let mut snapshot = self.db().begin_snapshot().await?;
@@ -314,7 +314,7 @@ impl App {
             },
             totals,
             checkpoint: checkpoint.map(|c| c.note),
-            ledger_verifier_key: self.ledger_verifier_key(),
+            ledger_verifier_key: self.ledger().verifier_key(),
             rollups: integrity::rollup_rows(&stored),
             reconciliation,
         };
@@ -334,7 +334,7 @@ impl App {
                 &mut entry,
             )?;
             let record = self
-                .store_evidence_in(
+                .evidence().store_in(
                     &mut tx,
                     actor,
                     NewArtifact {

@@ -16,27 +16,29 @@ use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row as _};
 use time::Duration;
 
-use crate::app::{Actor, App, TENANT_KEY_PREFIX};
+use crate::app::{Actor, App, Lifecycle, TENANT_KEY_PREFIX};
 use crate::approvals::ApprovalView;
 use crate::audit::NewAudit;
 use crate::authz::{Principal, Resource, TenantAttributes, tenant_baseline_policies};
 use crate::db::{StoreError, Tx};
 use crate::error::ServiceError;
 use crate::evidence::{EvidenceRecord, NewArtifact};
+use crate::jobs::outbound::OutboundPolicy;
 use crate::ledger_store;
-use crate::outbound::OutboundPolicy;
-use crate::provisioning::{self, StepLog};
+use crate::lifecycle::boundary::StepLog;
 use crate::settings::BoundaryDriverSettings;
 use crate::util::{new_id, new_token, token_fingerprint, token_hash};
 use companyos_domain::Action;
 
 mod attempts;
+pub mod boundary;
 mod callbacks;
 mod placement;
 mod provision;
 mod purge;
 mod record;
 mod rows;
+mod transitions;
 
 pub use attempts::*;
 pub use callbacks::ProvisioningRun;
@@ -400,8 +402,61 @@ impl App {
             .map(|t| self.attributes_of(&t)))
     }
 
+    /// Loads a tenant and authorizes `action` on it; an unknown tenant is 404 for operators and
+    /// 403 for a tenant key (which must not learn which other tenants exist).
+    pub(crate) async fn readable_tenant(
+        &self,
+        conn: &mut AnyConnection,
+        actor: &Actor,
+        id: &str,
+        action: Action,
+    ) -> Result<TenantRow, ServiceError> {
+        let tenant = load_tenant(conn, id, "").await?;
+        match tenant {
+            Some(tenant) => {
+                let attributes = self.attributes_of(&tenant);
+                self.authorize_read(
+                    actor,
+                    action,
+                    Resource::Tenant(&attributes),
+                    &tenant.target(),
+                    Some(&tenant.id),
+                )
+                .await?;
+                Ok(tenant)
+            }
+            None => {
+                let attributes = TenantAttributes {
+                    id: id.to_owned(),
+                    ..placeholder_tenant()
+                };
+                self.authorize_read(
+                    actor,
+                    action,
+                    Resource::Tenant(&attributes),
+                    &format!("tenant:{id}"),
+                    None,
+                )
+                .await?;
+                Err(ServiceError::NotFound(format!("tenant {id}")))
+            }
+        }
+    }
+
+    pub(crate) async fn lock_tenant(
+        &self,
+        tx: &mut Tx,
+        tenant_id: &str,
+    ) -> Result<TenantRow, ServiceError> {
+        load_tenant(tx, tenant_id, self.db().for_update())
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("tenant {tenant_id}")))
+    }
+}
+
+impl Lifecycle<'_> {
     /// Lists tenants, optionally by status.
-    pub async fn list_tenants(
+    pub async fn list(
         &self,
         actor: &Actor,
         status: Option<&str>,
@@ -462,325 +517,12 @@ impl App {
     }
 
     /// One tenant; a tenant key reads only its own.
-    pub async fn get_tenant(&self, actor: &Actor, id: &str) -> Result<TenantRow, ServiceError> {
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<TenantRow, ServiceError> {
         let mut conn = self.db().readers().acquire().await?;
         let tenant = self
             .readable_tenant(&mut conn, actor, id, Action::TenantRead)
             .await?;
         Ok(tenant)
-    }
-
-    /// Loads a tenant and authorizes `action` on it; an unknown tenant is 404 for operators and
-    /// 403 for a tenant key (which must not learn which other tenants exist).
-    pub(crate) async fn readable_tenant(
-        &self,
-        conn: &mut AnyConnection,
-        actor: &Actor,
-        id: &str,
-        action: Action,
-    ) -> Result<TenantRow, ServiceError> {
-        let tenant = load_tenant(conn, id, "").await?;
-        match tenant {
-            Some(tenant) => {
-                let attributes = self.attributes_of(&tenant);
-                self.authorize_read(
-                    actor,
-                    action,
-                    Resource::Tenant(&attributes),
-                    &tenant.target(),
-                    Some(&tenant.id),
-                )
-                .await?;
-                Ok(tenant)
-            }
-            None => {
-                let attributes = TenantAttributes {
-                    id: id.to_owned(),
-                    ..placeholder_tenant()
-                };
-                self.authorize_read(
-                    actor,
-                    action,
-                    Resource::Tenant(&attributes),
-                    &format!("tenant:{id}"),
-                    None,
-                )
-                .await?;
-                Err(ServiceError::NotFound(format!("tenant {id}")))
-            }
-        }
-    }
-
-    /// Suspend, reactivate, delete, restore or purge a tenant, through an approval when the
-    /// settings require one for the action.
-    pub async fn lifecycle(
-        &self,
-        actor: &Actor,
-        tenant_id: &str,
-        action: LifecycleAction,
-        request: LifecycleRequest,
-    ) -> Result<LifecycleOutcome, ServiceError> {
-        let mut entry = self
-            .entry(
-                actor,
-                action.cedar_action().as_str(),
-                &format!("tenant:{tenant_id}"),
-            )
-            .reason(request.reason.as_deref());
-        if TenantId::parse(tenant_id).is_ok() {
-            entry.tenant_id = Some(tenant_id.to_owned());
-        }
-        let mut tx = self.db().begin().await?;
-        let result = self
-            .lifecycle_in(&mut tx, actor, tenant_id, action, &request, &mut entry)
-            .await;
-        self.finish(tx, entry, result).await
-    }
-
-    async fn lifecycle_in(
-        &self,
-        tx: &mut Tx,
-        actor: &Actor,
-        tenant_id: &str,
-        action: LifecycleAction,
-        request: &LifecycleRequest,
-        entry: &mut NewAudit,
-    ) -> Result<LifecycleOutcome, ServiceError> {
-        let mut tenant = self.lock_tenant(tx, tenant_id).await?;
-        let attributes = self.attributes_of(&tenant);
-        self.require(
-            actor,
-            action.cedar_action(),
-            Resource::Tenant(&attributes),
-            &[],
-            entry,
-        )?;
-        let reason = validate_lifecycle_request(&tenant.id, action, request)?;
-        let transition =
-            transition(tenant.status, action, tenant.status_before_delete).map_err(illegal)?;
-        if !transition.changes() {
-            if let Value::Object(details) = &mut entry.details {
-                details.insert("changed".to_owned(), json!(false));
-            }
-            return Ok(LifecycleOutcome::Done {
-                tenant: Box::new(tenant),
-                changed: false,
-                warnings: Vec::new(),
-                evidence: None,
-            });
-        }
-        let system = matches!(actor.principal, Principal::System { .. });
-        if self.settings().needs_approval(action) && !system {
-            let warnings = self.warnings(tx, &tenant, action).await?;
-            let approval = self
-                .create_approval(tx, actor, &tenant, action, reason.as_str(), warnings)
-                .await?;
-            entry.action = "approval.request".to_owned();
-            if let Value::Object(details) = &mut entry.details {
-                details.insert("action".to_owned(), json!(action.cedar_action().as_str()));
-                details.insert("approval_id".to_owned(), json!(approval.id));
-                details.insert("warnings".to_owned(), json!(approval.warnings));
-            }
-            return Ok(LifecycleOutcome::PendingApproval(approval));
-        }
-        let (warnings, evidence) = self
-            .execute_lifecycle(tx, actor, &mut tenant, action, reason.as_str(), None, entry)
-            .await?;
-        Ok(LifecycleOutcome::Done {
-            tenant: Box::new(tenant),
-            changed: true,
-            warnings,
-            evidence,
-        })
-    }
-
-    pub(crate) async fn lock_tenant(
-        &self,
-        tx: &mut Tx,
-        tenant_id: &str,
-    ) -> Result<TenantRow, ServiceError> {
-        load_tenant(tx, tenant_id, self.db().for_update())
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("tenant {tenant_id}")))
-    }
-
-    /// What an action will do that cannot be undone, named before it happens.
-    pub(crate) async fn warnings(
-        &self,
-        conn: &mut AnyConnection,
-        tenant: &TenantRow,
-        action: LifecycleAction,
-    ) -> Result<Vec<String>, ServiceError> {
-        let payloads = crate::bundles::count_events(conn, tenant.id.as_str()).await?;
-        let keys: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM tenant_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(tenant.id.as_str())
-        .fetch_one(&mut *conn)
-        .await?;
-        let boundary = boundary_summary(&tenant.boundary);
-        Ok(match action {
-            LifecycleAction::Delete => {
-                let purge_at =
-                    self.now() + Duration::days(i64::from(tenant.retention.tombstone_days));
-                let mut warnings = vec![format!(
-                    "tenant {} becomes inaccessible at once (API keys, forward auth, boundary); it stays restorable until {}",
-                    tenant.id,
-                    format_rfc3339(purge_at)
-                )];
-                if tenant.retention.legal_hold {
-                    warnings.push(
-                        "a legal hold is set: nothing will be purged until it is lifted".to_owned(),
-                    );
-                } else if tenant.retention.hard_delete_allowed {
-                    warnings.push(format!(
-                        "IRREVERSIBLE after {}: the purge job deletes {boundary}, {payloads} usage event payloads and {keys} API keys",
-                        format_rfc3339(purge_at)
-                    ));
-                } else {
-                    warnings.push("hard delete is not allowed for this tenant: the tombstone is kept for ever".to_owned());
-                }
-                warnings
-            }
-            LifecycleAction::Purge => vec![format!(
-                "IRREVERSIBLE: purge deletes {boundary}, {payloads} usage event payloads and {keys} API keys of tenant {}; ledger leaves and checkpoints, daily rollups and audit records are retained, and the id is never reused",
-                tenant.id
-            )],
-            _ => Vec::new(),
-        })
-    }
-
-    /// Applies a lifecycle action whose authorization (and approval) is settled.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn execute_lifecycle(
-        &self,
-        tx: &mut Tx,
-        actor: &Actor,
-        tenant: &mut TenantRow,
-        action: LifecycleAction,
-        reason: &str,
-        approval_id: Option<&str>,
-        entry: &mut NewAudit,
-    ) -> Result<(Vec<String>, Option<EvidenceRecord>), ServiceError> {
-        let transition =
-            transition(tenant.status, action, tenant.status_before_delete).map_err(illegal)?;
-        let now = self.now();
-        let now_micros = to_micros(now);
-        let mut warnings = Vec::new();
-        let mut evidence = None;
-        let mut details = json!({"from": transition.from.as_str(), "to": transition.to.as_str()});
-        if let Some(id) = approval_id {
-            details["approval_id"] = json!(id);
-        }
-        match action {
-            LifecycleAction::Suspend => {
-                let boundary = provisioning::set_boundary_access(
-                    &tenant.boundary,
-                    self.db(),
-                    tx,
-                    self.data_dir(),
-                    &tenant.id,
-                    false,
-                    reason,
-                )
-                .await
-                .map_err(ServiceError::from)?;
-                let scaled = self.scale_workloads_to_zero(tx, &tenant.id).await?;
-                tenant.suspended_at = Some(now_micros);
-                details["boundary"] = boundary;
-                details["workloads_scaled_to_zero"] = json!(scaled);
-            }
-            LifecycleAction::Reactivate => {
-                let boundary = provisioning::set_boundary_access(
-                    &tenant.boundary,
-                    self.db(),
-                    tx,
-                    self.data_dir(),
-                    &tenant.id,
-                    true,
-                    reason,
-                )
-                .await
-                .map_err(ServiceError::from)?;
-                let restored = self.restore_workloads(tx, &tenant.id).await?;
-                tenant.suspended_at = None;
-                details["boundary"] = boundary;
-                details["workloads_restored"] = json!(restored);
-            }
-            LifecycleAction::Delete => {
-                warnings = self.warnings(tx, tenant, action).await?;
-                if tenant.status == TenantStatus::Active {
-                    provisioning::set_boundary_access(
-                        &tenant.boundary,
-                        self.db(),
-                        tx,
-                        self.data_dir(),
-                        &tenant.id,
-                        false,
-                        reason,
-                    )
-                    .await
-                    .map_err(ServiceError::from)?;
-                    self.scale_workloads_to_zero(tx, &tenant.id).await?;
-                }
-                tenant.status_before_delete = Some(tenant.status);
-                tenant.deleted_at = Some(now_micros);
-                tenant.purge_after = Some(to_micros(
-                    now + Duration::days(i64::from(tenant.retention.tombstone_days)),
-                ));
-                details["purge_after"] = time_or_null(tenant.purge_after);
-                details["warnings"] = json!(warnings);
-            }
-            LifecycleAction::Restore => {
-                if transition.to == TenantStatus::Active {
-                    provisioning::set_boundary_access(
-                        &tenant.boundary,
-                        self.db(),
-                        tx,
-                        self.data_dir(),
-                        &tenant.id,
-                        true,
-                        reason,
-                    )
-                    .await
-                    .map_err(ServiceError::from)?;
-                    self.restore_workloads(tx, &tenant.id).await?;
-                }
-                tenant.status_before_delete = None;
-                tenant.deleted_at = None;
-                tenant.purge_after = None;
-            }
-            LifecycleAction::Purge => {
-                warnings = self.warnings(tx, tenant, action).await?;
-                let record = self
-                    .purge(tx, actor, tenant, reason, approval_id, &warnings)
-                    .await?;
-                details["deletion_certificate"] = json!(record.id);
-                evidence = Some(record);
-            }
-        }
-        tenant.status = transition.to;
-        tenant.updated_at = now_micros;
-        update_tenant(tx, tenant).await?;
-        crate::outbox::enqueue(
-            tx,
-            now,
-            action.cedar_action().as_str(),
-            Some(&tenant.id),
-            "driver",
-            json!({"tenant_id": tenant.id, "status": tenant.status.as_str(), "reason": reason}),
-        )
-        .await?;
-        entry.action = action.cedar_action().as_str().to_owned();
-        if let (Value::Object(existing), Value::Object(new)) = (&mut entry.details, details) {
-            existing.extend(new);
-        }
-        self.metrics().increment(
-            "companyos_lifecycle_transitions_total",
-            vec![("action", action.as_str().to_owned())],
-            1,
-        );
-        Ok((warnings, evidence))
     }
 
     /// Forward auth (CONTRACT §4): the tenant of an active tenant key; 403 otherwise. With a
@@ -792,74 +534,6 @@ impl App {
             .await?
             .tenant_id)
     }
-}
-
-async fn sign_in_tx(
-    app: &App,
-    tx: &mut Tx,
-    log_id: &str,
-    origin: &str,
-    size: u64,
-    root: companyos_ledger::Hash,
-    latest: Option<ledger_store::StoredCheckpoint>,
-) -> Result<String, ServiceError> {
-    let proof = match &latest {
-        Some(last) => ledger_store::consistency_proof(tx, log_id, last.tree_size, size).await?,
-        None => Vec::new(),
-    };
-    let mut signer = companyos_ledger::CheckpointSigner::new(
-        app.keys().checkpoint.clone(),
-        origin,
-        latest.as_ref().map(|c| (c.tree_size, c.root)),
-    );
-    let checkpoint = companyos_ledger::Checkpoint::new(origin, size, root)
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-    let note = signer
-        .sign(&checkpoint, &proof)
-        .map_err(|e| ServiceError::Internal(e.to_string()))?
-        .to_string();
-    sqlx::query(
-        "INSERT INTO ledger_checkpoints (log_id, tree_size, root, note, signed_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(log_id)
-    .bind(i64::try_from(size).map_err(|_| ServiceError::Internal("size".to_owned()))?)
-    .bind(root.as_bytes().to_vec())
-    .bind(note.as_str())
-    .bind(app.now_micros())
-    .execute(&mut **tx)
-    .await?;
-    Ok(note)
-}
-
-fn validate_lifecycle_request(
-    tenant_id: &str,
-    action: LifecycleAction,
-    request: &LifecycleRequest,
-) -> Result<Reason, ServiceError> {
-    let mut c = Collector::new();
-    let reason = match request.reason.as_deref() {
-        Some(text) => c.take(Reason::parse(text)),
-        None => {
-            c.push(FieldError::new("reason", "is required"));
-            None
-        }
-    };
-    if action.needs_confirmation() {
-        match request.confirm.as_deref() {
-            Some(confirm) if confirm == tenant_id => {}
-            Some(_) => c.push(FieldError::new(
-                "confirm",
-                format!("must equal the tenant id {tenant_id:?}"),
-            )),
-            None => c.push(FieldError::new(
-                "confirm",
-                format!("is required: repeat the tenant id {tenant_id:?} to confirm"),
-            )),
-        }
-    }
-    c.finish()?;
-    reason.ok_or_else(|| ServiceError::invalid("reason", "is required"))
 }
 
 /// A deleted tenant is purged by the purge timer, without a purge approval, once its tombstone
@@ -902,32 +576,6 @@ fn refuse_loosening_while_deleting(
             ),
             current_status: Some(tenant.status.as_str().to_owned()),
         }),
-    }
-}
-
-fn illegal(error: IllegalTransition) -> ServiceError {
-    ServiceError::Conflict {
-        message: error.to_string(),
-        current_status: Some(error.current.as_str().to_owned()),
-    }
-}
-
-fn boundary_summary(boundary: &Value) -> String {
-    match boundary.get("driver").and_then(Value::as_str) {
-        Some("directory") => format!(
-            "the boundary directory {}",
-            boundary.get("path").and_then(Value::as_str).unwrap_or("?")
-        ),
-        Some("postgres") => format!(
-            "the PostgreSQL schema {} and role {}",
-            boundary
-                .get("schema")
-                .and_then(Value::as_str)
-                .unwrap_or("?"),
-            boundary.get("role").and_then(Value::as_str).unwrap_or("?")
-        ),
-        Some(driver) => format!("the {driver} boundary"),
-        None => "the boundary".to_owned(),
     }
 }
 

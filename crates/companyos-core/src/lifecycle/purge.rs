@@ -22,8 +22,7 @@ impl App {
         let removed = steps
             .run("remove-boundary", now, async {
                 let details =
-                    provisioning::remove_boundary(&boundary, &db, tx, &data_dir, &tenant_id)
-                        .await?;
+                    boundary::remove_boundary(&boundary, &db, tx, &data_dir, &tenant_id).await?;
                 Ok((details.clone(), details))
             })
             .await
@@ -158,25 +157,26 @@ impl App {
                 {"what": "the tenant id and its tombstone row", "why": "ids are never reused"},
             ],
             "final_checkpoint": final_checkpoint,
-            "ledger_verifier_key": self.ledger_verifier_key(),
+            "ledger_verifier_key": self.ledger().verifier_key(),
             "steps": steps,
         });
         let bytes = serde_json::to_vec_pretty(&certificate)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         tenant.purged_at = Some(now_micros);
-        self.store_evidence_in(
-            tx,
-            actor,
-            NewArtifact {
-                kind: "deletion-certificate",
-                tenant_id: Some(tenant.id.clone()),
-                file_name: format!("deletion-certificate-{}.json", tenant.id),
-                content_type: "application/json",
-                bytes,
-                metadata: json!({"usage_event_payloads_deleted": payloads}),
-            },
-        )
-        .await
+        self.evidence()
+            .store_in(
+                tx,
+                actor,
+                NewArtifact {
+                    kind: "deletion-certificate",
+                    tenant_id: Some(tenant.id.clone()),
+                    file_name: format!("deletion-certificate-{}.json", tenant.id),
+                    content_type: "application/json",
+                    bytes,
+                    metadata: json!({"usage_event_payloads_deleted": payloads}),
+                },
+            )
+            .await
     }
 
     pub(super) async fn scale_workloads_to_zero(
@@ -224,7 +224,7 @@ impl App {
         if workloads.is_empty() {
             return Ok(());
         }
-        crate::outbox::enqueue(
+        crate::jobs::outbox::enqueue(
             tx,
             self.now(),
             "workloads.scale",
@@ -235,4 +235,42 @@ impl App {
         .await?;
         Ok(())
     }
+}
+
+async fn sign_in_tx(
+    app: &App,
+    tx: &mut Tx,
+    log_id: &str,
+    origin: &str,
+    size: u64,
+    root: companyos_ledger::Hash,
+    latest: Option<ledger_store::StoredCheckpoint>,
+) -> Result<String, ServiceError> {
+    let proof = match &latest {
+        Some(last) => ledger_store::consistency_proof(tx, log_id, last.tree_size, size).await?,
+        None => Vec::new(),
+    };
+    let mut signer = companyos_ledger::CheckpointSigner::new(
+        app.keys().checkpoint.clone(),
+        origin,
+        latest.as_ref().map(|c| (c.tree_size, c.root)),
+    );
+    let checkpoint = companyos_ledger::Checkpoint::new(origin, size, root)
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let note = signer
+        .sign(&checkpoint, &proof)
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+        .to_string();
+    sqlx::query(
+        "INSERT INTO ledger_checkpoints (log_id, tree_size, root, note, signed_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(log_id)
+    .bind(i64::try_from(size).map_err(|_| ServiceError::Internal("size".to_owned()))?)
+    .bind(root.as_bytes().to_vec())
+    .bind(note.as_str())
+    .bind(app.now_micros())
+    .execute(&mut **tx)
+    .await?;
+    Ok(note)
 }

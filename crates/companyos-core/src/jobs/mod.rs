@@ -7,9 +7,12 @@ use companyos_domain::time_util::to_micros;
 use sqlx::Row as _;
 use tokio::sync::watch;
 
-use crate::app::{Actor, App};
+use crate::app::{Actor, Jobs};
 use crate::error::ServiceError;
-use crate::tenants::LifecycleRequest;
+use crate::lifecycle::LifecycleRequest;
+
+pub mod outbound;
+pub mod outbox;
 
 /// The jobs, in the order a tick runs them.
 pub const JOBS: [&str; 9] = [
@@ -33,7 +36,7 @@ const AUDIT_HOOKS_CURSOR: &str = "audit_hooks_cursor";
 /// Tenants purged per run of the purge timer.
 pub const PURGES_PER_RUN_MAX: i64 = 50;
 
-impl App {
+impl Jobs<'_> {
     /// Takes or renews the lease of `job` for this node; false when another node holds it.
     pub async fn acquire_lease(&self, job: &str) -> Result<bool, ServiceError> {
         let now = self.now();
@@ -62,12 +65,12 @@ impl App {
             return Ok(None);
         }
         let done = match job {
-            "checkpoints" => self.sign_all_checkpoints().await?,
+            "checkpoints" => self.ledger().sign_all_checkpoints().await?,
             "plan-changes" => self.billing().apply_due_plan_changes().await?,
-            "day-close" => self.close_days().await?,
+            "day-close" => self.metering().close_days().await?,
             "month-close" => self.statements().close_months().await?,
             "purge-timer" => self.purge_due_tenants().await?,
-            "approval-expiry" => self.expire_approvals().await?,
+            "approval-expiry" => self.approvals().expire().await?,
             "audit-hooks" => self.enqueue_audit_hooks().await?,
             "outbox" => self.deliver_outbox().await?,
             "analyze" => self.refresh_statistics().await?,
@@ -77,8 +80,8 @@ impl App {
     }
 
     /// Runs every job once (a tick), and this node's own housekeeping, which takes no lease.
-    pub async fn run_jobs_once(&self) {
-        if let Err(error) = self.flush_auth_failures(false).await {
+    pub async fn run_once(&self) {
+        if let Err(error) = self.operators().flush_auth_failures(false).await {
             tracing::error!(%error, "cannot write the failed-authentication aggregates");
         }
         if let Err(error) = self.billing().flush_refusals().await {
@@ -102,19 +105,19 @@ impl App {
     }
 
     /// Runs the jobs every `job_interval` until `shutdown` turns true.
-    pub async fn run_jobs(&self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let mut interval = tokio::time::interval(self.settings().job_interval);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = interval.tick() => self.run_jobs_once().await,
+                _ = interval.tick() => self.run_once().await,
                 _ = shutdown.changed() => {
                     if *shutdown.borrow() { break; }
                 }
             }
         }
         // Runs after the server stopped taking requests: every count reaches the audit log.
-        if let Err(error) = self.flush_auth_failures(true).await {
+        if let Err(error) = self.operators().flush_auth_failures(true).await {
             tracing::error!(%error, "cannot write the failed-authentication aggregates");
         }
         if let Err(error) = self.billing().flush_refusals().await {
@@ -205,7 +208,7 @@ impl App {
             let Some(url) = hooks.get(tenant) else {
                 continue;
             };
-            crate::outbox::enqueue(
+            crate::jobs::outbox::enqueue(
                 &mut tx,
                 self.now(),
                 "audit.record",
@@ -251,7 +254,8 @@ impl App {
                 confirm: Some(id.clone()),
             };
             match self
-                .lifecycle(&system, &id, LifecycleAction::Purge, request)
+                .lifecycle()
+                .transition(&system, &id, LifecycleAction::Purge, request)
                 .await
             {
                 Ok(_) => purged += 1,

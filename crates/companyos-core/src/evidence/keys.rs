@@ -10,7 +10,7 @@ use companyos_ledger::note::{KeyName, NoteSigner, NoteVerifier};
 use ed25519_dalek::SigningKey;
 
 use crate::db::{Db, StoreError};
-use crate::minisign::MinisignKey;
+use crate::evidence::minisign::MinisignKey;
 use crate::util::random_bytes;
 
 /// Why the keys could not be loaded or created.
@@ -55,7 +55,8 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 
 /// Writes a new secret file with mode 0600; fails if anything (a file, a link) exists.
 fn write_secret(path: &Path, contents: &str) -> Result<(), KeyError> {
-    crate::secret_files::create_secret_file(path, contents.as_bytes()).map_err(io("create", path))
+    crate::evidence::secret_files::create_secret_file(path, contents.as_bytes())
+        .map_err(io("create", path))
 }
 
 fn read_secret(path: &Path) -> Result<String, KeyError> {
@@ -79,7 +80,7 @@ impl Keys {
     /// key was created.
     pub fn load_or_create(data_dir: &Path, log_name: &str) -> Result<(Keys, bool), KeyError> {
         let dir = Self::keys_dir(data_dir);
-        crate::secret_files::create_private_dir(&dir).map_err(io("create", &dir))?;
+        crate::evidence::secret_files::create_private_dir(&dir).map_err(io("create", &dir))?;
         let mut created = false;
 
         let checkpoint_path = dir.join("checkpoint.key");

@@ -7,14 +7,21 @@ use companyos_domain::time_util::{format_rfc3339, from_micros, to_micros};
 use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row as _};
 
-use crate::app::{Actor, App};
+use crate::app::{Actor, App, Approvals};
 use crate::audit::NewAudit;
 use crate::authz::{Principal, Resource};
 use crate::db::{StoreError, Tx};
 use crate::error::ServiceError;
-use crate::tenants::{LifecycleOutcome, TenantRow};
+use crate::lifecycle::{LifecycleOutcome, TenantRow};
 use crate::util::new_id;
 use companyos_domain::Action;
+
+mod actions;
+mod expiry;
+
+use expiry::lapsed;
+
+pub use actions::{AllowedAction, TenantActions};
 
 /// How many creators back the two-person rule follows from an approver (an admin who creates
 /// an admin who creates an approver is still one person).
@@ -59,7 +66,7 @@ pub(crate) fn approval_facts(tenant: &TenantRow) -> Value {
 
 /// The names of the facts that differ between `approved` and `now` (all of them when the
 /// approval recorded none).
-fn changed_facts(approved: Option<&Value>, now: &Value) -> Vec<String> {
+pub(super) fn changed_facts(approved: Option<&Value>, now: &Value) -> Vec<String> {
     let Value::Object(now) = now else {
         return vec!["facts".to_owned()];
     };
@@ -187,133 +194,6 @@ impl App {
         .execute(&mut **tx)
         .await?;
         Ok(approval)
-    }
-
-    /// Approvals, optionally by status.
-    pub async fn list_approvals(
-        &self,
-        actor: &Actor,
-        status: Option<&str>,
-    ) -> Result<Vec<ApprovalView>, ServiceError> {
-        if let Some(status) = status {
-            if ![
-                "pending", "approved", "executed", "rejected", "expired", "lapsed", "failed",
-            ]
-            .contains(&status)
-            {
-                return Err(ServiceError::invalid(
-                    "status",
-                    "must be one of pending, executed, rejected, expired, failed",
-                ));
-            }
-        }
-        self.authorize_read(
-            actor,
-            Action::ApprovalRead,
-            Resource::Deployment,
-            "approvals",
-            None,
-        )
-        .await?;
-        let mut conn = self.db().readers().acquire().await?;
-        // Requests past their time read as expired even before the expiry job marks them.
-        let now = self.now_micros();
-        let rows = sqlx::query(&format!(
-            "SELECT {APPROVAL_COLUMNS} FROM approvals ORDER BY requested_at DESC LIMIT 1000"
-        ))
-        .fetch_all(&mut *conn)
-        .await?;
-        let mut approvals = Vec::new();
-        for row in &rows {
-            let mut approval = row_to_approval(row)?;
-            if approval.status == "pending" && approval.expires_at <= now {
-                approval.status = "expired".to_owned();
-            }
-            if status.is_none_or(|s| s == approval.status) {
-                approvals.push(approval);
-            }
-        }
-        Ok(approvals)
-    }
-
-    pub async fn get_approval(
-        &self,
-        actor: &Actor,
-        id: &str,
-    ) -> Result<ApprovalView, ServiceError> {
-        self.authorize_read(
-            actor,
-            Action::ApprovalRead,
-            Resource::Deployment,
-            &format!("approval:{id}"),
-            None,
-        )
-        .await?;
-        let mut conn = self.db().readers().acquire().await?;
-        load_approval(&mut conn, id, "")
-            .await?
-            .ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))
-    }
-
-    /// Approves a pending request and runs its action, as one audited transaction.
-    pub async fn approve(
-        &self,
-        actor: &Actor,
-        id: &str,
-        comment: Option<&str>,
-    ) -> Result<(ApprovalView, LifecycleOutcome), ServiceError> {
-        let mut entry = self.entry(actor, "approval.approve", &format!("approval:{id}"));
-        let mut tx = self.db().begin().await?;
-        let result = self
-            .decide(&mut tx, actor, id, comment, true, &mut entry)
-            .await;
-        match result {
-            Ok((approval, outcome, execution_entry)) => {
-                // Two records: the approval decision and the action it ran.
-                let records = vec![
-                    entry,
-                    execution_entry.unwrap_or_else(|| unreachable_entry(actor)),
-                ];
-                let records = self.append_audit(&mut tx, self.now(), records).await?;
-                tx.commit().await?;
-                self.committed(&records);
-                Ok((
-                    approval,
-                    outcome
-                        .ok_or_else(|| ServiceError::Internal("approval ran nothing".to_owned()))?,
-                ))
-            }
-            Err(error) => {
-                tx.rollback().await?;
-                self.expire_if_due(id).await?;
-                self.lapse_if_stale(id).await?;
-                self.audit_failure(entry, &error).await?;
-                Err(error)
-            }
-        }
-    }
-
-    /// Rejects a pending request.
-    pub async fn reject(
-        &self,
-        actor: &Actor,
-        id: &str,
-        comment: Option<&str>,
-    ) -> Result<ApprovalView, ServiceError> {
-        let mut entry = self.entry(actor, "approval.reject", &format!("approval:{id}"));
-        let mut tx = self.db().begin().await?;
-        let result = self
-            .decide(&mut tx, actor, id, comment, false, &mut entry)
-            .await
-            .map(|(approval, _, _)| approval);
-        if result.is_err() {
-            tx.rollback().await?;
-            self.expire_if_due(id).await?;
-            let Err(error) = result else { unreachable!() };
-            self.audit_failure(entry, &error).await?;
-            return Err(error);
-        }
-        self.finish(tx, entry, result).await
     }
 
     async fn decide(
@@ -546,83 +426,130 @@ impl App {
                 .map_err(|_| StoreError::corrupt(format!("operator role {role:?}")))?,
         })
     }
-
-    /// Marks one approval expired if its time has passed (audited as `approval.expire`).
-    async fn expire_if_due(&self, id: &str) -> Result<(), ServiceError> {
-        let mut tx = self.db().begin().await?;
-        let updated = sqlx::query(
-            "UPDATE approvals SET status = 'expired' WHERE id = $1 AND status = 'pending' \
-             AND expires_at <= $2",
-        )
-        .bind(id)
-        .bind(self.now_micros())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated > 0 {
-            let system = Actor::system("approval-expiry");
-            let entry = self.entry(&system, "approval.expire", &format!("approval:{id}"));
-            self.append_audit(&mut tx, self.now(), vec![entry]).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Marks one pending approval lapsed when the facts it was requested on have changed
-    /// (audited as `approval.lapse`, naming what changed): it can never be approved again.
-    async fn lapse_if_stale(&self, id: &str) -> Result<(), ServiceError> {
-        let mut tx = self.db().begin().await?;
-        let Some(approval) = load_approval(&mut tx, id, self.db().for_update()).await? else {
-            tx.rollback().await?;
-            return Ok(());
-        };
-        let tenant = crate::tenants::load_tenant(&mut tx, &approval.tenant_id, "").await?;
-        let changed = match &tenant {
-            Some(tenant) => changed_facts(approval.facts.as_ref(), &approval_facts(tenant)),
-            None => vec!["tenant".to_owned()],
-        };
-        if approval.status != "pending" || changed.is_empty() {
-            tx.rollback().await?;
-            return Ok(());
-        }
-        sqlx::query("UPDATE approvals SET status = 'lapsed' WHERE id = $1 AND status = 'pending'")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let system = Actor::system("approval-lapse");
-        let entry = self
-            .entry(&system, "approval.lapse", &format!("approval:{id}"))
-            .tenant(&approval.tenant_id)
-            .details(json!({"action": approval.action, "changed": changed}));
-        self.append_audit(&mut tx, self.now(), vec![entry]).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Expires every pending approval past its time (the expiry job).
-    pub async fn expire_approvals(&self) -> Result<usize, ServiceError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= $1 LIMIT 1000",
-        )
-        .bind(self.now_micros())
-        .fetch_all(self.db().readers())
-        .await?;
-        for id in &ids {
-            self.expire_if_due(id).await?;
-        }
-        Ok(ids.len())
-    }
 }
 
-fn lapsed(approval_id: &str, tenant_id: &str, changed: &[String]) -> ServiceError {
-    ServiceError::Conflict {
-        message: format!(
-            "approval {approval_id} has lapsed: tenant {tenant_id} changed since it was \
-             requested ({}), so the approver would not approve what they were shown; request \
-             the action again",
-            changed.join(", ")
-        ),
-        current_status: Some("lapsed".to_owned()),
+impl Approvals<'_> {
+    /// Approvals, optionally by status.
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        status: Option<&str>,
+    ) -> Result<Vec<ApprovalView>, ServiceError> {
+        if let Some(status) = status {
+            if ![
+                "pending", "approved", "executed", "rejected", "expired", "lapsed", "failed",
+            ]
+            .contains(&status)
+            {
+                return Err(ServiceError::invalid(
+                    "status",
+                    "must be one of pending, executed, rejected, expired, failed",
+                ));
+            }
+        }
+        self.authorize_read(
+            actor,
+            Action::ApprovalRead,
+            Resource::Deployment,
+            "approvals",
+            None,
+        )
+        .await?;
+        let mut conn = self.db().readers().acquire().await?;
+        // Requests past their time read as expired even before the expiry job marks them.
+        let now = self.now_micros();
+        let rows = sqlx::query(&format!(
+            "SELECT {APPROVAL_COLUMNS} FROM approvals ORDER BY requested_at DESC LIMIT 1000"
+        ))
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut approvals = Vec::new();
+        for row in &rows {
+            let mut approval = row_to_approval(row)?;
+            if approval.status == "pending" && approval.expires_at <= now {
+                approval.status = "expired".to_owned();
+            }
+            if status.is_none_or(|s| s == approval.status) {
+                approvals.push(approval);
+            }
+        }
+        Ok(approvals)
+    }
+
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<ApprovalView, ServiceError> {
+        self.authorize_read(
+            actor,
+            Action::ApprovalRead,
+            Resource::Deployment,
+            &format!("approval:{id}"),
+            None,
+        )
+        .await?;
+        let mut conn = self.db().readers().acquire().await?;
+        load_approval(&mut conn, id, "")
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))
+    }
+
+    /// Approves a pending request and runs its action, as one audited transaction.
+    pub async fn approve(
+        &self,
+        actor: &Actor,
+        id: &str,
+        comment: Option<&str>,
+    ) -> Result<(ApprovalView, LifecycleOutcome), ServiceError> {
+        let mut entry = self.entry(actor, "approval.approve", &format!("approval:{id}"));
+        let mut tx = self.db().begin().await?;
+        let result = self
+            .decide(&mut tx, actor, id, comment, true, &mut entry)
+            .await;
+        match result {
+            Ok((approval, outcome, execution_entry)) => {
+                // Two records: the approval decision and the action it ran.
+                let records = vec![
+                    entry,
+                    execution_entry.unwrap_or_else(|| unreachable_entry(actor)),
+                ];
+                let records = self.append_audit(&mut tx, self.now(), records).await?;
+                tx.commit().await?;
+                self.committed(&records);
+                Ok((
+                    approval,
+                    outcome
+                        .ok_or_else(|| ServiceError::Internal("approval ran nothing".to_owned()))?,
+                ))
+            }
+            Err(error) => {
+                tx.rollback().await?;
+                self.expire_if_due(id).await?;
+                self.lapse_if_stale(id).await?;
+                self.audit_failure(entry, &error).await?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Rejects a pending request.
+    pub async fn reject(
+        &self,
+        actor: &Actor,
+        id: &str,
+        comment: Option<&str>,
+    ) -> Result<ApprovalView, ServiceError> {
+        let mut entry = self.entry(actor, "approval.reject", &format!("approval:{id}"));
+        let mut tx = self.db().begin().await?;
+        let result = self
+            .decide(&mut tx, actor, id, comment, false, &mut entry)
+            .await
+            .map(|(approval, _, _)| approval);
+        if result.is_err() {
+            tx.rollback().await?;
+            self.expire_if_due(id).await?;
+            let Err(error) = result else { unreachable!() };
+            self.audit_failure(entry, &error).await?;
+            return Err(error);
+        }
+        self.finish(tx, entry, result).await
     }
 }
 
@@ -634,99 +561,4 @@ fn unreachable_entry(actor: &Actor) -> NewAudit {
         "unknown",
     )
     .channel(actor.channel)
-}
-
-/// What a caller may do with a tenant right now, for a console that offers only what can apply.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TenantActions {
-    /// Lifecycle actions the policies permit this caller on this tenant and that the state
-    /// machine would carry out from its current state (a no-op, such as suspending a suspended
-    /// tenant, is not offered).
-    pub allowed: Vec<AllowedAction>,
-    /// The newest pending (not yet expired) approval of the tenant; `None` also when the caller
-    /// may not read approvals.
-    pub pending_approval: Option<ApprovalView>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AllowedAction {
-    pub action: LifecycleAction,
-    /// Running it creates a pending approval (the `approval_required` setting).
-    pub needs_approval: bool,
-}
-
-impl App {
-    /// The actions `actor` may take on each of `tenants` now, decided by the Cedar policies
-    /// (the same request `lifecycle` makes, so forbids such as a legal hold count) and the
-    /// lifecycle state machine, with each tenant's pending approval.
-    pub async fn tenant_actions(
-        &self,
-        actor: &Actor,
-        tenants: &[TenantRow],
-    ) -> Result<Vec<TenantActions>, ServiceError> {
-        let may_read_approvals = self
-            .authorizer()
-            .authorize(
-                &actor.principal,
-                Action::ApprovalRead,
-                Resource::Deployment,
-                &[],
-            )
-            .allowed;
-        let mut pending: std::collections::HashMap<String, ApprovalView> =
-            std::collections::HashMap::new();
-        if may_read_approvals && !tenants.is_empty() {
-            let now = self.now_micros();
-            let mut conn = self.db().readers().acquire().await?;
-            // Newest first, so the first seen per tenant is kept; bounded like list_approvals.
-            let rows = sqlx::query(&format!(
-                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending' \
-                 AND expires_at > $1 ORDER BY requested_at DESC LIMIT 1000"
-            ))
-            .bind(now)
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in &rows {
-                let approval = row_to_approval(row)?;
-                pending
-                    .entry(approval.tenant_id.clone())
-                    .or_insert(approval);
-            }
-        }
-        Ok(tenants
-            .iter()
-            .map(|tenant| {
-                let attributes = self.attributes_of(tenant);
-                let allowed = LifecycleAction::ALL
-                    .into_iter()
-                    .filter(|action| {
-                        companyos_domain::tenant::transition(
-                            tenant.status,
-                            *action,
-                            tenant.status_before_delete,
-                        )
-                        .is_ok_and(|t| t.changes())
-                    })
-                    .filter(|action| {
-                        self.authorizer()
-                            .authorize(
-                                &actor.principal,
-                                action.cedar_action(),
-                                Resource::Tenant(&attributes),
-                                &[],
-                            )
-                            .allowed
-                    })
-                    .map(|action| AllowedAction {
-                        action,
-                        needs_approval: self.settings().needs_approval(action),
-                    })
-                    .collect();
-                TenantActions {
-                    allowed,
-                    pending_approval: pending.get(tenant.id.as_str()).cloned(),
-                }
-            })
-            .collect())
-    }
 }

@@ -4,7 +4,7 @@
 use super::*;
 use companyos_domain::Action;
 
-impl App {
+impl Lifecycle<'_> {
     /// Adds or removes deploy regions; each addition must be within the allowed regions
     /// (residency, decided by policy).
     pub async fn update_regions(
@@ -89,7 +89,7 @@ impl App {
             tenant.deploy_regions = regions.into_iter().collect();
             tenant.updated_at = self.now_micros();
             update_tenant(&mut tx, &tenant).await?;
-            crate::outbox::enqueue(
+            crate::jobs::outbox::enqueue(
                 &mut tx,
                 self.now(),
                 "tenant.regions",

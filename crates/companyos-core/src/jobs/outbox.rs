@@ -9,10 +9,11 @@ use sqlx::{AnyConnection, Row as _};
 use time::OffsetDateTime;
 
 use crate::app::App;
+use crate::app::Jobs;
 use crate::db::StoreError;
 use crate::error::ServiceError;
-use crate::outbound::OutboundPolicy;
-use crate::provisioning::{tenant_dir, webhook_signature};
+use crate::jobs::outbound::OutboundPolicy;
+use crate::lifecycle::boundary::{tenant_dir, webhook_signature};
 use crate::settings::BoundaryDriverSettings;
 use crate::util::new_id;
 use companyos_domain::backoff::Backoff;
@@ -67,6 +68,44 @@ struct Message {
 }
 
 impl App {
+    async fn deliver(&self, message: &Message) -> Result<(), String> {
+        let http = &self.inner.outbound_http;
+        let policy = &self.settings().outbound;
+        match message.destination.as_str() {
+            "driver" => match &self.settings().boundary_driver {
+                BoundaryDriverSettings::Webhook { url, secret } => {
+                    post_signed(http, policy, url, secret, message, self.now()).await
+                }
+                BoundaryDriverSettings::Directory => {
+                    // The directory driver's workloads read their desired state from a file.
+                    let Some(tenant_id) = &message.tenant_id else {
+                        return Ok(());
+                    };
+                    let dir = tenant_dir(self.data_dir(), tenant_id);
+                    if !dir.exists() {
+                        return Ok(());
+                    }
+                    let file = dir.join(format!("{}.json", message.topic));
+                    tokio::fs::write(&file, &message.payload)
+                        .await
+                        .map_err(|e| format!("write {}: {e}", file.display()))
+                }
+                BoundaryDriverSettings::Postgres => Ok(()),
+            },
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                let secret = message
+                    .tenant_id
+                    .as_deref()
+                    .map(|t| self.jobs().audit_hook_secret(t))
+                    .unwrap_or_default();
+                post_signed(http, policy, url, &secret, message, self.now()).await
+            }
+            other => Err(format!("unknown destination {other:?}")),
+        }
+    }
+}
+
+impl Jobs<'_> {
     /// Delivers due outbox messages (the outbox job). Returns how many were delivered.
     /// Every delivery goes through the App's guarded client (`outbound`): internal addresses
     /// are refused unless allowed, and redirects are not followed.
@@ -124,42 +163,6 @@ impl App {
             }
         }
         Ok(delivered)
-    }
-
-    async fn deliver(&self, message: &Message) -> Result<(), String> {
-        let http = &self.inner.outbound_http;
-        let policy = &self.settings().outbound;
-        match message.destination.as_str() {
-            "driver" => match &self.settings().boundary_driver {
-                BoundaryDriverSettings::Webhook { url, secret } => {
-                    post_signed(http, policy, url, secret, message, self.now()).await
-                }
-                BoundaryDriverSettings::Directory => {
-                    // The directory driver's workloads read their desired state from a file.
-                    let Some(tenant_id) = &message.tenant_id else {
-                        return Ok(());
-                    };
-                    let dir = tenant_dir(self.data_dir(), tenant_id);
-                    if !dir.exists() {
-                        return Ok(());
-                    }
-                    let file = dir.join(format!("{}.json", message.topic));
-                    tokio::fs::write(&file, &message.payload)
-                        .await
-                        .map_err(|e| format!("write {}: {e}", file.display()))
-                }
-                BoundaryDriverSettings::Postgres => Ok(()),
-            },
-            url if url.starts_with("http://") || url.starts_with("https://") => {
-                let secret = message
-                    .tenant_id
-                    .as_deref()
-                    .map(|t| self.audit_hook_secret(t))
-                    .unwrap_or_default();
-                post_signed(http, policy, url, &secret, message, self.now()).await
-            }
-            other => Err(format!("unknown destination {other:?}")),
-        }
     }
 
     /// The HMAC key of a tenant's audit webhook: not stored anywhere, derived from the tenant id

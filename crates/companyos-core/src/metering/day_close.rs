@@ -8,10 +8,11 @@ use serde_json::{Value, json};
 use sqlx::{AnyConnection, Row as _};
 
 use crate::app::App;
+use crate::app::Metering;
 use crate::db::{StoreError, Tx};
 use crate::error::ServiceError;
 use crate::ledger_store;
-use crate::tenants::usage_log_id;
+use crate::lifecycle::usage_log_id;
 
 /// Days with usage closed per run of the job (the rest in the next run).
 const DAYS_WITH_USAGE_PER_RUN_MAX: i64 = 1000;
@@ -24,15 +25,6 @@ const DAYS_PER_TENANT_PER_RUN_MAX: i64 = 400;
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
 impl App {
-    /// Closes every day whose late window has passed: first the days that have usage, then,
-    /// for each tenant, every day from its creation on, quiet ones included.
-    pub async fn close_days(&self) -> Result<usize, ServiceError> {
-        let cutoff = day_number(utc_day(self.now() - self.settings().late_window)) - 1;
-        let mut closed = self.close_days_with_usage(cutoff).await?;
-        closed += self.close_quiet_days(cutoff).await?;
-        Ok(closed)
-    }
-
     async fn close_days_with_usage(&self, cutoff: i64) -> Result<usize, ServiceError> {
         let pending = sqlx::query(
             "SELECT c.tenant_id, c.day FROM usage_counters c LEFT JOIN usage_days_closed d \
@@ -157,6 +149,17 @@ impl App {
         .execute(&mut **tx)
         .await?;
         Ok(usize::try_from(inserted.rows_affected()).unwrap_or(0))
+    }
+}
+
+impl Metering<'_> {
+    /// Closes every day whose late window has passed: first the days that have usage, then,
+    /// for each tenant, every day from its creation on, quiet ones included.
+    pub async fn close_days(&self) -> Result<usize, ServiceError> {
+        let cutoff = day_number(utc_day(self.now() - self.settings().late_window)) - 1;
+        let mut closed = self.close_days_with_usage(cutoff).await?;
+        closed += self.close_quiet_days(cutoff).await?;
+        Ok(closed)
     }
 }
 

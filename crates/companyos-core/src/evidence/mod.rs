@@ -15,9 +15,18 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row as _};
 use time::OffsetDateTime;
 
+use crate::app::{Actor, Evidence};
+use crate::authz::Resource;
+use crate::db::Tx;
 use crate::db::{Db, StoreError};
-use crate::minisign::MinisignKey;
+use crate::error::ServiceError;
+use crate::evidence::minisign::MinisignKey;
 use crate::util::new_id;
+use companyos_domain::Action;
+
+pub mod keys;
+pub mod minisign;
+pub mod secret_files;
 
 /// Upper bound on one artifact, in bytes.
 pub const ARTIFACT_BYTES_MAX: usize = 64 * 1024 * 1024;
@@ -305,4 +314,73 @@ pub async fn get(conn: &mut AnyConnection, id: &str) -> Result<Option<EvidenceRe
         .fetch_optional(&mut *conn)
         .await?;
     row.as_ref().map(record_from_row).transpose()
+}
+
+impl Evidence<'_> {
+    pub async fn list(
+        &self,
+        actor: &Actor,
+        tenant_id: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Vec<EvidenceRecord>, ServiceError> {
+        self.authorize_read(
+            actor,
+            Action::EvidenceRead,
+            Resource::Deployment,
+            "evidence",
+            tenant_id,
+        )
+        .await?;
+        let mut conn = self.db().readers().acquire().await?;
+        Ok(list(&mut conn, tenant_id, kind, 1000).await?)
+    }
+
+    /// An artifact's index entry and bytes.
+    pub async fn get(
+        &self,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<(EvidenceRecord, Vec<u8>), ServiceError> {
+        self.authorize_read(
+            actor,
+            Action::EvidenceRead,
+            Resource::Deployment,
+            &format!("evidence:{id}"),
+            None,
+        )
+        .await?;
+        let mut conn = self.db().readers().acquire().await?;
+        let record = get(&mut conn, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("evidence {id}")))?;
+        let bytes = self.blobs().get(&record.sha256).await?.ok_or_else(|| {
+            ServiceError::Store(StoreError::corrupt(format!(
+                "evidence {id}: its bytes are missing from the evidence store"
+            )))
+        })?;
+        Ok((record, bytes))
+    }
+
+    /// The minisign public key that verifies every artifact (public).
+    pub fn public_key(&self) -> String {
+        self.inner.keys.minisign.public_key_base64()
+    }
+
+    /// Stores an artifact in its own audited transaction (for reports generated on request).
+    pub(crate) async fn store_in(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        artifact: NewArtifact,
+    ) -> Result<EvidenceRecord, ServiceError> {
+        Ok(store(
+            tx,
+            self.blobs(),
+            &self.inner.keys.minisign,
+            self.now(),
+            &actor.principal.actor_name(),
+            artifact,
+        )
+        .await?)
+    }
 }

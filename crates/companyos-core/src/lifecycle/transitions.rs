@@ -1,0 +1,327 @@
+//! Lifecycle transitions (LIFE-2, LIFE-3): suspend, reactivate, delete, restore and purge,
+//! checked against the state machine and the request's rules, sent through an approval when the
+//! settings require one, applied to the tenant's boundary, and signed into the tenant's log.
+
+use super::*;
+
+impl Lifecycle<'_> {
+    /// Suspend, reactivate, delete, restore or purge a tenant, through an approval when the
+    /// settings require one for the action.
+    pub async fn transition(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        action: LifecycleAction,
+        request: LifecycleRequest,
+    ) -> Result<LifecycleOutcome, ServiceError> {
+        let mut entry = self
+            .entry(
+                actor,
+                action.cedar_action().as_str(),
+                &format!("tenant:{tenant_id}"),
+            )
+            .reason(request.reason.as_deref());
+        if TenantId::parse(tenant_id).is_ok() {
+            entry.tenant_id = Some(tenant_id.to_owned());
+        }
+        let mut tx = self.db().begin().await?;
+        let result = self
+            .lifecycle_in(&mut tx, actor, tenant_id, action, &request, &mut entry)
+            .await;
+        self.finish(tx, entry, result).await
+    }
+}
+
+impl App {
+    async fn lifecycle_in(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        tenant_id: &str,
+        action: LifecycleAction,
+        request: &LifecycleRequest,
+        entry: &mut NewAudit,
+    ) -> Result<LifecycleOutcome, ServiceError> {
+        let mut tenant = self.lock_tenant(tx, tenant_id).await?;
+        let attributes = self.attributes_of(&tenant);
+        self.require(
+            actor,
+            action.cedar_action(),
+            Resource::Tenant(&attributes),
+            &[],
+            entry,
+        )?;
+        let reason = validate_lifecycle_request(&tenant.id, action, request)?;
+        let transition =
+            transition(tenant.status, action, tenant.status_before_delete).map_err(illegal)?;
+        if !transition.changes() {
+            if let Value::Object(details) = &mut entry.details {
+                details.insert("changed".to_owned(), json!(false));
+            }
+            return Ok(LifecycleOutcome::Done {
+                tenant: Box::new(tenant),
+                changed: false,
+                warnings: Vec::new(),
+                evidence: None,
+            });
+        }
+        let system = matches!(actor.principal, Principal::System { .. });
+        if self.settings().needs_approval(action) && !system {
+            let warnings = self.warnings(tx, &tenant, action).await?;
+            let approval = self
+                .create_approval(tx, actor, &tenant, action, reason.as_str(), warnings)
+                .await?;
+            entry.action = "approval.request".to_owned();
+            if let Value::Object(details) = &mut entry.details {
+                details.insert("action".to_owned(), json!(action.cedar_action().as_str()));
+                details.insert("approval_id".to_owned(), json!(approval.id));
+                details.insert("warnings".to_owned(), json!(approval.warnings));
+            }
+            return Ok(LifecycleOutcome::PendingApproval(approval));
+        }
+        let (warnings, evidence) = self
+            .execute_lifecycle(tx, actor, &mut tenant, action, reason.as_str(), None, entry)
+            .await?;
+        Ok(LifecycleOutcome::Done {
+            tenant: Box::new(tenant),
+            changed: true,
+            warnings,
+            evidence,
+        })
+    }
+
+    /// What an action will do that cannot be undone, named before it happens.
+    pub(crate) async fn warnings(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &TenantRow,
+        action: LifecycleAction,
+    ) -> Result<Vec<String>, ServiceError> {
+        let payloads = crate::bundles::count_events(conn, tenant.id.as_str()).await?;
+        let keys: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tenant_keys WHERE tenant_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(tenant.id.as_str())
+        .fetch_one(&mut *conn)
+        .await?;
+        let boundary = boundary_summary(&tenant.boundary);
+        Ok(match action {
+            LifecycleAction::Delete => {
+                let purge_at =
+                    self.now() + Duration::days(i64::from(tenant.retention.tombstone_days));
+                let mut warnings = vec![format!(
+                    "tenant {} becomes inaccessible at once (API keys, forward auth, boundary); it stays restorable until {}",
+                    tenant.id,
+                    format_rfc3339(purge_at)
+                )];
+                if tenant.retention.legal_hold {
+                    warnings.push(
+                        "a legal hold is set: nothing will be purged until it is lifted".to_owned(),
+                    );
+                } else if tenant.retention.hard_delete_allowed {
+                    warnings.push(format!(
+                        "IRREVERSIBLE after {}: the purge job deletes {boundary}, {payloads} usage event payloads and {keys} API keys",
+                        format_rfc3339(purge_at)
+                    ));
+                } else {
+                    warnings.push("hard delete is not allowed for this tenant: the tombstone is kept for ever".to_owned());
+                }
+                warnings
+            }
+            LifecycleAction::Purge => vec![format!(
+                "IRREVERSIBLE: purge deletes {boundary}, {payloads} usage event payloads and {keys} API keys of tenant {}; ledger leaves and checkpoints, daily rollups and audit records are retained, and the id is never reused",
+                tenant.id
+            )],
+            _ => Vec::new(),
+        })
+    }
+
+    /// Applies a lifecycle action whose authorization (and approval) is settled.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn execute_lifecycle(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        tenant: &mut TenantRow,
+        action: LifecycleAction,
+        reason: &str,
+        approval_id: Option<&str>,
+        entry: &mut NewAudit,
+    ) -> Result<(Vec<String>, Option<EvidenceRecord>), ServiceError> {
+        let transition =
+            transition(tenant.status, action, tenant.status_before_delete).map_err(illegal)?;
+        let now = self.now();
+        let now_micros = to_micros(now);
+        let mut warnings = Vec::new();
+        let mut evidence = None;
+        let mut details = json!({"from": transition.from.as_str(), "to": transition.to.as_str()});
+        if let Some(id) = approval_id {
+            details["approval_id"] = json!(id);
+        }
+        match action {
+            LifecycleAction::Suspend => {
+                let boundary = boundary::set_boundary_access(
+                    &tenant.boundary,
+                    self.db(),
+                    tx,
+                    self.data_dir(),
+                    &tenant.id,
+                    false,
+                    reason,
+                )
+                .await
+                .map_err(ServiceError::from)?;
+                let scaled = self.scale_workloads_to_zero(tx, &tenant.id).await?;
+                tenant.suspended_at = Some(now_micros);
+                details["boundary"] = boundary;
+                details["workloads_scaled_to_zero"] = json!(scaled);
+            }
+            LifecycleAction::Reactivate => {
+                let boundary = boundary::set_boundary_access(
+                    &tenant.boundary,
+                    self.db(),
+                    tx,
+                    self.data_dir(),
+                    &tenant.id,
+                    true,
+                    reason,
+                )
+                .await
+                .map_err(ServiceError::from)?;
+                let restored = self.restore_workloads(tx, &tenant.id).await?;
+                tenant.suspended_at = None;
+                details["boundary"] = boundary;
+                details["workloads_restored"] = json!(restored);
+            }
+            LifecycleAction::Delete => {
+                warnings = self.warnings(tx, tenant, action).await?;
+                if tenant.status == TenantStatus::Active {
+                    boundary::set_boundary_access(
+                        &tenant.boundary,
+                        self.db(),
+                        tx,
+                        self.data_dir(),
+                        &tenant.id,
+                        false,
+                        reason,
+                    )
+                    .await
+                    .map_err(ServiceError::from)?;
+                    self.scale_workloads_to_zero(tx, &tenant.id).await?;
+                }
+                tenant.status_before_delete = Some(tenant.status);
+                tenant.deleted_at = Some(now_micros);
+                tenant.purge_after = Some(to_micros(
+                    now + Duration::days(i64::from(tenant.retention.tombstone_days)),
+                ));
+                details["purge_after"] = time_or_null(tenant.purge_after);
+                details["warnings"] = json!(warnings);
+            }
+            LifecycleAction::Restore => {
+                if transition.to == TenantStatus::Active {
+                    boundary::set_boundary_access(
+                        &tenant.boundary,
+                        self.db(),
+                        tx,
+                        self.data_dir(),
+                        &tenant.id,
+                        true,
+                        reason,
+                    )
+                    .await
+                    .map_err(ServiceError::from)?;
+                    self.restore_workloads(tx, &tenant.id).await?;
+                }
+                tenant.status_before_delete = None;
+                tenant.deleted_at = None;
+                tenant.purge_after = None;
+            }
+            LifecycleAction::Purge => {
+                warnings = self.warnings(tx, tenant, action).await?;
+                let record = self
+                    .purge(tx, actor, tenant, reason, approval_id, &warnings)
+                    .await?;
+                details["deletion_certificate"] = json!(record.id);
+                evidence = Some(record);
+            }
+        }
+        tenant.status = transition.to;
+        tenant.updated_at = now_micros;
+        update_tenant(tx, tenant).await?;
+        crate::jobs::outbox::enqueue(
+            tx,
+            now,
+            action.cedar_action().as_str(),
+            Some(&tenant.id),
+            "driver",
+            json!({"tenant_id": tenant.id, "status": tenant.status.as_str(), "reason": reason}),
+        )
+        .await?;
+        entry.action = action.cedar_action().as_str().to_owned();
+        if let (Value::Object(existing), Value::Object(new)) = (&mut entry.details, details) {
+            existing.extend(new);
+        }
+        self.metrics().increment(
+            "companyos_lifecycle_transitions_total",
+            vec![("action", action.as_str().to_owned())],
+            1,
+        );
+        Ok((warnings, evidence))
+    }
+}
+
+fn validate_lifecycle_request(
+    tenant_id: &str,
+    action: LifecycleAction,
+    request: &LifecycleRequest,
+) -> Result<Reason, ServiceError> {
+    let mut c = Collector::new();
+    let reason = match request.reason.as_deref() {
+        Some(text) => c.take(Reason::parse(text)),
+        None => {
+            c.push(FieldError::new("reason", "is required"));
+            None
+        }
+    };
+    if action.needs_confirmation() {
+        match request.confirm.as_deref() {
+            Some(confirm) if confirm == tenant_id => {}
+            Some(_) => c.push(FieldError::new(
+                "confirm",
+                format!("must equal the tenant id {tenant_id:?}"),
+            )),
+            None => c.push(FieldError::new(
+                "confirm",
+                format!("is required: repeat the tenant id {tenant_id:?} to confirm"),
+            )),
+        }
+    }
+    c.finish()?;
+    reason.ok_or_else(|| ServiceError::invalid("reason", "is required"))
+}
+
+fn illegal(error: IllegalTransition) -> ServiceError {
+    ServiceError::Conflict {
+        message: error.to_string(),
+        current_status: Some(error.current.as_str().to_owned()),
+    }
+}
+
+fn boundary_summary(boundary: &Value) -> String {
+    match boundary.get("driver").and_then(Value::as_str) {
+        Some("directory") => format!(
+            "the boundary directory {}",
+            boundary.get("path").and_then(Value::as_str).unwrap_or("?")
+        ),
+        Some("postgres") => format!(
+            "the PostgreSQL schema {} and role {}",
+            boundary
+                .get("schema")
+                .and_then(Value::as_str)
+                .unwrap_or("?"),
+            boundary.get("role").and_then(Value::as_str).unwrap_or("?")
+        ),
+        Some(driver) => format!("the {driver} boundary"),
+        None => "the boundary".to_owned(),
+    }
+}
