@@ -14,7 +14,8 @@ use companyos_domain::time_util::format_rfc3339;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::{Fixture, batch_body, rate, send_bodies, settle_store};
+use crate::fixture::{Fixture, batch_body, rate, settle_store};
+use crate::ingest::send_bodies;
 
 /// A plan with a feature and a hard monthly quota no benchmark uses up.
 fn bench_plan() -> anyhow::Result<RawPlanSpec> {
@@ -38,7 +39,7 @@ async fn open(
         .billing()
         .put_plan(&fixture.admin, &plan, bench_plan()?)
         .await?;
-    let keys = super::create_bench_tenants(&fixture, tenants, Some("bench")).await?;
+    let keys = crate::fixture::create_bench_tenants(&fixture, tenants, Some("bench")).await?;
     Ok((fixture, keys))
 }
 
@@ -47,7 +48,7 @@ async fn open_fixture(backend: &str, quota_state: bool) -> anyhow::Result<Fixtur
     let mut settings = Settings::new(temp.path().join("data"));
     settings.ingest_queue_capacity = 64;
     settings.quota_state = quota_state;
-    super::open_store(settings, backend, Arc::new(SystemClock), Some(temp)).await
+    crate::fixture::open_store(settings, backend, Arc::new(SystemClock), Some(temp)).await
 }
 
 /// Requests per second, p50 and p99 (milliseconds) of `requests` GETs of `path` from
@@ -125,7 +126,7 @@ pub(super) async fn forward_auth(
     concurrency: usize,
 ) -> anyhow::Result<u8> {
     let (fixture, keys) = open(backend, tenants, true).await?;
-    let server = super::LoopbackServer::start(&fixture.app).await?;
+    let server = crate::fixture::LoopbackServer::start(&fixture.app).await?;
     let base = format!("http://{}", server.address);
     // Warm up both paths (connections, the plan version cache), then measure them in turn.
     load(&base, "/healthz", &[], 1000, concurrency).await?;

@@ -12,7 +12,7 @@ use companyos_domain::time_util::format_rfc3339;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
-use super::{Fixture, fixture, peak_memory_kib, rate, settle_store, uuid};
+use crate::fixture::{Fixture, fixture, peak_memory_kib, rate, settle_store, uuid};
 
 const SOURCE: &str = "bench";
 const SLUG: &str = "requests";
@@ -91,7 +91,7 @@ async fn post_all(
         .operators()
         .create(&fixture.admin, "bench-http", "ingest")
         .await?;
-    let server = super::LoopbackServer::start(&fixture.app).await?;
+    let server = crate::fixture::LoopbackServer::start(&fixture.app).await?;
     let url = format!("http://{}{path}", server.address);
     let clients = clients.max(1);
     let mut per_client: Vec<Vec<Vec<u8>>> = vec![Vec::new(); clients];
@@ -286,7 +286,7 @@ pub async fn meter_query(backend: &str, events: usize, runs: usize) -> anyhow::R
         .map(|from| month_body(from, 1000.min(events - from), today))
         .collect();
     let load_started = Instant::now();
-    super::send_bodies(&fixture, &bodies, 4, false).await?;
+    crate::ingest::send_bodies(&fixture, &bodies, 4, false).await?;
     let load_seconds = load_started.elapsed().as_secs_f64();
     settle_store(&fixture).await?;
     let query = MeterQuery {

@@ -21,7 +21,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
-use super::{Fixture, peak_memory_kib, rate, send_bodies, settle_store};
+use crate::fixture::{Fixture, peak_memory_kib, rate, settle_store};
+use crate::ingest::send_bodies;
 
 /// What the month close bench is asked to do.
 #[derive(Debug, Clone, Copy)]
@@ -58,14 +59,14 @@ async fn open(run: &MonthCloseRun<'_>, clock: Arc<ManualClock>) -> anyhow::Resul
     let temp = tempfile::tempdir()?;
     let mut settings = Settings::new(temp.path().join("data"));
     settings.ingest_queue_capacity = 64;
-    let fixture = super::open_store(settings, run.backend, clock, Some(temp)).await?;
+    let fixture = crate::fixture::open_store(settings, run.backend, clock, Some(temp)).await?;
     let plan = PlanName::parse("month-bench").map_err(|e| anyhow::anyhow!("{e}"))?;
     fixture
         .app
         .billing()
         .put_plan(&fixture.admin, &plan, bench_plan()?)
         .await?;
-    super::create_bench_tenants(&fixture, run.tenants, Some("month-bench")).await?;
+    crate::fixture::create_bench_tenants(&fixture, run.tenants, Some("month-bench")).await?;
     Ok(fixture)
 }
 
@@ -273,7 +274,7 @@ async fn http_reads(
         .operators()
         .create(&fixture.admin, "bench-statements", "billing")
         .await?;
-    let server = super::LoopbackServer::start(&fixture.app).await?;
+    let server = crate::fixture::LoopbackServer::start(&fixture.app).await?;
     let url = format!(
         "http://{}/v1/tenants/{READ_TENANT}/statements/{}",
         server.address,
@@ -355,7 +356,8 @@ pub async fn month_close(run: MonthCloseRun<'_>) -> anyhow::Result<u8> {
     settle_store(&fixture).await?;
     let open_reads = service_reads(&fixture, month, run.runs).await?;
     let app = fixture.app.clone();
-    let (day_close, days) = drain(async || Ok(app.metering().close_days().await?)).await?;
+    let (day_close, days) =
+        drain(async || Ok(app.metering().metering().close_days().await?)).await?;
     let (month_close, finalised) =
         drain(async || Ok(app.statements().close_months().await?)).await?;
     let (group_by, baseline_totals) = group_by_totals(&fixture).await?;

@@ -187,18 +187,7 @@ impl From<ServiceError> for AppError {
             ServiceError::Conflict {
                 message,
                 current_status,
-            } => {
-                let mut error = Self::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
-                    "Conflict with the current state",
-                    message,
-                );
-                if let Some(status) = current_status {
-                    error.extra = Some(("current_status", json!(status)));
-                }
-                error
-            }
+            } => Self::conflict(message, current_status),
             ServiceError::TooLarge(detail) => Self::too_large(detail),
             ServiceError::Unavailable(detail) => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -209,35 +198,8 @@ impl From<ServiceError> for AppError {
             ServiceError::RateLimited {
                 detail,
                 retry_after_seconds,
-            } => {
-                let mut error = Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too-many-requests",
-                    "Too many requests",
-                    detail,
-                );
-                error.retry_after_seconds = Some(retry_after_seconds);
-                error
-            }
-            ServiceError::Store(store) if store.is_unavailable() => {
-                tracing::error!(error = %store, "store unavailable");
-                Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store-unavailable",
-                    "Store unavailable",
-                    "the store cannot take this request now (full disk, lost connection); \
-                     nothing was changed by it: retry later",
-                )
-            }
-            ServiceError::Store(store) => {
-                tracing::error!(error = %store, "store error");
-                Self::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal-error",
-                    "Internal error",
-                    "the store failed; nothing was changed by this request (see the server log)",
-                )
-            }
+            } => Self::rate_limited(detail, retry_after_seconds),
+            ServiceError::Store(store) => Self::store_failed(&store),
             ServiceError::Internal(detail) => {
                 tracing::error!(error = %detail, "internal error");
                 Self::new(
@@ -247,6 +209,57 @@ impl From<ServiceError> for AppError {
                     detail,
                 )
             }
+        }
+    }
+}
+
+impl AppError {
+    /// 409, with the tenant's current status when the conflict is about it.
+    fn conflict(message: String, current_status: Option<String>) -> Self {
+        let mut error = Self::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "Conflict with the current state",
+            message,
+        );
+        if let Some(status) = current_status {
+            error.extra = Some(("current_status", json!(status)));
+        }
+        error
+    }
+
+    /// 429 with `Retry-After`.
+    fn rate_limited(detail: String, retry_after_seconds: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too-many-requests",
+            "Too many requests",
+            detail,
+        );
+        error.retry_after_seconds = Some(retry_after_seconds);
+        error
+    }
+
+    /// 503 when the store cannot take requests now (the client may retry), 500 otherwise; the
+    /// store's own message goes to the log only.
+    fn store_failed(store: &companyos_core::db::StoreError) -> Self {
+        if store.is_unavailable() {
+            tracing::error!(error = %store, "store unavailable");
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store-unavailable",
+                "Store unavailable",
+                "the store cannot take this request now (full disk, lost connection); \
+                 nothing was changed by it: retry later",
+            )
+        } else {
+            tracing::error!(error = %store, "store error");
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal-error",
+                "Internal error",
+                "the store failed; nothing was changed by this request (see the server log)",
+            )
         }
     }
 }

@@ -748,6 +748,28 @@ pub const ROUTES: &[RouteDoc] = &[
 ];
 
 fn schemas() -> Value {
+    // The document's maps keep their insertion order (serde_json's `preserve_order`, which a
+    // dependency turns on): the parts are merged, and `UsageEvents` added, in the order of the
+    // one literal they were cut from, so /openapi.json stays byte for byte the same.
+    let mut all = serde_json::Map::new();
+    for part in [
+        operator_and_tenant_schemas(),
+        usage_schemas(),
+        billing_and_meter_schemas(),
+    ] {
+        if let Value::Object(map) = part {
+            all.extend(map);
+        }
+    }
+    all.insert(
+        "UsageEvents".to_owned(),
+        json!({"type": "array", "items": {"$ref": "#/components/schemas/UsageEvent"}, "maxItems": 10000}),
+    );
+    Value::Object(all)
+}
+
+/// Problems, operators, tenants and their lifecycle, approvals, provisioning callbacks.
+fn operator_and_tenant_schemas() -> Value {
     let string = json!({"type": "string"});
     let strings = json!({"type": "array", "items": {"type": "string"}});
     json!({
@@ -780,6 +802,13 @@ fn schemas() -> Value {
         "ModeBody": {"type": "object", "additionalProperties": false, "properties": {"mode": {"type": ["string", "null"], "enum": ["warn", "enforce", null]}}},
         "CreateSource": {"type": "object", "additionalProperties": false, "required": ["id", "service", "public_key"], "properties": {"id": string, "service": string, "public_key": string}},
         "ProvisioningCallback": {"type": "object", "properties": {"status": {"type": "string", "enum": ["succeeded", "failed"]}, "details": {"type": "object"}}},
+    })
+}
+
+/// Usage events and metering declarations.
+fn usage_schemas() -> Value {
+    let string = json!({"type": "string"});
+    json!({
         "MeteringDeclaration": {"type": "object", "additionalProperties": false, "required": ["metrics"],
             "properties": {"service": string, "metrics": {"type": "array", "items": {"type": "object", "required": ["name", "unit", "description"],
                 "properties": {"name": string, "unit": string, "aggregation": {"type": "string", "enum": ["sum", "count", "max"]}, "description": string}}}}},
@@ -798,6 +827,14 @@ fn schemas() -> Value {
                 "source_signature": string, "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
                 "attributes": {"type": "object", "additionalProperties": {"type": "string"}},
             }},
+    })
+}
+
+/// Plans, quotas, plan changes and OpenMeter meters.
+fn billing_and_meter_schemas() -> Value {
+    let string = json!({"type": "string"});
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    json!({
         "PlanSpec": {"type": "object", "additionalProperties": false, "required": ["name", "currency"],
             "properties": {"name": string, "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
                 "base_fee": {"type": "string"}, "features": strings, "workloads_max": {"type": "integer"},
@@ -818,7 +855,6 @@ fn schemas() -> Value {
                 "valueProperty": string, "groupBy": {"type": "object", "additionalProperties": {"type": "string"}},
                 "description": string, "service": string, "unit": string, "name": string, "windowSize": string}},
         "SubjectsBody": {"type": "object", "additionalProperties": false, "required": ["subjects"], "properties": {"subjects": strings}},
-        "UsageEvents": {"type": "array", "items": {"$ref": "#/components/schemas/UsageEvent"}, "maxItems": 10000},
     })
 }
 

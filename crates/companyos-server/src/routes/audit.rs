@@ -90,6 +90,32 @@ pub async fn list(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let format = csv::negotiate(query.format.as_deref(), &headers)?;
+    let filter = filter_of(&query)?;
+    if format == Format::Json {
+        let records = state.app.audit().records(&actor, &filter).await?;
+        return Ok(ok(json!(
+            records.iter().map(AuditRecord::to_json).collect::<Vec<_>>()
+        )));
+    }
+    // Exports page through the whole selection (bounded), unless a limit was asked for.
+    let wanted = query.limit.map_or(EXPORT_RECORDS_MAX, |l| {
+        usize::try_from(l.max(1)).unwrap_or(1)
+    });
+    let records = export_records(&state, &actor, filter, wanted).await?;
+    Ok(match format {
+        Format::Csv => csv::response(
+            csv::render(
+                &AUDIT_COLUMNS,
+                &records.iter().map(csv_row).collect::<Vec<_>>(),
+            ),
+            "audit.csv",
+        ),
+        _ => csv::ndjson_response(records.iter().map(|record| record.to_json())),
+    })
+}
+
+/// The filter a query asks for, its fields checked in the order they are named.
+fn filter_of(query: &AuditQuery) -> ApiResult<AuditFilter> {
     if let Some(outcome) = &query.outcome {
         if companyos_domain::audit::AuditOutcome::parse(outcome).is_none() {
             return Err(AppError::invalid(
@@ -106,7 +132,7 @@ pub async fn list(
                 .ok_or_else(|| AppError::invalid("channel", "must be api, cli or console"))
         })
         .transpose()?;
-    let mut filter = AuditFilter {
+    Ok(AuditFilter {
         tenant_id: query.tenant_id.clone(),
         action: query.action.clone(),
         outcome: query.outcome.clone(),
@@ -126,21 +152,20 @@ pub async fn list(
         before_seq: None,
         newest_first: false,
         limit: query.limit.unwrap_or(1000).clamp(1, AUDIT_PAGE_MAX),
-    };
-    if format == Format::Json {
-        let records = state.app.audit().records(&actor, &filter).await?;
-        return Ok(ok(json!(
-            records.iter().map(AuditRecord::to_json).collect::<Vec<_>>()
-        )));
-    }
-    // Exports page through the whole selection (bounded), unless a limit was asked for.
-    let wanted = query.limit.map_or(EXPORT_RECORDS_MAX, |l| {
-        usize::try_from(l.max(1)).unwrap_or(1)
-    });
+    })
+}
+
+/// Every record of the selection for an export, page after page, up to `wanted`.
+async fn export_records(
+    state: &AppState,
+    actor: &companyos_core::Actor,
+    mut filter: AuditFilter,
+    wanted: usize,
+) -> ApiResult<Vec<AuditRecord>> {
     filter.limit = AUDIT_PAGE_MAX;
     let mut records: Vec<AuditRecord> = Vec::new();
     loop {
-        let page = state.app.audit().records(&actor, &filter).await?;
+        let page = state.app.audit().records(actor, &filter).await?;
         let done = (page.len() as i64) < filter.limit;
         if let Some(last) = page.last() {
             filter.after_seq = i64::try_from(last.seq).ok();
@@ -151,14 +176,5 @@ pub async fn list(
         }
     }
     records.truncate(wanted);
-    Ok(match format {
-        Format::Csv => csv::response(
-            csv::render(
-                &AUDIT_COLUMNS,
-                &records.iter().map(csv_row).collect::<Vec<_>>(),
-            ),
-            "audit.csv",
-        ),
-        _ => csv::ndjson_response(records.iter().map(|record| record.to_json())),
-    })
+    Ok(records)
 }

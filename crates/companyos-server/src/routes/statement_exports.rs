@@ -5,6 +5,7 @@
 
 use companyos_core::statements::StatementDocument;
 use companyos_domain::catalog::Currency;
+use companyos_domain::statement::Statement;
 use companyos_domain::time_util::{day_start, to_micros};
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -62,72 +63,86 @@ pub fn stripe_items(document: &StatementDocument) -> Result<Vec<StripeInvoiceIte
         start: to_micros(day_start(s.month.first_day())) / 1_000_000,
         end: to_micros(day_start(s.month.end())) / 1_000_000,
     };
-    let metadata = |kind: &'static str, quantity: Option<Decimal>, unit_price: Option<Decimal>| {
-        StripeMetadata {
-            tenant_id: s.tenant_id.to_string(),
-            month: s.month.label(),
-            kind,
-            statement_sha256: document.sha256.clone(),
-            quantity: quantity.map(|q| q.to_string()),
-            unit_price: unit_price.map(|p| p.to_string()),
-        }
-    };
-    let mut items = Vec::new();
-    let mut push = |amount: Decimal, description: String, meta: StripeMetadata| {
-        if amount.is_zero() {
-            return Ok(());
-        }
-        items.push(StripeInvoiceItem {
-            customer: s.tenant_id.to_string(),
-            amount: minor_units(&currency, amount)?,
-            currency: s.currency.to_ascii_lowercase(),
-            description,
-            period,
-            metadata: meta,
-        });
-        Ok::<(), AppError>(())
-    };
+    charges(s)
+        .into_iter()
+        .filter(|charge| !charge.amount.is_zero())
+        .map(|charge| {
+            Ok(StripeInvoiceItem {
+                customer: s.tenant_id.to_string(),
+                amount: minor_units(&currency, charge.amount)?,
+                currency: s.currency.to_ascii_lowercase(),
+                description: charge.description,
+                period,
+                metadata: StripeMetadata {
+                    tenant_id: s.tenant_id.to_string(),
+                    month: s.month.label(),
+                    kind: charge.kind,
+                    statement_sha256: document.sha256.clone(),
+                    quantity: charge.quantity.map(|q| q.to_string()),
+                    unit_price: charge.unit_price.map(|p| p.to_string()),
+                },
+            })
+        })
+        .collect()
+}
+
+/// One charge of a statement, zero or not, before it becomes an invoice item.
+struct Charge {
+    amount: Decimal,
+    description: String,
+    kind: &'static str,
+    quantity: Option<Decimal>,
+    unit_price: Option<Decimal>,
+}
+
+/// The statement's charges in invoice order: the base fee, the lines, the adjustments.
+fn charges(s: &Statement) -> Vec<Charge> {
     let plans: Vec<String> = s
         .plans
         .iter()
         .map(|p| format!("{} v{}", p.plan, p.version))
         .collect();
-    push(
-        s.base_fee,
-        format!("Base fee {} ({})", s.month, plans.join(", ")),
-        metadata("base_fee", None, None),
-    )?;
-    for line in &s.lines {
-        push(
-            line.amount,
-            format!(
-                "{} {} overage {} {} at {} ({} v{})",
-                line.key.service,
-                line.key.metric,
-                line.overage,
-                line.key.unit,
-                line.unit_price,
-                line.plan,
-                line.version
-            ),
-            metadata("line", Some(line.overage), Some(line.unit_price)),
-        )?;
-    }
-    for adjustment in &s.adjustments {
-        push(
-            adjustment.amount,
-            format!(
-                "Adjustment of {}: {} {} {} {}",
-                adjustment.for_month,
-                adjustment.key.service,
-                adjustment.key.metric,
-                adjustment.quantity,
-                adjustment.key.unit
-            ),
-            metadata("adjustment", Some(adjustment.quantity), None),
-        )?;
-    }
-    Ok(items)
+    let base_fee = Charge {
+        amount: s.base_fee,
+        description: format!("Base fee {} ({})", s.month, plans.join(", ")),
+        kind: "base_fee",
+        quantity: None,
+        unit_price: None,
+    };
+    let lines = s.lines.iter().map(|line| Charge {
+        amount: line.amount,
+        description: format!(
+            "{} {} overage {} {} at {} ({} v{})",
+            line.key.service,
+            line.key.metric,
+            line.overage,
+            line.key.unit,
+            line.unit_price,
+            line.plan,
+            line.version
+        ),
+        kind: "line",
+        quantity: Some(line.overage),
+        unit_price: Some(line.unit_price),
+    });
+    let adjustments = s.adjustments.iter().map(|adjustment| Charge {
+        amount: adjustment.amount,
+        description: format!(
+            "Adjustment of {}: {} {} {} {}",
+            adjustment.for_month,
+            adjustment.key.service,
+            adjustment.key.metric,
+            adjustment.quantity,
+            adjustment.key.unit
+        ),
+        kind: "adjustment",
+        quantity: Some(adjustment.quantity),
+        unit_price: None,
+    });
+    std::iter::once(base_fee)
+        .chain(lines)
+        .chain(adjustments)
+        .collect()
 }
 
 /// The generic ERP CSV: one row per charge, amounts in the statement's currency.

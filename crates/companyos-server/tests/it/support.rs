@@ -1,54 +1,19 @@
 //! Test support: a real server on port 0 over a real store (a SQLite file in a temp dir, or a
-//! fresh PostgreSQL database), a manual clock, and a small JSON client.
+//! fresh PostgreSQL database), a manual clock, and a small JSON client. What the suites share
+//! (databases, event builders, opening the store) is `companyos-test-support`.
 
 use std::sync::Arc;
 
+use companyos_core::App;
 use companyos_core::clock::ManualClock;
 use companyos_core::settings::Settings;
-use companyos_core::{App, db};
+use companyos_test_support::{postgres, store};
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
-use time::OffsetDateTime;
-use time::macros::datetime;
 
-/// The store a test runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Both engines: every suite runs against each.
-pub const BACKENDS: [Backend; 2] = [Backend::Sqlite, Backend::Postgres];
-
-/// The PostgreSQL server tests create their databases on.
-pub fn postgres_server_url() -> String {
-    std::env::var("COMPANYOS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// A fresh PostgreSQL database for one test.
-pub async fn fresh_postgres() -> String {
-    let name = format!(
-        "companyos_test_{}",
-        companyos_core::util::new_id("db", OffsetDateTime::now_utc()).replace("db_", "")
-    );
-    db::create_postgres_database(&postgres_server_url(), &name)
-        .await
-        .expect(
-            "PostgreSQL at COMPANYOS_TEST_POSTGRES_URL (default 127.0.0.1:5432) must be reachable",
-        )
-}
-
-/// Lets outbound deliveries reach this machine's loopback, where tests run their receivers
-/// (refused by default: see `companyos_core::jobs::outbound`).
-pub fn allow_loopback(settings: &mut Settings) {
-    settings.outbound.allow =
-        vec![companyos_core::jobs::outbound::Cidr::parse("127.0.0.1/32").expect("a CIDR")];
-}
-
-/// The instant tests start at.
-pub const START: OffsetDateTime = datetime!(2026-03-02 12:00:00 UTC);
+pub use companyos_test_support::events::usage_event as event;
+pub use companyos_test_support::postgres::server_url as postgres_server_url;
+pub use companyos_test_support::store::{BACKENDS, Backend, START, allow_loopback};
 
 /// A running server.
 pub struct TestServer {
@@ -71,18 +36,13 @@ impl TestServer {
 
     /// Starts a server after `configure` adjusted the settings.
     pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Settings)) -> TestServer {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut settings = Settings::new(dir.path().join("data"));
-        if backend == Backend::Postgres {
-            settings.database_url = Some(fresh_postgres().await);
-        }
-        let database = settings.database_url.clone();
-        configure(&mut settings);
-        let clock = Arc::new(ManualClock::new(START));
-        let (app, report) = App::open(settings, clock.clone())
-            .await
-            .expect("open the store");
-        let admin_token = report.admin_token.expect("a fresh store creates the admin");
+        let store::OpenedStore {
+            app,
+            clock,
+            admin_token,
+            database_url: database,
+            dir,
+        } = store::open(backend, "companyos_test", configure).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind port 0");
@@ -122,9 +82,7 @@ impl TestServer {
 
     /// The PostgreSQL database of this server (`None` on SQLite).
     pub fn database_name(&self) -> Option<&str> {
-        self.database
-            .as_deref()
-            .and_then(|url| url.rsplit('/').next())
+        self.database.as_deref().and_then(postgres::database_name)
     }
 
     pub fn admin(&self) -> Api {
@@ -171,12 +129,9 @@ impl TestServer {
             let _ = handle.await;
         }
         self.app.db().close().await;
-        if let Some(name) = self
-            .database
-            .as_deref()
-            .and_then(|url| url.rsplit('/').next())
-        {
-            let _ = db::drop_postgres_database(&postgres_server_url(), name).await;
+        if let Some(url) = &self.database {
+            // Clean-up only: a database left behind fails no test.
+            let _ = postgres::drop_database(url).await;
         }
     }
 }
@@ -252,20 +207,6 @@ impl Api {
         let (status, _, text) = self.raw(Method::GET, path, None).await;
         (status, text)
     }
-}
-
-/// A valid usage event at `at`.
-pub fn event(tenant: &str, event_id: &str, quantity: &str, at: OffsetDateTime) -> Value {
-    json!({
-        "event_id": event_id,
-        "tenant_id": tenant,
-        "service": "api",
-        "metric": "requests",
-        "quantity": quantity,
-        "unit": "request",
-        "timestamp": companyos_domain::time_util::format_rfc3339(at),
-        "request_id": format!("req-{event_id}"),
-    })
 }
 
 /// Audit records matching a query, read as admin.

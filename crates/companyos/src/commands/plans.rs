@@ -165,15 +165,10 @@ async fn apply(
             Some(_) => "changed",
             None => "new",
         };
-        let mut lines = Vec::new();
-        if let Some(remote) = remote.filter(|_| change == "changed") {
-            let (old, new) = (comparable(remote), comparable(&local));
-            for (key, value) in &new {
-                if old.get(key) != Some(value) {
-                    lines.push(format!("  ~ {key}: {} -> {value}", old[key]));
-                }
-            }
-        }
+        let lines = match remote.filter(|_| change == "changed") {
+            Some(remote) => diff_lines(remote, &local),
+            None => Vec::new(),
+        };
         let mut version = remote.map(|r| r["version"].clone()).unwrap_or(Value::Null);
         if change != "unchanged" && !dry_run {
             let (_, written) = api
@@ -188,34 +183,49 @@ async fn apply(
         results.push(json!({"plan": name, "change": change, "version": version, "sha256": sha256, "diff": lines}));
     }
     let value = json!({"dry_run": dry_run, "plans": results});
-    output::print(cli.format(), &value, |v| {
-        let mut out = String::new();
-        for plan in v["plans"].as_array().into_iter().flatten() {
-            let marker = match plan["change"].as_str() {
-                Some("new") => "+",
-                Some("changed") => "~",
-                _ => "=",
-            };
-            out.push_str(&format!(
-                "{marker} {} ({}{})\n",
-                output::cell(&plan["plan"]),
-                output::cell(&plan["change"]),
-                if dry_run || plan["change"] == json!("unchanged") {
-                    String::new()
-                } else {
-                    format!(", now version {}", output::cell(&plan["version"]))
-                }
-            ));
-            for line in plan["diff"].as_array().into_iter().flatten() {
-                out.push_str(&format!("{}\n", output::cell(line)));
-            }
-        }
-        if dry_run {
-            out.push_str("dry run: nothing was written\n");
-        }
-        out
-    });
+    output::print(cli.format(), &value, |v| apply_text(v, dry_run));
     Ok(0)
+}
+
+/// The `~ key: old -> new` lines of a changed plan.
+fn diff_lines(remote: &Value, local: &Value) -> Vec<String> {
+    let (old, new) = (comparable(remote), comparable(local));
+    let mut lines = Vec::new();
+    for (key, value) in &new {
+        if old.get(key) != Some(value) {
+            lines.push(format!("  ~ {key}: {} -> {value}", old[key]));
+        }
+    }
+    lines
+}
+
+/// The text answer of `plan apply`: a line per plan, its diff, and the dry-run note.
+fn apply_text(v: &Value, dry_run: bool) -> String {
+    let mut out = String::new();
+    for plan in v["plans"].as_array().into_iter().flatten() {
+        let marker = match plan["change"].as_str() {
+            Some("new") => "+",
+            Some("changed") => "~",
+            _ => "=",
+        };
+        out.push_str(&format!(
+            "{marker} {} ({}{})\n",
+            output::cell(&plan["plan"]),
+            output::cell(&plan["change"]),
+            if dry_run || plan["change"] == json!("unchanged") {
+                String::new()
+            } else {
+                format!(", now version {}", output::cell(&plan["version"]))
+            }
+        ));
+        for line in plan["diff"].as_array().into_iter().flatten() {
+            out.push_str(&format!("{}\n", output::cell(line)));
+        }
+    }
+    if dry_run {
+        out.push_str("dry run: nothing was written\n");
+    }
+    out
 }
 
 pub(super) async fn plan(cli: &Cli, api: &ApiClient, command: &PlanCommand) -> anyhow::Result<u8> {
@@ -232,40 +242,7 @@ pub(super) async fn plan(cli: &Cli, api: &ApiClient, command: &PlanCommand) -> a
                 )
             });
         }
-        PlanCommand::Show { plan, version } => {
-            let path = match version {
-                Some(n) => format!("/v1/plans/{}/versions/{n}", encode(plan)),
-                None => format!("/v1/plans/{}", encode(plan)),
-            };
-            let (_, value) = api.call(Method::GET, &path, None).await?;
-            output::print(cli.format(), &value, |v| {
-                let mut out = output::fields(
-                    v,
-                    &[
-                        "plan",
-                        "version",
-                        "name",
-                        "currency",
-                        "base_fee",
-                        "features",
-                        "workloads_max",
-                        "sha256",
-                    ],
-                );
-                out.push_str(&table(
-                    v["quotas"].as_array().map_or(&[], Vec::as_slice),
-                    &[
-                        "metric",
-                        "period",
-                        "included",
-                        "thresholds_percent",
-                        "enforcement",
-                        "overage_unit_price",
-                    ],
-                ));
-                out
-            });
-        }
+        PlanCommand::Show { plan, version } => show(cli, api, plan, *version).await?,
         PlanCommand::Assign {
             tenant,
             plan,
@@ -288,4 +265,41 @@ pub(super) async fn plan(cli: &Cli, api: &ApiClient, command: &PlanCommand) -> a
         }
     }
     Ok(0)
+}
+
+/// `plan show`: a plan's latest version (or `version`), its fields and quota table.
+async fn show(cli: &Cli, api: &ApiClient, plan: &str, version: Option<u32>) -> anyhow::Result<()> {
+    let path = match version {
+        Some(n) => format!("/v1/plans/{}/versions/{n}", encode(plan)),
+        None => format!("/v1/plans/{}", encode(plan)),
+    };
+    let (_, value) = api.call(Method::GET, &path, None).await?;
+    output::print(cli.format(), &value, |v| {
+        let mut out = output::fields(
+            v,
+            &[
+                "plan",
+                "version",
+                "name",
+                "currency",
+                "base_fee",
+                "features",
+                "workloads_max",
+                "sha256",
+            ],
+        );
+        out.push_str(&table(
+            v["quotas"].as_array().map_or(&[], Vec::as_slice),
+            &[
+                "metric",
+                "period",
+                "included",
+                "thresholds_percent",
+                "enforcement",
+                "overage_unit_price",
+            ],
+        ));
+        out
+    });
+    Ok(())
 }

@@ -9,52 +9,7 @@ pub(super) async fn ledger(
     command: &LedgerCommand,
 ) -> anyhow::Result<u8> {
     match command {
-        LedgerCommand::Verify { tenant } => {
-            let app = open_existing(cli, file).await?;
-            let bar = verify_progress_bar();
-            let mut current = String::new();
-            let mut on_progress = |progress: VerifyProgress<'_>| match progress {
-                VerifyProgress::Tenant {
-                    tenant,
-                    index,
-                    total,
-                } => {
-                    bar.set_length(total as u64);
-                    bar.set_position(index as u64);
-                    current = tenant.to_owned();
-                    bar.set_message(current.clone());
-                }
-                // Formatting every leaf would cost more than checking it; the bar redraws a
-                // few times a second anyway.
-                VerifyProgress::Leaves(leaves) if leaves % 4096 == 0 => {
-                    bar.set_message(format!("{current}: {leaves} leaves"));
-                }
-                VerifyProgress::Leaves(_) => {}
-            };
-            let result = app
-                .ledger()
-                .verify_with_progress(tenant.as_deref(), &mut on_progress)
-                .await;
-            bar.finish_and_clear();
-            app.db().close().await;
-            let problems = result?;
-            if problems.is_empty() {
-                println!("ledger verified: every leaf, node, root, checkpoint and payload matches");
-                return Ok(0);
-            }
-            for problem in &problems {
-                let tenant = problem
-                    .log_id
-                    .strip_prefix("tenant/")
-                    .unwrap_or(&problem.log_id);
-                match problem.leaf_index {
-                    Some(index) => println!("tenant {tenant} leaf {index}: {}", problem.message),
-                    None => println!("tenant {tenant}: {}", problem.message),
-                }
-            }
-            println!("ledger verification FAILED: {} problem(s)", problems.len());
-            Ok(1)
-        }
+        LedgerCommand::Verify { tenant } => verify_ledgers(cli, file, tenant.as_deref()).await,
         LedgerCommand::Proof {
             tenant,
             event_id,
@@ -86,6 +41,54 @@ pub(super) async fn ledger(
             Ok(0)
         }
     }
+}
+
+/// `ledger verify`: every tenant's ledger (or one), with a progress bar; exit 1 on a problem.
+async fn verify_ledgers(cli: &Cli, file: &FileConfig, tenant: Option<&str>) -> anyhow::Result<u8> {
+    let app = open_existing(cli, file).await?;
+    let bar = verify_progress_bar();
+    let mut current = String::new();
+    let mut on_progress = |progress: VerifyProgress<'_>| match progress {
+        VerifyProgress::Tenant {
+            tenant,
+            index,
+            total,
+        } => {
+            bar.set_length(total as u64);
+            bar.set_position(index as u64);
+            current = tenant.to_owned();
+            bar.set_message(current.clone());
+        }
+        // Formatting every leaf would cost more than checking it; the bar redraws a
+        // few times a second anyway.
+        VerifyProgress::Leaves(leaves) if leaves % 4096 == 0 => {
+            bar.set_message(format!("{current}: {leaves} leaves"));
+        }
+        VerifyProgress::Leaves(_) => {}
+    };
+    let result = app
+        .ledger()
+        .verify_with_progress(tenant, &mut on_progress)
+        .await;
+    bar.finish_and_clear();
+    app.db().close().await;
+    let problems = result?;
+    if problems.is_empty() {
+        println!("ledger verified: every leaf, node, root, checkpoint and payload matches");
+        return Ok(0);
+    }
+    for problem in &problems {
+        let tenant = problem
+            .log_id
+            .strip_prefix("tenant/")
+            .unwrap_or(&problem.log_id);
+        match problem.leaf_index {
+            Some(index) => println!("tenant {tenant} leaf {index}: {}", problem.message),
+            None => println!("tenant {tenant}: {}", problem.message),
+        }
+    }
+    println!("ledger verification FAILED: {} problem(s)", problems.len());
+    Ok(1)
 }
 
 /// The progress bar of `ledger verify`: on stderr, and only when stderr is a terminal
@@ -155,54 +158,8 @@ pub(super) async fn metering(
     command: &MeteringCommand,
 ) -> anyhow::Result<u8> {
     match command {
-        MeteringCommand::Check { file: path } => {
-            match crate::commands_usage::lint_declaration(path) {
-                Ok(declaration) => {
-                    println!(
-                        "{}: ok, service {} declares {} metric(s)",
-                        path.display(),
-                        declaration.service,
-                        declaration.metrics.len()
-                    );
-                    Ok(0)
-                }
-                Err(problems) => {
-                    for problem in &problems {
-                        println!("{}: {problem}", path.display());
-                    }
-                    Ok(1)
-                }
-            }
-        }
-        MeteringCommand::Declare { file: path } => {
-            let declaration =
-                crate::commands_usage::lint_declaration(path).map_err(|problems| {
-                    UsageError(format!("{}: {}", path.display(), problems.join("; ")))
-                })?;
-            let api = api(cli, file)?;
-            let body = serde_json::to_value(&declaration)?;
-            let (_, value) = api
-                .call(
-                    Method::PUT,
-                    &format!(
-                        "/v1/services/{}/metering",
-                        encode(declaration.service.as_str())
-                    ),
-                    Some(&body),
-                )
-                .await?;
-            output::print(cli.format(), &value, |v| {
-                format!(
-                    "declared service {}\n{}",
-                    output::cell(&v["service"]),
-                    table(
-                        v["metrics"].as_array().map_or(&[], Vec::as_slice),
-                        &["name", "unit", "aggregation", "description"]
-                    )
-                )
-            });
-            Ok(0)
-        }
+        MeteringCommand::Check { file: path } => Ok(check_declaration(path)),
+        MeteringCommand::Declare { file: path } => declare(cli, file, path).await,
         MeteringCommand::Coverage => {
             let api = api(cli, file)?;
             let (_, value) = api.call(Method::GET, "/v1/metering/coverage", None).await?;
@@ -229,6 +186,56 @@ pub(super) async fn metering(
             Ok(0)
         }
     }
+}
+
+/// `metering check`: lints a declaration file offline; exit 1 with one line per problem.
+fn check_declaration(path: &std::path::Path) -> u8 {
+    match crate::commands_usage::lint_declaration(path) {
+        Ok(declaration) => {
+            println!(
+                "{}: ok, service {} declares {} metric(s)",
+                path.display(),
+                declaration.service,
+                declaration.metrics.len()
+            );
+            0
+        }
+        Err(problems) => {
+            for problem in &problems {
+                println!("{}: {problem}", path.display());
+            }
+            1
+        }
+    }
+}
+
+/// `metering declare`: lints the file, then sends it as the service's declaration.
+async fn declare(cli: &Cli, file: &FileConfig, path: &std::path::Path) -> anyhow::Result<u8> {
+    let declaration = crate::commands_usage::lint_declaration(path)
+        .map_err(|problems| UsageError(format!("{}: {}", path.display(), problems.join("; "))))?;
+    let api = api(cli, file)?;
+    let body = serde_json::to_value(&declaration)?;
+    let (_, value) = api
+        .call(
+            Method::PUT,
+            &format!(
+                "/v1/services/{}/metering",
+                encode(declaration.service.as_str())
+            ),
+            Some(&body),
+        )
+        .await?;
+    output::print(cli.format(), &value, |v| {
+        format!(
+            "declared service {}\n{}",
+            output::cell(&v["service"]),
+            table(
+                v["metrics"].as_array().map_or(&[], Vec::as_slice),
+                &["name", "unit", "aggregation", "description"]
+            )
+        )
+    });
+    Ok(0)
 }
 
 /// The coverage report as one table: a row per finding, named by its kind.

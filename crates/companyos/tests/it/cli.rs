@@ -550,8 +550,7 @@ fn the_demo_evidence_verifies_with_minisign_and_its_key_file() {
 
 #[test]
 fn a_missing_postgres_database_is_one_line_that_says_how_to_create_it() {
-    let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let server = companyos_test_support::postgres::server_url();
     let (base, _) = server.rsplit_once('/').unwrap();
     let name = format!("companyos_missing_{}", std::process::id());
     let dir = tempfile::tempdir().unwrap();

@@ -19,18 +19,9 @@ async fn kill_dash_nine_mid_send_loses_and_duplicates_nothing_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_mid_send_loses_and_duplicates_nothing_on_postgres() {
-    let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let name = format!(
-        "companyos_test_{}",
-        companyos_core::util::new_id("crash", time::OffsetDateTime::now_utc())
-            .replace("crash_", "")
-    );
-    let url = companyos_core::db::create_postgres_database(&server, &name)
-        .await
-        .expect("PostgreSQL must be reachable");
+    let url = companyos_test_support::postgres::fresh_database("companyos_test").await;
     kill_dash_nine_mid_send(Some(&url)).await;
-    let _ = companyos_core::db::drop_postgres_database(&server, &name).await;
+    let _ = companyos_test_support::postgres::drop_database(&url).await;
 }
 
 async fn kill_dash_nine_mid_send(database_url: Option<&str>) {

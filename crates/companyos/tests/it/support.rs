@@ -1,12 +1,16 @@
 //! Runs the real binary: servers as child processes on a free port, CLI commands with captured
-//! output and exit codes.
+//! output and exit codes. What the suites share (databases, event builders) is
+//! `companyos-test-support`.
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use companyos_test_support::events::usage_event;
 use serde_json::{Value, json};
+
+pub use companyos_test_support::postgres::PgDatabase;
 
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_companyos"))
@@ -165,40 +169,7 @@ pub fn tenant(server: &Server, id: &str) -> String {
 
 /// A valid event now.
 pub fn event(tenant: &str, id: &str) -> Value {
-    json!({
-        "event_id": id, "tenant_id": tenant, "service": "api", "metric": "requests",
-        "quantity": "1", "unit": "request",
-        "timestamp": companyos_domain::time_util::format_rfc3339(time::OffsetDateTime::now_utc()),
-        "request_id": format!("r-{id}"),
-    })
-}
-
-/// A fresh PostgreSQL database for one test; dropped with the guard.
-pub struct PgDatabase {
-    pub server: String,
-    pub name: String,
-    pub url: String,
-}
-
-impl PgDatabase {
-    pub fn create(runtime: &tokio::runtime::Runtime) -> PgDatabase {
-        let server = std::env::var("COMPANYOS_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-        let name = format!(
-            "companyos_test_{}",
-            companyos_core::util::new_id("safety", time::OffsetDateTime::now_utc())
-                .replace("safety_", "")
-        );
-        let url = runtime
-            .block_on(companyos_core::db::create_postgres_database(&server, &name))
-            .expect("PostgreSQL must be reachable");
-        PgDatabase { server, name, url }
-    }
-
-    pub fn drop_with(self, runtime: &tokio::runtime::Runtime) {
-        let _ = runtime.block_on(companyos_core::db::drop_postgres_database(
-            &self.server,
-            &self.name,
-        ));
-    }
+    let mut event = usage_event(tenant, id, "1", time::OffsetDateTime::now_utc());
+    event["request_id"] = json!(format!("r-{id}"));
+    event
 }
