@@ -11,12 +11,12 @@ use rust_decimal::Decimal;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::app::{Actor, App};
-use crate::audit::AUDIT_LOG_ID;
+
 use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::ledger_store::{self, LogProblem, StoredCheckpoint};
-use crate::tenants::usage_log_id;
 use companyos_domain::Action;
+use companyos_domain::{LogId, TenantId};
 
 /// A proof of inclusion, as served.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ impl App {
     /// Signs a checkpoint of a log if it grew since the last one; returns the latest.
     pub async fn sign_checkpoint(
         &self,
-        log_id: &str,
+        log_id: &LogId,
         origin: &str,
     ) -> Result<Option<StoredCheckpoint>, ServiceError> {
         ledger_store::sign_checkpoint(
@@ -99,10 +99,10 @@ impl App {
         Ok(signed)
     }
 
-    pub(crate) fn origin_of(&self, log_id: &str) -> String {
-        match companyos_domain::log_id::usage_log_tenant(log_id) {
-            Some(tenant) => self.settings().tenant_origin(tenant),
-            None => self.settings().audit_origin(),
+    pub(crate) fn origin_of(&self, log_id: &LogId) -> String {
+        match log_id {
+            LogId::Usage(tenant) => self.settings().tenant_origin(tenant.as_str()),
+            LogId::Audit => self.settings().audit_origin(),
         }
     }
 
@@ -118,7 +118,7 @@ impl App {
             .await?;
         drop(conn);
         let origin = self.settings().tenant_origin(&tenant.id);
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         match self.sign_checkpoint(&log_id, &origin).await? {
             Some(checkpoint) => Ok(checkpoint.note),
             None => Ok(self.empty_checkpoint(&origin)?),
@@ -149,7 +149,7 @@ impl App {
         )
         .await?;
         let origin = self.settings().audit_origin();
-        match self.sign_checkpoint(AUDIT_LOG_ID, &origin).await? {
+        match self.sign_checkpoint(&LogId::Audit, &origin).await? {
             Some(checkpoint) => Ok(checkpoint.note),
             None => self.empty_checkpoint(&origin),
         }
@@ -168,7 +168,7 @@ impl App {
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
             .await?;
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         let seq = self
             .find_event_seq(&mut conn, tenant.id.as_str(), event_id.as_str())
             .await?;
@@ -223,7 +223,7 @@ impl App {
         let proof =
             ledger_store::inclusion_proof(&mut conn, &log_id, leaf_index, tree_size).await?;
         Ok(InclusionProof {
-            log_id,
+            log_id: log_id.to_string(),
             origin,
             event_id: event_id.into_string(),
             leaf_index,
@@ -247,7 +247,7 @@ impl App {
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
             .await?;
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         let head_size = ledger_store::read_head(&mut conn, &log_id)
             .await?
             .map_or(0, |(size, _)| size);
@@ -305,7 +305,7 @@ impl App {
             // leaves than the head names could miss a tampered one.
             let mut snapshot = self.db().begin_snapshot().await?;
             let conn = &mut *snapshot;
-            let log_id = usage_log_id(&tenant);
+            let log_id = LogId::Usage(TenantId::parse(&tenant)?);
             let origin = self.settings().tenant_origin(&tenant);
             let tenant_for_leaf = tenant.clone();
             problems.extend(
@@ -335,7 +335,7 @@ impl App {
         conn: &mut AnyConnection,
         tenant_id: &str,
     ) -> Result<Vec<LogProblem>, ServiceError> {
-        let log_id = usage_log_id(tenant_id);
+        let log_id = LogId::Usage(TenantId::parse(tenant_id)?);
         let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
             .bind(tenant_id)
             .fetch_optional(&mut *conn)
@@ -343,7 +343,7 @@ impl App {
         let purged = purged.as_deref() == Some("purged");
         let mut problems = Vec::new();
         let problem = |leaf_index: u64, message: String| LogProblem {
-            log_id: log_id.clone(),
+            log_id: log_id.to_string(),
             leaf_index: Some(leaf_index),
             message,
         };
@@ -382,7 +382,7 @@ impl App {
         let leaves = crate::bundles::count_leaves(conn, &log_id).await?;
         if events > leaves {
             problems.push(LogProblem {
-                log_id: log_id.clone(),
+                log_id: log_id.to_string(),
                 leaf_index: u64::try_from(leaves).ok(),
                 message: format!("{events} stored events but only {leaves} leaves"),
             });
@@ -397,7 +397,7 @@ impl App {
         conn: &mut AnyConnection,
         tenant_id: &str,
     ) -> Result<Vec<LogProblem>, ServiceError> {
-        let log_id = usage_log_id(tenant_id);
+        let log_id = LogId::Usage(TenantId::parse(tenant_id)?);
         let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
             .bind(tenant_id)
             .fetch_optional(&mut *conn)
@@ -412,7 +412,7 @@ impl App {
         for (key, value) in &stored {
             if recomputed.get(key) != Some(value) {
                 problems.push(LogProblem {
-                    log_id: log_id.clone(),
+                    log_id: log_id.to_string(),
                     leaf_index: None,
                     message: format!(
                         "stored rollup of day {} {}/{}/{} is {} over {} events but the ledger gives {}",
@@ -426,7 +426,7 @@ impl App {
         for key in recomputed.keys() {
             if !stored.contains_key(key) {
                 problems.push(LogProblem {
-                    log_id: log_id.clone(),
+                    log_id: log_id.to_string(),
                     leaf_index: None,
                     message: format!(
                         "the ledger has events of day {} {}/{}/{} but no stored rollup",
@@ -587,7 +587,7 @@ fn check_payload(event: &crate::bundles::StoredEvent, leaf: &UsageLeaf) -> Optio
 /// Scans a usage log's leaves for an event id (purged tenants only: O(n) reads in pages).
 async fn find_leaf_by_event_id(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     event_id: &str,
 ) -> Result<Option<i64>, ServiceError> {
     let page = 10_000u64;

@@ -797,7 +797,7 @@ impl App {
 async fn sign_in_tx(
     app: &App,
     tx: &mut Tx,
-    log_id: &str,
+    log_id: &companyos_domain::LogId,
     origin: &str,
     size: u64,
     root: companyos_ledger::Hash,
@@ -822,7 +822,7 @@ async fn sign_in_tx(
         "INSERT INTO ledger_checkpoints (log_id, tree_size, root, note, signed_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(log_id)
+    .bind(log_id.to_string())
     .bind(i64::try_from(size).map_err(|_| ServiceError::Internal("size".to_owned()))?)
     .bind(root.as_bytes().to_vec())
     .bind(note.as_str())
@@ -930,5 +930,3 @@ fn boundary_summary(boundary: &Value) -> String {
         None => "the boundary".to_owned(),
     }
 }
-
-pub use companyos_domain::log_id::{usage_log_id, usage_log_tenant};

@@ -25,5 +25,6 @@ pub mod window;
 pub use action::Action;
 pub use error::{FieldError, ValidationErrors};
 pub use ids::*;
+pub use log_id::LogId;
 pub use role::Role;
 pub use tenant::{LifecycleAction, TenantStatus};

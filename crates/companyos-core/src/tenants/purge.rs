@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use companyos_domain::LogId;
 
 impl App {
     pub(super) async fn purge(
@@ -78,7 +79,7 @@ impl App {
             .map_err(ServiceError::Internal)?;
         // The final checkpoint is signed in the purge transaction's view of the tree; signing
         // needs its own transaction on the head, so it reads the committed head instead.
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         let head = ledger_store::read_head(tx, &log_id).await?;
         let final_checkpoint = match head {
             Some((size, root)) => {
