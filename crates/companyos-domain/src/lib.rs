@@ -5,6 +5,7 @@
 pub mod action;
 pub mod audit;
 pub mod backoff;
+pub mod boundary;
 pub mod catalog;
 pub mod cloudevent;
 pub mod error;
