@@ -5,6 +5,7 @@
 pub mod action;
 pub mod audit;
 pub mod backoff;
+pub mod boundary;
 pub mod catalog;
 pub mod cloudevent;
 pub mod error;
@@ -25,5 +26,6 @@ pub mod window;
 pub use action::Action;
 pub use error::{FieldError, ValidationErrors};
 pub use ids::*;
+pub use log_id::LogId;
 pub use role::Role;
 pub use tenant::{LifecycleAction, TenantStatus};

@@ -14,6 +14,10 @@ use serde::de::DeserializeOwned;
 use crate::AppState;
 use crate::error::AppError;
 
+mod path_id;
+
+pub use path_id::{PathId, PathIds, PathSegment};
+
 /// The request id: the caller's `x-request-id` when valid, else one we generate.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);

@@ -12,6 +12,7 @@
 //! deletes the payloads and keeps every tree verifiable.
 
 use companyos_domain::event_packing::{self, PackContext};
+use companyos_domain::{LogId, TenantId};
 use companyos_ledger::Hash;
 use companyos_ledger::leaf::EventClass;
 use companyos_ledger::usage_event::EventDigest;
@@ -128,10 +129,10 @@ pub enum LeafLayout {
 
 impl LeafLayout {
     /// The layout of a log's new bundles.
-    pub fn of_log(log_id: &str) -> Self {
-        match companyos_domain::log_id::usage_log_tenant(log_id) {
-            Some(_) => Self::Usage,
-            None => Self::Whole,
+    pub fn of_log(log_id: &LogId) -> Self {
+        match log_id {
+            LogId::Usage(_) => Self::Usage,
+            LogId::Audit => Self::Whole,
         }
     }
 }
@@ -249,7 +250,7 @@ pub struct StoredLeaf {
 /// Decodes a leaf bundle of `log_id`; `data` is `None` when only the hashes were read (the
 /// leaves then have empty data). Usage leaves are rebuilt into their whole text.
 pub fn decode_leaves(
-    log_id: &str,
+    log_id: &LogId,
     first_index: u64,
     count: usize,
     hashes: &[u8],
@@ -273,11 +274,11 @@ pub fn decode_leaves(
         }),
     };
     let tenant_id = match &reader {
-        Some((LeafLayout::Usage, _)) => Some(
-            companyos_domain::log_id::usage_log_tenant(log_id).ok_or_else(|| {
+        Some((LeafLayout::Usage, _)) => {
+            Some(log_id.tenant().map(TenantId::as_str).ok_or_else(|| {
                 StoreError::corrupt(format!("log {log_id}: usage leaves outside a usage ledger"))
-            })?,
-        ),
+            })?)
+        }
         _ => None,
     };
     let mut leaves = Vec::with_capacity(count);
@@ -333,6 +334,21 @@ pub fn decode_leaves(
 /// [`BUNDLE_ENTRIES_MAX`].
 pub async fn write_leaves(
     conn: &mut AnyConnection,
+    logs: &[(&LogId, &PendingLeaves)],
+) -> Result<(), StoreError> {
+    let texts: Vec<String> = logs.iter().map(|(log_id, _)| log_id.to_string()).collect();
+    let logs: Vec<(&str, &PendingLeaves)> = texts
+        .iter()
+        .zip(logs)
+        .map(|(text, (_, leaves))| (text.as_str(), *leaves))
+        .collect();
+    write_leaf_rows(conn, &logs).await
+}
+
+/// [`write_leaves`] by the logs' stored text: the conversion of legacy rows copies log ids as
+/// they were stored.
+async fn write_leaf_rows(
+    conn: &mut AnyConnection,
     logs: &[(&str, &PendingLeaves)],
 ) -> Result<(), StoreError> {
     let mut rows: Vec<EncodedRow<'_, usize>> = Vec::new();
@@ -366,7 +382,7 @@ pub async fn write_leaves(
 /// `with_data`). Fewer than asked when the log is shorter or leaves are missing.
 pub async fn read_leaves(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     from: u64,
     to: u64,
     with_data: bool,
@@ -384,8 +400,8 @@ pub async fn read_leaves(
         },
     );
     let rows = sqlx::query(&sql)
-        .bind(log_id)
-        .bind(log_id)
+        .bind(log_id.to_string())
+        .bind(log_id.to_string())
         .bind(to_i64(from)?)
         .bind(to_i64(to)?)
         .fetch_all(&mut *conn)
@@ -411,8 +427,8 @@ pub async fn read_leaves(
 }
 
 /// How many leaves a log has stored.
-pub async fn count_leaves(conn: &mut AnyConnection, log_id: &str) -> Result<i64, StoreError> {
-    count_entries(conn, &LEAF_BUNDLES, log_id).await
+pub async fn count_leaves(conn: &mut AnyConnection, log_id: &LogId) -> Result<i64, StoreError> {
+    count_entries(conn, &LEAF_BUNDLES, &log_id.to_string()).await
 }
 
 /// Where one kind of bundle is stored: its table and the columns that place a bundle.
@@ -553,7 +569,7 @@ async fn convert_legacy_leaves(conn: &mut AnyConnection) -> Result<(), StoreErro
             .iter()
             .map(|(log_id, leaves)| (log_id.as_str(), leaves))
             .collect();
-        write_leaves(conn, &logs).await?;
+        write_leaf_rows(conn, &logs).await?;
         pending.clear();
     }
     Ok(())

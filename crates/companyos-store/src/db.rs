@@ -818,6 +818,7 @@ const BUNDLES_VERSION: i64 = 4;
 mod tests {
     use super::*;
     use crate::bundles;
+    use companyos_domain::{LogId, TenantId};
 
     /// A store written before bundles (schema 2: a row per leaf and per event) keeps every
     /// leaf, payload and dedupe key through the migration, on both engines.
@@ -882,7 +883,8 @@ mod tests {
                 .await
                 .expect("migrated");
             let mut conn = db.readers().acquire().await.expect("connection");
-            let leaves = bundles::read_leaves(&mut conn, "tenant/acme", 0, 10, true)
+            let acme = LogId::Usage(TenantId::parse("acme").expect("a valid tenant id"));
+            let leaves = bundles::read_leaves(&mut conn, &acme, 0, 10, true)
                 .await
                 .expect("leaves");
             assert_eq!(leaves.len(), 2);
@@ -892,7 +894,7 @@ mod tests {
                 companyos_ledger::leaf_hash(b"leaf tenant/acme 1")
             );
             assert_eq!(
-                bundles::count_leaves(&mut conn, "audit")
+                bundles::count_leaves(&mut conn, &LogId::Audit)
                     .await
                     .expect("count"),
                 1

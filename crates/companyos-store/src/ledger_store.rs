@@ -20,6 +20,8 @@ use companyos_ledger::usage_event::EventDigest;
 use companyos_ledger::{Frontier, Hash, leaf_hash, node_hash};
 use sqlx::{AnyConnection, Row as _};
 
+use companyos_domain::LogId;
+
 use crate::bundles::{LeafLayout, PendingLeaves};
 use crate::db::{Db, Placeholders, StoreError, values_placeholders};
 use crate::db::{to_i64, to_u64};
@@ -53,7 +55,9 @@ const INSERT_ROWS_MAX: usize = 1024;
 /// The mutable state of one log, read and locked at the start of an append.
 #[derive(Debug, Clone)]
 pub struct LogHead {
-    pub log_id: String,
+    pub log_id: LogId,
+    /// The stored text of `log_id`, bound in every statement that writes the head.
+    text: String,
     pub frontier: Frontier,
     /// Whether the head row exists yet.
     exists: bool,
@@ -64,9 +68,10 @@ pub struct LogHead {
 }
 
 impl LogHead {
-    fn new(log_id: String, frontier: Frontier, exists: bool) -> Self {
+    fn new(log_id: LogId, frontier: Frontier, exists: bool) -> Self {
         let pending_leaves = PendingLeaves::new(LeafLayout::of_log(&log_id), frontier.tree_size());
         Self {
+            text: log_id.to_string(),
             log_id,
             frontier,
             exists,
@@ -97,10 +102,19 @@ impl LogHead {
     /// compact layout, [`LeafLayout::Usage`]). Returns its leaf index.
     pub fn append_usage(&mut self, event_id: &str, digest: &EventDigest, class: EventClass) -> u64 {
         let index = self.frontier.tree_size();
-        let tenant_id = companyos_domain::log_id::usage_log_tenant(&self.log_id)
+        let tenant_id = self
+            .log_id
+            .tenant()
             .expect("usage leaves are appended to tenant usage ledgers");
         self.scratch.clear();
-        write_usage_leaf(&mut self.scratch, tenant_id, index, event_id, digest, class);
+        write_usage_leaf(
+            &mut self.scratch,
+            tenant_id.as_str(),
+            index,
+            event_id,
+            digest,
+            class,
+        );
         let hash = leaf_hash(&self.scratch);
         self.add_to_frontier(hash);
         self.pending_leaves
@@ -137,14 +151,15 @@ fn hash_of(bytes: &[u8]) -> Result<Hash, StoreError> {
 pub async fn lock_head(
     db: &Db,
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
 ) -> Result<LogHead, StoreError> {
+    let text = log_id.to_string();
     let sql = format!(
         "SELECT tree_size, frontier FROM ledger_heads WHERE log_id = $1{}",
         db.for_update()
     );
     let mut row = sqlx::query(&sql)
-        .bind(log_id)
+        .bind(text.as_str())
         .fetch_optional(&mut *conn)
         .await?;
     if row.is_none() && db.backend() == crate::db::Backend::Postgres {
@@ -153,11 +168,11 @@ pub async fn lock_head(
         // on a transaction-scoped advisory lock of the log, then read again: a node that waited
         // sees (and locks) the head the other one committed.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(log_id)
+            .bind(text.as_str())
             .execute(&mut *conn)
             .await?;
         row = sqlx::query(&sql)
-            .bind(log_id)
+            .bind(text.as_str())
             .fetch_optional(&mut *conn)
             .await?;
     }
@@ -171,16 +186,16 @@ pub async fn lock_head(
         }
         None => (Frontier::empty(), false),
     };
-    Ok(LogHead::new(log_id.to_owned(), frontier, exists))
+    Ok(LogHead::new(log_id.clone(), frontier, exists))
 }
 
 /// Reads a head without locking (for reads and proofs).
 pub async fn read_head(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
 ) -> Result<Option<(u64, Hash)>, StoreError> {
     let row = sqlx::query("SELECT tree_size, root FROM ledger_heads WHERE log_id = $1")
-        .bind(log_id)
+        .bind(log_id.to_string())
         .fetch_optional(&mut *conn)
         .await?;
     match row {
@@ -202,7 +217,7 @@ pub async fn write_appends(
         return Ok(());
     }
     let leaves = head.take_pending_leaves();
-    crate::bundles::write_leaves(conn, &[(head.log_id.as_str(), &leaves)]).await?;
+    crate::bundles::write_leaves(conn, &[(&head.log_id, &leaves)]).await?;
     let nodes = std::mem::take(&mut head.pending_nodes);
     for chunk in crate::db::statement_chunks(&nodes, INSERT_ROWS_MAX) {
         let sql = format!(
@@ -213,7 +228,7 @@ pub async fn write_appends(
         let mut query = sqlx::query(&sql);
         for (id, hash) in chunk {
             query = query
-                .bind(head.log_id.as_str())
+                .bind(head.text.as_str())
                 .bind(i64::from(id.level))
                 .bind(to_i64(id.index)?)
                 .bind(hash.as_bytes().to_vec());
@@ -232,7 +247,7 @@ pub async fn write_appends(
         .bind(root)
         .bind(frontier)
         .bind(now_micros)
-        .bind(head.log_id.as_str())
+        .bind(head.text.as_str())
         .execute(&mut *conn)
         .await?;
     } else {
@@ -240,7 +255,7 @@ pub async fn write_appends(
             "INSERT INTO ledger_heads (log_id, tree_size, root, frontier, updated_at) \
              VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(head.log_id.as_str())
+        .bind(head.text.as_str())
         .bind(size)
         .bind(root)
         .bind(frontier)
@@ -255,7 +270,7 @@ pub async fn write_appends(
 /// Reads the hashes of `count` consecutive stored nodes at a stored level (0 = leaves).
 async fn read_stored_range(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     level: u8,
     first: u64,
     count: u64,
@@ -275,7 +290,7 @@ async fn read_stored_range(
             "SELECT hash FROM ledger_nodes WHERE log_id = $1 AND level = $2 \
              AND node_index >= $3 AND node_index < $4 ORDER BY node_index",
         )
-        .bind(log_id)
+        .bind(log_id.to_string())
         .bind(i64::from(level))
         .bind(to_i64(first)?)
         .bind(to_i64(first + count)?)
@@ -296,7 +311,7 @@ async fn read_stored_range(
 /// Reads the hash of any complete subtree, rebuilding it from the nearest stored level.
 pub async fn read_node(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     id: NodeId,
 ) -> Result<Hash, StoreError> {
     let base = base_level(id.level);
@@ -315,7 +330,7 @@ pub async fn read_node(
 
 async fn read_nodes(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     ids: &[NodeId],
 ) -> Result<HashMap<NodeId, Hash>, StoreError> {
     let mut nodes = HashMap::with_capacity(ids.len());
@@ -327,7 +342,7 @@ async fn read_nodes(
 
 async fn read_plan(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     plan: &[LeafRange],
 ) -> Result<Vec<Hash>, StoreError> {
     let nodes = read_nodes(conn, log_id, &merkle::required_nodes(plan)).await?;
@@ -337,7 +352,7 @@ async fn read_plan(
 /// The inclusion proof of `leaf_index` in the tree of `tree_size` leaves.
 pub async fn inclusion_proof(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     leaf_index: u64,
     tree_size: u64,
 ) -> Result<Vec<Hash>, StoreError> {
@@ -349,7 +364,7 @@ pub async fn inclusion_proof(
 /// The consistency proof between two sizes of a log.
 pub async fn consistency_proof(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     old_size: u64,
     new_size: u64,
 ) -> Result<Vec<Hash>, StoreError> {
@@ -361,7 +376,7 @@ pub async fn consistency_proof(
 /// The root of the first `tree_size` leaves of a log.
 pub async fn root_at(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     tree_size: u64,
 ) -> Result<Hash, StoreError> {
     let ids = merkle::root_nodes(tree_size);
@@ -372,7 +387,7 @@ pub async fn root_at(
 /// A leaf's data and hash.
 pub async fn read_leaf(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     leaf_index: u64,
 ) -> Result<Option<(Hash, Vec<u8>)>, StoreError> {
     let leaf = crate::bundles::read_leaves(conn, log_id, leaf_index, leaf_index + 1, true)
@@ -402,13 +417,13 @@ fn checkpoint_from_row(row: &sqlx::any::AnyRow) -> Result<StoredCheckpoint, Stor
 /// The latest signed checkpoint of a log.
 pub async fn latest_checkpoint(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
 ) -> Result<Option<StoredCheckpoint>, StoreError> {
     let row = sqlx::query(
         "SELECT tree_size, root, note, signed_at FROM ledger_checkpoints WHERE log_id = $1 \
          ORDER BY tree_size DESC LIMIT 1",
     )
-    .bind(log_id)
+    .bind(log_id.to_string())
     .fetch_optional(&mut *conn)
     .await?;
     row.as_ref().map(checkpoint_from_row).transpose()
@@ -417,14 +432,14 @@ pub async fn latest_checkpoint(
 /// The checkpoint signed at exactly `tree_size`, if any.
 pub async fn checkpoint_at(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     tree_size: u64,
 ) -> Result<Option<StoredCheckpoint>, StoreError> {
     let row = sqlx::query(
         "SELECT tree_size, root, note, signed_at FROM ledger_checkpoints \
          WHERE log_id = $1 AND tree_size = $2",
     )
-    .bind(log_id)
+    .bind(log_id.to_string())
     .bind(to_i64(tree_size)?)
     .fetch_optional(&mut *conn)
     .await?;
@@ -434,13 +449,13 @@ pub async fn checkpoint_at(
 /// Every checkpoint of a log, oldest first.
 pub async fn all_checkpoints(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
 ) -> Result<Vec<StoredCheckpoint>, StoreError> {
     let rows = sqlx::query(
         "SELECT tree_size, root, note, signed_at FROM ledger_checkpoints WHERE log_id = $1 \
          ORDER BY tree_size",
     )
-    .bind(log_id)
+    .bind(log_id.to_string())
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(checkpoint_from_row).collect()
@@ -465,7 +480,7 @@ pub enum SignError {
 pub async fn sign_checkpoint(
     db: &Db,
     signer: &NoteSigner,
-    log_id: &str,
+    log_id: &LogId,
     origin: &str,
     now_micros: i64,
 ) -> Result<Option<StoredCheckpoint>, SignError> {
@@ -488,13 +503,13 @@ pub async fn sign_checkpoint(
         latest.as_ref().map(|c| (c.tree_size, c.root)),
     );
     let checkpoint = Checkpoint::new(origin, size, root).map_err(|source| SignError::Refused {
-        log_id: log_id.to_owned(),
+        log_id: log_id.to_string(),
         source,
     })?;
     let note = checkpoint_signer
         .sign(&checkpoint, &proof)
         .map_err(|source| SignError::Refused {
-            log_id: log_id.to_owned(),
+            log_id: log_id.to_string(),
             source,
         })?
         .to_string();
@@ -502,7 +517,7 @@ pub async fn sign_checkpoint(
         "INSERT INTO ledger_checkpoints (log_id, tree_size, root, note, signed_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(log_id)
+    .bind(log_id.to_string())
     .bind(to_i64(size)?)
     .bind(root.as_bytes().to_vec())
     .bind(note.as_str())
@@ -520,12 +535,16 @@ pub async fn sign_checkpoint(
 }
 
 /// Log ids with a head, for jobs that visit every log.
-pub async fn log_ids(conn: &mut AnyConnection) -> Result<Vec<String>, StoreError> {
-    Ok(
-        sqlx::query_scalar("SELECT log_id FROM ledger_heads ORDER BY log_id")
-            .fetch_all(&mut *conn)
-            .await?,
-    )
+pub async fn log_ids(conn: &mut AnyConnection) -> Result<Vec<LogId>, StoreError> {
+    let texts: Vec<String> = sqlx::query_scalar("SELECT log_id FROM ledger_heads ORDER BY log_id")
+        .fetch_all(&mut *conn)
+        .await?;
+    texts.iter().map(|text| parse_log_id(text)).collect()
+}
+
+/// A log id read back from the store; one that does not parse is corruption.
+fn parse_log_id(text: &str) -> Result<LogId, StoreError> {
+    LogId::parse(text).map_err(|e| StoreError::corrupt(format!("log id {text:?}: {}", e.message)))
 }
 
 /// Locks the heads of several logs at once, in log id order (so two transactions never wait on
@@ -538,18 +557,19 @@ pub async fn log_ids(conn: &mut AnyConnection) -> Result<Vec<String>, StoreError
 pub async fn lock_heads(
     db: &Db,
     conn: &mut AnyConnection,
-    log_ids: &std::collections::BTreeSet<String>,
+    log_ids: &std::collections::BTreeSet<LogId>,
     now_micros: i64,
-) -> Result<std::collections::BTreeMap<String, LogHead>, StoreError> {
-    let ids: Vec<&String> = log_ids.iter().collect();
+) -> Result<std::collections::BTreeMap<LogId, LogHead>, StoreError> {
+    let ids: Vec<String> = log_ids.iter().map(LogId::to_string).collect();
     let heads = select_heads(db, conn, &ids).await?;
     if heads.len() == log_ids.len() {
         return Ok(heads);
     }
-    let missing: Vec<&String> = ids
+    let missing: Vec<&String> = log_ids
         .iter()
-        .copied()
-        .filter(|id| !heads.contains_key(id.as_str()))
+        .zip(&ids)
+        .filter(|(id, _)| !heads.contains_key(*id))
+        .map(|(_, text)| text)
         .collect();
     let empty_root = companyos_ledger::hash::empty_tree_root()
         .as_bytes()
@@ -616,8 +636,8 @@ async fn lock_first_appends(
 async fn select_heads(
     db: &Db,
     conn: &mut AnyConnection,
-    ids: &[&String],
-) -> Result<std::collections::BTreeMap<String, LogHead>, StoreError> {
+    ids: &[String],
+) -> Result<std::collections::BTreeMap<LogId, LogHead>, StoreError> {
     let mut heads = std::collections::BTreeMap::new();
     for chunk in crate::db::statement_chunks(ids, INSERT_ROWS_MAX) {
         let sql = format!(
@@ -631,7 +651,7 @@ async fn select_heads(
             query = query.bind(id.as_str());
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let log_id: String = row.try_get(0)?;
+            let log_id = parse_log_id(&row.try_get::<String, _>(0)?)?;
             let size = to_u64(row.try_get::<i64, _>(1)?)?;
             let bytes: Vec<u8> = row.try_get(2)?;
             let frontier = Frontier::from_bytes(size, &bytes)
@@ -648,7 +668,7 @@ pub async fn write_many_appends<'a>(
     heads: impl IntoIterator<Item = &'a mut LogHead>,
     now_micros: i64,
 ) -> Result<(), StoreError> {
-    let mut leaves: Vec<(String, PendingLeaves)> = Vec::new();
+    let mut leaves: Vec<(LogId, PendingLeaves)> = Vec::new();
     let mut nodes: Vec<(String, NodeId, Hash)> = Vec::new();
     let mut changed: Vec<(String, i64, Vec<u8>, Vec<u8>)> = Vec::new();
     for head in heads {
@@ -661,18 +681,18 @@ pub async fn write_many_appends<'a>(
         );
         leaves.push((head.log_id.clone(), head.take_pending_leaves()));
         for (id, hash) in std::mem::take(&mut head.pending_nodes) {
-            nodes.push((head.log_id.clone(), id, hash));
+            nodes.push((head.text.clone(), id, hash));
         }
         changed.push((
-            head.log_id.clone(),
+            head.text.clone(),
             to_i64(head.frontier.tree_size())?,
             head.frontier.root().as_bytes().to_vec(),
             head.frontier.to_bytes(),
         ));
     }
-    let logs: Vec<(&str, &PendingLeaves)> = leaves
+    let logs: Vec<(&LogId, &PendingLeaves)> = leaves
         .iter()
-        .map(|(log_id, leaves)| (log_id.as_str(), leaves))
+        .map(|(log_id, leaves)| (log_id, leaves))
         .collect();
     crate::bundles::write_leaves(conn, &logs).await?;
     for chunk in crate::db::statement_chunks(&nodes, INSERT_ROWS_MAX) {

@@ -2,6 +2,7 @@
 //! transaction of the change it records, each record a leaf of one verifiable log with signed
 //! checkpoints, so any excerpt can be proven and any tampering is found by `audit verify`.
 
+use companyos_domain::LogId;
 use companyos_domain::audit::{AuditChannel, AuditOutcome, AuditRecord};
 use companyos_domain::time_util::{format_rfc3339, from_micros};
 use companyos_ledger::leaf::AuditLeaf;
@@ -20,9 +21,6 @@ use crate::util::new_id;
 use companyos_domain::Action;
 
 pub mod auth_failures;
-
-/// The log id of the audit log.
-pub use companyos_domain::log_id::AUDIT_LOG_ID;
 
 /// Upper bound on one page of audit records.
 pub const AUDIT_PAGE_MAX: i64 = 10_000;
@@ -107,7 +105,7 @@ pub async fn append(
     if entries.is_empty() {
         return Ok(Vec::new());
     }
-    let mut head = ledger_store::lock_head(db, conn, AUDIT_LOG_ID).await?;
+    let mut head = ledger_store::lock_head(db, conn, &LogId::Audit).await?;
     let now_micros = companyos_domain::time_util::to_micros(now);
     let mut records = Vec::with_capacity(entries.len());
     for entry in entries {
@@ -314,11 +312,12 @@ pub async fn verify(
     let mut records: std::collections::HashMap<u64, AuditRecord> = Default::default();
     let mut loaded_through: i64 = -1;
     let mut leaf_datas: Vec<(u64, Vec<u8>)> = Vec::new();
-    let problems = ledger_store::verify_log(conn, AUDIT_LOG_ID, verifier, origin, |index, data| {
-        leaf_datas.push((index, data.to_vec()));
-        None
-    })
-    .await?;
+    let problems =
+        ledger_store::verify_log(conn, &LogId::Audit, verifier, origin, |index, data| {
+            leaf_datas.push((index, data.to_vec()));
+            None
+        })
+        .await?;
     let mut all = problems;
     for (index, data) in leaf_datas {
         if i64::try_from(index).unwrap_or(i64::MAX) > loaded_through {
@@ -338,7 +337,7 @@ pub async fn verify(
             }
         }
         let problem = |message: String| LogProblem {
-            log_id: AUDIT_LOG_ID.to_owned(),
+            log_id: LogId::Audit.to_string(),
             leaf_index: Some(index),
             message,
         };
@@ -369,10 +368,10 @@ pub async fn verify(
     let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events")
         .fetch_one(&mut *conn)
         .await?;
-    let leaves = crate::bundles::count_leaves(conn, AUDIT_LOG_ID).await?;
+    let leaves = crate::bundles::count_leaves(conn, &LogId::Audit).await?;
     if stored != leaves {
         all.push(LogProblem {
-            log_id: AUDIT_LOG_ID.to_owned(),
+            log_id: LogId::Audit.to_string(),
             leaf_index: None,
             message: format!("{stored} audit records but {leaves} leaves"),
         });

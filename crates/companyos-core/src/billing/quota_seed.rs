@@ -17,7 +17,7 @@ use super::quota_usage::{QuantityRow, upsert_quantities};
 use crate::app::App;
 use crate::db::{Placeholders, StoreError, Tx, list_placeholders};
 use crate::ledger_store;
-use crate::tenants::usage_log_id;
+use companyos_domain::{LogId, TenantId};
 
 /// A tenant's stored usage of one metric on one UTC day (day number), on time and late.
 type DailyUsage = BTreeMap<(String, i64), Decimal>;
@@ -85,7 +85,10 @@ impl App {
         if !self.settings().quota_state || quotas.is_empty() {
             return Ok(());
         }
-        ledger_store::lock_head(self.db(), tx, &usage_log_id(tenant_id)).await?;
+        let log_id = TenantId::parse(tenant_id)
+            .map(LogId::Usage)
+            .map_err(|e| StoreError::corrupt(format!("tenant id {tenant_id:?}: {}", e.message)))?;
+        ledger_store::lock_head(self.db(), tx, &log_id).await?;
         let first_of_month = effective_from.replace_day(1).unwrap_or(effective_from);
         let metrics: BTreeSet<&str> = quotas.iter().map(|(metric, _)| *metric).collect();
         let usage = daily_usage(tx, tenant_id, &metrics, first_of_month).await?;

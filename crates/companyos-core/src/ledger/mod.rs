@@ -10,12 +10,11 @@ use companyos_ledger::usage_event::EventDigest;
 use sqlx::AnyConnection;
 
 use crate::app::{Actor, App, Ledger};
-use crate::audit::AUDIT_LOG_ID;
 use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::ledger_store::{self, LogProblem, StoredCheckpoint};
-use crate::lifecycle::usage_log_id;
 use companyos_domain::Action;
+use companyos_domain::{LogId, TenantId};
 
 mod rollups;
 
@@ -57,10 +56,10 @@ pub enum VerifyProgress<'a> {
 }
 
 impl App {
-    pub(crate) fn origin_of(&self, log_id: &str) -> String {
-        match companyos_domain::log_id::usage_log_tenant(log_id) {
-            Some(tenant) => self.settings().tenant_origin(tenant),
-            None => self.settings().audit_origin(),
+    pub(crate) fn origin_of(&self, log_id: &LogId) -> String {
+        match log_id {
+            LogId::Usage(tenant) => self.settings().tenant_origin(tenant.as_str()),
+            LogId::Audit => self.settings().audit_origin(),
         }
     }
 
@@ -82,7 +81,7 @@ impl App {
         conn: &mut AnyConnection,
         tenant_id: &str,
     ) -> Result<Vec<LogProblem>, ServiceError> {
-        let log_id = usage_log_id(tenant_id);
+        let log_id = LogId::Usage(TenantId::parse(tenant_id)?);
         let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
             .bind(tenant_id)
             .fetch_optional(&mut *conn)
@@ -90,7 +89,7 @@ impl App {
         let purged = purged.as_deref() == Some("purged");
         let mut problems = Vec::new();
         let problem = |leaf_index: u64, message: String| LogProblem {
-            log_id: log_id.clone(),
+            log_id: log_id.to_string(),
             leaf_index: Some(leaf_index),
             message,
         };
@@ -129,7 +128,7 @@ impl App {
         let leaves = crate::bundles::count_leaves(conn, &log_id).await?;
         if events > leaves {
             problems.push(LogProblem {
-                log_id: log_id.clone(),
+                log_id: log_id.to_string(),
                 leaf_index: u64::try_from(leaves).ok(),
                 message: format!("{events} stored events but only {leaves} leaves"),
             });
@@ -144,7 +143,7 @@ impl App {
         conn: &mut AnyConnection,
         tenant_id: &str,
     ) -> Result<Vec<LogProblem>, ServiceError> {
-        let log_id = usage_log_id(tenant_id);
+        let log_id = LogId::Usage(TenantId::parse(tenant_id)?);
         let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
             .bind(tenant_id)
             .fetch_optional(&mut *conn)
@@ -159,7 +158,7 @@ impl App {
         for (key, value) in &stored {
             if recomputed.get(key) != Some(value) {
                 problems.push(LogProblem {
-                    log_id: log_id.clone(),
+                    log_id: log_id.to_string(),
                     leaf_index: None,
                     message: format!(
                         "stored rollup of day {} {}/{}/{} is {} over {} events but the ledger gives {}",
@@ -173,7 +172,7 @@ impl App {
         for key in recomputed.keys() {
             if !stored.contains_key(key) {
                 problems.push(LogProblem {
-                    log_id: log_id.clone(),
+                    log_id: log_id.to_string(),
                     leaf_index: None,
                     message: format!(
                         "the ledger has events of day {} {}/{}/{} but no stored rollup",
@@ -195,7 +194,7 @@ impl Ledger<'_> {
     /// Signs a checkpoint of a log if it grew since the last one; returns the latest.
     pub async fn sign_checkpoint(
         &self,
-        log_id: &str,
+        log_id: &LogId,
         origin: &str,
     ) -> Result<Option<StoredCheckpoint>, ServiceError> {
         ledger_store::sign_checkpoint(
@@ -250,7 +249,7 @@ impl Ledger<'_> {
             .await?;
         drop(conn);
         let origin = self.settings().tenant_origin(&tenant.id);
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         match self.sign_checkpoint(&log_id, &origin).await? {
             Some(checkpoint) => Ok(checkpoint.note),
             None => Ok(self.empty_checkpoint(&origin)?),
@@ -268,7 +267,7 @@ impl Ledger<'_> {
         )
         .await?;
         let origin = self.settings().audit_origin();
-        match self.sign_checkpoint(AUDIT_LOG_ID, &origin).await? {
+        match self.sign_checkpoint(&LogId::Audit, &origin).await? {
             Some(checkpoint) => Ok(checkpoint.note),
             None => self.empty_checkpoint(&origin),
         }
@@ -287,7 +286,7 @@ impl Ledger<'_> {
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
             .await?;
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         let seq = self
             .find_event_seq(&mut conn, tenant.id.as_str(), event_id.as_str())
             .await?;
@@ -342,7 +341,7 @@ impl Ledger<'_> {
         let proof =
             ledger_store::inclusion_proof(&mut conn, &log_id, leaf_index, tree_size).await?;
         Ok(InclusionProof {
-            log_id,
+            log_id: log_id.to_string(),
             origin,
             event_id: event_id.into_string(),
             leaf_index,
@@ -366,7 +365,7 @@ impl Ledger<'_> {
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
             .await?;
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         let head_size = ledger_store::read_head(&mut conn, &log_id)
             .await?
             .map_or(0, |(size, _)| size);
@@ -418,9 +417,13 @@ impl Ledger<'_> {
             // Each tenant is verified in one snapshot: a head read before a concurrent group
             // commit and leaves read after it would be a false alarm, and a check of fewer
             // leaves than the head names could miss a tampered one.
+            // A name that is no tenant id (asked for by hand) has no ledger, rows or problems.
+            let Ok(parsed) = TenantId::parse(&tenant) else {
+                continue;
+            };
+            let log_id = LogId::Usage(parsed);
             let mut snapshot = self.db().begin_snapshot().await?;
             let conn = &mut *snapshot;
-            let log_id = usage_log_id(&tenant);
             let origin = self.settings().tenant_origin(&tenant);
             let tenant_for_leaf = tenant.clone();
             problems.extend(
@@ -473,7 +476,7 @@ fn check_payload(event: &crate::bundles::StoredEvent, leaf: &UsageLeaf) -> Optio
 /// Scans a usage log's leaves for an event id (purged tenants only: O(n) reads in pages).
 async fn find_leaf_by_event_id(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     event_id: &str,
 ) -> Result<Option<i64>, ServiceError> {
     let page = 10_000u64;

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use companyos_domain::boundary::{BoundaryCredentials, BoundarySpec};
 use companyos_domain::time_util::format_rfc3339;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -113,9 +114,280 @@ pub fn postgres_names(database: &str, tenant_id: &str) -> (String, String) {
     (schema, role)
 }
 
-/// Creates a tenant's boundary. Database work happens in `conn`, the caller's transaction, so a
-/// failed provisioning leaves nothing behind in the store; files are removed by
-/// [`remove_boundary`] on failure.
+/// What a driver acts in: the caller's transaction (database work happens in it, so a failed
+/// provisioning leaves nothing behind in the store; files are removed by [`remove_boundary`] on
+/// failure), the data directory and the tenant.
+pub struct BoundaryContext<'a> {
+    pub db: &'a Db,
+    pub conn: &'a mut AnyConnection,
+    pub data_dir: &'a Path,
+    pub tenant_id: &'a str,
+}
+
+/// One kind of boundary: creates it, blocks or restores access at it, removes it. The answers
+/// other than the created spec are the step details recorded in the step log and audit.
+pub trait BoundaryDriver {
+    /// Creates a tenant's boundary, with its alert rules where the driver keeps files.
+    fn create(
+        &self,
+        cx: BoundaryContext<'_>,
+        alert_rules: &str,
+    ) -> impl Future<Output = Result<BoundarySpec, BoundaryError>> + Send;
+
+    /// Blocks (`allowed` false, for `reason`) or restores access at the boundary `spec`.
+    fn set_access(
+        &self,
+        spec: &BoundarySpec,
+        cx: BoundaryContext<'_>,
+        allowed: bool,
+        reason: &str,
+    ) -> impl Future<Output = Result<Value, BoundaryError>> + Send;
+
+    /// Removes the boundary `spec` for good (purge).
+    fn remove(
+        &self,
+        spec: &BoundarySpec,
+        cx: BoundaryContext<'_>,
+    ) -> impl Future<Output = Result<Value, BoundaryError>> + Send;
+}
+
+/// A directory per tenant, mode 0700, with its own SQLite database.
+#[derive(Debug, Clone, Copy)]
+pub struct DirectoryDriver;
+
+/// A schema and a login role per tenant on the PostgreSQL store.
+#[derive(Debug, Clone, Copy)]
+pub struct PostgresDriver;
+
+/// An external provisioner, told through the outbox (the messages are the outbox's).
+#[derive(Debug, Clone)]
+pub struct WebhookDriver {
+    pub url: String,
+}
+
+impl BoundaryDriver for DirectoryDriver {
+    async fn create(
+        &self,
+        cx: BoundaryContext<'_>,
+        alert_rules: &str,
+    ) -> Result<BoundarySpec, BoundaryError> {
+        let dir = tenant_dir(cx.data_dir, cx.tenant_id);
+        create_directory_boundary(&dir, cx.tenant_id, alert_rules)
+            .await
+            .map_err(BoundaryError::Failed)?;
+        Ok(BoundarySpec::Directory {
+            path: dir.display().to_string(),
+            mode: "0700".to_owned(),
+            database: dir.join("tenant.db").display().to_string(),
+        })
+    }
+
+    /// A `SUSPENDED` marker the tenant's workloads check.
+    async fn set_access(
+        &self,
+        _spec: &BoundarySpec,
+        cx: BoundaryContext<'_>,
+        allowed: bool,
+        reason: &str,
+    ) -> Result<Value, BoundaryError> {
+        let marker = tenant_dir(cx.data_dir, cx.tenant_id).join("SUSPENDED");
+        if allowed {
+            match tokio::fs::remove_file(&marker).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BoundaryError::io("remove the SUSPENDED marker", &e)),
+            }
+        } else {
+            tokio::fs::write(&marker, format!("{reason}\n"))
+                .await
+                .map_err(|e| BoundaryError::io("write the SUSPENDED marker", &e))?;
+        }
+        Ok(json!({"marker": marker.display().to_string(), "access": allowed}))
+    }
+
+    async fn remove(
+        &self,
+        _spec: &BoundarySpec,
+        cx: BoundaryContext<'_>,
+    ) -> Result<Value, BoundaryError> {
+        let dir = tenant_dir(cx.data_dir, cx.tenant_id);
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(BoundaryError::Failed(format!(
+                    "remove {}: {e}",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(json!({"removed": dir.display().to_string()}))
+    }
+}
+
+impl BoundaryDriver for PostgresDriver {
+    async fn create(
+        &self,
+        cx: BoundaryContext<'_>,
+        _alert_rules: &str,
+    ) -> Result<BoundarySpec, BoundaryError> {
+        needs_postgres(cx.db)?;
+        let conn = cx.conn;
+        let database: String = sqlx::query_scalar("SELECT CAST(current_database() AS TEXT)")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(failed)?;
+        let (schema, role) = postgres_names(&database, cx.tenant_id);
+        let password = new_token("pw");
+        // Identifiers come from a validated tenant id ([a-z0-9_] after mapping) and the
+        // password is hex: nothing here can break out of the quoting.
+        for statement in [
+            format!(
+                "CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}' CONNECTION LIMIT 5 \
+                 NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
+            ),
+            format!("CREATE SCHEMA \"{schema}\" AUTHORIZATION \"{role}\""),
+            format!("REVOKE ALL ON SCHEMA \"{schema}\" FROM PUBLIC"),
+            format!("ALTER ROLE \"{role}\" SET search_path = \"{schema}\""),
+            format!(
+                "CREATE TABLE \"{schema}\".boundary (tenant_id TEXT PRIMARY KEY, created_at TEXT)"
+            ),
+            format!("ALTER TABLE \"{schema}\".boundary OWNER TO \"{role}\""),
+            format!(
+                "INSERT INTO \"{schema}\".boundary VALUES ('{}', '{}')",
+                cx.tenant_id,
+                format_rfc3339(OffsetDateTime::now_utc())
+            ),
+        ] {
+            conn.execute(statement.as_str()).await.map_err(failed)?;
+        }
+        Ok(BoundarySpec::Postgres {
+            database,
+            schema,
+            credentials: Some(BoundaryCredentials {
+                user: role.clone(),
+                password,
+            }),
+            role,
+            connection_limit: 5,
+        })
+    }
+
+    /// The role loses LOGIN and its open sessions end, or gets LOGIN back.
+    async fn set_access(
+        &self,
+        spec: &BoundarySpec,
+        cx: BoundaryContext<'_>,
+        allowed: bool,
+        _reason: &str,
+    ) -> Result<Value, BoundaryError> {
+        let (role, _) = postgres_boundary(spec, cx.db)?;
+        let login = if allowed { "LOGIN" } else { "NOLOGIN" };
+        cx.conn
+            .execute(format!("ALTER ROLE \"{role}\" {login}").as_str())
+            .await?;
+        let mut terminated = 0i64;
+        if !allowed {
+            terminated = sqlx::query_scalar(
+                "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE usename = $1",
+            )
+            .bind(role)
+            .fetch_one(&mut *cx.conn)
+            .await?;
+        }
+        Ok(json!({"role": role, "login": allowed, "sessions_terminated": terminated}))
+    }
+
+    async fn remove(
+        &self,
+        spec: &BoundarySpec,
+        cx: BoundaryContext<'_>,
+    ) -> Result<Value, BoundaryError> {
+        let (role, schema) = postgres_boundary(spec, cx.db)?;
+        let conn = cx.conn;
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
+            .bind(role)
+            .execute(&mut *conn)
+            .await
+            .map_err(failed)?;
+        for statement in [
+            format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+            format!("DROP ROLE IF EXISTS \"{role}\""),
+        ] {
+            conn.execute(statement.as_str()).await.map_err(failed)?;
+        }
+        Ok(json!({"dropped_schema": schema, "dropped_role": role}))
+    }
+}
+
+impl BoundaryDriver for WebhookDriver {
+    /// Only requested here: the outbox tells the provisioner, which calls back.
+    async fn create(
+        &self,
+        _cx: BoundaryContext<'_>,
+        _alert_rules: &str,
+    ) -> Result<BoundarySpec, BoundaryError> {
+        Ok(BoundarySpec::Webhook {
+            provisioner: self.url.clone(),
+            state: "requested".to_owned(),
+        })
+    }
+
+    async fn set_access(
+        &self,
+        _spec: &BoundarySpec,
+        _cx: BoundaryContext<'_>,
+        allowed: bool,
+        _reason: &str,
+    ) -> Result<Value, BoundaryError> {
+        Ok(told_access(allowed))
+    }
+
+    async fn remove(
+        &self,
+        _spec: &BoundarySpec,
+        _cx: BoundaryContext<'_>,
+    ) -> Result<Value, BoundaryError> {
+        Ok(told_removal())
+    }
+}
+
+/// A database error as a step's failure, in its own words (as the step log has always had it).
+fn failed(error: sqlx::Error) -> BoundaryError {
+    BoundaryError::Failed(error.to_string())
+}
+
+/// The driver of a stored `webhook` boundary, at the provisioner it names.
+fn webhook_of(spec: &BoundarySpec) -> WebhookDriver {
+    let url = match spec {
+        BoundarySpec::Webhook { provisioner, .. } => provisioner.clone(),
+        _ => String::new(),
+    };
+    WebhookDriver { url }
+}
+
+/// The step details of a removal that is only told (through the outbox).
+fn told_removal() -> Value {
+    json!({"told": "outbox"})
+}
+
+/// The step details of an access change that is only told (through the outbox).
+fn told_access(allowed: bool) -> Value {
+    json!({"access": allowed, "told": "outbox"})
+}
+
+fn needs_postgres(db: &Db) -> Result<(), BoundaryError> {
+    if db.backend() != Backend::Postgres {
+        return Err(BoundaryError::Failed(
+            "the postgres driver needs the PostgreSQL store".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a tenant's boundary with the configured driver; the spec as the tenant row and the
+/// creation answer carry it.
 pub async fn create_boundary(
     driver: &BoundaryDriverSettings,
     db: &Db,
@@ -123,66 +395,23 @@ pub async fn create_boundary(
     data_dir: &Path,
     tenant_id: &str,
     alert_rules: &str,
-) -> Result<Value, String> {
-    match driver {
-        BoundaryDriverSettings::Directory => {
-            let dir = tenant_dir(data_dir, tenant_id);
-            create_directory_boundary(&dir, tenant_id, alert_rules).await?;
-            Ok(json!({
-                "driver": "directory",
-                "path": dir.display().to_string(),
-                "mode": "0700",
-                "database": dir.join("tenant.db").display().to_string(),
-            }))
+) -> Result<Value, BoundaryError> {
+    let cx = BoundaryContext {
+        db,
+        conn,
+        data_dir,
+        tenant_id,
+    };
+    let spec = match driver {
+        BoundaryDriverSettings::Directory => DirectoryDriver.create(cx, alert_rules).await?,
+        BoundaryDriverSettings::Postgres => PostgresDriver.create(cx, alert_rules).await?,
+        BoundaryDriverSettings::Webhook { url, .. } => {
+            WebhookDriver { url: url.clone() }
+                .create(cx, alert_rules)
+                .await?
         }
-        BoundaryDriverSettings::Postgres => {
-            if db.backend() != Backend::Postgres {
-                return Err("the postgres driver needs the PostgreSQL store".to_owned());
-            }
-            let database: String = sqlx::query_scalar("SELECT CAST(current_database() AS TEXT)")
-                .fetch_one(&mut *conn)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (schema, role) = postgres_names(&database, tenant_id);
-            let password = new_token("pw");
-            // Identifiers come from a validated tenant id ([a-z0-9_] after mapping) and the
-            // password is hex: nothing here can break out of the quoting.
-            for statement in [
-                format!(
-                    "CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}' CONNECTION LIMIT 5 \
-                     NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT"
-                ),
-                format!("CREATE SCHEMA \"{schema}\" AUTHORIZATION \"{role}\""),
-                format!("REVOKE ALL ON SCHEMA \"{schema}\" FROM PUBLIC"),
-                format!("ALTER ROLE \"{role}\" SET search_path = \"{schema}\""),
-                format!(
-                    "CREATE TABLE \"{schema}\".boundary (tenant_id TEXT PRIMARY KEY, created_at TEXT)"
-                ),
-                format!("ALTER TABLE \"{schema}\".boundary OWNER TO \"{role}\""),
-                format!(
-                    "INSERT INTO \"{schema}\".boundary VALUES ('{tenant_id}', '{}')",
-                    format_rfc3339(OffsetDateTime::now_utc())
-                ),
-            ] {
-                conn.execute(statement.as_str())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(json!({
-                "driver": "postgres",
-                "database": database,
-                "schema": schema,
-                "role": role,
-                "connection_limit": 5,
-                "credentials": {"user": role, "password": password},
-            }))
-        }
-        BoundaryDriverSettings::Webhook { url, .. } => Ok(json!({
-            "driver": "webhook",
-            "provisioner": url,
-            "state": "requested",
-        })),
-    }
+    };
+    serde_json::to_value(&spec).map_err(|e| BoundaryError::Failed(e.to_string()))
 }
 
 async fn create_directory_boundary(
@@ -227,17 +456,18 @@ async fn create_directory_boundary(
 }
 
 /// The role and schema of a `postgres` boundary, on a PostgreSQL store.
-fn postgres_boundary<'a>(boundary: &'a Value, db: &Db) -> Result<(&'a str, &'a str), String> {
-    if db.backend() != Backend::Postgres {
-        return Err("the postgres driver needs the PostgreSQL store".to_owned());
+fn postgres_boundary<'a>(
+    spec: &'a BoundarySpec,
+    db: &Db,
+) -> Result<(&'a str, &'a str), BoundaryError> {
+    needs_postgres(db)?;
+    match spec {
+        BoundarySpec::Postgres { role, schema, .. } => Ok((role, schema)),
+        other => Err(BoundaryError::Failed(format!(
+            "a {} boundary is no postgres boundary",
+            other.driver()
+        ))),
     }
-    let field = |name: &str| {
-        boundary
-            .get(name)
-            .and_then(Value::as_str)
-            .ok_or_else(|| format!("boundary has no {name}"))
-    };
-    Ok((field("role")?, field("schema")?))
 }
 
 /// Why a boundary step failed: for now (a full disk, a lost database connection: the request
@@ -290,8 +520,7 @@ impl From<BoundaryError> for crate::error::ServiceError {
     }
 }
 
-/// Blocks or restores access at the boundary: the `postgres` role loses LOGIN and its open
-/// sessions end; a `directory` boundary gets a `SUSPENDED` marker its workloads check.
+/// Blocks or restores access at a stored boundary (suspension, reactivation, deletion).
 pub async fn set_boundary_access(
     boundary: &Value,
     db: &Db,
@@ -301,81 +530,47 @@ pub async fn set_boundary_access(
     allowed: bool,
     reason: &str,
 ) -> Result<Value, BoundaryError> {
-    match boundary.get("driver").and_then(Value::as_str) {
-        Some("postgres") => {
-            let (role, _) = postgres_boundary(boundary, db).map_err(BoundaryError::Failed)?;
-            let login = if allowed { "LOGIN" } else { "NOLOGIN" };
-            conn.execute(format!("ALTER ROLE \"{role}\" {login}").as_str())
-                .await?;
-            let mut terminated = 0i64;
-            if !allowed {
-                terminated = sqlx::query_scalar(
-                    "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
-                     WHERE usename = $1",
-                )
-                .bind(role)
-                .fetch_one(&mut *conn)
-                .await?;
-            }
-            Ok(json!({"role": role, "login": allowed, "sessions_terminated": terminated}))
+    let cx = BoundaryContext {
+        db,
+        conn,
+        data_dir,
+        tenant_id,
+    };
+    match BoundarySpec::from_stored(boundary).map_err(BoundaryError::Failed)? {
+        Some(spec @ BoundarySpec::Directory { .. }) => {
+            DirectoryDriver.set_access(&spec, cx, allowed, reason).await
         }
-        Some("directory") => {
-            let marker = tenant_dir(data_dir, tenant_id).join("SUSPENDED");
-            if allowed {
-                match tokio::fs::remove_file(&marker).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(BoundaryError::io("remove the SUSPENDED marker", &e)),
-                }
-            } else {
-                tokio::fs::write(&marker, format!("{reason}\n"))
-                    .await
-                    .map_err(|e| BoundaryError::io("write the SUSPENDED marker", &e))?;
-            }
-            Ok(json!({"marker": marker.display().to_string(), "access": allowed}))
+        Some(spec @ BoundarySpec::Postgres { .. }) => {
+            PostgresDriver.set_access(&spec, cx, allowed, reason).await
         }
-        _ => Ok(json!({"access": allowed, "told": "outbox"})),
+        Some(spec @ BoundarySpec::Webhook { .. }) => {
+            webhook_of(&spec)
+                .set_access(&spec, cx, allowed, reason)
+                .await
+        }
+        None => Ok(told_access(allowed)),
     }
 }
 
-/// Removes a boundary for good (purge).
+/// Removes a stored boundary for good (purge, or the leftovers of a failed provisioning).
 pub async fn remove_boundary(
     boundary: &Value,
     db: &Db,
     conn: &mut AnyConnection,
     data_dir: &Path,
     tenant_id: &str,
-) -> Result<Value, String> {
-    match boundary.get("driver").and_then(Value::as_str) {
-        Some("postgres") => {
-            let (role, schema) = postgres_boundary(boundary, db)?;
-            sqlx::query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1",
-            )
-            .bind(role)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| e.to_string())?;
-            for statement in [
-                format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
-                format!("DROP ROLE IF EXISTS \"{role}\""),
-            ] {
-                conn.execute(statement.as_str())
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            Ok(json!({"dropped_schema": schema, "dropped_role": role}))
-        }
-        Some("directory") => {
-            let dir = tenant_dir(data_dir, tenant_id);
-            match tokio::fs::remove_dir_all(&dir).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("remove {}: {e}", dir.display())),
-            }
-            Ok(json!({"removed": dir.display().to_string()}))
-        }
-        _ => Ok(json!({"told": "outbox"})),
+) -> Result<Value, BoundaryError> {
+    let cx = BoundaryContext {
+        db,
+        conn,
+        data_dir,
+        tenant_id,
+    };
+    match BoundarySpec::from_stored(boundary).map_err(BoundaryError::Failed)? {
+        Some(spec @ BoundarySpec::Directory { .. }) => DirectoryDriver.remove(&spec, cx).await,
+        Some(spec @ BoundarySpec::Postgres { .. }) => PostgresDriver.remove(&spec, cx).await,
+        Some(spec @ BoundarySpec::Webhook { .. }) => webhook_of(&spec).remove(&spec, cx).await,
+        None => Ok(told_removal()),
     }
 }
 

@@ -578,5 +578,3 @@ fn refuse_loosening_while_deleting(
         }),
     }
 }
-
-pub use companyos_domain::log_id::{usage_log_id, usage_log_tenant};

@@ -2,7 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
-use companyos_domain::Action;
+use companyos_domain::{Action, LogId, TenantId};
 
 impl App {
     pub(super) async fn create_tenant_in(
@@ -394,7 +394,7 @@ impl App {
                 "webhook": tenant.audit_webhook_url,
             },
             "ledger": {
-                "log_id": usage_log_id(&tenant.id),
+                "log_id": LogId::Usage(TenantId::parse(&tenant.id)?).to_string(),
                 "origin": self.settings().tenant_origin(&tenant.id),
             },
             "audit_event_ids": audit_ids,

@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use super::*;
+use companyos_domain::LogId;
 
 impl App {
     pub(super) async fn purge(
@@ -77,7 +78,7 @@ impl App {
             .map_err(ServiceError::Internal)?;
         // The final checkpoint is signed in the purge transaction's view of the tree; signing
         // needs its own transaction on the head, so it reads the committed head instead.
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         let head = ledger_store::read_head(tx, &log_id).await?;
         let final_checkpoint = match head {
             Some((size, root)) => {
@@ -240,7 +241,7 @@ impl App {
 async fn sign_in_tx(
     app: &App,
     tx: &mut Tx,
-    log_id: &str,
+    log_id: &LogId,
     origin: &str,
     size: u64,
     root: companyos_ledger::Hash,
@@ -265,7 +266,7 @@ async fn sign_in_tx(
         "INSERT INTO ledger_checkpoints (log_id, tree_size, root, note, signed_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(log_id)
+    .bind(log_id.to_string())
     .bind(i64::try_from(size).map_err(|_| ServiceError::Internal("size".to_owned()))?)
     .bind(root.as_bytes().to_vec())
     .bind(note.as_str())

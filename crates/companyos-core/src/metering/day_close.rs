@@ -12,7 +12,7 @@ use crate::app::Metering;
 use crate::db::{StoreError, Tx};
 use crate::error::ServiceError;
 use crate::ledger_store;
-use crate::lifecycle::usage_log_id;
+use companyos_domain::{LogId, TenantId};
 
 /// Days with usage closed per run of the job (the rest in the next run).
 const DAYS_WITH_USAGE_PER_RUN_MAX: i64 = 1000;
@@ -41,8 +41,12 @@ impl App {
             let day: i64 = row.try_get("day")?;
             let mut tx = self.db().begin().await?;
             // Serialise with ingestion of this tenant.
-            let head =
-                ledger_store::lock_head(self.db(), &mut tx, &usage_log_id(&tenant_id)).await?;
+            let head = ledger_store::lock_head(
+                self.db(),
+                &mut tx,
+                &LogId::Usage(TenantId::parse(&tenant_id)?),
+            )
+            .await?;
             let tree_size =
                 i64::try_from(head.tree_size()).map_err(|_| StoreError::corrupt("size"))?;
             closed += self.seal_day(&mut tx, &tenant_id, day, tree_size).await?;
@@ -85,8 +89,12 @@ impl App {
                 continue;
             }
             let mut tx = self.db().begin().await?;
-            let head =
-                ledger_store::lock_head(self.db(), &mut tx, &usage_log_id(&tenant_id)).await?;
+            let head = ledger_store::lock_head(
+                self.db(),
+                &mut tx,
+                &LogId::Usage(TenantId::parse(&tenant_id)?),
+            )
+            .await?;
             let tree_size =
                 i64::try_from(head.tree_size()).map_err(|_| StoreError::corrupt("size"))?;
             for day in first..=last {

@@ -28,8 +28,8 @@ use crate::dedupe::{self, KeyIndex};
 use crate::error::ServiceError;
 use crate::ingest::{Checked, EventStatus, Job, Rejected, truncate};
 use crate::ledger_store::{self, LogHead};
-use crate::tenants::usage_log_id;
 use crate::util::new_id;
+use companyos_domain::{LogId, TenantId};
 
 mod writes;
 
@@ -406,14 +406,17 @@ impl App {
         named.sort_unstable();
         let statuses = tenant_statuses(tx, &named).await?;
         // Lock the ledger heads of the tenants that can take events, in a fixed order.
-        let log_ids: BTreeSet<String> = named
+        // A name that is no tenant id has no status, so every log id here parses.
+        let log_ids: BTreeSet<LogId> = named
             .iter()
             .filter(|t| statuses.get(**t).is_some_and(|s| accepts_usage(*s)))
-            .map(|t| usage_log_id(t))
+            .filter_map(|t| TenantId::parse(t).ok().map(LogId::Usage))
             .collect();
         let mut heads = ledger_store::lock_heads(db, tx, &log_ids, now_micros).await?;
         for tenant_id in &named {
-            let head = heads.remove(&usage_log_id(tenant_id));
+            let head = TenantId::parse(tenant_id)
+                .ok()
+                .and_then(|t| heads.remove(&LogId::Usage(t)));
             state.slot_of.insert(tenant_id, state.slots.len());
             state.slots.push(Slot {
                 tenant_id,

@@ -20,8 +20,8 @@ use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::evidence::{EvidenceRecord, NewArtifact};
 use crate::ledger_store;
-use crate::lifecycle::usage_log_id;
 use companyos_domain::Action;
+use companyos_domain::{LogId, TenantId};
 
 pub mod integrity;
 
@@ -269,7 +269,7 @@ impl Metering<'_> {
         drop(conn);
         let days = (day_number(from), day_number(to));
         let reconciliation = self.reconciliation(actor, &tenant.id, from, to).await?;
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         let origin = self.settings().tenant_origin(&tenant.id);
         let checkpoint = self.ledger().sign_checkpoint(&log_id, &origin).await?;
         // The rollups, the leaves and the head from one snapshot, so ingestion running meanwhile

@@ -17,7 +17,8 @@ use super::events::{CountedEvent, events_by_month};
 use super::{ADJUSTMENT_LOOKBACK_MONTHS, Statements, final_months, stored_final};
 use crate::db::StoreError;
 use crate::error::ServiceError;
-use crate::lifecycle::{TenantRow, usage_log_id};
+use crate::lifecycle::TenantRow;
+use companyos_domain::LogId;
 
 /// Quota events listed in one statement at most.
 const QUOTA_EVENTS_PER_STATEMENT_MAX: i64 = 1000;
@@ -33,7 +34,7 @@ impl Statements<'_> {
     ) -> Result<Statement, ServiceError> {
         let app = self.app;
         let tenant_id = TenantId::parse(&tenant.id)?;
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         let origin = app.settings().tenant_origin(&tenant.id);
         // Signed first: the events counted are exactly those the checkpoint covers.
         let checkpoint = app.ledger().sign_checkpoint(&log_id, &origin).await?;

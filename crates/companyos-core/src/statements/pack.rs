@@ -23,11 +23,12 @@ use super::events::events_by_month;
 use super::render::{statement_csv, statement_pdf};
 use super::{StatementDocument, Statements};
 use crate::app::Actor;
-use crate::audit::{AUDIT_LOG_ID, AuditFilter};
+use crate::audit::AuditFilter;
 use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::ledger_store;
-use crate::lifecycle::{TenantRow, usage_log_id};
+use crate::lifecycle::TenantRow;
+use companyos_domain::LogId;
 
 /// Events in one pack at most: a bigger month is split by the finance export, not zipped whole.
 pub const PACK_EVENTS_MAX: usize = 2_000_000;
@@ -114,7 +115,7 @@ impl Statements<'_> {
                 format!("has more than {PACK_EVENTS_MAX} events: export it in parts"),
             ));
         }
-        let log_id = usage_log_id(&tenant.id);
+        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         let mut lines = String::new();
         let mut proofs = Vec::with_capacity(events.len());
         for event in &events {
@@ -186,8 +187,11 @@ impl crate::App {
         from_micros: i64,
         to_micros: i64,
     ) -> Result<(String, String), ServiceError> {
-        let origin = self.origin_of(AUDIT_LOG_ID);
-        let checkpoint = self.ledger().sign_checkpoint(AUDIT_LOG_ID, &origin).await?;
+        let origin = self.origin_of(&LogId::Audit);
+        let checkpoint = self
+            .ledger()
+            .sign_checkpoint(&LogId::Audit, &origin)
+            .await?;
         let (tree_size, note) = match checkpoint {
             Some(c) => (c.tree_size, c.note),
             None => (0, String::new()),
@@ -205,7 +209,7 @@ impl crate::App {
         .await?;
         let mut lines = String::new();
         for record in records.iter().filter(|r| r.seq < tree_size) {
-            let proof = leaf_proof(conn, AUDIT_LOG_ID, record.seq, tree_size).await?;
+            let proof = leaf_proof(conn, &LogId::Audit, record.seq, tree_size).await?;
             let line = AuditLine {
                 leaf_index: proof.leaf_index,
                 record: record.to_json(),
@@ -251,7 +255,7 @@ struct AuditLine {
 
 async fn leaf_proof(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     leaf_index: u64,
     tree_size: u64,
 ) -> Result<LeafProof, ServiceError> {

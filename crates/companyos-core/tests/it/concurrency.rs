@@ -8,9 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use companyos_core::clock::ManualClock;
-use companyos_core::lifecycle::usage_log_id;
 use companyos_core::metering::ingest::EventResult;
 use companyos_core::{Actor, App};
+use companyos_domain::{LogId, TenantId};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use time::Duration;
@@ -197,10 +197,10 @@ async fn nodes_on_one_database_keep_one_consistent_tree_per_tenant() {
                 );
             }
             let app = &first.app;
-            let log_id = usage_log_id(tenant);
+            let log_id = LogId::Usage(TenantId::parse(tenant).expect("a tenant id"));
             let size: i64 =
                 sqlx::query_scalar("SELECT tree_size FROM ledger_heads WHERE log_id = $1")
-                    .bind(log_id.as_str())
+                    .bind(log_id.to_string())
                     .fetch_one(app.db().readers())
                     .await
                     .unwrap();

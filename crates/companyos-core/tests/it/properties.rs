@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use companyos_core::Actor;
-use companyos_core::lifecycle::usage_log_id;
 use companyos_core::metering::ingest::RawEvent;
 use companyos_core::metering::reports::ReconciliationRow;
+use companyos_domain::{LogId, TenantId};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use proptest::{prop_assert, prop_assert_eq};
 use rust_decimal::Decimal;
@@ -122,9 +122,12 @@ impl Context {
         let rows = companyos_core::bundles::read_events(&mut conn, tenant, 0, u64::MAX)
             .await
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
-        let leaves = companyos_core::bundles::count_leaves(&mut conn, &usage_log_id(tenant))
-            .await
-            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let leaves = companyos_core::bundles::count_leaves(
+            &mut conn,
+            &LogId::Usage(TenantId::parse(tenant).expect("a tenant id")),
+        )
+        .await
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
         drop(conn);
         let mut stored: BTreeMap<String, (u64, String, Value)> = BTreeMap::new();
         for row in &rows {
@@ -155,10 +158,10 @@ impl Context {
             .await
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert!(problems.is_empty(), "{:?}", problems);
-        let log_id = usage_log_id(tenant);
+        let log_id = LogId::Usage(TenantId::parse(tenant).expect("a tenant id"));
         let size: Option<i64> =
             sqlx::query_scalar("SELECT tree_size FROM ledger_heads WHERE log_id = $1")
-                .bind(log_id.as_str())
+                .bind(log_id.to_string())
                 .fetch_optional(app.db().readers())
                 .await
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::error::{ApiResult, AppError};
-use crate::extract::{Authed, Credentials, JsonBody, QueryParams};
+use crate::extract::{Authed, Credentials, JsonBody, PathId, PathIds, QueryParams};
 use crate::routes::{json, ok};
 
 /// One quota of a plan version, as sent.
@@ -142,9 +142,8 @@ pub async fn list_plans(
 pub async fn get_plan(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(plan): Path<String>,
+    PathId(plan): PathId<PlanName>,
 ) -> ApiResult<Response> {
-    let plan = plan_name(&plan)?;
     let stored = state.app.billing().plan(&actor, &plan, None).await?;
     to_json(&stored_view(&stored))
 }
@@ -152,9 +151,8 @@ pub async fn get_plan(
 pub async fn get_plan_version(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path((plan, number)): Path<(String, String)>,
+    PathIds(plan, number): PathIds<PlanName, String>,
 ) -> ApiResult<Response> {
-    let plan = plan_name(&plan)?;
     let number: u32 = number
         .parse()
         .ok()
@@ -248,9 +246,8 @@ pub struct TenantPlanView {
 pub async fn tenant_plan(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    PathId(tenant): PathId<TenantId>,
 ) -> ApiResult<Response> {
-    let tenant = tenant_id(&id)?;
     let TenantPlan { current, history } = state.app.billing().tenant_plan(&actor, &tenant).await?;
     let view = TenantPlanView {
         tenant_id: tenant.as_str().to_owned(),
@@ -315,9 +312,8 @@ fn quota_state_view(state: &QuotaState) -> QuotaStateView {
 pub async fn entitlements(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    PathId(tenant): PathId<TenantId>,
 ) -> ApiResult<Response> {
-    let tenant = tenant_id(&id)?;
     let found: Entitlements = state.app.billing().entitlements(&actor, &tenant).await?;
     to_json(&EntitlementsView {
         tenant_id: found.tenant_id.as_str().to_owned(),
@@ -378,10 +374,9 @@ pub fn quota_event_view(event: &QuotaEvent) -> QuotaEventView {
 pub async fn quota_events(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
     QueryParams(query): QueryParams<QuotaEventsQuery>,
+    PathId(tenant): PathId<TenantId>,
 ) -> ApiResult<Response> {
-    let tenant = tenant_id(&id)?;
     let events = state
         .app
         .billing()

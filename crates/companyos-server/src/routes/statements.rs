@@ -1,7 +1,7 @@
 //! Monthly statements (CONTRACT §10): a tenant's months and one month's statement as JSON (the
 //! exact canonical bytes, stored once final) or CSV. Ids and months are parsed here.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use companyos_domain::TenantId;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::AppState;
 use crate::csv;
 use crate::error::{ApiResult, AppError};
-use crate::extract::{Authed, QueryParams};
+use crate::extract::{Authed, PathId, PathIds, QueryParams};
 use crate::routes::ok;
 
 /// One month of `GET /v1/tenants/{id}/statements`.
@@ -28,10 +28,6 @@ pub struct StatementQuery {
     pub format: Option<String>,
 }
 
-fn tenant_id(text: &str) -> Result<TenantId, AppError> {
-    TenantId::parse(text).map_err(|e| AppError::invalid("id", e.message))
-}
-
 fn month_of(text: &str) -> Result<StatementMonth, AppError> {
     StatementMonth::parse(text).map_err(|e| AppError::invalid("month", e.message))
 }
@@ -39,9 +35,8 @@ fn month_of(text: &str) -> Result<StatementMonth, AppError> {
 pub async fn list(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    PathId(tenant): PathId<TenantId>,
 ) -> ApiResult<Response> {
-    let tenant = tenant_id(&id)?;
     let months = state.app.statements().list(&actor, &tenant).await?;
     let items: Vec<StatementListItem> = months
         .iter()
@@ -86,11 +81,10 @@ fn statement_format(query: Option<&str>, headers: &HeaderMap) -> Result<Statemen
 pub async fn get(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path((id, month)): Path<(String, String)>,
     QueryParams(query): QueryParams<StatementQuery>,
+    PathIds(tenant, month): PathIds<TenantId, String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let tenant = tenant_id(&id)?;
     let month = month_of(&month)?;
     let format = statement_format(query.format.as_deref(), &headers)?;
     let document = state.app.statements().get(&actor, &tenant, month).await?;
@@ -152,9 +146,8 @@ fn attachment(bytes: Vec<u8>, content_type: &'static str, file_name: &str) -> Re
 pub async fn pack(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path((id, month)): Path<(String, String)>,
+    PathIds(tenant, month): PathIds<TenantId, String>,
 ) -> ApiResult<Response> {
-    let tenant = tenant_id(&id)?;
     let month = month_of(&month)?;
     let zip = state.app.statements().pack(&actor, &tenant, month).await?;
     Ok(attachment(
@@ -175,10 +168,9 @@ pub struct DisclosureQuery {
 pub async fn disclosure(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
     QueryParams(query): QueryParams<DisclosureQuery>,
+    PathId(tenant): PathId<TenantId>,
 ) -> ApiResult<Response> {
-    let tenant = tenant_id(&id)?;
     let from = parse_day(&query.from, "from").map_err(|e| AppError::invalid("from", e.message))?;
     let to = parse_day(&query.to, "to").map_err(|e| AppError::invalid("to", e.message))?;
     let zip = state

@@ -222,7 +222,7 @@ async fn bundles_of_the_layouts_before_packing_are_read_alike() {
         for row in &rows {
             let first: i64 = row.get("first_index");
             let leaves = companyos_core::bundles::decode_leaves(
-                "tenant/acme",
+                &companyos_domain::LogId::parse("tenant/acme").expect("a log id"),
                 first as u64,
                 row.get::<i64, _>("leaf_count") as usize,
                 &row.get::<Vec<u8>, _>("leaf_hashes"),

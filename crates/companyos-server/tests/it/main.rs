@@ -19,6 +19,7 @@ mod ledger;
 mod lifecycle;
 mod lifecycle_deny;
 mod lifecycle_full;
+mod malformed_ids;
 mod openmeter;
 mod statement_pack;
 mod statements;

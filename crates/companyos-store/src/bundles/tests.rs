@@ -2,6 +2,11 @@
 
 use super::*;
 
+/// The usage ledger of tenant `acme`.
+fn acme_log() -> LogId {
+    LogId::Usage(TenantId::parse("acme").expect("a valid tenant id"))
+}
+
 #[test]
 fn leaves_round_trip() {
     let a = companyos_ledger::leaf_hash(b"a");
@@ -13,13 +18,13 @@ fn leaves_round_trip() {
     assert_eq!(rows.len(), 1);
     let (first, count, hashes, data) = &rows[0];
     assert_eq!((*first, *count), (7, 2));
-    let leaves = decode_leaves("audit", 7, 2, hashes, Some(data)).expect("decodes");
+    let leaves = decode_leaves(&LogId::Audit, 7, 2, hashes, Some(data)).expect("decodes");
     assert_eq!(leaves[0].index, 7);
     assert_eq!(leaves[1].index, 8);
     assert_eq!(leaves[1].hash, b);
     assert_eq!(leaves[1].data, b"bb");
-    assert!(decode_leaves("audit", 7, 3, hashes, Some(data)).is_err());
-    assert!(decode_leaves("audit", 7, 2, hashes, Some(&data[..data.len() - 1])).is_err());
+    assert!(decode_leaves(&LogId::Audit, 7, 3, hashes, Some(data)).is_err());
+    assert!(decode_leaves(&LogId::Audit, 7, 2, hashes, Some(&data[..data.len() - 1])).is_err());
 }
 
 /// Usage leaves are stored by what varies and read back as the exact text that was hashed;
@@ -60,7 +65,7 @@ fn usage_leaves_are_stored_compactly_and_rebuilt_whole() {
         assert_eq!(data[0], USAGE_LEAVES_PACKED_VERSION);
         assert!(data.len() < count * 80, "compact: {} bytes", data.len());
         decoded.extend(
-            decode_leaves("tenant/acme", *first, *count, hashes, Some(data)).expect("decodes"),
+            decode_leaves(&acme_log(), *first, *count, hashes, Some(data)).expect("decodes"),
         );
     }
     for (leaf, text) in decoded.iter().zip(&texts) {
@@ -77,13 +82,13 @@ fn usage_leaves_are_stored_compactly_and_rebuilt_whole() {
     );
     assert_eq!(whole_ids[0], USAGE_LEAVES_VERSION);
     let two =
-        decode_leaves("tenant/acme", 250, 2, &rows[0].2[..64], Some(&whole_ids)).expect("decodes");
+        decode_leaves(&acme_log(), 250, 2, &rows[0].2[..64], Some(&whole_ids)).expect("decodes");
     assert_eq!(two[1].data, texts[1]);
     let (first, count, hashes, data) = &rows[1];
-    assert!(decode_leaves("audit", *first, *count, hashes, Some(data)).is_err());
+    assert!(decode_leaves(&LogId::Audit, *first, *count, hashes, Some(data)).is_err());
     assert!(
         decode_leaves(
-            "tenant/acme",
+            &acme_log(),
             *first,
             *count,
             hashes,

@@ -13,6 +13,8 @@ use super::{
     STORED_LEVEL_MIN, STORED_LEVEL_STRIDE, StoredCheckpoint, all_checkpoints, hash_of,
     is_stored_level, read_head,
 };
+use companyos_domain::LogId;
+
 use crate::db::{StoreError, to_i64, to_u64};
 
 /// A problem found while verifying a stored log.
@@ -28,19 +30,20 @@ pub struct LogProblem {
 /// Calls `check_leaf` on each leaf so callers can also check what the leaf commits to.
 pub async fn verify_log(
     conn: &mut AnyConnection,
-    log_id: &str,
+    log_id: &LogId,
     verifier: &companyos_ledger::NoteVerifier,
     origin: &str,
     mut check_leaf: impl FnMut(u64, &[u8]) -> Option<String>,
 ) -> Result<Vec<LogProblem>, StoreError> {
+    let text = log_id.to_string();
     let head = read_head(conn, log_id).await?;
-    let head_frontier = read_head_frontier(conn, log_id).await?;
+    let head_frontier = read_head_frontier(conn, &text).await?;
     let checkpoints = all_checkpoints(conn, log_id).await?;
     let mut walk = LogWalk {
         verifier,
         origin,
         problems: Problems {
-            log_id,
+            log_id: &text,
             found: Vec::new(),
         },
         checkpoints: checkpoints.iter().peekable(),
@@ -57,7 +60,7 @@ pub async fn verify_log(
             break;
         }
         let last = first + rows.len() as u64;
-        let stored_nodes = stored_nodes_completed(conn, log_id, first, last).await?;
+        let stored_nodes = stored_nodes_completed(conn, &text, first, last).await?;
         if walk.check_leaves(&rows, &stored_nodes, &mut check_leaf) == Walked::LeafMissing {
             return Ok(walk.problems.found);
         }

@@ -2,6 +2,7 @@
 //! opens again unchanged; leaves written in bundles read back whole, across bundle boundaries;
 //! `verify_log` passes a log as written and names each kind of tampering with its leaf.
 
+use companyos_domain::LogId;
 use companyos_ledger::leaf_hash;
 use companyos_ledger::note::NoteSigner;
 use companyos_store::bundles::{self, LeafLayout, PendingLeaves};
@@ -43,16 +44,16 @@ async fn fresh_store_migrates_once_and_round_trips_leaves() {
         for leaf in &data {
             pending.push_whole(leaf_hash(leaf), leaf);
         }
-        bundles::write_leaves(&mut conn, &[("audit", &pending)])
+        bundles::write_leaves(&mut conn, &[(&LogId::Audit, &pending)])
             .await
             .expect("write");
         assert_eq!(
-            bundles::count_leaves(&mut conn, "audit")
+            bundles::count_leaves(&mut conn, &LogId::Audit)
                 .await
                 .expect("count"),
             600
         );
-        let read = bundles::read_leaves(&mut conn, "audit", 250, 270, true)
+        let read = bundles::read_leaves(&mut conn, &LogId::Audit, 250, 270, true)
             .await
             .expect("read across a bundle boundary");
         assert_eq!(read.len(), 20);
@@ -74,7 +75,7 @@ async fn fresh_store_migrates_once_and_round_trips_leaves() {
             .expect("count");
         assert_eq!(count, versions.len() as i64);
         assert_eq!(
-            bundles::count_leaves(&mut conn, "audit")
+            bundles::count_leaves(&mut conn, &LogId::Audit)
                 .await
                 .expect("count"),
             600
@@ -97,7 +98,7 @@ const ORIGIN: &str = "companyos.local/audit";
 /// Appends `count` leaves to the audit log in one transaction.
 async fn append_leaves(store: &Db, count: u64) {
     let mut tx = store.begin().await.expect("transaction");
-    let mut head = ledger_store::lock_head(store, &mut tx, "audit")
+    let mut head = ledger_store::lock_head(store, &mut tx, &LogId::Audit)
         .await
         .expect("head");
     for _ in 0..count {
@@ -113,12 +114,18 @@ async fn append_leaves(store: &Db, count: u64) {
 /// The audit log's problems, as (leaf index, message).
 async fn problems_of(store: &Db, signer: &NoteSigner) -> Vec<(Option<u64>, String)> {
     let mut conn = store.readers().acquire().await.expect("connection");
-    ledger_store::verify_log(&mut conn, "audit", &signer.verifier(), ORIGIN, |_, _| None)
-        .await
-        .expect("verify")
-        .into_iter()
-        .map(|problem| (problem.leaf_index, problem.message))
-        .collect()
+    ledger_store::verify_log(
+        &mut conn,
+        &LogId::Audit,
+        &signer.verifier(),
+        ORIGIN,
+        |_, _| None,
+    )
+    .await
+    .expect("verify")
+    .into_iter()
+    .map(|problem| (problem.leaf_index, problem.message))
+    .collect()
 }
 
 /// Runs each statement on the store's writer.
@@ -141,7 +148,7 @@ async fn verify_log_names_each_kind_of_tampering_with_its_leaf() {
             .expect("store");
         // 600 leaves: stored level-8 nodes 0 and 1, a signed checkpoint at 300 between them.
         append_leaves(&store, 300).await;
-        ledger_store::sign_checkpoint(&store, &signer, "audit", ORIGIN, 1)
+        ledger_store::sign_checkpoint(&store, &signer, &LogId::Audit, ORIGIN, 1)
             .await
             .expect("checkpoint");
         append_leaves(&store, 300).await;
