@@ -25,13 +25,6 @@ pub mod util;
 // services read `crate::db`, `crate::bundles` as before.
 pub use companyos_store::{bundles, db, dedupe, key_runs, ledger_store};
 
-// Old paths that `metering/ingest.rs`, `metering/group_commit.rs` and `billing/` still name:
-// other branches are editing those files now, so they keep their text until those have merged
-// (issue 15, point 3). Inside the crate only.
-pub(crate) use jobs::outbox;
-pub(crate) use lifecycle as tenants;
-pub(crate) use metering::{group_commit, ingest};
-
 pub use app::{Actor, App, InitReport};
 pub use error::ServiceError;
 pub use settings::Settings;

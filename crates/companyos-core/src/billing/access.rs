@@ -180,7 +180,7 @@ impl Billing<'_> {
         let app = self.app;
         let mut tenant = match &actor.principal {
             Principal::TenantKey { tenant, .. } => tenant.clone(),
-            _ => crate::tenants::placeholder_attributes("*"),
+            _ => crate::lifecycle::placeholder_attributes("*"),
         };
         let mut retry_after_seconds = 1;
         let mut quota_exceeded = None;

@@ -17,7 +17,7 @@ use super::{AssignmentRecord, Billing, PlanInForce, StoredPlanVersion};
 use crate::app::{Actor, App};
 use crate::authz::Resource;
 use crate::error::ServiceError;
-use crate::tenants::TenantRow;
+use crate::lifecycle::TenantRow;
 use companyos_domain::Action;
 
 /// Characters of a plan change's reason at most.
@@ -134,10 +134,10 @@ impl App {
         entry: &mut crate::audit::NewAudit,
     ) -> Result<TenantRow, ServiceError> {
         let found =
-            crate::tenants::load_tenant(tx, tenant_id.as_str(), self.db().for_update()).await?;
+            crate::lifecycle::load_tenant(tx, tenant_id.as_str(), self.db().for_update()).await?;
         let attributes = match &found {
             Some(tenant) => self.attributes_of(tenant),
-            None => crate::tenants::placeholder_attributes(tenant_id.as_str()),
+            None => crate::lifecycle::placeholder_attributes(tenant_id.as_str()),
         };
         self.require(actor, action, Resource::Tenant(&attributes), &[], entry)?;
         found.ok_or_else(|| ServiceError::NotFound(format!("tenant {tenant_id}")))
@@ -290,7 +290,7 @@ impl Billing<'_> {
             // Decided again under the tenant row's lock: a plan change may have committed
             // since the read above.
             let mut tx = app.db().begin().await?;
-            if crate::tenants::load_tenant(&mut tx, &tenant_id, app.db().for_update())
+            if crate::lifecycle::load_tenant(&mut tx, &tenant_id, app.db().for_update())
                 .await?
                 .is_none()
             {
@@ -334,7 +334,7 @@ impl Billing<'_> {
         &self,
         tx: &mut crate::db::Tx,
         actor: &Actor,
-        tenant: &mut crate::tenants::TenantRow,
+        tenant: &mut crate::lifecycle::TenantRow,
     ) -> Result<(), ServiceError> {
         if !catalog_store::assignments(tx, &tenant.id).await?.is_empty() {
             return Ok(());

@@ -499,7 +499,7 @@ async fn record_crossing(
         "occurred_at": format_rfc3339(now),
     });
     if let Some(url) = webhook {
-        crate::outbox::enqueue(
+        crate::jobs::outbox::enqueue(
             tx,
             now,
             "quota.threshold",

@@ -26,8 +26,8 @@ use crate::bundles;
 use crate::db::{Db, Placeholders, StoreError, Tx, list_placeholders, values_placeholders};
 use crate::dedupe::{self, KeyIndex};
 use crate::error::ServiceError;
-use crate::ingest::{Checked, EventStatus, Job, Rejected, truncate};
 use crate::ledger_store::{self, LogHead};
+use crate::metering::ingest::{Checked, EventStatus, Job, Rejected, truncate};
 use crate::util::new_id;
 use companyos_domain::{LogId, TenantId};
 

@@ -26,7 +26,7 @@ use crate::authz::Resource;
 use crate::db::{Backend, Db, Placeholders, StoreError, list_placeholders};
 use crate::dedupe::{self, KeyIndex};
 use crate::error::ServiceError;
-use crate::group_commit::Decision;
+use crate::metering::group_commit::Decision;
 use crate::settings::SignatureRequirement;
 use companyos_domain::Action;
 
