@@ -39,16 +39,7 @@ impl App {
         for row in &pending {
             let tenant_id: String = row.try_get("tenant_id")?;
             let day: i64 = row.try_get("day")?;
-            let mut tx = self.db().begin().await?;
-            // Serialise with ingestion of this tenant.
-            let head = ledger_store::lock_head(
-                self.db(),
-                &mut tx,
-                &LogId::Usage(TenantId::parse(&tenant_id)?),
-            )
-            .await?;
-            let tree_size =
-                i64::try_from(head.tree_size()).map_err(|_| StoreError::corrupt("size"))?;
+            let (mut tx, tree_size) = self.begin_with_head_locked(&tenant_id).await?;
             closed += self.seal_day(&mut tx, &tenant_id, day, tree_size).await?;
             tx.commit().await?;
         }
@@ -88,15 +79,7 @@ impl App {
                 self.move_watermark(&tenant_id, first - 1, through).await?;
                 continue;
             }
-            let mut tx = self.db().begin().await?;
-            let head = ledger_store::lock_head(
-                self.db(),
-                &mut tx,
-                &LogId::Usage(TenantId::parse(&tenant_id)?),
-            )
-            .await?;
-            let tree_size =
-                i64::try_from(head.tree_size()).map_err(|_| StoreError::corrupt("size"))?;
+            let (mut tx, tree_size) = self.begin_with_head_locked(&tenant_id).await?;
             for day in first..=last {
                 closed += self.seal_day(&mut tx, &tenant_id, day, tree_size).await?;
             }
@@ -104,6 +87,16 @@ impl App {
             tx.commit().await?;
         }
         Ok(closed)
+    }
+
+    /// A transaction holding the tenant's usage ledger head lock, which serialises day close
+    /// with the tenant's ingestion, and the ledger's tree size under that lock.
+    async fn begin_with_head_locked(&self, tenant_id: &str) -> Result<(Tx, i64), ServiceError> {
+        let mut tx = self.db().begin().await?;
+        let log_id = LogId::Usage(TenantId::parse(tenant_id)?);
+        let head = ledger_store::lock_head(self.db(), &mut tx, &log_id).await?;
+        let tree_size = i64::try_from(head.tree_size()).map_err(|_| StoreError::corrupt("size"))?;
+        Ok((tx, tree_size))
     }
 
     async fn move_watermark(
