@@ -1,0 +1,54 @@
+//! The `webhook` boundary driver: an external provisioner, told through the outbox.
+
+use super::*;
+
+impl BoundaryDriver for WebhookDriver {
+    /// Only requested here: the outbox tells the provisioner, which calls back.
+    async fn create(
+        &self,
+        _cx: BoundaryContext<'_>,
+        _alert_rules: &str,
+    ) -> Result<BoundarySpec, BoundaryError> {
+        Ok(BoundarySpec::Webhook {
+            provisioner: self.url.clone(),
+            state: "requested".to_owned(),
+        })
+    }
+
+    async fn set_access(
+        &self,
+        _spec: &BoundarySpec,
+        _cx: BoundaryContext<'_>,
+        allowed: bool,
+        _reason: &str,
+    ) -> Result<Value, BoundaryError> {
+        Ok(told_access(allowed))
+    }
+
+    async fn remove(
+        &self,
+        _spec: &BoundarySpec,
+        _cx: BoundaryContext<'_>,
+    ) -> Result<Value, BoundaryError> {
+        Ok(told_removal())
+    }
+}
+
+/// The driver of a stored `webhook` boundary, at the provisioner it names.
+pub(super) fn webhook_of(spec: &BoundarySpec) -> WebhookDriver {
+    let url = match spec {
+        BoundarySpec::Webhook { provisioner, .. } => provisioner.clone(),
+        _ => String::new(),
+    };
+    WebhookDriver { url }
+}
+
+/// The step details of a removal that is only told (through the outbox).
+pub(super) fn told_removal() -> Value {
+    json!({"told": "outbox"})
+}
+
+/// The step details of an access change that is only told (through the outbox).
+pub(super) fn told_access(allowed: bool) -> Value {
+    json!({"access": allowed, "told": "outbox"})
+}
