@@ -18,6 +18,16 @@ use companyos_domain::{LogId, TenantId};
 
 mod rollups;
 
+/// Whether the tenant was purged: its payloads are gone, and only its leaves and rollups are
+/// kept as records.
+async fn tenant_purged(conn: &mut AnyConnection, tenant_id: &str) -> Result<bool, StoreError> {
+    let status: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
+        .bind(tenant_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(status.as_deref() == Some("purged"))
+}
+
 pub(crate) use rollups::{RollupMap, recompute_rollups, stored_rollups};
 
 /// A proof of inclusion, as served.
@@ -82,11 +92,7 @@ impl App {
         tenant_id: &str,
     ) -> Result<Vec<LogProblem>, ServiceError> {
         let log_id = LogId::Usage(TenantId::parse(tenant_id)?);
-        let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
-            .bind(tenant_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        let purged = purged.as_deref() == Some("purged");
+        let purged = tenant_purged(conn, tenant_id).await?;
         let mut problems = Vec::new();
         let problem = |leaf_index: u64, message: String| LogProblem {
             log_id: log_id.to_string(),
@@ -144,11 +150,7 @@ impl App {
         tenant_id: &str,
     ) -> Result<Vec<LogProblem>, ServiceError> {
         let log_id = LogId::Usage(TenantId::parse(tenant_id)?);
-        let purged: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
-            .bind(tenant_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-        if purged.as_deref() == Some("purged") {
+        if tenant_purged(conn, tenant_id).await? {
             // Payloads are gone; the rollups are retained as records, not recomputable.
             return Ok(Vec::new());
         }
