@@ -462,14 +462,20 @@ impl Lifecycle<'_> {
                 let provisioning_failed = !steps.steps.is_empty();
                 if provisioning_failed {
                     if let Ok(valid) = self.validate_new_tenant(&input, None) {
-                        let _ = boundary::remove_boundary(
+                        // Best effort: the provisioning failed already, and its step log
+                        // is recorded below whatever happens here; a leftover is named in the
+                        // log for an operator to remove.
+                        if let Err(error) = boundary::remove_boundary(
                             &json!({"driver": self.settings().boundary_driver.name()}),
                             self.db(),
                             &mut *self.db().readers().acquire().await?,
                             self.data_dir(),
                             valid.id.as_str(),
                         )
-                        .await;
+                        .await
+                        {
+                            tracing::warn!(tenant = %valid.id, %error, "could not remove the boundary of a failed provisioning");
+                        }
                         self.record_failed_provisioning(&valid, &steps).await?;
                     }
                 }

@@ -136,6 +136,28 @@ impl App {
         })
     }
 
+    /// Blocks (`allowed` false) or restores access at the tenant's boundary, in `tx`; the
+    /// step details for the audit record.
+    async fn set_tenant_access(
+        &self,
+        tx: &mut Tx,
+        tenant: &TenantRow,
+        allowed: bool,
+        reason: &str,
+    ) -> Result<Value, ServiceError> {
+        let details = boundary::set_boundary_access(
+            &tenant.boundary,
+            self.db(),
+            tx,
+            self.data_dir(),
+            &tenant.id,
+            allowed,
+            reason,
+        )
+        .await?;
+        Ok(details)
+    }
+
     /// Applies a lifecycle action whose authorization (and approval) is settled.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn execute_lifecycle(
@@ -160,34 +182,14 @@ impl App {
         }
         match action {
             LifecycleAction::Suspend => {
-                let boundary = boundary::set_boundary_access(
-                    &tenant.boundary,
-                    self.db(),
-                    tx,
-                    self.data_dir(),
-                    &tenant.id,
-                    false,
-                    reason,
-                )
-                .await
-                .map_err(ServiceError::from)?;
+                let boundary = self.set_tenant_access(tx, tenant, false, reason).await?;
                 let scaled = self.scale_workloads_to_zero(tx, &tenant.id).await?;
                 tenant.suspended_at = Some(now_micros);
                 details["boundary"] = boundary;
                 details["workloads_scaled_to_zero"] = json!(scaled);
             }
             LifecycleAction::Reactivate => {
-                let boundary = boundary::set_boundary_access(
-                    &tenant.boundary,
-                    self.db(),
-                    tx,
-                    self.data_dir(),
-                    &tenant.id,
-                    true,
-                    reason,
-                )
-                .await
-                .map_err(ServiceError::from)?;
+                let boundary = self.set_tenant_access(tx, tenant, true, reason).await?;
                 let restored = self.restore_workloads(tx, &tenant.id).await?;
                 tenant.suspended_at = None;
                 details["boundary"] = boundary;
@@ -196,17 +198,7 @@ impl App {
             LifecycleAction::Delete => {
                 warnings = self.warnings(tx, tenant, action).await?;
                 if tenant.status == TenantStatus::Active {
-                    boundary::set_boundary_access(
-                        &tenant.boundary,
-                        self.db(),
-                        tx,
-                        self.data_dir(),
-                        &tenant.id,
-                        false,
-                        reason,
-                    )
-                    .await
-                    .map_err(ServiceError::from)?;
+                    self.set_tenant_access(tx, tenant, false, reason).await?;
                     self.scale_workloads_to_zero(tx, &tenant.id).await?;
                 }
                 tenant.status_before_delete = Some(tenant.status);
@@ -219,17 +211,7 @@ impl App {
             }
             LifecycleAction::Restore => {
                 if transition.to == TenantStatus::Active {
-                    boundary::set_boundary_access(
-                        &tenant.boundary,
-                        self.db(),
-                        tx,
-                        self.data_dir(),
-                        &tenant.id,
-                        true,
-                        reason,
-                    )
-                    .await
-                    .map_err(ServiceError::from)?;
+                    self.set_tenant_access(tx, tenant, true, reason).await?;
                     self.restore_workloads(tx, &tenant.id).await?;
                 }
                 tenant.status_before_delete = None;

@@ -21,7 +21,7 @@ mod directory;
 mod postgres;
 mod webhook;
 
-use webhook::{told_access, told_removal, webhook_of};
+use webhook::{told_access, told_removal};
 
 /// One recorded step of a provisioning (or purge) run.
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +237,7 @@ impl From<sqlx::Error> for BoundaryError {
     }
 }
 
+/// The step log records a failed step's message (`StepLog::run` takes `Result<_, String>`).
 impl From<BoundaryError> for String {
     fn from(error: BoundaryError) -> Self {
         error.to_string()
@@ -270,19 +271,22 @@ pub async fn set_boundary_access(
         data_dir,
         tenant_id,
     };
-    match BoundarySpec::from_stored(boundary).map_err(BoundaryError::Failed)? {
-        Some(spec @ BoundarySpec::Directory { .. }) => {
+    let Some(spec) = BoundarySpec::from_stored(boundary).map_err(BoundaryError::Failed)? else {
+        return Ok(told_access(allowed));
+    };
+    match &spec {
+        BoundarySpec::Directory { .. } => {
             DirectoryDriver.set_access(&spec, cx, allowed, reason).await
         }
-        Some(spec @ BoundarySpec::Postgres { .. }) => {
+        BoundarySpec::Postgres { .. } => {
             PostgresDriver.set_access(&spec, cx, allowed, reason).await
         }
-        Some(spec @ BoundarySpec::Webhook { .. }) => {
-            webhook_of(&spec)
-                .set_access(&spec, cx, allowed, reason)
-                .await
+        BoundarySpec::Webhook { provisioner, .. } => {
+            let driver = WebhookDriver {
+                url: provisioner.clone(),
+            };
+            driver.set_access(&spec, cx, allowed, reason).await
         }
-        None => Ok(told_access(allowed)),
     }
 }
 
@@ -300,11 +304,18 @@ pub async fn remove_boundary(
         data_dir,
         tenant_id,
     };
-    match BoundarySpec::from_stored(boundary).map_err(BoundaryError::Failed)? {
-        Some(spec @ BoundarySpec::Directory { .. }) => DirectoryDriver.remove(&spec, cx).await,
-        Some(spec @ BoundarySpec::Postgres { .. }) => PostgresDriver.remove(&spec, cx).await,
-        Some(spec @ BoundarySpec::Webhook { .. }) => webhook_of(&spec).remove(&spec, cx).await,
-        None => Ok(told_removal()),
+    let Some(spec) = BoundarySpec::from_stored(boundary).map_err(BoundaryError::Failed)? else {
+        return Ok(told_removal());
+    };
+    match &spec {
+        BoundarySpec::Directory { .. } => DirectoryDriver.remove(&spec, cx).await,
+        BoundarySpec::Postgres { .. } => PostgresDriver.remove(&spec, cx).await,
+        BoundarySpec::Webhook { provisioner, .. } => {
+            let driver = WebhookDriver {
+                url: provisioner.clone(),
+            };
+            driver.remove(&spec, cx).await
+        }
     }
 }
 

@@ -34,15 +34,6 @@ impl BoundaryDriver for WebhookDriver {
     }
 }
 
-/// The driver of a stored `webhook` boundary, at the provisioner it names.
-pub(super) fn webhook_of(spec: &BoundarySpec) -> WebhookDriver {
-    let url = match spec {
-        BoundarySpec::Webhook { provisioner, .. } => provisioner.clone(),
-        _ => String::new(),
-    };
-    WebhookDriver { url }
-}
-
 /// The step details of a removal that is only told (through the outbox).
 pub(super) fn told_removal() -> Value {
     json!({"told": "outbox"})
