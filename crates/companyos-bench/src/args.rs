@@ -88,8 +88,9 @@ pub struct IngestArgs {
     pub dir: Option<PathBuf>,
 }
 
+/// The load of an HTTP ingestion benchmark: events sent by concurrent clients in batches.
 #[derive(Debug, clap::Args)]
-pub struct HttpArgs {
+pub struct HttpLoadArgs {
     #[arg(long, default_value = "sqlite")]
     pub backend: String,
     #[arg(long, default_value_t = 200_000)]
@@ -100,6 +101,12 @@ pub struct HttpArgs {
     pub batch: usize,
     #[arg(long, default_value_t = 100)]
     pub tenants: usize,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct HttpArgs {
+    #[command(flatten)]
+    pub load: HttpLoadArgs,
     /// Skip the naive baseline (the same rows as plain INSERTs, as `bench ingest` measures).
     #[arg(long)]
     pub no_baseline: bool,
@@ -107,16 +114,8 @@ pub struct HttpArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct CloudeventsArgs {
-    #[arg(long, default_value = "sqlite")]
-    pub backend: String,
-    #[arg(long, default_value_t = 200_000)]
-    pub events: usize,
-    #[arg(long, default_value_t = 2)]
-    pub clients: usize,
-    #[arg(long, default_value_t = 1000)]
-    pub batch: usize,
-    #[arg(long, default_value_t = 100)]
-    pub tenants: usize,
+    #[command(flatten)]
+    pub load: HttpLoadArgs,
     /// Rounds of one run per path, alternating which goes first.
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,

@@ -10,11 +10,9 @@ use companyos_core::Settings;
 use companyos_core::clock::SystemClock;
 use companyos_domain::PlanName;
 use companyos_domain::catalog::RawPlanSpec;
-use companyos_domain::time_util::format_rfc3339;
 use serde_json::json;
-use time::OffsetDateTime;
 
-use crate::fixture::{Fixture, batch_body, rate, settle_store};
+use crate::fixture::{Fixture, batch_bodies, rate, settle_store};
 use crate::ingest::send_bodies;
 
 /// A plan with a feature and a hard monthly quota no benchmark uses up.
@@ -179,15 +177,7 @@ async fn ingest_rate(
     batch: usize,
     concurrency: usize,
 ) -> anyhow::Result<f64> {
-    let at = format_rfc3339(OffsetDateTime::now_utc());
-    let mut counter = 0u64;
-    let mut bodies = Vec::new();
-    let mut remaining = events;
-    while remaining > 0 {
-        let n = remaining.min(batch);
-        bodies.push(batch_body(n, tenants, &at, &mut counter).0);
-        remaining -= n;
-    }
+    let bodies = batch_bodies(events, batch, tenants);
     settle_store(fixture).await?;
     let started = Instant::now();
     let accepted = send_bodies(fixture, &bodies, concurrency, false).await?;

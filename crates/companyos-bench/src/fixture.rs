@@ -10,6 +10,7 @@ use std::time::Duration as StdDuration;
 use anyhow::{Context as _, bail};
 use companyos_core::clock::SystemClock;
 use companyos_core::{Actor, App, Settings};
+use companyos_domain::time_util::format_rfc3339;
 use time::OffsetDateTime;
 
 /// (merges, milliseconds) of SQLite's dedupe tail so far.
@@ -216,6 +217,20 @@ pub(crate) fn uuid() -> String {
 }
 
 /// A batch body of `n` events with random UUID ids spread over the tenants.
+/// `events` events, stamped now, as request bodies of `batch` events at the most.
+pub(crate) fn batch_bodies(events: usize, batch: usize, tenants: usize) -> Vec<Vec<u8>> {
+    let at = format_rfc3339(OffsetDateTime::now_utc());
+    let mut counter = 0u64;
+    let mut bodies = Vec::new();
+    let mut remaining = events;
+    while remaining > 0 {
+        let n = remaining.min(batch.max(1));
+        bodies.push(batch_body(n, tenants, &at, &mut counter).0);
+        remaining -= n;
+    }
+    bodies
+}
+
 pub(crate) fn batch_body(
     n: usize,
     tenants: usize,

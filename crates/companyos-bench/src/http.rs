@@ -3,22 +3,23 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use companyos_domain::time_util::format_rfc3339;
 use serde_json::{Value, json};
-use time::OffsetDateTime;
 
-use crate::args::HttpArgs;
+use crate::args::{HttpArgs, HttpLoadArgs};
 use crate::baseline::{naive_baseline, record_baseline};
-use crate::fixture::{LoopbackServer, batch_body, fixture, peak_memory_kib, rate, settle_store};
+use crate::fixture::{LoopbackServer, batch_bodies, fixture, peak_memory_kib, rate, settle_store};
 
 /// `companyos-bench http`: the batches split over the clients, sent after the store settled.
 pub(crate) async fn http(args: &HttpArgs) -> anyhow::Result<u8> {
     let HttpArgs {
-        backend,
-        events,
-        clients,
-        batch,
-        tenants,
+        load:
+            HttpLoadArgs {
+                backend,
+                events,
+                clients,
+                batch,
+                tenants,
+            },
         no_baseline,
     } = args;
     let (events, clients, batch, tenants) = (*events, *clients, *batch, *tenants);
@@ -51,15 +52,7 @@ pub(crate) async fn http(args: &HttpArgs) -> anyhow::Result<u8> {
 
 /// The batch bodies of `events` events, dealt to `clients` clients in turn.
 fn client_bodies(events: usize, batch: usize, tenants: usize, clients: usize) -> Vec<Vec<Vec<u8>>> {
-    let at = format_rfc3339(OffsetDateTime::now_utc());
-    let mut counter = 0;
-    let mut bodies = Vec::new();
-    let mut remaining = events;
-    while remaining > 0 {
-        let n = remaining.min(batch);
-        bodies.push(batch_body(n, tenants, &at, &mut counter).0);
-        remaining -= n;
-    }
+    let bodies = batch_bodies(events, batch, tenants);
     (0..clients.max(1))
         .map(|c| {
             bodies

@@ -61,8 +61,9 @@ async fn run(command: &BenchCommand) -> anyhow::Result<u8> {
         BenchCommand::Ingest(args) => ingest::ingest(args).await,
         BenchCommand::Http(args) => http::http(args).await,
         BenchCommand::Cloudevents(args) => {
-            let load = (args.clients, args.batch, args.tenants);
-            openmeter::cloudevents(&args.backend, args.events, load, args.rounds).await
+            let load = &args.load;
+            let sizes = (load.clients, load.batch, load.tenants);
+            openmeter::cloudevents(&load.backend, load.events, sizes, args.rounds).await
         }
         BenchCommand::MeterQuery(args) => {
             openmeter::meter_query(&args.backend, args.events, args.runs).await

@@ -207,14 +207,7 @@ impl Authorizer {
         })?;
         let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA_TEXT)
             .map_err(|e| PolicyError::Schema(e.to_string()))?;
-        let validation = Validator::new(schema.clone()).validate(&policies, ValidationMode::Strict);
-        if !validation.validation_passed() {
-            let messages: Vec<String> = validation
-                .validation_errors()
-                .map(|e| e.to_string())
-                .collect();
-            return Err(PolicyError::Validation(messages.join("; ")));
-        }
+        validate_strictly(&schema, &policies)?;
         let policy_sha256 = sha256(policy_text.as_bytes()).to_hex();
         Ok(Authorizer {
             policies,
@@ -241,16 +234,7 @@ impl Authorizer {
             file: "tenant baseline".to_owned(),
             message,
         })?;
-        let validation =
-            Validator::new(self.schema.clone()).validate(&policies, ValidationMode::Strict);
-        if !validation.validation_passed() {
-            let messages: Vec<String> = validation
-                .validation_errors()
-                .map(|e| e.to_string())
-                .collect();
-            return Err(PolicyError::Validation(messages.join("; ")));
-        }
-        Ok(())
+        validate_strictly(&self.schema, &policies)
     }
 
     fn policies_for(&self, tenant_policy: Option<&str>) -> Result<Arc<PolicySet>, String> {
@@ -304,90 +288,9 @@ impl Authorizer {
         resource: Resource<'_>,
         context: &[(&str, &str)],
     ) -> Result<AuthzDecision, String> {
-        let mut entities: Vec<Entity> = Vec::new();
-        let mut seen_tenants: HashSet<String> = HashSet::new();
-        let mut push_tenant = |entities: &mut Vec<Entity>, tenant: &TenantAttributes| {
-            if seen_tenants.insert(tenant.id.clone()) {
-                entities.push(tenant_entity(tenant)?);
-            }
-            Ok::<(), String>(())
-        };
-        let principal_uid = match principal {
-            Principal::Operator { id, name, role } => {
-                let uid = uid("Operator", id);
-                let attrs = HashMap::from([
-                    ("name".to_owned(), string(name)),
-                    ("role".to_owned(), string(role.as_str())),
-                ]);
-                let parents = HashSet::from([uid_role(*role)]);
-                entities.push(Entity::new(uid.clone(), attrs, parents).map_err(|e| e.to_string())?);
-                uid
-            }
-            Principal::TenantKey { key_id, tenant } => {
-                let uid = uid("TenantKey", key_id);
-                push_tenant(&mut entities, tenant)?;
-                let attrs = HashMap::from([(
-                    "tenant".to_owned(),
-                    RestrictedExpression::new_entity_uid(self::uid("Tenant", &tenant.id)),
-                )]);
-                entities.push(
-                    Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?,
-                );
-                uid
-            }
-            Principal::System { job } => {
-                let uid = uid("System", job);
-                entities.push(Entity::with_uid(uid.clone()));
-                uid
-            }
-        };
-        let mut tenant_policy: Option<&str> = None;
-        let resource_uid = match resource {
-            Resource::Deployment => {
-                let uid = uid("Deployment", "global");
-                entities.push(Entity::with_uid(uid.clone()));
-                uid
-            }
-            Resource::Tenant(tenant) => {
-                push_tenant(&mut entities, tenant)?;
-                tenant_policy = tenant.policy_text.as_deref();
-                uid("Tenant", &tenant.id)
-            }
-            Resource::Approval {
-                id,
-                requester_operator_id,
-                created_by_requester,
-                action,
-                tenant,
-            } => {
-                push_tenant(&mut entities, tenant)?;
-                let uid = uid("Approval", id);
-                let attrs = HashMap::from([
-                    (
-                        "requester".to_owned(),
-                        RestrictedExpression::new_entity_uid(self::uid(
-                            "Operator",
-                            requester_operator_id,
-                        )),
-                    ),
-                    (
-                        "created_by_requester".to_owned(),
-                        RestrictedExpression::new_set(created_by_requester.iter().map(|id| {
-                            RestrictedExpression::new_entity_uid(self::uid("Operator", id))
-                        })),
-                    ),
-                    ("action".to_owned(), string(action)),
-                    (
-                        "tenant".to_owned(),
-                        RestrictedExpression::new_entity_uid(self::uid("Tenant", &tenant.id)),
-                    ),
-                ]);
-                entities.push(
-                    Entity::new(uid.clone(), attrs, HashSet::new()).map_err(|e| e.to_string())?,
-                );
-                uid
-            }
-        };
+        let mut entities = RequestEntities::default();
+        let principal_uid = entities.principal(principal)?;
+        let (resource_uid, tenant_policy) = entities.resource(resource)?;
         let action_uid = uid("Action", action.as_str());
         let context =
             Context::from_pairs(context.iter().map(|(k, v)| ((*k).to_owned(), string(v))))
@@ -400,7 +303,8 @@ impl Authorizer {
             Some(&self.schema),
         )
         .map_err(|e| e.to_string())?;
-        let entities = Entities::from_entities(entities, None).map_err(|e| e.to_string())?;
+        let entities =
+            Entities::from_entities(entities.entities, None).map_err(|e| e.to_string())?;
         let policies = self.policies_for(tenant_policy)?;
         let response =
             cedar_policy::Authorizer::new().is_authorized(&request, &policies, &entities);
@@ -419,6 +323,122 @@ impl Authorizer {
             errors,
         })
     }
+}
+
+/// The entities of one authorization request: the principal, the resource and the tenants they
+/// name, each tenant once.
+#[derive(Default)]
+struct RequestEntities {
+    entities: Vec<Entity>,
+    seen_tenants: HashSet<String>,
+}
+
+impl RequestEntities {
+    fn push_tenant(&mut self, tenant: &TenantAttributes) -> Result<(), String> {
+        if self.seen_tenants.insert(tenant.id.clone()) {
+            self.entities.push(tenant_entity(tenant)?);
+        }
+        Ok(())
+    }
+
+    fn push(
+        &mut self,
+        uid: &EntityUid,
+        attrs: HashMap<String, RestrictedExpression>,
+        parents: HashSet<EntityUid>,
+    ) -> Result<(), String> {
+        let entity = Entity::new(uid.clone(), attrs, parents).map_err(|e| e.to_string())?;
+        self.entities.push(entity);
+        Ok(())
+    }
+
+    /// Adds the principal (and a tenant key's tenant); its uid.
+    fn principal(&mut self, principal: &Principal) -> Result<EntityUid, String> {
+        match principal {
+            Principal::Operator { id, name, role } => {
+                let uid = uid("Operator", id);
+                let attrs = HashMap::from([
+                    ("name".to_owned(), string(name)),
+                    ("role".to_owned(), string(role.as_str())),
+                ]);
+                self.push(&uid, attrs, HashSet::from([uid_role(*role)]))?;
+                Ok(uid)
+            }
+            Principal::TenantKey { key_id, tenant } => {
+                let uid = uid("TenantKey", key_id);
+                self.push_tenant(tenant)?;
+                let attrs = HashMap::from([("tenant".to_owned(), tenant_ref(&tenant.id))]);
+                self.push(&uid, attrs, HashSet::new())?;
+                Ok(uid)
+            }
+            Principal::System { job } => {
+                let uid = uid("System", job);
+                self.entities.push(Entity::with_uid(uid.clone()));
+                Ok(uid)
+            }
+        }
+    }
+
+    /// Adds the resource (and its tenant); its uid and the tenant's own policy, if any.
+    fn resource<'r>(
+        &mut self,
+        resource: Resource<'r>,
+    ) -> Result<(EntityUid, Option<&'r str>), String> {
+        match resource {
+            Resource::Deployment => {
+                let uid = uid("Deployment", "global");
+                self.entities.push(Entity::with_uid(uid.clone()));
+                Ok((uid, None))
+            }
+            Resource::Tenant(tenant) => {
+                self.push_tenant(tenant)?;
+                Ok((uid("Tenant", &tenant.id), tenant.policy_text.as_deref()))
+            }
+            Resource::Approval {
+                id,
+                requester_operator_id,
+                created_by_requester,
+                action,
+                tenant,
+            } => {
+                self.push_tenant(tenant)?;
+                let uid = uid("Approval", id);
+                let operator =
+                    |id: &str| RestrictedExpression::new_entity_uid(self::uid("Operator", id));
+                let attrs = HashMap::from([
+                    ("requester".to_owned(), operator(requester_operator_id)),
+                    (
+                        "created_by_requester".to_owned(),
+                        RestrictedExpression::new_set(
+                            created_by_requester.iter().map(|id| operator(id)),
+                        ),
+                    ),
+                    ("action".to_owned(), string(action)),
+                    ("tenant".to_owned(), tenant_ref(&tenant.id)),
+                ]);
+                self.push(&uid, attrs, HashSet::new())?;
+                Ok((uid, None))
+            }
+        }
+    }
+}
+
+/// A reference to the tenant entity `id`, as an attribute value.
+fn tenant_ref(id: &str) -> RestrictedExpression {
+    RestrictedExpression::new_entity_uid(uid("Tenant", id))
+}
+
+/// Validates `policies` against `schema` in strict mode; the error lists every problem found.
+fn validate_strictly(schema: &Schema, policies: &PolicySet) -> Result<(), PolicyError> {
+    let validation = Validator::new(schema.clone()).validate(policies, ValidationMode::Strict);
+    if validation.validation_passed() {
+        return Ok(());
+    }
+    let messages: Vec<String> = validation
+        .validation_errors()
+        .map(|e| e.to_string())
+        .collect();
+    Err(PolicyError::Validation(messages.join("; ")))
 }
 
 /// Parses policies and names each by its `@id` annotation (with `prefix`), so decisions and

@@ -506,26 +506,9 @@ fn parse_quota(
 ) -> Result<QuotaSpec, Vec<FieldError>> {
     let mut errors = Vec::new();
     let field = |name: &str| format!("{prefix}.{name}");
-    let metric = match raw.metric.as_deref() {
-        Some(text) => match MetricName::parse_field(text, &field("metric")) {
-            Ok(metric) if is_declared(&metric) => Some(metric),
-            Ok(_) => {
-                errors.push(FieldError::new(
-                    field("metric"),
-                    format!("\"{text}\" is not a declared metric (declare it first: POST /v1/metrics or a meter)"),
-                ));
-                None
-            }
-            Err(e) => {
-                errors.push(e);
-                None
-            }
-        },
-        None => {
-            errors.push(FieldError::new(field("metric"), "is required"));
-            None
-        }
-    };
+    let metric = quota_metric(raw.metric.as_deref(), &field("metric"), is_declared)
+        .map_err(|e| errors.push(e))
+        .ok();
     let period =
         QuotaPeriod::parse_field(raw.period.as_deref().unwrap_or("month"), &field("period"))
             .map_err(|e| errors.push(e))
@@ -540,21 +523,9 @@ fn parse_quota(
             None
         }
     };
-    let mut thresholds = raw.thresholds_percent;
-    thresholds.sort_unstable();
-    thresholds.dedup();
-    if thresholds.len() > QUOTA_THRESHOLDS_MAX
-        || thresholds
-            .iter()
-            .any(|t| *t == 0 || *t > QUOTA_THRESHOLD_PERCENT_MAX)
-    {
-        errors.push(FieldError::new(
-            field("thresholds_percent"),
-            format!(
-                "at most {QUOTA_THRESHOLDS_MAX} percentages, each 1 to {QUOTA_THRESHOLD_PERCENT_MAX}"
-            ),
-        ));
-    }
+    let thresholds = quota_thresholds(raw.thresholds_percent, &field("thresholds_percent"))
+        .map_err(|e| errors.push(e))
+        .unwrap_or_default();
     let enforcement = Enforcement::parse_field(
         raw.enforcement.as_deref().unwrap_or("soft"),
         &field("enforcement"),
@@ -583,6 +554,41 @@ fn parse_quota(
         }
         _ => Err(errors),
     }
+}
+
+/// A quota's metric: given, and declared (`is_declared`).
+fn quota_metric(
+    text: Option<&str>,
+    field: &str,
+    is_declared: &dyn Fn(&MetricName) -> bool,
+) -> Result<MetricName, FieldError> {
+    let text = text.ok_or_else(|| FieldError::new(field, "is required"))?;
+    let metric = MetricName::parse_field(text, field)?;
+    if !is_declared(&metric) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "\"{text}\" is not a declared metric (declare it first: POST /v1/metrics or a meter)"
+            ),
+        ));
+    }
+    Ok(metric)
+}
+
+/// A quota's threshold percentages, sorted and each once: a few, each 1 to the maximum.
+fn quota_thresholds(mut thresholds: Vec<u32>, field: &str) -> Result<Vec<u32>, FieldError> {
+    thresholds.sort_unstable();
+    thresholds.dedup();
+    let out_of_range = |t: &u32| *t == 0 || *t > QUOTA_THRESHOLD_PERCENT_MAX;
+    if thresholds.len() > QUOTA_THRESHOLDS_MAX || thresholds.iter().any(out_of_range) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "at most {QUOTA_THRESHOLDS_MAX} percentages, each 1 to {QUOTA_THRESHOLD_PERCENT_MAX}"
+            ),
+        ));
+    }
+    Ok(thresholds)
 }
 
 fn parse_retention(raw: Option<RawRetention>, errors: &mut Vec<FieldError>) -> RetentionPolicy {

@@ -264,6 +264,57 @@ fn parse_group_by(
     group_by
 }
 
+/// A meter's `eventType`: given, 1 to the maximum characters.
+fn meter_event_type(c: &mut Collector, text: Option<&str>) -> Option<String> {
+    match text {
+        Some(text) if !text.trim().is_empty() && text.chars().count() <= EVENT_TYPE_CHARS_MAX => {
+            Some(text.to_owned())
+        }
+        _ => missing(
+            c,
+            FieldError::new(
+                "eventType",
+                format!("is required, 1 to {EVENT_TYPE_CHARS_MAX} characters"),
+            ),
+        ),
+    }
+}
+
+/// A meter's `aggregation`, one of OpenMeter's names.
+fn meter_aggregation(c: &mut Collector, text: Option<&str>) -> Option<MeterAggregation> {
+    match text.map(MeterAggregation::parse) {
+        Some(Some(aggregation)) => Some(aggregation),
+        _ => missing(
+            c,
+            FieldError::new(
+                "aggregation",
+                "must be one of SUM, COUNT, UNIQUE_COUNT, AVG, MIN, MAX, LATEST",
+            ),
+        ),
+    }
+}
+
+/// A meter's `valueProperty`: required for every aggregation but COUNT, which takes none.
+fn meter_value_property(
+    c: &mut Collector,
+    aggregation: Option<MeterAggregation>,
+    text: Option<&str>,
+) -> Option<ValuePath> {
+    match (aggregation, text) {
+        (Some(MeterAggregation::Count), _) => None,
+        (_, None) => missing(
+            c,
+            FieldError::new(
+                "valueProperty",
+                "is required for every aggregation but COUNT",
+            ),
+        ),
+        (_, Some(text)) => c.take(
+            ValuePath::parse(text).map_err(|message| FieldError::new("valueProperty", message)),
+        ),
+    }
+}
+
 impl Meter {
     /// Validates a raw meter, naming every bad field.
     pub fn parse(raw: &RawMeter) -> Result<Meter, ValidationErrors> {
@@ -272,43 +323,10 @@ impl Meter {
             None => missing(&mut c, FieldError::new("slug", "is required")),
             Some(text) => c.take(MetricName::parse_field(text, "slug")),
         };
-        let event_type = match raw.event_type.as_deref() {
-            Some(text)
-                if !text.trim().is_empty() && text.chars().count() <= EVENT_TYPE_CHARS_MAX =>
-            {
-                Some(text.to_owned())
-            }
-            _ => missing(
-                &mut c,
-                FieldError::new(
-                    "eventType",
-                    format!("is required, 1 to {EVENT_TYPE_CHARS_MAX} characters"),
-                ),
-            ),
-        };
-        let aggregation = match raw.aggregation.as_deref().map(MeterAggregation::parse) {
-            Some(Some(aggregation)) => Some(aggregation),
-            _ => missing(
-                &mut c,
-                FieldError::new(
-                    "aggregation",
-                    "must be one of SUM, COUNT, UNIQUE_COUNT, AVG, MIN, MAX, LATEST",
-                ),
-            ),
-        };
-        let value_property = match (aggregation, raw.value_property.as_deref()) {
-            (Some(MeterAggregation::Count), _) => None,
-            (_, None) => missing(
-                &mut c,
-                FieldError::new(
-                    "valueProperty",
-                    "is required for every aggregation but COUNT",
-                ),
-            ),
-            (_, Some(text)) => c.take(
-                ValuePath::parse(text).map_err(|message| FieldError::new("valueProperty", message)),
-            ),
-        };
+        let event_type = meter_event_type(&mut c, raw.event_type.as_deref());
+        let aggregation = meter_aggregation(&mut c, raw.aggregation.as_deref());
+        let value_property =
+            meter_value_property(&mut c, aggregation, raw.value_property.as_deref());
         let group_by = parse_group_by(&raw.group_by, &mut c);
         let description = raw.description.clone().unwrap_or_default();
         if description.chars().count() > DESCRIPTION_CHARS_MAX {

@@ -116,22 +116,7 @@ impl MeteringDeclaration {
         service: Option<&str>,
     ) -> Result<MeteringDeclaration, ValidationErrors> {
         let mut c = Collector::new();
-        let service_text = service.or(raw.service.as_deref());
-        let service = match service_text {
-            Some(text) => c.take(ServiceName::parse(text)),
-            None => {
-                c.push(FieldError::new("service", "is required"));
-                None
-            }
-        };
-        if let (Some(url), Some(body)) = (&service, raw.service.as_deref()) {
-            if url.as_str() != body {
-                c.push(FieldError::new(
-                    "service",
-                    format!("is {body:?} in the document but {url:?} in the path"),
-                ));
-            }
-        }
+        let service = declared_service(&mut c, raw, service);
         if raw.metrics.is_empty() {
             c.push(FieldError::new(
                 "metrics",
@@ -147,59 +132,8 @@ impl MeteringDeclaration {
         let mut names = BTreeSet::new();
         let mut metrics = Vec::new();
         for (i, metric) in raw.metrics.iter().enumerate() {
-            let field = |name: &str| format!("metrics[{i}].{name}");
-            let name = match metric.name.as_deref() {
-                Some(text) => c.take(MetricName::parse_field(text, &field("name"))),
-                None => {
-                    c.push(FieldError::new(field("name"), "is required"));
-                    None
-                }
-            };
-            let unit = match metric.unit.as_deref() {
-                Some(text) => c.take(Unit::parse_field(text, &field("unit"))),
-                None => {
-                    c.push(FieldError::new(field("unit"), "is required"));
-                    None
-                }
-            };
-            let aggregation = match metric.aggregation.as_deref() {
-                None => Some(Aggregation::Sum),
-                Some(text) => {
-                    let parsed = Aggregation::parse(text);
-                    if parsed.is_none() {
-                        c.push(FieldError::new(
-                            field("aggregation"),
-                            "must be sum, count or max",
-                        ));
-                    }
-                    parsed
-                }
-            };
-            let description = metric.description.clone().unwrap_or_default();
-            if description.chars().count() > DESCRIPTION_CHARS_MAX {
-                c.push(FieldError::new(
-                    field("description"),
-                    format!("must be at most {DESCRIPTION_CHARS_MAX} characters"),
-                ));
-            }
-            if description.trim().is_empty() {
-                c.push(FieldError::new(
-                    field("description"),
-                    "is required: say what one unit of this metric is",
-                ));
-            }
-            if let Some(name) = &name {
-                if !names.insert(name.clone()) {
-                    c.push(FieldError::new(field("name"), "is declared twice"));
-                }
-            }
-            if let (Some(name), Some(unit), Some(aggregation)) = (name, unit, aggregation) {
-                metrics.push(MetricDeclaration {
-                    name,
-                    unit,
-                    aggregation,
-                    description,
-                });
+            if let Some(metric) = declared_metric(&mut c, i, metric, &mut names) {
+                metrics.push(metric);
             }
         }
         c.finish()?;
@@ -212,6 +146,92 @@ impl MeteringDeclaration {
     pub fn metric(&self, name: &MetricName) -> Option<&MetricDeclaration> {
         self.metrics.iter().find(|m| &m.name == name)
     }
+}
+
+/// The declared service: the one in the path (`service`) or else the document's, which must
+/// agree when both are given.
+fn declared_service(
+    c: &mut Collector,
+    raw: &RawDeclaration,
+    service: Option<&str>,
+) -> Option<ServiceName> {
+    let service = match service.or(raw.service.as_deref()) {
+        Some(text) => c.take(ServiceName::parse(text)),
+        None => {
+            c.push(FieldError::new("service", "is required"));
+            None
+        }
+    };
+    if let (Some(url), Some(body)) = (&service, raw.service.as_deref()) {
+        if url.as_str() != body {
+            c.push(FieldError::new(
+                "service",
+                format!("is {body:?} in the document but {url:?} in the path"),
+            ));
+        }
+    }
+    service
+}
+
+/// Metric `i` of a declaration, when it is valid; `names` holds the names declared before it.
+fn declared_metric(
+    c: &mut Collector,
+    i: usize,
+    metric: &RawMetric,
+    names: &mut BTreeSet<MetricName>,
+) -> Option<MetricDeclaration> {
+    let field = |name: &str| format!("metrics[{i}].{name}");
+    let name = match metric.name.as_deref() {
+        Some(text) => c.take(MetricName::parse_field(text, &field("name"))),
+        None => {
+            c.push(FieldError::new(field("name"), "is required"));
+            None
+        }
+    };
+    let unit = match metric.unit.as_deref() {
+        Some(text) => c.take(Unit::parse_field(text, &field("unit"))),
+        None => {
+            c.push(FieldError::new(field("unit"), "is required"));
+            None
+        }
+    };
+    let aggregation = match metric.aggregation.as_deref() {
+        None => Some(Aggregation::Sum),
+        Some(text) => {
+            let parsed = Aggregation::parse(text);
+            if parsed.is_none() {
+                c.push(FieldError::new(
+                    field("aggregation"),
+                    "must be sum, count or max",
+                ));
+            }
+            parsed
+        }
+    };
+    let description = metric.description.clone().unwrap_or_default();
+    if description.chars().count() > DESCRIPTION_CHARS_MAX {
+        c.push(FieldError::new(
+            field("description"),
+            format!("must be at most {DESCRIPTION_CHARS_MAX} characters"),
+        ));
+    }
+    if description.trim().is_empty() {
+        c.push(FieldError::new(
+            field("description"),
+            "is required: say what one unit of this metric is",
+        ));
+    }
+    if let Some(name) = &name {
+        if !names.insert(name.clone()) {
+            c.push(FieldError::new(field("name"), "is declared twice"));
+        }
+    }
+    Some(MetricDeclaration {
+        name: name?,
+        unit: unit?,
+        aggregation: aggregation?,
+        description,
+    })
 }
 
 /// How an event relates to its service's declaration.

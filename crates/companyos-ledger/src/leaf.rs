@@ -105,6 +105,24 @@ fn field<'a>(lines: &mut std::str::Split<'a, char>, name: &str) -> Result<&'a st
         .ok_or(LeafParseError("unexpected field"))
 }
 
+/// The lines of a leaf after its tag line: the leaf is UTF-8, ends in a newline and starts with
+/// `tag`, else `wrong_tag` (or the encoding's error) says why not.
+fn tagged_lines<'a>(
+    bytes: &'a [u8],
+    tag: &str,
+    wrong_tag: &'static str,
+) -> Result<std::str::Split<'a, char>, LeafParseError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| LeafParseError("not UTF-8"))?;
+    let body = text
+        .strip_suffix('\n')
+        .ok_or(LeafParseError("no final newline"))?;
+    let mut lines = body.split('\n');
+    if lines.next() != Some(tag) {
+        return Err(LeafParseError(wrong_tag));
+    }
+    Ok(lines)
+}
+
 fn parse_index(text: &str) -> Result<u64, LeafParseError> {
     if text.is_empty() || (text.len() > 1 && text.starts_with('0')) {
         return Err(LeafParseError("leaf_index"));
@@ -128,14 +146,7 @@ impl UsageLeaf {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, LeafParseError> {
-        let text = std::str::from_utf8(bytes).map_err(|_| LeafParseError("not UTF-8"))?;
-        let body = text
-            .strip_suffix('\n')
-            .ok_or(LeafParseError("no final newline"))?;
-        let mut lines = body.split('\n');
-        if lines.next() != Some(USAGE_LEAF_TAG) {
-            return Err(LeafParseError("not a usage leaf"));
-        }
+        let mut lines = tagged_lines(bytes, USAGE_LEAF_TAG, "not a usage leaf")?;
         let tenant_id = field(&mut lines, "tenant_id")?.to_owned();
         let leaf_index = parse_index(field(&mut lines, "leaf_index")?)?;
         let event_id = field(&mut lines, "event_id")?.to_owned();
@@ -155,7 +166,7 @@ impl UsageLeaf {
             class,
         };
         // Only the canonical layout is accepted, so one leaf has exactly one encoding.
-        if leaf.to_string() != text {
+        if leaf.to_string().as_bytes() != bytes {
             return Err(LeafParseError("not canonical"));
         }
         Ok(leaf)
@@ -190,14 +201,7 @@ impl AuditLeaf {
     }
 
     pub fn parse(bytes: &[u8]) -> Result<Self, LeafParseError> {
-        let text = std::str::from_utf8(bytes).map_err(|_| LeafParseError("not UTF-8"))?;
-        let body = text
-            .strip_suffix('\n')
-            .ok_or(LeafParseError("no final newline"))?;
-        let mut lines = body.split('\n');
-        if lines.next() != Some(AUDIT_LEAF_TAG) {
-            return Err(LeafParseError("not an audit leaf"));
-        }
+        let mut lines = tagged_lines(bytes, AUDIT_LEAF_TAG, "not an audit leaf")?;
         let leaf_index = parse_index(field(&mut lines, "leaf_index")?)?;
         let audit_id = field(&mut lines, "audit_id")?.to_owned();
         let digest = field(&mut lines, "digest")?

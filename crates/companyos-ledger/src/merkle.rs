@@ -343,18 +343,48 @@ pub fn root_from_inclusion_proof(
             actual: proof.len(),
         });
     }
-    let mut node_index = leaf_index;
-    let mut last_index = tree_size - 1;
     let mut acc = *leaf_hash;
-    for sibling in proof {
+    let lengths = (expected, proof.len());
+    walk_audit_path(
+        leaf_index,
+        tree_size - 1,
+        proof,
+        lengths,
+        |sibling, side| {
+            acc = match side {
+                Side::Left => node_hash(sibling, &acc),
+                Side::Right => node_hash(&acc, sibling),
+            };
+        },
+    )?;
+    Ok(acc)
+}
+
+/// Which side of the running hash a sibling of an audit path stands on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Left,
+    Right,
+}
+
+/// Walks an audit path the way RFC 9162 §2.1.3.2 (inclusion) and §2.1.4.2 (consistency) both
+/// do: from `node_index` in a tree whose last node is `last_index`, handing `fold` each
+/// sibling and its side. A path too long or too short for the tree is `WrongProofLength`
+/// (`lengths`: the proof's expected and actual lengths, for the error).
+fn walk_audit_path(
+    mut node_index: u64,
+    mut last_index: u64,
+    path: &[Hash],
+    (expected, actual): (usize, usize),
+    mut fold: impl FnMut(&Hash, Side),
+) -> Result<(), ProofError> {
+    let wrong_length = || ProofError::WrongProofLength { expected, actual };
+    for sibling in path {
         if last_index == 0 {
-            return Err(ProofError::WrongProofLength {
-                expected,
-                actual: proof.len(),
-            });
+            return Err(wrong_length());
         }
         if node_index & 1 == 1 || node_index == last_index {
-            acc = node_hash(sibling, &acc);
+            fold(sibling, Side::Left);
             if node_index & 1 == 0 {
                 while node_index & 1 == 0 && node_index != 0 {
                     node_index >>= 1;
@@ -362,18 +392,15 @@ pub fn root_from_inclusion_proof(
                 }
             }
         } else {
-            acc = node_hash(&acc, sibling);
+            fold(sibling, Side::Right);
         }
         node_index >>= 1;
         last_index >>= 1;
     }
     if last_index != 0 {
-        return Err(ProofError::WrongProofLength {
-            expected,
-            actual: proof.len(),
-        });
+        return Err(wrong_length());
     }
-    Ok(acc)
+    Ok(())
 }
 
 /// Verifies a consistency proof between two tree heads (RFC 9162 §2.1.4.2).
@@ -420,34 +447,21 @@ pub fn verify_consistency(
     }
     let mut old_acc = path[0];
     let mut new_acc = path[0];
-    for sibling in &path[1..] {
-        if last_index == 0 {
-            return Err(ProofError::WrongProofLength {
-                expected,
-                actual: proof.len(),
-            });
-        }
-        if node_index & 1 == 1 || node_index == last_index {
-            old_acc = node_hash(sibling, &old_acc);
-            new_acc = node_hash(sibling, &new_acc);
-            if node_index & 1 == 0 {
-                while node_index & 1 == 0 && node_index != 0 {
-                    node_index >>= 1;
-                    last_index >>= 1;
-                }
+    let lengths = (expected, proof.len());
+    walk_audit_path(
+        node_index,
+        last_index,
+        &path[1..],
+        lengths,
+        |sibling, side| {
+            if side == Side::Left {
+                old_acc = node_hash(sibling, &old_acc);
+                new_acc = node_hash(sibling, &new_acc);
+            } else {
+                new_acc = node_hash(&new_acc, sibling);
             }
-        } else {
-            new_acc = node_hash(&new_acc, sibling);
-        }
-        node_index >>= 1;
-        last_index >>= 1;
-    }
-    if last_index != 0 {
-        return Err(ProofError::WrongProofLength {
-            expected,
-            actual: proof.len(),
-        });
-    }
+        },
+    )?;
     if old_acc != *old_root {
         return Err(ProofError::OldRootMismatch);
     }

@@ -9,7 +9,7 @@ use std::io::Read as _;
 
 use companyos_domain::PlanName;
 use companyos_domain::catalog::{PlanVersion, RawPlanSpec};
-use companyos_domain::statement::{PlanInForce, Statement, compute_month, total};
+use companyos_domain::statement::{PlanInForce, Statement, StatementLine, compute_month, total};
 use companyos_domain::time_util::parse_day;
 use companyos_ledger::checkpoint::Checkpoint;
 use companyos_ledger::encoding::base64_decode;
@@ -341,79 +341,15 @@ fn check_money(
     plans: &str,
     usage: &[companyos_domain::statement::DayUsage],
 ) -> Result<(), PackFailure> {
-    let entries: Vec<PlanEntry> = serde_json::from_str(plans)
-        .or_else(|e| fail("plan.json", format!("does not parse: {e}")))?;
-    let mut in_force = Vec::new();
-    for entry in entries {
-        let raw: RawPlanSpec = serde_json::from_value(entry.spec)
-            .or_else(|e| fail("plan.json", format!("plan {} spec: {e}", entry.plan)))?;
-        let spec = raw
-            .parse(&|_| true)
-            .or_else(|e| fail("plan.json", format!("plan {} spec: {e}", entry.plan)))?;
-        let name = PlanName::parse(&entry.plan).or_else(|e| fail("plan.json", e.message))?;
-        let version = PlanVersion::new(name, entry.version.max(1), spec);
-        if version.sha256_hex() != entry.sha256 {
-            return fail(
-                "plan.json",
-                format!(
-                    "plan {} v{} does not match its SHA-256",
-                    entry.plan, entry.version
-                ),
-            );
-        }
-        let from = parse_day(&entry.from, "from").or_else(|e| fail("plan.json", e.message))?;
-        let to = parse_day(&entry.to, "to").or_else(|e| fail("plan.json", e.message))?;
-        in_force.push(PlanInForce { version, from, to });
-    }
-    let listed: Vec<(String, u32, String)> = statement
-        .plans
-        .iter()
-        .map(|p| (p.plan.clone(), p.version, p.sha256.clone()))
-        .collect();
-    let packed: Vec<(String, u32, String)> = in_force
-        .iter()
-        .map(|p| {
-            (
-                p.version.plan.to_string(),
-                p.version.version,
-                p.version.sha256_hex(),
-            )
-        })
-        .collect();
-    if listed != packed {
-        return fail("plan.json", "is not the plan versions statement.json names");
-    }
+    let in_force = plans_in_force(statement, plans)?;
     let money = compute_month(statement.month, &in_force, usage)
         .or_else(|e| fail("statement.json", format!("cannot be recomputed: {e}")))?;
-    let recomputed: Vec<_> = money
+    let recomputed: Vec<StatementLine> = money
         .lines
         .iter()
-        .map(|l| {
-            (
-                l.key.clone(),
-                l.quantity,
-                l.included,
-                l.overage,
-                l.unit_price,
-                l.amount,
-            )
-        })
+        .map(|line| StatementLine::of(line, &in_force))
         .collect();
-    let stated: Vec<_> = statement
-        .lines
-        .iter()
-        .map(|l| {
-            (
-                l.key.clone(),
-                l.quantity,
-                l.included,
-                l.overage,
-                l.unit_price,
-                l.amount,
-            )
-        })
-        .collect();
-    if recomputed != stated {
+    if recomputed != statement.lines {
         return fail(
             "statement.json",
             "lines do not match the lines recomputed from the events and plans",
@@ -439,6 +375,51 @@ fn check_money(
         );
     }
     Ok(())
+}
+
+/// The plan versions of `plan.json`, each matching its SHA-256, and together the versions
+/// `statement.json` names.
+fn plans_in_force(statement: &Statement, plans: &str) -> Result<Vec<PlanInForce>, PackFailure> {
+    let entries: Vec<PlanEntry> = serde_json::from_str(plans)
+        .or_else(|e| fail("plan.json", format!("does not parse: {e}")))?;
+    let mut in_force = Vec::new();
+    for entry in entries {
+        let raw: RawPlanSpec = serde_json::from_value(entry.spec)
+            .or_else(|e| fail("plan.json", format!("plan {} spec: {e}", entry.plan)))?;
+        let spec = raw
+            .parse(&|_| true)
+            .or_else(|e| fail("plan.json", format!("plan {} spec: {e}", entry.plan)))?;
+        let name = PlanName::parse(&entry.plan).or_else(|e| fail("plan.json", e.message))?;
+        let version = PlanVersion::new(name, entry.version.max(1), spec);
+        if version.sha256_hex() != entry.sha256 {
+            return fail(
+                "plan.json",
+                format!(
+                    "plan {} v{} does not match its SHA-256",
+                    entry.plan, entry.version
+                ),
+            );
+        }
+        let from = parse_day(&entry.from, "from").or_else(|e| fail("plan.json", e.message))?;
+        let to = parse_day(&entry.to, "to").or_else(|e| fail("plan.json", e.message))?;
+        in_force.push(PlanInForce { version, from, to });
+    }
+    let listed: Vec<(&str, u32, String)> = statement
+        .plans
+        .iter()
+        .map(|p| (p.plan.as_str(), p.version, p.sha256.clone()))
+        .collect();
+    let packed: Vec<(&str, u32, String)> = in_force
+        .iter()
+        .map(|p| {
+            let version = &p.version;
+            (version.plan.as_str(), version.version, version.sha256_hex())
+        })
+        .collect();
+    if listed != packed {
+        return fail("plan.json", "is not the plan versions statement.json names");
+    }
+    Ok(in_force)
 }
 
 fn check_policies(

@@ -18,7 +18,7 @@ use companyos_domain::catalog::{
 use companyos_domain::time_util::{day_start, format_day, format_rfc3339, parse_day, utc_day};
 use companyos_domain::{PlanName, TenantId};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::Row as _;
@@ -210,26 +210,40 @@ fn covered(history: &[PlanAssignment], (metric, period, start): &Key) -> bool {
         })
 }
 
-async fn stored_usage(app: &App, tenant: &str) -> BTreeMap<Key, Decimal> {
-    let rows = sqlx::query(
-        "SELECT metric, period, period_start, quantity FROM quota_usage WHERE tenant_id = $1",
-    )
+/// The quota rows of `tenant` in `table`, each as its key and the text of `value_column`.
+async fn stored_rows(
+    app: &App,
+    table: &str,
+    value_column: &str,
+    tenant: &str,
+) -> Vec<(Key, sqlx::any::AnyRow)> {
+    let rows = sqlx::query(&format!(
+        "SELECT metric, period, period_start, {value_column} FROM {table} WHERE tenant_id = $1"
+    ))
     .bind(tenant)
     .fetch_all(app.db().readers())
     .await
     .unwrap();
-    rows.iter()
+    rows.into_iter()
         .map(|row| {
             let period: String = row.try_get("period").unwrap();
+            let key = (
+                row.try_get::<String, _>("metric").unwrap(),
+                QuotaPeriod::parse_field(&period, "period").unwrap(),
+                row.try_get::<String, _>("period_start").unwrap(),
+            );
+            (key, row)
+        })
+        .collect()
+}
+
+async fn stored_usage(app: &App, tenant: &str) -> BTreeMap<Key, Decimal> {
+    stored_rows(app, "quota_usage", "quantity", tenant)
+        .await
+        .into_iter()
+        .map(|(key, row)| {
             let quantity: String = row.try_get("quantity").unwrap();
-            (
-                (
-                    row.try_get::<String, _>("metric").unwrap(),
-                    QuotaPeriod::parse_field(&period, "period").unwrap(),
-                    row.try_get::<String, _>("period_start").unwrap(),
-                ),
-                quantity.parse::<Decimal>().unwrap(),
-            )
+            (key, quantity.parse::<Decimal>().unwrap())
         })
         .filter(|(_, quantity)| !quantity.is_zero())
         .collect()
@@ -262,25 +276,12 @@ async fn recomputed_usage(app: &App, tenant: &str) -> BTreeMap<Key, Decimal> {
 }
 
 async fn stored_events(app: &App, tenant: &str) -> Vec<(Key, u32)> {
-    let rows = sqlx::query(
-        "SELECT metric, period, period_start, threshold_percent FROM quota_events \
-         WHERE tenant_id = $1",
-    )
-    .bind(tenant)
-    .fetch_all(app.db().readers())
-    .await
-    .unwrap();
-    rows.iter()
-        .map(|row| {
-            let period: String = row.try_get("period").unwrap();
-            (
-                (
-                    row.try_get::<String, _>("metric").unwrap(),
-                    QuotaPeriod::parse_field(&period, "period").unwrap(),
-                    row.try_get::<String, _>("period_start").unwrap(),
-                ),
-                u32::try_from(row.try_get::<i64, _>("threshold_percent").unwrap()).unwrap(),
-            )
+    stored_rows(app, "quota_events", "threshold_percent", tenant)
+        .await
+        .into_iter()
+        .map(|(key, row)| {
+            let percent = row.try_get::<i64, _>("threshold_percent").unwrap();
+            (key, u32::try_from(percent).unwrap())
         })
         .collect()
 }
@@ -354,20 +355,12 @@ async fn run_case(
 #[test]
 fn quota_usage_and_events_equal_a_recomputation_from_the_stored_events() {
     for backend in BACKENDS {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = crate::support::runtime();
         let node = runtime.block_on(Node::open(backend));
         runtime.block_on(put_plans(&node));
         let ingest = runtime.block_on(node.operator("meter", "ingest"));
         let counter = AtomicUsize::new(0);
-        let mut runner = TestRunner::new(Config {
-            cases: CASES,
-            failure_persistence: None,
-            max_shrink_iters: 128,
-            ..Config::default()
-        });
+        let mut runner = crate::support::test_runner(CASES, 128);
         let result = runner.run(&steps(), |steps| {
             let tenant = format!("quota-{}", counter.fetch_add(1, Ordering::SeqCst));
             runtime.block_on(run_case(&node, &ingest, &tenant, &steps))

@@ -8,7 +8,7 @@ use companyos_domain::audit::{AuditOutcome, AuditRecord};
 use companyos_domain::metering::{CoverageMode, RawDeclaration, RawMetric};
 use serde_json::{Value, json};
 
-use crate::support::{BACKENDS, Node, START, day_of, event, ingest, statuses};
+use crate::support::{BACKENDS, Node, START, event, ingest, statuses};
 
 fn metric(name: &str, unit: &str) -> RawMetric {
     RawMetric {
@@ -93,14 +93,8 @@ fn first_error_field(outcome: &IngestOutcome, index: usize) -> String {
 }
 
 async fn undeclared_today(node: &Node) -> (i64, i64, i64) {
-    let day = day_of(START);
-    let rows = node
-        .app
-        .metering()
-        .reconciliation(&node.admin, "acme", day, day)
-        .await
-        .unwrap();
-    (rows[0].accepted, rows[0].invalid, rows[0].undeclared)
+    let row = node.reconciliation_of_start_day("acme").await;
+    (row.accepted, row.invalid, row.undeclared)
 }
 
 #[tokio::test]

@@ -69,18 +69,24 @@ async fn report(node: &Node, actor: &Actor, tenant: &str) -> Value {
     report
 }
 
+/// Registers the model's first usage source, as `meter`.
+async fn register_first_source(node: &Node, meter: &Actor) {
+    let (id, service, seed) = SOURCES[0];
+    let key = public_key_base64(&source_key(seed));
+    let metering = node.app.metering();
+    metering
+        .register_source(meter, id, service, &key)
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn integrity_reports_pass_clean_and_fail_on_gaps_or_tampered_rollups() {
     for backend in BACKENDS {
         let node = Node::open(backend).await;
         let meter = node.operator("meter", "ingest").await;
         let auditor = node.operator("inspector", "auditor").await;
-        let (id, service, seed) = SOURCES[0];
-        node.app
-            .metering()
-            .register_source(&meter, id, service, &public_key_base64(&source_key(seed)))
-            .await
-            .unwrap();
+        register_first_source(&node, &meter).await;
         for tenant in ["clean", "tampered", "gappy", "edge"] {
             node.tenant(tenant).await;
         }
@@ -197,29 +203,14 @@ async fn the_missing_ratio_is_rounded_half_away_from_zero() {
     for backend in BACKENDS {
         let node = Node::open(backend).await;
         let meter = node.operator("meter", "ingest").await;
-        let (id, service, seed) = SOURCES[0];
-        node.app
-            .metering()
-            .register_source(&meter, id, service, &public_key_base64(&source_key(seed)))
-            .await
-            .unwrap();
+        register_first_source(&node, &meter).await;
         node.tenant("acme").await;
         // 127 received and 1 missing: 1/128 = 0.0078125, exactly halfway at the 7th place.
         ingest(&node.app, &meter, &sourced("acme", 127, Some(64))).await;
-        let day = day_of(START);
-        let rows = node
-            .app
-            .metering()
-            .reconciliation(&node.admin, "acme", day, day)
-            .await
-            .unwrap();
-        assert_eq!((rows[0].accepted, rows[0].missing), (127, 1));
-        assert_eq!(
-            rows[0].missing_ratio().to_string(),
-            "0.007813",
-            "{backend:?}"
-        );
-        let served = serde_json::to_value(ReconciliationRow::of(&rows[0])).unwrap();
+        let row = node.reconciliation_of_start_day("acme").await;
+        assert_eq!((row.accepted, row.missing), (127, 1));
+        assert_eq!(row.missing_ratio().to_string(), "0.007813", "{backend:?}");
+        let served = serde_json::to_value(ReconciliationRow::of(&row)).unwrap();
         assert_eq!(served["missing_ratio"], json!(0.007813));
         node.close().await;
     }

@@ -8,7 +8,7 @@ use companyos_core::Actor;
 use companyos_core::metering::ingest::RawEvent;
 use companyos_core::metering::reports::ReconciliationRow;
 use companyos_domain::{LogId, TenantId};
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use proptest::{prop_assert, prop_assert_eq};
 use rust_decimal::Decimal;
 use serde_json::Value;
@@ -257,18 +257,10 @@ fn report_range() -> (Date, Date) {
 }
 
 fn run(backend: Backend, property: Property) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = crate::support::runtime();
     let context = runtime.block_on(Context::open(backend));
     let counter = AtomicUsize::new(0);
-    let mut runner = TestRunner::new(Config {
-        cases: CASES,
-        failure_persistence: None,
-        max_shrink_iters: 256,
-        ..Config::default()
-    });
+    let mut runner = crate::support::test_runner(CASES, 256);
     let result = runner.run(&stream(), |spec| {
         let tenant = format!("prop-{}", counter.fetch_add(1, Ordering::SeqCst));
         runtime.block_on(context.check(&tenant, &spec, property))

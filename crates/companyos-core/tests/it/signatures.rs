@@ -5,8 +5,8 @@ use companyos_core::settings::SignatureRequirement;
 use serde_json::{Value, json};
 
 use crate::support::{
-    BACKENDS, Node, START, day_of, error_fields, event, ingest, public_key_base64, sign,
-    source_key, statuses,
+    BACKENDS, Node, START, error_fields, event, ingest, public_key_base64, sign, source_key,
+    statuses,
 };
 
 fn sourced(id: &str, seq: u64) -> Value {
@@ -86,24 +86,13 @@ async fn enforce_rejects_unsigned_and_foreign_signatures() {
         let again = ingest(&node.app, &meter, &[valid]).await;
         assert_eq!(statuses(&again), ["duplicate"]);
 
-        let day = day_of(START);
-        let rows = node
-            .app
-            .metering()
-            .reconciliation(&node.admin, "acme", day, day)
-            .await
-            .unwrap();
+        let row = node.reconciliation_of_start_day("acme").await;
         assert_eq!(
-            (
-                rows[0].accepted,
-                rows[0].invalid,
-                rows[0].unsigned,
-                rows[0].duplicates
-            ),
+            (row.accepted, row.invalid, row.unsigned, row.duplicates),
             (2, 5, 0, 1)
         );
         // seqs 1, 3, 4, 5 were rejected: they are missing until they arrive validly.
-        assert_eq!(rows[0].missing, 4);
+        assert_eq!(row.missing, 4);
         node.close().await;
     }
 }

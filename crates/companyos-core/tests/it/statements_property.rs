@@ -17,7 +17,7 @@ use companyos_domain::statement::{Statement, StatementMonth};
 use companyos_domain::time_util::{format_rfc3339, utc_day};
 use companyos_domain::{PlanName, TenantId};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
 use time::macros::{date, datetime};
@@ -574,10 +574,7 @@ impl Context {
 #[test]
 fn statements_equal_a_recomputation_and_final_bytes_never_change() {
     for backend in BACKENDS {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
+        let runtime = crate::support::runtime();
         let context = runtime.block_on(async {
             let node = Node::open(backend).await;
             for (name, body) in plans() {
@@ -592,12 +589,7 @@ fn statements_equal_a_recomputation_and_final_bytes_never_change() {
             Context { node, ingest }
         });
         let counter = AtomicUsize::new(0);
-        let mut runner = TestRunner::new(Config {
-            cases: CASES,
-            failure_persistence: None,
-            max_shrink_iters: 64,
-            ..Config::default()
-        });
+        let mut runner = crate::support::test_runner(CASES, 64);
         let result = runner.run(&case(), |case| {
             let tenant = format!("stmt-{}", counter.fetch_add(1, Ordering::SeqCst));
             runtime.block_on(context.run(&tenant, &case))

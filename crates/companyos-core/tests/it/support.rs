@@ -8,6 +8,7 @@ use companyos_core::authz::Principal;
 use companyos_core::clock::ManualClock;
 use companyos_core::lifecycle::NewTenant;
 use companyos_core::metering::ingest::{IngestOutcome, RawEvent};
+use companyos_core::metering::reports::ReconciliationDay;
 use companyos_core::settings::Settings;
 use companyos_core::{Actor, App};
 use companyos_test_support::{postgres, store};
@@ -87,6 +88,19 @@ impl Node {
         create_tenant(&self.app, &self.admin, id).await
     }
 
+    /// The admin's reconciliation of `tenant_id` for the day of `START`: one row.
+    pub async fn reconciliation_of_start_day(&self, tenant_id: &str) -> ReconciliationDay {
+        let day = day_of(START);
+        let mut rows = self
+            .app
+            .metering()
+            .reconciliation(&self.admin, tenant_id, day, day)
+            .await
+            .expect("reconciliation");
+        assert_eq!(rows.len(), 1, "one day asked, one row");
+        rows.remove(0)
+    }
+
     /// Closes the store; a PostgreSQL test database is dropped.
     pub async fn close(self) {
         self.app.db().close().await;
@@ -94,6 +108,25 @@ impl Node {
             drop_postgres(url).await;
         }
     }
+}
+
+/// A multi-threaded runtime for a property test, which drives async code from a sync runner.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a test runtime")
+}
+
+/// A property test runner of `cases` cases that shrinks a failure at most `max_shrink_iters`
+/// times and persists nothing (the failing case is printed).
+pub fn test_runner(cases: u32, max_shrink_iters: u32) -> proptest::test_runner::TestRunner {
+    proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        max_shrink_iters,
+        ..proptest::test_runner::Config::default()
+    })
 }
 
 /// Authenticates a token as an actor.

@@ -4,9 +4,10 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::PlanVersion;
 use crate::ids::TenantId;
-use crate::statement::lines::{ComputedAdjustment, ComputedMonth, PlanInForce, UsageKey, total};
+use crate::statement::lines::{
+    ComputedAdjustment, ComputedLine, ComputedMonth, PlanInForce, UsageKey, total,
+};
 use crate::statement::month::StatementMonth;
 use crate::time_util::format_day;
 
@@ -49,6 +50,24 @@ pub struct StatementLine {
     pub overage: Decimal,
     pub unit_price: Decimal,
     pub amount: Decimal,
+}
+
+impl StatementLine {
+    /// The statement's line of a computed line, naming the plan version it was computed with
+    /// (`plans`: the versions the month was computed with).
+    pub fn of(line: &ComputedLine, plans: &[PlanInForce]) -> Self {
+        let version = &plans[line.plan_index].version;
+        Self {
+            key: line.key.clone(),
+            plan: version.plan.as_str().to_owned(),
+            version: version.version,
+            quantity: line.quantity,
+            included: line.included,
+            overage: line.overage,
+            unit_price: line.unit_price,
+            amount: line.amount,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +146,6 @@ impl Statement {
         money: &ComputedMonth,
         adjustments: &[ComputedAdjustment],
     ) -> Self {
-        let version_of = |index: usize| -> &PlanVersion { &plans[index].version };
         Self {
             tenant_id: facts.tenant_id,
             month: facts.month,
@@ -146,16 +164,7 @@ impl Statement {
             lines: money
                 .lines
                 .iter()
-                .map(|l| StatementLine {
-                    key: l.key.clone(),
-                    plan: version_of(l.plan_index).plan.as_str().to_owned(),
-                    version: version_of(l.plan_index).version,
-                    quantity: l.quantity,
-                    included: l.included,
-                    overage: l.overage,
-                    unit_price: l.unit_price,
-                    amount: l.amount,
-                })
+                .map(|l| StatementLine::of(l, plans))
                 .collect(),
             adjustments: adjustments
                 .iter()

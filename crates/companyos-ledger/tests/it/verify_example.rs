@@ -58,6 +58,14 @@ fn usage_leaf(index: u64, event: &str) -> UsageLeaf {
     }
 }
 
+/// A checkpoint of `origin` at `size` with `root`, signed by `log_key`, as note text.
+fn checkpoint_note(log_key: &NoteSigner, origin: &str, size: u64, root: Hash) -> String {
+    log_key
+        .sign_note(&Checkpoint::new(origin, size, root).unwrap().to_note_text())
+        .unwrap()
+        .to_string()
+}
+
 fn build(log_key: &NoteSigner) -> Fixture {
     let events: Vec<String> = (0..5).map(event_text).collect();
     let leaves: Vec<Vec<u8>> = events
@@ -275,14 +283,7 @@ fn every_tampering_is_caught() {
             leaf_hash(format!("x{i}").as_bytes())
         }
     }));
-    let foreign_note = log_key
-        .sign_note(
-            &Checkpoint::new(ORIGIN, 4, foreign_tree.root())
-                .unwrap()
-                .to_note_text(),
-        )
-        .unwrap()
-        .to_string();
+    let foreign_note = checkpoint_note(&log_key, ORIGIN, 4, foreign_tree.root());
     let foreign_proof = edit(&f.proof_json, |v| {
         v["leaf_data"] = json!(base64_encode(&foreign.to_bytes()));
         let proof = inclusion_proof(&foreign_tree, 2, 4).unwrap();
@@ -340,14 +341,7 @@ fn every_tampering_is_caught() {
     // A newer checkpoint from a fork of the log, or of another tenant's log.
     let forked_tree =
         MemoryTree::from_leaf_hashes((0..5).map(|i| leaf_hash(format!("fork-{i}").as_bytes())));
-    let forked = log_key
-        .sign_note(
-            &Checkpoint::new(ORIGIN, 5, forked_tree.root())
-                .unwrap()
-                .to_note_text(),
-        )
-        .unwrap()
-        .to_string();
+    let forked = checkpoint_note(&log_key, ORIGIN, 5, forked_tree.root());
     reject(
         &f.proof_json,
         &f.key,
@@ -355,14 +349,12 @@ fn every_tampering_is_caught() {
         Some(&forked),
         "a forked newer checkpoint",
     );
-    let other_tenant = log_key
-        .sign_note(
-            &Checkpoint::new("companyos.local/tenants/other", 5, forked_tree.root())
-                .unwrap()
-                .to_note_text(),
-        )
-        .unwrap()
-        .to_string();
+    let other_tenant = checkpoint_note(
+        &log_key,
+        "companyos.local/tenants/other",
+        5,
+        forked_tree.root(),
+    );
     reject(
         &f.proof_json,
         &f.key,
@@ -370,14 +362,7 @@ fn every_tampering_is_caught() {
         Some(&other_tenant),
         "another tenant's checkpoint",
     );
-    let same_size_fork = log_key
-        .sign_note(
-            &Checkpoint::new(ORIGIN, 4, forked_tree.root_at_size(4))
-                .unwrap()
-                .to_note_text(),
-        )
-        .unwrap()
-        .to_string();
+    let same_size_fork = checkpoint_note(&log_key, ORIGIN, 4, forked_tree.root_at_size(4));
     reject(
         &f.proof_json,
         &f.key,

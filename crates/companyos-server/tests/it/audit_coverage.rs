@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::Duration;
 
-use crate::checks::{assert_audited, audit_after, audit_head, create_tenant, request};
+use crate::checks::{approve, assert_audited, audit_after, audit_head, request};
 use crate::support::{BACKENDS, START, TestServer, event};
 
 /// Runs one call and asserts the audit records it wrote, by (action, outcome); returns the
@@ -156,13 +156,7 @@ async fn every_mutation_and_every_denial_writes_exactly_one_audit_record() {
         .await;
         let approval = body["approval"]["id"].as_str().unwrap().to_owned();
         let before = audit_head(s).await;
-        let (status, body) = anna
-            .post(
-                &format!("/v1/approvals/{approval}/approve"),
-                json!({"comment": "ok"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        approve(&anna, &approval).await;
         let records = assert_audited(
             s,
             before,
@@ -215,7 +209,7 @@ async fn every_mutation_and_every_denial_writes_exactly_one_audit_record() {
         );
 
         // Reject.
-        create_tenant(s, "beta").await;
+        s.create_tenant("beta").await;
         let approval = request(&olga, "beta", "delete").await;
         audited(
             s,
@@ -461,7 +455,7 @@ async fn every_mutation_and_every_denial_writes_exactly_one_audit_record() {
 async fn tampering_with_a_stored_audit_record_is_found_and_the_checkpoint_opens() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
+        server.create_tenant("acme").await;
         let olga = server.operator("olga", "operator").await;
         let vera = server.operator("vera", "viewer").await;
         olga.post("/v1/tenants/acme/suspend", json!({"reason": "x"}))

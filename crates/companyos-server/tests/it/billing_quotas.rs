@@ -277,24 +277,15 @@ async fn quota_deny_cases_are_refused_and_audited() {
         let (status, problem) = acme_api.get("/v1/authz/check?metric=Bad!").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(problem["errors"][0]["field"], json!("metric"));
-        let (status, problem) = server
-            .admin()
-            .post(
-                "/v1/tenants/acme/quota-top-ups",
-                json!({"metric": "gpu", "quantity": "5"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(problem["errors"][0]["field"], json!("metric"));
-        let (status, problem) = server
-            .admin()
-            .post(
-                "/v1/tenants/acme/quota-top-ups",
-                json!({"metric": "requests", "quantity": "-1"}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::BAD_REQUEST);
-        assert_eq!(problem["errors"][0]["field"], json!("quantity"));
+        for (body, field) in [
+            (json!({"metric": "gpu", "quantity": "5"}), "metric"),
+            (json!({"metric": "requests", "quantity": "-1"}), "quantity"),
+        ] {
+            let admin = server.admin();
+            let (status, problem) = admin.post("/v1/tenants/acme/quota-top-ups", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+            assert_eq!(problem["errors"][0]["field"], json!(field));
+        }
         let (status, problem) = acme_api
             .get("/v1/tenants/acme/quota-events?period=March")
             .await;

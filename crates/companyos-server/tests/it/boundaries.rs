@@ -232,6 +232,56 @@ pub async fn start_provisioner() -> (String, Received, tokio::task::JoinHandle<(
     (url, received, handle)
 }
 
+/// A test server whose boundary driver is the webhook driver, pointed at a provisioner started
+/// here: the server, what the provisioner receives, and its task.
+async fn start_with_provisioner(
+    backend: Backend,
+    secret: &str,
+) -> (TestServer, Received, tokio::task::JoinHandle<()>) {
+    let (url, received, provisioner) = start_provisioner().await;
+    let server = TestServer::start_with(backend, |s| {
+        crate::support::allow_loopback(s);
+        s.boundary_driver = BoundaryDriverSettings::Webhook {
+            url,
+            secret: secret.to_owned(),
+        };
+    })
+    .await;
+    (server, received, provisioner)
+}
+
+/// Creates tenant `id` with its audit webhook at a receiver started here: what the receiver
+/// gets, its task, and the tenant's hook secret (shown only in the creation answer).
+pub async fn tenant_with_audit_webhook(
+    server: &TestServer,
+    id: &str,
+) -> (Received, tokio::task::JoinHandle<()>, String) {
+    let (url, received, receiver) = start_provisioner().await;
+    let (status, body) = server
+        .admin()
+        .post(
+            "/v1/tenants",
+            json!({"id": id, "name": id, "audit_webhook_url": url}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let secret = body["audit_webhook_secret"].as_str().unwrap().to_owned();
+    (received, receiver, secret)
+}
+
+/// The timestamp and signature headers of a signed delivery.
+pub fn signature_headers(headers: &HeaderMap) -> (i64, &str) {
+    let timestamp = headers["x-companyos-timestamp"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (
+        timestamp,
+        headers["x-companyos-signature"].to_str().unwrap(),
+    )
+}
+
 async fn callback(
     server: &TestServer,
     tenant: &str,
@@ -264,16 +314,8 @@ async fn callback(
 #[tokio::test]
 async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_callback() {
     for backend in BACKENDS {
-        let (url, received, provisioner) = start_provisioner().await;
         let secret = "the-provisioner-secret";
-        let server = TestServer::start_with(backend, |s| {
-            crate::support::allow_loopback(s);
-            s.boundary_driver = BoundaryDriverSettings::Webhook {
-                url: url.clone(),
-                secret: secret.to_owned(),
-            };
-        })
-        .await;
+        let (server, received, provisioner) = start_with_provisioner(backend, secret).await;
         let (status, created) = server
             .admin()
             .post(
@@ -298,12 +340,7 @@ async fn the_webhook_driver_asks_a_signed_provisioner_and_waits_for_its_signed_c
         let messages = received.0.lock().unwrap().clone();
         assert_eq!(messages.len(), 1, "{messages:?}");
         let (headers, body) = &messages[0];
-        let timestamp: i64 = headers["x-companyos-timestamp"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let signature = headers["x-companyos-signature"].to_str().unwrap();
+        let (timestamp, signature) = signature_headers(headers);
         let now = server.app.now().unix_timestamp();
         assert!(verify_webhook_signature(
             secret, timestamp, now, body, signature
@@ -475,16 +512,8 @@ fn attempt_of(received: &Received, tenant: &str) -> String {
 #[tokio::test]
 async fn a_provisioning_callback_counts_for_its_own_tenant_and_attempt_once() {
     for backend in BACKENDS {
-        let (url, received, provisioner) = start_provisioner().await;
         let secret = "the-provisioner-secret";
-        let server = TestServer::start_with(backend, |s| {
-            crate::support::allow_loopback(s);
-            s.boundary_driver = BoundaryDriverSettings::Webhook {
-                url: url.clone(),
-                secret: secret.to_owned(),
-            };
-        })
-        .await;
+        let (server, received, provisioner) = start_with_provisioner(backend, secret).await;
         for id in ["alpha", "bravo"] {
             let (status, body) = server
                 .admin()

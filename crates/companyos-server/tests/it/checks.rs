@@ -60,21 +60,6 @@ pub async fn assert_audited(
     records
 }
 
-/// Creates a tenant as the bootstrap admin with the standard plan, residency in the EU;
-/// returns the whole creation response.
-pub async fn create_tenant(server: &TestServer, id: &str) -> Value {
-    let (status, body) = server
-        .admin()
-        .post(
-            "/v1/tenants",
-            json!({"id": id, "name": format!("Tenant {id}"), "plan": "standard",
-                   "home_region": "eu-west-1", "allowed_regions": ["eu-west-1", "eu-central-1"]}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
-}
-
 /// Fetches an artifact, its signature and the public key, checks the minisign signature with
 /// nothing but the public key, and returns the artifact parsed as JSON.
 pub async fn verified_evidence(server: &TestServer, reader: &Api, id: &str) -> Value {

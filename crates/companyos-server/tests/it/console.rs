@@ -270,21 +270,7 @@ async fn a_revoked_operators_session_stops_on_the_next_request() {
         console.login(api.token.as_deref().unwrap()).await;
         assert_eq!(console.get("/console/tenants").await.status, StatusCode::OK);
         let csrf = console.get("/console/tenants/acme").await.csrf();
-        let (_, operators) = server.admin().get("/v1/operators").await;
-        let id = operators
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|o| o["name"] == json!("olga"))
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let (status, _) = server
-            .admin()
-            .post(&format!("/v1/operators/{id}/revoke"), json!({}))
-            .await;
-        assert_eq!(status, StatusCode::OK);
+        server.revoke_operator("olga").await;
         let page = console.get("/console/tenants").await;
         assert_eq!(page.status, StatusCode::SEE_OTHER);
         assert_eq!(page.location(), "/console/login");

@@ -5,7 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::checks::{audit_after, audit_head, create_tenant, request};
+use crate::checks::{audit_after, audit_head, request};
 use crate::support::{Api, BACKENDS, START, TestServer, event};
 
 /// Who calls.
@@ -567,7 +567,7 @@ impl Fixture<'_> {
             "approvals.approve" | "approvals.reject" => {
                 let approval = if allowed {
                     let tenant = format!("apv-{n}");
-                    create_tenant(server, &tenant).await;
+                    server.create_tenant(&tenant).await;
                     request(&self.requester, &tenant, "delete").await
                 } else {
                     self.standing_approval.clone()
@@ -633,11 +633,11 @@ async fn callers(server: &TestServer, acme_key: &str) -> Vec<(Caller, Api)> {
 async fn every_role_and_a_tenant_key_against_every_route_class() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        let acme = create_tenant(&server, "acme").await;
+        let acme = server.create_tenant("acme").await;
         let acme_key = acme["api_key"].as_str().unwrap().to_owned();
         let dossier = acme["dossier_evidence_id"].as_str().unwrap().to_owned();
-        create_tenant(&server, "other").await;
-        create_tenant(&server, "held").await;
+        server.create_tenant("other").await;
+        server.create_tenant("held").await;
         let admin = server.admin();
         let (status, body) = admin
             .post("/v1/events", json!([event("acme", "e0", "1", START)]))
@@ -754,10 +754,10 @@ async fn every_role_and_a_tenant_key_against_every_route_class() {
 async fn no_or_unknown_credentials_get_401_on_every_route_and_each_is_audited() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        let acme = create_tenant(&server, "acme").await;
+        let acme = server.create_tenant("acme").await;
         let dossier = acme["dossier_evidence_id"].as_str().unwrap().to_owned();
         let requester = server.operator("rita", "operator").await;
-        create_tenant(&server, "held").await;
+        server.create_tenant("held").await;
         let fixture = Fixture {
             server: &server,
             standing_approval: request(&requester, "held", "delete").await,
@@ -830,7 +830,7 @@ async fn no_or_unknown_credentials_get_401_on_every_route_and_each_is_audited() 
 async fn bodies_over_the_limit_get_413_problem_bodies_and_change_nothing() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
+        server.create_tenant("acme").await;
         let admin = server.admin();
         let before = audit_head(&server).await;
         // The test server's limit is 1 MiB.
@@ -917,9 +917,9 @@ async fn chunked_post(server: &TestServer, path: &str, body: &[u8]) -> u16 {
 async fn malformed_json_wrong_types_and_unknown_fields_get_400_problems_naming_the_field() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
+        server.create_tenant("acme").await;
         let requester = server.operator("rita", "operator").await;
-        create_tenant(&server, "held").await;
+        server.create_tenant("held").await;
         let approval = request(&requester, "held", "delete").await;
         let admin = server.admin();
         let approve = format!("/v1/approvals/{approval}/approve");

@@ -177,21 +177,7 @@ async fn policies_are_served_with_their_hash_and_operators_can_be_revoked() {
         companyos_ledger::hash::sha256(text.as_bytes()).to_hex()
     );
     let viewer = server.operator("vera", "viewer").await;
-    let (_, list) = server.admin().get("/v1/operators").await;
-    let id = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|o| o["name"] == json!("vera"))
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (status, _) = server
-        .admin()
-        .post(&format!("/v1/operators/{id}/revoke"), json!({}))
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    server.revoke_operator("vera").await;
     assert_eq!(viewer.get("/v1/tenants").await.0, StatusCode::UNAUTHORIZED);
     server.stop().await;
 }

@@ -4,23 +4,14 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::boundaries::start_provisioner;
+use crate::boundaries::{signature_headers, tenant_with_audit_webhook};
 use crate::support::{BACKENDS, START, TestServer, allow_loopback, audit, event};
 
 #[tokio::test]
 async fn a_tenants_audit_records_reach_its_webhook_signed() {
     for backend in BACKENDS {
         let server = TestServer::start_with(backend, allow_loopback).await;
-        let (url, received, receiver) = start_provisioner().await;
-        let (status, body) = server
-            .admin()
-            .post(
-                "/v1/tenants",
-                json!({"id": "acme", "name": "Acme", "audit_webhook_url": url}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let secret = body["audit_webhook_secret"].as_str().unwrap().to_owned();
+        let (received, receiver, secret) = tenant_with_audit_webhook(&server, "acme").await;
         server
             .admin()
             .post("/v1/tenants/acme/suspend", json!({"reason": "hook test"}))
@@ -37,12 +28,7 @@ async fn a_tenants_audit_records_reach_its_webhook_signed() {
         let actions: Vec<String> = deliveries
             .iter()
             .filter_map(|(headers, body)| {
-                let timestamp: i64 = headers["x-companyos-timestamp"]
-                    .to_str()
-                    .ok()?
-                    .parse()
-                    .ok()?;
-                let signature = headers["x-companyos-signature"].to_str().ok()?;
+                let (timestamp, signature) = signature_headers(headers);
                 assert!(
                     companyos_core::lifecycle::boundary::verify_webhook_signature(
                         &secret, timestamp, timestamp, body, signature

@@ -6,7 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use time::Duration;
 
-use crate::checks::{approve, assert_audited, audit_head, create_tenant, request, status_of};
+use crate::checks::{approve, assert_audited, audit_head, request, status_of};
 use crate::support::{Api, BACKENDS, Backend, START, TestServer, event};
 
 /// The policies that decided a denial, from its audit record.
@@ -25,7 +25,7 @@ fn deciding_policies(record: &Value) -> Vec<String> {
 async fn wrong_roles_and_self_approval_are_refused_and_audited() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
+        server.create_tenant("acme").await;
         let vera = server.operator("vera", "viewer").await;
         let olga = server.operator("olga", "operator").await;
         let adam = server.operator("adam", "admin").await;
@@ -87,7 +87,7 @@ async fn wrong_roles_and_self_approval_are_refused_and_audited() {
         assert_eq!(status_of(&server, "acme").await, "deleting");
 
         // A request whose requester was revoked meanwhile cannot be approved.
-        create_tenant(&server, "beta").await;
+        server.create_tenant("beta").await;
         let rex = server.operator("rex", "operator").await;
         let approval = request(&rex, "beta", "delete").await;
         let rex_id = crate::checks::operator_id(&server, "rex").await;
@@ -116,7 +116,7 @@ async fn wrong_roles_and_self_approval_are_refused_and_audited() {
 async fn an_approver_created_by_the_requester_cannot_approve_its_request() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
+        server.create_tenant("acme").await;
         let adam = server.operator("adam", "admin").await;
         // adam creates a second identity for himself, then asks for a delete.
         let (status, body) = adam
@@ -171,7 +171,7 @@ async fn an_approver_created_by_the_requester_cannot_approve_its_request() {
 async fn delete_needs_the_exact_confirmation() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
+        server.create_tenant("acme").await;
         let olga = server.operator("olga", "operator").await;
         for (body, what) in [
             (json!({"reason": "churned"}), "without confirm"),
@@ -228,7 +228,7 @@ async fn delete_needs_the_exact_confirmation() {
 /// A server with tenant `acme` under a legal hold, an operator (olga) and an approver (anna).
 async fn held_tenant(backend: Backend) -> (TestServer, Api, Api) {
     let server = TestServer::start(backend).await;
-    create_tenant(&server, "acme").await;
+    server.create_tenant("acme").await;
     let olga = server.operator("olga", "operator").await;
     let anna = server.operator("anna", "approver").await;
     let (status, body) = olga
@@ -498,7 +498,7 @@ async fn an_approval_lapses_when_the_facts_it_was_requested_on_change() {
 async fn regions_outside_residency_are_forbidden_and_audited() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
+        server.create_tenant("acme").await;
         let olga = server.operator("olga", "operator").await;
         for who in [&olga, &server.admin()] {
             let before = audit_head(&server).await;
@@ -620,7 +620,7 @@ fn tenant_routes(id: &str) -> Vec<(Method, String, Option<Value>)> {
 async fn a_suspended_or_deleted_tenants_key_is_refused_on_every_route() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        let key = create_tenant(&server, "acme").await["api_key"]
+        let key = server.create_tenant("acme").await["api_key"]
             .as_str()
             .unwrap()
             .to_owned();
@@ -680,7 +680,7 @@ async fn a_suspended_or_deleted_tenants_key_is_refused_on_every_route() {
 async fn purged_ids_are_never_reused_and_illegal_transitions_are_409_with_the_status() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
+        server.create_tenant("acme").await;
         let olga = server.operator("olga", "operator").await;
         let anna = server.operator("anna", "approver").await;
         let post = |action: &str| {
@@ -778,7 +778,7 @@ async fn purged_ids_are_never_reused_and_illegal_transitions_are_409_with_the_st
         );
         assert_audited(&server, before, &[("tenant.create", "failed")], "reuse").await;
         // Also a live id.
-        create_tenant(&server, "beta").await;
+        server.create_tenant("beta").await;
         let (status, body) = olga
             .post("/v1/tenants", json!({"id": "beta", "name": "Beta again"}))
             .await;
@@ -792,7 +792,7 @@ async fn purged_ids_are_never_reused_and_illegal_transitions_are_409_with_the_st
 async fn racing_approvers_and_racing_creators_get_one_winner_and_clean_refusals() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        create_tenant(&server, "acme").await;
+        server.create_tenant("acme").await;
         let olga = server.operator("olga", "operator").await;
         let mut approvers = Vec::new();
         for i in 0..6 {

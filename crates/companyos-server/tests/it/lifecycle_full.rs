@@ -245,16 +245,8 @@ async fn a_tenant_from_creation_to_purge() {
 
         // After purge: the ledger verifies, operators still get its checkpoint and proofs, the
         // key is gone.
-        assert!(
-            server
-                .app
-                .ledger()
-                .verify(Some("acme"))
-                .await
-                .unwrap()
-                .is_empty(),
-            "{backend:?}"
-        );
+        let problems = server.app.ledger().verify(Some("acme")).await.unwrap();
+        assert!(problems.is_empty(), "{backend:?}: {problems:?}");
         let (status, note) = olga.text("/v1/tenants/acme/ledger/checkpoint").await;
         assert_eq!(status, StatusCode::OK, "{note}");
         let checkpoint = Checkpoint::open(
@@ -290,8 +282,8 @@ async fn a_tenant_from_creation_to_purge() {
 async fn approvals_expire_after_their_ttl() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        crate::checks::create_tenant(&server, "acme").await;
-        crate::checks::create_tenant(&server, "beta").await;
+        server.create_tenant("acme").await;
+        server.create_tenant("beta").await;
         let olga = server.operator("olga", "operator").await;
         let anna = server.operator("anna", "approver").await;
         let first = request(&olga, "acme", "delete").await;
@@ -366,7 +358,7 @@ async fn approvals_expire_after_their_ttl() {
 async fn a_purge_approval_left_pending_when_the_timer_purged_does_not_purge_twice() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        crate::checks::create_tenant(&server, "acme").await;
+        server.create_tenant("acme").await;
         let olga = server.operator("olga", "operator").await;
         let anna = server.operator("anna", "approver").await;
         approve(&anna, &request(&olga, "acme", "delete").await).await;
@@ -397,7 +389,7 @@ async fn a_purge_approval_left_pending_when_the_timer_purged_does_not_purge_twic
 async fn a_tenant_deleted_while_suspended_is_restored_suspended() {
     for backend in BACKENDS {
         let server = TestServer::start(backend).await;
-        let key = crate::checks::create_tenant(&server, "acme").await["api_key"]
+        let key = server.create_tenant("acme").await["api_key"]
             .as_str()
             .unwrap()
             .to_owned();

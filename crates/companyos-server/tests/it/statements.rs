@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use time::Duration;
 use time::macros::datetime;
 
-use crate::boundaries::start_provisioner;
+use crate::boundaries::{signature_headers, tenant_with_audit_webhook};
 use crate::support::{BACKENDS, TestServer, allow_loopback, audit, event};
 
 fn pro_plan() -> Value {
@@ -237,16 +237,7 @@ async fn statements_export_to_stripe_and_an_erp_csv() {
 async fn the_month_close_delivers_statement_final_once_signed() {
     for backend in BACKENDS {
         let server = TestServer::start_with(backend, allow_loopback).await;
-        let (url, received, receiver) = start_provisioner().await;
-        let (status, body) = server
-            .admin()
-            .post(
-                "/v1/tenants",
-                json!({"id": "acme", "name": "Acme", "audit_webhook_url": url}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        let secret = body["audit_webhook_secret"].as_str().unwrap().to_owned();
+        let (received, receiver, secret) = tenant_with_audit_webhook(&server, "acme").await;
         let usage = json!([event("acme", "e-1", "7", datetime!(2026-03-05 10:00 UTC))]);
         let (status, body) = server.admin().post("/v1/events", usage).await;
         assert_eq!(status, StatusCode::OK, "{body}");
@@ -274,12 +265,7 @@ async fn the_month_close_delivers_statement_final_once_signed() {
                 if value["topic"] != json!("statement.final") {
                     return None;
                 }
-                let timestamp: i64 = headers["x-companyos-timestamp"]
-                    .to_str()
-                    .unwrap()
-                    .parse()
-                    .unwrap();
-                let signature = headers["x-companyos-signature"].to_str().unwrap();
+                let (timestamp, signature) = signature_headers(headers);
                 assert!(
                     companyos_core::lifecycle::boundary::verify_webhook_signature(
                         &secret, timestamp, timestamp, body, signature

@@ -107,8 +107,9 @@ impl TestServer {
         self.api(body["token"].as_str().expect("token"))
     }
 
-    /// Creates an active tenant; returns its API key.
-    pub async fn tenant(&self, id: &str) -> String {
+    /// Creates an active tenant as the admin, on the standard plan with residency in the EU;
+    /// returns the whole creation answer.
+    pub async fn create_tenant(&self, id: &str) -> Value {
         let (status, body) = self
             .admin()
             .post(
@@ -118,7 +119,31 @@ impl TestServer {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    /// Creates an active tenant; returns its API key.
+    pub async fn tenant(&self, id: &str) -> String {
+        let body = self.create_tenant(id).await;
         body["api_key"].as_str().expect("api key").to_owned()
+    }
+
+    /// Revokes the operator named `name`, as the admin.
+    pub async fn revoke_operator(&self, name: &str) {
+        let (_, operators) = self.admin().get("/v1/operators").await;
+        let id = operators
+            .as_array()
+            .expect("a list of operators")
+            .iter()
+            .find(|o| o["name"] == json!(name))
+            .and_then(|o| o["id"].as_str())
+            .expect("the operator's id")
+            .to_owned();
+        let (status, body) = self
+            .admin()
+            .post(&format!("/v1/operators/{id}/revoke"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
 
     pub async fn stop(mut self) {

@@ -122,6 +122,21 @@ async fn create_initech_on_the_plan(demo: &mut Demo, bill: &ApiClient) -> anyhow
     Ok(key)
 }
 
+/// Sends `events` as the metering service, then asks forward auth about `metric` with the
+/// tenant's `key`: its status and `Retry-After`.
+async fn send_then_check(
+    demo: &Demo,
+    meter: &ApiClient,
+    key: &str,
+    events: &[Value],
+    metric: &str,
+) -> anyhow::Result<(u16, Option<String>)> {
+    meter
+        .call(Method::POST, "/v1/events", Some(&json!(events)))
+        .await?;
+    forward_auth(demo, key, &format!("metric={metric}")).await
+}
+
 /// 600 requests of 500 included: an overage that forward auth still lets through; returns
 /// initech's entitlements.
 async fn soft_quota_overage(
@@ -144,10 +159,7 @@ async fn soft_quota_overage(
             )
         })
         .collect();
-    meter
-        .call(Method::POST, "/v1/events", Some(&json!(requests)))
-        .await?;
-    let (status, _) = forward_auth(demo, key, "metric=requests").await?;
+    let (status, _) = send_then_check(demo, meter, key, &requests, "requests").await?;
     let (_, entitlements) = bill
         .call(Method::GET, "/v1/tenants/initech/entitlements", None)
         .await?;
@@ -180,10 +192,7 @@ async fn hard_quota_and_top_up(
         120,
         at,
     )];
-    meter
-        .call(Method::POST, "/v1/events", Some(&json!(vcpu)))
-        .await?;
-    let (status, retry_after) = forward_auth(demo, key, "metric=vcpu_seconds").await?;
+    let (status, retry_after) = send_then_check(demo, meter, key, &vcpu, "vcpu_seconds").await?;
     ensure!(
         status == 429,
         "a used-up hard quota answers 429, got {status}"

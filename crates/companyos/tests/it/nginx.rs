@@ -1,7 +1,8 @@
 //! Forward auth behind a real nginx `auth_request` (issue 6): an active tenant's key passes, a
 //! suspended tenant's key gets 403, an unknown key 401. nginx is installed by `.ci/run`.
 
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{Server, cli, free_port, tenant};
@@ -12,6 +13,39 @@ fn nginx_binary() -> String {
         .find(|p| std::path::Path::new(p).exists())
         .expect("nginx is required (.ci/run installs nginx-light)")
         .to_owned()
+}
+
+/// An nginx started for a test, stopped when dropped.
+pub struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts nginx with its `prefix` folder and `conf` file, and waits (20 s at most) until
+/// `probe_url` answers.
+pub async fn start_nginx(prefix: &Path, conf: &Path, probe_url: &str) -> Nginx {
+    let nginx = Nginx(
+        Command::new(nginx_binary())
+            .arg("-p")
+            .arg(prefix)
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(probe_url).send().await.is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    nginx
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -38,22 +72,9 @@ async fn nginx_auth_request_admits_active_tenants_only() {
     );
     let conf = prefix.join("nginx.conf");
     std::fs::write(&conf, config).unwrap();
-    let mut nginx = Command::new(nginx_binary())
-        .args(["-p"])
-        .arg(&prefix)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/app/orders");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(&url).send().await.is_err() {
-        assert!(Instant::now() < deadline, "nginx did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let nginx = start_nginx(&prefix, &conf, &url).await;
+    let http = reqwest::Client::new();
     let get = |token: Option<String>| {
         let http = http.clone();
         let url = url.clone();
@@ -98,6 +119,5 @@ async fn nginx_auth_request_admits_active_tenants_only() {
         &["tenant", "reactivate", "acme", "--reason", "paid"],
     );
     assert_eq!(get(Some(key)).await.0, 200);
-    let _ = nginx.kill();
-    let _ = nginx.wait();
+    drop(nginx);
 }

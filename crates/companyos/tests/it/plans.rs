@@ -3,9 +3,6 @@
 //! nothing, bad files are usage errors (exit 2); nginx answers 200, 403 for a missing feature
 //! and 429 with `Retry-After` for a used-up hard quota.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::support::{Server, cli, event, free_port, stderr, stdout};
@@ -109,14 +106,6 @@ fn plan_apply_prints_the_diff_and_writes_only_what_changed() {
     );
 }
 
-fn nginx_binary() -> String {
-    ["/usr/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("nginx is required (.ci/run installs nginx-light)")
-        .to_owned()
-}
-
 /// nginx in front of two apps: `/app/` needs the `requests` quota, `/sso/` the `sso` feature.
 /// `auth_request` only passes 2xx, 401 and 403 on; any other answer of the check (our 429) is
 /// a 500, so `error_page 500` asks the check again in a named location, whose answer (429 with
@@ -170,22 +159,9 @@ async fn nginx_auth_request_answers_feature_and_quota_decisions() {
     let conf = prefix.join("nginx.conf");
     let upstream = server.url.trim_start_matches("http://").to_owned();
     std::fs::write(&conf, nginx_config(&prefix, port, &upstream)).unwrap();
-    let mut nginx = Command::new(nginx_binary())
-        .arg("-p")
-        .arg(&prefix)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{base}/app/x")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "nginx did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let nginx = crate::nginx::start_nginx(&prefix, &conf, &format!("{base}/app/x")).await;
+    let http = reqwest::Client::new();
     let get = |path: &str| http.get(format!("{base}{path}")).bearer_auth(&key).send();
 
     assert_eq!(get("/app/orders").await.unwrap().status().as_u16(), 200);
@@ -230,8 +206,7 @@ async fn nginx_auth_request_answers_feature_and_quota_decisions() {
         .unwrap();
     assert_eq!(topped.status().as_u16(), 201);
     assert_eq!(get("/app/orders").await.unwrap().status().as_u16(), 200);
-    let _ = nginx.kill();
-    let _ = nginx.wait();
+    drop(nginx);
 }
 
 /// README.md's catalog example applies as written.

@@ -180,16 +180,12 @@ fn reset_admin_issues_a_working_token_revokes_the_old_one_and_is_audited() {
 
         // Reset while the server runs: the store is shared, the old token stops at once.
         let token_file = dir.path().join("new-admin.token");
-        let output = store_command(
-            &data,
-            url.as_deref(),
-            &[
-                "operator",
-                "reset-admin",
-                "--token-file",
-                token_file.to_str().unwrap(),
-            ],
-        );
+        let reset_admin = |token_file: &std::path::Path| {
+            let token_file = token_file.to_str().unwrap();
+            let arguments = ["operator", "reset-admin", "--token-file", token_file];
+            store_command(&data, url.as_deref(), &arguments)
+        };
+        let output = reset_admin(&token_file);
         assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
         assert_eq!(mode(&token_file), 0o600);
         let new = std::fs::read_to_string(&token_file)
@@ -200,16 +196,7 @@ fn reset_admin_issues_a_working_token_revokes_the_old_one_and_is_audited() {
         // A token file that cannot take the token (a link) refuses before anything changes.
         let link = dir.path().join("link.token");
         std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
-        let output = store_command(
-            &data,
-            url.as_deref(),
-            &[
-                "operator",
-                "reset-admin",
-                "--token-file",
-                link.to_str().unwrap(),
-            ],
-        );
+        let output = reset_admin(&link);
         assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
         assert!(!dir.path().join("elsewhere").exists());
         assert_eq!(
