@@ -177,6 +177,30 @@ string_newtype!(
     }
 );
 
+/// The rule of a generated id: `<prefix>_` and 26 characters of `0-9 a-z` (`check_generated_id`).
+fn generated(text: &str, prefix: &str) -> Result<(), String> {
+    if check_generated_id(text, prefix) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be {prefix}_ followed by 26 characters of 0-9 a-z"
+        ))
+    }
+}
+
+string_newtype!(
+    /// An approval request's id, as the service generates it: `apr_` and 26 of `0-9 a-z`.
+    ApprovalId, "id", |t| generated(t, "apr")
+);
+string_newtype!(
+    /// An evidence artifact's id, as the service generates it: `evd_` and 26 of `0-9 a-z`.
+    EvidenceId, "id", |t| generated(t, "evd")
+);
+string_newtype!(
+    /// An operator's id (not its name), as the service generates it: `op_` and 26 of `0-9 a-z`.
+    OperatorId, "id", |t| generated(t, "op")
+);
+
 /// Generated ids of records we create (`<prefix>_<26 base32 characters>`), checked on input.
 pub fn check_generated_id(text: &str, prefix: &str) -> bool {
     text.strip_prefix(prefix)
@@ -229,5 +253,26 @@ mod tests {
         assert!(Unit::parse("").is_err());
         assert!(Unit::parse(&"é".repeat(32)).is_ok());
         assert!(Unit::parse(&"é".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn generated_ids_have_their_prefix_and_26_characters() {
+        let tail = "0123456789abcdefghjkmnpqrs";
+        assert!(ApprovalId::parse(&format!("apr_{tail}")).is_ok());
+        assert!(EvidenceId::parse(&format!("evd_{tail}")).is_ok());
+        assert!(OperatorId::parse(&format!("op_{tail}")).is_ok());
+        for bad in [
+            format!("evd_{tail}"),
+            format!("apr_{}", &tail[1..]),
+            format!("apr_{tail}0"),
+            format!("apr_{}", tail.to_uppercase()),
+            format!("apr-{tail}"),
+            "Bad_Id".to_owned(),
+            String::new(),
+        ] {
+            assert!(ApprovalId::parse(&bad).is_err(), "{bad}");
+        }
+        let error = OperatorId::parse("Bad_Id").expect_err("not an operator id");
+        assert_eq!(error.field, "id");
     }
 }

@@ -16,7 +16,7 @@ use crate::error::AppError;
 
 mod path_id;
 
-pub use path_id::{PathId, PathIds, PathSegment};
+pub use path_id::{PathId, PathIds, PathLookup, PathLookups, PathSegment};
 
 /// The request id: the caller's `x-request-id` when valid, else one we generate.
 #[derive(Debug, Clone)]

@@ -1,10 +1,11 @@
 //! The approval queue: who asked, why, the warnings and the expiry; approve or reject with a
 //! comment (the same `Approvals::approve` / `Approvals::reject` as the API, under the two-person rule).
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::IntoResponse;
 use companyos_core::approvals::ApprovalView;
 use companyos_core::console::ApprovalDecisions;
+use companyos_domain::ApprovalId;
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -13,6 +14,7 @@ use super::session::{ConsoleUser, Posted, csrf_input};
 use super::{ConsoleError, ConsoleResult, parse_query, see_other};
 use crate::AppState;
 use crate::error::AppError;
+use crate::extract::PathLookup;
 
 /// Statuses the queue can show.
 const STATUSES: [&str; 7] = [
@@ -130,17 +132,25 @@ pub struct DecisionForm {
 /// `POST /console/approvals/{id}/decision`
 pub async fn decide(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: PathLookup<ApprovalId>,
     posted: Posted<DecisionForm>,
 ) -> ConsoleResult {
     let comment = Some(posted.form.comment.trim()).filter(|c| !c.is_empty());
     let actor = &posted.user.actor;
     match posted.form.decision.as_str() {
         "approve" => {
-            state.app.approvals().approve(actor, &id, comment).await?;
+            state
+                .app
+                .approvals()
+                .approve(actor, id.as_str(), comment)
+                .await?;
         }
         "reject" => {
-            state.app.approvals().reject(actor, &id, comment).await?;
+            state
+                .app
+                .approvals()
+                .reject(actor, id.as_str(), comment)
+                .await?;
         }
         _ => {
             return Err(ConsoleError::Page(AppError::invalid(

@@ -2,7 +2,7 @@
 //! form (`Billing::change_tenant_plan`, as `PUT /v1/tenants/{id}/plan`), the list of monthly
 //! statements, and the statement page with its downloads (JSON, CSV, PDF, the signed pack).
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use companyos_core::ServiceError;
@@ -20,16 +20,13 @@ use super::session::{ConsoleUser, Posted, csrf_input};
 use super::{ConsoleError, ConsoleResult, parse_query, see_other};
 use crate::AppState;
 use crate::error::AppError;
+use crate::extract::{PathLookup, PathLookups};
 
 /// Months listed on the tenant page (the newest).
 const STATEMENT_MONTHS_SHOWN: usize = 12;
 
 fn tenant_id(text: &str) -> Result<TenantId, ConsoleError> {
     TenantId::parse(text).map_err(|e| AppError::invalid("id", e.message).into())
-}
-
-fn month_of(text: &str) -> Result<StatementMonth, ConsoleError> {
-    StatementMonth::parse(text).map_err(|e| AppError::invalid("month", e.message).into())
 }
 
 /// What the tenant page shows of the tenant's plan, quotas and statements.
@@ -175,10 +172,10 @@ pub struct PlanForm {
 /// `POST /console/tenants/{id}/plan`
 pub async fn change_plan(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     posted: Posted<PlanForm>,
 ) -> ConsoleResult {
-    let tenant = tenant_id(&id)?;
+    let tenant = id.or_invalid()?;
     let plan = PlanName::parse(posted.form.plan.trim())
         .map_err(|e| ConsoleError::from(AppError::invalid("plan", e.message)))?;
     let effective = Effective::parse_field(&posted.form.effective, "effective")
@@ -268,11 +265,11 @@ fn statement_body(tenant: &TenantId, document: &Statement, sha256: &str) -> Mark
 async fn read_statement(
     state: &AppState,
     user: &ConsoleUser,
-    id: &str,
-    month: &str,
+    id: PathLookup<TenantId>,
+    month: PathLookup<StatementMonth>,
 ) -> Result<(TenantId, StatementMonth, StatementDocument), ConsoleError> {
-    let tenant = tenant_id(id)?;
-    let month = month_of(month)?;
+    let tenant = id.or_invalid()?;
+    let month = month.or_invalid()?;
     let document = state
         .app
         .statements()
@@ -295,9 +292,9 @@ async fn read_statement(
 pub async fn statement(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path((id, month)): Path<(String, String)>,
+    PathLookups(id, month): PathLookups<TenantId, StatementMonth>,
 ) -> ConsoleResult {
-    let (tenant, month, document) = read_statement(&state, &user, &id, &month).await?;
+    let (tenant, month, document) = read_statement(&state, &user, id, month).await?;
     let body = statement_body(&tenant, &document.statement, &document.sha256);
     let title = format!("Statement {}", month.label());
     Ok(layout::html(layout::page(&title, &user, Nav::Tenants, body)).into_response())
@@ -322,11 +319,11 @@ fn attachment(bytes: Vec<u8>, content_type: &'static str, file_name: &str) -> Re
 pub async fn download(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path((id, month)): Path<(String, String)>,
+    PathLookups(id, month): PathLookups<TenantId, StatementMonth>,
     RawQuery(query): RawQuery,
 ) -> ConsoleResult {
     let query: DownloadQuery = parse_query(query.as_deref())?;
-    let (tenant, month, document) = read_statement(&state, &user, &id, &month).await?;
+    let (tenant, month, document) = read_statement(&state, &user, id, month).await?;
     let name = format!("statement-{tenant}-{month}");
     Ok(match query.format.as_deref().unwrap_or("json") {
         "json" => attachment(
@@ -355,10 +352,10 @@ pub async fn download(
 pub async fn pack(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path((id, month)): Path<(String, String)>,
+    PathLookups(id, month): PathLookups<TenantId, StatementMonth>,
 ) -> ConsoleResult {
-    let tenant = tenant_id(&id)?;
-    let month = month_of(&month)?;
+    let tenant = id.or_invalid()?;
+    let month = month.or_invalid()?;
     let zip = state
         .app
         .statements()

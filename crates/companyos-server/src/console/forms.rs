@@ -2,12 +2,12 @@
 //! delete and purge with the typed tenant id), the integrity report, and evidence downloads.
 //! A form is shown only when policy would allow it; the service decides again on the post.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::IntoResponse;
 use companyos_core::approvals::{AllowedAction, TenantActions};
 use companyos_core::lifecycle::{LifecycleOutcome, LifecycleRequest, TenantRow};
-use companyos_domain::LifecycleAction;
+use companyos_domain::{EvidenceId, LifecycleAction, TenantId};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -16,6 +16,7 @@ use super::session::{ConsoleUser, Posted, csrf_input};
 use super::{ConsoleError, ConsoleResult, see_other};
 use crate::AppState;
 use crate::error::AppError;
+use crate::extract::{PathLookup, PathLookups};
 
 /// Days covered by an integrity report requested from the console.
 const REPORT_DAYS: i64 = 30;
@@ -136,12 +137,13 @@ fn non_empty(text: &str) -> Option<String> {
 /// `POST /console/tenants/{id}/actions/{action}`: the same `Lifecycle::transition` as the API.
 pub async fn act(
     State(state): State<AppState>,
-    Path((id, action)): Path<(String, String)>,
+    PathLookups(id, action): PathLookups<TenantId, LifecycleAction>,
     posted: Posted<ActionForm>,
 ) -> ConsoleResult {
-    let Some(action) = LifecycleAction::parse(&action) else {
+    let Some(&action) = action.parsed() else {
         return Err(ConsoleError::Page(AppError::not_found(format!(
-            "no lifecycle action {action:?}"
+            "no lifecycle action {:?}",
+            action.as_str()
         ))));
     };
     let outcome = state
@@ -149,7 +151,7 @@ pub async fn act(
         .lifecycle()
         .transition(
             &posted.user.actor,
-            &id,
+            id.as_str(),
             action,
             LifecycleRequest {
                 reason: non_empty(&posted.form.reason),
@@ -161,7 +163,7 @@ pub async fn act(
         LifecycleOutcome::Done { .. } => action.as_str(),
         LifecycleOutcome::PendingApproval(_) => "approval",
     };
-    let target = form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>();
+    let target = form_urlencoded::byte_serialize(id.as_str().as_bytes()).collect::<String>();
     Ok(see_other(&format!("/console/tenants/{target}?done={done}")))
 }
 
@@ -172,7 +174,7 @@ pub struct EmptyForm {}
 /// `Metering::integrity_report` as the API), then downloads it.
 pub async fn integrity_report(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     posted: Posted<EmptyForm>,
 ) -> ConsoleResult {
     let to = state.app.now().date();
@@ -180,7 +182,7 @@ pub async fn integrity_report(
     let (_, record) = state
         .app
         .metering()
-        .integrity_report(&posted.user.actor, &id, from, to)
+        .integrity_report(&posted.user.actor, id.as_str(), from, to)
         .await?;
     Ok(see_other(&format!("/console/evidence/{}", record.id)))
 }
@@ -190,9 +192,9 @@ pub async fn integrity_report(
 pub async fn evidence(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path(id): Path<String>,
+    id: PathLookup<EvidenceId>,
 ) -> ConsoleResult {
-    let (record, bytes) = state.app.evidence().get(&user.actor, &id).await?;
+    let (record, bytes) = state.app.evidence().get(&user.actor, id.as_str()).await?;
     state
         .app
         .console()

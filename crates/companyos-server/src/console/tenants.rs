@@ -1,14 +1,14 @@
 //! The tenants list (filters, search, pagination, residency flags) and the tenant detail page
 //! (overview, usage chart, status timeline, pending approval, lifecycle actions).
 
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::response::IntoResponse;
 use companyos_core::approvals::TenantActions;
 use companyos_core::audit::AuditFilter;
 use companyos_core::lifecycle::TenantRow;
 use companyos_domain::Action;
-use companyos_domain::TenantStatus;
 use companyos_domain::audit::AuditRecord;
+use companyos_domain::{TenantId, TenantStatus};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -16,6 +16,7 @@ use super::layout::{self, Nav, status_badge, time};
 use super::session::ConsoleUser;
 use super::{ConsoleResult, billing, chart, forms, parse_query};
 use crate::AppState;
+use crate::extract::PathLookup;
 
 pub use super::forms::{act, evidence, integrity_report};
 
@@ -294,11 +295,11 @@ fn timeline(records: &[AuditRecord]) -> Markup {
 pub async fn show(
     State(state): State<AppState>,
     user: ConsoleUser,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     RawQuery(query): RawQuery,
 ) -> ConsoleResult {
     let query: DetailQuery = parse_query(query.as_deref())?;
-    let tenant = state.app.lifecycle().get(&user.actor, &id).await?;
+    let tenant = state.app.lifecycle().get(&user.actor, id.as_str()).await?;
     let actions = state
         .app
         .approvals()

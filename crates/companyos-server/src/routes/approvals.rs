@@ -1,13 +1,14 @@
 //! Approvals (CONTRACT §4, ADM-2).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
 use companyos_core::lifecycle::{LifecycleOutcome, TenantView};
+use companyos_domain::ApprovalId;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{Authed, JsonBody, QueryParams};
+use crate::extract::{Authed, JsonBody, PathLookup, QueryParams};
 use crate::routes::ok_reply;
 use crate::wire::approvals::ApprovalBody;
 use crate::wire::tenants::{DecidedBody, TenantRecord};
@@ -36,9 +37,9 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<ApprovalId>,
 ) -> ApiResult<Response> {
-    let approval = state.app.approvals().get(&actor, &id).await?;
+    let approval = state.app.approvals().get(&actor, id.as_str()).await?;
     Ok(ok_reply(ApprovalBody::of(&approval)))
 }
 
@@ -51,13 +52,13 @@ pub struct DecisionBody {
 pub async fn approve(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<ApprovalId>,
     JsonBody(body): JsonBody<DecisionBody>,
 ) -> ApiResult<Response> {
     let (approval, outcome) = state
         .app
         .approvals()
-        .approve(&actor, &id, body.comment.as_deref())
+        .approve(&actor, id.as_str(), body.comment.as_deref())
         .await?;
     let mut body = DecidedBody::of(&approval);
     if let LifecycleOutcome::Done {
@@ -77,13 +78,13 @@ pub async fn approve(
 pub async fn reject(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<ApprovalId>,
     JsonBody(body): JsonBody<DecisionBody>,
 ) -> ApiResult<Response> {
     let approval = state
         .app
         .approvals()
-        .reject(&actor, &id, body.comment.as_deref())
+        .reject(&actor, id.as_str(), body.comment.as_deref())
         .await?;
     Ok(ok_reply(DecidedBody::of(&approval)))
 }

@@ -1,7 +1,7 @@
 //! Plans, entitlements and quotas (CONTRACT §9): the catalog, a tenant's plan and history.
 //! Ids are parsed into newtypes here; the service layer does the rest.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use companyos_core::billing::{
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::error::{ApiResult, AppError};
-use crate::extract::{Authed, Credentials, JsonBody, PathId, PathIds, QueryParams};
+use crate::extract::{Authed, Credentials, JsonBody, PathId, PathIds, PathLookup, QueryParams};
 use crate::routes::{json, ok};
 
 /// One quota of a plan version, as sent.
@@ -108,10 +108,6 @@ fn plan_name(text: &str) -> Result<PlanName, AppError> {
     PlanName::parse(text).map_err(|e| AppError::invalid("plan", e.message))
 }
 
-fn tenant_id(text: &str) -> Result<TenantId, AppError> {
-    TenantId::parse(text).map_err(|e| AppError::invalid("id", e.message))
-}
-
 fn to_json<T: Serialize>(value: &T) -> ApiResult<Response> {
     let value = serde_json::to_value(value)
         .map_err(|e| AppError::from(companyos_core::ServiceError::Internal(e.to_string())))?;
@@ -121,10 +117,11 @@ fn to_json<T: Serialize>(value: &T) -> ApiResult<Response> {
 pub async fn put_plan(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(plan): Path<String>,
+    plan: PathLookup<PlanName>,
     JsonBody(body): JsonBody<RawPlanSpec>,
 ) -> ApiResult<Response> {
-    let plan = plan_name(&plan)?;
+    // Judged after the body, as it always was: a bad body is named first.
+    let plan = plan.or_invalid()?;
     let PlanWrite { stored, created } = state.app.billing().put_plan(&actor, &plan, body).await?;
     let mut view = stored_view(&stored);
     view.created = Some(created);
@@ -203,10 +200,10 @@ fn assignment_view(record: &AssignmentRecord) -> AssignmentView {
 pub async fn change_tenant_plan(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     JsonBody(body): JsonBody<PlanChangeBody>,
 ) -> ApiResult<Response> {
-    let tenant = tenant_id(&id)?;
+    let tenant = id.or_invalid()?;
     let plan = plan_name(&body.plan)?;
     let effective = Effective::parse_field(body.effective.as_deref().unwrap_or("now"), "effective")
         .map_err(|e| AppError::invalid("effective", e.message))?;
@@ -412,10 +409,10 @@ impl<'de> Deserialize<'de> for RawQuantity {
 pub async fn top_up(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     JsonBody(body): JsonBody<TopUpBody>,
 ) -> ApiResult<Response> {
-    let tenant = tenant_id(&id)?;
+    let tenant = id.or_invalid()?;
     let metric = MetricName::parse_field(&body.metric, "metric")
         .map_err(|e| AppError::invalid("metric", e.message))?;
     let period = body

@@ -1,13 +1,14 @@
 //! The evidence depot (CONTRACT §8): artifacts, their minisign signatures and the public key.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use companyos_domain::EvidenceId;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{Authed, QueryParams};
+use crate::extract::{Authed, PathLookup, QueryParams};
 use crate::routes::ok_reply;
 use crate::wire::evidence::EvidenceBody;
 
@@ -59,9 +60,9 @@ fn with_headers(
 pub async fn get(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<EvidenceId>,
 ) -> ApiResult<Response> {
-    let (record, bytes) = state.app.evidence().get(&actor, &id).await?;
+    let (record, bytes) = state.app.evidence().get(&actor, id.as_str()).await?;
     let content_type = record.content_type.clone();
     let mut response = with_headers(bytes, &content_type, &record);
     if let Ok(value) =
@@ -78,9 +79,9 @@ pub async fn get(
 pub async fn signature(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<EvidenceId>,
 ) -> ApiResult<Response> {
-    let (record, _) = state.app.evidence().get(&actor, &id).await?;
+    let (record, _) = state.app.evidence().get(&actor, id.as_str()).await?;
     let signature = record.signature.clone().into_bytes();
     Ok(with_headers(
         signature,

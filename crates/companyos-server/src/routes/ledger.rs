@@ -1,13 +1,14 @@
 //! The verifiable ledger (CONTRACT §7): checkpoints, proofs and the verifier key.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use companyos_domain::TenantId;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{Authed, QueryParams};
+use crate::extract::{Authed, PathLookup, QueryParams};
 use crate::routes::ok_reply;
 use crate::wire::ledger::{ConsistencyProofBody, InclusionProofBody};
 
@@ -23,10 +24,14 @@ fn text(body: String) -> Response {
 pub async fn checkpoint(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
 ) -> ApiResult<Response> {
     Ok(text(
-        state.app.ledger().tenant_checkpoint(&actor, &id).await?,
+        state
+            .app
+            .ledger()
+            .tenant_checkpoint(&actor, id.as_str())
+            .await?,
     ))
 }
 
@@ -45,13 +50,13 @@ pub struct ProofQuery {
 pub async fn proof(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     QueryParams(query): QueryParams<ProofQuery>,
 ) -> ApiResult<Response> {
     let proof = state
         .app
         .ledger()
-        .inclusion_proof(&actor, &id, &query.event_id, query.tree_size)
+        .inclusion_proof(&actor, id.as_str(), &query.event_id, query.tree_size)
         .await?;
     Ok(ok_reply(InclusionProofBody::of(&proof)))
 }
@@ -66,13 +71,13 @@ pub struct ConsistencyQuery {
 pub async fn consistency(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     QueryParams(query): QueryParams<ConsistencyQuery>,
 ) -> ApiResult<Response> {
     let proof = state
         .app
         .ledger()
-        .consistency_proof(&actor, &id, query.from, query.to)
+        .consistency_proof(&actor, id.as_str(), query.from, query.to)
         .await?;
     Ok(ok_reply(ConsistencyProofBody::of(&proof)))
 }

@@ -1,26 +1,27 @@
 //! Metering declarations and the coverage gate (MET-4).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::Response;
+use companyos_domain::ServiceName;
 use companyos_domain::metering::RawDeclaration;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{Authed, JsonBody};
+use crate::extract::{Authed, JsonBody, PathLookup};
 use crate::routes::ok_reply;
 use crate::wire::metering::{CoverageBody, ModeChangeBody, ServicesBody};
 
 pub async fn declare(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(service): Path<String>,
+    service: PathLookup<ServiceName>,
     JsonBody(body): JsonBody<RawDeclaration>,
 ) -> ApiResult<Response> {
     let declaration = state
         .app
         .metering()
-        .declare(&actor, &service, &body)
+        .declare(&actor, service.as_str(), &body)
         .await?;
     // A declaration's own serialization is its wire form (and its stored one).
     Ok(ok_reply(&declaration))
@@ -70,8 +71,8 @@ pub async fn set_deployment_mode(
 pub async fn set_service_mode(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(service): Path<String>,
+    service: PathLookup<ServiceName>,
     JsonBody(body): JsonBody<ModeBody>,
 ) -> ApiResult<Response> {
-    set_mode(&state, &actor, Some(&service), body.mode.as_deref()).await
+    set_mode(&state, &actor, Some(service.as_str()), body.mode.as_deref()).await
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse as _, Response};
 use companyos_core::metering::meters::{
@@ -12,7 +12,7 @@ use companyos_core::metering::meters::{
 };
 use companyos_domain::meter::{RawMeter, WindowSize, WindowZone};
 use companyos_domain::time_util::{format_rfc3339, parse_rfc3339};
-use companyos_domain::{FieldError, TenantId};
+use companyos_domain::{FieldError, MetricName, TenantId};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::csv;
 use crate::error::{ApiResult, AppError};
-use crate::extract::{Authed, JsonBody, read_body};
+use crate::extract::{Authed, JsonBody, PathLookup, read_body};
 use crate::routes::json;
 
 /// The three body types of `POST /api/v1/events`.
@@ -221,9 +221,13 @@ pub async fn list_meters(
 pub async fn get_meter(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(slug): Path<String>,
+    slug: PathLookup<MetricName>,
 ) -> ApiResult<Response> {
-    let stored = state.app.metering().get_meter(&actor, &slug).await?;
+    let stored = state
+        .app
+        .metering()
+        .get_meter(&actor, slug.as_str())
+        .await?;
     Ok(meter_response(StatusCode::OK, &stored))
 }
 
@@ -325,7 +329,7 @@ fn query_wire(result: &MeterQueryResult) -> Result<MeterQueryWire<'_>, AppError>
 pub async fn query_meter(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(slug): Path<String>,
+    slug: PathLookup<MetricName>,
     request: Request,
 ) -> ApiResult<Response> {
     let (query, format) = parse_query(request.uri().query().unwrap_or(""))?;
@@ -333,7 +337,7 @@ pub async fn query_meter(
     let result = state
         .app
         .metering()
-        .query_meter(&actor, &slug, &query)
+        .query_meter(&actor, slug.as_str(), &query)
         .await?;
     if format != csv::Format::Csv {
         return Ok((StatusCode::OK, axum::Json(query_wire(&result)?)).into_response());
@@ -362,7 +366,7 @@ pub async fn query_meter(
         .collect();
     Ok(csv::response(
         csv::render(&header, &rows),
-        &format!("meter-{slug}.csv"),
+        &format!("meter-{}.csv", slug.as_str()),
     ))
 }
 
@@ -372,16 +376,13 @@ pub struct SubjectsBody {
     pub subjects: Vec<String>,
 }
 
-fn parse_tenant(id: &str) -> Result<TenantId, AppError> {
-    TenantId::parse(id).map_err(|e| AppError::not_found(format!("tenant {id} ({})", e.message)))
-}
-
 pub async fn get_subjects(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
 ) -> ApiResult<Response> {
-    let tenant = parse_tenant(&id)?;
+    // A malformed id was always answered here, as a tenant that does not exist.
+    let tenant = id.or_not_found("tenant")?;
     let subjects = state
         .app
         .metering()
@@ -396,10 +397,11 @@ pub async fn get_subjects(
 pub async fn put_subjects(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     JsonBody(body): JsonBody<SubjectsBody>,
 ) -> ApiResult<Response> {
-    let tenant = parse_tenant(&id)?;
+    // A malformed id was always answered here, as a tenant that does not exist.
+    let tenant = id.or_not_found("tenant")?;
     let subjects = state
         .app
         .metering()

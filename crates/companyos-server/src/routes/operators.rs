@@ -1,13 +1,14 @@
 //! Operators and policies (CONTRACT §3).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use companyos_domain::OperatorId;
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{Authed, JsonBody};
+use crate::extract::{Authed, JsonBody, PathLookup};
 use crate::routes::{ok_reply, reply};
 use crate::wire::operators::{OperatorBody, PoliciesBody, RevokedBody};
 
@@ -45,11 +46,11 @@ pub async fn list(State(state): State<AppState>, Authed(actor): Authed) -> ApiRe
 pub async fn revoke(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<OperatorId>,
 ) -> ApiResult<Response> {
-    state.app.operators().revoke(&actor, &id).await?;
+    state.app.operators().revoke(&actor, id.as_str()).await?;
     Ok(ok_reply(RevokedBody {
-        id: &id,
+        id: id.as_str(),
         revoked: true,
     }))
 }

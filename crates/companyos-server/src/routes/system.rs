@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::error::AppError;
-use crate::extract::Authed;
+use crate::extract::{Authed, PathId};
 use crate::routes::ok;
 
 pub async fn healthz() -> Response {
@@ -51,7 +51,10 @@ pub async fn not_found() -> AppError {
 }
 
 /// Documents a problem type; an unknown slug is 404 like any unknown resource.
-pub async fn problem_type(axum::extract::Path(slug): axum::extract::Path<String>) -> Response {
+///
+/// The slug stays text (`PathId<String>`): it is looked up in `PROBLEM_TYPES`, not parsed into an
+/// id, and an unknown one is named in the 404 as sent.
+pub async fn problem_type(PathId(slug): PathId<String>) -> Response {
     match crate::error::problem_description(&slug) {
         Some(text) => ok(json!({"type": format!("/problems/{slug}"), "description": text})),
         None => AppError::not_found(format!("no problem type {slug:?}")).into_response(),

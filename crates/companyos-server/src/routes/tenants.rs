@@ -1,15 +1,15 @@
 //! Tenants and their lifecycle (CONTRACT §4), regions, workloads, retention and forward auth.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use companyos_core::lifecycle::{LifecycleOutcome, LifecycleRequest, NewTenant, TenantView};
-use companyos_domain::LifecycleAction;
+use companyos_domain::{LifecycleAction, TenantId, WorkloadName};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use crate::extract::{Authed, JsonBody, QueryParams};
+use crate::extract::{Authed, JsonBody, PathLookup, PathLookups, QueryParams};
 use crate::routes::{ok_reply, reply};
 use crate::wire::tenants::{
     CreatedTenantBody, LifecycleDoneBody, PendingApprovalBody, ProvisioningRunBody, TenantRecord,
@@ -105,9 +105,9 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
 ) -> ApiResult<Response> {
-    let tenant = state.app.lifecycle().get(&actor, &id).await?;
+    let tenant = state.app.lifecycle().get(&actor, id.as_str()).await?;
     let actions = state
         .app
         .approvals()
@@ -130,7 +130,7 @@ pub struct LifecycleBody {
 async fn lifecycle(
     state: AppState,
     actor: companyos_core::Actor,
-    id: String,
+    id: PathLookup<TenantId>,
     action: LifecycleAction,
     body: LifecycleBody,
 ) -> ApiResult<Response> {
@@ -139,7 +139,7 @@ async fn lifecycle(
         .lifecycle()
         .transition(
             &actor,
-            &id,
+            id.as_str(),
             action,
             LifecycleRequest {
                 reason: body.reason,
@@ -175,7 +175,7 @@ macro_rules! lifecycle_handler {
         pub async fn $name(
             State(state): State<AppState>,
             Authed(actor): Authed,
-            Path(id): Path<String>,
+            id: PathLookup<TenantId>,
             JsonBody(body): JsonBody<LifecycleBody>,
         ) -> ApiResult<Response> {
             lifecycle(state, actor, id, $action, body).await
@@ -192,12 +192,12 @@ lifecycle_handler!(purge, LifecycleAction::Purge);
 pub async fn retry(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
 ) -> ApiResult<Response> {
     let created = state
         .app
         .lifecycle()
-        .retry_provisioning(&actor, &id)
+        .retry_provisioning(&actor, id.as_str())
         .await?;
     // A retry shows the new key and run, never the boundary's login again.
     Ok(ok_reply(CreatedTenantBody {
@@ -209,9 +209,13 @@ pub async fn retry(
 pub async fn provisioning_runs(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
 ) -> ApiResult<Response> {
-    let runs = state.app.lifecycle().provisioning_runs(&actor, &id).await?;
+    let runs = state
+        .app
+        .lifecycle()
+        .provisioning_runs(&actor, id.as_str())
+        .await?;
     Ok(ok_reply(
         runs.iter().map(ProvisioningRunBody::of).collect::<Vec<_>>(),
     ))
@@ -229,13 +233,13 @@ pub struct RegionsBody {
 pub async fn regions(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     JsonBody(body): JsonBody<RegionsBody>,
 ) -> ApiResult<Response> {
     let tenant = state
         .app
         .lifecycle()
-        .update_regions(&actor, &id, &body.add, &body.remove)
+        .update_regions(&actor, id.as_str(), &body.add, &body.remove)
         .await?;
     Ok(ok_reply(TenantRecord::of(
         &tenant,
@@ -246,10 +250,14 @@ pub async fn regions(
 pub async fn workloads(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
 ) -> ApiResult<Response> {
     Ok(ok_reply(
-        state.app.lifecycle().list_workloads(&actor, &id).await?,
+        state
+            .app
+            .lifecycle()
+            .list_workloads(&actor, id.as_str())
+            .await?,
     ))
 }
 
@@ -262,14 +270,14 @@ pub struct WorkloadBody {
 pub async fn set_workload(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path((id, name)): Path<(String, String)>,
+    PathLookups(id, name): PathLookups<TenantId, WorkloadName>,
     JsonBody(body): JsonBody<WorkloadBody>,
 ) -> ApiResult<Response> {
     Ok(ok_reply(
         state
             .app
             .lifecycle()
-            .set_workload(&actor, &id, &name, body.replicas)
+            .set_workload(&actor, id.as_str(), name.as_str(), body.replicas)
             .await?,
     ))
 }
@@ -286,7 +294,7 @@ pub struct RetentionBody {
 pub async fn retention(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     JsonBody(body): JsonBody<RetentionBody>,
 ) -> ApiResult<Response> {
     let tenant = state
@@ -294,7 +302,7 @@ pub async fn retention(
         .lifecycle()
         .update_retention(
             &actor,
-            &id,
+            id.as_str(),
             body.tombstone_days,
             body.legal_hold,
             body.hard_delete_allowed,
@@ -313,7 +321,7 @@ pub async fn retention(
 /// The webhook driver's confirmation that a tenant's boundary exists (HMAC-signed, no bearer).
 pub async fn provisioning_callback(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     headers: HeaderMap,
     request: axum::extract::Request,
 ) -> ApiResult<Response> {
@@ -328,7 +336,7 @@ pub async fn provisioning_callback(
         .app
         .lifecycle()
         .provisioning_callback(
-            &id,
+            id.as_str(),
             companyos_core::lifecycle::ProvisioningCallback {
                 attempt: header("x-companyos-attempt").as_deref(),
                 timestamp: header("x-companyos-timestamp").as_deref(),

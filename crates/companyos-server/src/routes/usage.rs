@@ -1,18 +1,18 @@
 //! Usage events, sources, daily rollups, reconciliation and integrity reports (CONTRACT §5, §6).
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse as _;
 use axum::response::Response;
 use companyos_core::metering::ingest::{EventStatus, IngestOutcome, split_body};
 use companyos_core::metering::reports::{ReconciliationDay, day_range};
-use companyos_domain::FieldError;
+use companyos_domain::{FieldError, TenantId};
 use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::csv;
 use crate::error::{ApiResult, AppError};
-use crate::extract::{Authed, JsonBody, QueryParams, read_body};
+use crate::extract::{Authed, JsonBody, PathLookup, QueryParams, read_body};
 use crate::routes::{ok_reply, reply};
 use crate::wire::metering::SourceBody;
 use crate::wire::reports::{DailyUsageBody, IntegrityReportBody, ReconciliationRow};
@@ -128,7 +128,7 @@ pub struct RangeQuery {
 pub async fn daily(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     QueryParams(query): QueryParams<RangeQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -137,7 +137,7 @@ pub async fn daily(
     let rows = state
         .app
         .metering()
-        .daily_usage(&actor, &id, from, to)
+        .daily_usage(&actor, id.as_str(), from, to)
         .await?;
     Ok(csv::respond(
         format,
@@ -156,7 +156,7 @@ pub async fn daily(
             ]
         },
         DailyUsageBody::of,
-        &format!("usage-{id}-{}-{}.csv", query.from, query.to),
+        &format!("usage-{}-{}-{}.csv", id.as_str(), query.from, query.to),
     ))
 }
 
@@ -212,7 +212,7 @@ pub fn reconciliation_row(day: &ReconciliationDay) -> Vec<String> {
 pub async fn reconciliation(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     QueryParams(query): QueryParams<RangeQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
@@ -221,7 +221,7 @@ pub async fn reconciliation(
     let days = state
         .app
         .metering()
-        .reconciliation(&actor, &id, from, to)
+        .reconciliation(&actor, id.as_str(), from, to)
         .await?;
     Ok(csv::respond(
         format,
@@ -229,7 +229,12 @@ pub async fn reconciliation(
         &days,
         reconciliation_row,
         ReconciliationRow::of,
-        &format!("reconciliation-{id}-{}-{}.csv", query.from, query.to),
+        &format!(
+            "reconciliation-{}-{}-{}.csv",
+            id.as_str(),
+            query.from,
+            query.to
+        ),
     ))
 }
 
@@ -243,14 +248,14 @@ pub struct IntegrityBody {
 pub async fn integrity_report(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    Path(id): Path<String>,
+    id: PathLookup<TenantId>,
     JsonBody(body): JsonBody<IntegrityBody>,
 ) -> ApiResult<Response> {
     let (from, to) = day_range(&body.from, &body.to)?;
     let (report, record) = state
         .app
         .metering()
-        .integrity_report(&actor, &id, from, to)
+        .integrity_report(&actor, id.as_str(), from, to)
         .await?;
     Ok(reply(
         StatusCode::CREATED,
