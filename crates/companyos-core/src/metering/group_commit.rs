@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::audit::{self, NewAudit};
 use crate::bundles;
 use crate::db::{Db, Placeholders, StoreError, Tx, list_placeholders, values_placeholders};
-use crate::dedupe::{self, KeyIndex};
+use crate::dedupe::{self, EventKeyIndex};
 use crate::error::ServiceError;
 use crate::ledger_store::{self, LogHead};
 use crate::metering::ingest::{Checked, EventStatus, Job, Rejected, truncate};
@@ -385,7 +385,7 @@ impl App {
         tx: &mut Tx,
         jobs: &[Job],
         now: OffsetDateTime,
-        key_index: Option<&mut KeyIndex>,
+        key_index: &mut impl EventKeyIndex,
     ) -> Result<(Vec<Vec<Decision>>, Vec<(i64, i64, i64)>), ServiceError> {
         let now_micros = to_micros(now);
         let raw_max = self.settings().rejected_raw_bytes_max;
@@ -438,7 +438,6 @@ impl App {
             }
         }
         load_rollups(tx, jobs, &mut state).await?;
-        let keys_in_store = key_index.is_none();
         let existing = existing_keys(tx, jobs, &state, key_index).await?;
         let mut decisions = Vec::with_capacity(jobs.len());
         let mut audits = Vec::with_capacity(jobs.len());
@@ -458,7 +457,7 @@ impl App {
             audits.push(ingest_audit(job, &counts));
             decisions.push(job_decisions);
         }
-        let written = write_state(tx, &mut state, now_micros, keys_in_store).await?;
+        let written = write_state(tx, &mut state, now_micros, key_index).await?;
         // Quota state (billing): one row per (tenant, metric, period) for the whole group.
         let quota_audits = self
             .record_quota_usage(tx, &group_usage(&state), now)
@@ -791,7 +790,7 @@ async fn existing_keys(
     conn: &mut AnyConnection,
     jobs: &[Job],
     state: &GroupState<'_>,
-    key_index: Option<&mut KeyIndex>,
+    key_index: &mut impl EventKeyIndex,
 ) -> Result<StoredKeys, StoreError> {
     // Compact keys computed when each request was checked, of tenants that take events.
     let takes_usage = |tenant_id: &str| {

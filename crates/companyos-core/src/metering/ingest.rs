@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::app::{Actor, App, AppInner};
 use crate::authz::Resource;
 use crate::db::{Backend, Db, Placeholders, StoreError, list_placeholders};
-use crate::dedupe::{self, KeyIndex};
+use crate::dedupe::{self, EventKeyIndex, KeyIndex};
 use crate::error::ServiceError;
 use crate::metering::group_commit::Decision;
 use crate::settings::SignatureRequirement;
@@ -257,19 +257,19 @@ impl Job {
 /// The bounded queue in front of the writer task.
 #[derive(Debug)]
 pub struct IngestQueue {
-    /// SQLite's dedupe key index (tail, runs, compaction); held by the writer for a whole group
-    /// commit.
-    key_index: tokio::sync::Mutex<KeyIndex>,
+    /// The store's dedupe key index (on SQLite: tail, runs, compaction, held by the writer for
+    /// a whole group commit).
+    key_index: KeyIndex,
     sender: mpsc::Sender<Job>,
     receiver: Mutex<Option<mpsc::Receiver<Job>>>,
     started: AtomicBool,
 }
 
 impl IngestQueue {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity: usize, key_index: KeyIndex) -> Self {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
         Self {
-            key_index: tokio::sync::Mutex::new(KeyIndex::default()),
+            key_index,
             sender,
             receiver: Mutex::new(Some(receiver)),
             started: AtomicBool::new(false),
@@ -586,31 +586,12 @@ impl App {
         jobs: &[Job],
     ) -> Result<Vec<Vec<Decision>>, ServiceError> {
         let now = self.now();
-        // SQLite: the dedupe key index, synced inside the write transaction (which holds SQLite's
+        // The dedupe key index, readied inside the write transaction (on SQLite that holds the
         // write lock, so nothing else can append until the commit).
-        let mut index = match self.db().backend() {
-            Backend::Sqlite => Some(self.inner.ingest.key_index.lock().await),
-            Backend::Postgres => None,
-        };
+        let mut index = self.inner.ingest.key_index.for_write().await;
         let mut tx = db.begin().await?;
-        if self.db().backend() == Backend::Postgres {
-            // Every lookup of the write path is a point or short-range lookup on an index.
-            // Without fresh statistics (a young or fast-growing table, autovacuum off) the
-            // planner can pick a sequential scan of all events per batch; forbid it here.
-            // One simple-protocol round trip for the three.
-            sqlx::Executor::execute(
-                &mut *tx,
-                "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; \
-                 SET LOCAL enable_mergejoin = off",
-            )
-            .await?;
-        }
-        if let Some(index) = index.as_deref_mut() {
-            index.sync(&mut tx).await?;
-        }
-        let (decisions, appended) = self
-            .write_group(db, &mut tx, jobs, now, index.as_deref_mut())
-            .await?;
+        index.begin_write(&mut tx).await?;
+        let (decisions, appended) = self.write_group(db, &mut tx, jobs, now, &mut index).await?;
         tx.commit().await?;
         // The group's usage is in the tenants' quota state now: their forward-auth answers
         // are recomputed (a used-up hard quota answers 429 from the next request on).
@@ -622,24 +603,22 @@ impl App {
         self.inner
             .metrics
             .increment("companyos_ingest_commits_total", Vec::new(), 1);
-        if let Some(index) = index.as_deref_mut() {
-            index.committed(&appended);
-            if index.len() >= self.settings().dedupe_tail_rows_max.max(1) {
-                // The events are committed whatever happens here: a failed merge leaves the
-                // rows in the tail, to be merged by a later commit.
-                if let Err(error) = self.merge_key_tail(index).await {
-                    tracing::warn!(%error, "merging the dedupe tail failed; retrying later");
-                    index.invalidate();
-                }
+        index.committed(&appended);
+        if index.tail_len() >= self.settings().dedupe_tail_rows_max.max(1) {
+            // The events are committed whatever happens here: a failed merge leaves the
+            // rows in the tail, to be merged by a later commit.
+            if let Err(error) = self.merge_key_tail(&mut index).await {
+                tracing::warn!(%error, "merging the dedupe tail failed; retrying later");
+                index.invalidate();
             }
         }
         Ok(decisions)
     }
 
     /// Writes SQLite's dedupe tail out as a new run of the key index, in its own transaction.
-    async fn merge_key_tail(&self, index: &mut KeyIndex) -> Result<(), ServiceError> {
+    async fn merge_key_tail(&self, index: &mut impl EventKeyIndex) -> Result<(), ServiceError> {
         let started = std::time::Instant::now();
-        let rows = index.len();
+        let rows = index.tail_len();
         let mut tx = self.db().begin().await?;
         let change = index.merge(&mut tx).await?;
         tx.commit().await?;
@@ -665,14 +644,11 @@ impl App {
         Ok(())
     }
 
-    /// SQLite: one step of the key index's compaction, in its own short transaction, when one
-    /// is due. Returns whether more steps are due. A failed step abandons the compaction (it
-    /// starts over later); the events are not affected.
+    /// One step of the key index's compaction (SQLite's runs; never due on PostgreSQL), in its
+    /// own short transaction, when one is due. Returns whether more steps are due. A failed
+    /// step abandons the compaction (it starts over later); the events are not affected.
     async fn compaction_step(&self, db: &Db) -> bool {
-        if db.backend() != Backend::Sqlite {
-            return false;
-        }
-        let mut index = self.inner.ingest.key_index.lock().await;
+        let mut index = self.inner.ingest.key_index.for_write().await;
         if !index.wants_compaction() {
             return false;
         }
@@ -842,22 +818,13 @@ impl App {
         event_id: &str,
     ) -> Result<Option<i64>, ServiceError> {
         let key = event_key(tenant_id, event_id);
-        let found = match self.db().backend() {
-            Backend::Sqlite => {
-                let mut index = self.inner.ingest.key_index.lock().await;
-                // Bring the index up to the latest commit (it may not be loaded yet, or another
-                // process may have written), and look up on that same snapshot: an index synced
-                // on one snapshot and read against another could miss an event that another
-                // process wrote and merged in between. The writer checks the index again
-                // before it relies on it.
-                let mut snapshot = self.db().readers().begin().await?;
-                index.sync(&mut snapshot).await?;
-                let found = dedupe::lookup(&mut snapshot, Some(&mut index), &[key]).await?;
-                snapshot.commit().await?;
-                found
-            }
-            Backend::Postgres => dedupe::lookup(conn, None, &[key]).await?,
-        };
+        // As of the latest commit, on a snapshot the index was brought up to (see within).
+        let found = self
+            .inner
+            .ingest
+            .key_index
+            .lookup_latest(self.db(), conn, &[key])
+            .await?;
         for found in found {
             if found.tenant_id == tenant_id && found.event_id == event_id {
                 return Ok(Some(i64::try_from(found.seq).map_err(|_| {

@@ -3,15 +3,15 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// Writes the group's rows: leaves, event bundles, and (when `keys_in_store`, PostgreSQL) the
-/// dedupe key rows, then rejections, conflicts, counters, rollups, source ranges and the
+/// Writes the group's rows: leaves, event bundles, and what the key index records of them
+/// (PostgreSQL's key rows; nothing on SQLite), then rejections, conflicts, counters, rollups, source ranges and the
 /// catalogue of seen metrics. Returns `(event_key, bundle_id, position)` of every event
 /// written.
 pub(super) async fn write_state(
     tx: &mut Tx,
     state: &mut GroupState<'_>,
     now_micros: i64,
-    keys_in_store: bool,
+    key_index: &mut impl EventKeyIndex,
 ) -> Result<Vec<(i64, i64, i64)>, ServiceError> {
     ledger_store::write_many_appends(
         tx,
@@ -42,9 +42,7 @@ pub(super) async fn write_state(
         .collect();
     let written = bundles::write_events(tx, &tenants, now_micros).await?;
     drop(tenants);
-    if keys_in_store {
-        bundles::insert_keys(tx, &written).await?;
-    }
+    key_index.write_appended(tx, &written).await?;
     let now = from_micros(now_micros);
     for chunk in crate::db::statement_chunks(&state.rejections, ROWS_PER_STATEMENT) {
         let sql = format!(
