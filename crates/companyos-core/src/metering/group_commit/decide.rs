@@ -50,16 +50,8 @@ pub(super) fn decide_in_slot<'a>(
 ) -> Result<Decision, ServiceError> {
     let event = &checked.event;
     let tenant_id = event.tenant_id.as_str();
-    let day = checked.day;
     let status = state.slots[at].status;
-    let problem = match status {
-        None => Some("is not a known tenant".to_owned()),
-        Some(status) if !accepts_usage(status) => {
-            Some(format!("tenant is {status}: it does not take usage"))
-        }
-        Some(_) => None,
-    };
-    if let Some(message) = problem {
+    if let Some(message) = tenant_problem(status) {
         return Ok(reject_checked(
             state,
             checked,
@@ -79,27 +71,66 @@ pub(super) fn decide_in_slot<'a>(
         })
         .or_else(|| new_event(&state.new_keys, checked.key, tenant_id, event_id));
     if let Some((seq, digest)) = original {
-        let conflict = digest != event.digest;
-        let slot = &mut state.slots[at];
-        if conflict {
-            slot.counters(day).conflicts += 1;
-            state.conflicts.push(ConflictRow {
-                tenant_id: tenant_id.to_owned(),
-                event_id: event_id.to_owned(),
-                original_seq: seq,
-                digest: event.digest.to_string(),
-                day,
-                raw: truncate(&checked.raw, raw_max).0,
-            });
-        } else {
-            slot.counters(day).duplicates += 1;
-        }
-        return Ok(Decision::Existing {
-            seq,
-            digest,
-            conflict,
-        });
+        return Ok(existing_event(state, at, checked, (seq, digest), raw_max));
     }
+    append_event(state, at, checked, status, raw_max)
+}
+
+/// Why a tenant in `status` (`None`: no such tenant) takes no event, if it does not.
+fn tenant_problem(status: Option<TenantStatus>) -> Option<String> {
+    match status {
+        None => Some("is not a known tenant".to_owned()),
+        Some(status) if !accepts_usage(status) => {
+            Some(format!("tenant is {status}: it does not take usage"))
+        }
+        Some(_) => None,
+    }
+}
+
+/// The event's tenant already has its id, stored at `original` (seq, digest): a duplicate of
+/// the same content, or a conflict, recorded (the original stands).
+fn existing_event(
+    state: &mut GroupState<'_>,
+    at: usize,
+    checked: &Checked,
+    (seq, digest): (u64, EventDigest),
+    raw_max: usize,
+) -> Decision {
+    let event = &checked.event;
+    let day = checked.day;
+    let conflict = digest != event.digest;
+    let slot = &mut state.slots[at];
+    if conflict {
+        slot.counters(day).conflicts += 1;
+        state.conflicts.push(ConflictRow {
+            tenant_id: event.tenant_id.as_str().to_owned(),
+            event_id: event.event_id.as_str().to_owned(),
+            original_seq: seq,
+            digest: event.digest.to_string(),
+            day,
+            raw: truncate(&checked.raw, raw_max).0,
+        });
+    } else {
+        slot.counters(day).duplicates += 1;
+    }
+    Decision::Existing {
+        seq,
+        digest,
+        conflict,
+    }
+}
+
+/// Appends a new event to its tenant's ledger (late when after the late window or inside a
+/// closed day), unless its rollup would stop being exact, and notes it for the group's writes.
+fn append_event<'a>(
+    state: &mut GroupState<'a>,
+    at: usize,
+    checked: &'a Checked,
+    status: Option<TenantStatus>,
+    raw_max: usize,
+) -> Result<Decision, ServiceError> {
+    let event = &checked.event;
+    let day = checked.day;
     let slot = &mut state.slots[at];
     let late = checked.late_by_age || slot.closed_days.contains(&day);
     // The rollup must stay exact; a sum that would lose digits is refused.
@@ -116,35 +147,37 @@ pub(super) fn decide_in_slot<'a>(
         .head
         .as_mut()
         .ok_or_else(|| ServiceError::Internal("missing ledger head".to_owned()))?;
-    let seq = head.append_usage(event_id, &event.digest, class);
+    let seq = head.append_usage(event.event_id.as_str(), &event.digest, class);
     assert_eq!(
         seq,
         slot.first_seq + slot.events.len() as u64,
         "a tenant's events of one group are consecutive"
     );
-    let counters = slot.counters(day);
-    if late {
-        counters.late += 1;
-    } else {
-        counters.accepted += 1;
-    }
-    if checked.flags.contains(&"unsigned") {
-        counters.unsigned += 1;
-    }
-    if checked.undeclared {
-        counters.undeclared += 1;
-    }
+    slot.counters(day).count_stored(checked, late);
     slot.events.push(EventRow {
         checked,
         class,
         flags: checked.stored_flags(suspended),
     });
+    note_appended(state, checked, seq);
+    Ok(Decision::Stored {
+        seq,
+        late,
+        suspended,
+    })
+}
+
+/// Notes an appended event for the group's source ranges, seen metrics and duplicates inside
+/// the group.
+fn note_appended<'a>(state: &mut GroupState<'a>, checked: &'a Checked, seq: u64) {
+    let event = &checked.event;
+    let tenant_id = event.tenant_id.as_str();
     if let (Some(source), Some(source_seq)) = (&event.source, event.source_seq) {
         state
             .source_seqs
             .entry((source.as_str(), tenant_id))
             .or_default()
-            .push((source_seq, day));
+            .push((source_seq, checked.day));
     }
     *state.seen.entry(
         (
@@ -154,14 +187,10 @@ pub(super) fn decide_in_slot<'a>(
         ),
         || 0,
     ) += 1;
-    state
-        .new_keys
-        .insert(checked.key, (tenant_id, event_id, seq, event.digest));
-    Ok(Decision::Stored {
-        seq,
-        late,
-        suspended,
-    })
+    state.new_keys.insert(
+        checked.key,
+        (tenant_id, event.event_id.as_str(), seq, event.digest),
+    );
 }
 
 /// Rejects a checked event under the lock, naming `field`.

@@ -143,48 +143,7 @@ impl App {
         let now_micros = to_micros(now);
         let raw_max = self.settings().rejected_raw_bytes_max;
         let mut state = GroupState::default();
-        // One slot per tenant the group names (rejected events name tenants too: their
-        // reconciliation counts need to know them), in tenant order; found by a hash per event,
-        // not a search of an ordered set.
-        let named: HashSet<&str> = jobs
-            .iter()
-            .flat_map(|job| {
-                job.checked
-                    .iter()
-                    .map(|c| c.event.tenant_id.as_str())
-                    .chain(job.rejected.iter().filter_map(|r| r.tenant_id.as_deref()))
-            })
-            .collect();
-        let mut named: Vec<&str> = named.into_iter().collect();
-        named.sort_unstable();
-        let statuses = tenant_statuses(tx, &named).await?;
-        // Lock the ledger heads of the tenants that can take events, in a fixed order.
-        // A name that is no tenant id has no status, so every log id here parses.
-        let log_ids: BTreeSet<LogId> = named
-            .iter()
-            .filter(|t| statuses.get(**t).is_some_and(|s| accepts_usage(*s)))
-            .filter_map(|t| TenantId::parse(t).ok().map(LogId::Usage))
-            .collect();
-        let mut heads = ledger_store::lock_heads(db, tx, &log_ids, now_micros).await?;
-        for tenant_id in &named {
-            let head = TenantId::parse(tenant_id)
-                .ok()
-                .and_then(|t| heads.remove(&LogId::Usage(t)));
-            state.slot_of.insert(tenant_id, state.slots.len());
-            state.slots.push(Slot {
-                tenant_id,
-                status: statuses.get(*tenant_id).copied(),
-                first_seq: head.as_ref().map_or(0, LogHead::next_index),
-                head,
-                closed_days: Vec::new(),
-                counters: ShortMap::default(),
-                rollups: ShortMap::default(),
-                late_rollups: ShortMap::default(),
-                stored_rollups: HashMap::new(),
-                events: Vec::new(),
-                statuses: StatusCounts::default(),
-            });
-        }
+        open_slots(db, tx, jobs, now_micros, &mut state).await?;
         for (tenant_id, day) in closed_days(tx, jobs, &state).await? {
             if let Some(at) = state.slot_of.get(tenant_id.as_str()) {
                 state.slots[*at].closed_days.push(day);
@@ -217,8 +176,14 @@ impl App {
             .await?;
         audits.extend(quota_audits);
         audit::append(db, tx, self.authorizer().policy_sha256(), now, audits).await?;
-        // Only tenants that exist get a label of their own: events naming any other tenant are
-        // counted together, so made-up names cannot use up the label budget.
+        self.count_events(&state);
+        Ok((decisions, written))
+    }
+
+    /// Counts the group's events by tenant and status. Only tenants that exist get a label of
+    /// their own: events naming any other tenant are counted together, so made-up names cannot
+    /// use up the label budget.
+    fn count_events(&self, state: &GroupState<'_>) {
         let mut unknown_tenant = state.rejected_without_tenant;
         for slot in &state.slots {
             for status in STATUSES {
@@ -250,8 +215,59 @@ impl App {
                 unknown_tenant,
             );
         }
-        Ok((decisions, written))
     }
+}
+
+/// One slot per tenant the group names (rejected events name tenants too: their
+/// reconciliation counts need to know them), in tenant order; found by a hash per event, not a
+/// search of an ordered set. The ledger heads of the tenants that can take events are locked,
+/// in a fixed order.
+async fn open_slots<'a>(
+    db: &Db,
+    tx: &mut Tx,
+    jobs: &'a [Job],
+    now_micros: i64,
+    state: &mut GroupState<'a>,
+) -> Result<(), ServiceError> {
+    let named: HashSet<&str> = jobs
+        .iter()
+        .flat_map(|job| {
+            job.checked
+                .iter()
+                .map(|c| c.event.tenant_id.as_str())
+                .chain(job.rejected.iter().filter_map(|r| r.tenant_id.as_deref()))
+        })
+        .collect();
+    let mut named: Vec<&str> = named.into_iter().collect();
+    named.sort_unstable();
+    let statuses = tenant_statuses(tx, &named).await?;
+    // A name that is no tenant id has no status, so every log id here parses.
+    let log_ids: BTreeSet<LogId> = named
+        .iter()
+        .filter(|t| statuses.get(**t).is_some_and(|s| accepts_usage(*s)))
+        .filter_map(|t| TenantId::parse(t).ok().map(LogId::Usage))
+        .collect();
+    let mut heads = ledger_store::lock_heads(db, tx, &log_ids, now_micros).await?;
+    for tenant_id in named {
+        let head = TenantId::parse(tenant_id)
+            .ok()
+            .and_then(|t| heads.remove(&LogId::Usage(t)));
+        state.slot_of.insert(tenant_id, state.slots.len());
+        state.slots.push(Slot {
+            tenant_id,
+            status: statuses.get(tenant_id).copied(),
+            first_seq: head.as_ref().map_or(0, LogHead::next_index),
+            head,
+            closed_days: Vec::new(),
+            counters: ShortMap::default(),
+            rollups: ShortMap::default(),
+            late_rollups: ShortMap::default(),
+            stored_rollups: HashMap::new(),
+            events: Vec::new(),
+            statuses: StatusCounts::default(),
+        });
+    }
+    Ok(())
 }
 
 /// The usage the group stored, per (tenant, metric, day): each rollup total less its stored

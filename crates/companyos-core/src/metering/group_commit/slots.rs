@@ -16,6 +16,23 @@ pub(super) struct Counters {
     pub(super) undeclared: i64,
 }
 
+impl Counters {
+    /// Counts an appended event: accepted or late, and unsigned or undeclared when it is.
+    pub(super) fn count_stored(&mut self, checked: &Checked, late: bool) {
+        if late {
+            self.late += 1;
+        } else {
+            self.accepted += 1;
+        }
+        if checked.flags.contains(&"unsigned") {
+            self.unsigned += 1;
+        }
+        if checked.undeclared {
+            self.undeclared += 1;
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct Rollup {
     pub(super) sum: Decimal,

@@ -17,7 +17,8 @@ use crate::db::{Placeholders, StoreError, list_placeholders};
 use crate::dedupe::event_key;
 use crate::error::ServiceError;
 use crate::metering::group_commit::Decision;
-use crate::settings::SignatureRequirement;
+use crate::settings::{Settings, SignatureRequirement};
+use time::OffsetDateTime;
 
 /// Keys per dedupe lookup.
 const KEYS_PER_LOOKUP: usize = 256;
@@ -125,130 +126,25 @@ impl App {
         &self,
         events: Vec<RawEvent>,
     ) -> Result<(Vec<Checked>, Vec<Rejected>), ServiceError> {
-        let settings = self.settings();
         let now = self.now();
-        let received_day = day_number(utc_day(now));
         let sources = self.load_sources(&events).await?;
         let declarations = self.load_declarations(&events).await?;
         let (deployment_mode, service_modes) = self.coverage_modes().await?;
+        let checker = Checker {
+            settings: self.settings(),
+            now,
+            received_day: day_number(utc_day(now)),
+            sources,
+            declarations,
+            deployment_mode,
+            service_modes,
+        };
         let mut checked = Vec::with_capacity(events.len());
         let mut rejected = Vec::new();
         for (index, raw_event) in events.into_iter().enumerate() {
-            let RawEvent { raw, parsed } = raw_event;
-            let event = match parsed {
-                Ok(event) => event,
-                Err(invalid) => {
-                    rejected.push(Rejected {
-                        index,
-                        tenant_id: invalid.tenant_id.map(TenantId::into_string),
-                        event_id: invalid.event_id,
-                        day: invalid
-                            .timestamp
-                            .map_or(received_day, |t| day_number(utc_day(t))),
-                        errors: invalid.errors.into_vec(),
-                        raw,
-                    });
-                    continue;
-                }
-            };
-            let mut errors = Vec::new();
-            let mut flags = Vec::new();
-            if event.timestamp > now + settings.future_tolerance {
-                errors.push(FieldError::new(
-                    "timestamp",
-                    format!(
-                        "is more than {} minutes in the future",
-                        settings.future_tolerance.whole_minutes()
-                    ),
-                ));
-            }
-            if event.timestamp < now - settings.backdate_max {
-                errors.push(FieldError::new(
-                    "timestamp",
-                    format!(
-                        "is older than the maximum backdate of {} days",
-                        settings.backdate_max.whole_days()
-                    ),
-                ));
-            }
-            match (&event.source, &event.source_signature) {
-                (Some(source), signature) => match sources.get(source.as_str()) {
-                    None => errors.push(FieldError::new("source", "is not a registered source")),
-                    Some(registered) => {
-                        if registered.service != event.service.as_str() {
-                            errors.push(FieldError::new(
-                                "source",
-                                format!("is registered for service {:?}", registered.service),
-                            ));
-                        }
-                        match signature {
-                            Some(signature) => {
-                                if let Err(e) = usage_event::verify(
-                                    &registered.key,
-                                    event.canonical.as_bytes(),
-                                    signature,
-                                ) {
-                                    errors.push(FieldError::new("source_signature", e.to_string()));
-                                }
-                            }
-                            None => flags.push("unsigned"),
-                        }
-                    }
-                },
-                (None, _) => flags.push("unsigned"),
-            }
-            if flags.contains(&"unsigned")
-                && settings.require_signature == SignatureRequirement::Enforce
-            {
-                errors.push(FieldError::new(
-                    "source_signature",
-                    "is required (require_signature = enforce)",
-                ));
-            }
-            let coverage = companyos_domain::metering::Coverage::of(
-                declarations.get(event.service.as_str()),
-                &event.metric,
-                &event.unit,
-            );
-            let mode = service_modes
-                .get(event.service.as_str())
-                .copied()
-                .unwrap_or(deployment_mode);
-            let mut undeclared = false;
-            if let Some(problem) = coverage.problem() {
-                match mode {
-                    CoverageMode::Enforce => errors.push(FieldError::new(
-                        problem.field,
-                        format!("{} (coverage mode enforce)", problem.message),
-                    )),
-                    CoverageMode::Warn => {
-                        undeclared = true;
-                        if let Some(flag) = coverage.flag() {
-                            flags.push(flag);
-                        }
-                    }
-                }
-            }
-            if errors.is_empty() {
-                checked.push(Checked {
-                    index,
-                    late_by_age: event.timestamp < now - settings.late_window,
-                    key: event_key(event.tenant_id.as_str(), event.event_id.as_str()),
-                    day: day_number(utc_day(event.timestamp)),
-                    event,
-                    raw,
-                    flags,
-                    undeclared,
-                });
-            } else {
-                rejected.push(Rejected {
-                    index,
-                    tenant_id: Some(event.tenant_id.as_str().to_owned()),
-                    event_id: Some(event.event_id.as_str().to_owned()),
-                    day: day_number(utc_day(event.timestamp)),
-                    errors,
-                    raw,
-                });
+            match checker.check(index, raw_event) {
+                Ok(event) => checked.push(event),
+                Err(event) => rejected.push(event),
             }
         }
         Ok((checked, rejected))
@@ -310,5 +206,167 @@ impl App {
             }
         }
         Ok(declarations)
+    }
+}
+
+/// What the checks of one request need, loaded once for all its events.
+struct Checker<'a> {
+    settings: &'a Settings,
+    now: OffsetDateTime,
+    received_day: i64,
+    sources: HashMap<String, SourceKey>,
+    declarations: HashMap<String, MeteringDeclaration>,
+    deployment_mode: CoverageMode,
+    service_modes: HashMap<String, CoverageMode>,
+}
+
+impl Checker<'_> {
+    /// One event: ready for the writer, or rejected with every error found.
+    fn check(&self, index: usize, raw_event: RawEvent) -> Result<Checked, Rejected> {
+        let RawEvent { raw, parsed } = raw_event;
+        let event = match parsed {
+            Ok(event) => event,
+            Err(invalid) => {
+                return Err(Rejected {
+                    index,
+                    tenant_id: invalid.tenant_id.map(TenantId::into_string),
+                    event_id: invalid.event_id,
+                    day: invalid
+                        .timestamp
+                        .map_or(self.received_day, |t| day_number(utc_day(t))),
+                    errors: invalid.errors.into_vec(),
+                    raw,
+                });
+            }
+        };
+        let mut errors = Vec::new();
+        let mut flags = Vec::new();
+        self.check_window(&event, &mut errors);
+        self.check_source(&event, &mut errors, &mut flags);
+        let undeclared = self.check_coverage(&event, &mut errors, &mut flags);
+        if errors.is_empty() {
+            Ok(Checked {
+                index,
+                late_by_age: event.timestamp < self.now - self.settings.late_window,
+                key: event_key(event.tenant_id.as_str(), event.event_id.as_str()),
+                day: day_number(utc_day(event.timestamp)),
+                event,
+                raw,
+                flags,
+                undeclared,
+            })
+        } else {
+            Err(Rejected {
+                index,
+                tenant_id: Some(event.tenant_id.as_str().to_owned()),
+                event_id: Some(event.event_id.as_str().to_owned()),
+                day: day_number(utc_day(event.timestamp)),
+                errors,
+                raw,
+            })
+        }
+    }
+
+    /// The timestamp is neither too far in the future nor older than the backdate limit.
+    fn check_window(&self, event: &UsageEvent, errors: &mut Vec<FieldError>) {
+        let settings = self.settings;
+        if event.timestamp > self.now + settings.future_tolerance {
+            errors.push(FieldError::new(
+                "timestamp",
+                format!(
+                    "is more than {} minutes in the future",
+                    settings.future_tolerance.whole_minutes()
+                ),
+            ));
+        }
+        if event.timestamp < self.now - settings.backdate_max {
+            errors.push(FieldError::new(
+                "timestamp",
+                format!(
+                    "is older than the maximum backdate of {} days",
+                    settings.backdate_max.whole_days()
+                ),
+            ));
+        }
+    }
+
+    /// The source is registered for the event's service and its signature verifies; an
+    /// unsigned event is flagged, and refused when signatures are enforced.
+    fn check_source(
+        &self,
+        event: &UsageEvent,
+        errors: &mut Vec<FieldError>,
+        flags: &mut Vec<&'static str>,
+    ) {
+        match (&event.source, &event.source_signature) {
+            (Some(source), signature) => match self.sources.get(source.as_str()) {
+                None => errors.push(FieldError::new("source", "is not a registered source")),
+                Some(registered) => {
+                    if registered.service != event.service.as_str() {
+                        errors.push(FieldError::new(
+                            "source",
+                            format!("is registered for service {:?}", registered.service),
+                        ));
+                    }
+                    match signature {
+                        Some(signature) => {
+                            if let Err(e) = usage_event::verify(
+                                &registered.key,
+                                event.canonical.as_bytes(),
+                                signature,
+                            ) {
+                                errors.push(FieldError::new("source_signature", e.to_string()));
+                            }
+                        }
+                        None => flags.push("unsigned"),
+                    }
+                }
+            },
+            (None, _) => flags.push("unsigned"),
+        }
+        if flags.contains(&"unsigned")
+            && self.settings.require_signature == SignatureRequirement::Enforce
+        {
+            errors.push(FieldError::new(
+                "source_signature",
+                "is required (require_signature = enforce)",
+            ));
+        }
+    }
+
+    /// The coverage gate: an undeclared metric or unit is refused in `enforce` mode, flagged
+    /// in `warn` mode. Returns whether the event is undeclared (and kept).
+    fn check_coverage(
+        &self,
+        event: &UsageEvent,
+        errors: &mut Vec<FieldError>,
+        flags: &mut Vec<&'static str>,
+    ) -> bool {
+        let coverage = companyos_domain::metering::Coverage::of(
+            self.declarations.get(event.service.as_str()),
+            &event.metric,
+            &event.unit,
+        );
+        let mode = self
+            .service_modes
+            .get(event.service.as_str())
+            .copied()
+            .unwrap_or(self.deployment_mode);
+        let mut undeclared = false;
+        if let Some(problem) = coverage.problem() {
+            match mode {
+                CoverageMode::Enforce => errors.push(FieldError::new(
+                    problem.field,
+                    format!("{} (coverage mode enforce)", problem.message),
+                )),
+                CoverageMode::Warn => {
+                    undeclared = true;
+                    if let Some(flag) = coverage.flag() {
+                        flags.push(flag);
+                    }
+                }
+            }
+        }
+        undeclared
     }
 }

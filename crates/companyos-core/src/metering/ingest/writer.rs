@@ -154,24 +154,63 @@ pub(super) async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver
         };
         let Some(inner) = app.upgrade() else { return };
         let app = App { inner };
-        let db = match &writer_db {
-            Some(db) => db.clone(),
-            None => match app.db().for_ingest_writer().await {
-                Ok(db) => {
-                    writer_db = Some(db.clone());
-                    db
-                }
-                Err(error) => {
-                    tracing::error!(%error, "could not open the ingestion writer's store");
-                    if error.is_unavailable() {
-                        app.db().note_write_unavailable();
-                    }
-                    first.answer(Err(error.to_string()));
-                    continue;
-                }
-            },
+        let db = match app.writer_store(&mut writer_db).await {
+            Ok(db) => db,
+            Err(error) => {
+                first.answer(Err(error));
+                continue;
+            }
         };
-        let group_max = app.settings().group_commit_events_max;
+        let concurrent = last_group_jobs > 1 || queued_at_start;
+        let jobs = app
+            .gather_group(&db, &mut receiver, first, concurrent)
+            .await;
+        last_group_jobs = jobs.len();
+        app.commit_jobs(&db, jobs).await;
+        // One compaction step per group: the work of a compaction is spread over the groups
+        // that made it due.
+        compaction_due = app.compaction_step(&db).await;
+    }
+    if let Some(db) = writer_db {
+        if db.backend() == Backend::Postgres {
+            db.writer().close().await;
+        }
+    }
+}
+
+impl App {
+    /// The writer's store, opened on its first group and kept; an error (logged, and noted for
+    /// readiness when the store is unavailable) answers the group's first request.
+    async fn writer_store(&self, writer_db: &mut Option<Db>) -> Result<Db, String> {
+        if let Some(db) = writer_db {
+            return Ok(db.clone());
+        }
+        match self.db().for_ingest_writer().await {
+            Ok(db) => {
+                *writer_db = Some(db.clone());
+                Ok(db)
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not open the ingestion writer's store");
+                if error.is_unavailable() {
+                    self.db().note_write_unavailable();
+                }
+                Err(error.to_string())
+            }
+        }
+    }
+
+    /// The group that starts with `first`: every request already queued, up to the group
+    /// bound; on PostgreSQL, a small group of `concurrent` clients waits a little for the next
+    /// request (see the setting; ADR 0008); a lone client never waits.
+    async fn gather_group(
+        &self,
+        db: &Db,
+        receiver: &mut mpsc::Receiver<Job>,
+        first: Job,
+        concurrent: bool,
+    ) -> Vec<Job> {
+        let group_max = self.settings().group_commit_events_max;
         let mut total = first.len();
         let mut jobs = vec![first];
         while total < group_max {
@@ -183,11 +222,8 @@ pub(super) async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver
                 Err(_) => break,
             }
         }
-        // PostgreSQL: a small group of concurrent clients waits a little for the next request
-        // (see the setting); a lone client never waits.
-        let linger = app.settings().group_commit_linger;
-        let linger_events = app.settings().group_commit_linger_events.min(group_max);
-        let concurrent = last_group_jobs > 1 || queued_at_start;
+        let linger = self.settings().group_commit_linger;
+        let linger_events = self.settings().group_commit_linger_events.min(group_max);
         if db.backend() == Backend::Postgres
             && concurrent
             && !linger.is_zero()
@@ -204,23 +240,27 @@ pub(super) async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver
                 }
             }
         }
-        last_group_jobs = jobs.len();
-        match app.commit_group(&db, &jobs).await {
+        jobs
+    }
+
+    /// Commits a group and answers each request; when a group of several fails, each request
+    /// is committed alone so that one cannot fail the others.
+    async fn commit_jobs(&self, db: &Db, jobs: Vec<Job>) {
+        match self.commit_group(db, &jobs).await {
             Ok(decisions) => {
                 for (job, decided) in jobs.into_iter().zip(decisions) {
                     job.answer(Ok(decided));
                 }
             }
             Err(error) if jobs.len() > 1 => {
-                // Isolate: commit each request alone so one cannot fail the others.
                 tracing::warn!(%error, jobs = jobs.len(), "group commit failed; retrying requests one by one");
                 for job in jobs {
-                    let result = app
-                        .commit_group(&db, std::slice::from_ref(&job))
+                    let result = self
+                        .commit_group(db, std::slice::from_ref(&job))
                         .await
                         .map(|mut decided| decided.pop().unwrap_or_default())
                         .map_err(|e| {
-                            app.observe(&e);
+                            self.observe(&e);
                             e.to_string()
                         });
                     job.answer(result);
@@ -228,19 +268,11 @@ pub(super) async fn run_writer(app: Weak<AppInner>, mut receiver: mpsc::Receiver
             }
             Err(error) => {
                 tracing::error!(%error, "ingestion commit failed");
-                app.observe(&error);
+                self.observe(&error);
                 for job in jobs {
                     job.answer(Err(error.to_string()));
                 }
             }
-        }
-        // One compaction step per group: the work of a compaction is spread over the groups
-        // that made it due.
-        compaction_due = app.compaction_step(&db).await;
-    }
-    if let Some(db) = writer_db {
-        if db.backend() == Backend::Postgres {
-            db.writer().close().await;
         }
     }
 }
