@@ -9,19 +9,7 @@ use companyos_store::bundles::{self, NewEvent};
 use companyos_store::db::{self, Backend, Db, PoolOptions};
 use companyos_store::dedupe::{self, EventKeyIndex, IndexChange, KeyIndex};
 
-/// The stores to run on: a SQLite file always, and a fresh PostgreSQL database when
-/// `COMPANYOS_TEST_POSTGRES_URL` names a server.
-async fn stores(temp: &std::path::Path, name: &str) -> Vec<(String, Option<(String, String)>)> {
-    let mut urls = vec![(db::sqlite_url_in(temp), None)];
-    if let Ok(server) = std::env::var("COMPANYOS_TEST_POSTGRES_URL") {
-        let database = format!("companyos_store_{name}_{}", std::process::id());
-        let url = db::create_postgres_database(&server, &database)
-            .await
-            .expect("fresh database");
-        urls.push((url, Some((server, database))));
-    }
-    urls
-}
+use crate::stores;
 
 /// Appends events `first..first + count` of `tenant` in one write transaction through the
 /// index's hooks, in the writer's order; returns their compact keys, sorted.
