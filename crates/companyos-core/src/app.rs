@@ -220,7 +220,7 @@ impl App {
             }
             EvidenceStoreKind::Database => Arc::new(DbBlobStore::new(db.clone())),
         };
-        let ingest = IngestQueue::new(settings.ingest_queue_capacity);
+        let ingest = IngestQueue::new(settings.ingest_queue_capacity, db.key_index());
         let settings_auth_failures_max = settings.auth_failures_per_minute_max;
         let access_cache = crate::billing::AccessCache::new(settings.forward_auth_cache);
         let outbound_http = settings

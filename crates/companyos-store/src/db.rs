@@ -328,6 +328,14 @@ impl Db {
         })
     }
 
+    /// The dedupe key index for this store's engine, for the one ingestion writer of a process
+    /// and the lookups beside it (SQLite: an empty cache, loaded in the first write transaction;
+    /// PostgreSQL: the key rows, nothing in memory). Ingestion uses it through
+    /// [`crate::dedupe::EventKeyIndex`] and never asks which engine it is.
+    pub fn key_index(&self) -> crate::dedupe::KeyIndex {
+        crate::dedupe::KeyIndex::for_backend(self.backend)
+    }
+
     /// The pool for reads.
     pub fn readers(&self) -> &AnyPool {
         &self.readers
@@ -912,16 +920,16 @@ mod tests {
                 .await
                 .expect("canonical forms");
             assert_eq!(canonical, [(1, events[1].canonical.clone())]);
-            let mut tail = crate::dedupe::KeyIndex::default();
+            let mut tail = crate::dedupe::SqliteKeyIndex::default();
             if db.backend() == Backend::Sqlite {
                 tail.sync(&mut conn).await.expect("tail");
                 assert!(tail.is_empty(), "converted keys are in the merged index");
             }
-            let tail = (db.backend() == Backend::Sqlite).then_some(&mut tail);
-            let found =
-                crate::dedupe::lookup(&mut conn, tail, &[crate::dedupe::event_key("acme", "e-1")])
-                    .await
-                    .expect("lookup");
+            let found = db
+                .key_index()
+                .lookup_latest(&db, &mut conn, &[crate::dedupe::event_key("acme", "e-1")])
+                .await
+                .expect("lookup");
             assert_eq!(found.len(), 1);
             assert_eq!((found[0].event_id.as_str(), found[0].seq), ("e-1", 1));
             let legacy = sqlx::query("SELECT COUNT(*) FROM usage_events")

@@ -268,48 +268,65 @@ impl Metering<'_> {
                 None => {
                     let mode =
                         parsed.ok_or_else(|| ServiceError::invalid("mode", "is required"))?;
-                    if let Value::Object(details) = &mut entry.details {
-                        details.insert("previous".to_owned(), json!(previous.0.as_str()));
-                    }
-                    sqlx::query(
-                        "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
-                         ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
-                         updated_at = excluded.updated_at",
-                    )
-                    .bind(COVERAGE_SETTING)
-                    .bind(mode.as_str())
-                    .bind(self.now_micros())
-                    .execute(&mut *tx)
-                    .await?;
+                    note_previous_mode(&mut entry, json!(previous.0.as_str()));
+                    self.store_deployment_mode(&mut tx, mode).await?;
                 }
                 Some(service) => {
                     ServiceName::parse(service)?;
-                    if let Value::Object(details) = &mut entry.details {
-                        details.insert(
-                            "previous".to_owned(),
-                            json!(previous.1.get(service).map(|m| m.as_str())),
-                        );
-                    }
-                    let updated = sqlx::query(
-                        "UPDATE metering_declarations SET coverage_mode = $1, updated_at = $2 \
-                         WHERE service = $3",
-                    )
-                    .bind(parsed.map(|m| m.as_str()))
-                    .bind(self.now_micros())
-                    .bind(service)
-                    .execute(&mut *tx)
-                    .await?;
-                    if updated.rows_affected() == 0 {
-                        return Err(ServiceError::NotFound(format!(
-                            "metering declaration of service {service} (declare it first)"
-                        )));
-                    }
+                    note_previous_mode(
+                        &mut entry,
+                        json!(previous.1.get(service).map(|m| m.as_str())),
+                    );
+                    self.store_service_mode(&mut tx, service, parsed).await?;
                 }
             }
             Ok(())
         }
         .await;
         self.finish(tx, entry, result).await
+    }
+
+    /// Stores the deployment's coverage mode.
+    async fn store_deployment_mode(
+        &self,
+        tx: &mut crate::db::Tx,
+        mode: CoverageMode,
+    ) -> Result<(), ServiceError> {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(COVERAGE_SETTING)
+        .bind(mode.as_str())
+        .bind(self.now_micros())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Stores a declared service's own coverage mode (`None`: the deployment's applies).
+    async fn store_service_mode(
+        &self,
+        tx: &mut crate::db::Tx,
+        service: &str,
+        mode: Option<CoverageMode>,
+    ) -> Result<(), ServiceError> {
+        let updated = sqlx::query(
+            "UPDATE metering_declarations SET coverage_mode = $1, updated_at = $2 \
+             WHERE service = $3",
+        )
+        .bind(mode.map(|m| m.as_str()))
+        .bind(self.now_micros())
+        .bind(service)
+        .execute(&mut **tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(ServiceError::NotFound(format!(
+                "metering declaration of service {service} (declare it first)"
+            )));
+        }
+        Ok(())
     }
 
     /// The coverage report: services seen without a declaration, declared metrics never seen,
@@ -323,6 +340,33 @@ impl Metering<'_> {
             None,
         )
         .await?;
+        let declared = self.declarations_with_meters().await?;
+        let seen_rows = sqlx::query(
+            "SELECT service, metric, unit, events, first_seen, last_seen FROM metering_seen \
+             ORDER BY service, metric, unit",
+        )
+        .fetch_all(self.db().readers())
+        .await?;
+        let seen = SeenAgainstDeclared::of(&seen_rows, &declared)?;
+        let never_seen = never_seen(&declared, &seen.metrics);
+        let (mode, _) = self.coverage_modes().await?;
+        Ok(CoverageReport {
+            mode,
+            services_without_declaration: seen
+                .undeclared_services
+                .into_iter()
+                .map(|(service, events)| UndeclaredService { service, events })
+                .collect(),
+            undeclared_metrics: seen.undeclared_metrics,
+            unit_mismatches: seen.unit_mismatches,
+            declared_metrics_never_seen: never_seen,
+        })
+    }
+
+    /// Every stored declaration, with the metrics of the service's OpenMeter meters merged in.
+    async fn declarations_with_meters(
+        &self,
+    ) -> Result<BTreeMap<String, MeteringDeclaration>, ServiceError> {
         let declared_rows = sqlx::query("SELECT service, declaration FROM metering_declarations")
             .fetch_all(self.db().readers())
             .await?;
@@ -337,71 +381,7 @@ impl Metering<'_> {
                 .await?;
             declared.extend(merged.map(|d| (service, d)));
         }
-        let seen_rows = sqlx::query(
-            "SELECT service, metric, unit, events, first_seen, last_seen FROM metering_seen \
-             ORDER BY service, metric, unit",
-        )
-        .fetch_all(self.db().readers())
-        .await?;
-        let mut undeclared_services: BTreeMap<String, i64> = BTreeMap::new();
-        let mut undeclared_metrics = Vec::new();
-        let mut unit_mismatches = Vec::new();
-        let mut seen_metrics: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for row in &seen_rows {
-            let service: String = row.try_get("service")?;
-            let metric: String = row.try_get("metric")?;
-            let unit: String = row.try_get("unit")?;
-            let events: i64 = row.try_get("events")?;
-            *seen_metrics
-                .entry((service.clone(), metric.clone()))
-                .or_default() += events;
-            match declared.get(&service) {
-                None => *undeclared_services.entry(service).or_default() += events,
-                Some(declaration) => {
-                    match declaration
-                        .metrics
-                        .iter()
-                        .find(|m| m.name.as_str() == metric)
-                    {
-                        None => undeclared_metrics.push(UndeclaredMetric {
-                            service,
-                            metric,
-                            events,
-                        }),
-                        Some(m) if m.unit.as_str() != unit => unit_mismatches.push(UnitMismatch {
-                            service,
-                            metric,
-                            unit,
-                            declared_unit: m.unit.clone(),
-                            events,
-                        }),
-                        Some(_) => {}
-                    }
-                }
-            }
-        }
-        let mut never_seen = Vec::new();
-        for (service, declaration) in &declared {
-            for metric in &declaration.metrics {
-                if !seen_metrics.contains_key(&(service.clone(), metric.name.as_str().to_owned())) {
-                    never_seen.push(DeclaredMetric {
-                        service: service.clone(),
-                        metric: metric.name.clone(),
-                    });
-                }
-            }
-        }
-        let (mode, _) = self.coverage_modes().await?;
-        Ok(CoverageReport {
-            mode,
-            services_without_declaration: undeclared_services
-                .into_iter()
-                .map(|(service, events)| UndeclaredService { service, events })
-                .collect(),
-            undeclared_metrics,
-            unit_mismatches,
-            declared_metrics_never_seen: never_seen,
-        })
+        Ok(declared)
     }
 
     /// Registers a usage source and its Ed25519 public key.
@@ -485,5 +465,84 @@ impl Metering<'_> {
         .fetch_all(self.db().readers())
         .await?;
         Ok(rows.iter().map(source_of).collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+/// The metrics seen (rows of `metering_seen`) against the declarations.
+#[derive(Debug, Default)]
+struct SeenAgainstDeclared {
+    undeclared_services: BTreeMap<String, i64>,
+    undeclared_metrics: Vec<UndeclaredMetric>,
+    unit_mismatches: Vec<UnitMismatch>,
+    /// Events seen per (service, metric).
+    metrics: BTreeMap<(String, String), i64>,
+}
+
+impl SeenAgainstDeclared {
+    fn of(
+        seen_rows: &[sqlx::any::AnyRow],
+        declared: &BTreeMap<String, MeteringDeclaration>,
+    ) -> Result<Self, ServiceError> {
+        let mut seen = SeenAgainstDeclared::default();
+        for row in seen_rows {
+            let service: String = row.try_get("service")?;
+            let metric: String = row.try_get("metric")?;
+            let unit: String = row.try_get("unit")?;
+            let events: i64 = row.try_get("events")?;
+            *seen
+                .metrics
+                .entry((service.clone(), metric.clone()))
+                .or_default() += events;
+            let Some(declaration) = declared.get(&service) else {
+                *seen.undeclared_services.entry(service).or_default() += events;
+                continue;
+            };
+            match declaration
+                .metrics
+                .iter()
+                .find(|m| m.name.as_str() == metric)
+            {
+                None => seen.undeclared_metrics.push(UndeclaredMetric {
+                    service,
+                    metric,
+                    events,
+                }),
+                Some(m) if m.unit.as_str() != unit => seen.unit_mismatches.push(UnitMismatch {
+                    service,
+                    metric,
+                    unit,
+                    declared_unit: m.unit.clone(),
+                    events,
+                }),
+                Some(_) => {}
+            }
+        }
+        Ok(seen)
+    }
+}
+
+/// The declared metrics no event was seen for.
+fn never_seen(
+    declared: &BTreeMap<String, MeteringDeclaration>,
+    seen_metrics: &BTreeMap<(String, String), i64>,
+) -> Vec<DeclaredMetric> {
+    let mut never_seen = Vec::new();
+    for (service, declaration) in declared {
+        for metric in &declaration.metrics {
+            if !seen_metrics.contains_key(&(service.clone(), metric.name.as_str().to_owned())) {
+                never_seen.push(DeclaredMetric {
+                    service: service.clone(),
+                    metric: metric.name.clone(),
+                });
+            }
+        }
+    }
+    never_seen
+}
+
+/// Names the coverage mode a change replaced in its audit record.
+fn note_previous_mode(entry: &mut crate::audit::NewAudit, previous: Value) {
+    if let Value::Object(details) = &mut entry.details {
+        details.insert("previous".to_owned(), previous);
     }
 }

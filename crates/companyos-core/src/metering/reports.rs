@@ -272,23 +272,9 @@ impl Metering<'_> {
         let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
         let origin = self.settings().tenant_origin(&tenant.id);
         let checkpoint = self.ledger().sign_checkpoint(&log_id, &origin).await?;
-        // The rollups, the leaves and the head from one snapshot, so ingestion running meanwhile
-        // is never reported as a mismatch.
-        let mut snapshot = self.db().begin_snapshot().await?;
-        let conn = &mut *snapshot;
-        let recomputed = crate::ledger::recompute_rollups(conn, &tenant.id, Some(days)).await?;
-        let stored = crate::ledger::stored_rollups(conn, &tenant.id, Some(days)).await?;
-        let rollups = integrity::rollup_check(&stored, &recomputed);
-        let tree_problems = ledger_store::verify_log(
-            conn,
-            &log_id,
-            &self.keys().checkpoint_verifier(),
-            &origin,
-            |_, _| None,
-        )
-        .await?;
-        snapshot.rollback().await.map_err(StoreError::from)?;
-        let tree = integrity::tree_check(&tree_problems);
+        let (stored, rollups, tree) = self
+            .snapshot_checks(&tenant.id, &log_id, &origin, days)
+            .await?;
         let totals = integrity::Totals::of(&reconciliation);
         let ratio = totals.missing_ratio();
         let target = Decimal::from_str(MISSING_RATIO_TARGET).unwrap_or(Decimal::ONE);
@@ -318,11 +304,58 @@ impl Metering<'_> {
             rollups: integrity::rollup_rows(&stored),
             reconciliation,
         };
-        let bytes = serde_json::to_vec_pretty(&report)
-            .map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let record = self
+            .store_integrity_report(actor, &tenant.id, (from, to), &report)
+            .await?;
+        Ok((report, record))
+    }
+
+    /// The rollups (as stored, and checked against the payloads) and the tree check, from one
+    /// snapshot, so ingestion running meanwhile is never reported as a mismatch.
+    async fn snapshot_checks(
+        &self,
+        tenant_id: &str,
+        log_id: &LogId,
+        origin: &str,
+        days: (i64, i64),
+    ) -> Result<
+        (
+            crate::ledger::RollupMap,
+            integrity::RollupCheck,
+            integrity::TreeCheck,
+        ),
+        ServiceError,
+    > {
+        let mut snapshot = self.db().begin_snapshot().await?;
+        let conn = &mut *snapshot;
+        let recomputed = crate::ledger::recompute_rollups(conn, tenant_id, Some(days)).await?;
+        let stored = crate::ledger::stored_rollups(conn, tenant_id, Some(days)).await?;
+        let rollups = integrity::rollup_check(&stored, &recomputed);
+        let tree_problems = ledger_store::verify_log(
+            conn,
+            log_id,
+            &self.keys().checkpoint_verifier(),
+            origin,
+            |_, _| None,
+        )
+        .await?;
+        snapshot.rollback().await.map_err(StoreError::from)?;
+        Ok((stored, rollups, integrity::tree_check(&tree_problems)))
+    }
+
+    /// Stores a tenant's integrity report as signed evidence, audited as `evidence.create`.
+    async fn store_integrity_report(
+        &self,
+        actor: &Actor,
+        tenant_id: &str,
+        (from, to): (Date, Date),
+        report: &IntegrityReport,
+    ) -> Result<EvidenceRecord, ServiceError> {
+        let bytes =
+            serde_json::to_vec_pretty(report).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let mut entry = self
-            .entry(actor, "evidence.create", &format!("tenant:{}", tenant.id))
-            .tenant(&tenant.id)
+            .entry(actor, "evidence.create", &format!("tenant:{tenant_id}"))
+            .tenant(tenant_id)
             .details(json!({"kind": "integrity-report", "from": format_day(from), "to": format_day(to), "result": report.result}));
         let mut tx = self.db().begin().await?;
         let result = async {
@@ -339,10 +372,10 @@ impl Metering<'_> {
                     actor,
                     NewArtifact {
                         kind: "integrity-report",
-                        tenant_id: Some(tenant.id.clone()),
+                        tenant_id: Some(tenant_id.to_owned()),
                         file_name: format!(
                             "integrity-report-{}-{}-{}.json",
-                            tenant.id,
+                            tenant_id,
                             format_day(from),
                             format_day(to)
                         ),
@@ -356,8 +389,7 @@ impl Metering<'_> {
             Ok(record)
         }
         .await;
-        let record = self.finish(tx, entry, result).await?;
-        Ok((report, record))
+        self.finish(tx, entry, result).await
     }
 }
 

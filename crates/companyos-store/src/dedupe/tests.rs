@@ -1,5 +1,6 @@
 //! Unit tests of the key index: the multimap, runs, compaction steps and restarts.
 
+use super::sqlite::TailKeys;
 use super::*;
 use companyos_ledger::leaf::EventClass;
 
@@ -7,7 +8,7 @@ use companyos_ledger::leaf::EventClass;
 /// the ingestion writer does; returns the keys.
 async fn append(
     db: &crate::db::Db,
-    index: &mut KeyIndex,
+    index: &mut SqliteKeyIndex,
     tenant: &str,
     first: u64,
     count: u64,
@@ -39,14 +40,14 @@ async fn append(
     keys
 }
 
-async fn merge(db: &crate::db::Db, index: &mut KeyIndex) {
+async fn merge(db: &crate::db::Db, index: &mut SqliteKeyIndex) {
     let mut tx = db.begin().await.expect("begin");
     let change = index.merge(&mut tx).await.expect("merge");
     tx.commit().await.expect("commit");
     index.apply(change);
 }
 
-async fn step(db: &crate::db::Db, index: &mut KeyIndex) -> bool {
+async fn step(db: &crate::db::Db, index: &mut SqliteKeyIndex) -> bool {
     let mut tx = db.begin().await.expect("begin");
     let change = index.compaction_step(&mut tx, 1).await.expect("step");
     let finished = matches!(change, IndexChange::Compacted { finished: Some(_) });
@@ -55,12 +56,12 @@ async fn step(db: &crate::db::Db, index: &mut KeyIndex) -> bool {
     finished
 }
 
-async fn found_keys(db: &crate::db::Db, index: &mut KeyIndex, keys: &[i64]) -> usize {
+async fn found_keys(db: &crate::db::Db, index: &mut SqliteKeyIndex, keys: &[i64]) -> usize {
     let mut conn = db.readers().acquire().await.expect("connection");
     index.sync(&mut conn).await.expect("sync");
     let mut sorted = keys.to_vec();
     sorted.sort_unstable();
-    lookup(&mut conn, Some(index), &sorted)
+    lookup(&mut conn, index, &sorted)
         .await
         .expect("lookup")
         .len()
@@ -76,7 +77,7 @@ async fn compaction_survives_a_crash_half_way() {
     let db = crate::db::Db::connect(&url, crate::db::PoolOptions::default())
         .await
         .expect("store");
-    let mut index = KeyIndex::default();
+    let mut index = SqliteKeyIndex::default();
     let mut all = Vec::new();
     for run in 0..RUNS_PER_LEVEL_MAX as u64 {
         for tenant in ["acme", "globex"] {
@@ -99,7 +100,7 @@ async fn compaction_survives_a_crash_half_way() {
     assert_eq!(building, 1, "the unfinished run is left behind");
 
     // A new process: the unfinished run is never read, every key is found once.
-    let mut index = KeyIndex::default();
+    let mut index = SqliteKeyIndex::default();
     assert_eq!(found_keys(&db, &mut index, &all).await, all.len());
     all.extend(append(&db, &mut index, "acme", 5_000, 50).await);
     assert_eq!(found_keys(&db, &mut index, &all).await, all.len());
@@ -125,7 +126,7 @@ async fn compaction_survives_a_crash_half_way() {
     assert_eq!(blocks, 24, "only the compacted run's blocks are left");
     // The tail's 50 keys and the run's 2,400 are all found, by this process and a new one.
     assert_eq!(found_keys(&db, &mut index, &all).await, all.len());
-    let mut fresh = KeyIndex::default();
+    let mut fresh = SqliteKeyIndex::default();
     assert_eq!(found_keys(&db, &mut fresh, &all).await, all.len());
     db.close().await;
 }

@@ -9,19 +9,7 @@ use companyos_store::bundles::{self, LeafLayout, PendingLeaves};
 use companyos_store::db::{self, Db, PoolOptions};
 use companyos_store::ledger_store;
 
-/// The stores to run on: a SQLite file always, and a fresh PostgreSQL database when
-/// `COMPANYOS_TEST_POSTGRES_URL` names a server.
-async fn stores(temp: &std::path::Path, name: &str) -> Vec<(String, Option<(String, String)>)> {
-    let mut urls = vec![(db::sqlite_url_in(temp), None)];
-    if let Ok(server) = std::env::var("COMPANYOS_TEST_POSTGRES_URL") {
-        let database = format!("companyos_store_{name}_{}", std::process::id());
-        let url = db::create_postgres_database(&server, &database)
-            .await
-            .expect("fresh database");
-        urls.push((url, Some((server, database))));
-    }
-    urls
-}
+use crate::stores;
 
 #[tokio::test]
 async fn fresh_store_migrates_once_and_round_trips_leaves() {

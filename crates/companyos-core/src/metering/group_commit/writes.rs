@@ -3,15 +3,15 @@
 #[allow(unused_imports)]
 use super::*;
 
-/// Writes the group's rows: leaves, event bundles, and (when `keys_in_store`, PostgreSQL) the
-/// dedupe key rows, then rejections, conflicts, counters, rollups, source ranges and the
-/// catalogue of seen metrics. Returns `(event_key, bundle_id, position)` of every event
-/// written.
+/// Writes the group's rows: leaves, event bundles, and what the key index records of them
+/// (PostgreSQL's key rows; nothing on SQLite), then rejections, conflicts, counters, rollups,
+/// source ranges and the catalogue of seen metrics. Returns `(event_key, bundle_id, position)`
+/// of every event written.
 pub(super) async fn write_state(
     tx: &mut Tx,
     state: &mut GroupState<'_>,
     now_micros: i64,
-    keys_in_store: bool,
+    key_index: &mut impl EventKeyIndex,
 ) -> Result<Vec<(i64, i64, i64)>, ServiceError> {
     ledger_store::write_many_appends(
         tx,
@@ -19,7 +19,43 @@ pub(super) async fn write_state(
         now_micros,
     )
     .await?;
-    // Each tenant's new events, in seq order (slots are in tenant order).
+    let written = write_event_bundles(tx, state, now_micros).await?;
+    key_index.write_appended(tx, &written).await?;
+    write_rejections(tx, &state.rejections, now_micros).await?;
+    write_conflicts(tx, &state.conflicts, now_micros).await?;
+    write_counters(tx, state).await?;
+    let sorted_rollups = |late: bool| {
+        let mut rows: Vec<(RollupKey<'_>, Rollup)> = state
+            .slots
+            .iter()
+            .flat_map(|s| {
+                let map = if late { &s.late_rollups } else { &s.rollups };
+                map.iter().map(|((day, service, metric, unit), rollup)| {
+                    (
+                        (s.tenant_id, *day, *service, *metric, *unit),
+                        rollup.clone(),
+                    )
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
+    };
+    write_rollups(tx, "usage_daily", &sorted_rollups(false)).await?;
+    write_rollups(tx, "usage_late", &sorted_rollups(true)).await?;
+    for ((source, tenant_id), seqs) in &state.source_seqs {
+        merge_source_ranges(tx, source, tenant_id, seqs).await?;
+    }
+    write_seen(tx, state, now_micros).await?;
+    Ok(written)
+}
+
+/// Each tenant's new events, in seq order (slots are in tenant order), as payload bundles.
+async fn write_event_bundles(
+    tx: &mut Tx,
+    state: &GroupState<'_>,
+    now_micros: i64,
+) -> Result<Vec<(i64, i64, i64)>, ServiceError> {
     let tenants: Vec<(&str, u64, Vec<bundles::NewEvent<'_>>)> = state
         .slots
         .iter()
@@ -40,13 +76,17 @@ pub(super) async fn write_state(
             (slot.tenant_id, slot.first_seq, events)
         })
         .collect();
-    let written = bundles::write_events(tx, &tenants, now_micros).await?;
-    drop(tenants);
-    if keys_in_store {
-        bundles::insert_keys(tx, &written).await?;
-    }
+    Ok(bundles::write_events(tx, &tenants, now_micros).await?)
+}
+
+/// The group's rejections, for the reconciliation report.
+async fn write_rejections(
+    tx: &mut Tx,
+    rejections: &[RejectionRow],
+    now_micros: i64,
+) -> Result<(), ServiceError> {
     let now = from_micros(now_micros);
-    for chunk in crate::db::statement_chunks(&state.rejections, ROWS_PER_STATEMENT) {
+    for chunk in crate::db::statement_chunks(rejections, ROWS_PER_STATEMENT) {
         let sql = format!(
             "{} usage_rejections (id, tenant_id, event_id, event_day, received_at, \
              errors, raw, raw_truncated) VALUES {}",
@@ -67,7 +107,17 @@ pub(super) async fn write_state(
         }
         query.execute(&mut **tx).await?;
     }
-    for chunk in crate::db::statement_chunks(&state.conflicts, ROWS_PER_STATEMENT) {
+    Ok(())
+}
+
+/// The group's conflicts (the originals stand).
+async fn write_conflicts(
+    tx: &mut Tx,
+    conflicts: &[ConflictRow],
+    now_micros: i64,
+) -> Result<(), ServiceError> {
+    let now = from_micros(now_micros);
+    for chunk in crate::db::statement_chunks(conflicts, ROWS_PER_STATEMENT) {
         let sql = format!(
             "{} usage_conflicts (id, tenant_id, event_id, original_seq, digest, \
              event_day, received_at, raw) VALUES {}",
@@ -88,6 +138,11 @@ pub(super) async fn write_state(
         }
         query.execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// Adds the group's reconciliation counters to the stored ones.
+async fn write_counters(tx: &mut Tx, state: &GroupState<'_>) -> Result<(), ServiceError> {
     // Reconciliation counts only tenants that exist (an unknown tenant id is still kept in the
     // rejection rows, for the global report). In (tenant, day) order, as every writer does.
     let mut counters: Vec<(&str, i64, Counters)> = state
@@ -127,28 +182,15 @@ pub(super) async fn write_state(
         }
         query.execute(&mut **tx).await?;
     }
-    let sorted_rollups = |late: bool| {
-        let mut rows: Vec<(RollupKey<'_>, Rollup)> = state
-            .slots
-            .iter()
-            .flat_map(|s| {
-                let map = if late { &s.late_rollups } else { &s.rollups };
-                map.iter().map(|((day, service, metric, unit), rollup)| {
-                    (
-                        (s.tenant_id, *day, *service, *metric, *unit),
-                        rollup.clone(),
-                    )
-                })
-            })
-            .collect();
-        rows.sort_by(|a, b| a.0.cmp(&b.0));
-        rows
-    };
-    write_rollups(tx, "usage_daily", &sorted_rollups(false)).await?;
-    write_rollups(tx, "usage_late", &sorted_rollups(true)).await?;
-    for ((source, tenant_id), seqs) in &state.source_seqs {
-        merge_source_ranges(tx, source, tenant_id, seqs).await?;
-    }
+    Ok(())
+}
+
+/// The catalogue of metrics seen: first and last seen, and events.
+async fn write_seen(
+    tx: &mut Tx,
+    state: &GroupState<'_>,
+    now_micros: i64,
+) -> Result<(), ServiceError> {
     let mut seen: Vec<(&(&str, &str, &str), &i64)> = state.seen.iter().collect();
     seen.sort();
     for chunk in crate::db::statement_chunks(&seen, ROWS_PER_STATEMENT) {
@@ -171,7 +213,7 @@ pub(super) async fn write_state(
         }
         query.execute(&mut **tx).await?;
     }
-    Ok(written)
+    Ok(())
 }
 
 pub(super) fn to_i64(value: u64) -> Result<i64, ServiceError> {

@@ -82,32 +82,11 @@ impl Metering<'_> {
             .collect();
         let meters = self.meters_for_types(&types).await?;
         let mapped = self.subject_tenants(&subjects).await?;
-        let now = self.now();
-        let mut errors: Vec<CloudEventError> = Vec::new();
-        // The CloudEvent index of each usage event.
-        let mut origins: Vec<usize> = Vec::new();
-        let mut usage: Vec<RawEvent> = Vec::new();
-        for (index, parsed) in parsed.iter().enumerate() {
-            let (id, problems) = match parsed {
-                Ok(event) => match map_event(event, meters.get(&event.event_type), &mapped, now) {
-                    Ok(texts) => {
-                        for text in texts {
-                            origins.push(index);
-                            // Parsed as a native body's event is: the fast parser applies.
-                            usage.push(RawEvent::from_text(text));
-                        }
-                        continue;
-                    }
-                    Err(problems) => (Some(event.id.clone()), problems),
-                },
-                Err(refused) => (refused.id.clone(), refused.errors.clone()),
-            };
-            errors.push(CloudEventError {
-                index,
-                id,
-                errors: problems,
-            });
-        }
+        let MappedBatch {
+            origins,
+            usage,
+            mut errors,
+        } = MappedBatch::of(&parsed, &meters, &mapped, self.now());
         if usage.len() > batch_max {
             return Err(ServiceError::TooLarge(format!(
                 "the batch maps to {} usage events, more than the {batch_max} a batch holds",
@@ -123,6 +102,51 @@ impl Metering<'_> {
             usage: outcome,
             errors,
         })
+    }
+}
+
+/// A batch of CloudEvents mapped to usage events, and the CloudEvents refused.
+struct MappedBatch {
+    /// The CloudEvent index of each usage event.
+    origins: Vec<usize>,
+    usage: Vec<RawEvent>,
+    errors: Vec<CloudEventError>,
+}
+
+impl MappedBatch {
+    fn of(
+        parsed: &[Result<CloudEvent, RefusedCloudEvent>],
+        meters: &HashMap<String, Vec<Meter>>,
+        mapped: &HashMap<String, String>,
+        now: time::OffsetDateTime,
+    ) -> MappedBatch {
+        let mut batch = MappedBatch {
+            origins: Vec::new(),
+            usage: Vec::new(),
+            errors: Vec::new(),
+        };
+        for (index, parsed) in parsed.iter().enumerate() {
+            let (id, problems) = match parsed {
+                Ok(event) => match map_event(event, meters.get(&event.event_type), mapped, now) {
+                    Ok(texts) => {
+                        for text in texts {
+                            batch.origins.push(index);
+                            // Parsed as a native body's event is: the fast parser applies.
+                            batch.usage.push(RawEvent::from_text(text));
+                        }
+                        continue;
+                    }
+                    Err(problems) => (Some(event.id.clone()), problems),
+                },
+                Err(refused) => (refused.id.clone(), refused.errors.clone()),
+            };
+            batch.errors.push(CloudEventError {
+                index,
+                id,
+                errors: problems,
+            });
+        }
+        batch
     }
 }
 
