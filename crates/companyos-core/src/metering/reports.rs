@@ -21,7 +21,7 @@ use crate::error::ServiceError;
 use crate::evidence::{EvidenceRecord, NewArtifact};
 use crate::ledger_store;
 use companyos_domain::Action;
-use companyos_domain::{LogId, TenantId};
+use companyos_domain::LogId;
 
 pub mod integrity;
 
@@ -245,7 +245,7 @@ impl Metering<'_> {
                 row.closed = true;
             }
         }
-        for (day, gap) in gaps_of(&mut conn, &tenant.id).await? {
+        for (day, gap) in gaps_of(&mut conn, tenant.id.as_str()).await? {
             if let Some(row) = days.get_mut(&day) {
                 row.missing += i64::try_from(gap.to_seq - gap.from_seq + 1).unwrap_or(i64::MAX);
                 row.gaps.push(gap);
@@ -268,16 +268,19 @@ impl Metering<'_> {
             .await?;
         drop(conn);
         let days = (day_number(from), day_number(to));
-        let reconciliation = self.reconciliation(actor, &tenant.id, from, to).await?;
-        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
-        let origin = self.settings().tenant_origin(&tenant.id);
+        let reconciliation = self
+            .reconciliation(actor, tenant.id.as_str(), from, to)
+            .await?;
+        let log_id = LogId::Usage(tenant.id.clone());
+        let origin = self.settings().tenant_origin(tenant.id.as_str());
         let checkpoint = self.ledger().sign_checkpoint(&log_id, &origin).await?;
         // The rollups, the leaves and the head from one snapshot, so ingestion running meanwhile
         // is never reported as a mismatch.
         let mut snapshot = self.db().begin_snapshot().await?;
         let conn = &mut *snapshot;
-        let recomputed = crate::ledger::recompute_rollups(conn, &tenant.id, Some(days)).await?;
-        let stored = crate::ledger::stored_rollups(conn, &tenant.id, Some(days)).await?;
+        let recomputed =
+            crate::ledger::recompute_rollups(conn, tenant.id.as_str(), Some(days)).await?;
+        let stored = crate::ledger::stored_rollups(conn, tenant.id.as_str(), Some(days)).await?;
         let rollups = integrity::rollup_check(&stored, &recomputed);
         let tree_problems = ledger_store::verify_log(
             conn,
@@ -301,7 +304,7 @@ impl Metering<'_> {
         let report = IntegrityReport {
             kind: "integrity-report",
             version: 1,
-            tenant_id: tenant.id.clone(),
+            tenant_id: tenant.id.as_str().to_owned(),
             from: format_day(from),
             to: format_day(to),
             generated_at: format_rfc3339(self.now()),
@@ -322,7 +325,7 @@ impl Metering<'_> {
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
         let mut entry = self
             .entry(actor, "evidence.create", &format!("tenant:{}", tenant.id))
-            .tenant(&tenant.id)
+            .tenant(tenant.id.as_str())
             .details(json!({"kind": "integrity-report", "from": format_day(from), "to": format_day(to), "result": report.result}));
         let mut tx = self.db().begin().await?;
         let result = async {
@@ -339,7 +342,7 @@ impl Metering<'_> {
                     actor,
                     NewArtifact {
                         kind: "integrity-report",
-                        tenant_id: Some(tenant.id.clone()),
+                        tenant_id: Some(tenant.id.as_str().to_owned()),
                         file_name: format!(
                             "integrity-report-{}-{}-{}.json",
                             tenant.id,

@@ -11,7 +11,10 @@ use companyos_store::ledger_store;
 
 /// The stores to run on: a SQLite file always, and a fresh PostgreSQL database when
 /// `COMPANYOS_TEST_POSTGRES_URL` names a server.
-async fn stores(temp: &std::path::Path, name: &str) -> Vec<(String, Option<(String, String)>)> {
+pub(crate) async fn stores(
+    temp: &std::path::Path,
+    name: &str,
+) -> Vec<(String, Option<(String, String)>)> {
     let mut urls = vec![(db::sqlite_url_in(temp), None)];
     if let Ok(server) = std::env::var("COMPANYOS_TEST_POSTGRES_URL") {
         let database = format!("companyos_store_{name}_{}", std::process::id());

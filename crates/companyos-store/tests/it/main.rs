@@ -2,3 +2,4 @@
 //! mocks), through the crate's public surface only, as the service layer uses it.
 
 mod log_storage;
+mod tenants;
