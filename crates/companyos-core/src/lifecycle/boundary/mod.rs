@@ -537,3 +537,46 @@ pub fn verify_callback_signature(
 pub fn new_webhook_secret() -> String {
     companyos_ledger::encoding::hex_encode(&random_bytes::<32>())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ServiceError;
+
+    async fn failing(error: StepError) -> (StepLog, ServiceError) {
+        let mut steps = StepLog::default();
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let result: Result<(), StepFailed> = steps.run("boundary", now, async { Err(error) }).await;
+        let failed = result.err().map(ServiceError::from);
+        assert!(failed.is_some(), "the step failed");
+        (
+            steps,
+            failed.unwrap_or(ServiceError::Internal(String::new())),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_recorded_and_answered_as_always() {
+        let (steps, error) = failing(StepError::Failed("no such role".to_owned())).await;
+        assert_eq!(steps.steps[0].details, json!({"error": "no such role"}));
+        assert!(!steps.steps[0].ok);
+        assert!(
+            matches!(&error, ServiceError::Internal(m) if m == "step boundary failed: no such role"),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_temporary_failure_is_marked_and_answered_as_the_stores() {
+        let disk_full = std::io::Error::from_raw_os_error(28);
+        let (steps, error) = failing(StepError::io("write the SUSPENDED marker", &disk_full)).await;
+        assert_eq!(steps.steps[0].details["temporary"], json!(true));
+        assert!(error.is_store_unavailable(), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("step boundary failed: write the SUSPENDED marker"),
+            "{error}"
+        );
+    }
+}
