@@ -52,10 +52,16 @@ pub enum BoundaryDriverSettings {
 
 impl BoundaryDriverSettings {
     pub fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
+
+    /// Which driver this is, as the tenant row stores it.
+    pub fn kind(&self) -> companyos_domain::boundary::BoundaryDriverKind {
+        use companyos_domain::boundary::BoundaryDriverKind;
         match self {
-            Self::Directory => "directory",
-            Self::Postgres => "postgres",
-            Self::Webhook { .. } => "webhook",
+            Self::Directory => BoundaryDriverKind::Directory,
+            Self::Postgres => BoundaryDriverKind::Postgres,
+            Self::Webhook { .. } => BoundaryDriverKind::Webhook,
         }
     }
 }

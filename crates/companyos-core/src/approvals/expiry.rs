@@ -49,7 +49,7 @@ impl App {
             tx.rollback().await?;
             return Ok(());
         };
-        let tenant = crate::lifecycle::load_tenant(&mut tx, &approval.tenant_id, "").await?;
+        let tenant = crate::lifecycle::tenant_named(&mut tx, &approval.tenant_id).await?;
         let changed = match &tenant {
             Some(tenant) => changed_facts(approval.facts.as_ref(), &approval_facts(tenant)),
             None => vec!["tenant".to_owned()],

@@ -157,7 +157,7 @@ impl App {
         let approval = ApprovalView {
             id: new_id("apr", now),
             action: action.cedar_action().as_str().to_owned(),
-            tenant_id: tenant.id.clone(),
+            tenant_id: tenant.id.as_str().to_owned(),
             status: "pending".to_owned(),
             requested_by: id.clone(),
             requested_by_name: name.clone(),
@@ -302,7 +302,7 @@ impl App {
             };
             let mut exec = self
                 .entry(actor, &approval.action, &tenant.target())
-                .tenant(&tenant.id)
+                .tenant(tenant.id.as_str())
                 .reason(approval.reason.as_deref());
             // Stored approvals name one of the lifecycle's Cedar actions.
             let approved_action = Action::parse(&approval.action).ok_or_else(|| {
@@ -319,7 +319,7 @@ impl App {
             // an approval is bound to the facts the approver was shown.
             let changed = changed_facts(approval.facts.as_ref(), &approval_facts(&tenant));
             if !changed.is_empty() {
-                return Err(lapsed(&approval.id, &tenant.id, &changed));
+                return Err(lapsed(&approval.id, tenant.id.as_str(), &changed));
             }
             let (warnings, evidence) = self
                 .execute_lifecycle(

@@ -133,8 +133,7 @@ impl App {
         action: Action,
         entry: &mut crate::audit::NewAudit,
     ) -> Result<TenantRow, ServiceError> {
-        let found =
-            crate::lifecycle::load_tenant(tx, tenant_id.as_str(), self.db().for_update()).await?;
+        let found = companyos_store::tenants::load_for_update(tx, self.db(), tenant_id).await?;
         let attributes = match &found {
             Some(tenant) => self.attributes_of(tenant),
             None => crate::lifecycle::placeholder_attributes(tenant_id.as_str()),
@@ -290,7 +289,7 @@ impl Billing<'_> {
             // Decided again under the tenant row's lock: a plan change may have committed
             // since the read above.
             let mut tx = app.db().begin().await?;
-            if crate::lifecycle::load_tenant(&mut tx, &tenant_id, app.db().for_update())
+            if crate::lifecycle::tenant_named_for_update(&mut tx, app.db(), &tenant_id)
                 .await?
                 .is_none()
             {
@@ -336,16 +335,19 @@ impl Billing<'_> {
         actor: &Actor,
         tenant: &mut crate::lifecycle::TenantRow,
     ) -> Result<(), ServiceError> {
-        if !catalog_store::assignments(tx, &tenant.id).await?.is_empty() {
+        if !catalog_store::assignments(tx, tenant.id.as_str())
+            .await?
+            .is_empty()
+        {
             return Ok(());
         }
-        let Some(version) = self.latest_plan_version(tx, &tenant.plan).await? else {
+        let Some(version) = self.latest_plan_version(tx, tenant.plan.as_str()).await? else {
             return Err(ServiceError::invalid(
                 "plan",
                 format!("{} is not a plan of the catalog", tenant.plan),
             ));
         };
-        let tenant_id = TenantId::parse(&tenant.id)?;
+        let tenant_id = tenant.id.clone();
         let record = AssignmentRecord {
             tenant_id,
             seq: 1,
@@ -357,7 +359,7 @@ impl Billing<'_> {
             reason: Some("tenant created".to_owned()),
         };
         catalog_store::append_assignment(tx, &record).await?;
-        catalog_store::project_onto_tenant(tx, &tenant.id, &version).await?;
+        catalog_store::project_onto_tenant(tx, tenant.id.as_str(), &version).await?;
         tenant.plan_version = version.version;
         tenant.entitlements = Some(
             version

@@ -213,15 +213,13 @@ pub(super) async fn project_onto_tenant(
     tenant_id: &str,
     version: &PlanVersion,
 ) -> Result<(), StoreError> {
+    // An id that does not parse names no tenant: there is no row to project onto.
+    let Ok(tenant_id) = companyos_domain::TenantId::parse(tenant_id) else {
+        return Ok(());
+    };
     let features: Vec<&str> = version.spec.features.iter().map(|f| f.as_str()).collect();
-    sqlx::query("UPDATE tenants SET plan = $1, plan_version = $2, entitlements = $3 WHERE id = $4")
-        .bind(version.plan.as_str())
-        .bind(i64::from(version.version))
-        .bind(serde_json::json!(features).to_string())
-        .bind(tenant_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    let plan = (&version.plan, version.version);
+    companyos_store::tenants::set_plan(conn, &tenant_id, plan, &features).await
 }
 
 /// Makes the catalog whole at start, changing nothing that exists: version 1 of every

@@ -52,7 +52,7 @@ impl Console<'_> {
                 continue;
             }
             let Some(tenant) =
-                crate::lifecycle::load_tenant(&mut conn, &approval.tenant_id, "").await?
+                crate::lifecycle::tenant_named(&mut conn, &approval.tenant_id).await?
             else {
                 decisions.push(ApprovalDecisions::default());
                 continue;

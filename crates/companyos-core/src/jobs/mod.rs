@@ -4,7 +4,6 @@
 
 use companyos_domain::LifecycleAction;
 use companyos_domain::time_util::to_micros;
-use sqlx::Row as _;
 use tokio::sync::watch;
 
 use crate::app::{Actor, Jobs};
@@ -180,15 +179,12 @@ impl Jobs<'_> {
                 .await?
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(-1);
-        let hooks: std::collections::HashMap<String, String> = sqlx::query(
-            "SELECT id, audit_webhook_url FROM tenants WHERE audit_webhook_url IS NOT NULL \
-             AND status <> 'purged'",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(|row| Ok((row.try_get("id")?, row.try_get("audit_webhook_url")?)))
-        .collect::<Result<_, sqlx::Error>>()?;
+        let hooks: std::collections::HashMap<String, String> =
+            companyos_store::tenants::audit_webhooks(&mut tx)
+                .await?
+                .into_iter()
+                .map(|(id, url)| (id.into_string(), url))
+                .collect();
         let records = crate::audit::query(
             &mut tx,
             &crate::audit::AuditFilter {
@@ -236,19 +232,19 @@ impl Jobs<'_> {
 
     /// Purges tenants whose tombstone period is over (the purge timer), as the system.
     pub async fn purge_due_tenants(&self) -> Result<usize, ServiceError> {
-        let rows = sqlx::query(
-            "SELECT id FROM tenants WHERE status IN ('deleting', 'purge_failed') \
-             AND purge_after IS NOT NULL AND purge_after <= $1 AND legal_hold = 0 \
-             AND hard_delete_allowed = 1 ORDER BY purge_after LIMIT $2",
-        )
-        .bind(self.now_micros())
-        .bind(PURGES_PER_RUN_MAX)
-        .fetch_all(self.db().readers())
-        .await?;
+        let due = {
+            let mut conn = self.db().readers().acquire().await?;
+            companyos_store::tenants::due_for_purge(
+                &mut conn,
+                self.now_micros(),
+                PURGES_PER_RUN_MAX,
+            )
+            .await?
+        };
         let system = Actor::system("purge-timer");
         let mut purged = 0;
-        for row in rows {
-            let id: String = row.try_get("id")?;
+        for id in due {
+            let id = id.into_string();
             let request = LifecycleRequest {
                 reason: Some("tombstone period over (retention policy)".to_owned()),
                 confirm: Some(id.clone()),

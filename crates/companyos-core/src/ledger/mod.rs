@@ -21,11 +21,12 @@ mod rollups;
 /// Whether the tenant was purged: its payloads are gone, and only its leaves and rollups are
 /// kept as records.
 async fn tenant_purged(conn: &mut AnyConnection, tenant_id: &str) -> Result<bool, StoreError> {
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
-        .bind(tenant_id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(status.as_deref() == Some("purged"))
+    // An id that does not parse names no tenant, so none that was purged.
+    let Ok(tenant_id) = TenantId::parse(tenant_id) else {
+        return Ok(false);
+    };
+    let status = companyos_store::tenants::status_of(conn, &tenant_id).await?;
+    Ok(status == Some(companyos_domain::TenantStatus::Purged))
 }
 
 pub(crate) use rollups::{RollupMap, recompute_rollups, stored_rollups};
@@ -250,8 +251,8 @@ impl Ledger<'_> {
             .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
             .await?;
         drop(conn);
-        let origin = self.settings().tenant_origin(&tenant.id);
-        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
+        let origin = self.settings().tenant_origin(tenant.id.as_str());
+        let log_id = LogId::Usage(tenant.id.clone());
         match self.sign_checkpoint(&log_id, &origin).await? {
             Some(checkpoint) => Ok(checkpoint.note),
             None => Ok(self.empty_checkpoint(&origin)?),
@@ -288,7 +289,7 @@ impl Ledger<'_> {
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
             .await?;
-        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
+        let log_id = LogId::Usage(tenant.id.clone());
         let seq = self
             .find_event_seq(&mut conn, tenant.id.as_str(), event_id.as_str())
             .await?;
@@ -309,7 +310,7 @@ impl Ledger<'_> {
         };
         let leaf_index = u64::try_from(seq).map_err(|_| StoreError::corrupt("negative seq"))?;
         drop(conn);
-        let origin = self.settings().tenant_origin(&tenant.id);
+        let origin = self.settings().tenant_origin(tenant.id.as_str());
         let latest = self.sign_checkpoint(&log_id, &origin).await?;
         let mut conn = self.db().readers().acquire().await?;
         let head_size = ledger_store::read_head(&mut conn, &log_id)
@@ -367,7 +368,7 @@ impl Ledger<'_> {
         let tenant = self
             .readable_tenant(&mut conn, actor, tenant_id, Action::LedgerRead)
             .await?;
-        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
+        let log_id = LogId::Usage(tenant.id.clone());
         let head_size = ledger_store::read_head(&mut conn, &log_id)
             .await?
             .map_or(0, |(size, _)| size);
@@ -400,11 +401,11 @@ impl Ledger<'_> {
         let mut conn = self.db().readers().acquire().await?;
         let tenants: Vec<String> = match tenant_id {
             Some(id) => vec![id.to_owned()],
-            None => {
-                sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
-                    .fetch_all(&mut *conn)
-                    .await?
-            }
+            None => companyos_store::tenants::ids(&mut conn)
+                .await?
+                .into_iter()
+                .map(TenantId::into_string)
+                .collect(),
         };
         drop(conn);
         let verifier = self.keys().checkpoint_verifier();

@@ -46,3 +46,61 @@ pub(super) struct ProvisionOutput {
     pub(super) dossier: Option<EvidenceRecord>,
     pub(super) credentials: Option<Value>,
 }
+
+/// A provisioning run to record (`provisioning_runs`): its outcome and step log.
+pub(super) struct NewProvisioningRun<'a> {
+    id: &'a str,
+    tenant_id: &'a TenantId,
+    status: &'static str,
+    steps: &'a StepLog,
+    started_at: i64,
+    finished_at: i64,
+}
+
+impl<'a> NewProvisioningRun<'a> {
+    /// A run of `tenant_id` that ended in `status` (`succeeded` or `failed`).
+    pub(super) fn new(
+        id: &'a str,
+        tenant_id: &'a TenantId,
+        status: &'static str,
+        steps: &'a StepLog,
+    ) -> Self {
+        Self {
+            id,
+            tenant_id,
+            status,
+            steps,
+            started_at: 0,
+            finished_at: 0,
+        }
+    }
+
+    /// When it started and finished (microseconds).
+    pub(super) fn at(self, started_at: i64, finished_at: i64) -> Self {
+        Self {
+            started_at,
+            finished_at,
+            ..self
+        }
+    }
+}
+
+/// Records a provisioning run with its step log.
+pub(super) async fn insert_provisioning_run(
+    conn: &mut AnyConnection,
+    run: NewProvisioningRun<'_>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO provisioning_runs (id, tenant_id, status, started_at, finished_at, steps) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(run.id)
+    .bind(run.tenant_id.as_str())
+    .bind(run.status)
+    .bind(run.started_at)
+    .bind(run.finished_at)
+    .bind(json!(run.steps).to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

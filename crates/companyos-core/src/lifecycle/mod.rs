@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 
 use companyos_domain::error::Collector;
-use companyos_domain::plan::{RetentionPolicy, TOMBSTONE_DAYS_MAX};
+use companyos_domain::plan::TOMBSTONE_DAYS_MAX;
 use companyos_domain::tenant::{IllegalTransition, transition};
 use companyos_domain::time_util::{format_rfc3339, from_micros, to_micros};
 use companyos_domain::{
-    FieldError, LifecycleAction, PlanName, Reason, RegionName, TenantId, TenantStatus, WorkloadName,
+    FieldError, LifecycleAction, Reason, RegionName, TenantId, TenantStatus, WorkloadName,
 };
 use companyos_ledger::hash::sha256;
 use serde_json::{Value, json};
@@ -23,12 +23,12 @@ use crate::authz::{Principal, Resource, TenantAttributes, tenant_baseline_polici
 use crate::db::{StoreError, Tx};
 use crate::error::ServiceError;
 use crate::evidence::{EvidenceRecord, NewArtifact};
-use crate::jobs::outbound::OutboundPolicy;
 use crate::ledger_store;
 use crate::lifecycle::boundary::StepLog;
 use crate::settings::BoundaryDriverSettings;
 use crate::util::{new_id, new_token, token_fingerprint, token_hash};
 use companyos_domain::Action;
+use companyos_store::tenants;
 
 mod attempts;
 pub mod boundary;
@@ -37,113 +37,22 @@ mod placement;
 mod provision;
 mod purge;
 mod record;
-mod rows;
 mod transitions;
+mod validate;
 
 pub use attempts::*;
 pub use callbacks::ProvisioningRun;
+pub use companyos_store::tenants::TenantRow;
 pub use record::{TenantRecord, TenantView, Workload};
-pub(crate) use rows::*;
+use validate::ValidTenant;
 
 /// Upper bound on a tenant's display name.
 pub const TENANT_NAME_CHARS_MAX: usize = 200;
 /// Upper bound on replicas of one workload.
 pub const WORKLOAD_REPLICAS_MAX: i64 = 1000;
 
-/// A tenant as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TenantRow {
-    pub id: String,
-    pub name: String,
-    pub plan: String,
-    /// The version of `plan` in force today (a projection of the plan history, `billing`).
-    pub plan_version: u32,
-    /// The features of that version; `None` on a row written before the catalog.
-    pub entitlements: Option<Vec<String>>,
-    pub status: TenantStatus,
-    pub status_before_delete: Option<TenantStatus>,
-    pub home_region: String,
-    pub allowed_regions: Vec<String>,
-    pub deploy_regions: Vec<String>,
-    pub boundary_driver: String,
-    pub boundary: Value,
-    pub policy_text: String,
-    pub policy_sha256: String,
-    pub retention: RetentionPolicy,
-    pub audit_webhook_url: Option<String>,
-    pub dossier_evidence_id: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub suspended_at: Option<i64>,
-    pub deleted_at: Option<i64>,
-    pub purge_after: Option<i64>,
-    pub purged_at: Option<i64>,
-}
-
-const TENANT_COLUMNS: &str = "id, name, plan, status, status_before_delete, home_region, \
-    allowed_regions, deploy_regions, boundary_driver, boundary, policy_text, policy_sha256, \
-    tombstone_days, hard_delete_allowed, legal_hold, audit_webhook_url, dossier_evidence_id, \
-    created_at, updated_at, suspended_at, deleted_at, purge_after, purged_at, \
-    plan_version, entitlements";
-
-fn parse_status(text: &str) -> Result<TenantStatus, StoreError> {
-    TenantStatus::parse(text).ok_or_else(|| StoreError::corrupt(format!("tenant status {text:?}")))
-}
-
-fn json_list(text: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::corrupt(format!("tenant regions: {e}")))
-}
-
-fn row_to_tenant(row: &sqlx::any::AnyRow) -> Result<TenantRow, StoreError> {
-    let status: String = row.try_get("status")?;
-    let before: Option<String> = row.try_get("status_before_delete")?;
-    let boundary: String = row.try_get("boundary")?;
-    Ok(TenantRow {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        plan: row.try_get("plan")?,
-        plan_version: u32::try_from(row.try_get::<i64, _>("plan_version")?)
-            .map_err(|_| StoreError::corrupt("tenant plan version"))?,
-        entitlements: row
-            .try_get::<Option<String>, _>("entitlements")?
-            .as_deref()
-            .map(json_list)
-            .transpose()?,
-        status: parse_status(&status)?,
-        status_before_delete: before.as_deref().map(parse_status).transpose()?,
-        home_region: row.try_get("home_region")?,
-        allowed_regions: json_list(&row.try_get::<String, _>("allowed_regions")?)?,
-        deploy_regions: json_list(&row.try_get::<String, _>("deploy_regions")?)?,
-        boundary_driver: row.try_get("boundary_driver")?,
-        boundary: serde_json::from_str(&boundary)
-            .map_err(|e| StoreError::corrupt(format!("tenant boundary: {e}")))?,
-        policy_text: row.try_get("policy_text")?,
-        policy_sha256: row.try_get("policy_sha256")?,
-        retention: RetentionPolicy {
-            tombstone_days: u32::try_from(row.try_get::<i64, _>("tombstone_days")?)
-                .map_err(|_| StoreError::corrupt("tombstone days"))?,
-            hard_delete_allowed: row.try_get::<i64, _>("hard_delete_allowed")? != 0,
-            legal_hold: row.try_get::<i64, _>("legal_hold")? != 0,
-        },
-        audit_webhook_url: row.try_get("audit_webhook_url")?,
-        dossier_evidence_id: row.try_get("dossier_evidence_id")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        suspended_at: row.try_get("suspended_at")?,
-        deleted_at: row.try_get("deleted_at")?,
-        purge_after: row.try_get("purge_after")?,
-        purged_at: row.try_get("purged_at")?,
-    })
-}
-
 fn time_or_null(micros: Option<i64>) -> Value {
     micros.map_or(Value::Null, |m| json!(format_rfc3339(from_micros(m))))
-}
-
-impl TenantRow {
-    pub fn target(&self) -> String {
-        format!("tenant:{}", self.id)
-    }
 }
 
 /// Input of tenant creation, as received.
@@ -200,188 +109,23 @@ pub enum LifecycleOutcome {
     PendingApproval(ApprovalView),
 }
 
-struct ValidTenant {
-    id: TenantId,
-    name: String,
-    plan: PlanName,
-    home_region: RegionName,
-    allowed_regions: Vec<RegionName>,
-    deploy_regions: Vec<RegionName>,
-    audit_webhook_url: Option<String>,
-    retention: RetentionPolicy,
-}
-
-fn parse_region_list(
-    c: &mut Collector,
-    field: &str,
-    values: &[String],
-    catalog: &[RegionName],
-) -> Vec<RegionName> {
-    let mut out: Vec<RegionName> = Vec::new();
-    for (i, value) in values.iter().enumerate() {
-        let item_field = format!("{field}[{i}]");
-        if let Some(region) = c.take(RegionName::parse_field(value, &item_field)) {
-            if !catalog.contains(&region) {
-                c.push(FieldError::new(
-                    item_field,
-                    format!("{region} is not in the region catalog"),
-                ));
-            } else if out.contains(&region) {
-                c.push(FieldError::new(item_field, "is listed twice"));
-            } else {
-                out.push(region);
-            }
-        }
-    }
-    out
-}
-
-/// An audit webhook must be an http(s) URL the outbound policy lets deliveries reach (no
-/// loopback, private or metadata address, in any spelling, unless allowed).
-fn check_webhook_url(url: &str, policy: &OutboundPolicy) -> Result<(), FieldError> {
-    policy
-        .check_url(url)
-        .map(|_| ())
-        .map_err(|why| FieldError::new("audit_webhook_url", why))
-}
-
 impl App {
-    /// Validates a new tenant; `catalog_plan` is the latest catalog version of the plan it
-    /// names (`None`: not in the catalog, or not looked up on a failure path, where the
-    /// configured plans stand in).
-    fn validate_new_tenant(
-        &self,
-        input: &NewTenant,
-        catalog_plan: Option<&companyos_domain::catalog::PlanSpec>,
-    ) -> Result<ValidTenant, ServiceError> {
-        let settings = self.settings();
-        let mut c = Collector::new();
-        let id = c.take(TenantId::parse(&input.id));
-        let name = input.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > TENANT_NAME_CHARS_MAX {
-            c.push(FieldError::new(
-                "name",
-                format!("must be 1 to {TENANT_NAME_CHARS_MAX} characters"),
-            ));
-        }
-        let plan_text = input.plan.clone().unwrap_or_else(|| "standard".to_owned());
-        let plan = c.take(PlanName::parse(&plan_text));
-        if let Some(plan) = &plan {
-            if catalog_plan.is_none() && settings.plan(plan).is_none() {
-                let names: Vec<&str> = settings.plans.iter().map(|p| p.name.as_str()).collect();
-                c.push(FieldError::new(
-                    "plan",
-                    format!("must be one of the catalog's plans: {}", names.join(", ")),
-                ));
-            }
-        }
-        let catalog = &settings.regions;
-        let allowed = match &input.allowed_regions {
-            Some(list) if list.is_empty() => {
-                c.push(FieldError::new("allowed_regions", "must not be empty"));
-                Vec::new()
-            }
-            Some(list) => parse_region_list(&mut c, "allowed_regions", list, catalog),
-            None => Vec::new(),
-        };
-        let home = match &input.home_region {
-            Some(text) => c.take(RegionName::parse_field(text, "home_region")),
-            None => allowed
-                .first()
-                .cloned()
-                .or_else(|| catalog.first().cloned()),
-        };
-        let allowed = if input.allowed_regions.is_none() {
-            home.iter().cloned().collect()
-        } else {
-            allowed
-        };
-        if let Some(home) = &home {
-            if !catalog.contains(home) {
-                c.push(FieldError::new(
-                    "home_region",
-                    format!("{home} is not in the region catalog"),
-                ));
-            } else if !allowed.contains(home) && input.allowed_regions.is_some() {
-                c.push(FieldError::new(
-                    "home_region",
-                    "must be one of allowed_regions",
-                ));
-            }
-        }
-        let deploy = match &input.deploy_regions {
-            Some(list) => {
-                let parsed = parse_region_list(&mut c, "deploy_regions", list, catalog);
-                for (i, region) in parsed.iter().enumerate() {
-                    if !allowed.contains(region) {
-                        c.push(FieldError::new(
-                            format!("deploy_regions[{i}]"),
-                            "must be one of allowed_regions (residency)",
-                        ));
-                    }
-                }
-                parsed
-            }
-            None => home.iter().cloned().collect(),
-        };
-        if let Some(url) = &input.audit_webhook_url {
-            c.take(check_webhook_url(url, &settings.outbound));
-        }
-        let plan_retention = match catalog_plan {
-            Some(spec) => spec.retention.clone(),
-            None => plan
-                .as_ref()
-                .and_then(|p| settings.plan(p))
-                .map(|p| p.retention.clone())
-                .unwrap_or_default(),
-        };
-        let tombstone_days = input
-            .tombstone_days
-            .unwrap_or(plan_retention.tombstone_days);
-        if tombstone_days > TOMBSTONE_DAYS_MAX {
-            c.push(FieldError::new(
-                "tombstone_days",
-                format!("must be at most {TOMBSTONE_DAYS_MAX}"),
-            ));
-        }
-        c.finish()?;
-        match (id, plan, home) {
-            (Some(id), Some(plan), Some(home_region)) => Ok(ValidTenant {
-                id,
-                name,
-                plan,
-                home_region,
-                allowed_regions: allowed,
-                deploy_regions: deploy,
-                audit_webhook_url: input.audit_webhook_url.clone(),
-                retention: RetentionPolicy {
-                    tombstone_days,
-                    hard_delete_allowed: input
-                        .hard_delete_allowed
-                        .unwrap_or(plan_retention.hard_delete_allowed),
-                    legal_hold: input.legal_hold.unwrap_or(false),
-                },
-            }),
-            _ => Err(ServiceError::invalid("id", "is required")),
-        }
-    }
-
     /// The policy attributes of a tenant row.
     pub(crate) fn attributes_of(&self, tenant: &TenantRow) -> TenantAttributes {
         // The features of the version in force (billing); a row from before the catalog
         // falls back to the configured plan's.
         let entitlements = tenant.entitlements.clone().unwrap_or_else(|| {
-            PlanName::parse(&tenant.plan)
-                .ok()
-                .and_then(|p| self.settings().plan(&p).map(|p| p.entitlements.clone()))
+            self.settings()
+                .plan(&tenant.plan)
+                .map(|p| p.entitlements.clone())
                 .unwrap_or_default()
         });
         TenantAttributes {
-            id: tenant.id.clone(),
+            id: tenant.id.as_str().to_owned(),
             status: tenant.status.as_str().to_owned(),
-            plan: tenant.plan.clone(),
-            home_region: tenant.home_region.clone(),
-            allowed_regions: tenant.allowed_regions.clone(),
+            plan: tenant.plan.as_str().to_owned(),
+            home_region: tenant.home_region.as_str().to_owned(),
+            allowed_regions: region_texts(&tenant.allowed_regions),
             entitlements,
             plan_version: tenant.plan_version,
             quotas_used_up: Vec::new(),
@@ -397,7 +141,7 @@ impl App {
         conn: &mut AnyConnection,
         tenant_id: &str,
     ) -> Result<Option<TenantAttributes>, StoreError> {
-        Ok(load_tenant(conn, tenant_id, "")
+        Ok(tenant_named(conn, tenant_id)
             .await?
             .map(|t| self.attributes_of(&t)))
     }
@@ -411,7 +155,7 @@ impl App {
         id: &str,
         action: Action,
     ) -> Result<TenantRow, ServiceError> {
-        let tenant = load_tenant(conn, id, "").await?;
+        let tenant = tenant_named(conn, id).await?;
         match tenant {
             Some(tenant) => {
                 let attributes = self.attributes_of(&tenant);
@@ -420,16 +164,13 @@ impl App {
                     action,
                     Resource::Tenant(&attributes),
                     &tenant.target(),
-                    Some(&tenant.id),
+                    Some(tenant.id.as_str()),
                 )
                 .await?;
                 Ok(tenant)
             }
             None => {
-                let attributes = TenantAttributes {
-                    id: id.to_owned(),
-                    ..placeholder_tenant()
-                };
+                let attributes = placeholder_attributes(id);
                 self.authorize_read(
                     actor,
                     action,
@@ -448,9 +189,47 @@ impl App {
         tx: &mut Tx,
         tenant_id: &str,
     ) -> Result<TenantRow, ServiceError> {
-        load_tenant(tx, tenant_id, self.db().for_update())
+        tenant_named_for_update(tx, self.db(), tenant_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("tenant {tenant_id}")))
+    }
+}
+
+/// Regions as the policy attributes and wire shapes spell them.
+pub(crate) fn region_texts(regions: &[RegionName]) -> Vec<String> {
+    regions.iter().map(|r| r.as_str().to_owned()).collect()
+}
+
+/// A tenant's workloads, in the shape the API and the `workloads.scale` message show.
+pub(crate) async fn workloads_of(
+    conn: &mut AnyConnection,
+    tenant_id: &TenantId,
+) -> Result<Vec<Workload>, StoreError> {
+    let rows = tenants::workloads(conn, tenant_id).await?;
+    Ok(rows.into_iter().map(Workload::from).collect())
+}
+
+/// A tenant by an id as received: an id that does not parse names no tenant (ids are parsed
+/// when created, so none is stored), as unknown as one that parses and is not there.
+pub(crate) async fn tenant_named(
+    conn: &mut AnyConnection,
+    id: &str,
+) -> Result<Option<TenantRow>, StoreError> {
+    match TenantId::parse(id) {
+        Ok(id) => tenants::load(conn, &id).await,
+        Err(_) => Ok(None),
+    }
+}
+
+/// [`tenant_named`], locked for the rest of the transaction.
+pub(crate) async fn tenant_named_for_update(
+    conn: &mut AnyConnection,
+    db: &crate::db::Db,
+    id: &str,
+) -> Result<Option<TenantRow>, StoreError> {
+    match TenantId::parse(id) {
+        Ok(id) => tenants::load_for_update(conn, db, &id).await,
+        Err(_) => Ok(None),
     }
 }
 
@@ -481,7 +260,7 @@ impl Lifecycle<'_> {
                 Some(&tenant.id),
             )
             .await?;
-            let row = load_tenant(&mut conn, &tenant.id, "").await?;
+            let row = tenant_named(&mut conn, &tenant.id).await?;
             return Ok(row
                 .into_iter()
                 .filter(|t| status.is_none_or(|s| t.status == s))
@@ -495,25 +274,7 @@ impl Lifecycle<'_> {
             None,
         )
         .await?;
-        let rows = match status {
-            Some(status) => {
-                sqlx::query(&format!(
-                    "SELECT {TENANT_COLUMNS} FROM tenants WHERE status = $1 ORDER BY id"
-                ))
-                .bind(status.as_str())
-                .fetch_all(&mut *conn)
-                .await?
-            }
-            None => {
-                sqlx::query(&format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id"))
-                    .fetch_all(&mut *conn)
-                    .await?
-            }
-        };
-        Ok(rows
-            .iter()
-            .map(row_to_tenant)
-            .collect::<Result<Vec<_>, _>>()?)
+        Ok(tenants::list(&mut conn, status).await?)
     }
 
     /// One tenant; a tenant key reads only its own.
@@ -576,5 +337,30 @@ fn refuse_loosening_while_deleting(
             ),
             current_status: Some(tenant.status.as_str().to_owned()),
         }),
+    }
+}
+
+/// The policy attributes of a tenant id that names no tenant (so policy decides first).
+pub(crate) fn placeholder_attributes(id: &str) -> TenantAttributes {
+    TenantAttributes {
+        id: id.to_owned(),
+        ..placeholder_tenant()
+    }
+}
+
+/// Attributes used to authorize listing (no particular tenant).
+pub(crate) fn placeholder_tenant() -> TenantAttributes {
+    TenantAttributes {
+        id: "*".to_owned(),
+        status: "active".to_owned(),
+        plan: String::new(),
+        home_region: String::new(),
+        allowed_regions: Vec::new(),
+        entitlements: Vec::new(),
+        plan_version: 1,
+        quotas_used_up: Vec::new(),
+        legal_hold: false,
+        hard_delete_allowed: true,
+        policy_text: None,
     }
 }

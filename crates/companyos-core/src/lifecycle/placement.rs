@@ -37,41 +37,17 @@ impl Lifecycle<'_> {
                 &[("region", ""), ("operation", "remove")],
                 &mut entry,
             )?;
-            let mut c = Collector::new();
-            let add: Vec<RegionName> = add
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| c.take(RegionName::parse_field(r, &format!("add[{i}]"))))
-                .collect();
-            let remove: Vec<RegionName> = remove
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| c.take(RegionName::parse_field(r, &format!("remove[{i}]"))))
-                .collect();
-            if add.is_empty() && remove.is_empty() && c.is_empty() {
-                c.push(FieldError::new(
-                    "add",
-                    "name at least one region to add or remove",
-                ));
-            }
-            c.finish()?;
-            for region in &add {
-                self.require(
-                    actor,
-                    Action::TenantRegionsUpdate,
-                    Resource::Tenant(&attributes),
-                    &[("region", region.as_str()), ("operation", "add")],
-                    &mut entry,
-                )?;
-            }
-            for region in &remove {
-                self.require(
-                    actor,
-                    Action::TenantRegionsUpdate,
-                    Resource::Tenant(&attributes),
-                    &[("region", region.as_str()), ("operation", "remove")],
-                    &mut entry,
-                )?;
+            let (add, remove) = parse_region_changes(add, remove)?;
+            for (regions, operation) in [(&add, "add"), (&remove, "remove")] {
+                for region in regions {
+                    self.require(
+                        actor,
+                        Action::TenantRegionsUpdate,
+                        Resource::Tenant(&attributes),
+                        &[("region", region.as_str()), ("operation", operation)],
+                        &mut entry,
+                    )?;
+                }
             }
             if tenant.status.is_deleted() {
                 return Err(ServiceError::Conflict {
@@ -79,21 +55,19 @@ impl Lifecycle<'_> {
                     current_status: Some(tenant.status.as_str().to_owned()),
                 });
             }
-            let mut regions: BTreeSet<String> = tenant.deploy_regions.iter().cloned().collect();
-            for region in add {
-                regions.insert(region.into_string());
-            }
-            for region in remove {
-                regions.remove(region.as_str());
+            let mut regions: BTreeSet<RegionName> = tenant.deploy_regions.iter().cloned().collect();
+            regions.extend(add);
+            for region in &remove {
+                regions.remove(region);
             }
             tenant.deploy_regions = regions.into_iter().collect();
             tenant.updated_at = self.now_micros();
-            update_tenant(&mut tx, &tenant).await?;
+            tenants::update(&mut tx, &tenant).await?;
             crate::jobs::outbox::enqueue(
                 &mut tx,
                 self.now(),
                 "tenant.regions",
-                Some(&tenant.id),
+                Some(tenant.id.as_str()),
                 "driver",
                 json!({"tenant_id": tenant.id, "deploy_regions": tenant.deploy_regions}),
             )
@@ -149,18 +123,7 @@ impl Lifecycle<'_> {
                     current_status: Some(tenant.status.as_str().to_owned()),
                 });
             }
-            let existing = workloads_of(&mut tx, &tenant.id).await?;
-            let is_new = !existing.iter().any(|w| w.name == name.as_str());
-            let max = PlanName::parse(&tenant.plan)
-                .ok()
-                .and_then(|p| self.settings().plan(&p).map(|p| p.workloads_max))
-                .unwrap_or(0);
-            if is_new && existing.len() >= max as usize {
-                return Err(ServiceError::conflict(format!(
-                    "plan {} allows at most {max} workloads",
-                    tenant.plan
-                )));
-            }
+            self.check_workload_limit(&mut tx, &tenant, &name).await?;
             sqlx::query(
                 "INSERT INTO workloads (tenant_id, name, replicas, suspended_replicas, updated_at) \
                  VALUES ($1, $2, $3, NULL, $4) ON CONFLICT (tenant_id, name) \
@@ -226,50 +189,119 @@ impl Lifecycle<'_> {
                 &[],
                 &mut entry,
             )?;
-            if let Some(days) = tombstone_days {
-                if days > TOMBSTONE_DAYS_MAX {
-                    return Err(ServiceError::invalid(
-                        "tombstone_days",
-                        format!("must be at most {TOMBSTONE_DAYS_MAX}"),
-                    ));
-                }
-            }
-            let reason = reason.map(Reason::parse).transpose()?;
-            if reason.is_none() {
-                return Err(ServiceError::invalid("reason", "is required"));
-            }
-
-            if tenant.status == TenantStatus::Purged {
-                return Err(ServiceError::Conflict {
-                    message: format!("tenant {} is purged", tenant.id),
-                    current_status: Some("purged".to_owned()),
-                });
-            }
+            check_retention_change(&tenant, tombstone_days, reason)?;
             refuse_loosening_while_deleting(
                 &tenant,
                 tombstone_days,
                 legal_hold,
                 hard_delete_allowed,
             )?;
-            if let Some(days) = tombstone_days {
-                tenant.retention.tombstone_days = days;
-                if let Some(deleted_at) = tenant.deleted_at {
-                    tenant.purge_after = Some(to_micros(
-                        from_micros(deleted_at) + Duration::days(i64::from(days)),
-                    ));
-                }
-            }
-            if let Some(hold) = legal_hold {
-                tenant.retention.legal_hold = hold;
-            }
-            if let Some(allowed) = hard_delete_allowed {
-                tenant.retention.hard_delete_allowed = allowed;
-            }
+            apply_retention(&mut tenant, tombstone_days, legal_hold, hard_delete_allowed);
             tenant.updated_at = self.now_micros();
-            update_tenant(&mut tx, &tenant).await?;
+            tenants::update(&mut tx, &tenant).await?;
             Ok(tenant)
         }
         .await;
         self.finish(tx, entry, result).await
+    }
+}
+
+impl App {
+    /// A new workload must fit in the plan's `workloads_max`.
+    async fn check_workload_limit(
+        &self,
+        tx: &mut Tx,
+        tenant: &TenantRow,
+        name: &WorkloadName,
+    ) -> Result<(), ServiceError> {
+        let existing = workloads_of(tx, &tenant.id).await?;
+        let is_new = !existing.iter().any(|w| w.name == name.as_str());
+        let max = self
+            .settings()
+            .plan(&tenant.plan)
+            .map(|p| p.workloads_max)
+            .unwrap_or(0);
+        if is_new && existing.len() >= max as usize {
+            return Err(ServiceError::conflict(format!(
+                "plan {} allows at most {max} workloads",
+                tenant.plan
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The regions to add and remove, each parsed; at least one of either.
+fn parse_region_changes(
+    add: &[String],
+    remove: &[String],
+) -> Result<(Vec<RegionName>, Vec<RegionName>), ServiceError> {
+    let mut c = Collector::new();
+    let mut parse = |field: &str, regions: &[String]| -> Vec<RegionName> {
+        regions
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| c.take(RegionName::parse_field(r, &format!("{field}[{i}]"))))
+            .collect()
+    };
+    let add = parse("add", add);
+    let remove = parse("remove", remove);
+    if add.is_empty() && remove.is_empty() && c.is_empty() {
+        c.push(FieldError::new(
+            "add",
+            "name at least one region to add or remove",
+        ));
+    }
+    c.finish()?;
+    Ok((add, remove))
+}
+
+/// A retention change needs a reason and a tombstone within bounds, and a tenant not purged.
+fn check_retention_change(
+    tenant: &TenantRow,
+    tombstone_days: Option<u32>,
+    reason: Option<&str>,
+) -> Result<(), ServiceError> {
+    if let Some(days) = tombstone_days {
+        if days > TOMBSTONE_DAYS_MAX {
+            return Err(ServiceError::invalid(
+                "tombstone_days",
+                format!("must be at most {TOMBSTONE_DAYS_MAX}"),
+            ));
+        }
+    }
+    let reason = reason.map(Reason::parse).transpose()?;
+    if reason.is_none() {
+        return Err(ServiceError::invalid("reason", "is required"));
+    }
+    if tenant.status == TenantStatus::Purged {
+        return Err(ServiceError::Conflict {
+            message: format!("tenant {} is purged", tenant.id),
+            current_status: Some("purged".to_owned()),
+        });
+    }
+    Ok(())
+}
+
+/// Sets the members given; a deleted tenant's purge date follows a new tombstone period.
+fn apply_retention(
+    tenant: &mut TenantRow,
+    tombstone_days: Option<u32>,
+    legal_hold: Option<bool>,
+    hard_delete_allowed: Option<bool>,
+) {
+    if let Some(days) = tombstone_days {
+        tenant.retention.tombstone_days = days;
+        if let Some(deleted_at) = tenant.deleted_at {
+            tenant.purge_after = Some(to_micros(
+                from_micros(deleted_at) + Duration::days(i64::from(days)),
+            ));
+        }
+    }
+    if let Some(hold) = legal_hold {
+        tenant.retention.legal_hold = hold;
+    }
+    if let Some(allowed) = hard_delete_allowed {
+        tenant.retention.hard_delete_allowed = allowed;
     }
 }

@@ -2,9 +2,50 @@
 
 #[allow(unused_imports)]
 use super::*;
+use companyos_domain::boundary::BoundarySpec;
 use companyos_domain::{Action, LogId, TenantId};
+use time::OffsetDateTime;
+
+use super::boundary::StepError;
+use super::record::boundary_value;
 
 impl App {
+    /// The tenant row a creation starts from: no boundary yet, no policies, no dossier.
+    fn new_tenant_row(
+        &self,
+        valid: &ValidTenant,
+        status: TenantStatus,
+        plan: (u32, Option<Vec<String>>),
+        now_micros: i64,
+    ) -> TenantRow {
+        let (plan_version, entitlements) = plan;
+        TenantRow {
+            id: valid.id.clone(),
+            name: valid.name.clone(),
+            plan: valid.plan.clone(),
+            plan_version,
+            entitlements,
+            status,
+            status_before_delete: None,
+            home_region: valid.home_region.clone(),
+            allowed_regions: valid.allowed_regions.clone(),
+            deploy_regions: valid.deploy_regions.clone(),
+            boundary_driver: self.settings().boundary_driver.kind(),
+            boundary: None,
+            policy_text: String::new(),
+            policy_sha256: String::new(),
+            retention: valid.retention.clone(),
+            audit_webhook_url: valid.audit_webhook_url.clone(),
+            dossier_evidence_id: None,
+            created_at: now_micros,
+            updated_at: now_micros,
+            suspended_at: None,
+            deleted_at: None,
+            purge_after: None,
+            purged_at: None,
+        }
+    }
+
     pub(super) async fn create_tenant_in(
         &self,
         tx: &mut Tx,
@@ -25,42 +66,11 @@ impl App {
             ));
         };
         let now = self.now();
-        let mut tenant = TenantRow {
-            id: valid.id.as_str().to_owned(),
-            name: valid.name.clone(),
-            plan: valid.plan.as_str().to_owned(),
-            plan_version: catalog_plan.version,
-            entitlements: Some(
-                catalog_plan
-                    .spec
-                    .features
-                    .iter()
-                    .map(|f| f.as_str().to_owned())
-                    .collect(),
-            ),
-            status: TenantStatus::Provisioning,
-            status_before_delete: None,
-            home_region: valid.home_region.as_str().to_owned(),
-            allowed_regions: valid
-                .allowed_regions
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
-            deploy_regions: valid.deploy_regions.iter().map(|r| r.to_string()).collect(),
-            boundary_driver: self.settings().boundary_driver.name().to_owned(),
-            boundary: json!({}),
-            policy_text: String::new(),
-            policy_sha256: String::new(),
-            retention: valid.retention.clone(),
-            audit_webhook_url: valid.audit_webhook_url.clone(),
-            dossier_evidence_id: None,
-            created_at: to_micros(now),
-            updated_at: to_micros(now),
-            suspended_at: None,
-            deleted_at: None,
-            purge_after: None,
-            purged_at: None,
-        };
+        let features = catalog_plan.spec.features.iter();
+        let entitlements = features.map(|f| f.as_str().to_owned()).collect();
+        let plan = (catalog_plan.version, Some(entitlements));
+        let mut tenant =
+            self.new_tenant_row(&valid, TenantStatus::Provisioning, plan, to_micros(now));
         let attributes = self.attributes_of(&tenant);
         self.require(
             actor,
@@ -69,50 +79,14 @@ impl App {
             &[],
             entry,
         )?;
-        let taken: Option<String> = sqlx::query_scalar("SELECT status FROM tenants WHERE id = $1")
-            .bind(tenant.id.as_str())
-            .fetch_optional(&mut **tx)
-            .await?;
-        if let Some(status) = taken {
-            return Err(ServiceError::Conflict {
-                message: format!(
-                    "tenant id {} is taken (it is {status}); ids are never reused, not even after purge",
-                    tenant.id
-                ),
-                current_status: Some(status),
-            });
-        }
-        // A concurrent creation of the same id can pass the check above; the loser of the
-        // insert race gets the same conflict, not a store error.
-        insert_tenant(tx, &tenant).await.map_err(|e| {
-            if e.is_unique_violation() {
-                ServiceError::Conflict {
-                    message: format!(
-                        "tenant id {} is taken; ids are never reused, not even after purge",
-                        tenant.id
-                    ),
-                    current_status: None,
-                }
-            } else {
-                e.into()
-            }
-        })?;
+        insert_new_tenant(tx, &tenant).await?;
         let output = self
             .provision(tx, actor, &mut tenant, steps, audit_id)
             .await?;
         let run_id = new_id("prv", now);
-        sqlx::query(
-            "INSERT INTO provisioning_runs (id, tenant_id, status, started_at, finished_at, steps) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(run_id.as_str())
-        .bind(tenant.id.as_str())
-        .bind("succeeded")
-        .bind(to_micros(now))
-        .bind(self.now_micros())
-        .bind(json!(steps).to_string())
-        .execute(&mut **tx)
-        .await?;
+        let finished_micros = self.now_micros();
+        let run = NewProvisioningRun::new(&run_id, &tenant.id, "succeeded", steps);
+        insert_provisioning_run(tx, run.at(to_micros(now), finished_micros)).await?;
         if let Value::Object(details) = &mut entry.details {
             details.insert("provisioning_run".to_owned(), json!(run_id));
             details.insert("total_ms".to_owned(), json!(steps.total_ms()));
@@ -144,55 +118,15 @@ impl App {
         steps: &StepLog,
     ) -> Result<(), ServiceError> {
         let now = self.now_micros();
-        let tenant = TenantRow {
-            id: valid.id.as_str().to_owned(),
-            name: valid.name.clone(),
-            plan: valid.plan.as_str().to_owned(),
-            plan_version: 1,
-            entitlements: None,
-            status: TenantStatus::ProvisioningFailed,
-            status_before_delete: None,
-            home_region: valid.home_region.as_str().to_owned(),
-            allowed_regions: valid
-                .allowed_regions
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
-            deploy_regions: valid.deploy_regions.iter().map(|r| r.to_string()).collect(),
-            boundary_driver: self.settings().boundary_driver.name().to_owned(),
-            boundary: json!({}),
-            policy_text: String::new(),
-            policy_sha256: String::new(),
-            retention: valid.retention.clone(),
-            audit_webhook_url: valid.audit_webhook_url.clone(),
-            dossier_evidence_id: None,
-            created_at: now,
-            updated_at: now,
-            suspended_at: None,
-            deleted_at: None,
-            purge_after: None,
-            purged_at: None,
-        };
+        let status = TenantStatus::ProvisioningFailed;
+        let tenant = self.new_tenant_row(valid, status, (1, None), now);
         let mut tx = self.db().begin().await?;
-        let exists: Option<String> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
-            .bind(tenant.id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if exists.is_none() {
-            insert_tenant(&mut tx, &tenant).await?;
+        if tenants::status_of(&mut tx, &tenant.id).await?.is_none() {
+            tenants::insert(&mut tx, &tenant).await?;
         }
-        sqlx::query(
-            "INSERT INTO provisioning_runs (id, tenant_id, status, started_at, finished_at, steps) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(new_id("prv", self.now()))
-        .bind(tenant.id.as_str())
-        .bind("failed")
-        .bind(now)
-        .bind(now)
-        .bind(json!(steps).to_string())
-        .execute(&mut *tx)
-        .await?;
+        let run_id = new_id("prv", self.now());
+        let run = NewProvisioningRun::new(&run_id, &tenant.id, "failed", steps);
+        insert_provisioning_run(&mut tx, run.at(now, now)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -211,34 +145,75 @@ impl App {
         self.billing()
             .assign_initial_plan(tx, actor, tenant)
             .await?;
+        // Every step is recorded as started at the provisioning's start.
         let now = self.now();
+        let credentials = self.boundary_step(tx, tenant, steps, now).await?;
+        self.policies_step(tenant, steps, now).await?;
+        announce_steps(tenant, steps, now).await?;
+        let key = self.api_key_step(tx, &tenant.id, steps, now).await?;
+        let confirmed_by_driver = !matches!(
+            self.settings().boundary_driver,
+            BoundaryDriverSettings::Webhook { .. }
+        );
+        if confirmed_by_driver {
+            tenant.status = TenantStatus::Active;
+        } else {
+            self.request_boundary(tx, tenant).await?;
+        }
+        tenant.updated_at = self.now_micros();
+        tenants::update(tx, tenant).await?;
+        let mut dossier = None;
+        if confirmed_by_driver {
+            let record = self
+                .write_dossier(tx, actor, tenant, steps, &key.fingerprint, audit_id)
+                .await?;
+            tenant.dossier_evidence_id = Some(record.id.clone());
+            tenants::update(tx, tenant).await?;
+            dossier = Some(record);
+        }
+        Ok(ProvisionOutput {
+            api_key: key.api_key,
+            dossier,
+            credentials,
+        })
+    }
+
+    /// The `boundary` step: the configured driver creates the tenant's boundary, which the row
+    /// stores; its credentials (a `postgres` login) are returned to be shown once, and are
+    /// neither stored nor logged.
+    async fn boundary_step(
+        &self,
+        tx: &mut Tx,
+        tenant: &mut TenantRow,
+        steps: &mut StepLog,
+        now: OffsetDateTime,
+    ) -> Result<Option<Value>, ServiceError> {
         let driver = self.settings().boundary_driver.clone();
-        let rules = boundary::alert_rules(&tenant.id);
+        let rules = boundary::alert_rules(tenant.id.as_str());
         let db = self.db().clone();
         let data_dir = self.data_dir().to_owned();
-        let tenant_id = tenant.id.clone();
-        let boundary = steps
+        let tenant_id = tenant.id.as_str().to_owned();
+        let mut spec = steps
             .run("boundary", now, async {
-                let details =
+                let spec =
                     boundary::create_boundary(&driver, &db, tx, &data_dir, &tenant_id, &rules)
                         .await?;
-                // The step log is stored and shown later: never with the credentials.
-                let mut logged = details.clone();
-                if let Value::Object(map) = &mut logged {
-                    map.remove("credentials");
-                }
-                Ok((details, logged))
+                let logged = boundary_value(Some(&without_credentials(&spec)));
+                Ok((spec, logged))
             })
-            .await
-            .map_err(ServiceError::Internal)?;
-        let credentials = boundary.get("credentials").cloned();
-        let mut stored_boundary = boundary.clone();
-        if let Value::Object(map) = &mut stored_boundary {
-            // Credentials are shown once, in the creation response, and never stored.
-            map.remove("credentials");
-        }
-        tenant.boundary = stored_boundary;
+            .await?;
+        let credentials = spec.take_credentials().map(|c| json!(c));
+        tenant.boundary = Some(spec);
+        Ok(credentials)
+    }
 
+    /// The `baseline-policies` step: the tenant's baseline Cedar policies, validated and hashed.
+    async fn policies_step(
+        &self,
+        tenant: &mut TenantRow,
+        steps: &mut StepLog,
+        now: OffsetDateTime,
+    ) -> Result<(), ServiceError> {
         let attributes = self.attributes_of(tenant);
         let policy_text = tenant_baseline_policies(&attributes);
         let authz = self.authorizer();
@@ -246,40 +221,27 @@ impl App {
             .run("baseline-policies", now, async {
                 authz
                     .validate_tenant_policies(&policy_text)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| StepError::Failed(e.to_string()))?;
                 let hash = sha256(policy_text.as_bytes()).to_hex();
                 Ok((
                     hash.clone(),
                     json!({"tenant_policy_sha256": hash, "global_policy_sha256": authz.policy_sha256()}),
                 ))
             })
-            .await
-            .map_err(ServiceError::Internal)?;
+            .await?;
         tenant.policy_text = policy_text;
         tenant.policy_sha256 = policy_hash;
+        Ok(())
+    }
 
-        let labels =
-            json!({"tenant": tenant.id, "plan": tenant.plan, "home_region": tenant.home_region});
-        let rules_hash = sha256(rules.as_bytes()).to_hex();
-        steps
-            .run("observability", now, async {
-                Ok((
-                    (),
-                    json!({"metric_labels": labels, "alert_rules_sha256": rules_hash}),
-                ))
-            })
-            .await
-            .map_err(ServiceError::Internal)?;
-
-        let stream = format!("/v1/audit?tenant_id={}", tenant.id);
-        let webhook = tenant.audit_webhook_url.clone();
-        steps
-            .run("audit-hooks", now, async {
-                Ok(((), json!({"audit_stream": stream, "webhook": webhook})))
-            })
-            .await
-            .map_err(ServiceError::Internal)?;
-
+    /// The `api-key` step: the tenant's first API key, stored as its hash.
+    async fn api_key_step(
+        &self,
+        tx: &mut Tx,
+        tenant_id: &TenantId,
+        steps: &mut StepLog,
+        now: OffsetDateTime,
+    ) -> Result<NewTenantKey, ServiceError> {
         let api_key = new_token(TENANT_KEY_PREFIX);
         let key_id = new_id("tk", now);
         let fingerprint = token_fingerprint(&api_key);
@@ -296,48 +258,36 @@ impl App {
                 .bind(to_micros(now))
                 .execute(&mut **tx)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(StepError::database)?;
                 Ok(((), json!({"key_id": key_id, "fingerprint": fingerprint})))
             })
-            .await
-            .map_err(ServiceError::Internal)?;
-
-        let confirmed_by_driver = !matches!(driver, BoundaryDriverSettings::Webhook { .. });
-        if confirmed_by_driver {
-            tenant.status = TenantStatus::Active;
-        } else {
-            let attempt = open_provisioning_attempt(tx, &tenant.id, self.now()).await?;
-            crate::jobs::outbox::enqueue(
-                tx,
-                self.now(),
-                "boundary.create",
-                Some(&tenant.id),
-                "driver",
-                json!({"tenant_id": tenant.id, "plan": tenant.plan, "home_region": tenant.home_region,
-                       "attempt": attempt,
-                       "callback": format!("/v1/tenants/{}/provisioning/callback", tenant.id)}),
-            )
             .await?;
-        }
-        tenant.updated_at = self.now_micros();
-        update_tenant(tx, tenant).await?;
-
-        let mut dossier = None;
-        if confirmed_by_driver {
-            let record = self
-                .write_dossier(tx, actor, tenant, steps, &fingerprint, audit_id)
-                .await?;
-            tenant.dossier_evidence_id = Some(record.id.clone());
-            update_tenant(tx, tenant).await?;
-            dossier = Some(record);
-        }
-        Ok(ProvisionOutput {
+        Ok(NewTenantKey {
             api_key,
-            dossier,
-            credentials,
+            fingerprint,
         })
     }
 
+    /// The webhook driver's boundary is only requested: a new attempt, and the outbox tells
+    /// the provisioner, which calls back.
+    async fn request_boundary(&self, tx: &mut Tx, tenant: &TenantRow) -> Result<(), ServiceError> {
+        let attempt = open_provisioning_attempt(tx, tenant.id.as_str(), self.now()).await?;
+        crate::jobs::outbox::enqueue(
+            tx,
+            self.now(),
+            "boundary.create",
+            Some(tenant.id.as_str()),
+            "driver",
+            json!({"tenant_id": tenant.id, "plan": tenant.plan, "home_region": tenant.home_region,
+                   "attempt": attempt,
+                   "callback": format!("/v1/tenants/{}/provisioning/callback", tenant.id)}),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Writes the tenant's signed dossier (LIFE-1) with the `dossier` step appended to its
+    /// provisioning run.
     pub(super) async fn write_dossier(
         &self,
         tx: &mut Tx,
@@ -356,49 +306,7 @@ impl App {
                 .await?;
         let mut audit_ids = earlier_audit;
         audit_ids.push(audit_id.to_owned());
-        let plan = PlanName::parse(&tenant.plan)
-            .ok()
-            .and_then(|p| self.settings().plan(&p).cloned());
-        let rules = boundary::alert_rules(&tenant.id);
-        let mut document = json!({
-            "kind": "tenant-dossier",
-            "version": 1,
-            "generated_at": format_rfc3339(now),
-            "generated_by": actor.principal.actor_name(),
-            "tenant": TenantRecord::of(tenant, TenantView::Operator),
-            "plan": plan.map(|p| json!({
-                "name": p.name,
-                "entitlements": p.entitlements,
-                "monthly_quotas": p.monthly_quotas,
-                "retention": p.retention,
-                "workloads_max": p.workloads_max,
-            })),
-            "boundary": tenant.boundary,
-            "policies": {
-                "global_policy_sha256": self.authorizer().policy_sha256(),
-                "tenant_policy_sha256": tenant.policy_sha256,
-                "tenant_policy_text": tenant.policy_text,
-            },
-            "keys": {
-                "api_key_fingerprint": key_fingerprint,
-                "ledger_verifier_key": self.ledger().verifier_key(),
-                "evidence_public_key": self.evidence().public_key(),
-            },
-            "observability": {
-                "metric_labels": {"tenant": tenant.id, "plan": tenant.plan, "home_region": tenant.home_region},
-                "alert_rules": rules,
-                "alert_rules_sha256": sha256(rules.as_bytes()).to_hex(),
-            },
-            "audit_hooks": {
-                "audit_stream": format!("/v1/audit?tenant_id={}", tenant.id),
-                "webhook": tenant.audit_webhook_url,
-            },
-            "ledger": {
-                "log_id": LogId::Usage(TenantId::parse(&tenant.id)?).to_string(),
-                "origin": self.settings().tenant_origin(&tenant.id),
-            },
-            "audit_event_ids": audit_ids,
-        });
+        let mut document = self.dossier_document(actor, tenant, key_fingerprint, audit_ids);
         let dossier_ms = started.elapsed().as_secs_f64() * 1000.0;
         steps.steps.push(boundary::Step {
             name: "dossier".to_owned(),
@@ -421,7 +329,7 @@ impl App {
                 actor,
                 NewArtifact {
                     kind: "tenant-dossier",
-                    tenant_id: Some(tenant.id.clone()),
+                    tenant_id: Some(tenant.id.as_str().to_owned()),
                     file_name: format!("tenant-dossier-{}.json", tenant.id),
                     content_type: "application/json",
                     bytes,
@@ -430,6 +338,126 @@ impl App {
             )
             .await
     }
+
+    /// The dossier's document, but for its provisioning run.
+    fn dossier_document(
+        &self,
+        actor: &Actor,
+        tenant: &TenantRow,
+        key_fingerprint: &str,
+        audit_ids: Vec<String>,
+    ) -> Value {
+        let plan = self.settings().plan(&tenant.plan).cloned();
+        let rules = boundary::alert_rules(tenant.id.as_str());
+        json!({
+            "kind": "tenant-dossier",
+            "version": 1,
+            "generated_at": format_rfc3339(self.now()),
+            "generated_by": actor.principal.actor_name(),
+            "tenant": TenantRecord::of(tenant, TenantView::Operator),
+            "plan": plan.map(|p| json!({
+                "name": p.name,
+                "entitlements": p.entitlements,
+                "monthly_quotas": p.monthly_quotas,
+                "retention": p.retention,
+                "workloads_max": p.workloads_max,
+            })),
+            "boundary": boundary_value(tenant.boundary.as_ref()),
+            "policies": {
+                "global_policy_sha256": self.authorizer().policy_sha256(),
+                "tenant_policy_sha256": tenant.policy_sha256,
+                "tenant_policy_text": tenant.policy_text,
+            },
+            "keys": {
+                "api_key_fingerprint": key_fingerprint,
+                "ledger_verifier_key": self.ledger().verifier_key(),
+                "evidence_public_key": self.evidence().public_key(),
+            },
+            "observability": {
+                "metric_labels": {"tenant": tenant.id, "plan": tenant.plan, "home_region": tenant.home_region},
+                "alert_rules": rules,
+                "alert_rules_sha256": sha256(rules.as_bytes()).to_hex(),
+            },
+            "audit_hooks": {
+                "audit_stream": format!("/v1/audit?tenant_id={}", tenant.id),
+                "webhook": tenant.audit_webhook_url,
+            },
+            "ledger": {
+                "log_id": LogId::Usage(tenant.id.clone()).to_string(),
+                "origin": self.settings().tenant_origin(tenant.id.as_str()),
+            },
+            "audit_event_ids": audit_ids,
+        })
+    }
+}
+
+/// A tenant's first API key: the key (shown once) and its fingerprint (in the dossier).
+struct NewTenantKey {
+    api_key: String,
+    fingerprint: String,
+}
+
+/// A boundary as the step log records it: without credentials.
+fn without_credentials(spec: &BoundarySpec) -> BoundarySpec {
+    let mut logged = spec.clone();
+    logged.take_credentials();
+    logged
+}
+
+/// The `observability` and `audit-hooks` steps: what the tenant's metrics are labelled with and
+/// where its audit records go (nothing to create; recorded so the dossier names them).
+async fn announce_steps(
+    tenant: &TenantRow,
+    steps: &mut StepLog,
+    now: OffsetDateTime,
+) -> Result<(), ServiceError> {
+    let labels =
+        json!({"tenant": tenant.id, "plan": tenant.plan, "home_region": tenant.home_region});
+    let rules_hash = sha256(boundary::alert_rules(tenant.id.as_str()).as_bytes()).to_hex();
+    steps
+        .run("observability", now, async {
+            Ok((
+                (),
+                json!({"metric_labels": labels, "alert_rules_sha256": rules_hash}),
+            ))
+        })
+        .await?;
+    let stream = format!("/v1/audit?tenant_id={}", tenant.id);
+    let webhook = tenant.audit_webhook_url.clone();
+    steps
+        .run("audit-hooks", now, async {
+            Ok(((), json!({"audit_stream": stream, "webhook": webhook})))
+        })
+        .await?;
+    Ok(())
+}
+
+/// Inserts a new tenant row; its id must never have been used (not even by a purged tenant).
+async fn insert_new_tenant(tx: &mut Tx, tenant: &TenantRow) -> Result<(), ServiceError> {
+    if let Some(status) = tenants::status_of(tx, &tenant.id).await? {
+        return Err(ServiceError::Conflict {
+            message: format!(
+                "tenant id {} is taken (it is {status}); ids are never reused, not even after purge",
+                tenant.id
+            ),
+            current_status: Some(status.as_str().to_owned()),
+        });
+    }
+    // A concurrent creation of the same id can pass the check above; the loser of the
+    // insert race gets the same conflict, not a store error.
+    tenants::insert(tx, tenant).await.map_err(|e| {
+        if e.is_unique_violation() {
+            ServiceError::Conflict {
+                message: format!(
+                    "tenant id {} is taken; ids are never reused, not even after purge",
+                    tenant.id
+                ),
+                current_status: None,
+            }
+        } else {
+            e.into()
+        }
+    })
 }
 
 impl Lifecycle<'_> {
@@ -459,26 +487,7 @@ impl Lifecycle<'_> {
             Ok(created) => self.finish(tx, entry, Ok(created)).await,
             Err(error) => {
                 tx.rollback().await?;
-                let provisioning_failed = !steps.steps.is_empty();
-                if provisioning_failed {
-                    if let Ok(valid) = self.validate_new_tenant(&input, None) {
-                        // Best effort: the provisioning failed already, and its step log
-                        // is recorded below whatever happens here; a leftover is named in the
-                        // log for an operator to remove.
-                        if let Err(error) = boundary::remove_boundary(
-                            &json!({"driver": self.settings().boundary_driver.name()}),
-                            self.db(),
-                            &mut *self.db().readers().acquire().await?,
-                            self.data_dir(),
-                            valid.id.as_str(),
-                        )
-                        .await
-                        {
-                            tracing::warn!(tenant = %valid.id, %error, "could not remove the boundary of a failed provisioning");
-                        }
-                        self.record_failed_provisioning(&valid, &steps).await?;
-                    }
-                }
+                self.provisioning_failed(&input, &steps, &error).await?;
                 entry.id = None;
                 if let Value::Object(details) = &mut entry.details {
                     details.insert("steps".to_owned(), json!(steps));
@@ -487,5 +496,42 @@ impl Lifecycle<'_> {
                 Err(error)
             }
         }
+    }
+}
+
+impl App {
+    /// After a failed creation: when provisioning had started, its leftovers outside the
+    /// transaction are removed and, unless the failure was only for now, the id is reserved
+    /// in `provisioning_failed` with the step log, so that `retry` works. A temporary failure
+    /// (503) reserves nothing: the same request may simply be sent again.
+    async fn provisioning_failed(
+        &self,
+        input: &NewTenant,
+        steps: &StepLog,
+        error: &ServiceError,
+    ) -> Result<(), ServiceError> {
+        if steps.steps.is_empty() {
+            return Ok(());
+        }
+        let Ok(valid) = self.validate_new_tenant(input, None) else {
+            return Ok(());
+        };
+        // Best effort: the provisioning failed already, and its step log is recorded
+        // whatever happens here; a leftover is named in the log for an operator to remove.
+        if let Err(error) = boundary::remove_failed_boundary(
+            self.settings().boundary_driver.kind(),
+            self.db(),
+            &mut *self.db().readers().acquire().await?,
+            self.data_dir(),
+            valid.id.as_str(),
+        )
+        .await
+        {
+            tracing::warn!(tenant = %valid.id, %error, "could not remove the boundary of a failed provisioning");
+        }
+        if error.is_store_unavailable() {
+            return Ok(());
+        }
+        self.record_failed_provisioning(&valid, steps).await
     }
 }

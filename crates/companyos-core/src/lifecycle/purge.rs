@@ -3,6 +3,18 @@
 #[allow(unused_imports)]
 use super::*;
 use companyos_domain::LogId;
+use time::OffsetDateTime;
+
+use super::boundary::StepError;
+
+/// What a purge's steps deleted, with their step log.
+struct Purged {
+    steps: StepLog,
+    boundary: Value,
+    payloads: u64,
+    keys: u64,
+    workloads: u64,
+}
 
 impl App {
     pub(super) async fn purge(
@@ -15,118 +27,9 @@ impl App {
         warnings: &[String],
     ) -> Result<EvidenceRecord, ServiceError> {
         let now = self.now();
-        let mut steps = StepLog::default();
-        let db = self.db().clone();
-        let data_dir = self.data_dir().to_owned();
-        let boundary = tenant.boundary.clone();
-        let tenant_id = tenant.id.clone();
-        let removed = steps
-            .run("remove-boundary", now, async {
-                let details =
-                    boundary::remove_boundary(&boundary, &db, tx, &data_dir, &tenant_id).await?;
-                Ok((details.clone(), details))
-            })
-            .await
-            .map_err(ServiceError::Internal)?;
-        let payloads = steps
-            .run("delete-usage-payloads", now, async {
-                let deleted =
-                    crate::dedupe::delete_tenant_events(tx, db.backend(), tenant_id.as_str())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                sqlx::query("DELETE FROM usage_conflicts WHERE tenant_id = $1")
-                    .bind(tenant_id.as_str())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                sqlx::query("DELETE FROM usage_rejections WHERE tenant_id = $1")
-                    .bind(tenant_id.as_str())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok((deleted, json!({"usage_event_payloads_deleted": deleted})))
-            })
-            .await
-            .map_err(ServiceError::Internal)?;
-        let now_micros = to_micros(now);
-        let keys = steps
-            .run("revoke-keys", now, async {
-                let revoked = sqlx::query(
-                    "UPDATE tenant_keys SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL",
-                )
-                .bind(now_micros)
-                .bind(tenant_id.as_str())
-                .execute(&mut **tx)
-                .await
-                .map_err(|e| e.to_string())?
-                .rows_affected();
-                Ok((revoked, json!({"api_keys_revoked": revoked})))
-            })
-            .await
-            .map_err(ServiceError::Internal)?;
-        let workloads = steps
-            .run("delete-workloads", now, async {
-                let deleted = sqlx::query("DELETE FROM workloads WHERE tenant_id = $1")
-                    .bind(tenant_id.as_str())
-                    .execute(&mut **tx)
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .rows_affected();
-                Ok((deleted, json!({"workloads_deleted": deleted})))
-            })
-            .await
-            .map_err(ServiceError::Internal)?;
-        // The final checkpoint is signed in the purge transaction's view of the tree; signing
-        // needs its own transaction on the head, so it reads the committed head instead.
-        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
-        let head = ledger_store::read_head(tx, &log_id).await?;
-        let final_checkpoint = match head {
-            Some((size, root)) => {
-                let latest = ledger_store::latest_checkpoint(tx, &log_id).await?;
-                match latest {
-                    Some(c) if c.tree_size == size => Some(c.note),
-                    _ => {
-                        let note = sign_in_tx(
-                            self,
-                            tx,
-                            &log_id,
-                            &self.settings().tenant_origin(&tenant.id),
-                            size,
-                            root,
-                            latest,
-                        )
-                        .await?;
-                        Some(note)
-                    }
-                }
-            }
-            None => None,
-        };
-        // The approvals behind the deletion: the executed ones, and the one running now.
-        let approvals: Vec<Value> = sqlx::query(
-            "SELECT id, action, requested_by_name, requested_at, decided_by_name, decided_at, comment \
-             FROM approvals WHERE tenant_id = $1 AND (status = 'executed' OR id = $2) \
-             ORDER BY requested_at, id",
-        )
-        .bind(tenant.id.as_str())
-        .bind(approval_id.unwrap_or(""))
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|row| -> Result<Value, sqlx::Error> {
-            let id: String = row.try_get("id")?;
-            let running = Some(id.as_str()) == approval_id;
-            Ok(json!({
-                "action": row.try_get::<String, _>("action")?,
-                "requested_by": row.try_get::<String, _>("requested_by_name")?,
-                "requested_at": format_rfc3339(from_micros(row.try_get("requested_at")?)),
-                "approved_by": if running { json!(actor.principal.actor_name()) } else { json!(row.try_get::<Option<String>, _>("decided_by_name")?) },
-                "approved_at": if running { json!(format_rfc3339(now)) } else { time_or_null(row.try_get("decided_at")?) },
-                "comment": row.try_get::<Option<String>, _>("comment")?,
-                "id": id,
-            }))
-        })
-        .collect::<Result<_, _>>()?;
+        let purged = self.purge_steps(tx, tenant, now).await?;
+        let final_checkpoint = self.final_checkpoint(tx, &tenant.id).await?;
+        let approvals = deletion_approvals(tx, &tenant.id, actor, approval_id, now).await?;
         let certificate = json!({
             "kind": "deletion-certificate",
             "version": 1,
@@ -144,53 +47,135 @@ impl App {
             "approvals": approvals,
             "warnings_given": warnings,
             "deleted": {
-                "boundary": removed,
-                "usage_event_payloads": payloads,
-                "api_keys_revoked": keys,
-                "workloads": workloads,
+                "boundary": purged.boundary,
+                "usage_event_payloads": purged.payloads,
+                "api_keys_revoked": purged.keys,
+                "workloads": purged.workloads,
             },
-            "retained": [
-                {"what": "ledger leaves (event ids and digests) and signed checkpoints",
-                 "why": "every past checkpoint and inclusion proof given to the tenant stays verifiable"},
-                {"what": "daily usage rollups and reconciliation counters",
-                 "why": "financial records retention for issued statements"},
-                {"what": "audit records", "why": "the audit log is append-only and verifiable"},
-                {"what": "the tenant id and its tombstone row", "why": "ids are never reused"},
-            ],
+            "retained": retained_after_purge(),
             "final_checkpoint": final_checkpoint,
             "ledger_verifier_key": self.ledger().verifier_key(),
-            "steps": steps,
+            "steps": purged.steps,
         });
         let bytes = serde_json::to_vec_pretty(&certificate)
             .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        tenant.purged_at = Some(now_micros);
+        tenant.purged_at = Some(to_micros(now));
         self.evidence()
             .store_in(
                 tx,
                 actor,
                 NewArtifact {
                     kind: "deletion-certificate",
-                    tenant_id: Some(tenant.id.clone()),
+                    tenant_id: Some(tenant.id.as_str().to_owned()),
                     file_name: format!("deletion-certificate-{}.json", tenant.id),
                     content_type: "application/json",
                     bytes,
-                    metadata: json!({"usage_event_payloads_deleted": payloads}),
+                    metadata: json!({"usage_event_payloads_deleted": purged.payloads}),
                 },
             )
             .await
     }
 
+    /// The recorded steps of a purge: the boundary removed, the usage payloads (and conflicts
+    /// and rejections) deleted, the keys revoked, the workloads deleted.
+    async fn purge_steps(
+        &self,
+        tx: &mut Tx,
+        tenant: &TenantRow,
+        now: OffsetDateTime,
+    ) -> Result<Purged, ServiceError> {
+        let mut steps = StepLog::default();
+        let db = self.db().clone();
+        let data_dir = self.data_dir().to_owned();
+        let tenant_id = tenant.id.as_str();
+        let boundary = steps
+            .run("remove-boundary", now, async {
+                let spec = tenant.boundary.as_ref();
+                let details =
+                    boundary::remove_boundary(spec, &db, tx, &data_dir, tenant_id).await?;
+                Ok((details.clone(), details))
+            })
+            .await?;
+        let payloads = steps
+            .run("delete-usage-payloads", now, async {
+                let deleted =
+                    crate::dedupe::delete_tenant_events(tx, db.backend(), tenant_id).await?;
+                for table in ["usage_conflicts", "usage_rejections"] {
+                    sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
+                        .bind(tenant_id)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(StepError::database)?;
+                }
+                Ok((deleted, json!({"usage_event_payloads_deleted": deleted})))
+            })
+            .await?;
+        let keys = steps
+            .run("revoke-keys", now, async {
+                let revoked = sqlx::query(
+                    "UPDATE tenant_keys SET revoked_at = $1 WHERE tenant_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(to_micros(now))
+                .bind(tenant_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(StepError::database)?
+                .rows_affected();
+                Ok((revoked, json!({"api_keys_revoked": revoked})))
+            })
+            .await?;
+        let workloads = steps
+            .run("delete-workloads", now, async {
+                let deleted = sqlx::query("DELETE FROM workloads WHERE tenant_id = $1")
+                    .bind(tenant_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(StepError::database)?
+                    .rows_affected();
+                Ok((deleted, json!({"workloads_deleted": deleted})))
+            })
+            .await?;
+        Ok(Purged {
+            steps,
+            boundary,
+            payloads,
+            keys,
+            workloads,
+        })
+    }
+
+    /// The signed checkpoint of the tenant's whole log, the last one it will have. It is signed
+    /// in the purge transaction's view of the tree; signing needs its own transaction on the
+    /// head, so it reads the committed head instead.
+    async fn final_checkpoint(
+        &self,
+        tx: &mut Tx,
+        tenant_id: &TenantId,
+    ) -> Result<Option<String>, ServiceError> {
+        let log_id = LogId::Usage(tenant_id.clone());
+        let Some((size, root)) = ledger_store::read_head(tx, &log_id).await? else {
+            return Ok(None);
+        };
+        let latest = ledger_store::latest_checkpoint(tx, &log_id).await?;
+        if let Some(c) = latest.as_ref().filter(|c| c.tree_size == size) {
+            return Ok(Some(c.note.clone()));
+        }
+        let origin = self.settings().tenant_origin(tenant_id.as_str());
+        let note = sign_in_tx(self, tx, &log_id, &origin, size, root, latest).await?;
+        Ok(Some(note))
+    }
+
     pub(super) async fn scale_workloads_to_zero(
         &self,
         tx: &mut Tx,
-        tenant_id: &str,
+        tenant_id: &TenantId,
     ) -> Result<i64, ServiceError> {
         let updated = sqlx::query(
             "UPDATE workloads SET suspended_replicas = replicas, replicas = 0, updated_at = $1 \
              WHERE tenant_id = $2 AND suspended_replicas IS NULL",
         )
         .bind(self.now_micros())
-        .bind(tenant_id)
+        .bind(tenant_id.as_str())
         .execute(&mut **tx)
         .await?
         .rows_affected();
@@ -201,14 +186,14 @@ impl App {
     pub(super) async fn restore_workloads(
         &self,
         tx: &mut Tx,
-        tenant_id: &str,
+        tenant_id: &TenantId,
     ) -> Result<i64, ServiceError> {
         let updated = sqlx::query(
             "UPDATE workloads SET replicas = suspended_replicas, suspended_replicas = NULL, \
              updated_at = $1 WHERE tenant_id = $2 AND suspended_replicas IS NOT NULL",
         )
         .bind(self.now_micros())
-        .bind(tenant_id)
+        .bind(tenant_id.as_str())
         .execute(&mut **tx)
         .await?
         .rows_affected();
@@ -219,7 +204,7 @@ impl App {
     pub(super) async fn notify_workloads(
         &self,
         tx: &mut Tx,
-        tenant_id: &str,
+        tenant_id: &TenantId,
     ) -> Result<(), ServiceError> {
         let workloads = workloads_of(tx, tenant_id).await?;
         if workloads.is_empty() {
@@ -229,7 +214,7 @@ impl App {
             tx,
             self.now(),
             "workloads.scale",
-            Some(tenant_id),
+            Some(tenant_id.as_str()),
             "driver",
             json!({"tenant_id": tenant_id, "workloads": workloads}),
         )
@@ -274,4 +259,53 @@ async fn sign_in_tx(
     .execute(&mut **tx)
     .await?;
     Ok(note)
+}
+
+/// The approvals behind a deletion: the executed ones, and the one running now (decided by the
+/// purging actor, now).
+async fn deletion_approvals(
+    tx: &mut Tx,
+    tenant_id: &TenantId,
+    actor: &Actor,
+    approval_id: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<Vec<Value>, ServiceError> {
+    let rows = sqlx::query(
+        "SELECT id, action, requested_by_name, requested_at, decided_by_name, decided_at, comment \
+         FROM approvals WHERE tenant_id = $1 AND (status = 'executed' OR id = $2) \
+         ORDER BY requested_at, id",
+    )
+    .bind(tenant_id.as_str())
+    .bind(approval_id.unwrap_or(""))
+    .fetch_all(&mut **tx)
+    .await?;
+    let approvals = rows
+        .iter()
+        .map(|row| -> Result<Value, sqlx::Error> {
+            let id: String = row.try_get("id")?;
+            let running = Some(id.as_str()) == approval_id;
+            Ok(json!({
+                "action": row.try_get::<String, _>("action")?,
+                "requested_by": row.try_get::<String, _>("requested_by_name")?,
+                "requested_at": format_rfc3339(from_micros(row.try_get("requested_at")?)),
+                "approved_by": if running { json!(actor.principal.actor_name()) } else { json!(row.try_get::<Option<String>, _>("decided_by_name")?) },
+                "approved_at": if running { json!(format_rfc3339(now)) } else { time_or_null(row.try_get("decided_at")?) },
+                "comment": row.try_get::<Option<String>, _>("comment")?,
+                "id": id,
+            }))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(approvals)
+}
+
+/// What a purge keeps, and why (the certificate's `retained`).
+fn retained_after_purge() -> Value {
+    json!([
+        {"what": "ledger leaves (event ids and digests) and signed checkpoints",
+         "why": "every past checkpoint and inclusion proof given to the tenant stays verifiable"},
+        {"what": "daily usage rollups and reconciliation counters",
+         "why": "financial records retention for issued statements"},
+        {"what": "audit records", "why": "the audit log is append-only and verifiable"},
+        {"what": "the tenant id and its tombstone row", "why": "ids are never reused"},
+    ])
 }

@@ -2,8 +2,11 @@
 //! core also writes into signed documents (the dossier) and outbox messages
 //! (`workloads.scale`), so they are defined once, here, as `Serialize` types.
 
+use companyos_domain::RegionName;
+use companyos_domain::boundary::BoundarySpec;
 use companyos_domain::plan::RetentionPolicy;
 use companyos_domain::time_util::{format_rfc3339, from_micros};
+use companyos_store::tenants::WorkloadRow;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
@@ -31,13 +34,22 @@ impl TenantView {
 /// hidden from tenants until someone decides it is theirs to see.
 const TENANT_VISIBLE_BOUNDARY: [&str; 5] = ["driver", "state", "mode", "schema", "role"];
 
-fn boundary_for(view: TenantView, boundary: &Value) -> Value {
-    match (view, boundary) {
-        (TenantView::Operator, _) => boundary.clone(),
+/// A stored boundary as the JSON object the tenant row holds (`{}` for none).
+pub fn boundary_value(boundary: Option<&BoundarySpec>) -> Value {
+    match boundary.map(serde_json::to_value) {
+        Some(Ok(value)) => value,
+        // A spec of strings, numbers and JSON values always serializes.
+        Some(Err(error)) => unreachable!("a boundary spec serializes: {error}"),
+        None => Value::Object(serde_json::Map::new()),
+    }
+}
+
+fn boundary_for(view: TenantView, boundary: Option<&BoundarySpec>) -> Value {
+    match (view, boundary_value(boundary)) {
+        (TenantView::Operator, value) => value,
         (TenantView::Tenant, Value::Object(map)) => Value::Object(
-            map.iter()
+            map.into_iter()
                 .filter(|(key, _)| TENANT_VISIBLE_BOUNDARY.contains(&key.as_str()))
-                .map(|(key, value)| (key.clone(), value.clone()))
                 .collect(),
         ),
         (TenantView::Tenant, _) => Value::Object(serde_json::Map::new()),
@@ -68,8 +80,8 @@ pub struct TenantRecord<'a> {
     pub plan: &'a str,
     pub plan_version: u32,
     pub home_region: &'a str,
-    pub allowed_regions: &'a [String],
-    pub deploy_regions: &'a [String],
+    pub allowed_regions: &'a [RegionName],
+    pub deploy_regions: &'a [RegionName],
     #[serde(serialize_with = "rfc3339_micros")]
     pub created_at: i64,
     #[serde(serialize_with = "rfc3339_micros")]
@@ -92,12 +104,12 @@ pub struct TenantRecord<'a> {
 impl<'a> TenantRecord<'a> {
     pub fn of(tenant: &'a TenantRow, view: TenantView) -> Self {
         Self {
-            id: &tenant.id,
+            id: tenant.id.as_str(),
             name: &tenant.name,
             status: tenant.status.as_str(),
-            plan: &tenant.plan,
+            plan: tenant.plan.as_str(),
             plan_version: tenant.plan_version,
-            home_region: &tenant.home_region,
+            home_region: tenant.home_region.as_str(),
             allowed_regions: &tenant.allowed_regions,
             deploy_regions: &tenant.deploy_regions,
             created_at: tenant.created_at,
@@ -106,7 +118,7 @@ impl<'a> TenantRecord<'a> {
             deleted_at: tenant.deleted_at,
             purge_after: tenant.purge_after,
             purged_at: tenant.purged_at,
-            boundary: boundary_for(view, &tenant.boundary),
+            boundary: boundary_for(view, tenant.boundary.as_ref()),
             policy_sha256: &tenant.policy_sha256,
             retention: &tenant.retention,
             audit_webhook_url: tenant.audit_webhook_url.as_deref(),
@@ -124,4 +136,49 @@ pub struct Workload {
     pub suspended_replicas: Option<i64>,
     #[serde(serialize_with = "rfc3339_micros")]
     pub updated_at: i64,
+}
+
+impl From<WorkloadRow> for Workload {
+    fn from(row: WorkloadRow) -> Self {
+        Self {
+            name: row.name,
+            replicas: row.replicas,
+            suspended_replicas: row.suspended_replicas,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A webhook boundary after a callback, with the provisioner's details in the order it
+    /// sent them: in this crate (through Cedar) serde_json keeps that order, so the stored
+    /// text reads and writes back byte for byte, unsorted.
+    const ANSWERED_WEBHOOK: &str = r#"{"driver":"webhook","provisioner":"https://p.example","state":"ready","provisioner_details":{"zone":"b","cluster":"eu-1","nodes":[3,1.50]}}"#;
+
+    #[test]
+    fn provisioner_details_keep_their_order() -> Result<(), Box<dyn std::error::Error>> {
+        let spec = BoundarySpec::from_stored(ANSWERED_WEBHOOK)?;
+        assert_eq!(BoundarySpec::stored_text(spec.as_ref()), ANSWERED_WEBHOOK);
+        Ok(())
+    }
+
+    #[test]
+    fn tenants_see_only_the_allowed_boundary_members() -> Result<(), Box<dyn std::error::Error>> {
+        let spec = BoundarySpec::from_stored(ANSWERED_WEBHOOK)?;
+        assert_eq!(
+            boundary_for(TenantView::Tenant, spec.as_ref()),
+            json!({"driver": "webhook", "state": "ready"})
+        );
+        assert_eq!(
+            boundary_for(TenantView::Operator, spec.as_ref()).to_string(),
+            ANSWERED_WEBHOOK
+        );
+        assert_eq!(boundary_for(TenantView::Tenant, None), json!({}));
+        assert_eq!(boundary_for(TenantView::Operator, None), json!({}));
+        Ok(())
+    }
 }

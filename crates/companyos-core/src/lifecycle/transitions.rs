@@ -3,6 +3,7 @@
 //! settings require one, applied to the tenant's boundary, and signed into the tenant's log.
 
 use super::*;
+use companyos_domain::boundary::BoundarySpec;
 
 impl Lifecycle<'_> {
     /// Suspend, reactivate, delete, restore or purge a tenant, through an approval when the
@@ -51,7 +52,7 @@ impl App {
             &[],
             entry,
         )?;
-        let reason = validate_lifecycle_request(&tenant.id, action, request)?;
+        let reason = validate_lifecycle_request(tenant.id.as_str(), action, request)?;
         let transition =
             transition(tenant.status, action, tenant.status_before_delete).map_err(illegal)?;
         if !transition.changes() {
@@ -104,7 +105,7 @@ impl App {
         .bind(tenant.id.as_str())
         .fetch_one(&mut *conn)
         .await?;
-        let boundary = boundary_summary(&tenant.boundary);
+        let boundary = boundary_summary(tenant.boundary.as_ref());
         Ok(match action {
             LifecycleAction::Delete => {
                 let purge_at =
@@ -146,11 +147,11 @@ impl App {
         reason: &str,
     ) -> Result<Value, ServiceError> {
         let details = boundary::set_boundary_access(
-            &tenant.boundary,
+            tenant.boundary.as_ref(),
             self.db(),
             tx,
             self.data_dir(),
-            &tenant.id,
+            tenant.id.as_str(),
             allowed,
             reason,
         )
@@ -174,67 +175,25 @@ impl App {
             transition(tenant.status, action, tenant.status_before_delete).map_err(illegal)?;
         let now = self.now();
         let now_micros = to_micros(now);
-        let mut warnings = Vec::new();
-        let mut evidence = None;
         let mut details = json!({"from": transition.from.as_str(), "to": transition.to.as_str()});
         if let Some(id) = approval_id {
             details["approval_id"] = json!(id);
         }
-        match action {
-            LifecycleAction::Suspend => {
-                let boundary = self.set_tenant_access(tx, tenant, false, reason).await?;
-                let scaled = self.scale_workloads_to_zero(tx, &tenant.id).await?;
-                tenant.suspended_at = Some(now_micros);
-                details["boundary"] = boundary;
-                details["workloads_scaled_to_zero"] = json!(scaled);
-            }
-            LifecycleAction::Reactivate => {
-                let boundary = self.set_tenant_access(tx, tenant, true, reason).await?;
-                let restored = self.restore_workloads(tx, &tenant.id).await?;
-                tenant.suspended_at = None;
-                details["boundary"] = boundary;
-                details["workloads_restored"] = json!(restored);
-            }
-            LifecycleAction::Delete => {
-                warnings = self.warnings(tx, tenant, action).await?;
-                if tenant.status == TenantStatus::Active {
-                    self.set_tenant_access(tx, tenant, false, reason).await?;
-                    self.scale_workloads_to_zero(tx, &tenant.id).await?;
-                }
-                tenant.status_before_delete = Some(tenant.status);
-                tenant.deleted_at = Some(now_micros);
-                tenant.purge_after = Some(to_micros(
-                    now + Duration::days(i64::from(tenant.retention.tombstone_days)),
-                ));
-                details["purge_after"] = time_or_null(tenant.purge_after);
-                details["warnings"] = json!(warnings);
-            }
-            LifecycleAction::Restore => {
-                if transition.to == TenantStatus::Active {
-                    self.set_tenant_access(tx, tenant, true, reason).await?;
-                    self.restore_workloads(tx, &tenant.id).await?;
-                }
-                tenant.status_before_delete = None;
-                tenant.deleted_at = None;
-                tenant.purge_after = None;
-            }
-            LifecycleAction::Purge => {
-                warnings = self.warnings(tx, tenant, action).await?;
-                let record = self
-                    .purge(tx, actor, tenant, reason, approval_id, &warnings)
-                    .await?;
-                details["deletion_certificate"] = json!(record.id);
-                evidence = Some(record);
-            }
-        }
+        let step = TransitionStep {
+            action,
+            to: transition.to,
+            reason,
+            approval_id,
+        };
+        let (warnings, evidence) = self.act_on(tx, actor, tenant, &step, &mut details).await?;
         tenant.status = transition.to;
         tenant.updated_at = now_micros;
-        update_tenant(tx, tenant).await?;
+        tenants::update(tx, tenant).await?;
         crate::jobs::outbox::enqueue(
             tx,
             now,
             action.cedar_action().as_str(),
-            Some(&tenant.id),
+            Some(tenant.id.as_str()),
             "driver",
             json!({"tenant_id": tenant.id, "status": tenant.status.as_str(), "reason": reason}),
         )
@@ -250,6 +209,79 @@ impl App {
         );
         Ok((warnings, evidence))
     }
+
+    /// What the action does besides the status change: at the boundary, to the workloads, to
+    /// the retention dates, or the purge itself; its audit details go into `details`.
+    async fn act_on(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        tenant: &mut TenantRow,
+        step: &TransitionStep<'_>,
+        details: &mut Value,
+    ) -> Result<(Vec<String>, Option<EvidenceRecord>), ServiceError> {
+        let now = self.now();
+        let now_micros = to_micros(now);
+        let reason = step.reason;
+        let mut warnings = Vec::new();
+        let mut evidence = None;
+        match step.action {
+            LifecycleAction::Suspend => {
+                let boundary = self.set_tenant_access(tx, tenant, false, reason).await?;
+                let scaled = self.scale_workloads_to_zero(tx, &tenant.id).await?;
+                tenant.suspended_at = Some(now_micros);
+                details["boundary"] = boundary;
+                details["workloads_scaled_to_zero"] = json!(scaled);
+            }
+            LifecycleAction::Reactivate => {
+                let boundary = self.set_tenant_access(tx, tenant, true, reason).await?;
+                let restored = self.restore_workloads(tx, &tenant.id).await?;
+                tenant.suspended_at = None;
+                details["boundary"] = boundary;
+                details["workloads_restored"] = json!(restored);
+            }
+            LifecycleAction::Delete => {
+                warnings = self.warnings(tx, tenant, step.action).await?;
+                if tenant.status == TenantStatus::Active {
+                    self.set_tenant_access(tx, tenant, false, reason).await?;
+                    self.scale_workloads_to_zero(tx, &tenant.id).await?;
+                }
+                tenant.status_before_delete = Some(tenant.status);
+                tenant.deleted_at = Some(now_micros);
+                tenant.purge_after = Some(to_micros(
+                    now + Duration::days(i64::from(tenant.retention.tombstone_days)),
+                ));
+                details["purge_after"] = time_or_null(tenant.purge_after);
+                details["warnings"] = json!(warnings);
+            }
+            LifecycleAction::Restore => {
+                if step.to == TenantStatus::Active {
+                    self.set_tenant_access(tx, tenant, true, reason).await?;
+                    self.restore_workloads(tx, &tenant.id).await?;
+                }
+                tenant.status_before_delete = None;
+                tenant.deleted_at = None;
+                tenant.purge_after = None;
+            }
+            LifecycleAction::Purge => {
+                warnings = self.warnings(tx, tenant, step.action).await?;
+                let record = self
+                    .purge(tx, actor, tenant, reason, step.approval_id, &warnings)
+                    .await?;
+                details["deletion_certificate"] = json!(record.id);
+                evidence = Some(record);
+            }
+        }
+        Ok((warnings, evidence))
+    }
+}
+
+/// A settled transition: the action, the status it leads to, and why.
+struct TransitionStep<'a> {
+    action: LifecycleAction,
+    to: TenantStatus,
+    reason: &'a str,
+    approval_id: Option<&'a str>,
 }
 
 fn validate_lifecycle_request(
@@ -289,21 +321,14 @@ fn illegal(error: IllegalTransition) -> ServiceError {
     }
 }
 
-fn boundary_summary(boundary: &Value) -> String {
-    match boundary.get("driver").and_then(Value::as_str) {
-        Some("directory") => format!(
-            "the boundary directory {}",
-            boundary.get("path").and_then(Value::as_str).unwrap_or("?")
-        ),
-        Some("postgres") => format!(
-            "the PostgreSQL schema {} and role {}",
-            boundary
-                .get("schema")
-                .and_then(Value::as_str)
-                .unwrap_or("?"),
-            boundary.get("role").and_then(Value::as_str).unwrap_or("?")
-        ),
-        Some(driver) => format!("the {driver} boundary"),
+/// The boundary a purge deletes, as its warnings name it.
+fn boundary_summary(boundary: Option<&BoundarySpec>) -> String {
+    match boundary {
+        Some(BoundarySpec::Directory { path, .. }) => format!("the boundary directory {path}"),
+        Some(BoundarySpec::Postgres { schema, role, .. }) => {
+            format!("the PostgreSQL schema {schema} and role {role}")
+        }
+        Some(spec) => format!("the {} boundary", spec.driver()),
         None => "the boundary".to_owned(),
     }
 }

@@ -21,7 +21,7 @@ use crate::error::ServiceError;
 use crate::evidence::{EvidenceRecord, NewArtifact};
 use crate::ledger_store;
 use companyos_domain::Action;
-use companyos_domain::{LogId, TenantId};
+use companyos_domain::LogId;
 
 pub mod integrity;
 
@@ -245,7 +245,7 @@ impl Metering<'_> {
                 row.closed = true;
             }
         }
-        for (day, gap) in gaps_of(&mut conn, &tenant.id).await? {
+        for (day, gap) in gaps_of(&mut conn, tenant.id.as_str()).await? {
             if let Some(row) = days.get_mut(&day) {
                 row.missing += i64::try_from(gap.to_seq - gap.from_seq + 1).unwrap_or(i64::MAX);
                 row.gaps.push(gap);
@@ -268,12 +268,14 @@ impl Metering<'_> {
             .await?;
         drop(conn);
         let days = (day_number(from), day_number(to));
-        let reconciliation = self.reconciliation(actor, &tenant.id, from, to).await?;
-        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
-        let origin = self.settings().tenant_origin(&tenant.id);
+        let reconciliation = self
+            .reconciliation(actor, tenant.id.as_str(), from, to)
+            .await?;
+        let log_id = LogId::Usage(tenant.id.clone());
+        let origin = self.settings().tenant_origin(tenant.id.as_str());
         let checkpoint = self.ledger().sign_checkpoint(&log_id, &origin).await?;
         let (stored, rollups, tree) = self
-            .snapshot_checks(&tenant.id, &log_id, &origin, days)
+            .snapshot_checks(tenant.id.as_str(), &log_id, &origin, days)
             .await?;
         let totals = integrity::Totals::of(&reconciliation);
         let ratio = totals.missing_ratio();
@@ -287,7 +289,7 @@ impl Metering<'_> {
         let report = IntegrityReport {
             kind: "integrity-report",
             version: 1,
-            tenant_id: tenant.id.clone(),
+            tenant_id: tenant.id.as_str().to_owned(),
             from: format_day(from),
             to: format_day(to),
             generated_at: format_rfc3339(self.now()),
@@ -305,7 +307,7 @@ impl Metering<'_> {
             reconciliation,
         };
         let record = self
-            .store_integrity_report(actor, &tenant.id, (from, to), &report)
+            .store_integrity_report(actor, tenant.id.as_str(), (from, to), &report)
             .await?;
         Ok((report, record))
     }

@@ -72,7 +72,7 @@ impl Statements<'_> {
         closed_through: time::Date,
     ) -> Result<Vec<StatementMonth>, ServiceError> {
         let mut conn = self.app.db().readers().acquire().await?;
-        let Some(tenant) = crate::lifecycle::load_tenant(&mut conn, tenant_id, "").await? else {
+        let Some(tenant) = crate::lifecycle::tenant_named(&mut conn, tenant_id).await? else {
             return Ok(Vec::new());
         };
         let finals = final_months(&mut conn, tenant_id).await?;
@@ -97,7 +97,7 @@ impl Statements<'_> {
         let app = self.app;
         let actor = Actor::system(MONTH_CLOSE_JOB);
         let mut conn = app.db().readers().acquire().await?;
-        let Some(tenant) = crate::lifecycle::load_tenant(&mut conn, tenant_id, "").await? else {
+        let Some(tenant) = crate::lifecycle::tenant_named(&mut conn, tenant_id).await? else {
             return Ok(None);
         };
         let statement = self
@@ -107,7 +107,7 @@ impl Statements<'_> {
         let document = StatementDocument::of(statement);
         let mut entry = app
             .entry(&actor, "statement.finalize", &tenant.target())
-            .tenant(&tenant.id)
+            .tenant(tenant.id.as_str())
             .details(json!({
                 "month": month.label(),
                 "sha256": document.sha256,
@@ -173,7 +173,7 @@ async fn announce(
         tx,
         app.now(),
         "statement.final",
-        Some(&tenant.id),
+        Some(tenant.id.as_str()),
         url,
         json!({
             "type": "statement.final",

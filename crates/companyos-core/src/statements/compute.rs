@@ -33,15 +33,17 @@ impl Statements<'_> {
         status: StatementStatus,
     ) -> Result<Statement, ServiceError> {
         let app = self.app;
-        let tenant_id = TenantId::parse(&tenant.id)?;
-        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
-        let origin = app.settings().tenant_origin(&tenant.id);
+        let tenant_id = tenant.id.clone();
+        let log_id = LogId::Usage(tenant.id.clone());
+        let origin = app.settings().tenant_origin(tenant.id.as_str());
         // Signed first: the events counted are exactly those the checkpoint covers.
         let checkpoint = app.ledger().sign_checkpoint(&log_id, &origin).await?;
         let tree_size = checkpoint.as_ref().map_or(0, |c| c.tree_size);
         let oldest = (0..ADJUSTMENT_LOOKBACK_MONTHS).fold(month, |m, _| m.previous());
-        let mut events =
-            events_by_month(conn, &tenant.id, tree_size, &|m| m >= oldest && m <= month).await?;
+        let mut events = events_by_month(conn, tenant.id.as_str(), tree_size, &|m| {
+            m >= oldest && m <= month
+        })
+        .await?;
         let this_month = events.remove(&month).unwrap_or_default();
         let plans = self.plans_for_month(&tenant_id, month).await?;
         let usage: Vec<_> = this_month.iter().map(|e| e.usage.clone()).collect();
@@ -54,7 +56,7 @@ impl Statements<'_> {
             tenant_id,
             month,
             status,
-            counts: counts(conn, &tenant.id, month).await?,
+            counts: counts(conn, tenant.id.as_str(), month).await?,
             ledger: StatementLedger {
                 from_seq: this_month.iter().map(|e| e.seq).min(),
                 to_seq: this_month.iter().map(|e| e.seq).max(),
@@ -70,7 +72,7 @@ impl Statements<'_> {
                     sha256: tenant.policy_sha256.clone(),
                 },
             ],
-            quota_events: quota_events(conn, &tenant.id, month).await?,
+            quota_events: quota_events(conn, tenant.id.as_str(), month).await?,
             generated_at: format_rfc3339(app.now()),
         };
         Ok(Statement::assemble(facts, &plans, &money, &adjustments))

@@ -51,7 +51,7 @@ impl Statements<'_> {
         let (lines, note) = app
             .audit_lines(
                 &mut conn,
-                &tenant.id,
+                tenant.id.as_str(),
                 to_micros(day_start(from)),
                 to_micros(day_start(end)),
             )
@@ -68,7 +68,7 @@ impl Statements<'_> {
         )?;
         let entry = app
             .entry(actor, "tenant.disclose", &tenant.target())
-            .tenant(&tenant.id)
+            .tenant(tenant.id.as_str())
             .details(json!({
                 "from": from.to_string(),
                 "to": to.to_string(),

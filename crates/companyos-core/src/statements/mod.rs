@@ -129,7 +129,7 @@ impl Statements<'_> {
                 tenant.id
             )));
         }
-        if let Some(stored) = stored_final(conn, &tenant.id, month).await? {
+        if let Some(stored) = stored_final(conn, tenant.id.as_str(), month).await? {
             return Ok(stored);
         }
         let statement = self

@@ -64,7 +64,7 @@ impl Statements<'_> {
         )?;
         let entry = app
             .entry(actor, "statement.pack", &tenant.target())
-            .tenant(&tenant.id)
+            .tenant(tenant.id.as_str())
             .details(json!({
                 "month": month.label(),
                 "statement_sha256": document.sha256,
@@ -96,7 +96,8 @@ impl Statements<'_> {
         let tree_size = checkpoint_size(&note)?;
         files.insert("checkpoint.txt".into(), note.into_bytes());
         let month = statement.month;
-        let mut events = events_by_month(conn, &tenant.id, tree_size, &|m| m == month).await?;
+        let mut events =
+            events_by_month(conn, tenant.id.as_str(), tree_size, &|m| m == month).await?;
         let events = events.remove(&month).unwrap_or_default();
         if events.is_empty() && statement.ledger.to_seq.is_some() {
             // Purge deletes the payloads; the leaves stay, but they cannot prove quantities.
@@ -115,7 +116,7 @@ impl Statements<'_> {
                 format!("has more than {PACK_EVENTS_MAX} events: export it in parts"),
             ));
         }
-        let log_id = LogId::Usage(TenantId::parse(&tenant.id)?);
+        let log_id = LogId::Usage(tenant.id.clone());
         let mut lines = String::new();
         let mut proofs = Vec::with_capacity(events.len());
         for event in &events {
@@ -130,7 +131,7 @@ impl Statements<'_> {
             "proofs.json".into(),
             serde_json::to_vec(&proofs).map_err(internal)?,
         );
-        let (audit_lines, audit_note) = self.audit_excerpt(conn, &tenant.id, month).await?;
+        let (audit_lines, audit_note) = self.audit_excerpt(conn, tenant.id.as_str(), month).await?;
         files.insert("audit.ndjson".into(), audit_lines.into_bytes());
         files.insert("audit-checkpoint.txt".into(), audit_note.into_bytes());
         files.insert(
@@ -141,9 +142,7 @@ impl Statements<'_> {
             "policies/tenant.cedar".into(),
             tenant.policy_text.clone().into_bytes(),
         );
-        let plans = self
-            .plans_for_month(&TenantId::parse(&tenant.id)?, month)
-            .await?;
+        let plans = self.plans_for_month(&tenant.id.clone(), month).await?;
         let plan_json: Vec<serde_json::Value> = plans
             .iter()
             .map(|p| {

@@ -54,7 +54,7 @@ pub async fn load(
     user: &ConsoleUser,
     tenant: &TenantRow,
 ) -> ConsoleResult<PlanSection> {
-    let id = tenant_id(&tenant.id)?;
+    let id = tenant_id(tenant.id.as_str())?;
     let billing = state.app.billing();
     let entitlements = optional(billing.entitlements(&user.actor, &id).await)?;
     let plans = if state
@@ -116,7 +116,7 @@ fn plan_form(user: &ConsoleUser, tenant: &TenantRow, plans: &[String]) -> Markup
             label for="plan" { "Plan (its latest version)" }
             select id="plan" name="plan" {
                 @for plan in plans {
-                    @if *plan == tenant.plan { option value=(plan) selected { (plan) } }
+                    @if *plan == tenant.plan.as_str() { option value=(plan) selected { (plan) } }
                     @else { option value=(plan) { (plan) } }
                 }
             }

@@ -46,12 +46,13 @@ fn matches(tenant: &TenantRow, filters: &TenantFilters) -> bool {
     let plan = given(&filters.plan);
     let search = given(&filters.q).map(str::to_lowercase);
     region.is_none_or(|r| {
-        tenant.home_region == r
-            || tenant.allowed_regions.iter().any(|a| a == r)
-            || tenant.deploy_regions.iter().any(|d| d == r)
-    }) && plan.is_none_or(|p| tenant.plan == p)
+        tenant.home_region.as_str() == r
+            || tenant.allowed_regions.iter().any(|a| a.as_str() == r)
+            || tenant.deploy_regions.iter().any(|d| d.as_str() == r)
+    }) && plan.is_none_or(|p| tenant.plan.as_str() == p)
         && search.is_none_or(|s| {
-            tenant.id.to_lowercase().contains(&s) || tenant.name.to_lowercase().contains(&s)
+            tenant.id.as_str().to_lowercase().contains(&s)
+                || tenant.name.to_lowercase().contains(&s)
         })
 }
 
@@ -61,14 +62,20 @@ fn outside_residency(tenant: &TenantRow) -> Vec<&str> {
         .deploy_regions
         .iter()
         .filter(|d| !tenant.allowed_regions.contains(d))
-        .map(String::as_str)
+        .map(|d| d.as_str())
         .collect()
+}
+
+/// Regions as a comma-separated list.
+fn region_list(regions: &[companyos_domain::RegionName]) -> String {
+    let names: Vec<&str> = regions.iter().map(|r| r.as_str()).collect();
+    names.join(", ")
 }
 
 fn regions(tenant: &TenantRow) -> Markup {
     let outside = outside_residency(tenant);
     html! {
-        span.muted { "allowed: " } (tenant.allowed_regions.join(", ")) br;
+        span.muted { "allowed: " } (region_list(&tenant.allowed_regions)) br;
         span.muted { "deployed: " }
         @if tenant.deploy_regions.is_empty() { span.muted { "none" } }
         @for (i, region) in tenant.deploy_regions.iter().enumerate() {
@@ -315,11 +322,11 @@ pub async fn show(
     let usage = state
         .app
         .metering()
-        .daily_usage(&user.actor, &tenant.id, from, today)
+        .daily_usage(&user.actor, tenant.id.as_str(), from, today)
         .await?;
     let records = if state.app.console().may(&user.actor, Action::AuditRead) {
         let filter = AuditFilter {
-            tenant_id: Some(tenant.id.clone()),
+            tenant_id: Some(tenant.id.as_str().to_owned()),
             newest_first: true,
             limit: TIMELINE_RECORDS,
             ..AuditFilter::default()
@@ -335,7 +342,7 @@ pub async fn show(
             &user.actor,
             "tenant.read",
             &tenant.target(),
-            Some(&tenant.id),
+            Some(tenant.id.as_str()),
         )
         .await?;
     let may_report = state.app.console().may(&user.actor, Action::EvidenceCreate);

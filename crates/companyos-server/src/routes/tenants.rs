@@ -56,11 +56,12 @@ pub async fn create(
         )
         .await?;
     let body = CreatedTenantBody {
-        audit_webhook_secret: created
-            .tenant
-            .audit_webhook_url
-            .is_some()
-            .then(|| state.app.jobs().audit_hook_secret(&created.tenant.id)),
+        audit_webhook_secret: created.tenant.audit_webhook_url.is_some().then(|| {
+            state
+                .app
+                .jobs()
+                .audit_hook_secret(created.tenant.id.as_str())
+        }),
         ..CreatedTenantBody::of(&created, TenantView::of(&actor.principal))
     };
     let status = if created.tenant.status == companyos_domain::TenantStatus::Active {

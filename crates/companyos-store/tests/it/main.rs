@@ -3,6 +3,7 @@
 
 mod key_index;
 mod log_storage;
+mod tenants;
 
 use companyos_store::db;
 

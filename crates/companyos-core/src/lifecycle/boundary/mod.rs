@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use companyos_domain::boundary::{BoundaryCredentials, BoundarySpec};
+use companyos_domain::boundary::{BoundaryCredentials, BoundaryDriverKind, BoundarySpec};
 use companyos_domain::time_util::format_rfc3339;
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -65,13 +65,14 @@ pub struct StepLog {
 }
 
 impl StepLog {
-    /// Runs a step and records it; its error is returned after being recorded.
+    /// Runs a step and records it; its error is returned after being recorded. A temporary
+    /// failure is recorded with `"temporary": true` beside its message.
     pub async fn run<T>(
         &mut self,
         name: &str,
         now: OffsetDateTime,
-        step: impl Future<Output = Result<(T, Value), String>>,
-    ) -> Result<T, String> {
+        step: impl Future<Output = Result<(T, Value), StepError>>,
+    ) -> Result<T, StepFailed> {
         let started = Instant::now();
         let result = step.await;
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -86,15 +87,24 @@ impl StepLog {
                 });
                 Ok(value)
             }
-            Err(message) => {
+            Err(error) => {
+                let details = match &error {
+                    StepError::Failed(message) => json!({"error": message}),
+                    StepError::Unavailable(message) => {
+                        json!({"error": message, "temporary": true})
+                    }
+                };
                 self.steps.push(Step {
                     name: name.to_owned(),
                     ok: false,
                     started_at: now,
                     duration_ms,
-                    details: json!({"error": message}),
+                    details,
                 });
-                Err(format!("step {name} failed: {message}"))
+                Err(StepFailed {
+                    step: name.to_owned(),
+                    error,
+                })
             }
         }
     }
@@ -138,7 +148,7 @@ pub trait BoundaryDriver {
         &self,
         cx: BoundaryContext<'_>,
         alert_rules: &str,
-    ) -> impl Future<Output = Result<BoundarySpec, BoundaryError>> + Send;
+    ) -> impl Future<Output = Result<BoundarySpec, StepError>> + Send;
 
     /// Blocks (`allowed` false, for `reason`) or restores access at the boundary `spec`.
     fn set_access(
@@ -147,14 +157,14 @@ pub trait BoundaryDriver {
         cx: BoundaryContext<'_>,
         allowed: bool,
         reason: &str,
-    ) -> impl Future<Output = Result<Value, BoundaryError>> + Send;
+    ) -> impl Future<Output = Result<Value, StepError>> + Send;
 
     /// Removes the boundary `spec` for good (purge).
     fn remove(
         &self,
         spec: &BoundarySpec,
         cx: BoundaryContext<'_>,
-    ) -> impl Future<Output = Result<Value, BoundaryError>> + Send;
+    ) -> impl Future<Output = Result<Value, StepError>> + Send;
 }
 
 /// A directory per tenant, mode 0700, with its own SQLite database.
@@ -172,12 +182,12 @@ pub struct WebhookDriver {
 }
 
 /// A database error as a step's failure, in its own words (as the step log has always had it).
-fn failed(error: sqlx::Error) -> BoundaryError {
-    BoundaryError::Failed(error.to_string())
+fn failed(error: sqlx::Error) -> StepError {
+    StepError::database(error)
 }
 
-/// Creates a tenant's boundary with the configured driver; the spec as the tenant row and the
-/// creation answer carry it.
+/// Creates a tenant's boundary with the configured driver; with the credentials of a `postgres`
+/// boundary, which the creation answer shows once.
 pub async fn create_boundary(
     driver: &BoundaryDriverSettings,
     db: &Db,
@@ -185,7 +195,7 @@ pub async fn create_boundary(
     data_dir: &Path,
     tenant_id: &str,
     alert_rules: &str,
-) -> Result<Value, BoundaryError> {
+) -> Result<BoundarySpec, StepError> {
     let cx = BoundaryContext {
         db,
         conn,
@@ -201,122 +211,192 @@ pub async fn create_boundary(
                 .await?
         }
     };
-    serde_json::to_value(&spec).map_err(|e| BoundaryError::Failed(e.to_string()))
+    Ok(spec)
 }
 
-/// Why a boundary step failed: for now (a full disk, a lost database connection: the request
-/// may be retried and the service answers 503) or for good.
-#[derive(Debug, thiserror::Error)]
-pub enum BoundaryError {
+/// Why a recorded step (a boundary driver's, or any other of a provisioning or purge) failed:
+/// for now (a full disk, a lost database connection: the request may be retried and the
+/// service answers 503) or for good. The message is what the step log records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     Failed(String),
 }
 
-impl BoundaryError {
+/// A step that failed, as [`StepLog::run`] reports it after recording it:
+/// `step <name> failed: <message>`, and whether for now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("step {step} failed: {error}")]
+pub struct StepFailed {
+    step: String,
+    error: StepError,
+}
+
+impl StepFailed {
+    /// Whether the step failed for now (a full disk, a lost connection), not for good.
+    pub fn is_temporary(&self) -> bool {
+        matches!(self.error, StepError::Unavailable(_))
+    }
+}
+
+/// A temporary failure is the store's (503, retry later), as a store error is; a permanent one
+/// an internal error, as it always was.
+impl From<StepFailed> for crate::error::ServiceError {
+    fn from(failed: StepFailed) -> Self {
+        let message = failed.to_string();
+        match failed.error {
+            StepError::Unavailable(_) => {
+                crate::error::ServiceError::Store(crate::db::StoreError::Unavailable(message))
+            }
+            StepError::Failed(_) => crate::error::ServiceError::Internal(message),
+        }
+    }
+}
+
+impl StepError {
+    /// A database error in its own words (as the step log has always had it), temporary when
+    /// the store is unavailable rather than the request wrong.
+    pub fn database(error: sqlx::Error) -> Self {
+        let message = error.to_string();
+        if crate::db::StoreError::Database(error).is_unavailable() {
+            StepError::Unavailable(message)
+        } else {
+            StepError::Failed(message)
+        }
+    }
+
     /// A file-system error, with what was being done.
     fn io(doing: &str, error: &std::io::Error) -> Self {
         // ENOSPC, EROFS, EDQUOT, EIO: the disk, not the request.
         let message = format!("{doing}: {error}");
         match error.raw_os_error() {
-            Some(28 | 30 | 122 | 5) => BoundaryError::Unavailable(message),
-            _ => BoundaryError::Failed(message),
+            Some(28 | 30 | 122 | 5) => StepError::Unavailable(message),
+            _ => StepError::Failed(message),
         }
     }
 }
 
-impl From<sqlx::Error> for BoundaryError {
+/// A database error with the store's prefix (`database error: ...`), as the drivers' `?` has
+/// always recorded it.
+impl From<sqlx::Error> for StepError {
     fn from(error: sqlx::Error) -> Self {
-        let error = crate::db::StoreError::Database(error);
+        crate::db::StoreError::Database(error).into()
+    }
+}
+
+impl From<crate::db::StoreError> for StepError {
+    fn from(error: crate::db::StoreError) -> Self {
         if error.is_unavailable() {
-            BoundaryError::Unavailable(error.to_string())
+            StepError::Unavailable(error.to_string())
         } else {
-            BoundaryError::Failed(error.to_string())
+            StepError::Failed(error.to_string())
         }
     }
 }
 
-/// The step log records a failed step's message (`StepLog::run` takes `Result<_, String>`).
-impl From<BoundaryError> for String {
-    fn from(error: BoundaryError) -> Self {
-        error.to_string()
-    }
-}
-
-impl From<BoundaryError> for crate::error::ServiceError {
-    fn from(error: BoundaryError) -> Self {
+impl From<StepError> for crate::error::ServiceError {
+    fn from(error: StepError) -> Self {
         match error {
-            BoundaryError::Unavailable(message) => {
+            StepError::Unavailable(message) => {
                 crate::error::ServiceError::Store(crate::db::StoreError::Unavailable(message))
             }
-            BoundaryError::Failed(message) => crate::error::ServiceError::Internal(message),
+            StepError::Failed(message) => crate::error::ServiceError::Internal(message),
         }
     }
 }
 
-/// Blocks or restores access at a stored boundary (suspension, reactivation, deletion).
+/// Blocks or restores access at a stored boundary (suspension, reactivation, deletion); with
+/// none (`{}`: nothing was created), the change is only told, through the outbox.
 pub async fn set_boundary_access(
-    boundary: &Value,
+    boundary: Option<&BoundarySpec>,
     db: &Db,
     conn: &mut AnyConnection,
     data_dir: &Path,
     tenant_id: &str,
     allowed: bool,
     reason: &str,
-) -> Result<Value, BoundaryError> {
+) -> Result<Value, StepError> {
     let cx = BoundaryContext {
         db,
         conn,
         data_dir,
         tenant_id,
     };
-    let Some(spec) = BoundarySpec::from_stored(boundary).map_err(BoundaryError::Failed)? else {
+    let Some(spec) = boundary else {
         return Ok(told_access(allowed));
     };
-    match &spec {
+    match spec {
         BoundarySpec::Directory { .. } => {
-            DirectoryDriver.set_access(&spec, cx, allowed, reason).await
+            DirectoryDriver.set_access(spec, cx, allowed, reason).await
         }
-        BoundarySpec::Postgres { .. } => {
-            PostgresDriver.set_access(&spec, cx, allowed, reason).await
-        }
+        BoundarySpec::Postgres { .. } => PostgresDriver.set_access(spec, cx, allowed, reason).await,
         BoundarySpec::Webhook { provisioner, .. } => {
             let driver = WebhookDriver {
                 url: provisioner.clone(),
             };
-            driver.set_access(&spec, cx, allowed, reason).await
+            driver.set_access(spec, cx, allowed, reason).await
         }
     }
 }
 
-/// Removes a stored boundary for good (purge, or the leftovers of a failed provisioning).
+/// Removes a stored boundary for good (purge); with none (`{}`), the removal is only told.
 pub async fn remove_boundary(
-    boundary: &Value,
+    boundary: Option<&BoundarySpec>,
     db: &Db,
     conn: &mut AnyConnection,
     data_dir: &Path,
     tenant_id: &str,
-) -> Result<Value, BoundaryError> {
+) -> Result<Value, StepError> {
     let cx = BoundaryContext {
         db,
         conn,
         data_dir,
         tenant_id,
     };
-    let Some(spec) = BoundarySpec::from_stored(boundary).map_err(BoundaryError::Failed)? else {
+    let Some(spec) = boundary else {
         return Ok(told_removal());
     };
-    match &spec {
-        BoundarySpec::Directory { .. } => DirectoryDriver.remove(&spec, cx).await,
-        BoundarySpec::Postgres { .. } => PostgresDriver.remove(&spec, cx).await,
+    match spec {
+        BoundarySpec::Directory { .. } => DirectoryDriver.remove(spec, cx).await,
+        BoundarySpec::Postgres { .. } => PostgresDriver.remove(spec, cx).await,
         BoundarySpec::Webhook { provisioner, .. } => {
             let driver = WebhookDriver {
                 url: provisioner.clone(),
             };
-            driver.remove(&spec, cx).await
+            driver.remove(spec, cx).await
         }
     }
+}
+
+/// Removes what a failed provisioning with `driver` may have left outside its rolled-back
+/// transaction: the `directory` driver's files. A `postgres` boundary's role and schema were
+/// created in that transaction and went with it; a `webhook` one was only to be told, and the
+/// outbox message went with the transaction too.
+pub async fn remove_failed_boundary(
+    driver: BoundaryDriverKind,
+    db: &Db,
+    conn: &mut AnyConnection,
+    data_dir: &Path,
+    tenant_id: &str,
+) -> Result<(), StepError> {
+    if driver != BoundaryDriverKind::Directory {
+        return Ok(());
+    }
+    let cx = BoundaryContext {
+        db,
+        conn,
+        data_dir,
+        tenant_id,
+    };
+    // The directory driver removes the tenant's directory, whatever the spec says.
+    let spec = BoundarySpec::Directory {
+        path: String::new(),
+        mode: String::new(),
+        database: String::new(),
+    };
+    DirectoryDriver.remove(&spec, cx).await.map(drop)
 }
 
 /// Prometheus alert rules generated for a tenant (LIFE-1 observability).
@@ -456,4 +536,47 @@ pub fn verify_callback_signature(
 /// A random secret for a tenant's audit webhook subscription.
 pub fn new_webhook_secret() -> String {
     companyos_ledger::encoding::hex_encode(&random_bytes::<32>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ServiceError;
+
+    async fn failing(error: StepError) -> (StepLog, ServiceError) {
+        let mut steps = StepLog::default();
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let result: Result<(), StepFailed> = steps.run("boundary", now, async { Err(error) }).await;
+        let failed = result.err().map(ServiceError::from);
+        assert!(failed.is_some(), "the step failed");
+        (
+            steps,
+            failed.unwrap_or(ServiceError::Internal(String::new())),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_permanent_failure_is_recorded_and_answered_as_always() {
+        let (steps, error) = failing(StepError::Failed("no such role".to_owned())).await;
+        assert_eq!(steps.steps[0].details, json!({"error": "no such role"}));
+        assert!(!steps.steps[0].ok);
+        assert!(
+            matches!(&error, ServiceError::Internal(m) if m == "step boundary failed: no such role"),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_temporary_failure_is_marked_and_answered_as_the_stores() {
+        let disk_full = std::io::Error::from_raw_os_error(28);
+        let (steps, error) = failing(StepError::io("write the SUSPENDED marker", &disk_full)).await;
+        assert_eq!(steps.steps[0].details["temporary"], json!(true));
+        assert!(error.is_store_unavailable(), "{error:?}");
+        assert!(
+            error
+                .to_string()
+                .contains("step boundary failed: write the SUSPENDED marker"),
+            "{error}"
+        );
+    }
 }

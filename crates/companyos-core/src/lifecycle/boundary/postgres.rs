@@ -8,7 +8,7 @@ impl BoundaryDriver for PostgresDriver {
         &self,
         cx: BoundaryContext<'_>,
         _alert_rules: &str,
-    ) -> Result<BoundarySpec, BoundaryError> {
+    ) -> Result<BoundarySpec, StepError> {
         needs_postgres(cx.db)?;
         let conn = cx.conn;
         let database: String = sqlx::query_scalar("SELECT CAST(current_database() AS TEXT)")
@@ -58,7 +58,7 @@ impl BoundaryDriver for PostgresDriver {
         cx: BoundaryContext<'_>,
         allowed: bool,
         _reason: &str,
-    ) -> Result<Value, BoundaryError> {
+    ) -> Result<Value, StepError> {
         let (role, _) = postgres_boundary(spec, cx.db)?;
         let login = if allowed { "LOGIN" } else { "NOLOGIN" };
         cx.conn
@@ -81,7 +81,7 @@ impl BoundaryDriver for PostgresDriver {
         &self,
         spec: &BoundarySpec,
         cx: BoundaryContext<'_>,
-    ) -> Result<Value, BoundaryError> {
+    ) -> Result<Value, StepError> {
         let (role, schema) = postgres_boundary(spec, cx.db)?;
         let conn = cx.conn;
         sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
@@ -99,9 +99,9 @@ impl BoundaryDriver for PostgresDriver {
     }
 }
 
-fn needs_postgres(db: &Db) -> Result<(), BoundaryError> {
+fn needs_postgres(db: &Db) -> Result<(), StepError> {
     if db.backend() != Backend::Postgres {
-        return Err(BoundaryError::Failed(
+        return Err(StepError::Failed(
             "the postgres driver needs the PostgreSQL store".to_owned(),
         ));
     }
@@ -109,14 +109,11 @@ fn needs_postgres(db: &Db) -> Result<(), BoundaryError> {
 }
 
 /// The role and schema of a `postgres` boundary, on a PostgreSQL store.
-fn postgres_boundary<'a>(
-    spec: &'a BoundarySpec,
-    db: &Db,
-) -> Result<(&'a str, &'a str), BoundaryError> {
+fn postgres_boundary<'a>(spec: &'a BoundarySpec, db: &Db) -> Result<(&'a str, &'a str), StepError> {
     needs_postgres(db)?;
     match spec {
         BoundarySpec::Postgres { role, schema, .. } => Ok((role, schema)),
-        other => Err(BoundaryError::Failed(format!(
+        other => Err(StepError::Failed(format!(
             "a {} boundary is no postgres boundary",
             other.driver()
         ))),

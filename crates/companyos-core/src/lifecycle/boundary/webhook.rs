@@ -8,10 +8,11 @@ impl BoundaryDriver for WebhookDriver {
         &self,
         _cx: BoundaryContext<'_>,
         _alert_rules: &str,
-    ) -> Result<BoundarySpec, BoundaryError> {
+    ) -> Result<BoundarySpec, StepError> {
         Ok(BoundarySpec::Webhook {
             provisioner: self.url.clone(),
             state: "requested".to_owned(),
+            provisioner_details: None,
         })
     }
 
@@ -21,7 +22,7 @@ impl BoundaryDriver for WebhookDriver {
         _cx: BoundaryContext<'_>,
         allowed: bool,
         _reason: &str,
-    ) -> Result<Value, BoundaryError> {
+    ) -> Result<Value, StepError> {
         Ok(told_access(allowed))
     }
 
@@ -29,7 +30,7 @@ impl BoundaryDriver for WebhookDriver {
         &self,
         _spec: &BoundarySpec,
         _cx: BoundaryContext<'_>,
-    ) -> Result<Value, BoundaryError> {
+    ) -> Result<Value, StepError> {
         Ok(told_removal())
     }
 }
