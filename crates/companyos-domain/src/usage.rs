@@ -303,6 +303,52 @@ fn check_attributes(value: &Value) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// An event's source, its sequence number and its signature; the last two require the first.
+fn source_fields(
+    c: &mut Collector,
+    object: &Map<String, Value>,
+) -> (Option<SourceId>, Option<u64>, Option<String>) {
+    let source = optional(c, object, "source", SourceId::parse);
+    let source_present = !matches!(object.get("source"), None | Some(Value::Null));
+    let source_seq = match object.get("source_seq") {
+        None | Some(Value::Null) => None,
+        Some(value) => c.take(parse_source_seq(value)),
+    };
+    if source_seq.is_some() && !source_present {
+        c.push(FieldError::new("source_seq", "requires source"));
+    }
+    let source_signature = optional(c, object, "source_signature", |t| Ok(t.to_owned()));
+    if source_signature.is_some() && !source_present {
+        c.push(FieldError::new("source_signature", "requires source"));
+    }
+    (source, source_seq, source_signature)
+}
+
+/// An event's canonical form and its digest, which must equal a `digest` the event claims.
+fn canonical_and_digest(
+    c: &mut Collector,
+    object: &Map<String, Value>,
+) -> (Option<String>, Option<EventDigest>) {
+    let claimed_digest = optional(c, object, "digest", |t| {
+        EventDigest::from_str(t).map_err(|e| FieldError::new("digest", e.to_string()))
+    });
+    let canonical = c.take(
+        usage_event::canonical_form(object).map_err(|e| FieldError::new("event", e.to_string())),
+    );
+    let digest = canonical
+        .as_ref()
+        .map(|canonical| EventDigest::of_canonical(canonical.as_bytes()));
+    if let (Some(claimed), Some(actual)) = (claimed_digest, digest) {
+        if claimed != actual {
+            c.push(FieldError::new(
+                "digest",
+                format!("does not match the canonical form (expected {actual})"),
+            ));
+        }
+    }
+    (canonical, digest)
+}
+
 impl UsageEvent {
     /// Parses one event from its JSON value, checking every rule of CONTRACT §5 that does not
     /// need the store. All problems are reported, each naming its field.
@@ -334,48 +380,18 @@ impl UsageEvent {
         });
         let request_id = optional(&mut c, object, "request_id", RequestId::parse);
         let trace_id = optional(&mut c, object, "trace_id", TraceId::parse);
-        let request_present = !matches!(object.get("request_id"), None | Some(Value::Null));
-        let trace_present = !matches!(object.get("trace_id"), None | Some(Value::Null));
-        if !request_present && !trace_present {
+        let present = |key: &str| !matches!(object.get(key), None | Some(Value::Null));
+        if !present("request_id") && !present("trace_id") {
             c.push(FieldError::new(
                 "request_id",
                 "request_id or trace_id is required",
             ));
         }
-        let source = optional(&mut c, object, "source", SourceId::parse);
-        let source_present = !matches!(object.get("source"), None | Some(Value::Null));
-        let source_seq = match object.get("source_seq") {
-            None | Some(Value::Null) => None,
-            Some(value) => c.take(parse_source_seq(value)),
-        };
-        if source_seq.is_some() && !source_present {
-            c.push(FieldError::new("source_seq", "requires source"));
-        }
-        let source_signature = optional(&mut c, object, "source_signature", |t| Ok(t.to_owned()));
-        if source_signature.is_some() && !source_present {
-            c.push(FieldError::new("source_signature", "requires source"));
-        }
+        let (source, source_seq, source_signature) = source_fields(&mut c, object);
         if let Some(attributes) = object.get("attributes") {
             c.take(check_attributes(attributes));
         }
-        let claimed_digest = optional(&mut c, object, "digest", |t| {
-            EventDigest::from_str(t).map_err(|e| FieldError::new("digest", e.to_string()))
-        });
-        let canonical = c.take(
-            usage_event::canonical_form(object)
-                .map_err(|e| FieldError::new("event", e.to_string())),
-        );
-        let digest = canonical
-            .as_ref()
-            .map(|canonical| EventDigest::of_canonical(canonical.as_bytes()));
-        if let (Some(claimed), Some(actual)) = (claimed_digest, digest) {
-            if claimed != actual {
-                c.push(FieldError::new(
-                    "digest",
-                    format!("does not match the canonical form (expected {actual})"),
-                ));
-            }
-        }
+        let (canonical, digest) = canonical_and_digest(&mut c, object);
         let invalid = |errors: ValidationErrors, tenant_id, timestamp| InvalidEvent {
             tenant_id,
             event_id: object

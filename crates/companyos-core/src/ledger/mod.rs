@@ -13,6 +13,7 @@ use crate::app::{Actor, App, Ledger};
 use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::ledger_store::{self, LogProblem, StoredCheckpoint};
+use crate::lifecycle::TenantRow;
 use companyos_domain::Action;
 use companyos_domain::{LogId, TenantId};
 
@@ -291,23 +292,8 @@ impl Ledger<'_> {
             .await?;
         let log_id = LogId::Usage(tenant.id.clone());
         let seq = self
-            .find_event_seq(&mut conn, tenant.id.as_str(), event_id.as_str())
+            .event_leaf(&mut conn, &tenant, &log_id, &event_id)
             .await?;
-        // After purge the event rows are gone but the leaves (which name the event id) stay:
-        // look the leaf up in the tree itself, so proofs keep working for purged tenants.
-        let seq = match seq {
-            Some(seq) => Some(seq),
-            None if tenant.status == companyos_domain::TenantStatus::Purged => {
-                find_leaf_by_event_id(&mut conn, &log_id, event_id.as_str()).await?
-            }
-            None => None,
-        };
-        let Some(seq) = seq else {
-            return Err(ServiceError::NotFound(format!(
-                "event {event_id} in the ledger of tenant {}",
-                tenant.id
-            )));
-        };
         let leaf_index = u64::try_from(seq).map_err(|_| StoreError::corrupt("negative seq"))?;
         drop(conn);
         let origin = self.settings().tenant_origin(tenant.id.as_str());
@@ -322,17 +308,8 @@ impl Ledger<'_> {
                 None => (head_size, None),
             },
             Some(size) => {
-                if size <= leaf_index || size > head_size {
-                    return Err(ServiceError::invalid(
-                        "tree_size",
-                        format!(
-                            "must be above the leaf index {leaf_index} and at most the tree size {head_size}"
-                        ),
-                    ));
-                }
-                let checkpoint = ledger_store::checkpoint_at(&mut conn, &log_id, size)
-                    .await?
-                    .map(|c| c.note);
+                let checkpoint =
+                    proof_checkpoint_at(&mut conn, &log_id, leaf_index, size, head_size).await?;
                 (size, checkpoint)
             }
         };
@@ -353,6 +330,34 @@ impl Ledger<'_> {
             leaf_hash,
             proof,
             checkpoint,
+        })
+    }
+
+    /// The leaf index of `event_id` in a tenant's ledger. After purge the event rows are gone
+    /// but the leaves (which name the event id) stay: the leaf is then looked up in the tree
+    /// itself, so proofs keep working for purged tenants.
+    async fn event_leaf(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &TenantRow,
+        log_id: &LogId,
+        event_id: &companyos_domain::EventId,
+    ) -> Result<i64, ServiceError> {
+        let seq = self
+            .find_event_seq(conn, tenant.id.as_str(), event_id.as_str())
+            .await?;
+        let seq = match seq {
+            Some(seq) => Some(seq),
+            None if tenant.status == companyos_domain::TenantStatus::Purged => {
+                find_leaf_by_event_id(conn, log_id, event_id.as_str()).await?
+            }
+            None => None,
+        };
+        seq.ok_or_else(|| {
+            ServiceError::NotFound(format!(
+                "event {event_id} in the ledger of tenant {}",
+                tenant.id
+            ))
         })
     }
 
@@ -505,4 +510,25 @@ impl Ledger<'_> {
     pub fn verifier_key(&self) -> String {
         self.inner.keys.checkpoint_verifier().to_string()
     }
+}
+
+/// The checkpoint of a proof asked at `size` leaves: `size` must hold the leaf and be at most
+/// the tree's size; the checkpoint signed at that size, if one was.
+async fn proof_checkpoint_at(
+    conn: &mut AnyConnection,
+    log_id: &LogId,
+    leaf_index: u64,
+    size: u64,
+    head_size: u64,
+) -> Result<Option<String>, ServiceError> {
+    if size <= leaf_index || size > head_size {
+        return Err(ServiceError::invalid(
+            "tree_size",
+            format!(
+                "must be above the leaf index {leaf_index} and at most the tree size {head_size}"
+            ),
+        ));
+    }
+    let checkpoint = ledger_store::checkpoint_at(conn, log_id, size).await?;
+    Ok(checkpoint.map(|c| c.note))
 }

@@ -9,7 +9,7 @@ use std::io::Write as _;
 
 use companyos_domain::TenantId;
 use companyos_domain::audit::AuditRecord;
-use companyos_domain::statement::StatementMonth;
+use companyos_domain::statement::{Statement, StatementMonth};
 use companyos_domain::time_util::{day_start, to_micros};
 use companyos_ledger::checkpoint::Checkpoint;
 use companyos_ledger::encoding::base64_encode;
@@ -96,6 +96,37 @@ impl Statements<'_> {
         let tree_size = checkpoint_size(&note)?;
         files.insert("checkpoint.txt".into(), note.into_bytes());
         let month = statement.month;
+        let (events, proofs) = self
+            .events_with_proofs(conn, tenant, statement, tree_size)
+            .await?;
+        files.insert("events.ndjson".into(), events.into_bytes());
+        files.insert("proofs.json".into(), proofs);
+        let (audit_lines, audit_note) = self.audit_excerpt(conn, tenant.id.as_str(), month).await?;
+        files.insert("audit.ndjson".into(), audit_lines.into_bytes());
+        files.insert("audit-checkpoint.txt".into(), audit_note.into_bytes());
+        files.insert(
+            "policies/global.cedar".into(),
+            app.authorizer().policy_text().as_bytes().to_vec(),
+        );
+        files.insert(
+            "policies/tenant.cedar".into(),
+            tenant.policy_text.clone().into_bytes(),
+        );
+        files.insert("plan.json".into(), self.plan_json(&tenant.id, month).await?);
+        files.insert("README.txt".into(), README.as_bytes().to_vec());
+        Ok(files)
+    }
+
+    /// The month's events as `events.ndjson` lines, and their inclusion proofs under the
+    /// statement's checkpoint (`tree_size` leaves) as `proofs.json`.
+    async fn events_with_proofs(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &TenantRow,
+        statement: &Statement,
+        tree_size: u64,
+    ) -> Result<(String, Vec<u8>), ServiceError> {
+        let month = statement.month;
         let mut events =
             events_by_month(conn, tenant.id.as_str(), tree_size, &|m| m == month).await?;
         let events = events.remove(&month).unwrap_or_default();
@@ -126,23 +157,16 @@ impl Statements<'_> {
             ));
             proofs.push(leaf_proof(conn, &log_id, event.seq, tree_size).await?);
         }
-        files.insert("events.ndjson".into(), lines.into_bytes());
-        files.insert(
-            "proofs.json".into(),
-            serde_json::to_vec(&proofs).map_err(internal)?,
-        );
-        let (audit_lines, audit_note) = self.audit_excerpt(conn, tenant.id.as_str(), month).await?;
-        files.insert("audit.ndjson".into(), audit_lines.into_bytes());
-        files.insert("audit-checkpoint.txt".into(), audit_note.into_bytes());
-        files.insert(
-            "policies/global.cedar".into(),
-            app.authorizer().policy_text().as_bytes().to_vec(),
-        );
-        files.insert(
-            "policies/tenant.cedar".into(),
-            tenant.policy_text.clone().into_bytes(),
-        );
-        let plans = self.plans_for_month(&tenant.id.clone(), month).await?;
+        Ok((lines, serde_json::to_vec(&proofs).map_err(internal)?))
+    }
+
+    /// `plan.json`: the plan versions in force in the month, with their specs.
+    async fn plan_json(
+        &self,
+        tenant_id: &TenantId,
+        month: StatementMonth,
+    ) -> Result<Vec<u8>, ServiceError> {
+        let plans = self.plans_for_month(tenant_id, month).await?;
         let plan_json: Vec<serde_json::Value> = plans
             .iter()
             .map(|p| {
@@ -154,12 +178,7 @@ impl Statements<'_> {
                        "to": companyos_domain::time_util::format_day(p.to), "spec": spec})
             })
             .collect();
-        files.insert(
-            "plan.json".into(),
-            serde_json::to_vec_pretty(&plan_json).map_err(internal)?,
-        );
-        files.insert("README.txt".into(), README.as_bytes().to_vec());
-        Ok(files)
+        serde_json::to_vec_pretty(&plan_json).map_err(internal)
     }
 
     /// The tenant's audit records of the month with proofs under a fresh audit checkpoint.

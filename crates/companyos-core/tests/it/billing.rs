@@ -49,14 +49,7 @@ fn plans() -> [(&'static str, Value); 2] {
 }
 
 async fn put_plans(node: &Node) {
-    for (name, body) in plans() {
-        let raw: RawPlanSpec = serde_json::from_value(body).unwrap();
-        node.app
-            .billing()
-            .put_plan(&node.admin, &PlanName::parse(name).unwrap(), raw)
-            .await
-            .unwrap();
-    }
+    crate::support::put_plans(node, plans()).await;
 }
 
 async fn change_plan(node: &Node, tenant: &str, plan: &str) {

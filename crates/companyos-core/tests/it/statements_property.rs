@@ -12,7 +12,6 @@ use companyos_core::billing::{Effective, PlanChange};
 use companyos_core::clock::Clock as _;
 use companyos_core::lifecycle::NewTenant;
 use companyos_core::{Actor, ServiceError};
-use companyos_domain::catalog::RawPlanSpec;
 use companyos_domain::statement::{Statement, StatementMonth};
 use companyos_domain::time_util::{format_rfc3339, utc_day};
 use companyos_domain::{PlanName, TenantId};
@@ -577,14 +576,7 @@ fn statements_equal_a_recomputation_and_final_bytes_never_change() {
         let runtime = crate::support::runtime();
         let context = runtime.block_on(async {
             let node = Node::open(backend).await;
-            for (name, body) in plans() {
-                let raw: RawPlanSpec = serde_json::from_value(body).unwrap();
-                node.app
-                    .billing()
-                    .put_plan(&node.admin, &PlanName::parse(name).unwrap(), raw)
-                    .await
-                    .unwrap();
-            }
+            crate::support::put_plans(&node, plans()).await;
             let ingest = node.operator("meter", "ingest").await;
             Context { node, ingest }
         });

@@ -129,6 +129,20 @@ pub fn test_runner(cases: u32, max_shrink_iters: u32) -> proptest::test_runner::
     })
 }
 
+/// Puts each plan (name, spec as JSON), as the admin.
+pub async fn put_plans<'a>(node: &Node, plans: impl IntoIterator<Item = (&'a str, Value)>) {
+    for (name, body) in plans {
+        let raw: companyos_domain::catalog::RawPlanSpec =
+            serde_json::from_value(body).expect("a plan spec");
+        let name = companyos_domain::PlanName::parse(name).expect("a plan name");
+        let billing = node.app.billing();
+        billing
+            .put_plan(&node.admin, &name, raw)
+            .await
+            .expect("put plan");
+    }
+}
+
 /// Authenticates a token as an actor.
 pub async fn actor(app: &App, token: &str) -> Actor {
     let principal = app
