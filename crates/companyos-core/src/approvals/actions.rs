@@ -3,7 +3,9 @@
 
 use companyos_domain::{Action, LifecycleAction};
 
-use super::{APPROVAL_COLUMNS, ApprovalView, row_to_approval};
+use companyos_store::approvals as approval_rows;
+
+use super::ApprovalView;
 use crate::app::{Actor, Approvals};
 use crate::authz::Resource;
 use crate::error::ServiceError;
@@ -51,16 +53,9 @@ impl Approvals<'_> {
         if may_read_approvals && !tenants.is_empty() {
             let now = self.now_micros();
             let mut conn = self.db().readers().acquire().await?;
-            // Newest first, so the first seen per tenant is kept; bounded like list_approvals.
-            let rows = sqlx::query(&format!(
-                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE status = 'pending' \
-                 AND expires_at > $1 ORDER BY requested_at DESC LIMIT 1000"
-            ))
-            .bind(now)
-            .fetch_all(&mut *conn)
-            .await?;
-            for row in &rows {
-                let approval = row_to_approval(row)?;
+            // Newest first, so the first seen per tenant is kept; bounded like the listing.
+            for row in approval_rows::pending_newest(&mut conn, now).await? {
+                let approval = ApprovalView::from(row);
                 pending
                     .entry(approval.tenant_id.clone())
                     .or_insert(approval);

@@ -6,12 +6,9 @@ use super::*;
 impl Approvals<'_> {
     /// Expires every pending approval past its time (the expiry job).
     pub async fn expire(&self) -> Result<usize, ServiceError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM approvals WHERE status = 'pending' AND expires_at <= $1 LIMIT 1000",
-        )
-        .bind(self.now_micros())
-        .fetch_all(self.db().readers())
-        .await?;
+        let mut conn = self.db().readers().acquire().await?;
+        let ids = approval_rows::due_for_expiry(&mut conn, self.now_micros()).await?;
+        drop(conn);
         for id in &ids {
             self.expire_if_due(id).await?;
         }
@@ -23,16 +20,8 @@ impl App {
     /// Marks one approval expired if its time has passed (audited as `approval.expire`).
     pub(super) async fn expire_if_due(&self, id: &str) -> Result<(), ServiceError> {
         let mut tx = self.db().begin().await?;
-        let updated = sqlx::query(
-            "UPDATE approvals SET status = 'expired' WHERE id = $1 AND status = 'pending' \
-             AND expires_at <= $2",
-        )
-        .bind(id)
-        .bind(self.now_micros())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated > 0 {
+        let updated = approval_rows::expire_if_due(&mut tx, id, self.now_micros()).await?;
+        if updated {
             let system = Actor::system("approval-expiry");
             let entry = self.entry(&system, "approval.expire", &format!("approval:{id}"));
             self.append_audit(&mut tx, self.now(), vec![entry]).await?;
@@ -45,28 +34,25 @@ impl App {
     /// (audited as `approval.lapse`, naming what changed): it can never be approved again.
     pub(super) async fn lapse_if_stale(&self, id: &str) -> Result<(), ServiceError> {
         let mut tx = self.db().begin().await?;
-        let Some(approval) = load_approval(&mut tx, id, self.db().for_update()).await? else {
+        let Some(approval) = approval_rows::lock(self.db(), &mut tx, id).await? else {
             tx.rollback().await?;
             return Ok(());
         };
-        let tenant = crate::lifecycle::tenant_named(&mut tx, &approval.tenant_id).await?;
+        let tenant = companyos_store::tenants::load(&mut tx, &approval.tenant_id).await?;
         let changed = match &tenant {
             Some(tenant) => changed_facts(approval.facts.as_ref(), &approval_facts(tenant)),
             None => vec!["tenant".to_owned()],
         };
-        if approval.status != "pending" || changed.is_empty() {
+        if approval.status != ApprovalStatus::Pending || changed.is_empty() {
             tx.rollback().await?;
             return Ok(());
         }
-        sqlx::query("UPDATE approvals SET status = 'lapsed' WHERE id = $1 AND status = 'pending'")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        approval_rows::lapse(&mut tx, id).await?;
         let system = Actor::system("approval-lapse");
         let entry = self
             .entry(&system, "approval.lapse", &format!("approval:{id}"))
-            .tenant(&approval.tenant_id)
-            .details(json!({"action": approval.action, "changed": changed}));
+            .tenant(approval.tenant_id.as_str())
+            .details(json!({"action": action_name(approval.action), "changed": changed}));
         self.append_audit(&mut tx, self.now(), vec![entry]).await?;
         tx.commit().await?;
         Ok(())

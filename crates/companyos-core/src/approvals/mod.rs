@@ -2,15 +2,17 @@
 //! pending approval; an approver other than the requester approves (and the action runs, in the
 //! same transaction) or rejects it; unanswered requests expire. All of it is audited.
 
-use companyos_domain::LifecycleAction;
 use companyos_domain::time_util::{format_rfc3339, from_micros, to_micros};
+use companyos_domain::LifecycleAction;
+use companyos_store::approvals::{self as approval_rows, ApprovalRow, ApprovalStatus};
+use companyos_store::operators as operator_rows;
 use serde_json::{Value, json};
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 use crate::app::{Actor, App, Approvals};
 use crate::audit::NewAudit;
-use crate::authz::{Principal, Resource};
-use crate::db::{StoreError, Tx};
+use crate::authz::{Principal, Resource, TenantAttributes};
+use crate::db::Tx;
 use crate::error::ServiceError;
 use crate::lifecycle::{LifecycleOutcome, TenantRow};
 use crate::util::new_id;
@@ -76,51 +78,32 @@ pub(super) fn changed_facts(approved: Option<&Value>, now: &Value) -> Vec<String
         .collect()
 }
 
-const APPROVAL_COLUMNS: &str = "id, action, tenant_id, params, warnings, status, requested_by, \
-    requested_by_name, requested_reason, requested_at, expires_at, decided_by, decided_by_name, \
-    decided_at, comment, result";
-
-fn row_to_approval(row: &sqlx::any::AnyRow) -> Result<ApprovalView, StoreError> {
-    let warnings: String = row.try_get("warnings")?;
-    let result: Option<String> = row.try_get("result")?;
-    let params: String = row.try_get("params")?;
-    let params: Value = serde_json::from_str(&params)
-        .map_err(|e| StoreError::corrupt(format!("approval params: {e}")))?;
-    Ok(ApprovalView {
-        facts: params.get("facts").cloned(),
-        id: row.try_get("id")?,
-        action: row.try_get("action")?,
-        tenant_id: row.try_get("tenant_id")?,
-        status: row.try_get("status")?,
-        requested_by: row.try_get("requested_by")?,
-        requested_by_name: row.try_get("requested_by_name")?,
-        reason: row.try_get("requested_reason")?,
-        requested_at: row.try_get("requested_at")?,
-        expires_at: row.try_get("expires_at")?,
-        decided_by_name: row.try_get("decided_by_name")?,
-        decided_at: row.try_get("decided_at")?,
-        comment: row.try_get("comment")?,
-        warnings: serde_json::from_str(&warnings)
-            .map_err(|e| StoreError::corrupt(format!("approval warnings: {e}")))?,
-        result: result
-            .map(|r| serde_json::from_str(&r))
-            .transpose()
-            .map_err(|e| StoreError::corrupt(format!("approval result: {e}")))?,
-    })
+impl From<ApprovalRow> for ApprovalView {
+    fn from(row: ApprovalRow) -> Self {
+        Self {
+            id: row.id,
+            action: action_name(row.action).to_owned(),
+            tenant_id: row.tenant_id.into_string(),
+            status: row.status.as_str().to_owned(),
+            requested_by: row.requested_by,
+            requested_by_name: row.requested_by_name,
+            reason: row.requested_reason,
+            requested_at: row.requested_at_micros,
+            expires_at: row.expires_at_micros,
+            decided_by_name: row.decided_by_name,
+            decided_at: row.decided_at_micros,
+            comment: row.comment,
+            warnings: row.warnings,
+            result: row.result,
+            facts: row.facts,
+        }
+    }
 }
 
-async fn load_approval(
-    conn: &mut AnyConnection,
-    id: &str,
-    for_update: &str,
-) -> Result<Option<ApprovalView>, StoreError> {
-    let row = sqlx::query(&format!(
-        "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = $1{for_update}"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.as_ref().map(row_to_approval).transpose()
+/// The name an approval gives its action: the Cedar action (`tenant.suspend`, ...), as stored
+/// and audited.
+pub(crate) fn action_name(action: LifecycleAction) -> &'static str {
+    action.cedar_action().as_str()
 }
 
 impl App {
@@ -139,63 +122,39 @@ impl App {
             ));
         };
         let now = self.now();
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM approvals WHERE tenant_id = $1 AND action = $2 AND status = 'pending' \
-             AND expires_at > $3",
-        )
-        .bind(tenant.id.as_str())
-        .bind(action.cedar_action().as_str())
-        .bind(to_micros(now))
-        .fetch_optional(&mut **tx)
-        .await?;
-        if let Some(existing) = existing {
+        let tenant_id = tenant.id.clone();
+        let pending = approval_rows::pending_id(tx, &tenant_id, action, to_micros(now)).await?;
+        if let Some(existing) = pending {
             return Err(ServiceError::conflict(format!(
                 "approval {existing} for tenant.{action} of {} is already pending",
                 tenant.id
             )));
         }
-        let approval = ApprovalView {
+        let approval = ApprovalRow {
             id: new_id("apr", now),
-            action: action.cedar_action().as_str().to_owned(),
-            tenant_id: tenant.id.as_str().to_owned(),
-            status: "pending".to_owned(),
+            action,
+            tenant_id,
+            facts: Some(approval_facts(tenant)),
+            warnings,
+            status: ApprovalStatus::Pending,
             requested_by: id.clone(),
             requested_by_name: name.clone(),
-            reason: Some(reason.to_owned()),
-            requested_at: to_micros(now),
-            expires_at: to_micros(now + self.settings().approval_ttl),
+            requested_reason: Some(reason.to_owned()),
+            requested_at_micros: to_micros(now),
+            expires_at_micros: to_micros(now + self.settings().approval_ttl),
+            decided_by: None,
             decided_by_name: None,
-            decided_at: None,
+            decided_at_micros: None,
             comment: None,
-            warnings,
             result: None,
-            facts: Some(approval_facts(tenant)),
         };
-        sqlx::query(&format!(
-            "INSERT INTO approvals ({APPROVAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-             $9, $10, $11, $12, $13, $14, $15, $16)"
-        ))
-        .bind(approval.id.as_str())
-        .bind(approval.action.as_str())
-        .bind(approval.tenant_id.as_str())
-        .bind(json!({"reason": reason, "facts": approval.facts}).to_string())
-        .bind(json!(approval.warnings).to_string())
-        .bind("pending")
-        .bind(approval.requested_by.as_str())
-        .bind(approval.requested_by_name.as_str())
-        .bind(reason)
-        .bind(approval.requested_at)
-        .bind(approval.expires_at)
-        .bind(None::<String>)
-        .bind(None::<String>)
-        .bind(None::<i64>)
-        .bind(None::<String>)
-        .bind(None::<String>)
-        .execute(&mut **tx)
-        .await?;
-        Ok(approval)
+        approval_rows::insert(tx, &approval).await?;
+        Ok(approval.into())
     }
 
+    /// Approves or rejects the approval `id` in `tx`: checks the decider by policy and that the
+    /// approval is still answerable, runs the action when approving, and writes the decision.
+    /// Returns the decided approval, and when approved the action's outcome and audit entry.
     async fn decide(
         &self,
         tx: &mut Tx,
@@ -205,166 +164,138 @@ impl App {
         approve: bool,
         entry: &mut NewAudit,
     ) -> Result<(ApprovalView, Option<LifecycleOutcome>, Option<NewAudit>), ServiceError> {
-        if let Some(comment) = comment {
-            if comment.chars().count() > COMMENT_CHARS_MAX {
-                return Err(ServiceError::invalid(
-                    "comment",
-                    format!("must be at most {COMMENT_CHARS_MAX} characters"),
-                ));
-            }
-        }
-        let mut approval = load_approval(tx, id, self.db().for_update())
+        check_comment(comment)?;
+        let mut approval = approval_rows::lock(self.db(), tx, id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))?;
-        entry.tenant_id = Some(approval.tenant_id.clone());
-        if let Value::Object(details) = &mut entry.details {
-            details.insert("action".to_owned(), json!(approval.action));
-            details.insert("requested_by".to_owned(), json!(approval.requested_by_name));
-            details.insert("comment".to_owned(), json!(comment));
-        }
-        let mut tenant = self.lock_tenant(tx, &approval.tenant_id).await?;
+        describe_decision(entry, &approval, comment);
+        let tenant = self.lock_tenant(tx, approval.tenant_id.as_str()).await?;
         let attributes = self.attributes_of(&tenant);
-        let created_by_requester = self.created_by_requester(tx, &approval, actor).await?;
+        self.require_decider(tx, actor, &approval, &attributes, approve, entry)
+            .await?;
+        let now = self.now_micros();
+        check_answerable(&approval, now)?;
+        let (decider_id, decider_name) = match &actor.principal {
+            Principal::Operator { id, name, .. } => (id.clone(), name.clone()),
+            other => (other.actor_name(), other.actor_name()),
+        };
+        let mut executed = None;
+        if approve {
+            let run = self
+                .run_approved(tx, actor, &approval, tenant, &attributes, &decider_name)
+                .await?;
+            approval.status = ApprovalStatus::Executed;
+            approval.result = Some(run.result);
+            executed = Some((run.outcome, run.entry));
+        } else {
+            approval.status = ApprovalStatus::Rejected;
+        }
+        approval.decided_by = Some(decider_id);
+        approval.decided_by_name = Some(decider_name);
+        approval.decided_at_micros = Some(now);
+        approval.comment = comment.map(str::to_owned);
+        approval_rows::record_decision(tx, &approval).await?;
+        let (outcome, execution_entry) = executed.unzip();
+        Ok((approval.into(), outcome, execution_entry))
+    }
+
+    /// Asks policy whether `actor` may approve (or reject) `approval`, on the tenant described
+    /// by `attributes`; a denial is recorded in `entry`.
+    async fn require_decider(
+        &self,
+        conn: &mut AnyConnection,
+        actor: &Actor,
+        approval: &ApprovalRow,
+        attributes: &TenantAttributes,
+        approve: bool,
+        entry: &mut NewAudit,
+    ) -> Result<(), ServiceError> {
+        let created_by_requester = self.created_by_requester(conn, approval, actor).await?;
         let policy_action = if approve {
             Action::ApprovalApprove
         } else {
             Action::ApprovalReject
         };
-        self.require(
-            actor,
-            policy_action,
-            Resource::Approval {
-                id: &approval.id,
-                requester_operator_id: &approval.requested_by,
-                created_by_requester: &created_by_requester,
-                action: &approval.action,
-                tenant: &attributes,
-            },
-            &[],
-            entry,
-        )?;
-        if approval.status != "pending" {
-            return Err(ServiceError::Conflict {
-                message: format!("approval {id} is {}, not pending", approval.status),
-                current_status: Some(approval.status.clone()),
-            });
-        }
-        let now = self.now_micros();
-        if approval.expires_at <= now {
-            return Err(ServiceError::Conflict {
-                message: format!(
-                    "approval {id} expired at {}",
-                    format_rfc3339(from_micros(approval.expires_at))
-                ),
-                current_status: Some("expired".to_owned()),
-            });
-        }
-        let (decider_id, decider_name) = match &actor.principal {
-            Principal::Operator { id, name, .. } => (id.clone(), name.clone()),
-            other => (other.actor_name(), other.actor_name()),
+        let resource = Resource::Approval {
+            id: &approval.id,
+            requester_operator_id: &approval.requested_by,
+            created_by_requester: &created_by_requester,
+            action: action_name(approval.action),
+            tenant: attributes,
         };
-        approval.decided_by_name = Some(decider_name.clone());
-        approval.decided_at = Some(now);
-        approval.comment = comment.map(str::to_owned);
-        let mut outcome = None;
-        let mut execution_entry = None;
-        if approve {
-            let action = approval
-                .action
-                .strip_prefix("tenant.")
-                .and_then(LifecycleAction::parse)
-                .ok_or_else(|| {
-                    StoreError::corrupt(format!("approval action {}", approval.action))
-                })?;
-            // Nothing left to do (e.g. the purge timer purged the tenant while this purge
-            // waited): running it again would redo the purge and issue a second certificate.
-            if companyos_domain::tenant::transition(
-                tenant.status,
-                action,
-                tenant.status_before_delete,
-            )
-            .is_ok_and(|t| !t.changes())
-            {
-                return Err(ServiceError::Conflict {
-                    message: format!(
-                        "tenant {} is already {}: {} has nothing left to do",
-                        tenant.id, tenant.status, approval.action
-                    ),
-                    current_status: Some(tenant.status.as_str().to_owned()),
-                });
-            }
-            // The requester must still be an active operator allowed to request the action.
-            let requester = self.requester_principal(tx, &approval.requested_by).await?;
-            let requester_actor = Actor {
-                principal: requester,
-                request_id: actor.request_id.clone(),
-                channel: actor.channel,
-            };
-            let mut exec = self
-                .entry(actor, &approval.action, &tenant.target())
-                .tenant(tenant.id.as_str())
-                .reason(approval.reason.as_deref());
-            // Stored approvals name one of the lifecycle's Cedar actions.
-            let approved_action = Action::parse(&approval.action).ok_or_else(|| {
-                StoreError::corrupt(format!("approval action {:?}", approval.action))
-            })?;
-            self.require(
-                &requester_actor,
-                approved_action,
-                crate::authz::Resource::Tenant(&attributes),
-                &[],
-                &mut exec,
-            )?;
-            // After policy (a hold set since the request is a denial by policy, as ever):
-            // an approval is bound to the facts the approver was shown.
-            let changed = changed_facts(approval.facts.as_ref(), &approval_facts(&tenant));
-            if !changed.is_empty() {
-                return Err(lapsed(&approval.id, tenant.id.as_str(), &changed));
-            }
-            let (warnings, evidence) = self
-                .execute_lifecycle(
-                    tx,
-                    actor,
-                    &mut tenant,
-                    action,
-                    approval.reason.as_deref().unwrap_or("approved"),
-                    Some(&approval.id),
-                    &mut exec,
-                )
-                .await?;
-            if let Value::Object(details) = &mut exec.details {
-                details.insert("requested_by".to_owned(), json!(approval.requested_by_name));
-                details.insert("approved_by".to_owned(), json!(decider_name));
-            }
-            approval.status = "executed".to_owned();
-            approval.result = Some(json!({
-                "tenant_status": tenant.status.as_str(),
-                "evidence_id": evidence.as_ref().map(|e| e.id.clone()),
-            }));
-            outcome = Some(LifecycleOutcome::Done {
-                tenant: Box::new(tenant),
-                changed: true,
-                warnings,
-                evidence,
-            });
-            execution_entry = Some(exec);
-        } else {
-            approval.status = "rejected".to_owned();
+        self.require(actor, policy_action, resource, &[], entry)?;
+        Ok(())
+    }
+
+    /// Runs the approved action on `tenant` as its requester asked for it, after checking that
+    /// it still has something to do, that the requester may still request it and that the
+    /// facts the approver was shown still hold.
+    async fn run_approved(
+        &self,
+        tx: &mut Tx,
+        actor: &Actor,
+        approval: &ApprovalRow,
+        mut tenant: TenantRow,
+        attributes: &TenantAttributes,
+        decider_name: &str,
+    ) -> Result<ApprovedRun, ServiceError> {
+        let action = approval.action;
+        check_something_to_do(&tenant, action)?;
+        // The requester must still be an active operator allowed to request the action.
+        let requester_actor = Actor {
+            principal: self.requester_principal(tx, &approval.requested_by).await?,
+            request_id: actor.request_id.clone(),
+            channel: actor.channel,
+        };
+        let mut exec = self
+            .entry(actor, action_name(action), &tenant.target())
+            .tenant(tenant.id.as_str())
+            .reason(approval.requested_reason.as_deref());
+        let resource = Resource::Tenant(attributes);
+        self.require(
+            &requester_actor,
+            action.cedar_action(),
+            resource,
+            &[],
+            &mut exec,
+        )?;
+        // After policy (a hold set since the request is a denial by policy, as ever):
+        // an approval is bound to the facts the approver was shown.
+        let changed = changed_facts(approval.facts.as_ref(), &approval_facts(&tenant));
+        if !changed.is_empty() {
+            return Err(lapsed(&approval.id, tenant.id.as_str(), &changed));
         }
-        sqlx::query(
-            "UPDATE approvals SET status = $1, decided_by = $2, decided_by_name = $3, \
-             decided_at = $4, comment = $5, result = $6 WHERE id = $7",
-        )
-        .bind(approval.status.as_str())
-        .bind(decider_id.as_str())
-        .bind(decider_name.as_str())
-        .bind(now)
-        .bind(comment)
-        .bind(approval.result.as_ref().map(Value::to_string))
-        .bind(approval.id.as_str())
-        .execute(&mut **tx)
-        .await?;
-        Ok((approval, outcome, execution_entry))
+        let reason = approval.requested_reason.as_deref().unwrap_or("approved");
+        let (warnings, evidence) = self
+            .execute_lifecycle(
+                tx,
+                actor,
+                &mut tenant,
+                action,
+                reason,
+                Some(&approval.id),
+                &mut exec,
+            )
+            .await?;
+        if let Value::Object(details) = &mut exec.details {
+            details.insert("requested_by".to_owned(), json!(approval.requested_by_name));
+            details.insert("approved_by".to_owned(), json!(decider_name));
+        }
+        let result = json!({
+            "tenant_status": tenant.status.as_str(),
+            "evidence_id": evidence.as_ref().map(|e| e.id.clone()),
+        });
+        let outcome = LifecycleOutcome::Done {
+            tenant: Box::new(tenant),
+            changed: true,
+            warnings,
+            evidence,
+        };
+        Ok(ApprovedRun {
+            outcome,
+            entry: exec,
+            result,
+        })
     }
 
     /// Of the operators the requester created (directly, or through operators it created)
@@ -374,25 +305,21 @@ impl App {
     async fn created_by_requester(
         &self,
         conn: &mut AnyConnection,
-        approval: &ApprovalView,
+        approval: &ApprovalRow,
         decider: &Actor,
     ) -> Result<Vec<String>, ServiceError> {
         let Principal::Operator { id, name, .. } = &decider.principal else {
             return Ok(Vec::new());
         };
-        let lifetime_micros = approval.expires_at - approval.requested_at;
-        let since = approval.requested_at - lifetime_micros;
+        let lifetime_micros = approval.expires_at_micros - approval.requested_at_micros;
+        let since = approval.requested_at_micros - lifetime_micros;
         let mut current = name.clone();
         for _ in 0..CREATOR_CHAIN_DEPTH_MAX {
-            let row = sqlx::query("SELECT created_by, created_at FROM operators WHERE name = $1")
-                .bind(current.as_str())
-                .fetch_optional(&mut *conn)
-                .await?;
-            let Some(row) = row else { break };
-            let created_by: Option<String> = row.try_get("created_by")?;
-            let created_at: i64 = row.try_get("created_at")?;
-            match created_by {
-                Some(creator) if created_at >= since => {
+            let Some(origin) = operator_rows::origin_by_name(conn, &current).await? else {
+                break;
+            };
+            match origin.created_by {
+                Some(creator) if origin.created_at_micros >= since => {
                     if creator == approval.requested_by_name {
                         return Ok(vec![id.clone()]);
                     }
@@ -409,23 +336,87 @@ impl App {
         conn: &mut AnyConnection,
         operator_id: &str,
     ) -> Result<Principal, ServiceError> {
-        let row = sqlx::query(
-            "SELECT id, name, role FROM operators WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(operator_id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .ok_or_else(|| {
-            ServiceError::conflict("the requester is no longer an active operator; request again")
-        })?;
-        let role: String = row.try_get("role")?;
+        let requester = operator_rows::active_by_id(conn, operator_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::conflict(
+                    "the requester is no longer an active operator; request again",
+                )
+            })?;
         Ok(Principal::Operator {
-            id: row.try_get("id")?,
-            name: row.try_get("name")?,
-            role: companyos_domain::Role::parse(&role)
-                .map_err(|_| StoreError::corrupt(format!("operator role {role:?}")))?,
+            id: requester.id,
+            name: requester.name.into_string(),
+            role: requester.role,
         })
     }
+}
+
+/// What running an approved action gave: its outcome, its audit entry, and the result stored
+/// on the approval.
+struct ApprovedRun {
+    outcome: LifecycleOutcome,
+    entry: NewAudit,
+    result: Value,
+}
+
+fn check_comment(comment: Option<&str>) -> Result<(), ServiceError> {
+    match comment {
+        Some(comment) if comment.chars().count() > COMMENT_CHARS_MAX => Err(ServiceError::invalid(
+            "comment",
+            format!("must be at most {COMMENT_CHARS_MAX} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Names the approval's tenant, action, requester and the comment in the decision's record.
+fn describe_decision(entry: &mut NewAudit, approval: &ApprovalRow, comment: Option<&str>) {
+    entry.tenant_id = Some(approval.tenant_id.as_str().to_owned());
+    if let Value::Object(details) = &mut entry.details {
+        details.insert("action".to_owned(), json!(action_name(approval.action)));
+        details.insert("requested_by".to_owned(), json!(approval.requested_by_name));
+        details.insert("comment".to_owned(), json!(comment));
+    }
+}
+
+/// Refuses a decision on an approval that is no longer pending or has expired by `now_micros`.
+fn check_answerable(approval: &ApprovalRow, now_micros: i64) -> Result<(), ServiceError> {
+    let id = &approval.id;
+    if approval.status != ApprovalStatus::Pending {
+        return Err(ServiceError::Conflict {
+            message: format!("approval {id} is {}, not pending", approval.status.as_str()),
+            current_status: Some(approval.status.as_str().to_owned()),
+        });
+    }
+    if approval.expires_at_micros <= now_micros {
+        return Err(ServiceError::Conflict {
+            message: format!(
+                "approval {id} expired at {}",
+                format_rfc3339(from_micros(approval.expires_at_micros))
+            ),
+            current_status: Some("expired".to_owned()),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses an action with nothing left to do (e.g. the purge timer purged the tenant while
+/// this purge waited): running it again would redo the purge and issue a second certificate.
+fn check_something_to_do(tenant: &TenantRow, action: LifecycleAction) -> Result<(), ServiceError> {
+    let transition =
+        companyos_domain::tenant::transition(tenant.status, action, tenant.status_before_delete);
+    if transition.is_ok_and(|t| !t.changes()) {
+        return Err(ServiceError::Conflict {
+            message: format!(
+                "tenant {} is already {}: {} has nothing left to do",
+                tenant.id,
+                tenant.status,
+                action_name(action)
+            ),
+            current_status: Some(tenant.status.as_str().to_owned()),
+        });
+    }
+    Ok(())
 }
 
 impl Approvals<'_> {
@@ -458,14 +449,10 @@ impl Approvals<'_> {
         let mut conn = self.db().readers().acquire().await?;
         // Requests past their time read as expired even before the expiry job marks them.
         let now = self.now_micros();
-        let rows = sqlx::query(&format!(
-            "SELECT {APPROVAL_COLUMNS} FROM approvals ORDER BY requested_at DESC LIMIT 1000"
-        ))
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = approval_rows::list_newest(&mut conn).await?;
         let mut approvals = Vec::new();
-        for row in &rows {
-            let mut approval = row_to_approval(row)?;
+        for row in rows {
+            let mut approval = ApprovalView::from(row);
             if approval.status == "pending" && approval.expires_at <= now {
                 approval.status = "expired".to_owned();
             }
@@ -486,8 +473,9 @@ impl Approvals<'_> {
         )
         .await?;
         let mut conn = self.db().readers().acquire().await?;
-        load_approval(&mut conn, id, "")
+        approval_rows::get(&mut conn, id)
             .await?
+            .map(ApprovalView::from)
             .ok_or_else(|| ServiceError::NotFound(format!("approval {id}")))
     }
 

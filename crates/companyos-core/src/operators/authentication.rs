@@ -4,18 +4,16 @@
 
 use std::net::IpAddr;
 
-use companyos_domain::Role;
 use companyos_domain::audit::{AuditChannel, AuditOutcome};
 use companyos_domain::time_util::format_rfc3339;
+use companyos_store::operators as operator_rows;
 use serde_json::json;
-use sqlx::Row as _;
 
 use super::OPERATOR_TOKEN_PREFIX;
 use crate::app::{App, Operators, TENANT_KEY_PREFIX};
 use crate::audit::auth_failures::Verdict;
 use crate::audit::{self, NewAudit};
 use crate::authz::Principal;
-use crate::db::StoreError;
 use crate::error::ServiceError;
 use crate::util::token_hash;
 
@@ -116,40 +114,28 @@ impl App {
         let hash = token_hash(token);
         let mut conn = self.db().readers().acquire().await?;
         if token.starts_with(OPERATOR_TOKEN_PREFIX) {
-            let row = sqlx::query(
-                "SELECT id, name, role FROM operators WHERE token_sha256 = $1 \
-                 AND revoked_at IS NULL",
-            )
-            .bind(hash.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = row else { return Ok(None) };
-            let role: String = row.try_get("role")?;
-            let role = Role::parse(&role)
-                .map_err(|_| StoreError::corrupt(format!("operator role {role:?}")))?;
-            return Ok(Some(Principal::Operator {
-                id: row.try_get("id")?,
-                name: row.try_get("name")?,
-                role,
+            let operator = operator_rows::active_by_token(&mut conn, &hash).await?;
+            return Ok(operator.map(|operator| Principal::Operator {
+                id: operator.id,
+                name: operator.name.into_string(),
+                role: operator.role,
             }));
         }
         if token.starts_with(TENANT_KEY_PREFIX) {
-            let row = sqlx::query(
-                "SELECT id, tenant_id FROM tenant_keys WHERE token_sha256 = $1 \
-                 AND revoked_at IS NULL",
-            )
-            .bind(hash.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(row) = row else { return Ok(None) };
-            let tenant_id: String = row.try_get("tenant_id")?;
+            let Some(key) = operator_rows::active_tenant_key_by_token(&mut conn, &hash).await?
+            else {
+                return Ok(None);
+            };
             // The tenant's state is read on every request: suspension takes effect at once,
             // there is no cache to expire.
-            let Some(tenant) = self.tenant_attributes(&mut conn, &tenant_id).await? else {
+            let Some(tenant) = self
+                .tenant_attributes(&mut conn, key.tenant_id.as_str())
+                .await?
+            else {
                 return Ok(None);
             };
             return Ok(Some(Principal::TenantKey {
-                key_id: row.try_get("id")?,
+                key_id: key.id,
                 tenant,
             }));
         }

@@ -3,9 +3,10 @@
 //! is in [`authentication`].
 
 use companyos_domain::audit::AuditOutcome;
+use companyos_domain::time_util::{from_micros, to_micros};
 use companyos_domain::{Action, OperatorName, Role};
+use companyos_store::operators::{self as operator_rows, NewOperator, OnNameTaken};
 use serde_json::json;
-use sqlx::Row as _;
 use time::OffsetDateTime;
 
 use crate::app::{Actor, Operators};
@@ -40,36 +41,62 @@ pub struct OperatorView {
     pub revoked: bool,
 }
 
+/// The bootstrap admin's name as a parsed [`OperatorName`].
+fn bootstrap_admin_name() -> Result<OperatorName, StoreError> {
+    OperatorName::parse(BOOTSTRAP_ADMIN)
+        .map_err(|e| StoreError::corrupt(format!("bootstrap admin name: {}", e.message)))
+}
+
 impl Operators<'_> {
+    /// Writes a new operator with a fresh id and token, created at `now` by `created_by`:
+    /// its id and token (the token is shown once, only its hash is stored), or `None` when
+    /// the name is taken and `on_name_taken` skips.
+    async fn insert_operator(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        name: &OperatorName,
+        role: Role,
+        created_by: &str,
+        now: OffsetDateTime,
+        on_name_taken: OnNameTaken,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let id = new_id("op", now);
+        let token = new_token(OPERATOR_TOKEN_PREFIX);
+        let operator = NewOperator {
+            id: &id,
+            name,
+            role,
+            token_sha256: &token_hash(&token),
+            created_at_micros: to_micros(now),
+            created_by,
+        };
+        let inserted = operator_rows::insert(conn, &operator, on_name_taken).await?;
+        Ok(inserted.then_some((id, token)))
+    }
+
     /// Creates the `admin` operator if no operator exists yet; returns its token once.
     pub(crate) async fn bootstrap_admin(&self) -> Result<Option<String>, StoreError> {
         let mut tx = self.db().begin().await?;
-        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM operators")
-            .fetch_one(&mut *tx)
-            .await?;
-        if existing > 0 {
+        if operator_rows::count(&mut tx).await? > 0 {
             tx.commit().await?;
             return Ok(None);
         }
         let now = self.now();
-        let token = new_token(OPERATOR_TOKEN_PREFIX);
-        let id = new_id("op", now);
-        let inserted = sqlx::query(
-            "INSERT INTO operators (id, name, role, token_sha256, created_at, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(id.as_str())
-        .bind(BOOTSTRAP_ADMIN)
-        .bind(Role::Admin.as_str())
-        .bind(token_hash(&token))
-        .bind(companyos_domain::time_util::to_micros(now))
-        .bind("system:init")
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
+        let admin_name = bootstrap_admin_name()?;
+        let inserted = self
+            .insert_operator(
+                &mut tx,
+                &admin_name,
+                Role::Admin,
+                "system:init",
+                now,
+                OnNameTaken::Skip,
+            )
+            .await?;
+        let Some((id, token)) = inserted else {
             tx.commit().await?;
             return Ok(None);
-        }
+        };
         let entry = NewAudit::new(
             &Principal::System {
                 job: "init".to_owned(),
@@ -92,42 +119,31 @@ impl Operators<'_> {
     pub async fn reset_admin(&self) -> Result<String, StoreError> {
         let mut tx = self.db().begin().await?;
         let now = self.now();
-        let now_micros = companyos_domain::time_util::to_micros(now);
-        let token = new_token(OPERATOR_TOKEN_PREFIX);
-        let existing: Option<String> =
-            sqlx::query_scalar("SELECT id FROM operators WHERE name = $1")
-                .bind(BOOTSTRAP_ADMIN)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let admin_name = bootstrap_admin_name()?;
+        let existing = operator_rows::id_by_name(&mut tx, &admin_name).await?;
         // The operator row holds its one token hash: replacing it revokes the old token.
-        let (id, created) = match existing {
+        let (id, token, created) = match existing {
             Some(id) => {
-                sqlx::query(
-                    "UPDATE operators SET token_sha256 = $1, role = $2, revoked_at = NULL \
-                     WHERE id = $3",
-                )
-                .bind(token_hash(&token))
-                .bind(Role::Admin.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await?;
-                (id, false)
+                let token = new_token(OPERATOR_TOKEN_PREFIX);
+                operator_rows::replace_token(&mut tx, &id, &token_hash(&token), Role::Admin)
+                    .await?;
+                (id, token, false)
             }
             None => {
-                let id = new_id("op", now);
-                sqlx::query(
-                    "INSERT INTO operators (id, name, role, token_sha256, created_at, created_by) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(id.as_str())
-                .bind(BOOTSTRAP_ADMIN)
-                .bind(Role::Admin.as_str())
-                .bind(token_hash(&token))
-                .bind(now_micros)
-                .bind(RESET_ADMIN_ACTOR)
-                .execute(&mut *tx)
-                .await?;
-                (id, true)
+                let inserted = self
+                    .insert_operator(
+                        &mut tx,
+                        &admin_name,
+                        Role::Admin,
+                        RESET_ADMIN_ACTOR,
+                        now,
+                        OnNameTaken::Fail,
+                    )
+                    .await?;
+                let (id, token) = inserted.ok_or_else(|| {
+                    StoreError::corrupt("the admin operator was neither found nor written")
+                })?;
+                (id, token, true)
             }
         };
         let entry = NewAudit {
@@ -175,25 +191,15 @@ impl Operators<'_> {
                 return Err(ServiceError::Internal("validated operator".to_owned()));
             };
             let now = self.now();
-            let id = new_id("op", now);
-            let token = new_token(OPERATOR_TOKEN_PREFIX);
-            let inserted = sqlx::query(
-                "INSERT INTO operators (id, name, role, token_sha256, created_at, created_by) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(id.as_str())
-            .bind(name.as_str())
-            .bind(role.as_str())
-            .bind(token_hash(&token))
-            .bind(companyos_domain::time_util::to_micros(now))
-            .bind(actor.principal.actor_name())
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 0 {
+            let created_by = actor.principal.actor_name();
+            let inserted = self
+                .insert_operator(&mut tx, &name, role, &created_by, now, OnNameTaken::Skip)
+                .await?;
+            let Some((id, token)) = inserted else {
                 return Err(ServiceError::conflict(format!(
                     "an operator named {name} already exists"
                 )));
-            }
+            };
             entry.target = format!("operator:{id}");
             Ok(CreatedOperator {
                 operator: OperatorView {
@@ -219,26 +225,18 @@ impl Operators<'_> {
             None,
         )
         .await?;
-        let rows = sqlx::query(
-            "SELECT id, name, role, created_at, revoked_at FROM operators ORDER BY created_at",
-        )
-        .fetch_all(self.db().readers())
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let role: String = row.try_get("role")?;
-                Ok(OperatorView {
-                    id: row.try_get("id")?,
-                    name: row.try_get("name")?,
-                    role: Role::parse(&role)
-                        .map_err(|_| StoreError::corrupt(format!("operator role {role:?}")))?,
-                    created_at: companyos_domain::time_util::from_micros(
-                        row.try_get("created_at")?,
-                    ),
-                    revoked: row.try_get::<Option<i64>, _>("revoked_at")?.is_some(),
-                })
+        let mut conn = self.db().readers().acquire().await?;
+        let rows = operator_rows::list(&mut conn).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| OperatorView {
+                id: row.id,
+                name: row.name.into_string(),
+                role: row.role,
+                created_at: from_micros(row.created_at_micros),
+                revoked: row.revoked_at_micros.is_some(),
             })
-            .collect()
+            .collect())
     }
 
     /// Revokes an operator's token; it stops working at once.
@@ -256,14 +254,7 @@ impl Operators<'_> {
             if actor.principal.operator_id() == Some(id) {
                 return Err(ServiceError::conflict("an operator cannot revoke itself"));
             }
-            let updated = sqlx::query(
-                "UPDATE operators SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
-            )
-            .bind(self.now_micros())
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            if updated.rows_affected() == 0 {
+            if !operator_rows::revoke(&mut tx, id, self.now_micros()).await? {
                 return Err(ServiceError::NotFound(format!("active operator {id}")));
             }
             Ok(())
