@@ -2,8 +2,8 @@
 //! pending approval; an approver other than the requester approves (and the action runs, in the
 //! same transaction) or rejects it; unanswered requests expire. All of it is audited.
 
-use companyos_domain::time_util::{format_rfc3339, from_micros, to_micros};
 use companyos_domain::LifecycleAction;
+use companyos_domain::time_util::{format_rfc3339, from_micros, to_micros};
 use companyos_store::approvals::{self as approval_rows, ApprovalRow, ApprovalStatus};
 use companyos_store::operators as operator_rows;
 use serde_json::{Value, json};
