@@ -180,24 +180,7 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> Result<(App, InitReport), StartError> {
         create_private_dir(&settings.data_dir)?;
-        let url = settings
-            .database_url
-            .clone()
-            .unwrap_or_else(|| sqlite_url_in(&settings.data_dir));
-        if matches!(
-            settings.boundary_driver,
-            crate::settings::BoundaryDriverSettings::Postgres
-        ) && !url.starts_with("postgres")
-        {
-            return Err(StartError::Settings(
-                "boundary_driver = \"postgres\" needs a postgres:// database URL".to_owned(),
-            ));
-        }
-        if settings.evidence_store == EvidenceStoreKind::Database && !url.starts_with("postgres") {
-            return Err(StartError::Settings(
-                "evidence_store = \"database\" is for several nodes on PostgreSQL; the embedded store keeps evidence in the data dir".to_owned(),
-            ));
-        }
+        let url = database_url_for(&settings)?;
         if let Some(path) = crate::db::sqlite_file_of(&url) {
             protect_sqlite_files(&path)?;
         }
@@ -214,12 +197,7 @@ impl App {
         keys.register(&db, companyos_domain::time_util::to_micros(now))
             .await?;
         let authz = Authorizer::load()?;
-        let blobs: Arc<dyn BlobStore> = match settings.evidence_store {
-            EvidenceStoreKind::FileSystem => {
-                Arc::new(FsBlobStore::new(settings.data_dir.join("evidence")))
-            }
-            EvidenceStoreKind::Database => Arc::new(DbBlobStore::new(db.clone())),
-        };
+        let blobs = evidence_blob_store(&settings, &db);
         let ingest = IngestQueue::new(settings.ingest_queue_capacity, db.key_index());
         let settings_auth_failures_max = settings.auth_failures_per_minute_max;
         let access_cache = crate::billing::AccessCache::new(settings.forward_auth_cache);
@@ -329,5 +307,39 @@ impl App {
     /// Whether the store answers (for `/readyz`).
     pub async fn ready(&self) -> bool {
         self.db().takes_writes().await
+    }
+}
+
+/// The database URL of `settings` (the data dir's SQLite file unless one is given), refused
+/// when a setting needs PostgreSQL and the URL is not one.
+fn database_url_for(settings: &Settings) -> Result<String, StartError> {
+    let url = settings
+        .database_url
+        .clone()
+        .unwrap_or_else(|| sqlite_url_in(&settings.data_dir));
+    if matches!(
+        settings.boundary_driver,
+        crate::settings::BoundaryDriverSettings::Postgres
+    ) && !url.starts_with("postgres")
+    {
+        return Err(StartError::Settings(
+            "boundary_driver = \"postgres\" needs a postgres:// database URL".to_owned(),
+        ));
+    }
+    if settings.evidence_store == EvidenceStoreKind::Database && !url.starts_with("postgres") {
+        return Err(StartError::Settings(
+            "evidence_store = \"database\" is for several nodes on PostgreSQL; the embedded store keeps evidence in the data dir".to_owned(),
+        ));
+    }
+    Ok(url)
+}
+
+/// Where evidence artifacts are kept: the data dir, or the database when several nodes share it.
+fn evidence_blob_store(settings: &Settings, db: &Db) -> Arc<dyn BlobStore> {
+    match settings.evidence_store {
+        EvidenceStoreKind::FileSystem => {
+            Arc::new(FsBlobStore::new(settings.data_dir.join("evidence")))
+        }
+        EvidenceStoreKind::Database => Arc::new(DbBlobStore::new(db.clone())),
     }
 }

@@ -1,6 +1,8 @@
 //! Tests of the plan catalog: parsing, hashing, rounding, proration, periods, thresholds.
 
 use super::*;
+use crate::ids::{MetricName, PlanName};
+use time::Date;
 use time::macros::datetime;
 
 fn any_metric(_: &MetricName) -> bool {
