@@ -76,6 +76,17 @@ impl NewAudit {
         self
     }
 
+    /// The record's tenant when `tenant_id` names one (a valid tenant id): a request about a
+    /// malformed id is still audited, against its target only, so the tenant's own audit trail
+    /// never holds an id no tenant can have.
+    pub fn tenant_if_valid(self, tenant_id: &str) -> Self {
+        if companyos_domain::TenantId::parse(tenant_id).is_ok() {
+            self.tenant(tenant_id)
+        } else {
+            self
+        }
+    }
+
     pub fn outcome(mut self, outcome: AuditOutcome) -> Self {
         self.outcome = outcome;
         self

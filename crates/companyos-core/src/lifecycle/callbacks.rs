@@ -25,9 +25,7 @@ impl Lifecycle<'_> {
     ) -> Result<CreatedTenant, ServiceError> {
         let now = self.now();
         let mut entry = self.entry(actor, "tenant.retry", &format!("tenant:{tenant_id}"));
-        if TenantId::parse(tenant_id).is_ok() {
-            entry.tenant_id = Some(tenant_id.to_owned());
-        }
+        entry = entry.tenant_if_valid(tenant_id);
         let audit_id = new_id("aud", now);
         entry.id = Some(audit_id.clone());
         let mut tx = self.db().begin().await?;
@@ -63,9 +61,7 @@ impl Lifecycle<'_> {
             ));
         };
         // Refused callbacks are audited against the tenant they targeted.
-        if TenantId::parse(tenant_id).is_ok() {
-            entry.tenant_id = Some(tenant_id.to_owned());
-        }
+        entry = entry.tenant_if_valid(tenant_id);
         if !self.callback_verified(secret, tenant_id, &callback) {
             let error = ServiceError::Unauthenticated(
                 "missing, stale or wrong x-companyos-signature (or x-companyos-attempt)".to_owned(),
@@ -104,7 +100,10 @@ impl Lifecycle<'_> {
         rows.iter()
             .map(|row| {
                 let steps: String = row.try_get("steps")?;
-                let mut steps = serde_json::from_str::<Value>(&steps).unwrap_or(Value::Null);
+                // A stored step log that does not parse is damage to report, never an empty log.
+                let mut steps = serde_json::from_str::<Value>(&steps).map_err(|e| {
+                    StoreError::corrupt(format!("the step log of a provisioning run: {e}"))
+                })?;
                 if view == TenantView::Tenant {
                     // Step details are the server's (paths, database names, errors): a tenant
                     // sees each step's name, result and duration.
@@ -122,8 +121,7 @@ impl Lifecycle<'_> {
                     steps,
                 })
             })
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-            .map_err(ServiceError::from)
+            .collect::<Result<Vec<_>, ServiceError>>()
     }
 }
 

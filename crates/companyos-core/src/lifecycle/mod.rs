@@ -55,8 +55,11 @@ fn time_or_null(micros: Option<i64>) -> Value {
     micros.map_or(Value::Null, |m| json!(format_rfc3339(from_micros(m))))
 }
 
-/// Input of tenant creation, as received.
-#[derive(Debug, Clone, Default)]
+/// Input of tenant creation, as received: the body of `POST /v1/tenants` (CONTRACT §4), which
+/// the HTTP adapter reads straight into this type (unknown members refused), so the request shape
+/// is written once. Every member is validated by the service, naming the field.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NewTenant {
     pub id: String,
     pub name: String,

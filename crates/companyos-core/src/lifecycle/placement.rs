@@ -21,9 +21,7 @@ impl Lifecycle<'_> {
                 &format!("tenant:{tenant_id}"),
             )
             .details(json!({"add": add, "remove": remove}));
-        if TenantId::parse(tenant_id).is_ok() {
-            entry.tenant_id = Some(tenant_id.to_owned());
-        }
+        entry = entry.tenant_if_valid(tenant_id);
         let mut tx = self.db().begin().await?;
         let result = async {
             let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;
@@ -93,9 +91,7 @@ impl Lifecycle<'_> {
                 &format!("tenant:{tenant_id}"),
             )
             .details(json!({"workload": name, "replicas": replicas}));
-        if TenantId::parse(tenant_id).is_ok() {
-            entry.tenant_id = Some(tenant_id.to_owned());
-        }
+        entry = entry.tenant_if_valid(tenant_id);
         let mut tx = self.db().begin().await?;
         let result = async {
             let tenant = self.lock_tenant(&mut tx, tenant_id).await?;
@@ -175,9 +171,7 @@ impl Lifecycle<'_> {
                 json!({"tombstone_days": tombstone_days, "legal_hold": legal_hold,
                             "hard_delete_allowed": hard_delete_allowed}),
             );
-        if TenantId::parse(tenant_id).is_ok() {
-            entry.tenant_id = Some(tenant_id.to_owned());
-        }
+        entry = entry.tenant_if_valid(tenant_id);
         let mut tx = self.db().begin().await?;
         let result = async {
             let mut tenant = self.lock_tenant(&mut tx, tenant_id).await?;

@@ -22,9 +22,7 @@ impl Lifecycle<'_> {
                 &format!("tenant:{tenant_id}"),
             )
             .reason(request.reason.as_deref());
-        if TenantId::parse(tenant_id).is_ok() {
-            entry.tenant_id = Some(tenant_id.to_owned());
-        }
+        entry = entry.tenant_if_valid(tenant_id);
         let mut tx = self.db().begin().await?;
         let result = self
             .lifecycle_in(&mut tx, actor, tenant_id, action, &request, &mut entry)

@@ -16,45 +16,12 @@ use crate::wire::tenants::{
     TenantWithActionsBody,
 };
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTenant {
-    pub id: String,
-    pub name: String,
-    pub plan: Option<String>,
-    pub home_region: Option<String>,
-    pub allowed_regions: Option<Vec<String>>,
-    pub deploy_regions: Option<Vec<String>>,
-    pub audit_webhook_url: Option<String>,
-    pub tombstone_days: Option<u32>,
-    pub hard_delete_allowed: Option<bool>,
-    pub legal_hold: Option<bool>,
-}
-
 pub async fn create(
     State(state): State<AppState>,
     Authed(actor): Authed,
-    JsonBody(body): JsonBody<CreateTenant>,
+    JsonBody(body): JsonBody<NewTenant>,
 ) -> ApiResult<Response> {
-    let created = state
-        .app
-        .lifecycle()
-        .create(
-            &actor,
-            NewTenant {
-                id: body.id,
-                name: body.name,
-                plan: body.plan,
-                home_region: body.home_region,
-                allowed_regions: body.allowed_regions,
-                deploy_regions: body.deploy_regions,
-                audit_webhook_url: body.audit_webhook_url,
-                tombstone_days: body.tombstone_days,
-                hard_delete_allowed: body.hard_delete_allowed,
-                legal_hold: body.legal_hold,
-            },
-        )
-        .await?;
+    let created = state.app.lifecycle().create(&actor, body).await?;
     let body = CreatedTenantBody {
         audit_webhook_secret: created.tenant.audit_webhook_url.is_some().then(|| {
             state

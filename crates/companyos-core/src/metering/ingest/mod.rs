@@ -116,11 +116,22 @@ impl App {
         actor: &Actor,
         events: Vec<RawEvent>,
     ) -> Result<IngestOutcome, ServiceError> {
-        if events.len() > self.settings().batch_events_max {
+        self.admit_usage_batch(actor, events.len()).await?;
+        self.ingest_authorized(actor, events).await
+    }
+
+    /// The checks every usage batch passes first, whatever its format: at most
+    /// `batch_events_max` events, and a caller the policies let send usage (before any lookup,
+    /// so an account that may not send usage learns nothing).
+    pub(crate) async fn admit_usage_batch(
+        &self,
+        actor: &Actor,
+        events: usize,
+    ) -> Result<(), ServiceError> {
+        let batch_max = self.settings().batch_events_max;
+        if events > batch_max {
             return Err(ServiceError::TooLarge(format!(
-                "a batch holds at most {} events, this one has {}",
-                self.settings().batch_events_max,
-                events.len()
+                "a batch holds at most {batch_max} events, this one has {events}"
             )));
         }
         self.authorize_read(
@@ -130,8 +141,7 @@ impl App {
             "usage",
             None,
         )
-        .await?;
-        self.ingest_authorized(actor, events).await
+        .await
     }
 
     /// [`Self::ingest`] for a caller that has authorized `usage.ingest` for this request and

@@ -9,10 +9,8 @@ use companyos_domain::meter::Meter;
 use companyos_domain::{FieldError, TenantId};
 
 use crate::app::{Actor, Metering};
-use crate::authz::Resource;
 use crate::error::ServiceError;
 use crate::metering::ingest::{EventStatus, IngestOutcome, RawEvent};
-use companyos_domain::Action;
 
 /// The problems of one CloudEvent of a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,22 +50,8 @@ impl Metering<'_> {
         actor: &Actor,
         texts: &[&str],
     ) -> Result<CloudEventsOutcome, ServiceError> {
+        self.admit_usage_batch(actor, texts.len()).await?;
         let batch_max = self.settings().batch_events_max;
-        if texts.len() > batch_max {
-            return Err(ServiceError::TooLarge(format!(
-                "a batch holds at most {batch_max} events, this one has {}",
-                texts.len()
-            )));
-        }
-        // Before any lookup: an account that may not send usage learns nothing.
-        self.authorize_read(
-            actor,
-            Action::UsageIngest,
-            Resource::Deployment,
-            "usage",
-            None,
-        )
-        .await?;
         let parsed: Vec<Result<CloudEvent, RefusedCloudEvent>> = texts
             .iter()
             .map(|text| CloudEvent::parse_text(text))
